@@ -1,0 +1,82 @@
+//! One error enum for the catalog crate; variants say what failed.
+//! (iceberg::Error is large, so it is boxed to keep `Result`s small.)
+
+use iceberg::ErrorKind;
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot open the catalog at {uri}: {source}")]
+    Open {
+        uri: String,
+        source: Box<iceberg::Error>,
+    },
+
+    #[error("cannot prepare the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+
+    #[error("table definition {file}: {message}")]
+    TableSpec { file: String, message: String },
+
+    #[error("table {table} not found")]
+    TableNotFound { table: String },
+
+    #[error("namespace {namespace} not found")]
+    NamespaceNotFound { namespace: String },
+
+    #[error("table {table} already exists")]
+    TableExists { table: String },
+
+    #[error("commit to {table} conflicted with a concurrent commit: {source}")]
+    CommitConflict {
+        table: String,
+        source: Box<iceberg::Error>,
+    },
+
+    #[error("writing data files for {table} failed: {source}")]
+    Write {
+        table: String,
+        source: Box<iceberg::Error>,
+    },
+
+    #[error("{context}: {source}")]
+    Iceberg {
+        context: String,
+        source: Box<iceberg::Error>,
+    },
+}
+
+impl CatalogError {
+    /// Wraps an iceberg error, keeping "not found" and "conflict" distinguishable.
+    pub fn iceberg(context: impl Into<String>, source: iceberg::Error) -> Self {
+        let context = context.into();
+        match source.kind() {
+            ErrorKind::TableNotFound => CatalogError::TableNotFound { table: context },
+            ErrorKind::NamespaceNotFound => CatalogError::NamespaceNotFound { namespace: context },
+            ErrorKind::TableAlreadyExists => CatalogError::TableExists { table: context },
+            ErrorKind::CatalogCommitConflicts => CatalogError::CommitConflict {
+                table: context,
+                source: Box::new(source),
+            },
+            _ => CatalogError::Iceberg {
+                context,
+                source: Box::new(source),
+            },
+        }
+    }
+
+    /// True when retrying after reloading the table may succeed (commit conflicts).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CatalogError::CommitConflict { .. } => true,
+            CatalogError::Iceberg { source, .. } | CatalogError::Write { source, .. } => {
+                source.retryable()
+            }
+            _ => false,
+        }
+    }
+}

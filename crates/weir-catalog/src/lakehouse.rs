@@ -1,0 +1,246 @@
+//! Opening the lakehouse (catalog + warehouse) and keeping declared tables in place.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use iceberg::io::LocalFsStorageFactory;
+use iceberg::spec::Schema;
+use iceberg::table::Table;
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use tracing::info;
+
+use crate::error::{CatalogError, Result};
+use crate::spec::TableSpec;
+
+/// The catalog name recorded in the SQL catalog rows (PyIceberg: `SqlCatalog("weir", ...)`).
+pub const CATALOG_NAME: &str = "weir";
+/// Namespace for ad-hoc tables created without a schema qualifier.
+pub const DEFAULT_NAMESPACE: &str = "public";
+/// Namespaces that always exist: the medallion layers and the default.
+const BUILTIN_NAMESPACES: [&str; 4] = ["bronze", "silver", "gold", DEFAULT_NAMESPACE];
+
+#[derive(Debug, Clone)]
+pub struct LakehouseOptions {
+    /// Root of the embedded lakehouse (`./weir-data` by default).
+    pub data_dir: PathBuf,
+    /// Catalog database URI; default `sqlite:<data_dir>/catalog.db`.
+    pub catalog_uri: Option<String>,
+    /// Warehouse root for table data; default `file://<data_dir>/warehouse`.
+    pub warehouse: Option<String>,
+}
+
+/// The catalog and warehouse, shared by every stage of the pipeline.
+#[derive(Clone)]
+pub struct Lakehouse {
+    catalog: Arc<SqlCatalog>,
+    warehouse: String,
+}
+
+impl std::fmt::Debug for Lakehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lakehouse")
+            .field("warehouse", &self.warehouse)
+            .finish()
+    }
+}
+
+/// What `ensure_tables` did, for the startup log.
+#[derive(Debug, Default, Clone)]
+pub struct EnsureReport {
+    pub created: Vec<String>,
+    pub evolved: Vec<(String, Vec<String>)>,
+    pub unchanged: Vec<String>,
+}
+
+impl Lakehouse {
+    pub async fn open(opts: &LakehouseOptions) -> Result<Self> {
+        let data_dir = absolute(&opts.data_dir)?;
+        std::fs::create_dir_all(&data_dir).map_err(|source| CatalogError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let uri = opts.catalog_uri.clone().unwrap_or_else(|| {
+            format!("sqlite:{}?mode=rwc", data_dir.join("catalog.db").display())
+        });
+        let warehouse = opts
+            .warehouse
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", data_dir.join("warehouse").display()));
+        if let Some(path) = warehouse.strip_prefix("file://") {
+            std::fs::create_dir_all(path).map_err(|source| CatalogError::DataDir {
+                path: path.to_string(),
+                source,
+            })?;
+        }
+        let bind = if uri.starts_with("postgres") {
+            SqlBindStyle::DollarNumeric
+        } else {
+            SqlBindStyle::QMark
+        };
+        let catalog = SqlCatalogBuilder::default()
+            .uri(uri.clone())
+            .warehouse_location(warehouse.clone())
+            .sql_bind_style(bind)
+            .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            .load(CATALOG_NAME, HashMap::new())
+            .await
+            .map_err(|source| CatalogError::Open {
+                uri,
+                source: Box::new(source),
+            })?;
+        let lakehouse = Lakehouse {
+            catalog: Arc::new(catalog),
+            warehouse,
+        };
+        for ns in BUILTIN_NAMESPACES {
+            lakehouse.ensure_namespace(ns).await?;
+        }
+        Ok(lakehouse)
+    }
+
+    pub fn catalog(&self) -> Arc<dyn Catalog> {
+        self.catalog.clone()
+    }
+
+    pub fn warehouse(&self) -> &str {
+        &self.warehouse
+    }
+
+    pub async fn ensure_namespace(&self, name: &str) -> Result<bool> {
+        let ns = NamespaceIdent::new(name.to_string());
+        let exists = self
+            .catalog
+            .namespace_exists(&ns)
+            .await
+            .map_err(|e| CatalogError::iceberg(name, e))?;
+        if !exists {
+            self.catalog
+                .create_namespace(&ns, HashMap::new())
+                .await
+                .map_err(|e| CatalogError::iceberg(name, e))?;
+        }
+        Ok(!exists)
+    }
+
+    pub async fn load_table(&self, namespace: &str, name: &str) -> Result<Table> {
+        let ident = TableIdent::new(NamespaceIdent::new(namespace.to_string()), name.to_string());
+        self.catalog
+            .load_table(&ident)
+            .await
+            .map_err(|e| CatalogError::iceberg(format!("{namespace}.{name}"), e))
+    }
+
+    /// Creates every declared table that is missing and adds columns that a
+    /// definition gained since (Iceberg schema evolution: metadata only).
+    pub async fn ensure_tables(&self, specs: &[TableSpec]) -> Result<EnsureReport> {
+        let mut report = EnsureReport::default();
+        for spec in specs {
+            self.ensure_namespace(&spec.namespace).await?;
+            let qualified = spec.qualified_name();
+            let schema = spec.schema().map_err(|message| CatalogError::TableSpec {
+                file: qualified.clone(),
+                message,
+            })?;
+            let ident = TableIdent::new(
+                NamespaceIdent::new(spec.namespace.clone()),
+                spec.name.clone(),
+            );
+            let exists = self
+                .catalog
+                .table_exists(&ident)
+                .await
+                .map_err(|e| CatalogError::iceberg(&qualified, e))?;
+            if !exists {
+                self.create_from_spec(spec, schema).await?;
+                info!(table = %qualified, "created declared table");
+                report.created.push(qualified);
+                continue;
+            }
+            let table = self.load_table(&spec.namespace, &spec.name).await?;
+            let added = self.evolve(&table, &schema).await?;
+            if added.is_empty() {
+                report.unchanged.push(qualified);
+            } else {
+                info!(table = %qualified, columns = ?added, "evolved declared table");
+                report.evolved.push((qualified, added));
+            }
+        }
+        Ok(report)
+    }
+
+    async fn create_from_spec(&self, spec: &TableSpec, schema: Schema) -> Result<Table> {
+        let err = |message: String| CatalogError::TableSpec {
+            file: spec.qualified_name(),
+            message,
+        };
+        let partition = spec.partition_spec(&schema).map_err(err)?;
+        let sort = spec.sort_order(&schema).map_err(err)?;
+        let mut properties: HashMap<String, String> = spec.properties.clone().into_iter().collect();
+        if let Some(doc) = &spec.doc {
+            properties.insert("comment".into(), doc.clone());
+        }
+        let creation = TableCreation::builder()
+            .name(spec.name.clone())
+            .schema(schema)
+            .partition_spec(partition)
+            .sort_order(sort)
+            .properties(properties)
+            .build();
+        self.create_table(&spec.namespace, creation).await
+    }
+
+    pub async fn create_table(&self, namespace: &str, creation: TableCreation) -> Result<Table> {
+        let qualified = format!("{namespace}.{}", creation.name);
+        self.catalog
+            .create_table(&NamespaceIdent::new(namespace.to_string()), creation)
+            .await
+            .map_err(|e| CatalogError::iceberg(qualified, e))
+    }
+
+    /// Adds the top-level columns of `declared` missing from the table, as
+    /// optional columns (existing rows read them as null; no data rewrite).
+    async fn evolve(&self, table: &Table, declared: &Schema) -> Result<Vec<String>> {
+        let current = table.metadata().current_schema();
+        let missing: Vec<_> = declared
+            .as_struct()
+            .fields()
+            .iter()
+            .filter(|f| current.field_by_name(&f.name).is_none())
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(vec![]);
+        }
+        let qualified = table.identifier().to_string();
+        let tx = Transaction::new(table);
+        let mut action = tx.update_schema();
+        for field in &missing {
+            let mut add = AddColumn::optional(&field.name, (*field.field_type).clone());
+            if let Some(doc) = &field.doc {
+                add = AddColumn::builder()
+                    .name(field.name.clone())
+                    .field_type((*field.field_type).clone())
+                    .doc(doc.clone())
+                    .build();
+            }
+            action = action.add_column(add);
+        }
+        let tx = action
+            .apply(tx)
+            .map_err(|e| CatalogError::iceberg(&qualified, e))?;
+        tx.commit(self.catalog.as_ref())
+            .await
+            .map_err(|e| CatalogError::iceberg(&qualified, e))?;
+        Ok(missing.iter().map(|f| f.name.clone()).collect())
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|source| CatalogError::DataDir {
+        path: path.display().to_string(),
+        source,
+    })
+}

@@ -1,0 +1,219 @@
+//! The append path shared by SQL `INSERT`, the demo simulator and (later) the
+//! streaming writer: conform batches to the table schema, write Parquet data
+//! files to unique paths, then commit one `append` snapshot.
+//!
+//! Rules from the design notes: files are written before the commit and never
+//! deleted when the commit state is unknown (orphan cleanup removes them by age);
+//! each commit carries a `weir.commit-id` so an unknown outcome can be resolved
+//! by reloading the table and looking for it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use arrow::compute::cast;
+use arrow::datatypes::SchemaRef as ArrowSchemaRef;
+use iceberg::arrow::{FieldMatchMode, RecordBatchPartitionSplitter, schema_to_arrow_schema};
+use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::partitioning::PartitioningWriter;
+use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
+use iceberg::{Catalog, Error as IcebergError, ErrorKind};
+use uuid::Uuid;
+
+use crate::error::{CatalogError, Result};
+
+/// Snapshot summary key holding the writer's commit id.
+pub const COMMIT_ID_KEY: &str = "weir.commit-id";
+
+#[derive(Debug, Clone, Default)]
+pub struct AppendOptions {
+    /// Extra snapshot summary properties (source watermarks, writer epoch, ...).
+    pub snapshot_properties: HashMap<String, String>,
+    /// Commit id; a fresh UUIDv7 when absent.
+    pub commit_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppendOutcome {
+    pub table: Table,
+    /// `None` when there was nothing to write (no snapshot is created for 0 rows).
+    pub snapshot_id: Option<i64>,
+    pub data_files: usize,
+    pub rows: u64,
+}
+
+/// Appends `batches` to `table` in one snapshot.
+pub async fn append_batches(
+    catalog: &dyn Catalog,
+    table: &Table,
+    batches: &[RecordBatch],
+    opts: AppendOptions,
+) -> Result<AppendOutcome> {
+    let name = table.identifier().to_string();
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    if rows == 0 {
+        return Ok(AppendOutcome {
+            table: table.clone(),
+            snapshot_id: None,
+            data_files: 0,
+            rows: 0,
+        });
+    }
+    let files = write_data_files(table, batches)
+        .await
+        .map_err(|source| CatalogError::Write {
+            table: name.clone(),
+            source: Box::new(source),
+        })?;
+    let data_files = files.len();
+    let commit_id = opts.commit_id.unwrap_or_else(Uuid::now_v7);
+    let mut props = opts.snapshot_properties;
+    props.insert(COMMIT_ID_KEY.to_string(), commit_id.to_string());
+
+    let tx = Transaction::new(table);
+    let action = tx
+        .fast_append()
+        .set_commit_uuid(commit_id)
+        .set_snapshot_properties(props)
+        .add_data_files(files);
+    let tx = action
+        .apply(tx)
+        .map_err(|e| CatalogError::iceberg(&name, e))?;
+    // Transaction::commit reloads and retries on conflicts (appends commute).
+    let committed = match tx.commit(catalog).await {
+        Ok(t) => t,
+        Err(e) => {
+            // Unknown outcome (e.g. the catalog update ran but the reply was lost):
+            // the commit id in the snapshot summary tells.
+            let reloaded = catalog.load_table(table.identifier()).await.ok();
+            match reloaded.filter(|t| find_commit(t, &commit_id).is_some()) {
+                Some(t) => t,
+                None => return Err(CatalogError::iceberg(&name, e)),
+            }
+        }
+    };
+    let snapshot_id = find_commit(&committed, &commit_id);
+    Ok(AppendOutcome {
+        table: committed,
+        snapshot_id,
+        data_files,
+        rows,
+    })
+}
+
+/// The snapshot committed with `commit_id`, if any (newest first).
+pub fn find_commit(table: &Table, commit_id: &Uuid) -> Option<i64> {
+    let id = commit_id.to_string();
+    let mut snapshots: Vec<_> = table.metadata().snapshots().collect();
+    snapshots.sort_by_key(|s| std::cmp::Reverse(s.sequence_number()));
+    snapshots
+        .into_iter()
+        .find(|s| s.summary().additional_properties.get(COMMIT_ID_KEY) == Some(&id))
+        .map(|s| s.snapshot_id())
+}
+
+async fn write_data_files(
+    table: &Table,
+    batches: &[RecordBatch],
+) -> iceberg::Result<Vec<DataFile>> {
+    let metadata = table.metadata();
+    let schema = metadata.current_schema().clone();
+    let arrow_schema: ArrowSchemaRef = Arc::new(schema_to_arrow_schema(&schema)?);
+    let props = metadata.table_properties()?;
+    let parquet = ParquetWriterBuilder::from_table_properties(&props, schema.clone())
+        .with_match_mode(FieldMatchMode::Id);
+    let rolling = RollingFileWriterBuilder::new(
+        parquet,
+        props.write_target_file_size_bytes,
+        table.file_io().clone(),
+        DefaultLocationGenerator::new(metadata)?,
+        DefaultFileNameGenerator::new(Uuid::now_v7().to_string(), None, DataFileFormat::Parquet),
+    );
+    let builder = DataFileWriterBuilder::new(rolling);
+    let spec = metadata.default_partition_spec().clone();
+
+    let conformed = batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| conform(b, &arrow_schema))
+        .collect::<iceberg::Result<Vec<_>>>()?;
+
+    if spec.is_unpartitioned() {
+        let mut writer = UnpartitionedWriter::new(builder);
+        for batch in conformed {
+            writer.write(batch).await?;
+        }
+        writer.close().await
+    } else {
+        let splitter =
+            RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)?;
+        let mut writer = FanoutWriter::new(builder);
+        for batch in &conformed {
+            for (key, part) in splitter.split(batch)? {
+                writer.write(key, part).await?;
+            }
+        }
+        writer.close().await
+    }
+}
+
+/// Rearranges a batch into the table's column order and types (by name),
+/// filling absent optional columns with nulls.
+fn conform(batch: &RecordBatch, target: &ArrowSchemaRef) -> iceberg::Result<RecordBatch> {
+    let columns = target
+        .fields()
+        .iter()
+        .map(|field| {
+            let idx = batch.schema().index_of(field.name()).ok();
+            let column: ArrayRef = match idx {
+                Some(i) => {
+                    let col = batch.column(i);
+                    if col.data_type() == field.data_type() {
+                        col.clone()
+                    } else {
+                        cast(col, field.data_type()).map_err(|e| {
+                            IcebergError::new(
+                                ErrorKind::DataInvalid,
+                                format!(
+                                    "column `{}`: cannot cast {} to {}: {e}",
+                                    field.name(),
+                                    col.data_type(),
+                                    field.data_type()
+                                ),
+                            )
+                        })?
+                    }
+                }
+                None if field.is_nullable() => new_null_array(field.data_type(), batch.num_rows()),
+                None => {
+                    return Err(IcebergError::new(
+                        ErrorKind::DataInvalid,
+                        format!("required column `{}` is missing", field.name()),
+                    ));
+                }
+            };
+            if !field.is_nullable() && column.null_count() > 0 {
+                return Err(IcebergError::new(
+                    ErrorKind::DataInvalid,
+                    format!(
+                        "column `{}` is NOT NULL but {} values are null",
+                        field.name(),
+                        column.null_count()
+                    ),
+                ));
+            }
+            Ok(column)
+        })
+        .collect::<iceberg::Result<Vec<_>>>()?;
+    RecordBatch::try_new(target.clone(), columns)
+        .map_err(|e| IcebergError::new(ErrorKind::DataInvalid, format!("cannot build batch: {e}")))
+}

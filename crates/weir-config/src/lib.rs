@@ -1,0 +1,100 @@
+//! Weir configuration as clap derive blocks.
+//!
+//! Every flag is also a `WEIR_*` environment variable, and may be set in an
+//! optional TOML file (`--config`/`WEIR_CONFIG`, default `./weir.toml` when it
+//! exists). Precedence, highest first: command-line flag, environment
+//! variable, config file, built-in default.
+
+mod file;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use file::{ConfigError, apply_config_file};
+
+/// Where the lakehouse lives: catalog database and warehouse.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StorageConfig {
+    /// Root of the embedded lakehouse (catalog.db and warehouse/ live here).
+    #[arg(long, env = "WEIR_DATA_DIR", default_value = "./weir-data")]
+    pub data_dir: PathBuf,
+
+    /// Iceberg SQL catalog URI (default: sqlite:<data-dir>/catalog.db).
+    #[arg(long, env = "WEIR_CATALOG_URI")]
+    pub catalog_uri: Option<String>,
+
+    /// Warehouse root for table files (default: file://<data-dir>/warehouse).
+    #[arg(long, env = "WEIR_WAREHOUSE")]
+    pub warehouse: Option<String>,
+
+    /// Directory of table definitions (default: the definitions built into
+    /// the binary from the repository's catalog/ folder).
+    #[arg(long, env = "WEIR_TABLES_DIR")]
+    pub tables_dir: Option<PathBuf>,
+}
+
+/// Query engine limits.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryConfig {
+    /// Memory for sorts and aggregates before spilling, in MiB (0 = unbounded).
+    #[arg(long, env = "WEIR_QUERY_MEMORY_MB", default_value_t = 0)]
+    pub query_memory_mb: usize,
+
+    /// Parallelism per query (0 = number of cores).
+    #[arg(long, env = "WEIR_QUERY_PARALLELISM", default_value_t = 0)]
+    pub query_parallelism: usize,
+}
+
+/// The built-in device simulator behind `--demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoConfig {
+    /// Run simulated devices writing into silver.points.
+    #[arg(long, env = "WEIR_DEMO", default_value_t = false)]
+    pub demo: bool,
+
+    /// Number of simulated devices.
+    #[arg(long, env = "WEIR_DEMO_DEVICES", default_value_t = 20)]
+    pub demo_devices: usize,
+
+    /// Sampling interval of each simulated sensor, in milliseconds.
+    #[arg(long, env = "WEIR_DEMO_INTERVAL_MS", default_value_t = 1000)]
+    pub demo_interval_ms: u64,
+}
+
+/// `weir serve`: the Flight SQL server (plus sources and schedules).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Flight SQL listen address (port 0 picks a free port).
+    #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub storage: StorageConfig,
+
+    #[command(flatten)]
+    pub query: QueryConfig,
+
+    #[command(flatten)]
+    pub demo: DemoConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        serve: ServeConfig,
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let cli = TestCli::try_parse_from(["weir"]).unwrap();
+        assert_eq!(cli.serve.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(cli.serve.storage.data_dir, PathBuf::from("./weir-data"));
+        assert!(!cli.serve.demo.demo);
+    }
+}

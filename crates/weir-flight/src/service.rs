@@ -1,0 +1,694 @@
+//! The `FlightSqlService` implementation: request dispatch, FlightInfo
+//! construction and the glue between Flight SQL commands and the engine.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::GetCatalogsBuilder;
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionBeginSavepointRequest, ActionBeginSavepointResult, ActionBeginTransactionRequest,
+    ActionBeginTransactionResult, ActionCancelQueryRequest, ActionCancelQueryResult,
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, ActionCreatePreparedSubstraitPlanRequest,
+    ActionEndSavepointRequest, ActionEndTransactionRequest, Any, Command, CommandGetCatalogs,
+    CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys,
+    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
+    CommandStatementIngest, CommandStatementQuery, CommandStatementSubstraitPlan,
+    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
+};
+use bytes::Bytes;
+use futures::{Stream, TryStreamExt};
+use prost::Message;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status, Streaming};
+use weir_query::QueryEngine;
+
+use crate::FlightOptions;
+use crate::auth::{AUTHORIZATION, Authenticator};
+use crate::error::{internal, status_from, status_from_client_data, unimplemented};
+use crate::metadata;
+use crate::sql_info::{SQL_INFO, XDBC_TYPE_INFO};
+use crate::statements::{
+    self, Executable, FlightDataStream, PreparedStatements, StatementCache, StatementKind,
+};
+
+/// Prepared statements survive at least this long without use.
+const MIN_PREPARED_IDLE: Duration = Duration::from_secs(3600);
+
+type DoGetResult = Result<Response<<WeirFlightSqlService as FlightService>::DoGetStream>, Status>;
+
+/// Weir's Arrow Flight SQL service over a [`QueryEngine`].
+#[derive(Clone)]
+pub struct WeirFlightSqlService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: QueryEngine,
+    statements: StatementCache,
+    prepared: PreparedStatements,
+    auth: Authenticator,
+}
+
+impl WeirFlightSqlService {
+    pub fn new(engine: QueryEngine, options: FlightOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                statements: StatementCache::new(options.statement_ttl),
+                prepared: PreparedStatements::new(options.statement_ttl.max(MIN_PREPARED_IDLE)),
+                auth: Authenticator,
+            }),
+        }
+    }
+
+    fn engine(&self) -> &QueryEngine {
+        &self.inner.engine
+    }
+
+    /// The auth hook every call goes through.
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.inner.auth.authorize(request.metadata()).map(|_| ())
+    }
+}
+
+fn no_transactions(transaction_id: &Option<Bytes>) -> Result<(), Status> {
+    match transaction_id {
+        Some(id) if !id.is_empty() => Err(unimplemented("transactions")),
+        _ => Ok(()),
+    }
+}
+
+/// A FlightInfo with a single endpoint whose ticket is `ticket`.
+fn flight_info(
+    schema: &Schema,
+    ticket: Vec<u8>,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| internal("encoding the result schema", e))?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor)
+        .with_total_records(-1)
+        .with_total_bytes(-1);
+    Ok(Response::new(info))
+}
+
+/// A FlightInfo whose ticket is the command itself (metadata commands).
+fn command_info(
+    schema: &Schema,
+    command: Any,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    flight_info(schema, command.encode_to_vec(), request.into_inner())
+}
+
+fn batch_response(batch: RecordBatch) -> DoGetResult {
+    Ok(Response::new(statements::stream_batch(batch)))
+}
+
+fn stream_response(stream: FlightDataStream) -> DoGetResult {
+    Ok(Response::new(stream))
+}
+
+fn schema_bytes(schema: &Schema) -> Result<Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e| internal("encoding a schema", e))?;
+    Ok(bytes)
+}
+
+/// Parameter rows sent with a DoPut (`None`: no parameter batch was sent).
+async fn read_parameters(
+    stream: PeekableFlightDataStream,
+) -> Result<Option<Vec<Vec<datafusion::common::ScalarValue>>>, Status> {
+    // The first message may carry only the descriptor; skip empty messages.
+    let data = stream
+        .try_filter(|fd| {
+            std::future::ready(!(fd.data_header.is_empty() && fd.data_body.is_empty()))
+        })
+        .map_err(FlightError::from);
+    let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data)
+        .try_collect()
+        .await
+        .map_err(status_from_client_data)?;
+    if batches.is_empty() {
+        return Ok(None);
+    }
+    statements::rows_from_batches(&batches)
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for WeirFlightSqlService {
+    type FlightService = WeirFlightSqlService;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
+        let caller = self.inner.auth.authenticate_basic(request.metadata())?;
+        tracing::debug!(?caller, "Flight SQL handshake");
+        let token = self.inner.auth.issue_token();
+        let header = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|e| internal("building the authorization header", e))?;
+        let reply = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.into_bytes().into(),
+        };
+        let output: Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>> =
+            Box::pin(futures::stream::iter([Ok(reply)]));
+        let mut response = Response::new(output);
+        response.metadata_mut().insert(AUTHORIZATION, header);
+        Ok(response)
+    }
+
+    // --- statements ------------------------------------------------------------
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        no_transactions(&query.transaction_id)?;
+        tracing::debug!(sql = %query.query, "GetFlightInfo statement");
+        let ctx = self.engine().new_context();
+        let df = self
+            .engine()
+            .sql(&ctx, &query.query)
+            .await
+            .map_err(status_from)?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let handle = self.inner.statements.insert(Executable {
+            schema: schema.clone(),
+            frames: vec![df],
+        });
+        let ticket = TicketStatementQuery {
+            statement_handle: handle.into_bytes().into(),
+        };
+        flight_info(
+            &schema,
+            ticket.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.authorize(&request)?;
+        let handle = std::str::from_utf8(&ticket.statement_handle)
+            .map_err(|_| Status::invalid_argument("statement handle is not UTF-8"))?;
+        tracing::debug!(%handle, "DoGet statement");
+        let exec = self.inner.statements.take(handle).ok_or_else(|| {
+            Status::not_found("statement handle is unknown, already fetched or expired")
+        })?;
+        stream_response(statements::stream_executable(exec))
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.authorize(&request)?;
+        no_transactions(&command.transaction_id)?;
+        tracing::debug!(sql = %command.query, "DoPut statement update");
+        let ctx = self.engine().new_context();
+        let df = self
+            .engine()
+            .sql(&ctx, &command.query)
+            .await
+            .map_err(status_from)?;
+        statements::execute_update(vec![df]).await
+    }
+
+    // --- prepared statements ------------------------------------------------------
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        self.authorize(&request)?;
+        no_transactions(&query.transaction_id)?;
+        tracing::debug!(sql = %query.query, "CreatePreparedStatement");
+        let statement = statements::prepare(self.engine(), &query.query).await?;
+        let dataset_schema = schema_bytes(&statement.dataset_schema)?;
+        let parameter_schema = if statement.parameter_names.is_empty() {
+            Bytes::new()
+        } else {
+            schema_bytes(&statement.parameter_schema())?
+        };
+        let handle = self.inner.prepared.insert(statement);
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into_bytes().into(),
+            dataset_schema,
+            parameter_schema,
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.authorize(&request)?;
+        let existed = self.inner.prepared.remove(&query.prepared_statement_handle);
+        tracing::debug!(existed, "ClosePreparedStatement");
+        Ok(())
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        self.authorize(&request)?;
+        // Fail fast on an unknown handle before reading the parameters.
+        self.inner.prepared.get(&query.prepared_statement_handle)?;
+        let rows = read_parameters(request.into_inner()).await?;
+        tracing::debug!(
+            rows = rows.as_ref().map(Vec::len),
+            "DoPut prepared statement parameters"
+        );
+        self.inner
+            .prepared
+            .bind(&query.prepared_statement_handle, rows)?;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(query.prepared_statement_handle),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        let statement = self.inner.prepared.get(&cmd.prepared_statement_handle)?;
+        tracing::debug!(sql = %statement.sql, "GetFlightInfo prepared statement");
+        let exec = statements::plan_prepared(self.engine(), &statement).await?;
+        let schema = exec.schema.clone();
+        let handle = self.inner.statements.insert(exec);
+        let ticket = TicketStatementQuery {
+            statement_handle: handle.into_bytes().into(),
+        };
+        flight_info(
+            &schema,
+            ticket.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.authorize(&request)?;
+        let statement = self.inner.prepared.get(&query.prepared_statement_handle)?;
+        tracing::debug!(sql = %statement.sql, "DoGet prepared statement");
+        let exec = statements::plan_prepared(self.engine(), &statement).await?;
+        stream_response(statements::stream_executable(exec))
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.authorize(&request)?;
+        let handle = query.prepared_statement_handle;
+        self.inner.prepared.get(&handle)?;
+        // Parameters may come with this DoPut (ADBC executemany) or from an earlier bind.
+        if let Some(rows) = read_parameters(request.into_inner()).await? {
+            self.inner.prepared.bind(&handle, Some(rows))?;
+        }
+        let statement = self.inner.prepared.get(&handle)?;
+        tracing::debug!(
+            sql = %statement.sql,
+            rows = statement.bound.as_ref().map(|b| b.len()),
+            "DoPut prepared statement update"
+        );
+        if statement.kind == StatementKind::Query {
+            tracing::debug!("executing a query as an update; its rows are discarded");
+        }
+        let exec = statements::plan_prepared(self.engine(), &statement).await?;
+        statements::execute_update(exec.frames).await
+    }
+
+    // --- metadata ----------------------------------------------------------------
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        let schema = SQL_INFO.schema();
+        command_info(&schema, query.as_any(), request)
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.authorize(&request)?;
+        tracing::debug!(ids = ?query.info, "DoGet SqlInfo");
+        let batch = query
+            .into_builder(&SQL_INFO)
+            .build()
+            .map_err(|e| internal("building SqlInfo result", e))?;
+        batch_response(batch)
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        command_info(&GetCatalogsBuilder::new().schema(), query.as_any(), request)
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        _query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.authorize(&request)?;
+        tracing::debug!("DoGet catalogs");
+        batch_response(metadata::catalogs(self.engine())?)
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        command_info(&metadata::db_schemas_schema(), query.as_any(), request)
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.authorize(&request)?;
+        tracing::debug!(?query, "DoGet db schemas");
+        batch_response(metadata::db_schemas(self.engine(), query).await?)
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        command_info(
+            &metadata::tables_schema(query.include_schema),
+            query.as_any(),
+            request,
+        )
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.authorize(&request)?;
+        tracing::debug!(?query, "DoGet tables");
+        batch_response(metadata::tables(self.engine(), query).await?)
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        command_info(&metadata::table_types_schema(), query.as_any(), request)
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.authorize(&request)?;
+        tracing::debug!("DoGet table types");
+        batch_response(metadata::table_types(query)?)
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        command_info(&XDBC_TYPE_INFO.schema(), query.as_any(), request)
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.authorize(&request)?;
+        tracing::debug!(data_type = ?query.data_type, "DoGet XdbcTypeInfo");
+        let batch = XDBC_TYPE_INFO
+            .record_batch(query.data_type)
+            .map_err(|e| internal("building XdbcTypeInfo result", e))?;
+        batch_response(batch)
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        command_info(&metadata::PRIMARY_KEYS_SCHEMA, query.as_any(), request)
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        _query: CommandGetPrimaryKeys,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.authorize(&request)?;
+        batch_response(metadata::empty_batch(&metadata::PRIMARY_KEYS_SCHEMA)?)
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        command_info(&metadata::FOREIGN_KEYS_SCHEMA, query.as_any(), request)
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        _query: CommandGetExportedKeys,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.authorize(&request)?;
+        batch_response(metadata::empty_batch(&metadata::FOREIGN_KEYS_SCHEMA)?)
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        command_info(&metadata::FOREIGN_KEYS_SCHEMA, query.as_any(), request)
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        _query: CommandGetImportedKeys,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.authorize(&request)?;
+        batch_response(metadata::empty_batch(&metadata::FOREIGN_KEYS_SCHEMA)?)
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        command_info(&metadata::FOREIGN_KEYS_SCHEMA, query.as_any(), request)
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        _query: CommandGetCrossReference,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.authorize(&request)?;
+        batch_response(metadata::empty_batch(&metadata::FOREIGN_KEYS_SCHEMA)?)
+    }
+
+    // --- unsupported ---------------------------------------------------------------
+
+    async fn get_flight_info_fallback(
+        &self,
+        cmd: Command,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        tracing::debug!(
+            type_url = cmd.type_url(),
+            "GetFlightInfo for an unsupported command"
+        );
+        Err(Status::unimplemented(format!(
+            "command {} is not supported by Weir",
+            cmd.type_url()
+        )))
+    }
+
+    async fn do_get_fallback(&self, request: Request<Ticket>, message: Any) -> DoGetResult {
+        self.authorize(&request)?;
+        tracing::debug!(type_url = %message.type_url, "DoGet for an unsupported ticket");
+        Err(Status::unimplemented(format!(
+            "ticket {} is not supported by Weir",
+            message.type_url
+        )))
+    }
+
+    async fn do_put_fallback(
+        &self,
+        request: Request<PeekableFlightDataStream>,
+        message: Any,
+    ) -> Result<Response<<Self as FlightService>::DoPutStream>, Status> {
+        self.authorize(&request)?;
+        Err(Status::unimplemented(format!(
+            "DoPut command {} is not supported by Weir",
+            message.type_url
+        )))
+    }
+
+    async fn do_put_error_callback(
+        &self,
+        _request: Request<PeekableFlightDataStream>,
+        error: arrow_flight::sql::server::DoPutError,
+    ) -> Result<Response<<Self as FlightService>::DoPutStream>, Status> {
+        Err(Status::invalid_argument(format!("invalid DoPut: {error}")))
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        Err(Status::unimplemented(format!(
+            "action {:?} is not supported by Weir",
+            request.get_ref().r#type
+        )))
+    }
+
+    async fn get_flight_info_substrait_plan(
+        &self,
+        _query: CommandStatementSubstraitPlan,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        Err(unimplemented("Substrait plans"))
+    }
+
+    async fn do_put_substrait_plan(
+        &self,
+        _query: CommandStatementSubstraitPlan,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(unimplemented("Substrait plans"))
+    }
+
+    async fn do_action_create_prepared_substrait_plan(
+        &self,
+        _query: ActionCreatePreparedSubstraitPlanRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        Err(unimplemented("Substrait plans"))
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        _command: CommandStatementIngest,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(unimplemented(
+            "bulk ingestion (CommandStatementIngest); use INSERT",
+        ))
+    }
+
+    async fn do_action_begin_transaction(
+        &self,
+        _query: ActionBeginTransactionRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionBeginTransactionResult, Status> {
+        Err(unimplemented("transactions"))
+    }
+
+    async fn do_action_end_transaction(
+        &self,
+        _query: ActionEndTransactionRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        Err(unimplemented("transactions"))
+    }
+
+    async fn do_action_begin_savepoint(
+        &self,
+        _query: ActionBeginSavepointRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionBeginSavepointResult, Status> {
+        Err(unimplemented("savepoints"))
+    }
+
+    async fn do_action_end_savepoint(
+        &self,
+        _query: ActionEndSavepointRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        Err(unimplemented("savepoints"))
+    }
+
+    async fn do_action_cancel_query(
+        &self,
+        _query: ActionCancelQueryRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
+        Err(unimplemented("query cancellation"))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

@@ -1,0 +1,147 @@
+//! DataFusion catalog over the Iceberg catalog.
+//!
+//! iceberg-datafusion's `IcebergCatalogProvider` snapshots the namespace and
+//! table lists once at construction and never sees tables created later (by
+//! Weir or by another process such as PyIceberg), so Weir keeps its own: names
+//! come from a cache refreshed before each statement, and every table lookup
+//! loads fresh metadata, pinning one snapshot for the whole query.
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result as DFResult};
+use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use weir_catalog::Lakehouse;
+
+use crate::error::{QueryError, to_df};
+use crate::table::WeirTable;
+
+type Names = BTreeMap<String, BTreeSet<String>>;
+
+#[derive(Debug, Clone)]
+pub struct WeirCatalogProvider {
+    lakehouse: Lakehouse,
+    names: Arc<RwLock<Names>>,
+}
+
+impl WeirCatalogProvider {
+    pub async fn new(lakehouse: Lakehouse) -> Result<Self, QueryError> {
+        let provider = WeirCatalogProvider {
+            lakehouse,
+            names: Arc::default(),
+        };
+        provider.refresh().await?;
+        Ok(provider)
+    }
+
+    pub fn lakehouse(&self) -> &Lakehouse {
+        &self.lakehouse
+    }
+
+    /// Re-reads namespace and table names from the catalog.
+    pub async fn refresh(&self) -> Result<(), QueryError> {
+        let catalog = self.lakehouse.catalog();
+        let mut names = Names::new();
+        for ns in catalog.list_namespaces(None).await? {
+            let tables = catalog.list_tables(&ns).await?;
+            names.insert(
+                ns.to_url_string(),
+                tables.iter().map(|t| t.name().to_string()).collect(),
+            );
+        }
+        *self.names.write().expect("catalog name cache poisoned") = names;
+        Ok(())
+    }
+
+    fn names(&self) -> std::sync::RwLockReadGuard<'_, Names> {
+        self.names.read().expect("catalog name cache poisoned")
+    }
+}
+
+impl CatalogProvider for WeirCatalogProvider {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema_names(&self) -> Vec<String> {
+        self.names().keys().cloned().collect()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.names().contains_key(name).then(|| {
+            Arc::new(WeirSchemaProvider {
+                catalog: self.clone(),
+                namespace: name.to_string(),
+            }) as Arc<dyn SchemaProvider>
+        })
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        _schema: Arc<dyn SchemaProvider>,
+    ) -> DFResult<Option<Arc<dyn SchemaProvider>>> {
+        // CREATE SCHEMA is executed by Weir's DDL path, which creates the
+        // Iceberg namespace; here we only need the name to be visible.
+        self.names
+            .write()
+            .expect("catalog name cache poisoned")
+            .entry(name.to_string())
+            .or_default();
+        Ok(None)
+    }
+}
+
+#[derive(Debug)]
+pub struct WeirSchemaProvider {
+    catalog: WeirCatalogProvider,
+    namespace: String,
+}
+
+#[async_trait]
+impl SchemaProvider for WeirSchemaProvider {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.catalog
+            .names()
+            .get(&self.namespace)
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        let catalog: Arc<dyn Catalog> = self.catalog.lakehouse.catalog();
+        let ident = TableIdent::new(
+            NamespaceIdent::new(self.namespace.clone()),
+            name.to_string(),
+        );
+        match catalog.load_table(&ident).await {
+            Ok(table) => Ok(Some(Arc::new(WeirTable::try_new(catalog, table, None)?))),
+            Err(e) if e.kind() == iceberg::ErrorKind::TableNotFound => Ok(None),
+            Err(e) => Err(to_df(e)),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.catalog
+            .names()
+            .get(&self.namespace)
+            .is_some_and(|t| t.contains(name))
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        _table: Arc<dyn TableProvider>,
+    ) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        Err(DataFusionError::NotImplemented(format!(
+            "registering `{name}` as an in-memory table or view is not supported; use CREATE TABLE to create an Iceberg table"
+        )))
+    }
+}

@@ -1,0 +1,312 @@
+//! DDL on Iceberg: CREATE/DROP TABLE, CREATE/DROP SCHEMA.
+//!
+//! DataFusion plans these statements; Weir executes them against the Iceberg
+//! catalog instead of DataFusion's in-memory catalog.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::common::{SchemaReference, TableReference};
+use datafusion::logical_expr::{
+    CreateCatalogSchema, CreateMemoryTable, DdlStatement, DropCatalogSchema, DropTable, LogicalPlan,
+};
+use iceberg::arrow::arrow_schema_to_schema_auto_assign_ids;
+use iceberg::{NamespaceIdent, TableCreation, TableIdent};
+use weir_catalog::spec::build_partition_spec;
+use weir_catalog::{CATALOG_NAME, DEFAULT_NAMESPACE, Lakehouse};
+
+use crate::error::{QueryError, Result};
+
+/// Splits a trailing `PARTITIONED BY (transform, ...)` off a CREATE TABLE.
+///
+/// DataFusion's parser only knows Hive-style `PARTITIONED BY (col type)` for
+/// external tables; Iceberg hidden transforms (`day(ts)`, `bucket(16, id)`)
+/// are taken out here and applied when the Iceberg table is created.
+pub fn split_partition_clause(sql: &str) -> Result<(String, Vec<String>)> {
+    let upper = sql.to_ascii_uppercase();
+    let trimmed = upper.trim_start();
+    if !(trimmed.starts_with("CREATE TABLE") || trimmed.starts_with("CREATE OR REPLACE TABLE")) {
+        return Ok((sql.to_string(), vec![]));
+    }
+    let Some(at) = find_keyword(&upper, "PARTITIONED BY") else {
+        return Ok((sql.to_string(), vec![]));
+    };
+    let after = at + "PARTITIONED BY".len();
+    let open = sql[after..]
+        .find(|c: char| !c.is_whitespace())
+        .map(|i| after + i)
+        .filter(|&i| sql.as_bytes()[i] == b'(')
+        .ok_or_else(|| QueryError::Syntax("PARTITIONED BY must be followed by `(`".into()))?;
+    let mut depth = 0usize;
+    let mut close = None;
+    for (i, c) in sql[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(open + i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let close = close
+        .ok_or_else(|| QueryError::Syntax("unbalanced parentheses in PARTITIONED BY".into()))?;
+    let exprs = split_top_level_commas(&sql[open + 1..close]);
+    let rest = format!("{} {}", &sql[..at], &sql[close + 1..]);
+    Ok((rest, exprs))
+}
+
+/// Position of a keyword outside quotes and parentheses.
+fn find_keyword(upper: &str, keyword: &str) -> Option<usize> {
+    let bytes = upper.as_bytes();
+    let (mut depth, mut quote) = (0i32, None::<u8>);
+    for i in 0..bytes.len() {
+        let c = bytes[i];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => continue,
+            None => match c {
+                b'\'' | b'"' => quote = Some(c),
+                b'(' => depth += 1,
+                b')' => depth -= 1,
+                _ if depth == 0 && upper[i..].starts_with(keyword) => {
+                    let before_ok = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+                    if before_ok {
+                        return Some(i);
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+    None
+}
+
+fn split_top_level_commas(s: &str) -> Vec<String> {
+    let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(s[start..i].trim().to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    let last = s[start..].trim();
+    if !last.is_empty() {
+        out.push(last.to_string());
+    }
+    out
+}
+
+/// Outcome of a DDL statement: whether CTAS rows still need inserting.
+pub enum DdlOutcome {
+    Done,
+    InsertInto {
+        table: TableReference,
+        input: Arc<LogicalPlan>,
+    },
+}
+
+pub async fn execute_ddl(
+    lakehouse: &Lakehouse,
+    ddl: &DdlStatement,
+    partition: &[String],
+) -> Result<DdlOutcome> {
+    match ddl {
+        DdlStatement::CreateMemoryTable(create) => create_table(lakehouse, create, partition).await,
+        DdlStatement::DropTable(drop) => {
+            drop_table(lakehouse, drop).await.map(|_| DdlOutcome::Done)
+        }
+        DdlStatement::CreateCatalogSchema(create) => create_schema(lakehouse, create)
+            .await
+            .map(|_| DdlOutcome::Done),
+        DdlStatement::DropCatalogSchema(drop) => {
+            drop_schema(lakehouse, drop).await.map(|_| DdlOutcome::Done)
+        }
+        other => Err(QueryError::Unsupported(format!(
+            "{} is not supported on the Iceberg catalog",
+            other.name()
+        ))),
+    }
+}
+
+fn ident(table: &TableReference) -> Result<TableIdent> {
+    if let Some(catalog) = table.catalog()
+        && catalog != CATALOG_NAME
+    {
+        return Err(QueryError::NotFound(format!("catalog {catalog}")));
+    }
+    let ns = table.schema().unwrap_or(DEFAULT_NAMESPACE);
+    Ok(TableIdent::new(
+        NamespaceIdent::new(ns.to_string()),
+        table.table().to_string(),
+    ))
+}
+
+async fn create_table(
+    lakehouse: &Lakehouse,
+    create: &CreateMemoryTable,
+    partition: &[String],
+) -> Result<DdlOutcome> {
+    if create.temporary {
+        return Err(QueryError::Unsupported("temporary tables".into()));
+    }
+    let ident = ident(&create.name)?;
+    let catalog = lakehouse.catalog();
+    if catalog.table_exists(&ident).await? {
+        if create.if_not_exists {
+            return Ok(DdlOutcome::Done);
+        }
+        if !create.or_replace {
+            return Err(QueryError::AlreadyExists(format!("table {ident}")));
+        }
+        catalog.drop_table(&ident).await?;
+    }
+    let arrow = iceberg_compatible(create.input.schema().as_arrow());
+    let schema = arrow_schema_to_schema_auto_assign_ids(&arrow)
+        .map_err(|e| QueryError::Invalid(format!("column types: {e}")))?;
+    let spec = build_partition_spec(&schema, partition).map_err(QueryError::Invalid)?;
+    let creation = TableCreation::builder()
+        .name(ident.name().to_string())
+        .schema(schema)
+        .partition_spec(spec)
+        .build();
+    lakehouse
+        .create_table(&ident.namespace().to_url_string(), creation)
+        .await?;
+    let is_ctas =
+        !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(e) if !e.produce_one_row);
+    Ok(if is_ctas {
+        DdlOutcome::InsertInto {
+            table: create.name.clone(),
+            input: create.input.clone(),
+        }
+    } else {
+        DdlOutcome::Done
+    })
+}
+
+/// Maps Arrow types Iceberg v2 cannot store to the nearest ones it can
+/// (SQL `TIMESTAMP` is nanoseconds in DataFusion; Iceberg v2 stores micros).
+fn iceberg_compatible(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let dt = match f.data_type() {
+                DataType::Timestamp(_, tz) => {
+                    DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
+                }
+                DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+                DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+                DataType::Int8 | DataType::Int16 | DataType::UInt8 | DataType::UInt16 => {
+                    DataType::Int32
+                }
+                DataType::UInt32 => DataType::Int64,
+                DataType::Float16 => DataType::Float32,
+                DataType::Null => DataType::Utf8,
+                other => other.clone(),
+            };
+            Field::new(f.name(), dt, f.is_nullable())
+        })
+        .collect();
+    Schema::new(fields)
+}
+
+async fn drop_table(lakehouse: &Lakehouse, drop: &DropTable) -> Result<()> {
+    let ident = ident(&drop.name)?;
+    let catalog = lakehouse.catalog();
+    if !catalog.table_exists(&ident).await? {
+        return if drop.if_exists {
+            Ok(())
+        } else {
+            Err(QueryError::NotFound(format!("table {ident}")))
+        };
+    }
+    // The catalog entry goes now; data files are left to orphan cleanup,
+    // since readers may still be scanning the last snapshot.
+    catalog.drop_table(&ident).await?;
+    Ok(())
+}
+
+fn namespace_of(name: &str) -> Result<NamespaceIdent> {
+    let parts: Vec<&str> = name.split('.').collect();
+    match parts.as_slice() {
+        [ns] => Ok(NamespaceIdent::new(ns.to_string())),
+        [catalog, ns] if *catalog == CATALOG_NAME => Ok(NamespaceIdent::new(ns.to_string())),
+        [catalog, _] => Err(QueryError::NotFound(format!("catalog {catalog}"))),
+        _ => Err(QueryError::Invalid(format!(
+            "`{name}` is not a schema name"
+        ))),
+    }
+}
+
+async fn create_schema(lakehouse: &Lakehouse, create: &CreateCatalogSchema) -> Result<()> {
+    let ns = namespace_of(&create.schema_name)?;
+    let catalog = lakehouse.catalog();
+    if catalog.namespace_exists(&ns).await? {
+        return if create.if_not_exists {
+            Ok(())
+        } else {
+            Err(QueryError::AlreadyExists(format!(
+                "schema {}",
+                ns.to_url_string()
+            )))
+        };
+    }
+    catalog.create_namespace(&ns, Default::default()).await?;
+    Ok(())
+}
+
+async fn drop_schema(lakehouse: &Lakehouse, drop: &DropCatalogSchema) -> Result<()> {
+    let name = match &drop.name {
+        SchemaReference::Bare { schema } => schema.to_string(),
+        SchemaReference::Full { schema, catalog } => format!("{catalog}.{schema}"),
+    };
+    let ns = namespace_of(&name)?;
+    let catalog = lakehouse.catalog();
+    if !catalog.namespace_exists(&ns).await? {
+        return if drop.if_exists {
+            Ok(())
+        } else {
+            Err(QueryError::NotFound(format!("schema {name}")))
+        };
+    }
+    let tables = catalog.list_tables(&ns).await?;
+    if !tables.is_empty() && !drop.cascade {
+        return Err(QueryError::Invalid(format!(
+            "schema {name} is not empty ({} tables); use DROP SCHEMA ... CASCADE",
+            tables.len()
+        )));
+    }
+    for t in &tables {
+        catalog.drop_table(t).await?;
+    }
+    catalog.drop_namespace(&ns).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_partition_clause() {
+        let (sql, parts) = split_partition_clause(
+            "CREATE TABLE t (ts TIMESTAMP, id VARCHAR) PARTITIONED BY (day(ts), bucket(16, id))",
+        )
+        .unwrap();
+        assert_eq!(parts, vec!["day(ts)", "bucket(16, id)"]);
+        assert!(!sql.to_ascii_uppercase().contains("PARTITIONED"));
+        let (same, none) = split_partition_clause("SELECT 'PARTITIONED BY (x)'").unwrap();
+        assert_eq!(same, "SELECT 'PARTITIONED BY (x)'");
+        assert!(none.is_empty());
+    }
+}

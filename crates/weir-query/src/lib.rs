@@ -1,0 +1,166 @@
+//! Weir's query engine: a DataFusion session over the Iceberg catalog.
+//!
+//! `QueryEngine::sql` is the single entry point used by the Flight SQL server
+//! and the sqllogictest runner: DDL runs against the Iceberg catalog at once,
+//! queries and `INSERT` come back as unexecuted DataFrames.
+
+mod catalog;
+mod ddl;
+mod error;
+mod functions;
+mod table;
+
+use std::sync::Arc;
+
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::provider_as_source;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, Statement};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use weir_catalog::{CATALOG_NAME, DEFAULT_NAMESPACE, Lakehouse};
+
+pub use catalog::WeirCatalogProvider;
+pub use error::{QueryError, Result};
+pub use table::{WeirInsertExec, WeirScanExec, WeirTable};
+
+use crate::ddl::DdlOutcome;
+use crate::functions::{TimeTravel, TimeTravelFunction};
+
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Memory for sorts/aggregates before they spill to disk; unbounded if None.
+    pub memory_limit: Option<usize>,
+    /// Parallelism of a query; the number of cores if None.
+    pub target_partitions: Option<usize>,
+}
+
+#[derive(Clone)]
+pub struct QueryEngine {
+    catalog: WeirCatalogProvider,
+    runtime: Arc<RuntimeEnv>,
+    options: EngineOptions,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl QueryEngine {
+    pub async fn new(lakehouse: Lakehouse, options: EngineOptions) -> Result<Self> {
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = options.memory_limit {
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        }
+        let runtime = runtime.build_arc()?;
+        Ok(QueryEngine {
+            catalog: WeirCatalogProvider::new(lakehouse).await?,
+            runtime,
+            options,
+        })
+    }
+
+    pub fn lakehouse(&self) -> &Lakehouse {
+        self.catalog.lakehouse()
+    }
+
+    /// The catalog name clients see (`weir`).
+    pub fn catalog_name(&self) -> &'static str {
+        CATALOG_NAME
+    }
+
+    /// A fresh session: `weir` catalog, `public` default schema,
+    /// `information_schema`, time-travel functions.
+    pub fn new_context(&self) -> SessionContext {
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_NAMESPACE);
+        if let Some(n) = self.options.target_partitions {
+            config = config.with_target_partitions(n);
+        }
+        // Plain Utf8 strings: what Iceberg stores and every Flight client reads.
+        config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        ctx.register_catalog(CATALOG_NAME, Arc::new(self.catalog.clone()));
+        for (name, kind) in TimeTravel::ALL {
+            ctx.register_udtf(
+                name,
+                Arc::new(TimeTravelFunction {
+                    kind,
+                    lakehouse: self.lakehouse().clone(),
+                }),
+            );
+        }
+        ctx
+    }
+
+    /// Re-reads table names from the catalog (tables created by other processes).
+    pub async fn refresh(&self) -> Result<()> {
+        self.catalog.refresh().await
+    }
+
+    /// Plans one SQL statement. DDL is executed now and yields a one-row
+    /// `count` result; queries and DML are returned unexecuted.
+    pub async fn sql(&self, ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
+        let sql = sql.trim().trim_end_matches(';');
+        let (sql, partition) = ddl::split_partition_clause(sql)?;
+        self.refresh().await?;
+        let plan = ctx.state().create_logical_plan(&sql).await?;
+        if !partition.is_empty()
+            && !matches!(&plan, LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)))
+        {
+            return Err(QueryError::Invalid(
+                "PARTITIONED BY is only valid in CREATE TABLE".into(),
+            ));
+        }
+        match plan {
+            LogicalPlan::Ddl(ddl) => {
+                let outcome = ddl::execute_ddl(self.lakehouse(), &ddl, &partition).await;
+                self.refresh().await?;
+                match outcome? {
+                    DdlOutcome::Done => Ok(ddl_done(ctx)?),
+                    DdlOutcome::InsertInto { table, input } => {
+                        // CREATE TABLE ... AS SELECT: the table exists now; fill it.
+                        let target = provider_as_source(ctx.table_provider(table.clone()).await?);
+                        let insert = LogicalPlanBuilder::insert_into(
+                            input.as_ref().clone(),
+                            table,
+                            target,
+                            InsertOp::Append,
+                        )?
+                        .build()?;
+                        Ok(ctx.execute_logical_plan(insert).await?)
+                    }
+                }
+            }
+            LogicalPlan::Statement(Statement::Prepare(_)) => Err(QueryError::Unsupported(
+                "SQL PREPARE; use Flight SQL prepared statements".into(),
+            )),
+            plan => Ok(ctx.execute_logical_plan(plan).await?),
+        }
+    }
+}
+
+/// The result of a DDL statement: `count = 0`, so clients always get a schema.
+fn ddl_done(ctx: &SessionContext) -> datafusion::error::Result<DataFrame> {
+    use arrow::array::{RecordBatch, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![0u64]))])?;
+    ctx.read_batch(batch)
+}

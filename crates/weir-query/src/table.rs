@@ -1,0 +1,466 @@
+//! `WeirTable`: one Iceberg table at one snapshot, as a DataFusion table.
+//!
+//! Reads go through iceberg-datafusion's scan (manifest pruning from partition
+//! values and column bounds, row-group pruning in the Parquet reader), wrapped
+//! so that `EXPLAIN` shows how many data files the manifests pruned and UTC
+//! timestamps are named "UTC". Writes go through Weir's own append path so SQL
+//! inserts, the demo and the streaming writer commit the same way.
+//!
+//! TODO(issue 6): plan files once and feed DataFusion's ParquetSource directly
+//! (page-index pruning, parallel scan per file, bytes read in EXPLAIN ANALYZE);
+//! today the file list is planned twice (here for the counts, then in the scan).
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt64Array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::{StreamExt, TryStreamExt};
+use iceberg::Catalog;
+use iceberg::arrow::schema_to_arrow_schema;
+use iceberg::table::Table;
+use iceberg_datafusion::IcebergStaticTableProvider;
+use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
+use weir_catalog::{AppendOptions, append_batches};
+
+use crate::error::to_df;
+
+/// A table pinned to one snapshot (the current one unless time-travelling).
+#[derive(Clone)]
+pub struct WeirTable {
+    catalog: Arc<dyn Catalog>,
+    table: Table,
+    snapshot_id: Option<i64>,
+    schema: SchemaRef,
+}
+
+impl fmt::Debug for WeirTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "WeirTable({}@{:?})",
+            self.table.identifier(),
+            self.snapshot_id
+        )
+    }
+}
+
+impl WeirTable {
+    /// `snapshot_id = None` pins the table's current snapshot.
+    pub fn try_new(
+        catalog: Arc<dyn Catalog>,
+        table: Table,
+        snapshot_id: Option<i64>,
+    ) -> DFResult<Self> {
+        let metadata = table.metadata();
+        let (snapshot_id, iceberg_schema) = match snapshot_id {
+            Some(id) => {
+                let snapshot = metadata.snapshot_by_id(id).ok_or_else(|| {
+                    to_df(crate::QueryError::NotFound(format!(
+                        "snapshot {id} of table {}",
+                        table.identifier()
+                    )))
+                })?;
+                let schema = snapshot.schema(metadata).map_err(to_df)?;
+                (Some(id), schema)
+            }
+            None => (
+                metadata.current_snapshot_id(),
+                metadata.current_schema().clone(),
+            ),
+        };
+        let arrow = schema_to_arrow_schema(&iceberg_schema).map_err(to_df)?;
+        Ok(WeirTable {
+            catalog,
+            table,
+            snapshot_id,
+            schema: Arc::new(client_schema(&arrow)),
+        })
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Data files in the pinned snapshot and how many survive `filters`.
+    async fn plan_counts(&self, filters: &[Expr]) -> DFResult<FileCounts> {
+        let Some(snapshot_id) = self.snapshot_id else {
+            return Ok(FileCounts::default());
+        };
+        let total = self
+            .table
+            .metadata()
+            .snapshot_by_id(snapshot_id)
+            .and_then(|s| {
+                s.summary()
+                    .additional_properties
+                    .get("total-data-files")
+                    .cloned()
+            })
+            .and_then(|v| v.parse().ok());
+        let mut scan = self.table.scan().snapshot_id(snapshot_id).select_empty();
+        if let Some(predicate) = convert_filters_to_predicate(filters) {
+            scan = scan.with_filter(predicate);
+        }
+        let tasks: Vec<_> = scan
+            .build()
+            .map_err(to_df)?
+            .plan_files()
+            .await
+            .map_err(to_df)?
+            .try_collect()
+            .await
+            .map_err(to_df)?;
+        let selected = tasks.len();
+        Ok(FileCounts {
+            total: total.unwrap_or(selected),
+            selected,
+        })
+    }
+}
+
+#[async_trait]
+impl TableProvider for WeirTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let inner_provider = match self.snapshot_id {
+            Some(id) => {
+                IcebergStaticTableProvider::try_new_from_table_snapshot(self.table.clone(), id)
+                    .await
+            }
+            None => IcebergStaticTableProvider::try_new_from_table(self.table.clone()).await,
+        }
+        .map_err(to_df)?;
+        let inner = inner_provider
+            .scan(state, projection, filters, limit)
+            .await?;
+        let schema = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        let counts = self.plan_counts(filters).await?;
+        Ok(Arc::new(WeirScanExec::new(
+            inner,
+            schema,
+            self.table.identifier().to_string(),
+            counts,
+        )))
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
+        // Inexact: pruning uses them, DataFusion still applies them row by row.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if insert_op != InsertOp::Append {
+            return Err(DataFusionError::NotImplemented(format!(
+                "INSERT {insert_op} into Iceberg tables; only appends are supported"
+            )));
+        }
+        if self.snapshot_id != self.table.metadata().current_snapshot_id() {
+            return Err(DataFusionError::Plan(
+                "cannot insert into a table pinned to an older snapshot".into(),
+            ));
+        }
+        Ok(Arc::new(WeirInsertExec::new(
+            self.catalog.clone(),
+            self.table.clone(),
+            input,
+        )))
+    }
+}
+
+/// The schema clients see: UTC timestamps named "UTC", no Parquet field-id
+/// metadata (at any depth).
+fn client_schema(arrow: &Schema) -> Schema {
+    Schema::new(
+        arrow
+            .fields()
+            .iter()
+            .map(|f| client_field(f))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn client_field(f: &Field) -> Field {
+    let dt = match f.data_type() {
+        DataType::Timestamp(unit, Some(tz)) if is_utc(tz) => {
+            DataType::Timestamp(*unit, Some("UTC".into()))
+        }
+        DataType::List(inner) => DataType::List(Arc::new(client_field(inner))),
+        DataType::LargeList(inner) => DataType::LargeList(Arc::new(client_field(inner))),
+        DataType::Map(inner, sorted) => DataType::Map(Arc::new(client_field(inner)), *sorted),
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(|f| client_field(f)).collect())
+        }
+        other => other.clone(),
+    };
+    Field::new(f.name(), dt, f.is_nullable())
+}
+
+fn is_utc(tz: &str) -> bool {
+    matches!(tz, "+00:00" | "UTC" | "Z" | "+0000" | "Etc/UTC")
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct FileCounts {
+    total: usize,
+    selected: usize,
+}
+
+/// Wraps the Iceberg scan: reports file pruning and conforms batches to the
+/// client schema (a metadata-only cast for timestamp time zones).
+#[derive(Debug)]
+pub struct WeirScanExec {
+    inner: Arc<dyn ExecutionPlan>,
+    schema: SchemaRef,
+    table: String,
+    counts: FileCounts,
+    properties: Arc<PlanProperties>,
+}
+
+impl WeirScanExec {
+    fn new(
+        inner: Arc<dyn ExecutionPlan>,
+        schema: SchemaRef,
+        table: String,
+        counts: FileCounts,
+    ) -> Self {
+        let inner_props = inner.properties();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            inner_props.output_partitioning().clone(),
+            inner_props.emission_type,
+            inner_props.boundedness,
+        ));
+        WeirScanExec {
+            inner,
+            schema,
+            table,
+            counts,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for WeirScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "WeirScan: table={}, files={} of {} ({} pruned by manifests)",
+            self.table,
+            self.counts.selected,
+            self.counts.total,
+            self.counts.total.saturating_sub(self.counts.selected)
+        )
+    }
+}
+
+impl ExecutionPlan for WeirScanExec {
+    fn name(&self) -> &str {
+        "WeirScanExec"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DFResult<SendableRecordBatchStream> {
+        let schema = self.schema.clone();
+        let stream = self.inner.execute(partition, context)?;
+        let out = schema.clone();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            stream.map(move |batch| conform_batch(batch?, &out)),
+        )))
+    }
+}
+
+fn conform_batch(batch: RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(col, field)| {
+            if col.data_type() == field.data_type() {
+                Ok(col.clone())
+            } else {
+                cast(col, field.data_type()).map_err(DataFusionError::from)
+            }
+        })
+        .collect::<DFResult<Vec<ArrayRef>>>()?;
+    // count(*) scans project no columns: keep the row count explicitly.
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &options,
+    )?)
+}
+
+/// Executes its input and commits the rows as one Iceberg append snapshot.
+/// Nothing is committed if the input fails part-way.
+///
+/// TODO(issue 3): stream into rolling data files instead of collecting the
+/// input in memory first.
+#[derive(Debug)]
+pub struct WeirInsertExec {
+    catalog: Arc<dyn Catalog>,
+    table: Table,
+    input: Arc<dyn ExecutionPlan>,
+    properties: Arc<PlanProperties>,
+}
+
+impl WeirInsertExec {
+    fn new(catalog: Arc<dyn Catalog>, table: Table, input: Arc<dyn ExecutionPlan>) -> Self {
+        let schema = count_schema();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        WeirInsertExec {
+            catalog,
+            table,
+            input,
+            properties,
+        }
+    }
+}
+
+fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]))
+}
+
+impl DisplayAs for WeirInsertExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WeirInsert: table={}", self.table.identifier())
+    }
+}
+
+impl ExecutionPlan for WeirInsertExec {
+    fn name(&self) -> &str {
+        "WeirInsertExec"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let input = children
+            .pop()
+            .ok_or_else(|| DataFusionError::Internal("WeirInsertExec needs one child".into()))?;
+        Ok(Arc::new(WeirInsertExec::new(
+            self.catalog.clone(),
+            self.table.clone(),
+            input,
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DFResult<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "WeirInsertExec has one partition, got {partition}"
+            )));
+        }
+        let input = self.input.clone();
+        let catalog = self.catalog.clone();
+        let ident = self.table.identifier().clone();
+        let stream = futures::stream::once(async move {
+            let batches = datafusion::physical_plan::collect(input, context).await?;
+            // Reload: the commit must build on the newest metadata.
+            let table = catalog.load_table(&ident).await.map_err(to_df)?;
+            let outcome =
+                append_batches(catalog.as_ref(), &table, &batches, AppendOptions::default())
+                    .await
+                    .map_err(to_df)?;
+            let count: ArrayRef = Arc::new(UInt64Array::from(vec![outcome.rows]));
+            Ok(RecordBatch::try_new(count_schema(), vec![count])?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            count_schema(),
+            stream,
+        )))
+    }
+}

@@ -1,0 +1,124 @@
+//! `weir serve`: open the lakehouse, make sure the declared tables exist,
+//! start sources (the demo for now) and serve Flight SQL.
+//!
+//! Shutdown order on SIGINT/SIGTERM: stop sources and commit what they hold,
+//! then stop serving.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tracing::info;
+use weir_catalog::{Lakehouse, LakehouseOptions, builtin_specs, spec::TableSpec};
+use weir_config::ServeConfig;
+use weir_query::{EngineOptions, QueryEngine};
+
+pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    let storage = &cfg.storage;
+    let lakehouse = Lakehouse::open(&LakehouseOptions {
+        data_dir: storage.data_dir.clone(),
+        catalog_uri: storage.catalog_uri.clone(),
+        warehouse: storage.warehouse.clone(),
+    })
+    .await
+    .context("opening the lakehouse")?;
+    let specs = match &storage.tables_dir {
+        Some(dir) => TableSpec::load_dir(dir)?,
+        None => builtin_specs()?,
+    };
+    let report = lakehouse
+        .ensure_tables(&specs)
+        .await
+        .context("creating declared tables")?;
+    info!(
+        warehouse = lakehouse.warehouse(),
+        created = report.created.len(),
+        evolved = report.evolved.len(),
+        unchanged = report.unchanged.len(),
+        "lakehouse ready"
+    );
+
+    let engine = QueryEngine::new(
+        lakehouse.clone(),
+        EngineOptions {
+            memory_limit: (cfg.query.query_memory_mb > 0)
+                .then_some(cfg.query.query_memory_mb << 20),
+            target_partitions: (cfg.query.query_parallelism > 0)
+                .then_some(cfg.query.query_parallelism),
+        },
+    )
+    .await?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+
+    let (stop_sources, sources_stopped) = watch::channel(false);
+    let demo = cfg.demo.demo.then(|| {
+        tokio::spawn(weir_ingest::demo::run(
+            lakehouse.clone(),
+            weir_ingest::demo::DemoOptions {
+                devices: cfg.demo.demo_devices,
+                interval: Duration::from_millis(cfg.demo.demo_interval_ms.max(10)),
+                seed: 42,
+            },
+            sources_stopped,
+        ))
+    });
+
+    let (stop_serving, serving_stopped) = watch::channel(false);
+    let mut server = tokio::spawn(weir_flight::serve(
+        engine,
+        weir_flight::FlightOptions::default(),
+        listener,
+        async move {
+            let mut rx = serving_stopped;
+            let _ = rx.wait_for(|stop| *stop).await;
+        },
+    ));
+    // The readiness line end-to-end tests and scripts wait for.
+    println!("weir: Flight SQL listening on {addr}");
+    std::io::stdout().flush()?;
+    if cfg.demo.demo {
+        println!(
+            "weir: demo devices are writing to silver.points; try: SELECT device_id, metric, avg(value) FROM silver.points GROUP BY 1, 2"
+        );
+        std::io::stdout().flush()?;
+    }
+
+    let early_exit = tokio::select! {
+        signal = shutdown_signal() => {
+            info!(signal, "shutting down");
+            None
+        }
+        result = &mut server => Some(result),
+    };
+
+    let _ = stop_sources.send(true);
+    if let Some(demo) = demo {
+        match demo.await {
+            Ok(Ok(rows)) => info!(rows, "demo flushed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "demo failed to flush"),
+            Err(e) => tracing::error!(error = %e, "demo task panicked"),
+        }
+    }
+    let _ = stop_serving.send(true);
+    let result = match early_exit {
+        Some(result) => result,
+        None => server.await,
+    };
+    result.context("Flight server task")??;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}

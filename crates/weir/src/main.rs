@@ -1,0 +1,41 @@
+//! `weir`: the open lakehouse for device telemetry. Thin entry point: parse
+//! configuration, set up logging, hand over to a command.
+
+mod commands;
+
+use clap::{CommandFactory, Parser};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "The open lakehouse for device telemetry"
+)]
+struct Cli {
+    /// Config file (TOML; keys are flag names). Default: ./weir.toml if present.
+    #[arg(long, env = "WEIR_CONFIG", global = true)]
+    config: Option<std::path::PathBuf>,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info,weir_query=debug`.
+    #[arg(long, env = "WEIR_LOG", default_value = "info", global = true)]
+    log: String,
+
+    #[command(subcommand)]
+    command: commands::Command,
+}
+
+fn main() -> anyhow::Result<()> {
+    // The config file feeds WEIR_* variables, so it is read before clap
+    // resolves flags (flag > env > file > default) and before any thread starts.
+    let config = commands::config_path_from_args();
+    weir_config::apply_config_file(config.as_deref(), &commands::known_env(&Cli::command()))?;
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(cli.command.run())
+}

@@ -1,0 +1,130 @@
+"""Weir and pyiceberg share one SQLite catalog + warehouse and read each other's tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.schema import Schema
+from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
+
+from weir_harness import connect, execute, fetch_rows
+
+UTC = dt.timezone.utc
+
+
+def open_catalog(data_dir: Path) -> SqlCatalog:
+    return SqlCatalog(
+        "weir",
+        uri=f"sqlite:///{data_dir}/catalog.db",
+        warehouse=f"file://{data_dir}/warehouse",
+    )
+
+
+def naive_utc(value):
+    """Compare timestamps regardless of whether a side reports them tz-aware."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def normalized(rows):
+    return sorted((r[0], r[1], naive_utc(r[2])) for r in rows)
+
+
+def test_weir_table_is_readable_by_pyiceberg(weir_factory, tmp_path):
+    data_dir = tmp_path / "data"
+    server = weir_factory(data_dir)
+    conn = connect(server.uri)
+    try:
+        execute(
+            conn,
+            "CREATE TABLE public.t (id BIGINT NOT NULL, name VARCHAR, ts TIMESTAMP) "
+            "PARTITIONED BY (day(ts))",
+        )
+        execute(
+            conn,
+            "INSERT INTO public.t VALUES "
+            "(1, 'alpha', TIMESTAMP '2024-03-01 08:00:00'), "
+            "(2, 'beta', TIMESTAMP '2024-03-02 09:15:00')",
+        )
+        execute(conn, "INSERT INTO public.t VALUES (3, NULL, NULL)")
+        via_weir = fetch_rows(conn, "SELECT id, name, ts FROM public.t ORDER BY id")
+    finally:
+        conn.close()
+    server.stop()
+    assert not server.killed, "weir did not exit within 30 s of SIGTERM"
+
+    expected = [
+        (1, "alpha", dt.datetime(2024, 3, 1, 8, 0)),
+        (2, "beta", dt.datetime(2024, 3, 2, 9, 15)),
+        (3, None, None),
+    ]
+    assert normalized(via_weir) == expected
+
+    catalog = open_catalog(data_dir)
+    try:
+        assert {("public",), ("bronze",), ("silver",), ("gold",)} <= set(catalog.list_namespaces())
+        table = catalog.load_table("public.t")
+        assert [f.name for f in table.schema().fields] == ["id", "name", "ts"]
+        assert len(table.snapshots()) == 2
+        scanned = table.scan().to_arrow()
+        rows = zip(*(scanned.column(c).to_pylist() for c in ("id", "name", "ts")))
+        assert normalized(rows) == expected
+
+        points = catalog.load_table("silver.points")
+        assert [f.name for f in points.schema().fields] == [
+            "ts", "device_id", "metric", "value", "quality", "unit", "source", "labels",
+        ]
+    finally:
+        catalog.engine.dispose()
+
+
+PY_SCHEMA = Schema(
+    NestedField(1, "id", LongType(), required=False),
+    NestedField(2, "name", StringType(), required=False),
+    NestedField(3, "ts", TimestamptzType(), required=False),
+)
+PY_ROWS = [
+    (i, f"row-{i}", dt.datetime(2024, 6, 1, tzinfo=UTC) + dt.timedelta(hours=i))
+    for i in range(1, 6)
+]
+
+
+def py_rows_table() -> pa.Table:
+    ids, names, stamps = zip(*PY_ROWS)
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "name": pa.array(names, pa.string()),
+            "ts": pa.array(stamps, pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def test_pyiceberg_table_is_readable_by_weir(weir_factory, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "warehouse").mkdir()
+    catalog = open_catalog(data_dir)
+    try:
+        catalog.create_namespace("interop")
+        table = catalog.create_table("interop.from_py", schema=PY_SCHEMA)
+        table.append(py_rows_table())
+        assert len(catalog.load_table("interop.from_py").scan().to_arrow()) == len(PY_ROWS)
+    finally:
+        catalog.engine.dispose()
+
+    server = weir_factory(data_dir)
+    conn = connect(server.uri)
+    try:
+        assert fetch_rows(conn, "SELECT count(*), sum(id) FROM interop.from_py") == [
+            (len(PY_ROWS), sum(r[0] for r in PY_ROWS))
+        ]
+        assert fetch_rows(conn, "SELECT id, name, ts FROM interop.from_py ORDER BY id") == PY_ROWS
+        # Weir's own declared tables are still created next to the foreign one.
+        assert fetch_rows(conn, "SELECT count(*) FROM silver.points") == [(0,)]
+    finally:
+        conn.close()

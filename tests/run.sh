@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what the tests need on a fresh
+# machine, builds the workspace once (debug), then runs
+#   1. formatting and clippy checks,
+#   2. Rust unit tests and the sqllogictest files in tests/slt/,
+#   3. the Python end-to-end tests in tests/python/ against the real binary
+#      (ADBC Flight SQL driver, pyarrow.flight, PyIceberg).
+# Env: WEIR_TEST_VENV (default ~/.cache/weir/test-venv), WEIR_SKIP_CLIPPY=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+venv=${WEIR_TEST_VENV:-$HOME/.cache/weir/test-venv}
+
+step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
+
+step "python test environment: $venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
+
+step "format"
+cargo fmt --all -- --check
+
+step "build"
+cargo build --workspace --all-targets --locked
+
+step "rust tests (unit + sqllogictest)"
+cargo test --workspace --locked
+
+if [ "${WEIR_SKIP_CLIPPY:-0}" != 1 ]; then
+  step "clippy"
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+
+step "python end-to-end tests"
+WEIR_BIN="$root/target/debug/weir" "$venv/bin/python" -m pytest tests/python -q
+
+step "all tests passed"
