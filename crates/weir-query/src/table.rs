@@ -14,7 +14,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt64Array};
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt64Array, new_null_array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
@@ -163,14 +163,33 @@ impl TableProvider for WeirTable {
             None => IcebergStaticTableProvider::try_new_from_table(self.table.clone()).await,
         }
         .map_err(to_df)?;
-        let inner = inner_provider
-            .scan(state, projection, filters, limit)
-            .await?;
         let schema = match projection {
             Some(p) => Arc::new(self.schema.project(p)?),
             None => self.schema.clone(),
         };
-        let counts = self.plan_counts(filters).await?;
+        // iceberg-rust scans read with the *snapshot's* schema, so columns added
+        // by schema evolution after that snapshot are unknown to it: ask it only
+        // for columns it has (by name) and give it only filters on those; the
+        // rest are filled with nulls in WeirScanExec, as Iceberg specifies.
+        let snapshot_schema = inner_provider.schema();
+        let inner_projection: Vec<usize> = schema
+            .fields()
+            .iter()
+            .filter_map(|f| snapshot_schema.index_of(f.name()).ok())
+            .collect();
+        let inner_filters: Vec<Expr> = filters
+            .iter()
+            .filter(|e| {
+                e.column_refs()
+                    .iter()
+                    .all(|c| snapshot_schema.index_of(&c.name).is_ok())
+            })
+            .cloned()
+            .collect();
+        let inner = inner_provider
+            .scan(state, Some(&inner_projection), &inner_filters, limit)
+            .await?;
+        let counts = self.plan_counts(&inner_filters).await?;
         Ok(Arc::new(WeirScanExec::new(
             inner,
             schema,
@@ -336,17 +355,16 @@ impl ExecutionPlan for WeirScanExec {
     }
 }
 
+/// Matches the scan's columns to the client schema by name: casts time zone
+/// names, fills columns the snapshot predates with nulls.
 fn conform_batch(batch: RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch> {
-    let columns = batch
-        .columns()
+    let columns = schema
+        .fields()
         .iter()
-        .zip(schema.fields())
-        .map(|(col, field)| {
-            if col.data_type() == field.data_type() {
-                Ok(col.clone())
-            } else {
-                cast(col, field.data_type()).map_err(DataFusionError::from)
-            }
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(col) if col.data_type() == field.data_type() => Ok(col.clone()),
+            Some(col) => cast(col, field.data_type()).map_err(DataFusionError::from),
+            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
         })
         .collect::<DFResult<Vec<ArrayRef>>>()?;
     // count(*) scans project no columns: keep the row count explicitly.
