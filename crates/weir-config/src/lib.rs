@@ -78,6 +78,25 @@ pub struct ServeConfig {
     pub demo: DemoConfig,
 }
 
+/// `weir import`: bulk-append Parquet files to a table (one snapshot per file).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportConfig {
+    /// Target table, `namespace.table` (e.g. silver.points).
+    #[arg(long, env = "WEIR_IMPORT_TABLE")]
+    pub table: String,
+
+    /// Parquet files to append; columns are matched to the table by name.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Print the summary as JSON (for scripts) instead of text.
+    #[arg(long, default_value_t = false)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub storage: StorageConfig,
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;

@@ -1,21 +1,56 @@
 //! The `weir` subcommands.
 
+mod import;
 mod serve;
 
 use std::path::PathBuf;
+
+use anyhow::Context;
+use weir_catalog::spec::TableSpec;
+use weir_catalog::{Lakehouse, LakehouseOptions, builtin_specs};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Serve SQL over Arrow Flight SQL (and run configured sources, or the demo).
     Serve(weir_config::ServeConfig),
+    /// Bulk-append Parquet files to a table (one snapshot per file).
+    Import(weir_config::ImportConfig),
 }
 
 impl Command {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             Command::Serve(cfg) => serve::run(cfg).await,
+            Command::Import(cfg) => import::run(cfg).await,
         }
     }
+}
+
+/// Opens the lakehouse and makes sure the declared tables exist (idempotent).
+pub async fn open_lakehouse(storage: &weir_config::StorageConfig) -> anyhow::Result<Lakehouse> {
+    let lakehouse = Lakehouse::open(&LakehouseOptions {
+        data_dir: storage.data_dir.clone(),
+        catalog_uri: storage.catalog_uri.clone(),
+        warehouse: storage.warehouse.clone(),
+    })
+    .await
+    .context("opening the lakehouse")?;
+    let specs = match &storage.tables_dir {
+        Some(dir) => TableSpec::load_dir(dir)?,
+        None => builtin_specs()?,
+    };
+    let report = lakehouse
+        .ensure_tables(&specs)
+        .await
+        .context("creating declared tables")?;
+    tracing::info!(
+        warehouse = lakehouse.warehouse(),
+        created = report.created.len(),
+        evolved = report.evolved.len(),
+        unchanged = report.unchanged.len(),
+        "lakehouse ready"
+    );
+    Ok(lakehouse)
 }
 
 /// `--config PATH` / `--config=PATH` / `WEIR_CONFIG`, read before clap parses.

@@ -10,34 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 use tracing::info;
-use weir_catalog::{Lakehouse, LakehouseOptions, builtin_specs, spec::TableSpec};
 use weir_config::ServeConfig;
 use weir_query::{EngineOptions, QueryEngine};
 
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
-    let storage = &cfg.storage;
-    let lakehouse = Lakehouse::open(&LakehouseOptions {
-        data_dir: storage.data_dir.clone(),
-        catalog_uri: storage.catalog_uri.clone(),
-        warehouse: storage.warehouse.clone(),
-    })
-    .await
-    .context("opening the lakehouse")?;
-    let specs = match &storage.tables_dir {
-        Some(dir) => TableSpec::load_dir(dir)?,
-        None => builtin_specs()?,
-    };
-    let report = lakehouse
-        .ensure_tables(&specs)
-        .await
-        .context("creating declared tables")?;
-    info!(
-        warehouse = lakehouse.warehouse(),
-        created = report.created.len(),
-        evolved = report.evolved.len(),
-        unchanged = report.unchanged.len(),
-        "lakehouse ready"
-    );
+    let lakehouse = super::open_lakehouse(&cfg.storage).await?;
 
     let engine = QueryEngine::new(
         lakehouse.clone(),
