@@ -8,6 +8,7 @@ mod catalog;
 mod ddl;
 mod error;
 mod functions;
+mod native_scan;
 mod table;
 
 use std::sync::Arc;

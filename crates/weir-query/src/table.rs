@@ -1,14 +1,13 @@
 //! `WeirTable`: one Iceberg table at one snapshot, as a DataFusion table.
 //!
-//! Reads go through iceberg-datafusion's scan (manifest pruning from partition
-//! values and column bounds, row-group pruning in the Parquet reader), wrapped
-//! so that `EXPLAIN` shows how many data files the manifests pruned and UTC
-//! timestamps are named "UTC". Writes go through Weir's own append path so SQL
+//! Reads prune data files from the manifests (partition values and column
+//! bounds); `EXPLAIN` shows how many were pruned and UTC timestamps are named
+//! "UTC". Writes go through Weir's own append path so SQL
 //! inserts, the demo and the streaming writer commit the same way.
 //!
-//! TODO(issue 6): plan files once and feed DataFusion's ParquetSource directly
-//! (page-index pruning, parallel scan per file, bytes read in EXPLAIN ANALYZE);
-//! today the file list is planned twice (here for the counts, then in the scan).
+//! Files are planned once from the manifests, then read by DataFusion's
+//! Parquet scan (`native_scan`), or by the Iceberg reader when delete files
+//! are involved.
 
 use std::any::Any;
 use std::fmt;
@@ -25,6 +24,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -33,12 +33,14 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 use iceberg::Catalog;
 use iceberg::arrow::schema_to_arrow_schema;
+use iceberg::scan::FileScanTask;
 use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
 use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
 use weir_catalog::{AppendOptions, append_batches};
 
 use crate::error::to_df;
+use crate::native_scan::parquet_scan;
 
 /// A table pinned to one snapshot (the current one unless time-travelling).
 #[derive(Clone)]
@@ -97,10 +99,21 @@ impl WeirTable {
         &self.table
     }
 
-    /// Data files in the pinned snapshot and how many survive `filters`.
-    async fn plan_counts(&self, filters: &[Expr]) -> DFResult<FileCounts> {
+    /// The Arrow schema of the pinned snapshot (may lack newer columns).
+    fn snapshot_arrow_schema(&self) -> DFResult<SchemaRef> {
+        let metadata = self.table.metadata();
+        let schema = match self.snapshot_id.and_then(|id| metadata.snapshot_by_id(id)) {
+            Some(snapshot) => snapshot.schema(metadata).map_err(to_df)?,
+            None => metadata.current_schema().clone(),
+        };
+        Ok(Arc::new(schema_to_arrow_schema(&schema).map_err(to_df)?))
+    }
+
+    /// The data files of the pinned snapshot that survive `filters` (manifest
+    /// pruning), and how many files the snapshot has in all.
+    async fn plan_files(&self, filters: &[Expr]) -> DFResult<(Vec<FileScanTask>, FileCounts)> {
         let Some(snapshot_id) = self.snapshot_id else {
-            return Ok(FileCounts::default());
+            return Ok((vec![], FileCounts::default()));
         };
         let total = self
             .table
@@ -117,7 +130,7 @@ impl WeirTable {
         if let Some(predicate) = convert_filters_to_predicate(filters) {
             scan = scan.with_filter(predicate);
         }
-        let tasks: Vec<_> = scan
+        let tasks: Vec<FileScanTask> = scan
             .build()
             .map_err(to_df)?
             .plan_files()
@@ -126,12 +139,57 @@ impl WeirTable {
             .try_collect()
             .await
             .map_err(to_df)?;
-        let selected = tasks.len();
-        Ok(FileCounts {
-            total: total.unwrap_or(selected),
-            selected,
-        })
+        let counts = FileCounts {
+            total: total.unwrap_or(tasks.len()),
+            selected: tasks.len(),
+        };
+        Ok((tasks, counts))
     }
+
+    /// The Iceberg reader, for what the native Parquet scan does not handle.
+    async fn iceberg_scan(
+        &self,
+        state: &dyn Session,
+        schema: &SchemaRef,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let inner_provider = match self.snapshot_id {
+            Some(id) => {
+                IcebergStaticTableProvider::try_new_from_table_snapshot(self.table.clone(), id)
+                    .await
+            }
+            None => IcebergStaticTableProvider::try_new_from_table(self.table.clone()).await,
+        }
+        .map_err(to_df)?;
+        // iceberg-rust scans read with the *snapshot's* schema, so columns added
+        // by schema evolution after that snapshot are unknown to it: ask it only
+        // for columns it has (by name) and give it only filters on those; the
+        // rest are filled with nulls in WeirScanExec, as Iceberg specifies.
+        let snapshot_schema = inner_provider.schema();
+        let inner_projection: Vec<usize> = schema
+            .fields()
+            .iter()
+            .filter_map(|f| snapshot_schema.index_of(f.name()).ok())
+            .collect();
+        let inner_filters = filters_on(filters, &snapshot_schema);
+        inner_provider
+            .scan(state, Some(&inner_projection), &inner_filters, limit)
+            .await
+    }
+}
+
+/// The filters whose columns all exist in `schema`.
+fn filters_on(filters: &[Expr], schema: &SchemaRef) -> Vec<Expr> {
+    filters
+        .iter()
+        .filter(|e| {
+            e.column_refs()
+                .iter()
+                .all(|c| schema.index_of(&c.name).is_ok())
+        })
+        .cloned()
+        .collect()
 }
 
 #[async_trait]
@@ -155,41 +213,30 @@ impl TableProvider for WeirTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let inner_provider = match self.snapshot_id {
-            Some(id) => {
-                IcebergStaticTableProvider::try_new_from_table_snapshot(self.table.clone(), id)
-                    .await
-            }
-            None => IcebergStaticTableProvider::try_new_from_table(self.table.clone()).await,
-        }
-        .map_err(to_df)?;
         let schema = match projection {
             Some(p) => Arc::new(self.schema.project(p)?),
             None => self.schema.clone(),
         };
-        // iceberg-rust scans read with the *snapshot's* schema, so columns added
-        // by schema evolution after that snapshot are unknown to it: ask it only
-        // for columns it has (by name) and give it only filters on those; the
-        // rest are filled with nulls in WeirScanExec, as Iceberg specifies.
-        let snapshot_schema = inner_provider.schema();
-        let inner_projection: Vec<usize> = schema
-            .fields()
-            .iter()
-            .filter_map(|f| snapshot_schema.index_of(f.name()).ok())
-            .collect();
-        let inner_filters: Vec<Expr> = filters
-            .iter()
-            .filter(|e| {
-                e.column_refs()
-                    .iter()
-                    .all(|c| snapshot_schema.index_of(&c.name).is_ok())
-            })
-            .cloned()
-            .collect();
-        let inner = inner_provider
-            .scan(state, Some(&inner_projection), &inner_filters, limit)
+        // Manifest pruning may only use filters on columns the snapshot knows.
+        let snapshot_schema = self.snapshot_arrow_schema()?;
+        let (tasks, counts) = self
+            .plan_files(&filters_on(filters, &snapshot_schema))
             .await?;
-        let counts = self.plan_counts(&inner_filters).await?;
+        let inner = if tasks.is_empty() {
+            Arc::new(EmptyExec::new(schema.clone())) as Arc<dyn ExecutionPlan>
+        } else {
+            match parquet_scan(
+                state,
+                self.schema.clone(),
+                &tasks,
+                projection,
+                filters,
+                limit,
+            )? {
+                Some(plan) => plan,
+                None => self.iceberg_scan(state, &schema, filters, limit).await?,
+            }
+        };
         Ok(Arc::new(WeirScanExec::new(
             inner,
             schema,
@@ -268,8 +315,9 @@ struct FileCounts {
     selected: usize,
 }
 
-/// Wraps the Iceberg scan: reports file pruning and conforms batches to the
-/// client schema (a metadata-only cast for timestamp time zones).
+/// Sits on the file scan: reports manifest pruning in EXPLAIN and conforms
+/// batches to the client schema by name (time-zone names, columns newer than
+/// the snapshot filled with nulls).
 #[derive(Debug)]
 pub struct WeirScanExec {
     inner: Arc<dyn ExecutionPlan>,
@@ -330,14 +378,22 @@ impl ExecutionPlan for WeirScanExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
+        vec![&self.inner]
     }
 
     fn with_new_children(
         self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
+        let inner = children
+            .pop()
+            .ok_or_else(|| DataFusionError::Internal("WeirScanExec needs one child".into()))?;
+        Ok(Arc::new(WeirScanExec::new(
+            inner,
+            self.schema.clone(),
+            self.table.clone(),
+            self.counts,
+        )))
     }
 
     fn execute(

@@ -73,7 +73,7 @@ fn to_output(batches: &[RecordBatch]) -> DBOutput<DefaultColumnType> {
                 .iter()
                 .zip(batch.columns())
                 .map(|(f, c)| {
-                    let s = f.value(row).to_string();
+                    let s = stable_plan_text(&f.value(row).to_string());
                     if s.is_empty() && !c.is_null(row) {
                         "(empty)".into()
                     } else {
@@ -88,6 +88,19 @@ fn to_output(batches: &[RecordBatch]) -> DBOutput<DefaultColumnType> {
         types: vec![DefaultColumnType::Any; width],
         rows,
     }
+}
+
+/// File paths in plans hold temp dirs and UUIDs; keep only the counts.
+fn stable_plan_text(text: &str) -> String {
+    static FILE_GROUPS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"file_groups=\{(\d+) groups?: [^}]*\}").unwrap()
+    });
+    FILE_GROUPS
+        .replace_all(text, |c: &regex::Captures| {
+            let files = c[0].matches(".parquet").count();
+            format!("file_groups={{{} groups, {files} files}}", &c[1])
+        })
+        .into_owned()
 }
 
 /// A cell holding several lines (EXPLAIN plans) becomes several rows, one
