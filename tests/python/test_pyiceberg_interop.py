@@ -128,3 +128,28 @@ def test_pyiceberg_table_is_readable_by_weir(weir_factory, tmp_path):
         assert fetch_rows(conn, "SELECT count(*) FROM silver.points") == [(0,)]
     finally:
         conn.close()
+
+
+def test_weir_sees_pyiceberg_changes_while_running(weir_factory, tmp_path):
+    """PyIceberg creates a table, appends, then deletes rows (a copy-on-write
+    overwrite snapshot) while Weir is serving: Weir sees each state at once,
+    and time travel still reads the snapshot before the delete."""
+    data_dir = tmp_path / "data"
+    server = weir_factory(data_dir)
+    conn = connect(server.uri)
+    catalog = open_catalog(data_dir)
+    try:
+        catalog.create_namespace("live")
+        table = catalog.create_table("live.t", schema=PY_SCHEMA)
+        table.append(py_rows_table())
+        assert fetch_rows(conn, "SELECT count(*) FROM live.t") == [(5,)]
+
+        table = catalog.load_table("live.t")
+        table.delete(delete_filter="id IN (2, 4)")
+        assert sorted(r[0] for r in fetch_rows(conn, "SELECT id FROM live.t")) == [1, 3, 5]
+        ops = fetch_rows(conn, "SELECT operation FROM iceberg_snapshots('live.t') ORDER BY sequence_number")
+        assert ops[0] == ("append",) and ops[-1][0] in ("overwrite", "delete"), ops
+        assert fetch_rows(conn, "SELECT count(*) FROM iceberg_at_sequence('live.t', 1)") == [(5,)]
+    finally:
+        catalog.engine.dispose()
+        conn.close()
