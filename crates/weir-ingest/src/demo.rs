@@ -1,13 +1,9 @@
 //! Simulated devices for the first run: sensors sampled at a fixed rate with
 //! random-walk values, written to `silver.points` through the normal commit path.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{
-    ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::array::RecordBatch;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
@@ -15,6 +11,7 @@ use tracing::{info, warn};
 use weir_catalog::{AppendOptions, Lakehouse, append_batches};
 
 use crate::IngestError;
+use crate::decode::{Point, PointBatchBuilder};
 
 /// (metric, unit, starting value, step size, lower bound, upper bound)
 const METRICS: [(&str, &str, f64, f64, f64, f64); 3] = [
@@ -57,53 +54,26 @@ impl Simulator {
 
     /// One sample per sensor at `ts_micros`, as Silver point rows.
     pub fn tick(&mut self, ts_micros: i64) -> Result<RecordBatch, arrow::error::ArrowError> {
-        let n = self.values.len();
-        let (mut device, mut metric, mut unit, mut value, mut quality) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for (d, dev) in self.devices.iter().enumerate() {
-            for (m, (name, u, _, step, lo, hi)) in METRICS.iter().enumerate() {
+        let mut batch = PointBatchBuilder::with_capacity(self.values.len());
+        for (d, device) in self.devices.iter().enumerate() {
+            for (m, (name, unit, _, step, lo, hi)) in METRICS.iter().enumerate() {
                 let v = &mut self.values[d * METRICS.len() + m];
                 *v = (*v + self.rng.random_range(-*step..=*step)).clamp(*lo, *hi);
-                device.push(dev.as_str());
-                metric.push(*name);
-                unit.push(*u);
-                value.push(*v);
-                // A sensor occasionally reports a bad-quality reading.
-                quality.push(if self.rng.random_ratio(1, 500) { 1 } else { 0 });
+                let point = Point {
+                    ts_micros,
+                    device_id: device.clone(),
+                    metric: (*name).to_string(),
+                    value: Some(*v),
+                    // A sensor occasionally reports a bad-quality reading.
+                    quality: Some(i32::from(self.rng.random_ratio(1, 500))),
+                    unit: Some((*unit).to_string()),
+                    labels: vec![],
+                };
+                batch.push(&point, "demo");
             }
         }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(TimestampMicrosecondArray::from(vec![ts_micros; n]).with_timezone("UTC")),
-            Arc::new(StringArray::from(device)),
-            Arc::new(StringArray::from(metric)),
-            Arc::new(Float64Array::from(value)),
-            Arc::new(Int32Array::from(quality)),
-            Arc::new(StringArray::from(unit)),
-            Arc::new(StringArray::from(vec!["demo"; n])),
-        ];
-        RecordBatch::try_new(point_schema(), columns)
+        batch.finish()
     }
-}
-
-fn point_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("device_id", DataType::Utf8, false),
-        Field::new("metric", DataType::Utf8, false),
-        Field::new("value", DataType::Float64, true),
-        Field::new("quality", DataType::Int32, true),
-        Field::new("unit", DataType::Utf8, true),
-        Field::new("source", DataType::Utf8, true),
-    ]))
 }
 
 /// Runs the simulator until `shutdown` flips to true, committing once per
@@ -187,7 +157,7 @@ mod tests {
         let v = values
             .column(3)
             .as_any()
-            .downcast_ref::<Float64Array>()
+            .downcast_ref::<arrow::array::Float64Array>()
             .unwrap();
         assert!(v.iter().flatten().all(|x| (-20.0..=130.0).contains(&x)));
     }

@@ -1,10 +1,12 @@
 //! Weir ingest: sources, decoders and the table writer.
 //!
-//! Today: the built-in device simulator behind `weir serve --demo`, writing
-//! Silver points through the same append path as every other writer.
-//! TODO(issue 3): Kafka source, decoders, Bronze/Silver writer with
-//! watermarks, hot tier, dead letters. TODO(issue 4): MQTT and Modbus.
+//! Today: message decoders (`decode`) and the device simulator behind
+//! `weir serve --demo`, which writes Silver points through the same append
+//! path as every other writer.
+//! TODO(issue 3): Kafka source, Bronze/Silver writer with watermarks, hot
+//! tier, dead letters. TODO(issue 4): MQTT and Modbus.
 
+pub mod decode;
 pub mod demo;
 
 #[derive(Debug, thiserror::Error)]
