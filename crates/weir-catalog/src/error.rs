@@ -37,6 +37,11 @@ pub enum CatalogError {
         source: Box<iceberg::Error>,
     },
 
+    /// A commit fence refused the table state (e.g. another writer already
+    /// committed these source offsets); rebuild the commit and try again.
+    #[error("commit to {table} refused: {reason}")]
+    Fenced { table: String, reason: String },
+
     #[error("writing data files for {table} failed: {source}")]
     Write {
         table: String,

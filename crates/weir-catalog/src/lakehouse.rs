@@ -12,6 +12,7 @@ use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
 use tracing::info;
 
+use crate::hot::HotTier;
 use crate::error::{CatalogError, Result};
 use crate::spec::TableSpec;
 
@@ -37,6 +38,7 @@ pub struct LakehouseOptions {
 pub struct Lakehouse {
     catalog: Arc<SqlCatalog>,
     warehouse: String,
+    hot: Arc<HotTier>,
 }
 
 impl std::fmt::Debug for Lakehouse {
@@ -94,6 +96,7 @@ impl Lakehouse {
         let lakehouse = Lakehouse {
             catalog: Arc::new(catalog),
             warehouse,
+            hot: Arc::default(),
         };
         for ns in BUILTIN_NAMESPACES {
             lakehouse.ensure_namespace(ns).await?;
@@ -103,6 +106,11 @@ impl Lakehouse {
 
     pub fn catalog(&self) -> Arc<dyn Catalog> {
         self.catalog.clone()
+    }
+
+    /// Uncommitted rows of this process's streaming writers.
+    pub fn hot(&self) -> &Arc<HotTier> {
+        &self.hot
     }
 
     pub fn warehouse(&self) -> &str {

@@ -5,13 +5,19 @@
 
 mod builtin;
 mod error;
+mod fence;
+pub mod hot;
 mod lakehouse;
 pub mod spec;
+pub mod watermark;
 mod writer;
 
 pub use builtin::builtin_specs;
 pub use error::{CatalogError, Result};
 pub use lakehouse::{CATALOG_NAME, DEFAULT_NAMESPACE, EnsureReport, Lakehouse, LakehouseOptions};
-pub use writer::{AppendOptions, AppendOutcome, append_batches};
+pub use fence::FenceCheck;
+pub use hot::{HotChunk, HotTier};
+pub use watermark::Watermarks;
+pub use writer::{AppendOptions, AppendOutcome, COMMIT_ID_KEY, append_batches, find_commit};
 
 pub use iceberg;

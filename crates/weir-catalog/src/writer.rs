@@ -30,16 +30,30 @@ use iceberg::{Catalog, Error as IcebergError, ErrorKind};
 use uuid::Uuid;
 
 use crate::error::{CatalogError, Result};
+use crate::fence::{FenceCheck, FencedCatalog};
 
 /// Snapshot summary key holding the writer's commit id.
 pub const COMMIT_ID_KEY: &str = "weir.commit-id";
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct AppendOptions {
     /// Extra snapshot summary properties (source watermarks, writer epoch, ...).
     pub snapshot_properties: HashMap<String, String>,
     /// Commit id; a fresh UUIDv7 when absent.
     pub commit_id: Option<Uuid>,
+    /// Checked against the exact table state the commit replaces (see `fence`);
+    /// a refusal fails the append with [`CatalogError::Fenced`].
+    pub fence: Option<FenceCheck>,
+}
+
+impl std::fmt::Debug for AppendOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendOptions")
+            .field("snapshot_properties", &self.snapshot_properties)
+            .field("commit_id", &self.commit_id)
+            .field("fence", &self.fence.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -88,10 +102,22 @@ pub async fn append_batches(
     let tx = action
         .apply(tx)
         .map_err(|e| CatalogError::iceberg(&name, e))?;
-    // Transaction::commit reloads and retries on conflicts (appends commute).
-    let committed = match tx.commit(catalog).await {
+    // Transaction::commit reloads and retries on conflicts (appends commute);
+    // a fence runs again on every attempt.
+    let fenced = opts.fence.map(|check| FencedCatalog::new(catalog, check));
+    let result = match &fenced {
+        Some(f) => tx.commit(f).await,
+        None => tx.commit(catalog).await,
+    };
+    let committed = match result {
         Ok(t) => t,
         Err(e) => {
+            if let Some(reason) = fenced.as_ref().and_then(|f| f.refused.lock().ok()?.take()) {
+                return Err(CatalogError::Fenced {
+                    table: name,
+                    reason,
+                });
+            }
             // Unknown outcome (e.g. the catalog update ran but the reply was lost):
             // the commit id in the snapshot summary tells.
             let reloaded = catalog.load_table(table.identifier()).await.ok();

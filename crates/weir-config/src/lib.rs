@@ -61,6 +61,85 @@ pub struct DemoConfig {
     pub demo_interval_ms: u64,
 }
 
+/// Kafka source (enabled when `--kafka-brokers` is set).
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaConfig {
+    /// Kafka bootstrap servers, e.g. `127.0.0.1:9092`; unset = no Kafka source.
+    #[arg(long, env = "WEIR_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Consumer group (writers in one group split the partitions).
+    #[arg(long, env = "WEIR_KAFKA_GROUP", default_value = "weir")]
+    pub kafka_group: String,
+
+    /// Topics to read, comma-separated; a name starting with `^` is a regex.
+    #[arg(long, env = "WEIR_KAFKA_TOPICS", value_delimiter = ',')]
+    pub kafka_topics: Vec<String>,
+
+    /// Payload format of topics without a route: auto, json_status,
+    /// json_points or line_protocol.
+    #[arg(long, env = "WEIR_KAFKA_FORMAT", default_value = "auto")]
+    pub kafka_format: String,
+
+    /// Per-topic decoder and Silver table: `PATTERN=FORMAT[@namespace.table]`,
+    /// comma-separated or repeated (first match wins).
+    #[arg(long, env = "WEIR_KAFKA_ROUTE", value_delimiter = ',')]
+    pub kafka_route: Vec<String>,
+
+    /// librdkafka options passed through, `key=value` (security.protocol,
+    /// sasl.mechanism, sasl.username, ssl.ca.location, ...).
+    #[arg(long, env = "WEIR_KAFKA_OPTION", value_delimiter = ',')]
+    pub kafka_option: Vec<String>,
+
+    /// Where partitions with no committed watermark start: earliest or latest.
+    #[arg(long, env = "WEIR_KAFKA_START", default_value = "earliest")]
+    pub kafka_start: String,
+}
+
+/// The streaming writer's cadence and limits (all sources).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WriterConfig {
+    /// Commit at least this often (ms) while rows are buffered.
+    #[arg(long, env = "WEIR_COMMIT_INTERVAL_MS", default_value_t = 10_000)]
+    pub commit_interval_ms: u64,
+
+    /// ...or as soon as this much data (MiB, in memory) is buffered.
+    #[arg(long, env = "WEIR_COMMIT_TARGET_MB", default_value_t = 128)]
+    pub commit_target_mb: usize,
+
+    /// New rows become queryable (hot tier) at least this often (ms).
+    #[arg(long, env = "WEIR_HOT_INTERVAL_MS", default_value_t = 100)]
+    pub hot_interval_ms: u64,
+
+    /// Consumption pauses while this much (MiB) is buffered or committing.
+    #[arg(long, env = "WEIR_MAX_BUFFER_MB", default_value_t = 512)]
+    pub max_buffer_mb: usize,
+
+    /// Larger messages go to the dead-letter table (bytes).
+    #[arg(long, env = "WEIR_MAX_MESSAGE_BYTES", default_value_t = 1 << 20)]
+    pub max_message_bytes: usize,
+}
+
+/// Every source a process can run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourcesConfig {
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+
+    #[command(flatten)]
+    pub writer: WriterConfig,
+}
+
+/// `weir ingest`: run the configured sources without serving SQL.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestConfig {
+    #[command(flatten)]
+    pub storage: StorageConfig,
+
+    #[command(flatten)]
+    pub sources: SourcesConfig,
+}
+
 /// `weir serve`: the Flight SQL server (plus sources and schedules).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {
@@ -76,6 +155,9 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub demo: DemoConfig,
+
+    #[command(flatten)]
+    pub sources: SourcesConfig,
 }
 
 /// `weir import`: bulk-append Parquet files to a table (one snapshot per file).

@@ -1,13 +1,17 @@
 //! Weir ingest: sources, decoders and the table writer.
 //!
-//! Today: message decoders (`decode`) and the device simulator behind
-//! `weir serve --demo`, which writes Silver points through the same append
-//! path as every other writer.
-//! TODO(issue 3): Kafka source, Bronze/Silver writer with watermarks, hot
-//! tier, dead letters. TODO(issue 4): MQTT and Modbus.
+//! - `decode`: JSON status, JSON points, line protocol → canonical points;
+//! - `writer`: buffered rows → fenced Iceberg appends with source watermarks,
+//!   hot-tier chunks, dead letters (source-agnostic);
+//! - `kafka`: the Kafka consumer-group source feeding the writer;
+//! - `demo`: the device simulator behind `weir serve --demo`.
+//!
+//! TODO(issue 4): MQTT and Modbus sources on the same writer.
 
 pub mod decode;
 pub mod demo;
+pub mod kafka;
+pub mod writer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

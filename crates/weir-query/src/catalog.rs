@@ -121,8 +121,13 @@ impl SchemaProvider for WeirSchemaProvider {
             NamespaceIdent::new(self.namespace.clone()),
             name.to_string(),
         );
+        // Hot rows first, then the table: see weir_catalog::hot for why this
+        // order makes every streamed record visible exactly once.
+        let hot = self.catalog.lakehouse.hot().chunks(&ident.to_string());
         match catalog.load_table(&ident).await {
-            Ok(table) => Ok(Some(Arc::new(WeirTable::try_new(catalog, table, None)?))),
+            Ok(table) => Ok(Some(Arc::new(
+                WeirTable::try_new(catalog, table, None)?.with_hot(hot),
+            ))),
             Err(e) if e.kind() == iceberg::ErrorKind::TableNotFound => Ok(None),
             Err(e) => Err(to_df(e)),
         }

@@ -1,13 +1,14 @@
 //! Time travel and snapshot listing as table functions:
 //! `iceberg_snapshots('ns.t')`, `iceberg_at_snapshot('ns.t', id)`,
-//! `iceberg_at_sequence('ns.t', n)`, `iceberg_as_of('ns.t', '2026-11-23T12:00:00Z')`.
+//! `iceberg_at_sequence('ns.t', n)`, `iceberg_as_of('ns.t', '2026-11-23T12:00:00Z')`,
+//! plus `weir_watermarks('ns.t')` (committed source positions).
 //!
 //! DataFusion's SQL layer has no `FOR SYSTEM_TIME AS OF`/`VERSION AS OF`
 //! clause for table providers, so table functions carry time travel.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
@@ -16,6 +17,7 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::Expr;
 use iceberg::table::Table;
 use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use weir_catalog::watermark::{table_sources, table_watermarks};
 use weir_catalog::{DEFAULT_NAMESPACE, Lakehouse};
 
 use crate::QueryError;
@@ -28,10 +30,12 @@ pub enum TimeTravel {
     AtSnapshot,
     AtSequence,
     AsOf,
+    Watermarks,
 }
 
 impl TimeTravel {
-    pub const ALL: [(&'static str, TimeTravel); 4] = [
+    pub const ALL: [(&'static str, TimeTravel); 5] = [
+        ("weir_watermarks", TimeTravel::Watermarks),
         ("iceberg_snapshots", TimeTravel::Snapshots),
         ("iceberg_at_snapshot", TimeTravel::AtSnapshot),
         ("iceberg_at_sequence", TimeTravel::AtSequence),
@@ -59,6 +63,7 @@ impl TableFunctionImpl for TimeTravelFunction {
         let table = load_blocking(catalog.clone(), &name)?;
         match self.kind {
             TimeTravel::Snapshots => snapshots_table(&table),
+            TimeTravel::Watermarks => watermarks_table(&table),
             TimeTravel::AtSnapshot => {
                 let id = int_arg(args, "iceberg_at_snapshot(table, snapshot_id)")?;
                 Ok(Arc::new(WeirTable::try_new(catalog, table, Some(id))?))
@@ -161,6 +166,37 @@ fn snapshots_table(table: &Table) -> DFResult<Arc<dyn TableProvider>> {
                 .iter()
                 .map(|s| serde_json_map(&s.summary().additional_properties)),
         )),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// `weir_watermarks('ns.t')`: per source partition, the next offset the
+/// table's current snapshot covers (what a restarted writer resumes from).
+fn watermarks_table(table: &Table) -> DFResult<Arc<dyn TableProvider>> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("stream", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("next_offset", DataType::Int64, false),
+    ]));
+    let (mut sources, mut streams, mut parts, mut offsets) = (vec![], vec![], vec![], vec![]);
+    for source in table_sources(table) {
+        let marks = table_watermarks(table, &source);
+        for (stream, ps) in marks.streams() {
+            for (p, o) in ps {
+                sources.push(source.clone());
+                streams.push(stream.to_string());
+                parts.push(*p);
+                offsets.push(*o);
+            }
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(sources)),
+        Arc::new(StringArray::from(streams)),
+        Arc::new(Int32Array::from(parts)),
+        Arc::new(Int64Array::from(offsets)),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))

@@ -37,6 +37,9 @@ use iceberg::scan::FileScanTask;
 use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
 use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::physical_plan::union::UnionExec;
+use weir_catalog::hot::{HotChunk, visible_batches};
 use weir_catalog::{AppendOptions, append_batches};
 
 use crate::error::to_df;
@@ -49,6 +52,8 @@ pub struct WeirTable {
     table: Table,
     snapshot_id: Option<i64>,
     schema: SchemaRef,
+    /// Uncommitted rows from this process's streaming writers (current-snapshot reads only).
+    hot: Vec<Arc<HotChunk>>,
 }
 
 impl fmt::Debug for WeirTable {
@@ -92,7 +97,37 @@ impl WeirTable {
             table,
             snapshot_id,
             schema: Arc::new(client_schema(&arrow)),
+            hot: Vec::new(),
         })
+    }
+
+    /// Adds the hot tier's chunks, taken before the table was loaded.
+    pub fn with_hot(mut self, hot: Vec<Arc<HotChunk>>) -> Self {
+        self.hot = hot;
+        self
+    }
+
+    /// The hot rows this snapshot does not cover, conformed to `schema`.
+    fn hot_plan(&self, schema: &SchemaRef, projection: Option<&Vec<usize>>) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
+        if self.hot.is_empty() {
+            return Ok(None);
+        }
+        let batches = visible_batches(&self.hot, self.table.metadata(), self.snapshot_id)?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows == 0 {
+            return Ok(None);
+        }
+        let full = batches
+            .into_iter()
+            .map(|b| conform_batch(b, &self.schema))
+            .collect::<DFResult<Vec<_>>>()?;
+        let memory = MemorySourceConfig::try_new_exec(&[full], self.schema.clone(), projection.cloned())?;
+        Ok(Some(Arc::new(WeirScanExec::new(
+            memory,
+            schema.clone(),
+            self.table.identifier().to_string(),
+            ScanKind::Hot { rows },
+        ))))
     }
 
     pub fn table(&self) -> &Table {
@@ -237,12 +272,16 @@ impl TableProvider for WeirTable {
                 None => self.iceberg_scan(state, &schema, filters, limit).await?,
             }
         };
-        Ok(Arc::new(WeirScanExec::new(
+        let files: Arc<dyn ExecutionPlan> = Arc::new(WeirScanExec::new(
             inner,
-            schema,
+            schema.clone(),
             self.table.identifier().to_string(),
-            counts,
-        )))
+            ScanKind::Files(counts),
+        ));
+        match self.hot_plan(&schema, projection)? {
+            Some(hot) => UnionExec::try_new(vec![files, hot]),
+            None => Ok(files),
+        }
     }
 
     fn supports_filters_pushdown(
@@ -323,8 +362,15 @@ pub struct WeirScanExec {
     inner: Arc<dyn ExecutionPlan>,
     schema: SchemaRef,
     table: String,
-    counts: FileCounts,
+    kind: ScanKind,
     properties: Arc<PlanProperties>,
+}
+
+/// What a [`WeirScanExec`] reads: committed data files or hot-tier rows.
+#[derive(Debug, Clone, Copy)]
+enum ScanKind {
+    Files(FileCounts),
+    Hot { rows: usize },
 }
 
 impl WeirScanExec {
@@ -332,7 +378,7 @@ impl WeirScanExec {
         inner: Arc<dyn ExecutionPlan>,
         schema: SchemaRef,
         table: String,
-        counts: FileCounts,
+        kind: ScanKind,
     ) -> Self {
         let inner_props = inner.properties();
         let properties = Arc::new(PlanProperties::new(
@@ -345,7 +391,7 @@ impl WeirScanExec {
             inner,
             schema,
             table,
-            counts,
+            kind,
             properties,
         }
     }
@@ -353,14 +399,19 @@ impl WeirScanExec {
 
 impl DisplayAs for WeirScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "WeirScan: table={}, files={} of {} ({} pruned by manifests)",
-            self.table,
-            self.counts.selected,
-            self.counts.total,
-            self.counts.total.saturating_sub(self.counts.selected)
-        )
+        match self.kind {
+            ScanKind::Files(counts) => write!(
+                f,
+                "WeirScan: table={}, files={} of {} ({} pruned by manifests)",
+                self.table,
+                counts.selected,
+                counts.total,
+                counts.total.saturating_sub(counts.selected)
+            ),
+            ScanKind::Hot { rows } => {
+                write!(f, "WeirHotScan: table={}, uncommitted rows={rows}", self.table)
+            }
+        }
     }
 }
 
@@ -392,7 +443,7 @@ impl ExecutionPlan for WeirScanExec {
             inner,
             self.schema.clone(),
             self.table.clone(),
-            self.counts,
+            self.kind,
         )))
     }
 

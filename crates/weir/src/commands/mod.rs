@@ -1,7 +1,9 @@
 //! The `weir` subcommands.
 
 mod import;
+mod ingest;
 mod serve;
+mod sources;
 
 use std::path::PathBuf;
 
@@ -13,6 +15,8 @@ use weir_catalog::{Lakehouse, LakehouseOptions, builtin_specs};
 pub enum Command {
     /// Serve SQL over Arrow Flight SQL (and run configured sources, or the demo).
     Serve(weir_config::ServeConfig),
+    /// Run the configured sources (Kafka, ...) into the lakehouse, without serving SQL.
+    Ingest(weir_config::IngestConfig),
     /// Bulk-append Parquet files to a table (one snapshot per file).
     Import(weir_config::ImportConfig),
 }
@@ -22,6 +26,7 @@ impl Command {
         match self {
             Command::Serve(cfg) => serve::run(cfg).await,
             Command::Import(cfg) => import::run(cfg).await,
+            Command::Ingest(cfg) => ingest::run(cfg).await,
         }
     }
 }

@@ -32,6 +32,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
 
+    let sources = super::sources::start(&lakehouse, &cfg.sources)?;
     let (stop_sources, sources_stopped) = watch::channel(false);
     let demo = cfg.demo.demo.then(|| {
         tokio::spawn(weir_ingest::demo::run(
@@ -58,6 +59,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     // The readiness line end-to-end tests and scripts wait for.
     println!("weir: Flight SQL listening on {addr}");
     std::io::stdout().flush()?;
+    for source in super::sources::Sources::describe(&cfg.sources) {
+        println!("weir: ingesting from {source}");
+    }
     if cfg.demo.demo {
         println!(
             "weir: demo devices are writing to silver.points; try: SELECT device_id, metric, avg(value) FROM silver.points GROUP BY 1, 2"
@@ -74,6 +78,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     };
 
     let _ = stop_sources.send(true);
+    if let Err(e) = sources.stop().await {
+        tracing::error!(error = %e, "a source failed to stop cleanly");
+    }
     if let Some(demo) = demo {
         match demo.await {
             Ok(Ok(rows)) => info!(rows, "demo flushed"),
@@ -91,7 +98,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
     tokio::select! {

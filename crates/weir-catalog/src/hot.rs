@@ -1,0 +1,134 @@
+//! The hot tier: rows a streaming writer has decoded but not yet committed,
+//! visible to queries in the same process at once.
+//!
+//! Each chunk remembers the source partition and offset of every row. A query
+//! takes the chunks first and then loads the table, pins that snapshot and keeps
+//! only hot rows at or past the snapshot's watermark for their partition
+//! ([`visible_batches`]). Writers evict chunks only after the snapshot covering
+//! them is committed, so every record is seen exactly once: either it was
+//! committed before the table was loaded (then it is in the snapshot and
+//! filtered out of the hot rows) or it was still in the hot tier when the chunks
+//! were taken.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
+use arrow::compute::filter_record_batch;
+
+use crate::watermark::{Watermarks, snapshot_watermarks};
+
+/// Uncommitted rows of one source partition, in offset order.
+#[derive(Debug)]
+pub struct HotChunk {
+    /// Source kind, e.g. `kafka` (the watermark namespace).
+    pub source: Arc<str>,
+    /// Stream (topic) and partition.
+    pub stream: Arc<str>,
+    pub partition: i32,
+    /// Source offset of each row of `batch`.
+    pub offsets: Int64Array,
+    /// Rows in the table's Arrow schema.
+    pub batch: RecordBatch,
+}
+
+impl HotChunk {
+    pub fn max_offset(&self) -> Option<i64> {
+        (!self.offsets.is_empty()).then(|| self.offsets.value(self.offsets.len() - 1))
+    }
+    pub fn min_offset(&self) -> Option<i64> {
+        (!self.offsets.is_empty()).then(|| self.offsets.value(0))
+    }
+    pub fn memory_size(&self) -> usize {
+        self.batch.get_array_memory_size() + self.offsets.get_array_memory_size()
+    }
+}
+
+/// Hot rows per table (`namespace.table`), shared by writers and the query engine.
+#[derive(Debug, Default)]
+pub struct HotTier {
+    tables: RwLock<HashMap<String, Vec<Arc<HotChunk>>>>,
+}
+
+impl HotTier {
+    pub fn push(&self, table: &str, chunk: Arc<HotChunk>) {
+        if chunk.batch.num_rows() == 0 {
+            return;
+        }
+        self.tables
+            .write()
+            .expect("hot tier lock")
+            .entry(table.to_string())
+            .or_default()
+            .push(chunk);
+    }
+
+    /// The table's hot chunks right now (take them *before* loading the table).
+    pub fn chunks(&self, table: &str) -> Vec<Arc<HotChunk>> {
+        self.tables
+            .read()
+            .expect("hot tier lock")
+            .get(table)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Drops chunks fully below `committed` (call after the commit succeeded).
+    pub fn evict_committed(&self, table: &str, source: &str, committed: &Watermarks) {
+        let mut tables = self.tables.write().expect("hot tier lock");
+        if let Some(chunks) = tables.get_mut(table) {
+            chunks.retain(|c| {
+                if &*c.source != source {
+                    return true;
+                }
+                match (committed.get(&c.stream, c.partition), c.max_offset()) {
+                    (Some(wm), Some(max)) => max >= wm,
+                    _ => true,
+                }
+            });
+        }
+    }
+
+    /// Drops every chunk of one partition (revoked, or its rows were discarded).
+    pub fn drop_partition(&self, table: &str, source: &str, stream: &str, partition: i32) {
+        let mut tables = self.tables.write().expect("hot tier lock");
+        if let Some(chunks) = tables.get_mut(table) {
+            chunks.retain(|c| !(&*c.source == source && &*c.stream == stream && c.partition == partition));
+        }
+    }
+
+    /// Rows currently held for `table`.
+    pub fn rows(&self, table: &str) -> usize {
+        self.chunks(table).iter().map(|c| c.batch.num_rows()).sum()
+    }
+}
+
+/// The hot rows a query pinned to `snapshot_id` must add: rows at or past the
+/// snapshot's watermark of their partition.
+pub fn visible_batches(
+    chunks: &[Arc<HotChunk>],
+    metadata: &iceberg::spec::TableMetadata,
+    snapshot_id: Option<i64>,
+) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+    let mut marks: HashMap<&str, Watermarks> = HashMap::new();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let wm = marks.entry(&chunk.source).or_insert_with(|| match snapshot_id {
+            Some(id) => snapshot_watermarks(metadata, id, &chunk.source),
+            None => Watermarks::new(),
+        });
+        let Some(from) = wm.get(&chunk.stream, chunk.partition) else {
+            out.push(chunk.batch.clone());
+            continue;
+        };
+        match (chunk.min_offset(), chunk.max_offset()) {
+            (Some(min), _) if min >= from => out.push(chunk.batch.clone()),
+            (_, Some(max)) if max < from => {}
+            _ => {
+                let mask: BooleanArray = chunk.offsets.iter().map(|o| o.map(|o| o >= from)).collect();
+                out.push(filter_record_batch(&chunk.batch, &mask)?);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,367 @@
+//! The writer's in-memory buffer: decoded rows per sink table, hot-tier
+//! chunks, per-partition positions, and the flush that turns them into one
+//! fenced commit per table.
+//!
+//! Source-agnostic: Kafka today, MQTT/Modbus (issue 4) feed the same buffer
+//! with their own stream/partition/offset coordinates.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::compute::filter_record_batch;
+use weir_catalog::hot::{HotChunk, HotTier};
+use weir_catalog::watermark::Watermarks;
+
+use super::bronze::{Coordinates, DeadLetterBuilder, RawBatchBuilder};
+use super::{Flush, SinkFlush, Sinks};
+use crate::decode::{DecodeOptions, Format, Point, PointBatchBuilder, decode};
+
+/// One source message.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub stream: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    /// The source's own timestamp (e.g. the Kafka record time), µs.
+    pub source_ts_micros: Option<i64>,
+    pub received_micros: i64,
+}
+
+/// When to seal hot chunks and when to flush.
+#[derive(Debug, Clone)]
+pub struct BufferLimits {
+    /// New rows become visible to queries at least this often.
+    pub seal_interval: Duration,
+    /// Flush when the oldest buffered row is this old...
+    pub commit_interval: Duration,
+    /// ...or when this many bytes are buffered.
+    pub commit_bytes: usize,
+    pub max_message_bytes: usize,
+}
+
+struct Part {
+    stream: Arc<str>,
+    partition: i32,
+    /// Next offset expected; older offsets are duplicates.
+    next: Option<i64>,
+    /// Per sink: rows below this offset are already in the table.
+    skip: Vec<Option<i64>>,
+    /// Per sink: the watermark this writer believes the table has.
+    assumed: Vec<Option<i64>>,
+    format: Format,
+    silver_sink: usize,
+    silver: PointBatchBuilder,
+    offsets: Vec<i64>,
+    touched: bool,
+    label: String,
+}
+
+/// Buffered rows of one writer.
+pub struct IngestBuffer {
+    source: Arc<str>,
+    sinks: Sinks,
+    hot: Arc<HotTier>,
+    limits: BufferLimits,
+    parts: HashMap<(Arc<str>, i32), Part>,
+    raw: RawBatchBuilder,
+    dead: DeadLetterBuilder,
+    sealed: Vec<(usize, Arc<HotChunk>)>,
+    scratch: Vec<Point>,
+    silver_bytes: usize,
+    revoked: HashSet<(Arc<str>, i32)>,
+    first_row_at: Option<Instant>,
+    last_seal: Instant,
+    pub stats: BufferStats,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BufferStats {
+    pub messages: u64,
+    pub points: u64,
+    pub dead_letters: u64,
+    pub duplicates_skipped: u64,
+}
+
+impl IngestBuffer {
+    pub fn new(source: &str, sinks: Sinks, hot: Arc<HotTier>, limits: BufferLimits) -> Self {
+        IngestBuffer {
+            source: source.into(),
+            sinks,
+            hot,
+            limits,
+            parts: HashMap::new(),
+            raw: RawBatchBuilder::new(),
+            dead: DeadLetterBuilder::new(),
+            sealed: Vec::new(),
+            scratch: Vec::new(),
+            silver_bytes: 0,
+            revoked: HashSet::new(),
+            first_row_at: None,
+            last_seal: Instant::now(),
+            stats: BufferStats::default(),
+        }
+    }
+
+    pub fn sinks(&self) -> &Sinks {
+        &self.sinks
+    }
+
+    /// Starts tracking a partition. `marks[s]` is sink `s`'s committed
+    /// watermark; returns the offset to read from (the raw table's watermark,
+    /// which is committed last).
+    pub fn assign(
+        &mut self,
+        stream: &str,
+        partition: i32,
+        format: Format,
+        silver_sink: usize,
+        marks: Vec<Option<i64>>,
+    ) -> Option<i64> {
+        let start = marks[self.sinks.raw()];
+        let stream: Arc<str> = stream.into();
+        let label = format!("{}:{stream}/{partition}", self.source);
+        self.parts.insert(
+            (stream.clone(), partition),
+            Part {
+                stream,
+                partition,
+                next: start,
+                skip: marks.clone(),
+                assumed: marks,
+                format,
+                silver_sink,
+                silver: PointBatchBuilder::with_capacity(1024),
+                offsets: Vec::new(),
+                touched: false,
+                label,
+            },
+        );
+        start
+    }
+
+    /// Forgets a partition and its uncommitted rows (another writer owns it now).
+    pub fn revoke(&mut self, stream: &str, partition: i32) {
+        let key: (Arc<str>, i32) = (stream.into(), partition);
+        if let Some(part) = self.parts.remove(&key) {
+            let table = self.sinks.name(part.silver_sink).to_string();
+            self.hot.drop_partition(&table, &self.source, stream, partition);
+            self.sealed
+                .retain(|(_, c)| !(&*c.stream == stream && c.partition == partition));
+        }
+        // Its raw and dead rows are filtered out of the next flush.
+        self.revoked.insert(key);
+    }
+
+    /// Drops everything uncommitted (after a fence refusal): the caller then
+    /// re-assigns partitions from the tables' watermarks.
+    pub fn reset(&mut self) -> Vec<(Arc<str>, i32)> {
+        let parts: Vec<_> = self.parts.drain().map(|(k, p)| (k, p.silver_sink)).collect();
+        for ((stream, partition), sink) in &parts {
+            let table = self.sinks.name(*sink).to_string();
+            self.hot.drop_partition(&table, &self.source, stream, *partition);
+        }
+        self.raw = RawBatchBuilder::new();
+        self.dead = DeadLetterBuilder::new();
+        self.sealed.clear();
+        self.silver_bytes = 0;
+        self.revoked.clear();
+        self.first_row_at = None;
+        parts.into_iter().map(|(k, _)| k).collect()
+    }
+
+    pub fn is_assigned(&self, stream: &str, partition: i32) -> bool {
+        self.parts.contains_key(&(Arc::from(stream), partition))
+    }
+
+    /// Buffers one message: raw row, then points or a dead letter.
+    pub fn push(&mut self, m: Message<'_>, headers: &[(String, String)]) {
+        let raw_sink = self.sinks.raw();
+        let dead_sink = self.sinks.dead();
+        let key: (Arc<str>, i32) = (m.stream.into(), m.partition);
+        let Some(part) = self.parts.get_mut(&key) else {
+            return; // not (or no longer) ours
+        };
+        if part.next.is_some_and(|n| m.offset < n) {
+            self.stats.duplicates_skipped += 1;
+            return;
+        }
+        part.next = Some(m.offset + 1);
+        part.touched = true;
+        self.stats.messages += 1;
+        self.first_row_at.get_or_insert_with(Instant::now);
+        let at = Coordinates {
+            source: &self.source,
+            stream: m.stream,
+            partition: m.partition,
+            offset: m.offset,
+            received_micros: m.received_micros,
+        };
+        let keep = |sink: usize| part.skip[sink].is_none_or(|s| m.offset >= s);
+        if keep(raw_sink) {
+            self.raw
+                .push(at, m.key, headers, m.payload, part.format.as_str());
+        }
+        let opts = DecodeOptions {
+            max_message_bytes: self.limits.max_message_bytes,
+            default_ts_micros: Some(m.source_ts_micros.unwrap_or(m.received_micros)),
+            device_id_from_key: m
+                .key
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .map(str::to_string),
+        };
+        self.scratch.clear();
+        let payload = m.payload.unwrap_or_default();
+        match decode(part.format, payload, &opts, &mut self.scratch) {
+            Ok(n) => {
+                if keep(part.silver_sink) {
+                    for p in &self.scratch {
+                        part.silver.push(p, &part.label);
+                        self.silver_bytes += 48 + p.device_id.len() + p.metric.len();
+                    }
+                    part.offsets.extend(std::iter::repeat_n(m.offset, n));
+                    self.stats.points += n as u64;
+                }
+            }
+            Err(e) => {
+                if keep(dead_sink) {
+                    self.dead
+                        .push(at, m.key, m.payload, "decode", &e.to_string());
+                    self.stats.dead_letters += 1;
+                }
+            }
+        }
+    }
+
+    pub fn seal_due(&self) -> bool {
+        self.last_seal.elapsed() >= self.limits.seal_interval
+    }
+
+    pub fn flush_due(&self) -> bool {
+        self.first_row_at
+            .is_some_and(|t| t.elapsed() >= self.limits.commit_interval)
+            || self.bytes() >= self.limits.commit_bytes
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.silver_bytes + self.raw.bytes()
+    }
+
+    /// Moves rows decoded so far into hot-tier chunks, visible to queries.
+    pub fn seal(&mut self) -> Result<(), arrow::error::ArrowError> {
+        self.last_seal = Instant::now();
+        for part in self.parts.values_mut() {
+            if part.silver.is_empty() {
+                continue;
+            }
+            let batch = part.silver.finish()?;
+            let offsets = Int64Array::from(std::mem::take(&mut part.offsets));
+            let chunk = Arc::new(HotChunk {
+                source: self.source.clone(),
+                stream: part.stream.clone(),
+                partition: part.partition,
+                offsets,
+                batch,
+            });
+            self.hot.push(self.sinks.name(part.silver_sink), chunk.clone());
+            self.sealed.push((part.silver_sink, chunk));
+        }
+        Ok(())
+    }
+
+    /// Everything buffered as one flush (one fenced commit per sink that has
+    /// rows), or `None` when nothing was read since the last flush.
+    pub fn take_flush(&mut self, epoch: u64) -> Result<Option<Flush>, arrow::error::ArrowError> {
+        self.seal()?;
+        if !self.parts.values().any(|p| p.touched) {
+            return Ok(None);
+        }
+        let n = self.sinks.len();
+        let mut batches: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+        let mut chunks: Vec<Arc<HotChunk>> = Vec::new();
+        for (sink, chunk) in self.sealed.drain(..) {
+            batches[sink].push(chunk.batch.clone());
+            chunks.push(chunk);
+        }
+        if !self.dead.is_empty() {
+            let batch = self.dead.finish()?;
+            batches[self.sinks.dead()].push(self.without_revoked(batch)?);
+        }
+        if !self.raw.is_empty() {
+            let batch = self.raw.finish()?;
+            batches[self.sinks.raw()].push(self.without_revoked(batch)?);
+        }
+        self.revoked.clear();
+        let mut sinks = Vec::new();
+        // Commit order: silver tables, dead letters, raw last (raw's watermark
+        // is where a restart resumes, so it must never run ahead of the others).
+        for (sink, rows) in batches.into_iter().enumerate() {
+            if rows.iter().all(|b| b.num_rows() == 0) {
+                continue;
+            }
+            let mut claims = Watermarks::new();
+            let mut expected = BTreeMap::new();
+            for part in self.parts.values_mut().filter(|p| p.touched) {
+                let Some(next) = part.next else { continue };
+                if part.assumed[sink].is_some_and(|a| next <= a) {
+                    continue;
+                }
+                claims.advance(&part.stream, part.partition, next);
+                expected.insert((part.stream.to_string(), part.partition), part.assumed[sink]);
+                part.assumed[sink] = Some(next);
+            }
+            sinks.push(SinkFlush {
+                sink,
+                batches: rows,
+                claims,
+                expected,
+            });
+        }
+        for part in self.parts.values_mut() {
+            part.touched = false;
+        }
+        self.silver_bytes = 0;
+        self.first_row_at = None;
+        Ok(Some(Flush {
+            epoch,
+            sinks,
+            hot_chunks: chunks,
+        }))
+    }
+
+    /// Drops rows of partitions revoked since the last flush (raw and dead
+    /// batches carry `topic` and `source_partition` columns).
+    fn without_revoked(&self, batch: RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+        if self.revoked.is_empty() {
+            return Ok(batch);
+        }
+        let topics = batch
+            .column_by_name("topic")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+        let parts = batch
+            .column_by_name("source_partition")
+            .and_then(|c| c.as_any().downcast_ref::<Int32Array>().cloned());
+        let (Some(topics), Some(parts)) = (topics, parts) else {
+            return Ok(batch);
+        };
+        let mask: BooleanArray = (0..batch.num_rows())
+            .map(|i| {
+                let key: (Arc<str>, i32) = (topics.value(i).into(), parts.value(i));
+                Some(!self.revoked.contains(&key))
+            })
+            .collect();
+        filter_record_batch(&batch, &mask)
+    }
+
+    /// Raw-table positions of the partitions held (for group-offset hints).
+    pub fn positions(&self) -> Vec<(Arc<str>, i32, i64)> {
+        let raw = self.sinks.raw();
+        self.parts
+            .values()
+            .filter_map(|p| Some((p.stream.clone(), p.partition, p.assumed[raw]?)))
+            .collect()
+    }
+}

@@ -1,0 +1,130 @@
+//! Starting the configured sources (shared by `weir serve` and `weir ingest`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use weir_catalog::Lakehouse;
+use weir_config::SourcesConfig;
+use weir_ingest::kafka::{self, KafkaCounters, KafkaOptions, KafkaReport, Route, StartFrom};
+use weir_ingest::writer::BufferLimits;
+
+/// Running sources; `stop` flushes and commits what they hold.
+pub struct Sources {
+    pub kafka: Option<(JoinHandle<Result<KafkaReport, kafka::KafkaSourceError>>, Arc<KafkaCounters>)>,
+    stop: watch::Sender<bool>,
+}
+
+impl Sources {
+    pub fn is_empty(&self) -> bool {
+        self.kafka.is_none()
+    }
+
+    /// A one-line description for the startup banner.
+    pub fn describe(cfg: &SourcesConfig) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(brokers) = &cfg.kafka.kafka_brokers {
+            out.push(format!(
+                "kafka {brokers} group {} topics {}",
+                cfg.kafka.kafka_group,
+                cfg.kafka.kafka_topics.join(",")
+            ));
+        }
+        out
+    }
+
+    /// Stops every source (ordered: each flushes and commits), returning
+    /// whether all ended cleanly.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        if let Some((task, _)) = self.kafka {
+            let report = task.await.context("kafka source task")??;
+            let s = report.stats;
+            tracing::info!(
+                messages = s.messages,
+                points = s.points,
+                dead_letters = s.dead_letters,
+                duplicates_skipped = s.duplicates_skipped,
+                flushes = report.flushes,
+                resets = report.resets,
+                "kafka source stopped"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn writer_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "weir".into());
+    format!("{host}-{}", std::process::id())
+}
+
+pub fn kafka_options(cfg: &SourcesConfig) -> anyhow::Result<Option<KafkaOptions>> {
+    let k = &cfg.kafka;
+    let Some(brokers) = k.kafka_brokers.clone() else {
+        return Ok(None);
+    };
+    if k.kafka_topics.is_empty() {
+        bail!("--kafka-brokers is set but --kafka-topics is empty");
+    }
+    let routes = k
+        .kafka_route
+        .iter()
+        .map(|r| Route::parse(r).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let client_options = k
+        .kafka_option
+        .iter()
+        .map(|o| {
+            o.split_once('=')
+                .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
+                .with_context(|| format!("--kafka-option `{o}`: expected key=value"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let start = match k.kafka_start.as_str() {
+        "earliest" => StartFrom::Earliest,
+        "latest" => StartFrom::Latest,
+        other => bail!("--kafka-start `{other}`: expected earliest or latest"),
+    };
+    let w = &cfg.writer;
+    Ok(Some(KafkaOptions {
+        brokers,
+        group: k.kafka_group.clone(),
+        topics: k.kafka_topics.clone(),
+        routes,
+        default_format: k.kafka_format.parse().map_err(anyhow::Error::msg)?,
+        client_options,
+        start,
+        limits: BufferLimits {
+            seal_interval: Duration::from_millis(w.hot_interval_ms.max(1)),
+            commit_interval: Duration::from_millis(w.commit_interval_ms.max(1)),
+            commit_bytes: w.commit_target_mb.max(1) << 20,
+            max_message_bytes: w.max_message_bytes,
+        },
+        max_buffer_bytes: w.max_buffer_mb.max(1) << 20,
+        writer_id: writer_id(),
+    }))
+}
+
+/// Starts every configured source.
+pub fn start(lakehouse: &Lakehouse, cfg: &SourcesConfig) -> anyhow::Result<Sources> {
+    let (stop, stopped) = watch::channel(false);
+    let kafka = match kafka_options(cfg)? {
+        Some(opts) => {
+            let counters = Arc::new(KafkaCounters::default());
+            let task = tokio::spawn(kafka::run(
+                lakehouse.clone(),
+                opts,
+                counters.clone(),
+                stopped.clone(),
+            ));
+            Some((task, counters))
+        }
+        None => None,
+    };
+    Ok(Sources { kafka, stop })
+}
