@@ -2,10 +2,15 @@
 # One command for the benchmark: builds Weir (release), makes a venv with the
 # peers (DuckDB from PyPI), generates data (cached), runs the suite.
 # Usage: benches/run.sh [--sensors N] [--hours H] [--reps R] [--seed S]
+#        benches/run.sh ingest [--points N] [--rate P] [--seconds S]   (streaming ingest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${WEIR_BENCH_VENV:-$HOME/.cache/weir/bench-venv}
 cargo build --release --locked -p weir
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r benches/requirements.txt
+if [ "${1:-}" = ingest ]; then
+  shift
+  exec "$venv/bin/python" benches/ingest.py "$@"
+fi
 exec "$venv/bin/python" benches/run.py "$@"

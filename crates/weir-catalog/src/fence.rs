@@ -63,7 +63,10 @@ impl Catalog for FencedCatalog<'_> {
         self.inner.update_table(commit).await
     }
 
-    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> Result<Vec<NamespaceIdent>> {
+    async fn list_namespaces(
+        &self,
+        parent: Option<&NamespaceIdent>,
+    ) -> Result<Vec<NamespaceIdent>> {
         self.inner.list_namespaces(parent).await
     }
     async fn create_namespace(

@@ -93,7 +93,9 @@ impl HotTier {
     pub fn drop_partition(&self, table: &str, source: &str, stream: &str, partition: i32) {
         let mut tables = self.tables.write().expect("hot tier lock");
         if let Some(chunks) = tables.get_mut(table) {
-            chunks.retain(|c| !(&*c.source == source && &*c.stream == stream && c.partition == partition));
+            chunks.retain(|c| {
+                !(&*c.source == source && &*c.stream == stream && c.partition == partition)
+            });
         }
     }
 
@@ -113,10 +115,12 @@ pub fn visible_batches(
     let mut marks: HashMap<&str, Watermarks> = HashMap::new();
     let mut out = Vec::new();
     for chunk in chunks {
-        let wm = marks.entry(&chunk.source).or_insert_with(|| match snapshot_id {
-            Some(id) => snapshot_watermarks(metadata, id, &chunk.source),
-            None => Watermarks::new(),
-        });
+        let wm = marks
+            .entry(&chunk.source)
+            .or_insert_with(|| match snapshot_id {
+                Some(id) => snapshot_watermarks(metadata, id, &chunk.source),
+                None => Watermarks::new(),
+            });
         let Some(from) = wm.get(&chunk.stream, chunk.partition) else {
             out.push(chunk.batch.clone());
             continue;
@@ -125,7 +129,8 @@ pub fn visible_batches(
             (Some(min), _) if min >= from => out.push(chunk.batch.clone()),
             (_, Some(max)) if max < from => {}
             _ => {
-                let mask: BooleanArray = chunk.offsets.iter().map(|o| o.map(|o| o >= from)).collect();
+                let mask: BooleanArray =
+                    chunk.offsets.iter().map(|o| o.map(|o| o >= from)).collect();
                 out.push(filter_record_batch(&chunk.batch, &mask)?);
             }
         }

@@ -12,8 +12,8 @@ use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
 use tracing::info;
 
-use crate::hot::HotTier;
 use crate::error::{CatalogError, Result};
+use crate::hot::HotTier;
 use crate::spec::TableSpec;
 
 /// The catalog name recorded in the SQL catalog rows (PyIceberg: `SqlCatalog("weir", ...)`).

@@ -14,9 +14,9 @@ mod writer;
 
 pub use builtin::builtin_specs;
 pub use error::{CatalogError, Result};
-pub use lakehouse::{CATALOG_NAME, DEFAULT_NAMESPACE, EnsureReport, Lakehouse, LakehouseOptions};
 pub use fence::FenceCheck;
 pub use hot::{HotChunk, HotTier};
+pub use lakehouse::{CATALOG_NAME, DEFAULT_NAMESPACE, EnsureReport, Lakehouse, LakehouseOptions};
 pub use watermark::Watermarks;
 pub use writer::{AppendOptions, AppendOutcome, COMMIT_ID_KEY, append_batches, find_commit};
 

@@ -12,20 +12,22 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use iceberg::TableIdent;
+use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message as _};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::ClientContext;
 use regex::Regex;
 use tokio::sync::watch;
 use weir_catalog::Lakehouse;
 use weir_catalog::watermark::Watermarks;
 
 use crate::decode::Format;
-use crate::writer::{BufferLimits, BufferStats, FlushOutcome, IngestBuffer, Message, Sinks, commit_flush};
+use crate::writer::{
+    BufferLimits, BufferStats, FlushOutcome, IngestBuffer, Message, Sinks, commit_flush,
+};
 
 /// Watermark namespace of this source in snapshot summaries.
 pub const SOURCE: &str = "kafka";
@@ -228,7 +230,10 @@ impl ConsumerContext for WeirContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         let parts: Vec<(String, i32)> = tpl
             .elements()
             .iter()
@@ -339,8 +344,16 @@ pub async fn run(
         .name("weir-kafka".into())
         .spawn(move || {
             let result = consume(
-                handle, thread_lakehouse, opts, sinks, counters, shutdown, flush_tx, fb_rx,
-                epoch, inflight,
+                handle,
+                thread_lakehouse,
+                opts,
+                sinks,
+                counters,
+                shutdown,
+                flush_tx,
+                fb_rx,
+                epoch,
+                inflight,
             );
             let _ = done_tx.send(result);
         })
@@ -367,7 +380,11 @@ async fn commit_with_retry(
                 };
             }
             Ok(FlushOutcome::Fenced { table, reason }) => {
-                tracing::warn!(table, reason, "commit refused by the watermark fence; resuming from the tables");
+                tracing::warn!(
+                    table,
+                    reason,
+                    "commit refused by the watermark fence; resuming from the tables"
+                );
                 return Feedback::Fenced {
                     epoch: flush.epoch,
                     reason,
@@ -406,7 +423,11 @@ fn consume(
         .set("enable.partition.eof", "false")
         .set(
             "auto.offset.reset",
-            if opts.start == StartFrom::Latest { "latest" } else { "earliest" },
+            if opts.start == StartFrom::Latest {
+                "latest"
+            } else {
+                "earliest"
+            },
         )
         .set("client.id", &opts.writer_id);
     for (k, v) in &opts.client_options {
@@ -423,12 +444,19 @@ fn consume(
     let consumer: BaseConsumer<WeirContext> = config.create_with_context(context)?;
     let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
     if topics.is_empty() {
-        return Err(KafkaSourceError::Config("no Kafka topics configured".into()));
+        return Err(KafkaSourceError::Config(
+            "no Kafka topics configured".into(),
+        ));
     }
     consumer.subscribe(&topics)?;
     tracing::info!(group = %opts.group, topics = ?opts.topics, "kafka source subscribed");
 
-    let mut buffer = IngestBuffer::new(SOURCE, sinks.clone(), lakehouse.hot().clone(), opts.limits.clone());
+    let mut buffer = IngestBuffer::new(
+        SOURCE,
+        sinks.clone(),
+        lakehouse.hot().clone(),
+        opts.limits.clone(),
+    );
     let mut routes: HashMap<String, (Format, usize)> = HashMap::new();
     let mut report = KafkaReport::default();
     let mut failure: Option<String> = None;
@@ -454,7 +482,15 @@ fn consume(
                     report.resets += 1;
                     epoch.fetch_add(1, Ordering::SeqCst);
                     tracing::warn!(reason, "resetting the writer from the tables' watermarks");
-                    reset(&consumer, &mut buffer, &sinks, &handle, &lakehouse, &opts, &mut routes)?;
+                    reset(
+                        &consumer,
+                        &mut buffer,
+                        &sinks,
+                        &handle,
+                        &lakehouse,
+                        &opts,
+                        &mut routes,
+                    )?;
                 }
                 Feedback::Failed(e) => failure = Some(e),
                 _ => {}
@@ -464,7 +500,8 @@ fn consume(
             break;
         }
         // 2. Rebalance events (before any message of a new assignment).
-        let events: Vec<Event> = std::mem::take(&mut *consumer.context().events.lock().expect("events lock"));
+        let events: Vec<Event> =
+            std::mem::take(&mut *consumer.context().events.lock().expect("events lock"));
         for event in events {
             match event {
                 Event::Assigned(parts) => {
@@ -495,7 +532,9 @@ fn consume(
                 headers.clear();
                 if let Some(h) = m.headers() {
                     for header in h.iter() {
-                        let value = header.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                        let value = header
+                            .value
+                            .map(|v| String::from_utf8_lossy(v).into_owned());
                         headers.push((header.key.to_string(), value.unwrap_or_default()));
                     }
                 }
@@ -525,7 +564,13 @@ fn consume(
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = Instant::now();
             let s = buffer.stats;
-            tracing::info!(messages = s.messages, points = s.points, dead_letters = s.dead_letters, flushes = report.flushes, "kafka source progress");
+            tracing::info!(
+                messages = s.messages,
+                points = s.points,
+                dead_letters = s.dead_letters,
+                flushes = report.flushes,
+                "kafka source progress"
+            );
         }
     }
 
@@ -552,7 +597,9 @@ fn consume(
     report.stats = buffer.stats;
     consumer.unsubscribe();
     match failure {
-        Some(e) => Err(KafkaSourceError::Config(format!("commits keep failing: {e}"))),
+        Some(e) => Err(KafkaSourceError::Config(format!(
+            "commits keep failing: {e}"
+        ))),
         None => Ok(report),
     }
 }
@@ -560,7 +607,9 @@ fn consume(
 fn publish(counters: &KafkaCounters, stats: &BufferStats) {
     counters.messages.store(stats.messages, Ordering::Relaxed);
     counters.points.store(stats.points, Ordering::Relaxed);
-    counters.dead_letters.store(stats.dead_letters, Ordering::Relaxed);
+    counters
+        .dead_letters
+        .store(stats.dead_letters, Ordering::Relaxed);
 }
 
 fn maybe_flush(

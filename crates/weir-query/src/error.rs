@@ -102,7 +102,9 @@ impl From<CatalogError> for QueryError {
                 QueryError::NotFound(e.to_string())
             }
             CatalogError::TableExists { .. } => QueryError::AlreadyExists(e.to_string()),
-            CatalogError::CommitConflict { .. } | CatalogError::Fenced { .. } => QueryError::Conflict(e.to_string()),
+            CatalogError::CommitConflict { .. } | CatalogError::Fenced { .. } => {
+                QueryError::Conflict(e.to_string())
+            }
             CatalogError::TableSpec { .. } => QueryError::Invalid(e.to_string()),
             CatalogError::Write { source, .. }
                 if source.kind() == iceberg::ErrorKind::DataInvalid =>

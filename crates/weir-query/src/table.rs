@@ -19,6 +19,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
@@ -27,6 +28,7 @@ use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
@@ -37,8 +39,6 @@ use iceberg::scan::FileScanTask;
 use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
 use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::physical_plan::union::UnionExec;
 use weir_catalog::hot::{HotChunk, visible_batches};
 use weir_catalog::{AppendOptions, append_batches};
 
@@ -108,7 +108,11 @@ impl WeirTable {
     }
 
     /// The hot rows this snapshot does not cover, conformed to `schema`.
-    fn hot_plan(&self, schema: &SchemaRef, projection: Option<&Vec<usize>>) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
+    fn hot_plan(
+        &self,
+        schema: &SchemaRef,
+        projection: Option<&Vec<usize>>,
+    ) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
         if self.hot.is_empty() {
             return Ok(None);
         }
@@ -121,7 +125,8 @@ impl WeirTable {
             .into_iter()
             .map(|b| conform_batch(b, &self.schema))
             .collect::<DFResult<Vec<_>>>()?;
-        let memory = MemorySourceConfig::try_new_exec(&[full], self.schema.clone(), projection.cloned())?;
+        let memory =
+            MemorySourceConfig::try_new_exec(&[full], self.schema.clone(), projection.cloned())?;
         Ok(Some(Arc::new(WeirScanExec::new(
             memory,
             schema.clone(),
@@ -409,7 +414,11 @@ impl DisplayAs for WeirScanExec {
                 counts.total.saturating_sub(counts.selected)
             ),
             ScanKind::Hot { rows } => {
-                write!(f, "WeirHotScan: table={}, uncommitted rows={rows}", self.table)
+                write!(
+                    f,
+                    "WeirHotScan: table={}, uncommitted rows={rows}",
+                    self.table
+                )
             }
         }
     }

@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder,
-    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, MapBuilder, MapFieldNames, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayBuilder, ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, MapBuilder, MapFieldNames,
+    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
@@ -65,8 +64,12 @@ impl RawBatchBuilder {
             partition: Int32Builder::new(),
             offset: Int64Builder::new(),
             key: BinaryBuilder::new(),
-            headers: MapBuilder::new(Some(map_names()), StringBuilder::new(), StringBuilder::new())
-                .with_values_field(Arc::new(Field::new("value", DataType::Utf8, true))),
+            headers: MapBuilder::new(
+                Some(map_names()),
+                StringBuilder::new(),
+                StringBuilder::new(),
+            )
+            .with_values_field(Arc::new(Field::new("value", DataType::Utf8, true))),
             payload: BinaryBuilder::new(),
             content_type: StringBuilder::new(),
             bytes: 0,

@@ -5,7 +5,7 @@
 //! Source-agnostic: Kafka today, MQTT/Modbus (issue 4) feed the same buffer
 //! with their own stream/partition/offset coordinates.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,7 +72,9 @@ pub struct IngestBuffer {
     sealed: Vec<(usize, Arc<HotChunk>)>,
     scratch: Vec<Point>,
     silver_bytes: usize,
-    revoked: HashSet<(Arc<str>, i32)>,
+    /// Raw/dead rows finished early (at a revoke), flushed with the builders'.
+    raw_done: Vec<RecordBatch>,
+    dead_done: Vec<RecordBatch>,
     first_row_at: Option<Instant>,
     last_seal: Instant,
     pub stats: BufferStats,
@@ -99,7 +101,8 @@ impl IngestBuffer {
             sealed: Vec::new(),
             scratch: Vec::new(),
             silver_bytes: 0,
-            revoked: HashSet::new(),
+            raw_done: Vec::new(),
+            dead_done: Vec::new(),
             first_row_at: None,
             last_seal: Instant::now(),
             stats: BufferStats::default(),
@@ -148,27 +151,57 @@ impl IngestBuffer {
         let key: (Arc<str>, i32) = (stream.into(), partition);
         if let Some(part) = self.parts.remove(&key) {
             let table = self.sinks.name(part.silver_sink).to_string();
-            self.hot.drop_partition(&table, &self.source, stream, partition);
+            self.hot
+                .drop_partition(&table, &self.source, stream, partition);
             self.sealed
                 .retain(|(_, c)| !(&*c.stream == stream && c.partition == partition));
         }
-        // Its raw and dead rows are filtered out of the next flush.
-        self.revoked.insert(key);
+        // Drop its raw and dead rows now: the partition may come back in the
+        // next assignment, and only rows read after that belong to this writer.
+        let purge = |done: &mut Vec<RecordBatch>| -> Result<(), arrow::error::ArrowError> {
+            for batch in done.iter_mut() {
+                *batch = without_partition(batch, stream, partition)?;
+            }
+            Ok(())
+        };
+        let raw = self.raw.finish();
+        let dead = self.dead.finish();
+        match (raw, dead) {
+            (Ok(raw), Ok(dead)) => {
+                self.raw_done.push(raw);
+                self.dead_done.push(dead);
+                if let Err(e) = purge(&mut self.raw_done).and_then(|_| purge(&mut self.dead_done)) {
+                    tracing::error!(error = %e, "cannot drop rows of a revoked partition; dropping the buffer");
+                    self.raw_done.clear();
+                    self.dead_done.clear();
+                }
+            }
+            _ => {
+                self.raw_done.clear();
+                self.dead_done.clear();
+            }
+        }
     }
 
     /// Drops everything uncommitted (after a fence refusal): the caller then
     /// re-assigns partitions from the tables' watermarks.
     pub fn reset(&mut self) -> Vec<(Arc<str>, i32)> {
-        let parts: Vec<_> = self.parts.drain().map(|(k, p)| (k, p.silver_sink)).collect();
+        let parts: Vec<_> = self
+            .parts
+            .drain()
+            .map(|(k, p)| (k, p.silver_sink))
+            .collect();
         for ((stream, partition), sink) in &parts {
             let table = self.sinks.name(*sink).to_string();
-            self.hot.drop_partition(&table, &self.source, stream, *partition);
+            self.hot
+                .drop_partition(&table, &self.source, stream, *partition);
         }
         self.raw = RawBatchBuilder::new();
         self.dead = DeadLetterBuilder::new();
         self.sealed.clear();
         self.silver_bytes = 0;
-        self.revoked.clear();
+        self.raw_done.clear();
+        self.dead_done.clear();
         self.first_row_at = None;
         parts.into_iter().map(|(k, _)| k).collect()
     }
@@ -266,7 +299,8 @@ impl IngestBuffer {
                 offsets,
                 batch,
             });
-            self.hot.push(self.sinks.name(part.silver_sink), chunk.clone());
+            self.hot
+                .push(self.sinks.name(part.silver_sink), chunk.clone());
             self.sealed.push((part.silver_sink, chunk));
         }
         Ok(())
@@ -286,15 +320,14 @@ impl IngestBuffer {
             batches[sink].push(chunk.batch.clone());
             chunks.push(chunk);
         }
+        batches[self.sinks.dead()].append(&mut self.dead_done);
         if !self.dead.is_empty() {
-            let batch = self.dead.finish()?;
-            batches[self.sinks.dead()].push(self.without_revoked(batch)?);
+            batches[self.sinks.dead()].push(self.dead.finish()?);
         }
+        batches[self.sinks.raw()].append(&mut self.raw_done);
         if !self.raw.is_empty() {
-            let batch = self.raw.finish()?;
-            batches[self.sinks.raw()].push(self.without_revoked(batch)?);
+            batches[self.sinks.raw()].push(self.raw.finish()?);
         }
-        self.revoked.clear();
         let mut sinks = Vec::new();
         // Commit order: silver tables, dead letters, raw last (raw's watermark
         // is where a restart resumes, so it must never run ahead of the others).
@@ -310,7 +343,10 @@ impl IngestBuffer {
                     continue;
                 }
                 claims.advance(&part.stream, part.partition, next);
-                expected.insert((part.stream.to_string(), part.partition), part.assumed[sink]);
+                expected.insert(
+                    (part.stream.to_string(), part.partition),
+                    part.assumed[sink],
+                );
                 part.assumed[sink] = Some(next);
             }
             sinks.push(SinkFlush {
@@ -332,30 +368,6 @@ impl IngestBuffer {
         }))
     }
 
-    /// Drops rows of partitions revoked since the last flush (raw and dead
-    /// batches carry `topic` and `source_partition` columns).
-    fn without_revoked(&self, batch: RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
-        if self.revoked.is_empty() {
-            return Ok(batch);
-        }
-        let topics = batch
-            .column_by_name("topic")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
-        let parts = batch
-            .column_by_name("source_partition")
-            .and_then(|c| c.as_any().downcast_ref::<Int32Array>().cloned());
-        let (Some(topics), Some(parts)) = (topics, parts) else {
-            return Ok(batch);
-        };
-        let mask: BooleanArray = (0..batch.num_rows())
-            .map(|i| {
-                let key: (Arc<str>, i32) = (topics.value(i).into(), parts.value(i));
-                Some(!self.revoked.contains(&key))
-            })
-            .collect();
-        filter_record_batch(&batch, &mask)
-    }
-
     /// Raw-table positions of the partitions held (for group-offset hints).
     pub fn positions(&self) -> Vec<(Arc<str>, i32, i64)> {
         let raw = self.sinks.raw();
@@ -363,5 +375,128 @@ impl IngestBuffer {
             .values()
             .filter_map(|p| Some((p.stream.clone(), p.partition, p.assumed[raw]?)))
             .collect()
+    }
+}
+
+/// `batch` without the rows of one partition (raw and dead batches carry
+/// `topic` and `source_partition` columns).
+fn without_partition(
+    batch: &RecordBatch,
+    stream: &str,
+    partition: i32,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let topics = batch
+        .column_by_name("topic")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+    let parts = batch
+        .column_by_name("source_partition")
+        .and_then(|c| c.as_any().downcast_ref::<Int32Array>());
+    let (Some(topics), Some(parts)) = (topics, parts) else {
+        return Ok(batch.clone());
+    };
+    let mask: BooleanArray = (0..batch.num_rows())
+        .map(|i| Some(!(parts.value(i) == partition && topics.value(i) == stream)))
+        .collect();
+    filter_record_batch(batch, &mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iceberg::TableIdent;
+
+    fn buffer() -> (IngestBuffer, Arc<HotTier>) {
+        let hot = Arc::new(HotTier::default());
+        let sinks = Sinks::new(&[TableIdent::from_strs(["silver", "points"]).unwrap()]);
+        let limits = BufferLimits {
+            seal_interval: Duration::from_millis(100),
+            commit_interval: Duration::from_secs(10),
+            commit_bytes: 1 << 30,
+            max_message_bytes: 1024,
+        };
+        (IngestBuffer::new("kafka", sinks, hot.clone(), limits), hot)
+    }
+
+    fn msg(partition: i32, offset: i64, payload: &[u8]) -> Message<'_> {
+        Message {
+            stream: "t",
+            partition,
+            offset,
+            key: None,
+            payload: Some(payload),
+            source_ts_micros: None,
+            received_micros: 1_000_000,
+        }
+    }
+
+    const GOOD: &[u8] = br#"{"device_id":"d","metric":"m","value":1,"ts":1700000000000}"#;
+
+    #[test]
+    fn flush_claims_positions_per_table_and_skips_committed_rows() {
+        let (mut b, hot) = buffer();
+        // silver already has offsets < 3 of partition 0 (crash between commits).
+        assert_eq!(
+            b.assign("t", 0, Format::Auto, 0, vec![Some(3), None, Some(1)]),
+            Some(1)
+        );
+        assert_eq!(
+            b.assign("t", 1, Format::Auto, 0, vec![None, None, None]),
+            None
+        );
+        for o in 1..6 {
+            b.push(msg(0, o, GOOD), &[]);
+        }
+        b.push(msg(0, 2, GOOD), &[]); // duplicate delivery
+        b.push(msg(1, 0, b"{bad"), &[]);
+        b.seal().unwrap();
+        assert_eq!(hot.rows("silver.points"), 3, "offsets 3, 4, 5 are hot");
+        let flush = b.take_flush(0).unwrap().unwrap();
+        assert_eq!(b.stats.duplicates_skipped, 1);
+        assert_eq!(flush.rows(0), 3);
+        assert_eq!(flush.rows(1), 1);
+        assert_eq!(flush.rows(2), 6);
+        let silver = flush.sinks.iter().find(|s| s.sink == 0).unwrap();
+        assert_eq!(silver.claims.get("t", 0), Some(6));
+        assert_eq!(silver.claims.get("t", 1), Some(1));
+        assert_eq!(silver.expected[&("t".to_string(), 0)], Some(3));
+        assert_eq!(silver.expected[&("t".to_string(), 1)], None);
+        let raw = flush.sinks.iter().find(|s| s.sink == 2).unwrap();
+        assert_eq!(raw.expected[&("t".to_string(), 0)], Some(1));
+        // The next flush expects what this one claimed.
+        b.push(msg(0, 6, GOOD), &[]);
+        let next = b.take_flush(1).unwrap().unwrap();
+        let silver = next.sinks.iter().find(|s| s.sink == 0).unwrap();
+        assert_eq!(silver.expected[&("t".to_string(), 0)], Some(6));
+        assert!(b.take_flush(2).unwrap().is_none(), "nothing new, no flush");
+    }
+
+    #[test]
+    fn revoked_partition_rows_are_dropped_even_if_it_comes_back() {
+        let (mut b, hot) = buffer();
+        b.assign("t", 0, Format::Auto, 0, vec![None, None, None]);
+        b.assign("t", 1, Format::Auto, 0, vec![None, None, None]);
+        b.push(msg(0, 0, GOOD), &[]);
+        b.push(msg(1, 0, GOOD), &[]);
+        b.push(msg(1, 1, b"nope nope"), &[]);
+        b.seal().unwrap();
+        b.revoke("t", 1);
+        assert_eq!(hot.rows("silver.points"), 1);
+        b.assign("t", 1, Format::Auto, 0, vec![Some(1), Some(2), Some(2)]);
+        b.push(msg(1, 2, GOOD), &[]);
+        let flush = b.take_flush(0).unwrap().unwrap();
+        assert_eq!(
+            flush.rows(0),
+            2,
+            "partition 0 offset 0 and partition 1 offset 2"
+        );
+        assert_eq!(
+            flush.rows(1),
+            0,
+            "the dead letter of the revoked partition is gone"
+        );
+        assert_eq!(flush.rows(2), 2);
+        let raw = flush.sinks.iter().find(|s| s.sink == 2).unwrap();
+        assert_eq!(raw.claims.get("t", 1), Some(3));
+        assert_eq!(raw.expected[&("t".to_string(), 1)], Some(2));
     }
 }

@@ -65,7 +65,9 @@ impl Sinks {
         self.tables.len() - 1
     }
     pub fn silver_index(&self, ident: &TableIdent) -> Option<usize> {
-        self.tables[..self.dead()].iter().position(|(t, _)| t == ident)
+        self.tables[..self.dead()]
+            .iter()
+            .position(|(t, _)| t == ident)
     }
 
     /// Each table's committed watermarks for `source` (one catalog load per table).

@@ -11,9 +11,11 @@ use weir_config::SourcesConfig;
 use weir_ingest::kafka::{self, KafkaCounters, KafkaOptions, KafkaReport, Route, StartFrom};
 use weir_ingest::writer::BufferLimits;
 
+type KafkaTask = JoinHandle<Result<KafkaReport, kafka::KafkaSourceError>>;
+
 /// Running sources; `stop` flushes and commits what they hold.
 pub struct Sources {
-    pub kafka: Option<(JoinHandle<Result<KafkaReport, kafka::KafkaSourceError>>, Arc<KafkaCounters>)>,
+    pub kafka: Option<(KafkaTask, Arc<KafkaCounters>)>,
     stop: watch::Sender<bool>,
 }
 

@@ -1,0 +1,332 @@
+"""Streaming ingest benchmark: Kafka → Weir (Bronze + Silver + hot tier).
+
+1. Throughput: pre-loads a 4-partition topic with device-status messages
+   (JSON, 10 metrics per message) and another with line protocol (50 lines per
+   message), starts `weir serve` on a fresh lakehouse and times until the raw
+   table's watermark reaches the topic's end offsets (every point committed to
+   Iceberg, Bronze and Silver). Reports points/s and the CPU cores Weir used.
+2. Ceiling: pyarrow encoding the same Silver rows to zstd Parquet, rows/s.
+3. Freshness: a producer paced at --rate points/s (default 200k) for
+   --seconds; a Flight SQL client samples `max(ts)` of recent rows every
+   200 ms; lag = sample time - newest visible device timestamp
+   (an upper bound on produce → visible). Reports p50/p99.
+
+Writes benches/results/<stamp>-ingest/report.md, results.json and plot.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import adbc_driver_flightsql.dbapi as flightsql
+import pyarrow as pa
+import pyarrow.parquet as pq
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+READY = re.compile(r"weir: Flight SQL listening on 127\.0\.0\.1:(\d+)")
+METRICS = ["cpu_usage", "memory_usage", "disk_usage", "network_in", "network_out",
+           "temperature", "voltage", "current", "pressure", "humidity"]
+BASE_MS = 1_767_225_600_000  # 2026-01-01
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    def __init__(self):
+        self.port = free_port()
+        self.env = {**os.environ, "KAFKA_PORT": str(self.port),
+                    "KAFKA_HOME": str(Path.home() / ".cache" / "weir" / "bench-kafka")}
+        subprocess.run(["bash", str(ROOT / "tests/scripts/kafka-broker.sh"), "up"],
+                       env=self.env, check=True, stdout=subprocess.DEVNULL)
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def topic(self, name: str, partitions: int = 4) -> str:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        for f in admin.create_topics([NewTopic(name, num_partitions=partitions,
+                                               replication_factor=1)]).values():
+            f.result(30)
+        return name
+
+    def ends(self, topic: str, partitions: int = 4) -> dict:
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "bench-probe"})
+        try:
+            return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                    for p in range(partitions)}
+        finally:
+            c.close()
+
+    def stop(self):
+        subprocess.run(["bash", str(ROOT / "tests/scripts/kafka-broker.sh"), "down"],
+                       env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def producer(bootstrap: str) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                     "batch.size": 1_000_000, "queue.buffering.max.messages": 1_000_000,
+                     "compression.type": "lz4"})
+
+
+def status_message(rng: random.Random, device: int, ts_ms: int) -> bytes:
+    body = {"device_id": f"dev-{device:05d}", "timestamp": ts_ms}
+    for m in METRICS:
+        body[m] = round(rng.uniform(0, 100), 3)
+    return json.dumps(body).encode()
+
+
+def lp_message(rng: random.Random, first_sensor: int, ts_ms: int, lines: int) -> bytes:
+    out = []
+    for k in range(lines):
+        s = first_sensor + k
+        out.append(f"device_data,device_id=plc-{s // 20:04d},tag_name=tag{s % 20:02d},"
+                   f"protocol=ModbusTcp,unit=C value={rng.uniform(0, 100):.3f},quality=0i "
+                   f"{ts_ms * 1_000_000}")
+    return "\n".join(out).encode()
+
+
+def preload(broker: Broker, topic: str, kind: str, points: int, seed: int) -> int:
+    rng = random.Random(seed)
+    p = producer(broker.bootstrap)
+    produced = 0
+    i = 0
+    while produced < points:
+        ts = BASE_MS + (i // 2000) * 1000
+        if kind == "json":
+            value = status_message(rng, i % 2000, ts)
+            produced += len(METRICS)
+        else:
+            value = lp_message(rng, (i * 50) % 40_000, ts, 50)
+            produced += 50
+        while True:
+            try:
+                p.produce(topic, value=value, partition=i % 4)
+                break
+            except BufferError:
+                p.poll(0.05)
+        i += 1
+        if i % 10_000 == 0:
+            p.poll(0)
+    p.flush(120)
+    return produced
+
+
+class Weir:
+    def __init__(self, binary: Path, data: Path, args: list[str]):
+        self.log = open(data.parent / f"{data.name}.log", "wb")
+        self.proc = subprocess.Popen([str(binary), "serve", "--listen", "127.0.0.1:0",
+                                      "--data-dir", str(data), *args],
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+        for line in self.proc.stdout:
+            m = READY.search(line)
+            if m:
+                self.uri = f"grpc://127.0.0.1:{m.group(1)}"
+                break
+        else:
+            raise RuntimeError("weir did not start")
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+        self.conn = flightsql.connect(self.uri, autocommit=True)
+
+    def scalar(self, sql: str):
+        with self.conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        self.conn.close()
+        self.proc.terminate()
+        self.proc.wait(120)
+        self.log.close()
+
+
+def throughput(binary: Path, broker: Broker, work: Path, kind: str, points: int, seed: int) -> dict:
+    topic = broker.topic(f"bench-{kind}-{int(time.time())}")
+    t0 = time.perf_counter()
+    produced = preload(broker, topic, kind, points, seed)
+    load_s = time.perf_counter() - t0
+    ends = broker.ends(topic)
+    fmt = "json_status" if kind == "json" else "line_protocol"
+    data = work / f"tp-{kind}"
+    start = time.perf_counter()
+    weir = Weir(binary, data, ["--kafka-brokers", broker.bootstrap, "--kafka-topics", topic,
+                               "--kafka-format", fmt, "--commit-interval-ms", "5000",
+                               "--commit-target-mb", "256", "--max-buffer-mb", "1024"])
+    cpu0 = weir.cpu_seconds()
+    while True:
+        rows = weir.scalar(f"SELECT partition, next_offset FROM weir_watermarks('bronze.raw_messages') "
+                           f"WHERE stream = '{topic}'")
+        if {p: o for p, o in rows} == ends:
+            break
+        time.sleep(0.25)
+    elapsed = time.perf_counter() - start
+    cpu = weir.cpu_seconds() - cpu0
+    silver = weir.scalar("SELECT count(*) FROM silver.points")[0][0]
+    weir.stop()
+    assert silver == produced, (silver, produced)
+    return {"kind": kind, "points": produced, "messages": sum(ends.values()),
+            "seconds": elapsed, "points_per_s": produced / elapsed,
+            "cores": cpu / elapsed, "producer_load_s": load_s}
+
+
+def ceiling(points: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    n = points
+    ts = pa.array([BASE_MS * 1000 + (i // 20_000) * 1_000_000 for i in range(n)],
+                  pa.timestamp("us", tz="UTC"))
+    table = pa.table({
+        "ts": ts,
+        "device_id": pa.array([f"dev-{(i // 10) % 2000:05d}" for i in range(n)]),
+        "metric": pa.array([METRICS[i % 10] for i in range(n)]),
+        "value": pa.array([rng.uniform(0, 100) for _ in range(n)]),
+        "quality": pa.nulls(n, pa.int32()),
+        "unit": pa.nulls(n, pa.string()),
+        "source": pa.array(["kafka:bench/0"] * n),
+    })
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        pq.write_table(table, f"{d}/x.parquet", compression="zstd")
+        secs = time.perf_counter() - t0
+    return {"points": n, "seconds": secs, "points_per_s": n / secs}
+
+
+def freshness(binary: Path, broker: Broker, work: Path, rate: int, seconds: int, seed: int) -> dict:
+    topic = broker.topic(f"bench-fresh-{int(time.time())}")
+    weir = Weir(binary, work / "fresh", ["--kafka-brokers", broker.bootstrap, "--kafka-topics", topic,
+                                         "--kafka-format", "json_status", "--hot-interval-ms", "100",
+                                         "--commit-interval-ms", "5000"])
+    msgs_per_s = rate // len(METRICS)
+    stop = threading.Event()
+    sent = [0]
+
+    def produce():
+        rng = random.Random(seed)
+        p = producer(broker.bootstrap)
+        p_conf_linger = 5
+        del p_conf_linger
+        start = time.time()
+        i = 0
+        while not stop.is_set():
+            now = time.time()
+            due = int((now - start) * msgs_per_s)
+            ts_ms = int(now * 1000)
+            while i < due:
+                try:
+                    p.produce(topic, value=status_message(rng, i % 20_000, ts_ms), partition=i % 4)
+                except BufferError:
+                    p.poll(0.01)
+                    continue
+                i += 1
+            p.poll(0)
+            time.sleep(0.005)
+        p.flush(60)
+        sent[0] = i
+
+    th = threading.Thread(target=produce)
+    th.start()
+    time.sleep(3)  # warm-up
+    lags = []
+    end = time.time() + seconds
+    while time.time() < end:
+        t = time.time()
+        newest = weir.scalar("SELECT max(ts) FROM silver.points WHERE ts > now() - INTERVAL '20 seconds'")[0][0]
+        if newest is not None:
+            lags.append(t - newest.timestamp())
+        time.sleep(0.2)
+    stop.set()
+    th.join()
+    total_s = seconds + 3
+    weir.stop()
+    lags.sort()
+    q = lambda f: lags[min(len(lags) - 1, int(f * len(lags)))]
+    return {"target_points_per_s": rate, "achieved_points_per_s": sent[0] * len(METRICS) / total_s,
+            "samples": len(lags), "p50_s": q(0.5), "p99_s": q(0.99), "max_s": lags[-1]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", type=int, default=3_000_000, help="points per throughput run")
+    ap.add_argument("--rate", type=int, default=200_000, help="freshness run: points/s")
+    ap.add_argument("--seconds", type=int, default=20, help="freshness run length")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--binary", type=Path, default=ROOT / "target/release/weir")
+    args = ap.parse_args()
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = HERE / "results" / f"{stamp}-ingest"
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="weir-ingest-bench-"))
+    broker = Broker()
+    try:
+        results = {"throughput": [], "cores": os.cpu_count()}
+        for kind in ("json", "lp"):
+            r = throughput(args.binary, broker, work, kind, args.points, args.seed)
+            print(f"{kind:5s}: {r['points']:,} points in {r['seconds']:.2f} s = "
+                  f"{r['points_per_s']:,.0f} points/s, {r['cores']:.2f} cores", flush=True)
+            results["throughput"].append(r)
+        c = ceiling(min(args.points, 3_000_000), args.seed)
+        print(f"ceiling: pyarrow zstd Parquet encode {c['points_per_s']:,.0f} rows/s", flush=True)
+        results["ceiling"] = c
+        f = freshness(args.binary, broker, work, args.rate, args.seconds, args.seed)
+        print(f"freshness at {f['achieved_points_per_s']:,.0f} points/s: p50 {f['p50_s'] * 1000:.0f} ms, "
+              f"p99 {f['p99_s'] * 1000:.0f} ms ({f['samples']} samples)", flush=True)
+        results["freshness"] = f
+    finally:
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    lines = ["# Weir streaming ingest", "",
+             f"{dt.datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, `benches/run.sh ingest`", "",
+             "| input | points | seconds | points/s | Weir cores | vs Parquet-encode ceiling |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in results["throughput"]:
+        lines.append(f"| {r['kind']} | {r['points']:,} | {r['seconds']:.2f} | {r['points_per_s']:,.0f} | "
+                     f"{r['cores']:.2f} | {r['points_per_s'] / c['points_per_s']:.2f} |")
+    lines += ["", f"Ceiling (pyarrow, zstd Parquet encode of the same Silver rows): {c['points_per_s']:,.0f} rows/s", "",
+              f"Freshness at {f['achieved_points_per_s']:,.0f} points/s (target {f['target_points_per_s']:,}): "
+              f"p50 {f['p50_s'] * 1000:.0f} ms, p99 {f['p99_s'] * 1000:.0f} ms, max {f['max_s'] * 1000:.0f} ms "
+              f"({f['samples']} samples)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        names = [f"Weir {r['kind']}" for r in results["throughput"]] + ["Parquet encode ceiling"]
+        vals = [r["points_per_s"] / 1e6 for r in results["throughput"]] + [c["points_per_s"] / 1e6]
+        ax.barh(names, vals, color=["#1f77b4", "#1f77b4", "#999999"])
+        ax.axvline(1.0, color="red", linestyle="--", label="target 1M points/s")
+        ax.set_xlabel("million points/s (2 cores)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "plot.png", dpi=120)
+    except Exception as e:  # the plot is a convenience
+        print(f"(no plot: {e})")
+    print(f"report: {out / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()

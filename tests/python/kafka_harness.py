@@ -1,0 +1,166 @@
+"""A real Kafka-protocol broker on 127.0.0.1 and ``weir ingest`` processes for the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from weir_harness import REPO_ROOT, weir_binary
+
+BROKER_SCRIPT = REPO_ROOT / "tests" / "scripts" / "kafka-broker.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class KafkaBroker:
+    """The project's broker script (PyPI noida-db), on a free port, fresh data."""
+
+    def __init__(self, home: Path):
+        self.port = free_port()
+        self.env = {**os.environ, "KAFKA_PORT": str(self.port), "KAFKA_HOME": str(home)}
+        subprocess.run(["bash", str(BROKER_SCRIPT), "up"], env=self.env, check=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._topics = 0
+
+    def stop(self) -> None:
+        subprocess.run(["bash", str(BROKER_SCRIPT), "down"], env=self.env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def create_topic(self, prefix: str, partitions: int) -> str:
+        self._topics += 1
+        name = f"{prefix}-{self._topics}-{os.getpid()}"
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        for fut in admin.create_topics([NewTopic(name, num_partitions=partitions,
+                                                 replication_factor=1)]).values():
+            fut.result(timeout=30)
+        return name
+
+    def producer(self) -> Producer:
+        return Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5,
+                         "enable.idempotence": True})
+
+    def end_offsets(self, topic: str, partitions: int) -> Dict[int, int]:
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "weir-test-probe"})
+        try:
+            return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                    for p in range(partitions)}
+        finally:
+            c.close()
+
+
+def point_message(i: int) -> bytes:
+    """Message ``i``: a JSON point whose value is ``i`` (unique)."""
+    return json.dumps({"device_id": f"dev{i % 97}", "metric": "temperature",
+                       "value": i, "ts": 1_767_225_600_000 + i}).encode()
+
+
+POISON = [b"{not json", b'{"device_id": "d", "metric": "m", "value": "hot", "ts": 1}',
+          b"\xff\xfe binary", b"cpu,host=a value=oops 1"]
+
+
+def produce(producer: Producer, topic: str, partitions: int, ids: Sequence[int],
+            poison_every: int = 0) -> Dict[str, int]:
+    """Produce messages ``ids`` round-robin over partitions; every
+    ``poison_every``-th id is a malformed message instead.  Returns counts."""
+    good = bad = 0
+    for n, i in enumerate(ids):
+        if poison_every and i % poison_every == poison_every - 1:
+            value = POISON[(i // poison_every) % len(POISON)]
+            bad += 1
+        else:
+            value = point_message(i)
+            good += 1
+        producer.produce(topic, value=value, key=f"dev{i % 97}".encode(),
+                         partition=i % partitions, headers={"seq": str(i)})
+        if n % 5000 == 0:
+            producer.poll(0)
+    producer.flush(30)
+    return {"good": good, "bad": bad}
+
+
+class WeirIngest:
+    """One ``weir ingest`` process (waits for its readiness line)."""
+
+    def __init__(self, data_dir: Path, broker: KafkaBroker, topics: str,
+                 extra_args: Sequence[str] = (), log_dir: Optional[Path] = None):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = log_dir or self.data_dir.parent
+        self.stderr_path = log_dir / f"ingest-{time.monotonic_ns()}.log"
+        self._stderr = open(self.stderr_path, "wb")
+        self.tail: deque = deque(maxlen=100)
+        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        cmd = [str(weir_binary()), "ingest", "--data-dir", str(self.data_dir),
+               "--kafka-brokers", broker.bootstrap, "--kafka-topics", topics, *extra_args]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, text=True, bufsize=1)
+        threading.Thread(target=self._drain, daemon=True).start()
+        self._wait_for("weir: ingesting from", 120)
+
+    def _drain(self) -> None:
+        for line in self.proc.stdout:
+            self.tail.append(line.rstrip())
+            self._lines.put(line.rstrip())
+        self._lines.put(None)
+
+    def _wait_for(self, prefix: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"weir ingest: no `{prefix}` line\n{self.logs()}") from None
+            if line is None:
+                raise RuntimeError(f"weir ingest exited ({self.proc.poll()})\n{self.logs()}")
+            if line.startswith(prefix):
+                return
+
+    def wait_log(self, text: str, timeout: float = 60) -> None:
+        """Waits until the process's log (stderr) contains ``text``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._stderr.flush()
+            if text in self.stderr_path.read_text(errors="replace"):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise RuntimeError(f"weir ingest: `{text}` not logged\n{self.logs()}")
+
+    def logs(self) -> str:
+        self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")[-8000:]
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self._stderr.close()
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError(f"weir ingest did not stop in time\n{self.logs()}")
+        self._stderr.close()
+        return self.proc.returncode
