@@ -9,6 +9,7 @@ import pytest
 
 from flightsql_client import FlightSqlClient
 from weir_harness import LIVE_SERVERS, WeirServer, connect
+from kafka_harness import KafkaBroker
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -56,3 +57,11 @@ def flight_sql_client(weir_server: WeirServer) -> Iterator[FlightSqlClient]:
     client = FlightSqlClient(weir_server.uri)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory) -> Iterator[KafkaBroker]:
+    """A Kafka-protocol broker on 127.0.0.1 (tests/scripts/kafka-broker.sh)."""
+    b = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    yield b
+    b.stop()

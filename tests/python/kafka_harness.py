@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from weir_harness import REPO_ROOT, weir_binary
+from weir_harness import REPO_ROOT, fetch_rows, weir_binary
 
 BROKER_SCRIPT = REPO_ROOT / "tests" / "scripts" / "kafka-broker.sh"
 
@@ -164,3 +164,38 @@ class WeirIngest:
                 raise RuntimeError(f"weir ingest did not stop in time\n{self.logs()}")
         self._stderr.close()
         return self.proc.returncode
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last is True:
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last}")
+
+
+def watermarks(conn, table: str, topic: str) -> dict:
+    rows = fetch_rows(conn, f"SELECT partition, next_offset FROM weir_watermarks('{table}') "
+                            f"WHERE source = 'kafka' AND stream = '{topic}'")
+    return {p: o for p, o in rows}
+
+
+def assert_exactly_once(conn, topic: str, counts: dict, ends: dict):
+    good, bad = counts["good"], counts["bad"]
+    total, distinct = fetch_rows(
+        conn, f"SELECT count(*), count(DISTINCT value) FROM silver.points "
+              f"WHERE source LIKE 'kafka:{topic}/%'")[0]
+    assert (total, distinct) == (good, good)
+    dead, dead_distinct = fetch_rows(
+        conn, f"SELECT count(*), count(DISTINCT source_partition * 1000000000 + source_offset) "
+              f"FROM bronze.dead_letters WHERE topic = '{topic}'")[0]
+    assert (dead, dead_distinct) == (bad, bad)
+    raw, raw_distinct = fetch_rows(
+        conn, f"SELECT count(*), count(DISTINCT source_partition * 1000000000 + source_offset) "
+              f"FROM bronze.raw_messages WHERE topic = '{topic}'")[0]
+    assert (raw, raw_distinct) == (good + bad, good + bad)
+    for table in ("bronze.raw_messages", "silver.points"):
+        assert watermarks(conn, table, topic) == ends, table

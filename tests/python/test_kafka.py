@@ -15,52 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from kafka_harness import KafkaBroker, WeirIngest, produce
+from kafka_harness import KafkaBroker, WeirIngest, assert_exactly_once, produce, wait_until, watermarks
 from weir_harness import connect, fetch_rows, fetch_scalar
 
 FAST = ["--commit-interval-ms", "300", "--hot-interval-ms", "50"]
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = KafkaBroker(tmp_path_factory.mktemp("kafka"))
-    yield b
-    b.stop()
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last is True:
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}")
-
-
-def watermarks(conn, table: str, topic: str) -> dict:
-    rows = fetch_rows(conn, f"SELECT partition, next_offset FROM weir_watermarks('{table}') "
-                            f"WHERE source = 'kafka' AND stream = '{topic}'")
-    return {p: o for p, o in rows}
-
-
-def assert_exactly_once(conn, topic: str, counts: dict, ends: dict):
-    good, bad = counts["good"], counts["bad"]
-    total, distinct = fetch_rows(
-        conn, f"SELECT count(*), count(DISTINCT value) FROM silver.points "
-              f"WHERE source LIKE 'kafka:{topic}/%'")[0]
-    assert (total, distinct) == (good, good)
-    dead, dead_distinct = fetch_rows(
-        conn, f"SELECT count(*), count(DISTINCT source_partition * 1000000000 + source_offset) "
-              f"FROM bronze.dead_letters WHERE topic = '{topic}'")[0]
-    assert (dead, dead_distinct) == (bad, bad)
-    raw, raw_distinct = fetch_rows(
-        conn, f"SELECT count(*), count(DISTINCT source_partition * 1000000000 + source_offset) "
-              f"FROM bronze.raw_messages WHERE topic = '{topic}'")[0]
-    assert (raw, raw_distinct) == (good + bad, good + bad)
-    for table in ("bronze.raw_messages", "silver.points"):
-        assert watermarks(conn, table, topic) == ends, table
 
 
 def test_kafka_into_bronze_silver_and_dead_letters(broker: KafkaBroker, weir_factory, tmp_path):

@@ -42,6 +42,19 @@ pub enum CatalogError {
     #[error("commit to {table} refused: {reason}")]
     Fenced { table: String, reason: String },
 
+    /// Every attempt of a replace commit lost the race to other commits.
+    #[error("replace commit on {table} lost {attempts} races to concurrent commits")]
+    ReplaceContended { table: String, attempts: u32 },
+
+    #[error("replace commit on {table} failed: {reason}")]
+    Replace { table: String, reason: String },
+
+    #[error("{context}: {source}")]
+    Database {
+        context: String,
+        source: sqlx::Error,
+    },
+
     #[error("writing data files for {table} failed: {source}")]
     Write {
         table: String,
@@ -77,7 +90,7 @@ impl CatalogError {
     /// True when retrying after reloading the table may succeed (commit conflicts).
     pub fn is_retryable(&self) -> bool {
         match self {
-            CatalogError::CommitConflict { .. } => true,
+            CatalogError::CommitConflict { .. } | CatalogError::ReplaceContended { .. } => true,
             CatalogError::Iceberg { source, .. } | CatalogError::Write { source, .. } => {
                 source.retryable()
             }

@@ -37,6 +37,10 @@ pub struct LakehouseOptions {
 #[derive(Clone)]
 pub struct Lakehouse {
     catalog: Arc<SqlCatalog>,
+    /// Direct access to the catalog database, for Weir's own commits
+    /// (replace snapshots) that swap the table row with a compare-and-swap.
+    db: sqlx::AnyPool,
+    postgres: bool,
     warehouse: String,
     hot: Arc<HotTier>,
 }
@@ -90,11 +94,21 @@ impl Lakehouse {
             .load(CATALOG_NAME, HashMap::new())
             .await
             .map_err(|source| CatalogError::Open {
-                uri,
+                uri: uri.clone(),
                 source: Box::new(source),
+            })?;
+        let db = sqlx::any::AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&uri)
+            .await
+            .map_err(|e| CatalogError::Database {
+                context: format!("connecting to {uri}"),
+                source: e,
             })?;
         let lakehouse = Lakehouse {
             catalog: Arc::new(catalog),
+            db,
+            postgres: uri.starts_with("postgres"),
             warehouse,
             hot: Arc::default(),
         };
@@ -106,6 +120,156 @@ impl Lakehouse {
 
     pub fn catalog(&self) -> Arc<dyn Catalog> {
         self.catalog.clone()
+    }
+
+    /// Compare-and-swap of a table's metadata location on the catalog row.
+    /// Returns false when the row no longer points at `expected`.
+    pub async fn swap_metadata(
+        &self,
+        ident: &TableIdent,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool> {
+        let sql = if self.postgres {
+            "UPDATE iceberg_tables SET metadata_location = $1, previous_metadata_location = $2 \
+             WHERE catalog_name = $3 AND table_namespace = $4 AND table_name = $5 AND metadata_location = $6"
+        } else {
+            "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+             WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?"
+        };
+        let result = sqlx::query(sql)
+            .bind(new)
+            .bind(expected)
+            .bind(CATALOG_NAME)
+            .bind(ident.namespace().join("."))
+            .bind(ident.name())
+            .bind(expected)
+            .execute(&self.db)
+            .await
+            .map_err(|e| CatalogError::Database {
+                context: format!("swapping the metadata of {ident}"),
+                source: e,
+            })?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Takes (or renews) a named lease in the catalog database, so only one
+    /// process runs a maintenance job on a table at a time. A lease whose
+    /// holder died expires after `ttl`.
+    pub async fn try_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let db = |context: &str, e: sqlx::Error| CatalogError::Database {
+            context: format!("{context} lease {name}"),
+            source: e,
+        };
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS weir_leases (name VARCHAR(255) PRIMARY KEY, owner VARCHAR(255) NOT NULL, expires_at BIGINT NOT NULL)",
+        )
+        .execute(&self.db)
+        .await
+        .map_err(|e| db("creating", e))?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let expires = now + ttl.as_millis() as i64;
+        let (update, insert) = if self.postgres {
+            (
+                "UPDATE weir_leases SET owner = $1, expires_at = $2 WHERE name = $3 AND (owner = $4 OR expires_at < $5)",
+                "INSERT INTO weir_leases (name, owner, expires_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            )
+        } else {
+            (
+                "UPDATE weir_leases SET owner = ?, expires_at = ? WHERE name = ? AND (owner = ? OR expires_at < ?)",
+                "INSERT INTO weir_leases (name, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            )
+        };
+        let updated = sqlx::query(update)
+            .bind(owner)
+            .bind(expires)
+            .bind(name)
+            .bind(owner)
+            .bind(now)
+            .execute(&self.db)
+            .await
+            .map_err(|e| db("renewing", e))?;
+        if updated.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let inserted = sqlx::query(insert)
+            .bind(name)
+            .bind(owner)
+            .bind(expires)
+            .execute(&self.db)
+            .await
+            .map_err(|e| db("taking", e))?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// The current holder of a lease, if any (expired or not).
+    pub async fn lease_owner(&self, name: &str) -> Result<Option<String>> {
+        let sql = if self.postgres {
+            "SELECT owner FROM weir_leases WHERE name = $1"
+        } else {
+            "SELECT owner FROM weir_leases WHERE name = ?"
+        };
+        let row: Option<(String,)> = sqlx::query_as(sql)
+            .bind(name)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(|e| CatalogError::Database {
+                context: format!("reading lease {name}"),
+                source: e,
+            })?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Takes a lease from `from` (a holder known to be dead).
+    pub async fn steal_lease(
+        &self,
+        name: &str,
+        from: &str,
+        to: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let sql = if self.postgres {
+            "UPDATE weir_leases SET owner = $1, expires_at = $2 WHERE name = $3 AND owner = $4"
+        } else {
+            "UPDATE weir_leases SET owner = ?, expires_at = ? WHERE name = ? AND owner = ?"
+        };
+        let expires = chrono::Utc::now().timestamp_millis() + ttl.as_millis() as i64;
+        let r = sqlx::query(sql)
+            .bind(to)
+            .bind(expires)
+            .bind(name)
+            .bind(from)
+            .execute(&self.db)
+            .await
+            .map_err(|e| CatalogError::Database {
+                context: format!("taking over lease {name}"),
+                source: e,
+            })?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Gives a lease back (no-op when someone else holds it).
+    pub async fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
+        let sql = if self.postgres {
+            "DELETE FROM weir_leases WHERE name = $1 AND owner = $2"
+        } else {
+            "DELETE FROM weir_leases WHERE name = ? AND owner = ?"
+        };
+        sqlx::query(sql)
+            .bind(name)
+            .bind(owner)
+            .execute(&self.db)
+            .await
+            .map_err(|e| CatalogError::Database {
+                context: format!("releasing lease {name}"),
+                source: e,
+            })?;
+        Ok(())
     }
 
     /// Uncommitted rows of this process's streaming writers.

@@ -8,7 +8,9 @@ mod error;
 mod fence;
 pub mod hot;
 mod lakehouse;
+pub mod replace;
 pub mod spec;
+mod swap;
 pub mod watermark;
 mod writer;
 
@@ -17,7 +19,11 @@ pub use error::{CatalogError, Result};
 pub use fence::FenceCheck;
 pub use hot::{HotChunk, HotTier};
 pub use lakehouse::{CATALOG_NAME, DEFAULT_NAMESPACE, EnsureReport, Lakehouse, LakehouseOptions};
+pub use replace::{ReplaceOutcome, commit_replace};
+pub use swap::commit_metadata;
 pub use watermark::Watermarks;
-pub use writer::{AppendOptions, AppendOutcome, COMMIT_ID_KEY, append_batches, find_commit};
+pub use writer::{
+    AppendOptions, AppendOutcome, COMMIT_ID_KEY, append_batches, find_commit, write_data_files,
+};
 
 pub use iceberg;

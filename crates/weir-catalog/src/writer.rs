@@ -82,7 +82,7 @@ pub async fn append_batches(
             rows: 0,
         });
     }
-    let files = write_data_files(table, batches)
+    let files = write_data_files(table, batches, None)
         .await
         .map_err(|source| CatalogError::Write {
             table: name.clone(),
@@ -147,9 +147,13 @@ pub fn find_commit(table: &Table, commit_id: &Uuid) -> Option<i64> {
         .map(|s| s.snapshot_id())
 }
 
-async fn write_data_files(
+/// Writes `batches` as Parquet data files of `table` (partitioned by its
+/// default spec, rolled at `target_file_bytes` or the table's
+/// `write.target-file-size-bytes`), without committing them.
+pub async fn write_data_files(
     table: &Table,
     batches: &[RecordBatch],
+    target_file_bytes: Option<usize>,
 ) -> iceberg::Result<Vec<DataFile>> {
     let metadata = table.metadata();
     let schema = metadata.current_schema().clone();
@@ -159,7 +163,7 @@ async fn write_data_files(
         .with_match_mode(FieldMatchMode::Id);
     let rolling = RollingFileWriterBuilder::new(
         parquet,
-        props.write_target_file_size_bytes,
+        target_file_bytes.unwrap_or(props.write_target_file_size_bytes),
         table.file_io().clone(),
         DefaultLocationGenerator::new(metadata)?,
         DefaultFileNameGenerator::new(Uuid::now_v7().to_string(), None, DataFileFormat::Parquet),

@@ -140,6 +140,33 @@ pub struct IngestConfig {
     pub sources: SourcesConfig,
 }
 
+/// `weir maintain compact`: bin-pack small files into target-size files.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompactConfig {
+    /// Tables to compact (`namespace.table`); default: every declared table
+    /// in bronze, silver and gold.
+    pub tables: Vec<String>,
+
+    /// Size of the files compaction writes, in MiB.
+    #[arg(long, env = "WEIR_COMPACT_TARGET_FILE_MB", default_value_t = 128)]
+    pub target_file_mb: u64,
+
+    /// Rewrite a partition only when it has at least this many small files.
+    #[arg(long, env = "WEIR_COMPACT_MIN_FILES", default_value_t = 2)]
+    pub min_files: usize,
+
+    /// Show the plan; change nothing.
+    #[arg(long, default_value_t = false)]
+    pub dry_run: bool,
+
+    /// Print the summary as JSON.
+    #[arg(long, default_value_t = false)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub storage: StorageConfig,
+}
+
 /// `weir serve`: the Flight SQL server (plus sources and schedules).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {

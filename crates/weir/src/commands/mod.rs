@@ -2,6 +2,7 @@
 
 mod import;
 mod ingest;
+mod maintain;
 mod serve;
 mod sources;
 
@@ -17,6 +18,9 @@ pub enum Command {
     Serve(weir_config::ServeConfig),
     /// Run the configured sources (Kafka, ...) into the lakehouse, without serving SQL.
     Ingest(weir_config::IngestConfig),
+    /// Table maintenance jobs (safe while servers and writers run).
+    #[command(subcommand)]
+    Maintain(maintain::MaintainCommand),
     /// Bulk-append Parquet files to a table (one snapshot per file).
     Import(weir_config::ImportConfig),
 }
@@ -27,6 +31,7 @@ impl Command {
             Command::Serve(cfg) => serve::run(cfg).await,
             Command::Import(cfg) => import::run(cfg).await,
             Command::Ingest(cfg) => ingest::run(cfg).await,
+            Command::Maintain(cmd) => maintain::run(cmd).await,
         }
     }
 }

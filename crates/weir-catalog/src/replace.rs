@@ -1,0 +1,426 @@
+//! `replace` commits: remove a set of data files and add their rewritten
+//! replacements in one snapshot (compaction, clustering).
+//!
+//! iceberg-rust 0.10 only appends (its `TableCommit` builder and transaction
+//! actions are crate-private), so Weir builds the snapshot itself with the
+//! crate's public manifest writers and swaps the catalog row with a
+//! compare-and-swap on `metadata_location` — the same row and condition the
+//! SQL catalog's own commits use, so replace and append commits serialize.
+//! Each attempt reloads the table and validates that every file to remove is
+//! still live; appends that landed meanwhile are carried over untouched. A
+//! lost race retries; a removed file that vanished aborts (never half-applied).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use iceberg::TableIdent;
+use iceberg::spec::{
+    DataFile, FormatVersion, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter,
+    ManifestWriterBuilder, Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary,
+};
+use iceberg::table::Table;
+use uuid::Uuid;
+
+use crate::error::{CatalogError, Result};
+use crate::lakehouse::Lakehouse;
+use crate::swap::write_next_metadata;
+use crate::watermark::{table_sources, table_watermarks};
+use crate::writer::COMMIT_ID_KEY;
+
+/// What a replace commit did.
+#[derive(Debug, Clone)]
+pub struct ReplaceOutcome {
+    pub table: Table,
+    pub snapshot_id: i64,
+    pub attempts: u32,
+}
+
+/// Replaces `removed` (data file paths, all live in the current snapshot) by
+/// `added` in one `replace` snapshot.
+pub async fn commit_replace(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    removed: &HashSet<String>,
+    added: Vec<DataFile>,
+    properties: HashMap<String, String>,
+) -> Result<ReplaceOutcome> {
+    let name = ident.to_string();
+    let commit_id = Uuid::now_v7();
+    let mut staged: Option<Staged> = None;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let table = lakehouse
+            .catalog()
+            .load_table(ident)
+            .await
+            .map_err(|e| CatalogError::iceberg(&name, e))?;
+        if crate::writer::find_commit(&table, &commit_id).is_some() {
+            // An earlier attempt landed although its reply was lost.
+            let snapshot_id = table.metadata().current_snapshot_id().unwrap_or_default();
+            return Ok(ReplaceOutcome {
+                table,
+                snapshot_id,
+                attempts: attempt,
+            });
+        }
+        let current = table
+            .metadata()
+            .current_snapshot()
+            .ok_or_else(|| replace_error(&name, "table has no snapshot"))?;
+        let list = table
+            .manifest_list_reader(current)
+            .load()
+            .await
+            .map_err(|e| CatalogError::iceberg(&name, e))?;
+        // Rebase the staged manifests onto the new head when only appends
+        // landed since they were written (the common case beside a streaming
+        // writer: one manifest list per attempt, no manifest rewritten);
+        // restage when anything else changed the manifests they were built on.
+        let rebased = staged.as_ref().and_then(|s| s.rebase(list.entries()));
+        let manifests = match rebased {
+            Some(m) => m.map_err(|reason| CatalogError::Fenced {
+                table: name.clone(),
+                reason,
+            })?,
+            None => {
+                let fresh =
+                    Staged::build(&table, list.entries(), removed, &added, commit_id).await?;
+                let manifests = fresh.manifests();
+                staged = Some(fresh);
+                manifests
+            }
+        };
+        let s = staged.as_ref().expect("staged above");
+        let location = finish(&table, s, manifests, &properties, commit_id).await?;
+        let current_location = table
+            .metadata_location()
+            .ok_or_else(|| replace_error(&name, "table has no metadata location"))?
+            .to_string();
+        if lakehouse
+            .swap_metadata(ident, &current_location, &location)
+            .await?
+        {
+            let table = lakehouse
+                .catalog()
+                .load_table(ident)
+                .await
+                .map_err(|e| CatalogError::iceberg(&name, e))?;
+            return Ok(ReplaceOutcome {
+                table,
+                snapshot_id: s.snapshot_id,
+                attempts: attempt,
+            });
+        }
+        tracing::debug!(table = %name, attempt, "replace commit lost a race; retrying");
+        // A short jittered pause: the rebase makes an attempt cheap, so the
+        // commit wins as soon as it lands between two writer commits.
+        let jitter = rand_ms(5 + 5 * u64::from(attempt.min(20)));
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+    }
+    Err(CatalogError::ReplaceContended {
+        table: name,
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
+const MAX_ATTEMPTS: u32 = 50;
+
+fn replace_error(table: &str, reason: &str) -> CatalogError {
+    CatalogError::Replace {
+        table: table.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn rand_ms(max: u64) -> u64 {
+    let (a, _) = Uuid::new_v4().as_u64_pair();
+    a % max.max(1)
+}
+
+/// Manifests written once for a replace: the base manifests that touched the
+/// removed files, rewritten with those entries DELETED, and one manifest of
+/// the added files. Sequence numbers are left unassigned (inherited from the
+/// manifest list) so the same files serve every attempt.
+struct Staged {
+    snapshot_id: i64,
+    /// Paths of every manifest in the snapshot the staging was built on.
+    base: HashSet<String>,
+    /// Base manifests carried over untouched.
+    kept: Vec<ManifestFile>,
+    /// Rewritten manifests and the manifest of added files.
+    written: Vec<ManifestFile>,
+    deleted_files: u64,
+    deleted_rows: u64,
+    deleted_bytes: u64,
+    added_files: u64,
+    added_rows: u64,
+    added_bytes: u64,
+}
+
+impl Staged {
+    fn manifests(&self) -> Vec<ManifestFile> {
+        self.kept.iter().chain(&self.written).cloned().collect()
+    }
+
+    /// The manifests on top of a newer head, or `None` when the base changed
+    /// in a way that needs restaging; `Err` when concurrent delete files may
+    /// apply to the rows being rewritten (the group must be abandoned).
+    fn rebase(
+        &self,
+        head: &[ManifestFile],
+    ) -> Option<std::result::Result<Vec<ManifestFile>, String>> {
+        let head_paths: HashSet<&str> = head.iter().map(|m| m.manifest_path.as_str()).collect();
+        if !self.base.iter().all(|p| head_paths.contains(p.as_str())) {
+            return None;
+        }
+        let extra: Vec<&ManifestFile> = head
+            .iter()
+            .filter(|m| !self.base.contains(&m.manifest_path))
+            .collect();
+        if extra
+            .iter()
+            .any(|m| m.content == ManifestContentType::Deletes)
+        {
+            return Some(Err(
+                "delete files were committed meanwhile and may apply to the rewritten rows".into(),
+            ));
+        }
+        let mut manifests = self.manifests();
+        manifests.extend(extra.into_iter().cloned());
+        Some(Ok(manifests))
+    }
+
+    async fn build(
+        table: &Table,
+        list: &[ManifestFile],
+        removed: &HashSet<String>,
+        added: &[DataFile],
+        commit_id: Uuid,
+    ) -> Result<Staged> {
+        let name = table.identifier().to_string();
+        let fail = |reason: String| CatalogError::Replace {
+            table: name.clone(),
+            reason,
+        };
+        let ice = |e: iceberg::Error| CatalogError::iceberg(name.clone(), e);
+        let metadata = table.metadata();
+        if metadata.format_version() == FormatVersion::V1 {
+            return Err(fail("format v1 tables are not supported".into()));
+        }
+        let file_io = table.file_io();
+        let snapshot_id = new_snapshot_id(table);
+        let meta_dir = format!("{}/metadata", metadata.location());
+        let attempt = Uuid::now_v7();
+        let mut staged = Staged {
+            snapshot_id,
+            base: list.iter().map(|m| m.manifest_path.clone()).collect(),
+            kept: Vec::new(),
+            written: Vec::new(),
+            deleted_files: 0,
+            deleted_rows: 0,
+            deleted_bytes: 0,
+            added_files: 0,
+            added_rows: 0,
+            added_bytes: 0,
+        };
+        let mut found: HashSet<String> = HashSet::new();
+        let mut counter = 0;
+        for manifest in list {
+            if manifest.content != ManifestContentType::Data {
+                staged.kept.push(manifest.clone());
+                continue;
+            }
+            let loaded = manifest.load_manifest(file_io).await.map_err(ice)?;
+            let touches = loaded
+                .entries()
+                .iter()
+                .any(|e| e.is_alive() && removed.contains(e.data_file().file_path()));
+            if !touches {
+                staged.kept.push(manifest.clone());
+                continue;
+            }
+            // Rewrite this manifest: the removed files become DELETED entries.
+            let spec = metadata
+                .partition_spec_by_id(manifest.partition_spec_id)
+                .ok_or_else(|| {
+                    fail(format!(
+                        "unknown partition spec {}",
+                        manifest.partition_spec_id
+                    ))
+                })?;
+            counter += 1;
+            let path = format!("{meta_dir}/{commit_id}-{attempt}-r{counter}.avro");
+            let out = file_io.new_output(&path).map_err(ice)?;
+            let mut writer = ManifestWriterBuilder::new(
+                out,
+                Some(snapshot_id),
+                metadata.current_schema().clone(),
+                spec.as_ref().clone(),
+            )
+            .build_v2_data();
+            for e in loaded.entries().iter().filter(|e| e.is_alive()) {
+                let (Some(seq), file_seq) = (e.sequence_number(), e.file_sequence_number) else {
+                    return Err(fail("manifest entry without a sequence number".into()));
+                };
+                let file = e.data_file().clone();
+                if removed.contains(file.file_path()) {
+                    found.insert(file.file_path().to_string());
+                    staged.deleted_files += 1;
+                    staged.deleted_rows += file.record_count();
+                    staged.deleted_bytes += file.file_size_in_bytes();
+                    writer.add_delete_file(file, seq, file_seq).map_err(ice)?;
+                } else {
+                    let added_by = e.snapshot_id().unwrap_or(manifest.added_snapshot_id);
+                    writer
+                        .add_existing_file(file, added_by, seq, file_seq)
+                        .map_err(ice)?;
+                }
+            }
+            staged
+                .written
+                .push(writer.write_manifest_file().await.map_err(ice)?);
+        }
+        if found.len() != removed.len() {
+            let missing: Vec<&String> = removed.difference(&found).take(3).collect();
+            return Err(CatalogError::Fenced {
+                table: name.clone(),
+                reason: format!(
+                    "{} of the files to replace are no longer live (e.g. {missing:?}); another job changed them",
+                    removed.len() - found.len()
+                ),
+            });
+        }
+        if !added.is_empty() {
+            let path = format!("{meta_dir}/{commit_id}-{attempt}-a.avro");
+            let out = file_io.new_output(&path).map_err(ice)?;
+            let mut writer = ManifestWriterBuilder::new(
+                out,
+                Some(snapshot_id),
+                metadata.current_schema().clone(),
+                metadata.default_partition_spec().as_ref().clone(),
+            )
+            .build_v2_data();
+            for file in added {
+                staged.added_files += 1;
+                staged.added_rows += file.record_count();
+                staged.added_bytes += file.file_size_in_bytes();
+                // A negative sequence number leaves it unassigned: readers
+                // inherit the snapshot's, whichever attempt lands.
+                writer.add_file(file.clone(), -1).map_err(ice)?;
+            }
+            staged
+                .written
+                .push(writer.write_manifest_file().await.map_err(ice)?);
+        }
+        Ok(staged)
+    }
+}
+
+/// Writes the manifest list and the metadata file of the replace snapshot on
+/// top of `table`'s head; returns the new metadata location.
+async fn finish(
+    table: &Table,
+    staged: &Staged,
+    manifests: Vec<ManifestFile>,
+    properties: &HashMap<String, String>,
+    commit_id: Uuid,
+) -> Result<String> {
+    let name = table.identifier().to_string();
+    let fail = |reason: &str| replace_error(&name, reason);
+    let ice = |e: iceberg::Error| CatalogError::iceberg(name.clone(), e);
+    let metadata = table.metadata();
+    let current = metadata
+        .current_snapshot()
+        .ok_or_else(|| fail("table has no snapshot"))?;
+    let file_io = table.file_io();
+    let snapshot_id = staged.snapshot_id;
+    let next_seq = metadata.next_sequence_number();
+    let meta_dir = format!("{}/metadata", metadata.location());
+    let list_path = format!("{meta_dir}/snap-{snapshot_id}-{next_seq}-{commit_id}.avro");
+    let out = file_io.new_output(&list_path).map_err(ice)?;
+    let mut list_writer = ManifestListWriter::v2(
+        out.writer().await.map_err(ice)?,
+        snapshot_id,
+        Some(current.snapshot_id()),
+        next_seq,
+    );
+    list_writer
+        .add_manifests(manifests.into_iter())
+        .map_err(ice)?;
+    list_writer.close().await.map_err(ice)?;
+
+    let mut props = properties.clone();
+    props.insert(COMMIT_ID_KEY.into(), commit_id.to_string());
+    // Carry the source watermarks forward so they survive snapshot expiry.
+    for source in table_sources(table) {
+        props.extend(table_watermarks(table, &source).to_properties(&source));
+    }
+    for (k, v) in [
+        ("added-data-files", staged.added_files),
+        ("deleted-data-files", staged.deleted_files),
+        ("added-records", staged.added_rows),
+        ("deleted-records", staged.deleted_rows),
+        ("added-files-size", staged.added_bytes),
+        ("removed-files-size", staged.deleted_bytes),
+    ] {
+        props.insert(k.into(), v.to_string());
+    }
+    let totals = &current.summary().additional_properties;
+    for (k, plus, minus) in [
+        ("total-records", staged.added_rows, staged.deleted_rows),
+        ("total-data-files", staged.added_files, staged.deleted_files),
+        ("total-files-size", staged.added_bytes, staged.deleted_bytes),
+    ] {
+        if let Some(total) = totals.get(k).and_then(|v| v.parse::<u64>().ok()) {
+            props.insert(k.into(), (total + plus).saturating_sub(minus).to_string());
+        }
+    }
+    for k in [
+        "total-delete-files",
+        "total-position-deletes",
+        "total-equality-deletes",
+    ] {
+        if let Some(v) = totals.get(k) {
+            props.insert(k.into(), v.clone());
+        }
+    }
+    let snapshot = Snapshot::builder()
+        .with_manifest_list(list_path)
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(Some(current.snapshot_id()))
+        .with_sequence_number(next_seq)
+        .with_summary(Summary {
+            operation: Operation::Replace,
+            additional_properties: props,
+        })
+        .with_schema_id(metadata.current_schema_id())
+        .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
+        .build();
+
+    let current_location = table
+        .metadata_location()
+        .ok_or_else(|| fail("table has no metadata location"))?;
+    let new_metadata = metadata
+        .clone()
+        .into_builder(Some(current_location.to_string()))
+        .add_snapshot(snapshot)
+        .and_then(|b| {
+            b.set_ref(
+                MAIN_BRANCH,
+                SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
+            )
+        })
+        .and_then(|b| b.build())
+        .map_err(ice)?
+        .metadata;
+    write_next_metadata(table, &new_metadata).await
+}
+
+fn new_snapshot_id(table: &Table) -> i64 {
+    loop {
+        let (a, b) = Uuid::new_v4().as_u64_pair();
+        let id = ((a ^ b) as i64).wrapping_abs();
+        if id > 0 && table.metadata().snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}

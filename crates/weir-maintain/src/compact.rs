@@ -1,0 +1,353 @@
+//! Compaction: bin-pack small files per partition, rewrite them sorted by the
+//! table's sort order, commit one `replace` snapshot per group.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::compute::{
+    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+};
+use futures::TryStreamExt;
+use iceberg::Runtime;
+use iceberg::TableIdent;
+use iceberg::arrow::ArrowReaderBuilder;
+use iceberg::scan::FileScanTask;
+use iceberg::spec::{ManifestContentType, NullOrder, SortDirection};
+use iceberg::table::Table;
+use serde::Serialize;
+use weir_catalog::{CatalogError, Lakehouse, commit_replace, write_data_files};
+
+use crate::{MaintainError, Result};
+
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Size of the files compaction writes.
+    pub target_file_bytes: u64,
+    /// Files smaller than this fraction of the target are candidates.
+    pub small_file_ratio: f64,
+    /// A group is rewritten only with at least this many files.
+    pub min_input_files: usize,
+    /// Plan only; change nothing.
+    pub dry_run: bool,
+    /// Identifies this run (lease owner, snapshot summary).
+    pub run_id: String,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        CompactOptions {
+            target_file_bytes: 128 << 20,
+            small_file_ratio: 0.75,
+            min_input_files: 2,
+            dry_run: false,
+            run_id: crate::run_id(),
+        }
+    }
+}
+
+/// What one run did (also printed as JSON by `weir maintain --json`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CompactReport {
+    pub table: String,
+    pub files_before: usize,
+    pub groups_planned: usize,
+    pub groups_committed: usize,
+    /// Groups abandoned because another job changed their files meanwhile.
+    pub groups_abandoned: usize,
+    pub files_in: usize,
+    pub files_out: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rows: u64,
+    pub seconds: f64,
+    pub commit_attempts: u32,
+}
+
+/// Progress of a run, for a progress bar.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub groups_total: usize,
+    pub groups_done: usize,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    path: String,
+    size: u64,
+}
+
+/// Compacts one table. Safe beside running writers and queries.
+pub async fn compact_table(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    opts: &CompactOptions,
+    progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<CompactReport> {
+    let name = ident.to_string();
+    let lease = format!("compact:{name}");
+    let ttl = Duration::from_secs(60);
+    if !opts.dry_run && !crate::take_lease(lakehouse, &lease, &opts.run_id, ttl).await? {
+        return Err(MaintainError::Busy {
+            job: "compaction",
+            table: name,
+            lease,
+        });
+    }
+    let result = run(lakehouse, ident, opts, progress, &lease, ttl).await;
+    if !opts.dry_run {
+        lakehouse.release_lease(&lease, &opts.run_id).await?;
+    }
+    result
+}
+
+async fn run(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    opts: &CompactOptions,
+    progress: &(dyn Fn(&Progress) + Sync),
+    lease: &str,
+    ttl: Duration,
+) -> Result<CompactReport> {
+    let started = Instant::now();
+    let name = ident.to_string();
+    let table = lakehouse
+        .catalog()
+        .load_table(ident)
+        .await
+        .map_err(|e| CatalogError::iceberg(&name, e))?;
+    let mut report = CompactReport {
+        table: name.clone(),
+        ..Default::default()
+    };
+    let (groups, files_before) = plan(&table, opts).await?;
+    report.files_before = files_before;
+    report.groups_planned = groups.len();
+    let mut state = Progress {
+        groups_total: groups.len(),
+        bytes_total: groups.iter().flatten().map(|c| c.size).sum(),
+        ..Default::default()
+    };
+    progress(&state);
+    if opts.dry_run || groups.is_empty() {
+        report.files_in = groups.iter().map(Vec::len).sum();
+        report.bytes_in = state.bytes_total;
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    let tasks = scan_tasks(&table).await?;
+    for group in groups {
+        if !lakehouse.try_lease(lease, &opts.run_id, ttl).await? {
+            return Err(MaintainError::Busy {
+                job: "compaction",
+                table: name,
+                lease: lease.to_string(),
+            });
+        }
+        let group_bytes: u64 = group.iter().map(|c| c.size).sum();
+        let group_tasks: Vec<FileScanTask> = group
+            .iter()
+            .filter_map(|c| tasks.get(&c.path).cloned())
+            .collect();
+        if group_tasks.len() != group.len() {
+            report.groups_abandoned += 1;
+            continue;
+        }
+        let batches = read(&table, group_tasks).await?;
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let sorted = sort_by_table_order(&table, &batches)?;
+        let added = write_data_files(&table, &sorted, Some(opts.target_file_bytes as usize))
+            .await
+            .map_err(|e| MaintainError::Rewrite {
+                table: name.clone(),
+                message: e.to_string(),
+            })?;
+        let removed: HashSet<String> = group.iter().map(|c| c.path.clone()).collect();
+        let out_bytes: u64 = added.iter().map(|f| f.file_size_in_bytes()).sum();
+        let out_files = added.len();
+        let props = HashMap::from([
+            ("weir.maintenance".to_string(), "compact".to_string()),
+            ("weir.maintenance.run".to_string(), opts.run_id.clone()),
+        ]);
+        match commit_replace(lakehouse, ident, &removed, added, props).await {
+            Ok(outcome) => {
+                report.groups_committed += 1;
+                report.commit_attempts += outcome.attempts;
+                report.files_in += removed.len();
+                report.files_out += out_files;
+                report.bytes_in += group_bytes;
+                report.bytes_out += out_bytes;
+                report.rows += rows;
+            }
+            Err(CatalogError::Fenced { reason, .. }) => {
+                // Its files were rewritten or deleted by someone else: the
+                // written files become orphans, the table is untouched.
+                tracing::warn!(table = %name, reason, "compaction group abandoned");
+                report.groups_abandoned += 1;
+            }
+            Err(e) if e.is_retryable() => {
+                // Lost every race: the next run picks the files up again.
+                tracing::warn!(table = %name, error = %e, "compaction group abandoned");
+                report.groups_abandoned += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        state.groups_done += 1;
+        state.bytes_done += group_bytes;
+        progress(&state);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Groups of small files to rewrite together (per partition, bin-packed up
+/// to the target size), and the number of live data files.
+async fn plan(table: &Table, opts: &CompactOptions) -> Result<(Vec<Vec<Candidate>>, usize)> {
+    let name = table.identifier().to_string();
+    let read_err = |e: iceberg::Error| MaintainError::Read {
+        table: name.clone(),
+        source: Box::new(e),
+    };
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok((Vec::new(), 0));
+    };
+    let list = table
+        .manifest_list_reader(snapshot)
+        .load()
+        .await
+        .map_err(read_err)?;
+    let small = (opts.target_file_bytes as f64 * opts.small_file_ratio) as u64;
+    let mut by_partition: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+    let mut live = 0;
+    for manifest in list.entries() {
+        if manifest.content != ManifestContentType::Data {
+            continue;
+        }
+        let loaded = manifest
+            .load_manifest(table.file_io())
+            .await
+            .map_err(read_err)?;
+        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+            live += 1;
+            let file = entry.data_file();
+            if file.file_size_in_bytes() >= small {
+                continue;
+            }
+            let key = format!("{}/{:?}", manifest.partition_spec_id, file.partition());
+            by_partition.entry(key).or_default().push(Candidate {
+                path: file.file_path().to_string(),
+                size: file.file_size_in_bytes(),
+            });
+        }
+    }
+    let mut groups = Vec::new();
+    for (_, mut files) in by_partition {
+        files.sort_by_key(|c| c.size);
+        let mut bin: Vec<Candidate> = Vec::new();
+        let mut bin_bytes = 0;
+        for file in files {
+            if !bin.is_empty() && bin_bytes + file.size > opts.target_file_bytes {
+                if bin.len() >= opts.min_input_files {
+                    groups.push(std::mem::take(&mut bin));
+                }
+                bin.clear();
+                bin_bytes = 0;
+            }
+            bin_bytes += file.size;
+            bin.push(file);
+        }
+        if bin.len() >= opts.min_input_files {
+            groups.push(bin);
+        }
+    }
+    Ok((groups, live))
+}
+
+/// Scan tasks (with their delete files) of the current snapshot, by path.
+async fn scan_tasks(table: &Table) -> Result<HashMap<String, FileScanTask>> {
+    let name = table.identifier().to_string();
+    let err = |e: iceberg::Error| MaintainError::Read {
+        table: name.clone(),
+        source: Box::new(e),
+    };
+    let scan = table.scan().select_all().build().map_err(err)?;
+    let tasks: Vec<FileScanTask> = scan
+        .plan_files()
+        .await
+        .map_err(err)?
+        .try_collect()
+        .await
+        .map_err(err)?;
+    Ok(tasks
+        .into_iter()
+        .map(|t| (t.data_file_path.clone(), t))
+        .collect())
+}
+
+/// Reads files with the Iceberg reader (applies their delete files).
+async fn read(table: &Table, tasks: Vec<FileScanTask>) -> Result<Vec<RecordBatch>> {
+    let name = table.identifier().to_string();
+    let err = |e: iceberg::Error| MaintainError::Read {
+        table: name.clone(),
+        source: Box::new(e),
+    };
+    let runtime = Runtime::try_current().map_err(err)?;
+    let reader = ArrowReaderBuilder::new(table.file_io().clone(), runtime).build();
+    let stream = futures::stream::iter(tasks.into_iter().map(Ok));
+    reader
+        .read(Box::pin(stream))
+        .map_err(err)?
+        .stream()
+        .try_collect()
+        .await
+        .map_err(err)
+}
+
+/// Sorts rows by the table's sort order (identity fields), so files get
+/// tight min/max statistics on the leading sort columns.
+fn sort_by_table_order(table: &Table, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    let name = table.identifier().to_string();
+    let rewrite = |e: arrow::error::ArrowError| MaintainError::Rewrite {
+        table: name.clone(),
+        message: e.to_string(),
+    };
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let metadata = table.metadata();
+    let schema = metadata.current_schema();
+    let order = metadata.default_sort_order();
+    let keys: Vec<(String, SortOptions)> = order
+        .fields
+        .iter()
+        .filter(|f| f.transform == iceberg::spec::Transform::Identity)
+        .filter_map(|f| {
+            let name = schema.name_by_field_id(f.source_id)?.to_string();
+            Some((
+                name,
+                SortOptions {
+                    descending: f.direction == SortDirection::Descending,
+                    nulls_first: f.null_order == NullOrder::First,
+                },
+            ))
+        })
+        .collect();
+    let all = concat_batches(&first.schema(), batches).map_err(rewrite)?;
+    if keys.is_empty() || all.num_rows() == 0 {
+        return Ok(vec![all]);
+    }
+    let columns: Vec<SortColumn> = keys
+        .iter()
+        .filter_map(|(name, options)| {
+            Some(SortColumn {
+                values: Arc::clone(all.column_by_name(name)?),
+                options: Some(*options),
+            })
+        })
+        .collect();
+    let indices = lexsort_to_indices(&columns, None).map_err(rewrite)?;
+    Ok(vec![take_record_batch(&all, &indices).map_err(rewrite)?])
+}

@@ -1,0 +1,80 @@
+//! Weir table maintenance jobs (see README.md).
+
+pub mod compact;
+pub mod expire;
+pub mod orphans;
+mod reach;
+
+pub use compact::{CompactOptions, CompactReport, Progress, compact_table};
+pub use expire::{ExpireOptions, ExpireReport, expire_snapshots};
+pub use orphans::{OrphanOptions, OrphanReport, remove_orphans};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MaintainError {
+    #[error(transparent)]
+    Catalog(#[from] weir_catalog::CatalogError),
+    #[error("reading {table}: {source}")]
+    Read {
+        table: String,
+        source: Box<iceberg::Error>,
+    },
+    #[error("rewriting {table}: {message}")]
+    Rewrite { table: String, message: String },
+    #[error("{job} on {table} is already running in another process (lease {lease})")]
+    Busy {
+        job: &'static str,
+        table: String,
+        lease: String,
+    },
+}
+
+pub type Result<T, E = MaintainError> = std::result::Result<T, E>;
+
+/// `host-pid-uuid`: identifies a maintenance run; a lease held by a dead
+/// process on this host can be taken over at once.
+pub fn run_id() -> String {
+    format!(
+        "{}-{}-{}",
+        hostname(),
+        std::process::id(),
+        uuid::Uuid::now_v7()
+    )
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Takes the named lease, or takes it over when its holder is a process of
+/// this host that no longer runs (e.g. killed with -9). Other holders keep it
+/// until it expires.
+pub async fn take_lease(
+    lakehouse: &weir_catalog::Lakehouse,
+    name: &str,
+    run_id: &str,
+    ttl: std::time::Duration,
+) -> Result<bool> {
+    if lakehouse.try_lease(name, run_id, ttl).await? {
+        return Ok(true);
+    }
+    let Some(owner) = lakehouse.lease_owner(name).await? else {
+        return Ok(lakehouse.try_lease(name, run_id, ttl).await?);
+    };
+    let prefix = format!("{}-", hostname());
+    let dead = owner
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+    if dead {
+        tracing::warn!(
+            lease = name,
+            owner,
+            "taking over the lease of a dead process"
+        );
+        return Ok(lakehouse.steal_lease(name, &owner, run_id, ttl).await?);
+    }
+    Ok(false)
+}

@@ -1,0 +1,149 @@
+//! Orphan file removal: files under a table's location that no snapshot,
+//! metadata-log entry or statistics file references, older than a safety age.
+//!
+//! Writers put files in place before they commit (design rule 1), so a young
+//! unreferenced file may be part of a commit in flight: only files older than
+//! `older_than` are candidates. The listing is taken before the metadata is
+//! loaded, so a file committed in between is seen as referenced.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use iceberg::TableIdent;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::Serialize;
+use weir_catalog::{CatalogError, Lakehouse};
+
+use crate::reach::{Reach, normalize};
+use crate::{MaintainError, Result};
+
+/// Default safety age (as Iceberg's `remove_orphan_files`).
+pub const DEFAULT_ORPHAN_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
+
+#[derive(Debug, Clone)]
+pub struct OrphanOptions {
+    pub older_than: Duration,
+    pub dry_run: bool,
+}
+
+impl Default for OrphanOptions {
+    fn default() -> Self {
+        Self {
+            older_than: DEFAULT_ORPHAN_AGE,
+            dry_run: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OrphanReport {
+    pub table: String,
+    pub dry_run: bool,
+    pub files_listed: usize,
+    pub files_referenced: usize,
+    /// Unreferenced but younger than the safety age: left alone.
+    pub too_young: usize,
+    pub orphans_deleted: usize,
+    pub bytes_deleted: u64,
+    pub seconds: f64,
+}
+
+pub async fn remove_orphans(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    opts: &OrphanOptions,
+) -> Result<OrphanReport> {
+    let started = Instant::now();
+    let name = ident.to_string();
+    let mut report = OrphanReport {
+        table: name.clone(),
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    let table = lakehouse
+        .catalog()
+        .load_table(ident)
+        .await
+        .map_err(|e| CatalogError::iceberg(&name, e))?;
+    let (store, prefix) =
+        open_store(table.metadata().location()).map_err(|message| MaintainError::Rewrite {
+            table: name.clone(),
+            message,
+        })?;
+    // 1. List (before loading the metadata we compare against).
+    let listed: Vec<object_store::ObjectMeta> = store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|e| MaintainError::Rewrite {
+            table: name.clone(),
+            message: format!("listing {prefix}: {e}"),
+        })?;
+    report.files_listed = listed.len();
+    // 2. Everything the current metadata references.
+    let table = lakehouse
+        .catalog()
+        .load_table(ident)
+        .await
+        .map_err(|e| CatalogError::iceberg(&name, e))?;
+    let metadata = table.metadata();
+    let mut referenced: HashSet<String> = HashSet::new();
+    if let Some(loc) = table.metadata_location() {
+        referenced.insert(loc.to_string());
+    }
+    referenced.extend(
+        metadata
+            .metadata_log()
+            .iter()
+            .map(|m| m.metadata_file.clone()),
+    );
+    referenced.extend(
+        metadata
+            .statistics_iter()
+            .map(|s| s.statistics_path.clone()),
+    );
+    referenced.extend(
+        metadata
+            .partition_statistics_iter()
+            .map(|s| s.statistics_path.clone()),
+    );
+    let mut reach = Reach::new(&table);
+    let ids: Vec<i64> = metadata.snapshots().map(|s| s.snapshot_id()).collect();
+    referenced.extend(reach.referenced(&table, ids).await?);
+    report.files_referenced = referenced.len();
+    let referenced: HashSet<&str> = referenced.iter().map(|p| normalize(p)).collect();
+    // 3. Unreferenced and old enough → delete.
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::from_std(opts.older_than).unwrap_or(chrono::Duration::MAX);
+    for object in listed {
+        if referenced.contains(normalize(object.location.as_ref())) {
+            continue;
+        }
+        if object.last_modified > cutoff {
+            report.too_young += 1;
+            continue;
+        }
+        if !opts.dry_run
+            && let Err(e) = store.delete(&object.location).await
+        {
+            tracing::warn!(path = %object.location, error = %e, "could not delete an orphan");
+            continue;
+        }
+        tracing::debug!(path = %object.location, "orphan removed");
+        report.orphans_deleted += 1;
+        report.bytes_deleted += object.size;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The object store holding `location` and the prefix of the table in it.
+fn open_store(
+    location: &str,
+) -> std::result::Result<(Box<dyn ObjectStore>, object_store::path::Path), String> {
+    let url = url::Url::parse(location).map_err(|e| format!("table location {location}: {e}"))?;
+    // TODO(issue 7): s3:// through the same object_store client stack as the
+    // query path (enable the `aws` feature and pass the storage options).
+    object_store::parse_url(&url).map_err(|e| format!("table location {location}: {e}"))
+}
