@@ -20,11 +20,21 @@ from kafka_harness import KafkaBroker, assert_exactly_once, produce, wait_until,
 from weir_harness import connect, execute, fetch_rows, fetch_scalar, weir_binary
 
 
-def compact(data: Path, *tables: str, extra=()) -> dict:
-    out = subprocess.run([str(weir_binary()), "maintain", "compact", *tables, "--data-dir", str(data),
+def maintain(job: str, data: Path, *tables: str, extra=()) -> dict:
+    """Runs `weir maintain <job> --json`; returns the reports by table."""
+    out = subprocess.run([str(weir_binary()), "maintain", job, *tables, "--data-dir", str(data),
                           "--json", *extra], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, "\n".join(l for l in out.stderr.splitlines() if not l.lstrip().startswith(("at ", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")))[-3000:]
     return {r["table"]: r for r in json.loads(out.stdout.strip().splitlines()[-1])}
+
+
+def compact(data: Path, *tables: str, extra=()) -> dict:
+    return maintain("compact", data, *tables, extra=extra)
+
+
+def files_on_disk(data: Path, table: str) -> set[str]:
+    ns, name = table.split(".")
+    return {str(p) for p in (data / "warehouse" / ns / name / "data").rglob("*.parquet")}
 
 
 def live_files(data: Path, table: str) -> list[str]:
@@ -96,6 +106,28 @@ def test_compaction_while_the_streaming_writer_appends(broker: KafkaBroker, weir
                                   sum(i for i in range(counts["good"] + counts["bad"]) if i % 100 == 99))
     # Compaction made the files fewer.
     assert len(files) < sum(r["silver.points"]["files_before"] for r in rounds[:1])
+    # Expire everything expirable: the files left on disk are the live ones,
+    # and the watermarks survive (a restarted writer re-ingests nothing).
+    expired = maintain("expire", data, "silver.points", "bronze.raw_messages",
+                       extra=["--older-than", "0s", "--retain-last", "1"])
+    assert expired["silver.points"]["snapshots_expired"] > 0
+    assert expired["silver.points"]["data_files_deleted"] > 0
+    assert files_on_disk(data, "silver.points") == {f.removeprefix("file://") for f in live_files(data, "silver.points")}
+    assert pyiceberg_totals(data, "silver.points", "value") == (rows, total)
+    server = weir_factory(data, ["--kafka-brokers", broker.bootstrap, "--kafka-topics", topic])
+    conn = connect(server.uri)
+    assert watermarks(conn, "silver.points", topic) == ends
+    assert watermarks(conn, "bronze.raw_messages", topic) == ends
+    extra_batch = produce(broker.producer(), topic, partitions,
+                          range(counts["good"] + counts["bad"], counts["good"] + counts["bad"] + 100),
+                          poison_every=100)
+    counts["good"] += extra_batch["good"]
+    counts["bad"] += extra_batch["bad"]
+    ends = broker.end_offsets(topic, partitions)
+    wait_until(lambda: watermarks(conn, "silver.points", topic) == ends, 60, "the restarted writer catches up")
+    wait_until(lambda: watermarks(conn, "bronze.raw_messages", topic) == ends, 60, "bronze catches up")
+    assert_exactly_once(conn, topic, counts, ends)
+    conn.close()
 
 
 def test_kill9_during_compaction_leaves_table_whole(weir_factory, tmp_path):
@@ -132,6 +164,17 @@ def test_kill9_during_compaction_leaves_table_whole(weir_factory, tmp_path):
     assert "replace" in ops
     # PyIceberg sees the same rows.
     assert pyiceberg_totals(data, "public.m", "value") == (before[0], float(before[1]))
+    # The killed runs left written-but-uncommitted files: orphan cleanup
+    # collects them (a safety age under an hour needs an explicit flag).
+    refused = subprocess.run([str(weir_binary()), "maintain", "orphans", "public.m", "--data-dir", str(data),
+                              "--older-than", "0s"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "--allow-short-age" in refused.stderr
+    maintain("expire", data, "public.m", extra=["--older-than", "0s", "--retain-last", "1"])
+    orphans = maintain("orphans", data, "public.m", extra=["--older-than", "0s", "--allow-short-age"])
+    assert orphans["public.m"]["orphans_deleted"] > 0, orphans
+    assert files_on_disk(data, "public.m") == {f.removeprefix("file://") for f in live_files(data, "public.m")}
+    assert fetch_rows(conn, "SELECT count(*), sum(value) FROM public.m")[0] == before
+    assert pyiceberg_totals(data, "public.m", "value") == (before[0], float(before[1]))
     conn.close()
 
 
@@ -158,3 +201,42 @@ def test_compaction_is_exclusive_per_table(weir_factory, tmp_path):
     db.commit()
     db.close()
     assert compact(data, "public.x")["public.x"]["files_in"] == 3
+
+
+def test_expiry_keeps_recent_history_and_orphans_respect_age(weir_factory, tmp_path):
+    data = tmp_path / "data"
+    server = weir_factory(data)
+    conn = connect(server.uri)
+    execute(conn, "CREATE TABLE public.e (ts TIMESTAMP NOT NULL, v DOUBLE)")
+    for i in range(12):
+        execute(conn, f"INSERT INTO public.e VALUES ('2026-01-01T00:00:{i:02d}', {i})")
+    snaps = [r[0] for r in fetch_rows(conn, "SELECT snapshot_id FROM iceberg_snapshots('public.e') ORDER BY sequence_number")]
+    assert len(snaps) == 12
+    # Default policy (1 day): nothing is old enough; a dry run changes nothing.
+    assert maintain("expire", data, "public.e")["public.e"]["snapshots_expired"] == 0
+    dry = maintain("expire", data, "public.e", extra=["--older-than", "0s", "--retain-last", "3", "--dry-run"])
+    assert dry["public.e"]["snapshots_expired"] == 9 and dry["public.e"]["data_files_deleted"] == 0
+    assert len(fetch_rows(conn, "SELECT snapshot_id FROM iceberg_snapshots('public.e')")) == 12
+    # Appends only: expiring old snapshots deletes their manifest lists but no
+    # data file (every file is still live).
+    done = maintain("expire", data, "public.e", extra=["--older-than", "0s", "--retain-last", "3"])["public.e"]
+    assert (done["snapshots_expired"], done["data_files_deleted"], done["manifest_lists_deleted"]) == (9, 0, 9)
+    left = [r[0] for r in fetch_rows(conn, "SELECT snapshot_id FROM iceberg_snapshots('public.e') ORDER BY sequence_number")]
+    assert left == snaps[-3:]
+    assert fetch_rows(conn, "SELECT count(*), sum(v) FROM public.e")[0] == (12, float(sum(range(12))))
+    # Time travel to a kept snapshot works; to an expired one it is an error.
+    assert fetch_scalar(conn, f"SELECT count(*) FROM iceberg_at_snapshot('public.e', {snaps[-3]})") == 10
+    with pytest.raises(Exception):
+        fetch_scalar(conn, f"SELECT count(*) FROM iceberg_at_snapshot('public.e', {snaps[0]})")
+    conn.close()
+    # Orphans: an old stray file goes, a young one stays.
+    table_dir = data / "warehouse" / "public" / "e" / "data"
+    old, young = table_dir / "stray-old.parquet", table_dir / "stray-young.parquet"
+    old.write_bytes(b"x" * 10)
+    young.write_bytes(b"y" * 10)
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    report = maintain("orphans", data, "public.e", extra=["--older-than", "1h"])["public.e"]
+    assert (report["orphans_deleted"], report["too_young"]) == (1, 1)
+    assert not old.exists() and young.exists()
+    assert pyiceberg_totals(data, "public.e", "v") == (12, float(sum(range(12))))

@@ -9,6 +9,7 @@ mod file;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use file::{ConfigError, apply_config_file};
 
@@ -156,6 +157,61 @@ pub struct CompactConfig {
     pub min_files: usize,
 
     /// Show the plan; change nothing.
+    #[arg(long, default_value_t = false)]
+    pub dry_run: bool,
+
+    /// Print the summary as JSON.
+    #[arg(long, default_value_t = false)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub storage: StorageConfig,
+}
+
+/// `weir maintain expire`: drop old snapshots and the files only they use.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExpireConfig {
+    /// Tables (`namespace.table`); default: every table in bronze, silver and gold.
+    pub tables: Vec<String>,
+
+    /// Keep snapshots superseded less than this long ago, e.g. `6h`, `7d`
+    /// (default: the table's `history.expire.max-snapshot-age-ms`, else 1 day).
+    #[arg(long, env = "WEIR_EXPIRE_OLDER_THAN", value_parser = humantime::parse_duration)]
+    pub older_than: Option<Duration>,
+
+    /// Always keep this many newest snapshots (default: the table's
+    /// `history.expire.min-snapshots-to-keep`, else 10).
+    #[arg(long, env = "WEIR_EXPIRE_RETAIN_LAST")]
+    pub retain_last: Option<usize>,
+
+    /// Show what would go; change nothing.
+    #[arg(long, default_value_t = false)]
+    pub dry_run: bool,
+
+    /// Print the summary as JSON.
+    #[arg(long, default_value_t = false)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub storage: StorageConfig,
+}
+
+/// `weir maintain orphans`: delete files no snapshot references.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OrphansConfig {
+    /// Tables (`namespace.table`); default: every table in bronze, silver and gold.
+    pub tables: Vec<String>,
+
+    /// Only files older than this are removed (writers place files before
+    /// they commit), e.g. `3d`.
+    #[arg(long, env = "WEIR_ORPHANS_OLDER_THAN", value_parser = humantime::parse_duration, default_value = "3d")]
+    pub older_than: Duration,
+
+    /// Allow a safety age under one hour (files of commits in flight may go).
+    #[arg(long, default_value_t = false)]
+    pub allow_short_age: bool,
+
+    /// Show what would go; change nothing.
     #[arg(long, default_value_t = false)]
     pub dry_run: bool,
 

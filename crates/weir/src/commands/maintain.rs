@@ -1,39 +1,83 @@
 //! `weir maintain <job>`: maintenance on demand, with progress bars and a
 //! summary (`--json` for scripts). Safe beside running servers and writers.
 
+use std::time::Duration;
+
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use weir_catalog::Lakehouse;
 use weir_catalog::iceberg::TableIdent;
-use weir_config::CompactConfig;
-use weir_maintain::{CompactOptions, Progress, compact_table};
+use weir_config::{CompactConfig, ExpireConfig, OrphansConfig};
+use weir_maintain::{
+    CompactOptions, ExpireOptions, OrphanOptions, Progress, compact_table, expire_snapshots,
+    remove_orphans,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum MaintainCommand {
     /// Bin-pack small data files into target-size files, sorted by the
     /// table's sort order (one `replace` snapshot per partition group).
     Compact(CompactConfig),
+    /// Expire old snapshots (keeping what running queries, time travel and
+    /// the streaming writers' watermarks need) and delete their files.
+    Expire(ExpireConfig),
+    /// Delete files under a table's location that no metadata references.
+    Orphans(OrphansConfig),
 }
 
 pub async fn run(cmd: MaintainCommand) -> anyhow::Result<()> {
     match cmd {
         MaintainCommand::Compact(cfg) => compact(cfg).await,
+        MaintainCommand::Expire(cfg) => expire(cfg).await,
+        MaintainCommand::Orphans(cfg) => orphans(cfg).await,
     }
+}
+
+/// The tables named on the command line, or every table of the lakehouse's
+/// bronze, silver and gold namespaces.
+async fn resolve_tables(
+    lakehouse: &Lakehouse,
+    names: &[String],
+) -> anyhow::Result<Vec<TableIdent>> {
+    if names.is_empty() {
+        let mut all = Vec::new();
+        for ns in ["bronze", "silver", "gold"] {
+            let ident = weir_catalog::iceberg::NamespaceIdent::new(ns.to_string());
+            all.extend(lakehouse.catalog().list_tables(&ident).await?);
+        }
+        return Ok(all);
+    }
+    names
+        .iter()
+        .map(|name| {
+            let parts: Vec<&str> = name.split('.').collect();
+            if parts.len() != 2 {
+                bail!("table `{name}`: expected namespace.table");
+            }
+            Ok(TableIdent::from_strs(parts)?)
+        })
+        .collect()
+}
+
+fn spinner(message: String, json: bool) -> anyhow::Result<ProgressBar> {
+    let bar = ProgressBar::new_spinner()
+        .with_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}")?);
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    } else {
+        bar.enable_steady_tick(Duration::from_millis(120));
+    }
+    bar.set_message(message);
+    Ok(bar)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
 }
 
 async fn compact(cfg: CompactConfig) -> anyhow::Result<()> {
     let lakehouse = super::open_lakehouse(&cfg.storage).await?;
-    let tables: Vec<String> = if cfg.tables.is_empty() {
-        let mut all = Vec::new();
-        for ns in ["bronze", "silver", "gold"] {
-            let ident = weir_catalog::iceberg::NamespaceIdent::new(ns.to_string());
-            for t in lakehouse.catalog().list_tables(&ident).await? {
-                all.push(t.to_string());
-            }
-        }
-        all
-    } else {
-        cfg.tables.clone()
-    };
+    let tables = resolve_tables(&lakehouse, &cfg.tables).await?;
     let opts = CompactOptions {
         target_file_bytes: cfg.target_file_mb.max(1) << 20,
         min_input_files: cfg.min_files.max(2),
@@ -41,12 +85,7 @@ async fn compact(cfg: CompactConfig) -> anyhow::Result<()> {
         ..Default::default()
     };
     let mut reports = Vec::new();
-    for name in &tables {
-        let parts: Vec<&str> = name.split('.').collect();
-        if parts.len() != 2 {
-            bail!("table `{name}`: expected namespace.table");
-        }
-        let ident = TableIdent::from_strs(parts)?;
+    for ident in &tables {
         let bar = ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")?
                 .progress_chars("=> "),
@@ -54,14 +93,14 @@ async fn compact(cfg: CompactConfig) -> anyhow::Result<()> {
         if cfg.json {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
-        bar.set_message(format!("compacting {name}"));
+        bar.set_message(format!("compacting {ident}"));
         let on_progress = |p: &Progress| {
             bar.set_length(p.bytes_total);
             bar.set_position(p.bytes_done);
         };
-        let report = compact_table(&lakehouse, &ident, &opts, &on_progress)
+        let report = compact_table(&lakehouse, ident, &opts, &on_progress)
             .await
-            .with_context(|| format!("compacting {name}"))?;
+            .with_context(|| format!("compacting {ident}"))?;
         bar.finish_and_clear();
         if !cfg.json {
             let verb = if cfg.dry_run {
@@ -70,15 +109,106 @@ async fn compact(cfg: CompactConfig) -> anyhow::Result<()> {
                 "rewrote"
             };
             println!(
-                "{name}: {verb} {} of {} files ({:.1} MiB) into {} files ({:.1} MiB), {} rows, {} groups committed, {} abandoned, {:.2} s",
+                "{ident}: {verb} {} of {} files ({:.1} MiB) into {} files ({:.1} MiB), {} rows, {} groups committed, {} abandoned, {:.2} s",
                 report.files_in,
                 report.files_before,
-                report.bytes_in as f64 / (1 << 20) as f64,
+                mib(report.bytes_in),
                 report.files_out,
-                report.bytes_out as f64 / (1 << 20) as f64,
+                mib(report.bytes_out),
                 report.rows,
                 report.groups_committed,
                 report.groups_abandoned,
+                report.seconds,
+            );
+        }
+        reports.push(report);
+    }
+    if cfg.json {
+        println!("{}", serde_json::to_string(&reports)?);
+    }
+    Ok(())
+}
+
+async fn expire(cfg: ExpireConfig) -> anyhow::Result<()> {
+    let lakehouse = super::open_lakehouse(&cfg.storage).await?;
+    let tables = resolve_tables(&lakehouse, &cfg.tables).await?;
+    let opts = ExpireOptions {
+        older_than: cfg.older_than,
+        retain_last: cfg.retain_last,
+        dry_run: cfg.dry_run,
+    };
+    let run_id = weir_maintain::run_id();
+    let mut reports = Vec::new();
+    for ident in &tables {
+        let bar = spinner(format!("expiring snapshots of {ident}"), cfg.json)?;
+        let lease = format!("expire:{ident}");
+        if !weir_maintain::take_lease(&lakehouse, &lease, &run_id, Duration::from_secs(600)).await?
+        {
+            bail!("expiry of {ident} is already running in another process (lease {lease})");
+        }
+        let result = expire_snapshots(&lakehouse, ident, &opts).await;
+        lakehouse.release_lease(&lease, &run_id).await?;
+        let report = result.with_context(|| format!("expiring snapshots of {ident}"))?;
+        bar.finish_and_clear();
+        if !cfg.json {
+            let verb = if cfg.dry_run {
+                "would expire"
+            } else {
+                "expired"
+            };
+            println!(
+                "{ident}: {verb} {} of {} snapshots; deleted {} manifest lists, {} manifests, {} data files ({:.1} MiB), {:.2} s",
+                report.snapshots_expired,
+                report.snapshots_before,
+                report.manifest_lists_deleted,
+                report.manifests_deleted,
+                report.data_files_deleted,
+                mib(report.bytes_deleted),
+                report.seconds,
+            );
+        }
+        reports.push(report);
+    }
+    if cfg.json {
+        println!("{}", serde_json::to_string(&reports)?);
+    }
+    Ok(())
+}
+
+async fn orphans(cfg: OrphansConfig) -> anyhow::Result<()> {
+    if cfg.older_than < Duration::from_secs(3600) && !cfg.allow_short_age {
+        bail!(
+            "--older-than {} is under one hour: files of commits still in flight could be deleted \
+             (pass --allow-short-age if no writer or maintenance job is running)",
+            humantime::format_duration(cfg.older_than)
+        );
+    }
+    let lakehouse = super::open_lakehouse(&cfg.storage).await?;
+    let tables = resolve_tables(&lakehouse, &cfg.tables).await?;
+    let opts = OrphanOptions {
+        older_than: cfg.older_than,
+        dry_run: cfg.dry_run,
+    };
+    let mut reports = Vec::new();
+    for ident in &tables {
+        let bar = spinner(format!("looking for orphans of {ident}"), cfg.json)?;
+        let report = remove_orphans(&lakehouse, ident, &opts)
+            .await
+            .with_context(|| format!("removing orphans of {ident}"))?;
+        bar.finish_and_clear();
+        if !cfg.json {
+            let verb = if cfg.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            };
+            println!(
+                "{ident}: {verb} {} orphans ({:.1} MiB) of {} files listed, {} referenced, {} too young, {:.2} s",
+                report.orphans_deleted,
+                mib(report.bytes_deleted),
+                report.files_listed,
+                report.files_referenced,
+                report.too_young,
                 report.seconds,
             );
         }
