@@ -24,6 +24,7 @@ pub use swap::commit_metadata;
 pub use watermark::Watermarks;
 pub use writer::{
     AppendOptions, AppendOutcome, COMMIT_ID_KEY, append_batches, find_commit, write_data_files,
+    write_data_files_named,
 };
 
 pub use iceberg;

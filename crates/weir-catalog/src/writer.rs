@@ -155,6 +155,17 @@ pub async fn write_data_files(
     batches: &[RecordBatch],
     target_file_bytes: Option<usize>,
 ) -> iceberg::Result<Vec<DataFile>> {
+    write_data_files_named(table, batches, target_file_bytes, "").await
+}
+
+/// [`write_data_files`] with file names starting with `name_prefix` (e.g.
+/// `z-` for files written in Z-order, so later runs can tell them apart).
+pub async fn write_data_files_named(
+    table: &Table,
+    batches: &[RecordBatch],
+    target_file_bytes: Option<usize>,
+    name_prefix: &str,
+) -> iceberg::Result<Vec<DataFile>> {
     let metadata = table.metadata();
     let schema = metadata.current_schema().clone();
     let arrow_schema: ArrowSchemaRef = Arc::new(schema_to_arrow_schema(&schema)?);
@@ -166,7 +177,11 @@ pub async fn write_data_files(
         target_file_bytes.unwrap_or(props.write_target_file_size_bytes),
         table.file_io().clone(),
         DefaultLocationGenerator::new(metadata)?,
-        DefaultFileNameGenerator::new(Uuid::now_v7().to_string(), None, DataFileFormat::Parquet),
+        DefaultFileNameGenerator::new(
+            format!("{name_prefix}{}", Uuid::now_v7()),
+            None,
+            DataFileFormat::Parquet,
+        ),
     );
     let builder = DataFileWriterBuilder::new(rolling);
     let spec = metadata.default_partition_spec().clone();

@@ -144,17 +144,62 @@ pub struct IngestConfig {
 /// `weir maintain compact`: bin-pack small files into target-size files.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompactConfig {
-    /// Tables to compact (`namespace.table`); default: every declared table
-    /// in bronze, silver and gold.
+    /// Tables to compact (`namespace.table`); default: every table in
+    /// bronze, silver and gold.
     pub tables: Vec<String>,
 
-    /// Size of the files compaction writes, in MiB.
-    #[arg(long, env = "WEIR_COMPACT_TARGET_FILE_MB", default_value_t = 128)]
-    pub target_file_mb: u64,
+    /// Size of the files compaction writes, in MiB (default: the table's
+    /// `write.target-file-size-bytes`).
+    #[arg(long, env = "WEIR_COMPACT_TARGET_FILE_MB")]
+    pub target_file_mb: Option<f64>,
 
     /// Rewrite a partition only when it has at least this many small files.
     #[arg(long, env = "WEIR_COMPACT_MIN_FILES", default_value_t = 2)]
     pub min_files: usize,
+
+    /// Leave partitions alone that received files within this window (still
+    /// being written), e.g. `1h` (default: the table's
+    /// `weir.maintenance.skip-recent-seconds`, else none).
+    #[arg(long, env = "WEIR_COMPACT_SKIP_RECENT", value_parser = humantime::parse_duration)]
+    pub skip_recent: Option<Duration>,
+
+    /// Show the plan; change nothing.
+    #[arg(long, default_value_t = false)]
+    pub dry_run: bool,
+
+    /// Print the summary as JSON.
+    #[arg(long, default_value_t = false)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub storage: StorageConfig,
+}
+
+/// `weir maintain cluster`: rewrite partitions in Z-order.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterConfig {
+    /// Tables to cluster (`namespace.table`); default: every table in
+    /// bronze, silver and gold that declares `weir.cluster.columns`.
+    pub tables: Vec<String>,
+
+    /// Columns of the Z-order, e.g. `device_id,ts` (default: the table's
+    /// `weir.cluster.columns`).
+    #[arg(long, env = "WEIR_CLUSTER_COLUMNS", value_delimiter = ',')]
+    pub columns: Vec<String>,
+
+    /// Size of the files written, in MiB (default: the table's
+    /// `write.target-file-size-bytes`).
+    #[arg(long, env = "WEIR_CLUSTER_TARGET_FILE_MB")]
+    pub target_file_mb: Option<f64>,
+
+    /// Most input rewritten together, in MiB (bounds memory; larger groups
+    /// cluster better).
+    #[arg(long, env = "WEIR_CLUSTER_MAX_GROUP_MB", default_value_t = 512)]
+    pub max_group_mb: u64,
+
+    /// Leave partitions alone that received files within this window.
+    #[arg(long, env = "WEIR_CLUSTER_SKIP_RECENT", value_parser = humantime::parse_duration)]
+    pub skip_recent: Option<Duration>,
 
     /// Show the plan; change nothing.
     #[arg(long, default_value_t = false)]

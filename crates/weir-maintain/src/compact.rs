@@ -1,5 +1,10 @@
-//! Compaction: bin-pack small files per partition, rewrite them sorted by the
-//! table's sort order, commit one `replace` snapshot per group.
+//! Compaction and clustering: pick files per partition, rewrite them sorted
+//! (by the table's sort order, or in Z-order over chosen columns), commit one
+//! `replace` snapshot per group.
+//!
+//! - compaction bin-packs the *small* files of each partition to the target size;
+//! - clustering rewrites *every* file of a partition not yet written in
+//!   Z-order (files named `z-…`), in groups of up to `max_group_bytes`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -17,14 +22,40 @@ use iceberg::scan::FileScanTask;
 use iceberg::spec::{ManifestContentType, NullOrder, SortDirection};
 use iceberg::table::Table;
 use serde::Serialize;
-use weir_catalog::{CatalogError, Lakehouse, commit_replace, write_data_files};
+use weir_catalog::{CatalogError, Lakehouse, commit_replace, write_data_files_named};
 
 use crate::{MaintainError, Result};
 
+/// How rewritten rows are ordered (and which files a run picks).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// Compaction: small files, sorted by the table's sort order.
+    #[default]
+    SortOrder,
+    /// Clustering: all files not yet clustered, in Z-order over these columns.
+    ZOrder(Vec<String>),
+}
+
+/// File name prefix of files written in Z-order.
+pub const ZORDER_PREFIX: &str = "z-";
+/// Table property naming the columns `weir maintain cluster` uses by default.
+pub const CLUSTER_COLUMNS_PROPERTY: &str = "weir.cluster.columns";
+/// Table property: skip partitions that received files more recently than
+/// this many seconds (still being written by a streaming writer).
+pub const SKIP_RECENT_PROPERTY: &str = "weir.maintenance.skip-recent-seconds";
+
 #[derive(Debug, Clone)]
 pub struct CompactOptions {
-    /// Size of the files compaction writes.
-    pub target_file_bytes: u64,
+    /// Size of the files written (default: the table's
+    /// `write.target-file-size-bytes`).
+    pub target_file_bytes: Option<u64>,
+    /// Row order and file selection.
+    pub layout: Layout,
+    /// Clustering: most input bytes rewritten together (bounds memory).
+    pub max_group_bytes: u64,
+    /// Leave partitions alone that got files within this window (default:
+    /// the table's `weir.maintenance.skip-recent-seconds`, else none).
+    pub skip_recent: Option<Duration>,
     /// Files smaller than this fraction of the target are candidates.
     pub small_file_ratio: f64,
     /// A group is rewritten only with at least this many files.
@@ -38,7 +69,10 @@ pub struct CompactOptions {
 impl Default for CompactOptions {
     fn default() -> Self {
         CompactOptions {
-            target_file_bytes: 128 << 20,
+            target_file_bytes: None,
+            layout: Layout::SortOrder,
+            max_group_bytes: 512 << 20,
+            skip_recent: None,
             small_file_ratio: 0.75,
             min_input_files: 2,
             dry_run: false,
@@ -51,6 +85,10 @@ impl Default for CompactOptions {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CompactReport {
     pub table: String,
+    /// `compact` or `cluster`.
+    pub job: String,
+    /// Partitions left alone because they received files recently.
+    pub partitions_skipped_recent: usize,
     pub files_before: usize,
     pub groups_planned: usize,
     pub groups_committed: usize,
@@ -78,6 +116,8 @@ pub struct Progress {
 struct Candidate {
     path: String,
     size: u64,
+    /// Commit time of the snapshot that added the file.
+    added_ms: i64,
 }
 
 /// Compacts one table. Safe beside running writers and queries.
@@ -88,6 +128,7 @@ pub async fn compact_table(
     progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<CompactReport> {
     let name = ident.to_string();
+    // One lease for both jobs: they rewrite the same files.
     let lease = format!("compact:{name}");
     let ttl = Duration::from_secs(60);
     if !opts.dry_run && !crate::take_lease(lakehouse, &lease, &opts.run_id, ttl).await? {
@@ -121,9 +162,39 @@ async fn run(
         .map_err(|e| CatalogError::iceberg(&name, e))?;
     let mut report = CompactReport {
         table: name.clone(),
+        job: match opts.layout {
+            Layout::SortOrder => "compact".into(),
+            Layout::ZOrder(_) => "cluster".into(),
+        },
         ..Default::default()
     };
-    let (groups, files_before) = plan(&table, opts).await?;
+    let target = opts.target_file_bytes.unwrap_or_else(|| {
+        table
+            .metadata()
+            .table_properties()
+            .map(|p| p.write_target_file_size_bytes as u64)
+            .unwrap_or(128 << 20)
+    });
+    let skip_recent = opts.skip_recent.or_else(|| {
+        table
+            .metadata()
+            .properties()
+            .get(SKIP_RECENT_PROPERTY)
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs)
+    });
+    if let Layout::ZOrder(columns) = &opts.layout {
+        let schema = table.metadata().current_schema();
+        if let Some(missing) = columns.iter().find(|c| schema.field_by_name(c).is_none()) {
+            return Err(MaintainError::Rewrite {
+                table: name,
+                message: format!("no column `{missing}` to cluster by"),
+            });
+        }
+    }
+    let plan = plan(&table, opts, target, skip_recent).await?;
+    let (groups, files_before) = (plan.groups, plan.live);
+    report.partitions_skipped_recent = plan.skipped_recent;
     report.files_before = files_before;
     report.groups_planned = groups.len();
     let mut state = Progress {
@@ -158,8 +229,11 @@ async fn run(
         }
         let batches = read(&table, group_tasks).await?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        let sorted = sort_by_table_order(&table, &batches)?;
-        let added = write_data_files(&table, &sorted, Some(opts.target_file_bytes as usize))
+        let (sorted, prefix) = match &opts.layout {
+            Layout::SortOrder => (sort_by_table_order(&table, &batches)?, ""),
+            Layout::ZOrder(columns) => (z_order_batches(&table, &batches, columns)?, ZORDER_PREFIX),
+        };
+        let added = write_sized(&table, &sorted, group_bytes, target, prefix)
             .await
             .map_err(|e| MaintainError::Rewrite {
                 table: name.clone(),
@@ -169,7 +243,7 @@ async fn run(
         let out_bytes: u64 = added.iter().map(|f| f.file_size_in_bytes()).sum();
         let out_files = added.len();
         let props = HashMap::from([
-            ("weir.maintenance".to_string(), "compact".to_string()),
+            ("weir.maintenance".to_string(), report.job.clone()),
             ("weir.maintenance.run".to_string(), opts.run_id.clone()),
         ]);
         match commit_replace(lakehouse, ident, &removed, added, props).await {
@@ -203,25 +277,40 @@ async fn run(
     Ok(report)
 }
 
-/// Groups of small files to rewrite together (per partition, bin-packed up
-/// to the target size), and the number of live data files.
-async fn plan(table: &Table, opts: &CompactOptions) -> Result<(Vec<Vec<Candidate>>, usize)> {
+struct Plan {
+    groups: Vec<Vec<Candidate>>,
+    /// Live data files in the snapshot planned from.
+    live: usize,
+    skipped_recent: usize,
+}
+
+/// Groups of files to rewrite together, per partition.
+async fn plan(
+    table: &Table,
+    opts: &CompactOptions,
+    target: u64,
+    skip_recent: Option<Duration>,
+) -> Result<Plan> {
     let name = table.identifier().to_string();
     let read_err = |e: iceberg::Error| MaintainError::Read {
         table: name.clone(),
         source: Box::new(e),
     };
-    let Some(snapshot) = table.metadata().current_snapshot() else {
-        return Ok((Vec::new(), 0));
+    let mut out = Plan {
+        groups: Vec::new(),
+        live: 0,
+        skipped_recent: 0,
+    };
+    let metadata = table.metadata();
+    let Some(snapshot) = metadata.current_snapshot() else {
+        return Ok(out);
     };
     let list = table
         .manifest_list_reader(snapshot)
         .load()
         .await
         .map_err(read_err)?;
-    let small = (opts.target_file_bytes as f64 * opts.small_file_ratio) as u64;
     let mut by_partition: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
-    let mut live = 0;
     for manifest in list.entries() {
         if manifest.content != ManifestContentType::Data {
             continue;
@@ -231,39 +320,72 @@ async fn plan(table: &Table, opts: &CompactOptions) -> Result<(Vec<Vec<Candidate
             .await
             .map_err(read_err)?;
         for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
-            live += 1;
+            out.live += 1;
             let file = entry.data_file();
-            if file.file_size_in_bytes() >= small {
-                continue;
-            }
+            let added_ms = entry
+                .snapshot_id()
+                .and_then(|id| metadata.snapshot_by_id(id))
+                .map_or(i64::MAX, |s| s.timestamp_ms());
             let key = format!("{}/{:?}", manifest.partition_spec_id, file.partition());
             by_partition.entry(key).or_default().push(Candidate {
                 path: file.file_path().to_string(),
                 size: file.file_size_in_bytes(),
+                added_ms,
             });
         }
     }
-    let mut groups = Vec::new();
-    for (_, mut files) in by_partition {
-        files.sort_by_key(|c| c.size);
-        let mut bin: Vec<Candidate> = Vec::new();
-        let mut bin_bytes = 0;
-        for file in files {
-            if !bin.is_empty() && bin_bytes + file.size > opts.target_file_bytes {
-                if bin.len() >= opts.min_input_files {
-                    groups.push(std::mem::take(&mut bin));
-                }
-                bin.clear();
-                bin_bytes = 0;
-            }
-            bin_bytes += file.size;
-            bin.push(file);
+    let recent_cutoff = skip_recent
+        .map(|d| chrono::Utc::now().timestamp_millis() - d.as_millis() as i64)
+        .unwrap_or(i64::MAX);
+    for (_, files) in by_partition {
+        if files.iter().any(|c| c.added_ms > recent_cutoff) {
+            out.skipped_recent += 1;
+            continue;
         }
-        if bin.len() >= opts.min_input_files {
-            groups.push(bin);
+        match &opts.layout {
+            Layout::SortOrder => {
+                let small = (target as f64 * opts.small_file_ratio) as u64;
+                let files = files.into_iter().filter(|c| c.size < small).collect();
+                out.groups
+                    .extend(bin_pack(files, target, opts.min_input_files));
+            }
+            Layout::ZOrder(_) => {
+                let clustered = |c: &Candidate| {
+                    let base = c.path.rsplit('/').next().unwrap_or(&c.path);
+                    base.starts_with(ZORDER_PREFIX)
+                };
+                if files.iter().all(clustered) {
+                    continue;
+                }
+                out.groups.extend(bin_pack(files, opts.max_group_bytes, 1));
+            }
         }
     }
-    Ok((groups, live))
+    Ok(out)
+}
+
+/// Packs files (smallest first) into groups of at most `max_bytes`; groups
+/// with fewer than `min_files` files are dropped.
+fn bin_pack(mut files: Vec<Candidate>, max_bytes: u64, min_files: usize) -> Vec<Vec<Candidate>> {
+    files.sort_by_key(|c| c.size);
+    let mut groups = Vec::new();
+    let mut bin: Vec<Candidate> = Vec::new();
+    let mut bin_bytes = 0;
+    for file in files {
+        if !bin.is_empty() && bin_bytes + file.size > max_bytes {
+            if bin.len() >= min_files {
+                groups.push(std::mem::take(&mut bin));
+            }
+            bin.clear();
+            bin_bytes = 0;
+        }
+        bin_bytes += file.size;
+        bin.push(file);
+    }
+    if bin.len() >= min_files {
+        groups.push(bin);
+    }
+    groups
 }
 
 /// Scan tasks (with their delete files) of the current snapshot, by path.
@@ -350,4 +472,51 @@ fn sort_by_table_order(table: &Table, batches: &[RecordBatch]) -> Result<Vec<Rec
         .collect();
     let indices = lexsort_to_indices(&columns, None).map_err(rewrite)?;
     Ok(vec![take_record_batch(&all, &indices).map_err(rewrite)?])
+}
+
+/// Rows in Z-order over `columns`.
+fn z_order_batches(
+    table: &Table,
+    batches: &[RecordBatch],
+    columns: &[String],
+) -> Result<Vec<RecordBatch>> {
+    let rewrite = |e: arrow::error::ArrowError| MaintainError::Rewrite {
+        table: table.identifier().to_string(),
+        message: e.to_string(),
+    };
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let all = concat_batches(&first.schema(), batches).map_err(rewrite)?;
+    Ok(vec![
+        crate::zorder::z_order(&all, columns).map_err(rewrite)?,
+    ])
+}
+
+/// Writes the ordered rows in files of about `target` bytes. The Parquet
+/// writer's rolling size counts buffered rows uncompressed, so its files come
+/// out several times smaller than the target (and would look "small" to the
+/// next compaction); instead the rows are cut into equal runs by the input's
+/// compressed size, and each run is written as one file.
+async fn write_sized(
+    table: &Table,
+    sorted: &[RecordBatch],
+    bytes_in: u64,
+    target: u64,
+    prefix: &str,
+) -> iceberg::Result<Vec<iceberg::spec::DataFile>> {
+    let rows: usize = sorted.iter().map(RecordBatch::num_rows).sum();
+    let files = bytes_in.div_ceil(target.max(1)).max(1) as usize;
+    let per_file = rows.div_ceil(files).max(1);
+    let mut out = Vec::new();
+    for batch in sorted {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = per_file.min(batch.num_rows() - offset);
+            let run = batch.slice(offset, len);
+            out.extend(write_data_files_named(table, &[run], Some(usize::MAX), prefix).await?);
+            offset += len;
+        }
+    }
+    Ok(out)
 }

@@ -4,8 +4,11 @@ pub mod compact;
 pub mod expire;
 pub mod orphans;
 mod reach;
+pub mod zorder;
 
-pub use compact::{CompactOptions, CompactReport, Progress, compact_table};
+pub use compact::{
+    CLUSTER_COLUMNS_PROPERTY, CompactOptions, CompactReport, Layout, Progress, compact_table,
+};
 pub use expire::{ExpireOptions, ExpireReport, expire_snapshots};
 pub use orphans::{OrphanOptions, OrphanReport, remove_orphans};
 

@@ -7,10 +7,10 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use weir_catalog::Lakehouse;
 use weir_catalog::iceberg::TableIdent;
-use weir_config::{CompactConfig, ExpireConfig, OrphansConfig};
+use weir_config::{ClusterConfig, CompactConfig, ExpireConfig, OrphansConfig};
 use weir_maintain::{
-    CompactOptions, ExpireOptions, OrphanOptions, Progress, compact_table, expire_snapshots,
-    remove_orphans,
+    CLUSTER_COLUMNS_PROPERTY, CompactOptions, CompactReport, ExpireOptions, Layout, OrphanOptions,
+    Progress, compact_table, expire_snapshots, remove_orphans,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -18,6 +18,9 @@ pub enum MaintainCommand {
     /// Bin-pack small data files into target-size files, sorted by the
     /// table's sort order (one `replace` snapshot per partition group).
     Compact(CompactConfig),
+    /// Rewrite partitions in Z-order over columns such as `device_id,ts`, so
+    /// file statistics prune on each of them.
+    Cluster(ClusterConfig),
     /// Expire old snapshots (keeping what running queries, time travel and
     /// the streaming writers' watermarks need) and delete their files.
     Expire(ExpireConfig),
@@ -28,6 +31,7 @@ pub enum MaintainCommand {
 pub async fn run(cmd: MaintainCommand) -> anyhow::Result<()> {
     match cmd {
         MaintainCommand::Compact(cfg) => compact(cfg).await,
+        MaintainCommand::Cluster(cfg) => cluster(cfg).await,
         MaintainCommand::Expire(cfg) => expire(cfg).await,
         MaintainCommand::Orphans(cfg) => orphans(cfg).await,
     }
@@ -71,6 +75,11 @@ fn spinner(message: String, json: bool) -> anyhow::Result<ProgressBar> {
     Ok(bar)
 }
 
+/// Sizes are given in MiB; fractions are allowed (at least 4 KiB).
+fn mib_to_bytes(mb: f64) -> u64 {
+    ((mb * (1 << 20) as f64) as u64).max(4096)
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
@@ -79,37 +88,90 @@ async fn compact(cfg: CompactConfig) -> anyhow::Result<()> {
     let lakehouse = super::open_lakehouse(&cfg.storage).await?;
     let tables = resolve_tables(&lakehouse, &cfg.tables).await?;
     let opts = CompactOptions {
-        target_file_bytes: cfg.target_file_mb.max(1) << 20,
+        target_file_bytes: cfg.target_file_mb.map(mib_to_bytes),
         min_input_files: cfg.min_files.max(2),
+        skip_recent: cfg.skip_recent,
         dry_run: cfg.dry_run,
         ..Default::default()
     };
-    let mut reports = Vec::new();
-    for ident in &tables {
+    let jobs = tables.into_iter().map(|t| (t, opts.clone())).collect();
+    rewrite(&lakehouse, jobs, cfg.json, cfg.dry_run).await
+}
+
+async fn cluster(cfg: ClusterConfig) -> anyhow::Result<()> {
+    let lakehouse = super::open_lakehouse(&cfg.storage).await?;
+    let explicit = !cfg.tables.is_empty();
+    let mut jobs = Vec::new();
+    for ident in resolve_tables(&lakehouse, &cfg.tables).await? {
+        let columns = if cfg.columns.is_empty() {
+            let table = lakehouse.catalog().load_table(&ident).await?;
+            let declared = table
+                .metadata()
+                .properties()
+                .get(CLUSTER_COLUMNS_PROPERTY)
+                .cloned();
+            match declared {
+                Some(list) => list
+                    .split(',')
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty())
+                    .collect(),
+                None if explicit => bail!(
+                    "{ident} declares no `{CLUSTER_COLUMNS_PROPERTY}`: pass --columns, e.g. --columns device_id,ts"
+                ),
+                None => continue,
+            }
+        } else {
+            cfg.columns.clone()
+        };
+        let opts = CompactOptions {
+            target_file_bytes: cfg.target_file_mb.map(mib_to_bytes),
+            layout: Layout::ZOrder(columns),
+            max_group_bytes: cfg.max_group_mb.max(1) << 20,
+            skip_recent: cfg.skip_recent,
+            dry_run: cfg.dry_run,
+            ..Default::default()
+        };
+        jobs.push((ident, opts));
+    }
+    rewrite(&lakehouse, jobs, cfg.json, cfg.dry_run).await
+}
+
+/// Runs compaction or clustering jobs one table after the other, with a
+/// progress bar each and a summary line (or one JSON array) at the end.
+async fn rewrite(
+    lakehouse: &Lakehouse,
+    jobs: Vec<(TableIdent, CompactOptions)>,
+    json: bool,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let mut reports: Vec<CompactReport> = Vec::new();
+    for (ident, opts) in &jobs {
+        let verb = match opts.layout {
+            Layout::SortOrder => "compacting",
+            Layout::ZOrder(_) => "clustering",
+        };
         let bar = ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")?
                 .progress_chars("=> "),
         );
-        if cfg.json {
+        if json {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
-        bar.set_message(format!("compacting {ident}"));
+        bar.set_message(format!("{verb} {ident}"));
         let on_progress = |p: &Progress| {
             bar.set_length(p.bytes_total);
             bar.set_position(p.bytes_done);
         };
-        let report = compact_table(&lakehouse, ident, &opts, &on_progress)
+        let report = compact_table(lakehouse, ident, opts, &on_progress)
             .await
-            .with_context(|| format!("compacting {ident}"))?;
+            .with_context(|| format!("{verb} {ident}"))?;
         bar.finish_and_clear();
-        if !cfg.json {
-            let verb = if cfg.dry_run {
-                "would rewrite"
-            } else {
-                "rewrote"
-            };
+        if !json {
+            let verb = if dry_run { "would rewrite" } else { "rewrote" };
             println!(
-                "{ident}: {verb} {} of {} files ({:.1} MiB) into {} files ({:.1} MiB), {} rows, {} groups committed, {} abandoned, {:.2} s",
+                "{ident} ({}): {verb} {} of {} files ({:.1} MiB) into {} files ({:.1} MiB), {} rows, {} groups committed, {} abandoned, {} recent partitions skipped, {:.2} s ({:.1} MiB/s)",
+                report.job,
                 report.files_in,
                 report.files_before,
                 mib(report.bytes_in),
@@ -118,12 +180,14 @@ async fn compact(cfg: CompactConfig) -> anyhow::Result<()> {
                 report.rows,
                 report.groups_committed,
                 report.groups_abandoned,
+                report.partitions_skipped_recent,
                 report.seconds,
+                mib(report.bytes_in) / report.seconds.max(1e-9),
             );
         }
         reports.push(report);
     }
-    if cfg.json {
+    if json {
         println!("{}", serde_json::to_string(&reports)?);
     }
     Ok(())
