@@ -284,3 +284,67 @@ def test_zorder_clustering_prunes_on_both_columns(weir_factory, tmp_path):
     # Z-order, min/max bounds prune on both columns.
     assert scanned_after / total_after < scanned_before / total_before, (scanned_before, total_before, scanned_after, total_after)
     conn.close()
+
+
+def test_retention_drops_old_partitions_once_rollups_cover_them(weir_factory, tmp_path):
+    data = tmp_path / "data"
+    server = weir_factory(data)
+    conn = connect(server.uri)
+    execute(conn, "CREATE TABLE public.r (ts TIMESTAMP NOT NULL, v DOUBLE) PARTITIONED BY (day(ts))")
+    execute(conn, "INSERT INTO public.r VALUES ('2026-01-01T01:00:00', 1), ('2026-01-02T01:00:00', 2), "
+                  "('2026-01-03T01:00:00', 3)")
+    execute(conn, "INSERT INTO public.r VALUES (now(), 10), (now(), 20)")
+    dry = maintain("retention", data, "public.r", extra=["--days", "30", "--dry-run"])["public.r"]
+    assert (dry["files_dropped"], dry["rows_dropped"]) == (3, 3)
+    assert fetch_scalar(conn, "SELECT count(*) FROM public.r") == 5
+    done = maintain("retention", data, "public.r", extra=["--days", "30"])["public.r"]
+    assert (done["files_dropped"], done["rows_dropped"], done["files_held"]) == (3, 3, 0)
+    assert fetch_rows(conn, "SELECT count(*), sum(v) FROM public.r")[0] == (2, 30.0)
+    ops = [r[0] for r in fetch_rows(conn, "SELECT operation FROM iceberg_snapshots('public.r') ORDER BY sequence_number")]
+    assert ops[-1] == "delete"
+    assert pyiceberg_totals(data, "public.r", "v") == (2, 30.0)
+    # Declared policy: silver.points keeps 183 days, and only drops what the
+    # gold rollups cover; none has been refreshed, so nothing goes.
+    execute(conn, "INSERT INTO silver.points (ts, device_id, metric, value) VALUES "
+                  "('2025-01-01T00:00:00Z', 'd1', 'temp', 1.0), ('2025-01-02T00:00:00Z', 'd1', 'temp', 2.0)")
+    held = maintain("retention", data, "silver.points")["silver.points"]
+    assert held["files_dropped"] == 0 and held["files_held"] == 2
+    assert any("gold.points_1m" in reason for reason in held["held_because"])
+    assert fetch_scalar(conn, "SELECT count(*) FROM silver.points") == 2
+    conn.close()
+
+
+def test_serve_runs_maintenance_on_its_schedule(weir_factory, tmp_path):
+    tables = tmp_path / "tables" / "public"
+    tables.mkdir(parents=True)
+    (tables / "s.toml").write_text('''
+namespace = "public"
+name = "s"
+partition = ["day(ts)"]
+[[columns]]
+name = "ts"
+type = "timestamptz"
+required = true
+[[columns]]
+name = "v"
+type = "double"
+[policy]
+compact_every = "1s"
+expire_every = "off"
+orphans_every = "off"
+''')
+    data = tmp_path / "data"
+    server = weir_factory(data, ["--tables-dir", str(tmp_path / "tables"), "--maintenance-tick", "1s"])
+    conn = connect(server.uri)
+    for i in range(6):
+        execute(conn, f"INSERT INTO public.s VALUES ('2026-01-01T00:00:0{i}Z', {i})")
+    wait_until(lambda: "replace" in [r[0] for r in fetch_rows(
+        conn, "SELECT operation FROM iceberg_snapshots('public.s')")], 60, "a scheduled compaction")
+    assert fetch_rows(conn, "SELECT count(*), sum(v) FROM public.s")[0] == (6, 15.0)
+    assert len(live_files(data, "public.s")) == 1
+    conn.close()
+    # A bad policy stops the server at start with a clear message.
+    (tables / "s.toml").write_text((tables / "s.toml").read_text().replace("compact_every", "compact_evry"))
+    out = subprocess.run([str(weir_binary()), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d2"),
+                          "--tables-dir", str(tmp_path / "tables")], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "compact_evry" in out.stderr

@@ -389,7 +389,12 @@ async fn finish(
         .with_parent_snapshot_id(Some(current.snapshot_id()))
         .with_sequence_number(next_seq)
         .with_summary(Summary {
-            operation: Operation::Replace,
+            // Removing files without replacements drops rows (retention).
+            operation: if staged.added_files == 0 {
+                Operation::Delete
+            } else {
+                Operation::Replace
+            },
             additional_properties: props,
         })
         .with_schema_id(metadata.current_schema_id())

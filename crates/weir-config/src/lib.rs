@@ -46,6 +46,20 @@ pub struct QueryConfig {
     pub query_parallelism: usize,
 }
 
+/// Scheduled maintenance inside `weir serve` (per-table `[policy]` in the
+/// table definitions; see `weir maintain --help` for the jobs).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MaintenanceConfig {
+    /// Run compaction, clustering, expiry, orphan cleanup and retention on
+    /// their schedules (`--maintenance=false` leaves it to `weir maintain`).
+    #[arg(long = "maintenance", env = "WEIR_MAINTENANCE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+
+    /// How often to look for due maintenance jobs.
+    #[arg(long, env = "WEIR_MAINTENANCE_TICK", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub maintenance_tick: Duration,
+}
+
 /// The built-in device simulator behind `--demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoConfig {
@@ -241,6 +255,29 @@ pub struct ExpireConfig {
     pub storage: StorageConfig,
 }
 
+/// `weir maintain retention`: drop partitions older than the table's retention.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionConfig {
+    /// Tables (`namespace.table`); default: every declared table with a
+    /// `retention_days` policy.
+    pub tables: Vec<String>,
+
+    /// Override the policy's retention, in days.
+    #[arg(long)]
+    pub days: Option<f64>,
+
+    /// Show what would go; change nothing.
+    #[arg(long, default_value_t = false)]
+    pub dry_run: bool,
+
+    /// Print the summary as JSON.
+    #[arg(long, default_value_t = false)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub storage: StorageConfig,
+}
+
 /// `weir maintain orphans`: delete files no snapshot references.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OrphansConfig {
@@ -283,6 +320,9 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub demo: DemoConfig,
+
+    #[command(flatten)]
+    pub maintenance: MaintenanceConfig,
 
     #[command(flatten)]
     pub sources: SourcesConfig,

@@ -229,10 +229,22 @@ async fn run(
         }
         let batches = read(&table, group_tasks).await?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        let (sorted, prefix) = match &opts.layout {
-            Layout::SortOrder => (sort_by_table_order(&table, &batches)?, ""),
-            Layout::ZOrder(columns) => (z_order_batches(&table, &batches, columns)?, ZORDER_PREFIX),
+        // Sorting is CPU-bound: keep it off the async workers (inside
+        // `weir serve` they also answer queries).
+        let prefix = match opts.layout {
+            Layout::SortOrder => "",
+            Layout::ZOrder(_) => ZORDER_PREFIX,
         };
+        let (t, layout) = (table.clone(), opts.layout.clone());
+        let sorted = tokio::task::spawn_blocking(move || match &layout {
+            Layout::SortOrder => sort_by_table_order(&t, &batches),
+            Layout::ZOrder(columns) => z_order_batches(&t, &batches, columns),
+        })
+        .await
+        .map_err(|e| MaintainError::Rewrite {
+            table: name.clone(),
+            message: format!("sort task failed: {e}"),
+        })??;
         let added = write_sized(&table, &sorted, group_bytes, target, prefix)
             .await
             .map_err(|e| MaintainError::Rewrite {

@@ -4,6 +4,8 @@ pub mod compact;
 pub mod expire;
 pub mod orphans;
 mod reach;
+pub mod retention;
+pub mod schedule;
 pub mod zorder;
 
 pub use compact::{
@@ -11,6 +13,8 @@ pub use compact::{
 };
 pub use expire::{ExpireOptions, ExpireReport, expire_snapshots};
 pub use orphans::{OrphanOptions, OrphanReport, remove_orphans};
+pub use retention::{RetentionOptions, RetentionReport, apply_retention};
+pub use schedule::{Scheduler, TablePolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MaintainError {

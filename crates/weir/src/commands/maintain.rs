@@ -7,10 +7,10 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use weir_catalog::Lakehouse;
 use weir_catalog::iceberg::TableIdent;
-use weir_config::{ClusterConfig, CompactConfig, ExpireConfig, OrphansConfig};
+use weir_config::{ClusterConfig, CompactConfig, ExpireConfig, OrphansConfig, RetentionConfig};
 use weir_maintain::{
     CLUSTER_COLUMNS_PROPERTY, CompactOptions, CompactReport, ExpireOptions, Layout, OrphanOptions,
-    Progress, compact_table, expire_snapshots, remove_orphans,
+    Progress, RetentionOptions, apply_retention, compact_table, expire_snapshots, remove_orphans,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -26,6 +26,9 @@ pub enum MaintainCommand {
     Expire(ExpireConfig),
     /// Delete files under a table's location that no metadata references.
     Orphans(OrphansConfig),
+    /// Drop partitions older than the table's retention (`retention_days`
+    /// policy), once the rollups it requires cover them.
+    Retention(RetentionConfig),
 }
 
 pub async fn run(cmd: MaintainCommand) -> anyhow::Result<()> {
@@ -34,6 +37,7 @@ pub async fn run(cmd: MaintainCommand) -> anyhow::Result<()> {
         MaintainCommand::Cluster(cfg) => cluster(cfg).await,
         MaintainCommand::Expire(cfg) => expire(cfg).await,
         MaintainCommand::Orphans(cfg) => orphans(cfg).await,
+        MaintainCommand::Retention(cfg) => retention(cfg).await,
     }
 }
 
@@ -274,6 +278,70 @@ async fn orphans(cfg: OrphansConfig) -> anyhow::Result<()> {
                 report.files_referenced,
                 report.too_young,
                 report.seconds,
+            );
+        }
+        reports.push(report);
+    }
+    if cfg.json {
+        println!("{}", serde_json::to_string(&reports)?);
+    }
+    Ok(())
+}
+
+async fn retention(cfg: RetentionConfig) -> anyhow::Result<()> {
+    let policies = super::declared_policies(&cfg.storage)?;
+    let lakehouse = super::open_lakehouse(&cfg.storage).await?;
+    let tables: Vec<TableIdent> = if cfg.tables.is_empty() {
+        let mut names: Vec<&String> = policies
+            .iter()
+            .filter(|(_, p)| p.retention.is_some())
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| TableIdent::from_strs(n.split('.')))
+            .collect::<Result<_, _>>()?
+    } else {
+        resolve_tables(&lakehouse, &cfg.tables).await?
+    };
+    let mut reports = Vec::new();
+    for ident in &tables {
+        let policy = policies
+            .get(&ident.to_string())
+            .cloned()
+            .unwrap_or_default();
+        let retention = match (cfg.days, policy.retention) {
+            (Some(days), _) if days > 0.0 => Duration::from_secs_f64(days * 86400.0),
+            (Some(_), _) => bail!("--days must be positive"),
+            (None, Some(r)) => r,
+            (None, None) => bail!("{ident} has no retention policy: pass --days"),
+        };
+        let bar = spinner(format!("applying retention to {ident}"), cfg.json)?;
+        let opts = RetentionOptions {
+            retention,
+            requires: policy.retention_requires.clone(),
+            dry_run: cfg.dry_run,
+        };
+        let report = apply_retention(&lakehouse, ident, &opts)
+            .await
+            .with_context(|| format!("applying retention to {ident}"))?;
+        bar.finish_and_clear();
+        if !cfg.json {
+            let verb = if cfg.dry_run { "would drop" } else { "dropped" };
+            println!(
+                "{ident}: {verb} {} files ({} rows, {:.1} MiB) older than {}; {} expired files held{}{}",
+                report.files_dropped,
+                report.rows_dropped,
+                mib(report.bytes_dropped),
+                report.cutoff,
+                report.files_held,
+                if report.held_because.is_empty() {
+                    ""
+                } else {
+                    ": "
+                },
+                report.held_because.join("; "),
             );
         }
         reports.push(report);

@@ -36,6 +36,28 @@ impl Command {
     }
 }
 
+/// The table definitions in use: `--tables-dir`, else the built-in ones.
+pub fn declared_specs(storage: &weir_config::StorageConfig) -> anyhow::Result<Vec<TableSpec>> {
+    Ok(match &storage.tables_dir {
+        Some(dir) => TableSpec::load_dir(dir)?,
+        None => builtin_specs()?,
+    })
+}
+
+/// Maintenance policies of the declared tables, by `ns.t` (errors name the table).
+pub fn declared_policies(
+    storage: &weir_config::StorageConfig,
+) -> anyhow::Result<std::collections::HashMap<String, weir_maintain::TablePolicy>> {
+    declared_specs(storage)?
+        .iter()
+        .map(|spec| {
+            let policy = weir_maintain::TablePolicy::from_toml(&spec.policy)
+                .map_err(|e| anyhow::anyhow!("table definition {}: {e}", spec.qualified_name()))?;
+            Ok((spec.qualified_name(), policy))
+        })
+        .collect()
+}
+
 /// Opens the lakehouse and makes sure the declared tables exist (idempotent).
 pub async fn open_lakehouse(storage: &weir_config::StorageConfig) -> anyhow::Result<Lakehouse> {
     let lakehouse = Lakehouse::open(&LakehouseOptions {
@@ -45,10 +67,7 @@ pub async fn open_lakehouse(storage: &weir_config::StorageConfig) -> anyhow::Res
     })
     .await
     .context("opening the lakehouse")?;
-    let specs = match &storage.tables_dir {
-        Some(dir) => TableSpec::load_dir(dir)?,
-        None => builtin_specs()?,
-    };
+    let specs = declared_specs(storage)?;
     let report = lakehouse
         .ensure_tables(&specs)
         .await

@@ -1,8 +1,8 @@
 //! `weir serve`: open the lakehouse, make sure the declared tables exist,
 //! start sources (the demo for now) and serve Flight SQL.
 //!
-//! Shutdown order on SIGINT/SIGTERM: stop sources and commit what they hold,
-//! then stop serving.
+//! Shutdown order on SIGINT/SIGTERM: stop scheduled maintenance, stop sources
+//! and commit what they hold, then stop serving.
 
 use std::io::Write;
 use std::time::Duration;
@@ -14,6 +14,8 @@ use weir_config::ServeConfig;
 use weir_query::{EngineOptions, QueryEngine};
 
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    // Bad policies fail the start, not the first scheduled run.
+    let policies = super::declared_policies(&cfg.storage)?;
     let lakehouse = super::open_lakehouse(&cfg.storage).await?;
 
     let engine = QueryEngine::new(
@@ -44,6 +46,24 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             },
             sources_stopped,
         ))
+    });
+
+    let (stop_maintenance, maintenance_stopped) = watch::channel(false);
+    let maintenance = cfg.maintenance.enabled.then(|| {
+        let mut namespaces: Vec<String> =
+            ["bronze", "silver", "gold", weir_catalog::DEFAULT_NAMESPACE]
+                .map(String::from)
+                .to_vec();
+        namespaces.dedup();
+        tokio::spawn(
+            weir_maintain::Scheduler {
+                lakehouse: lakehouse.clone(),
+                policies,
+                tick: cfg.maintenance.maintenance_tick,
+                namespaces,
+            }
+            .run(maintenance_stopped),
+        )
     });
 
     let (stop_serving, serving_stopped) = watch::channel(false);
@@ -77,6 +97,14 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         result = &mut server => Some(result),
     };
 
+    // Order: maintenance (finishes its current commit), sources (flush and
+    // commit what they hold), then serving.
+    let _ = stop_maintenance.send(true);
+    if let Some(task) = maintenance
+        && let Err(e) = task.await
+    {
+        tracing::error!(error = %e, "maintenance task panicked");
+    }
     let _ = stop_sources.send(true);
     if let Err(e) = sources.stop().await {
         tracing::error!(error = %e, "a source failed to stop cleanly");

@@ -1,0 +1,310 @@
+//! Scheduled maintenance inside `weir serve`: per-table policies (the
+//! `[policy]` block of `catalog/<ns>/<t>.toml`, defaults for other tables)
+//! say how often each job runs. Jobs run one at a time, so maintenance never
+//! takes more than one core from queries and ingest; the per-table leases
+//! keep them apart from `weir maintain` runs of other processes.
+//!
+//! ```toml
+//! [policy]
+//! retention_days = 183
+//! retention_requires = ["gold.points_1h"]
+//! compact_every = "10m"     # "off" disables a job
+//! cluster_every = "6h"      # only tables with weir.cluster.columns
+//! expire_every = "1h"
+//! orphans_every = "1d"
+//! retention_every = "1d"
+//! skip_recent = "0s"        # compaction/clustering leave younger partitions alone
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use iceberg::{NamespaceIdent, TableIdent};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use weir_catalog::Lakehouse;
+
+use crate::{
+    CLUSTER_COLUMNS_PROPERTY, CompactOptions, ExpireOptions, Layout, OrphanOptions,
+    RetentionOptions, apply_retention, compact_table, expire_snapshots, remove_orphans,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Job {
+    Compact,
+    Cluster,
+    Expire,
+    Orphans,
+    Retention,
+}
+
+impl Job {
+    pub const ALL: [Job; 5] = [
+        Job::Compact,
+        Job::Cluster,
+        Job::Expire,
+        Job::Orphans,
+        Job::Retention,
+    ];
+
+    fn key(self) -> &'static str {
+        match self {
+            Job::Compact => "compact_every",
+            Job::Cluster => "cluster_every",
+            Job::Expire => "expire_every",
+            Job::Orphans => "orphans_every",
+            Job::Retention => "retention_every",
+        }
+    }
+}
+
+/// How one table is maintained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TablePolicy {
+    pub every: BTreeMap<Job, Option<Duration>>,
+    pub retention: Option<Duration>,
+    pub retention_requires: Vec<String>,
+    pub skip_recent: Option<Duration>,
+}
+
+impl Default for TablePolicy {
+    fn default() -> Self {
+        let hours = |h: u64| Some(Duration::from_secs(h * 3600));
+        TablePolicy {
+            every: BTreeMap::from([
+                (Job::Compact, Some(Duration::from_secs(600))),
+                (Job::Cluster, hours(6)),
+                (Job::Expire, hours(1)),
+                (Job::Orphans, hours(24)),
+                (Job::Retention, hours(24)),
+            ]),
+            retention: None,
+            retention_requires: Vec::new(),
+            skip_recent: None,
+        }
+    }
+}
+
+impl TablePolicy {
+    /// Reads a `[policy]` block; unknown keys are an error (typos must not
+    /// silently disable retention).
+    pub fn from_toml(policy: &BTreeMap<String, toml::Value>) -> Result<Self, String> {
+        let mut out = TablePolicy::default();
+        let duration = |key: &str, v: &toml::Value| -> Result<Option<Duration>, String> {
+            match v.as_str() {
+                Some("off") => Ok(None),
+                Some(s) => humantime::parse_duration(s)
+                    .map(Some)
+                    .map_err(|e| format!("policy `{key}` = {s:?}: {e}")),
+                None => Err(format!(
+                    "policy `{key}` must be a duration such as \"10m\" or \"off\""
+                )),
+            }
+        };
+        for (key, value) in policy {
+            if let Some(job) = Job::ALL.into_iter().find(|j| j.key() == key) {
+                out.every.insert(job, duration(key, value)?);
+                continue;
+            }
+            match key.as_str() {
+                "retention_days" => {
+                    let days = value
+                        .as_integer()
+                        .map(|d| d as f64)
+                        .or_else(|| value.as_float())
+                        .filter(|d| *d > 0.0)
+                        .ok_or("policy `retention_days` must be a positive number")?;
+                    out.retention = Some(Duration::from_secs_f64(days * 86400.0));
+                }
+                "retention_requires" => {
+                    out.retention_requires = value
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .ok_or("policy `retention_requires` must be a list of tables")?;
+                }
+                "skip_recent" => out.skip_recent = duration(key, value)?,
+                other => return Err(format!("unknown policy key `{other}`")),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Runs the jobs of every table when they are due, until `stop` turns true.
+pub struct Scheduler {
+    pub lakehouse: Lakehouse,
+    /// Policies of declared tables by `ns.t`; other tables get the default.
+    pub policies: HashMap<String, TablePolicy>,
+    /// How often to look for due jobs.
+    pub tick: Duration,
+    /// Namespaces whose tables are maintained.
+    pub namespaces: Vec<String>,
+}
+
+impl Scheduler {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let run_id = crate::run_id();
+        // Each job first runs one interval after start (a restart loop must
+        // not turn into a maintenance storm).
+        let started = Instant::now();
+        let mut last: HashMap<(String, Job), Instant> = HashMap::new();
+        loop {
+            for ident in self.tables().await {
+                let name = ident.to_string();
+                let policy = self.policies.get(&name).cloned().unwrap_or_default();
+                for job in Job::ALL {
+                    if *stop.borrow() {
+                        return;
+                    }
+                    let Some(every) = policy.every.get(&job).copied().flatten() else {
+                        continue;
+                    };
+                    let since = last.get(&(name.clone(), job)).copied().unwrap_or(started);
+                    if since.elapsed() < every {
+                        continue;
+                    }
+                    last.insert((name.clone(), job), Instant::now());
+                    // A job stops at the next group/commit boundary when the
+                    // server shuts down: racing it against `stop` would drop
+                    // the future mid-commit, which is safe but wasteful.
+                    self.run_job(&ident, job, &policy, &run_id).await;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.tick) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    async fn tables(&self) -> Vec<TableIdent> {
+        let mut out = Vec::new();
+        for ns in &self.namespaces {
+            match self
+                .lakehouse
+                .catalog()
+                .list_tables(&NamespaceIdent::new(ns.clone()))
+                .await
+            {
+                Ok(tables) => out.extend(tables),
+                Err(e) => tracing::debug!(namespace = ns, error = %e, "cannot list tables"),
+            }
+        }
+        out
+    }
+
+    async fn run_job(&self, ident: &TableIdent, job: Job, policy: &TablePolicy, run_id: &str) {
+        let lh = &self.lakehouse;
+        let outcome: Result<String, String> = match job {
+            Job::Compact | Job::Cluster => {
+                let layout = if job == Job::Cluster {
+                    let Ok(table) = lh.catalog().load_table(ident).await else {
+                        return;
+                    };
+                    let Some(columns) = table.metadata().properties().get(CLUSTER_COLUMNS_PROPERTY)
+                    else {
+                        return;
+                    };
+                    Layout::ZOrder(columns.split(',').map(|c| c.trim().to_string()).collect())
+                } else {
+                    Layout::SortOrder
+                };
+                let opts = CompactOptions {
+                    layout,
+                    skip_recent: policy.skip_recent,
+                    run_id: run_id.to_string(),
+                    ..Default::default()
+                };
+                compact_table(lh, ident, &opts, &|_| {})
+                    .await
+                    .map(|r| {
+                        format!(
+                            "{} files → {}, {} rows, {:.1} s",
+                            r.files_in, r.files_out, r.rows, r.seconds
+                        )
+                    })
+                    .map_err(|e| e.to_string())
+            }
+            Job::Expire => {
+                let lease = format!("expire:{ident}");
+                match crate::take_lease(lh, &lease, run_id, Duration::from_secs(600)).await {
+                    Ok(true) => {
+                        let r = expire_snapshots(lh, ident, &ExpireOptions::default()).await;
+                        let _ = lh.release_lease(&lease, run_id).await;
+                        r.map(|r| {
+                            format!(
+                                "{} snapshots expired, {} data files deleted",
+                                r.snapshots_expired, r.data_files_deleted
+                            )
+                        })
+                        .map_err(|e| e.to_string())
+                    }
+                    Ok(false) => Err("already running elsewhere".into()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Job::Orphans => remove_orphans(lh, ident, &OrphanOptions::default())
+                .await
+                .map(|r| format!("{} orphans deleted", r.orphans_deleted))
+                .map_err(|e| e.to_string()),
+            Job::Retention => {
+                let Some(retention) = policy.retention else {
+                    return;
+                };
+                let opts = RetentionOptions {
+                    retention,
+                    requires: policy.retention_requires.clone(),
+                    dry_run: false,
+                };
+                apply_retention(lh, ident, &opts)
+                    .await
+                    .map(|r| {
+                        format!(
+                            "{} files dropped, {} held ({})",
+                            r.files_dropped,
+                            r.files_held,
+                            r.held_because.join("; ")
+                        )
+                    })
+                    .map_err(|e| e.to_string())
+            }
+        };
+        match outcome {
+            Ok(summary) => {
+                tracing::info!(table = %ident, job = ?job, summary, "scheduled maintenance")
+            }
+            Err(error) => {
+                tracing::warn!(table = %ident, job = ?job, error, "scheduled maintenance failed")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse_with_defaults_and_reject_typos() {
+        let policy: BTreeMap<String, toml::Value> = toml::from_str(
+            "retention_days = 183\nretention_requires = [\"gold.points_1h\"]\ncompact_every = \"5m\"\ncluster_every = \"off\"",
+        )
+        .unwrap();
+        let p = TablePolicy::from_toml(&policy).unwrap();
+        assert_eq!(p.retention, Some(Duration::from_secs(183 * 86400)));
+        assert_eq!(p.retention_requires, vec!["gold.points_1h".to_string()]);
+        assert_eq!(p.every[&Job::Compact], Some(Duration::from_secs(300)));
+        assert_eq!(p.every[&Job::Cluster], None);
+        assert_eq!(p.every[&Job::Expire], Some(Duration::from_secs(3600)));
+        let typo: BTreeMap<String, toml::Value> = toml::from_str("retention_dys = 3").unwrap();
+        assert!(
+            TablePolicy::from_toml(&typo)
+                .unwrap_err()
+                .contains("retention_dys")
+        );
+    }
+}
