@@ -59,9 +59,9 @@ def same_result(a: pa.Table, b: pa.Table) -> bool:
     return na == nb and len(sa) == len(sb) and all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-6) for x, y in zip(sa, sb))
 
 
-def start_weir(weir: Path, data_dir: Path, log: Path) -> tuple[subprocess.Popen, int]:
+def start_weir(weir: Path, data_dir: Path, log: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [str(weir), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
+        [str(weir), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra],
         stdout=subprocess.PIPE, stderr=open(log, "wb"), text=True,
     )
     for line in proc.stdout:

@@ -3,6 +3,7 @@
 # peers (DuckDB from PyPI), generates data (cached), runs the suite.
 # Usage: benches/run.sh [--sensors N] [--hours H] [--reps R] [--seed S]
 #        benches/run.sh ingest [--points N] [--rate P] [--seconds S]   (streaming ingest)
+#        benches/run.sh maintain [--files N] [--sensors N]              (compaction, Z-order)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${WEIR_BENCH_VENV:-$HOME/.cache/weir/bench-venv}
@@ -12,5 +13,9 @@ cargo build --release --locked -p weir
 if [ "${1:-}" = ingest ]; then
   shift
   exec "$venv/bin/python" benches/ingest.py "$@"
+fi
+if [ "${1:-}" = maintain ]; then
+  shift
+  exec "$venv/bin/python" benches/maintain.py "$@"
 fi
 exec "$venv/bin/python" benches/run.py "$@"
