@@ -10,13 +10,14 @@
 //! still live; appends that landed meanwhile are carried over untouched. A
 //! lost race retries; a removed file that vanished aborts (never half-applied).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use iceberg::TableIdent;
 use iceberg::spec::{
     DataFile, FormatVersion, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter,
-    ManifestWriterBuilder, Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary,
+    ManifestWriter, ManifestWriterBuilder, Operation, Snapshot, SnapshotReference,
+    SnapshotRetention, Summary,
 };
 use iceberg::table::Table;
 use uuid::Uuid;
@@ -223,7 +224,10 @@ impl Staged {
             added_bytes: 0,
         };
         let mut found: HashSet<String> = HashSet::new();
-        let mut counter = 0;
+        // Touched manifests are merged into one rewritten manifest per
+        // partition spec (removed files DELETED, the rest EXISTING), so a
+        // compaction of N small appends leaves one manifest, not N.
+        let mut writers: BTreeMap<i32, ManifestWriter> = BTreeMap::new();
         for manifest in list {
             if manifest.content != ManifestContentType::Data {
                 staged.kept.push(manifest.clone());
@@ -238,25 +242,23 @@ impl Staged {
                 staged.kept.push(manifest.clone());
                 continue;
             }
-            // Rewrite this manifest: the removed files become DELETED entries.
-            let spec = metadata
-                .partition_spec_by_id(manifest.partition_spec_id)
-                .ok_or_else(|| {
-                    fail(format!(
-                        "unknown partition spec {}",
-                        manifest.partition_spec_id
-                    ))
-                })?;
-            counter += 1;
-            let path = format!("{meta_dir}/{commit_id}-{attempt}-r{counter}.avro");
-            let out = file_io.new_output(&path).map_err(ice)?;
-            let mut writer = ManifestWriterBuilder::new(
-                out,
-                Some(snapshot_id),
-                metadata.current_schema().clone(),
-                spec.as_ref().clone(),
-            )
-            .build_v2_data();
+            let spec_id = manifest.partition_spec_id;
+            if !writers.contains_key(&spec_id) {
+                let spec = metadata
+                    .partition_spec_by_id(spec_id)
+                    .ok_or_else(|| fail(format!("unknown partition spec {spec_id}")))?;
+                let path = format!("{meta_dir}/{commit_id}-{attempt}-r{spec_id}.avro");
+                let out = file_io.new_output(&path).map_err(ice)?;
+                let writer = ManifestWriterBuilder::new(
+                    out,
+                    Some(snapshot_id),
+                    metadata.current_schema().clone(),
+                    spec.as_ref().clone(),
+                )
+                .build_v2_data();
+                writers.insert(spec_id, writer);
+            }
+            let writer = writers.get_mut(&spec_id).expect("inserted above");
             for e in loaded.entries().iter().filter(|e| e.is_alive()) {
                 let (Some(seq), file_seq) = (e.sequence_number(), e.file_sequence_number) else {
                     return Err(fail("manifest entry without a sequence number".into()));
@@ -275,6 +277,8 @@ impl Staged {
                         .map_err(ice)?;
                 }
             }
+        }
+        for (_, writer) in writers {
             staged
                 .written
                 .push(writer.write_manifest_file().await.map_err(ice)?);
