@@ -243,22 +243,25 @@ impl Staged {
                 continue;
             }
             let spec_id = manifest.partition_spec_id;
-            if !writers.contains_key(&spec_id) {
-                let spec = metadata
-                    .partition_spec_by_id(spec_id)
-                    .ok_or_else(|| fail(format!("unknown partition spec {spec_id}")))?;
-                let path = format!("{meta_dir}/{commit_id}-{attempt}-r{spec_id}.avro");
-                let out = file_io.new_output(&path).map_err(ice)?;
-                let writer = ManifestWriterBuilder::new(
-                    out,
-                    Some(snapshot_id),
-                    metadata.current_schema().clone(),
-                    spec.as_ref().clone(),
-                )
-                .build_v2_data();
-                writers.insert(spec_id, writer);
-            }
-            let writer = writers.get_mut(&spec_id).expect("inserted above");
+            let writer = match writers.entry(spec_id) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let spec = metadata
+                        .partition_spec_by_id(spec_id)
+                        .ok_or_else(|| fail(format!("unknown partition spec {spec_id}")))?;
+                    let path = format!("{meta_dir}/{commit_id}-{attempt}-r{spec_id}.avro");
+                    let out = file_io.new_output(&path).map_err(ice)?;
+                    v.insert(
+                        ManifestWriterBuilder::new(
+                            out,
+                            Some(snapshot_id),
+                            metadata.current_schema().clone(),
+                            spec.as_ref().clone(),
+                        )
+                        .build_v2_data(),
+                    )
+                }
+            };
             for e in loaded.entries().iter().filter(|e| e.is_alive()) {
                 let (Some(seq), file_seq) = (e.sequence_number(), e.file_sequence_number) else {
                     return Err(fail("manifest entry without a sequence number".into()));
