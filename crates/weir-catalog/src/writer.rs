@@ -66,6 +66,10 @@ pub struct AppendOutcome {
 }
 
 /// Appends `batches` to `table` in one snapshot.
+// TODO(issue 5): every fast append adds one manifest and lists all earlier
+// ones, so N appends cost O(N^2) manifest-list bytes (2,000 single-file
+// imports wrote ~1 GB). Merge small manifests on append (or a
+// `weir maintain rewrite-manifests` job) before running benches/maintain.py.
 pub async fn append_batches(
     catalog: &dyn Catalog,
     table: &Table,
