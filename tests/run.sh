@@ -13,6 +13,19 @@ venv=${WEIR_TEST_VENV:-$HOME/.cache/weir/test-venv}
 
 step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
 
+step "system packages"
+# rdkafka (Kafka source) builds librdkafka with TLS: needs pkg-config, the
+# OpenSSL headers and a C toolchain.
+missing=()
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+command -v make >/dev/null || missing+=(make)
+command -v cc >/dev/null || missing+=(build-essential)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -q && $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
 step "python test environment: $venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt

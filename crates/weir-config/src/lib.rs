@@ -155,6 +155,18 @@ pub struct IngestConfig {
     pub sources: SourcesConfig,
 }
 
+/// How a `weir maintain` job runs: for real or as a plan, and how it reports.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobRunConfig {
+    /// Show what the job would do; change nothing.
+    #[arg(long, default_value_t = false)]
+    pub dry_run: bool,
+
+    /// Print the summary as JSON.
+    #[arg(long, default_value_t = false)]
+    pub json: bool,
+}
+
 /// `weir maintain compact`: bin-pack small files into target-size files.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompactConfig {
@@ -177,13 +189,8 @@ pub struct CompactConfig {
     #[arg(long, env = "WEIR_COMPACT_SKIP_RECENT", value_parser = humantime::parse_duration)]
     pub skip_recent: Option<Duration>,
 
-    /// Show the plan; change nothing.
-    #[arg(long, default_value_t = false)]
-    pub dry_run: bool,
-
-    /// Print the summary as JSON.
-    #[arg(long, default_value_t = false)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: JobRunConfig,
 
     #[command(flatten)]
     pub storage: StorageConfig,
@@ -215,13 +222,8 @@ pub struct ClusterConfig {
     #[arg(long, env = "WEIR_CLUSTER_SKIP_RECENT", value_parser = humantime::parse_duration)]
     pub skip_recent: Option<Duration>,
 
-    /// Show the plan; change nothing.
-    #[arg(long, default_value_t = false)]
-    pub dry_run: bool,
-
-    /// Print the summary as JSON.
-    #[arg(long, default_value_t = false)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: JobRunConfig,
 
     #[command(flatten)]
     pub storage: StorageConfig,
@@ -243,13 +245,8 @@ pub struct ExpireConfig {
     #[arg(long, env = "WEIR_EXPIRE_RETAIN_LAST")]
     pub retain_last: Option<usize>,
 
-    /// Show what would go; change nothing.
-    #[arg(long, default_value_t = false)]
-    pub dry_run: bool,
-
-    /// Print the summary as JSON.
-    #[arg(long, default_value_t = false)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: JobRunConfig,
 
     #[command(flatten)]
     pub storage: StorageConfig,
@@ -266,13 +263,8 @@ pub struct RetentionConfig {
     #[arg(long)]
     pub days: Option<f64>,
 
-    /// Show what would go; change nothing.
-    #[arg(long, default_value_t = false)]
-    pub dry_run: bool,
-
-    /// Print the summary as JSON.
-    #[arg(long, default_value_t = false)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: JobRunConfig,
 
     #[command(flatten)]
     pub storage: StorageConfig,
@@ -293,13 +285,8 @@ pub struct OrphansConfig {
     #[arg(long, default_value_t = false)]
     pub allow_short_age: bool,
 
-    /// Show what would go; change nothing.
-    #[arg(long, default_value_t = false)]
-    pub dry_run: bool,
-
-    /// Print the summary as JSON.
-    #[arg(long, default_value_t = false)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: JobRunConfig,
 
     #[command(flatten)]
     pub storage: StorageConfig,

@@ -35,7 +35,7 @@ pub const MIN_KEEP_PROPERTY: &str = "history.expire.min-snapshots-to-keep";
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_RETAIN_LAST: usize = 10;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExpireOptions {
     /// Keep snapshots superseded less than this long ago (default: table
     /// property, else one day).
@@ -43,6 +43,19 @@ pub struct ExpireOptions {
     /// Always keep this many newest snapshots (default: table property, else 10).
     pub retain_last: Option<usize>,
     pub dry_run: bool,
+    /// Identifies this run (lease owner).
+    pub run_id: String,
+}
+
+impl Default for ExpireOptions {
+    fn default() -> Self {
+        ExpireOptions {
+            older_than: None,
+            retain_last: None,
+            dry_run: false,
+            run_id: crate::run_id(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -58,7 +71,27 @@ pub struct ExpireReport {
     pub seconds: f64,
 }
 
+/// Expires snapshots of one table; one run per table at a time (lease).
 pub async fn expire_snapshots(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    opts: &ExpireOptions,
+) -> Result<ExpireReport> {
+    let lease = format!("expire:{ident}");
+    let ttl = Duration::from_secs(600);
+    if !crate::take_lease(lakehouse, &lease, &opts.run_id, ttl).await? {
+        return Err(crate::MaintainError::Busy {
+            job: "expiry",
+            table: ident.to_string(),
+            lease,
+        });
+    }
+    let result = run(lakehouse, ident, opts).await;
+    lakehouse.release_lease(&lease, &opts.run_id).await?;
+    result
+}
+
+async fn run(
     lakehouse: &Lakehouse,
     ident: &TableIdent,
     opts: &ExpireOptions,

@@ -230,22 +230,19 @@ impl Scheduler {
                     .map_err(|e| e.to_string())
             }
             Job::Expire => {
-                let lease = format!("expire:{ident}");
-                match crate::take_lease(lh, &lease, run_id, Duration::from_secs(600)).await {
-                    Ok(true) => {
-                        let r = expire_snapshots(lh, ident, &ExpireOptions::default()).await;
-                        let _ = lh.release_lease(&lease, run_id).await;
-                        r.map(|r| {
-                            format!(
-                                "{} snapshots expired, {} data files deleted",
-                                r.snapshots_expired, r.data_files_deleted
-                            )
-                        })
-                        .map_err(|e| e.to_string())
-                    }
-                    Ok(false) => Err("already running elsewhere".into()),
-                    Err(e) => Err(e.to_string()),
-                }
+                let opts = ExpireOptions {
+                    run_id: run_id.to_string(),
+                    ..Default::default()
+                };
+                expire_snapshots(lh, ident, &opts)
+                    .await
+                    .map(|r| {
+                        format!(
+                            "{} snapshots expired, {} data files deleted",
+                            r.snapshots_expired, r.data_files_deleted
+                        )
+                    })
+                    .map_err(|e| e.to_string())
             }
             Job::Orphans => remove_orphans(lh, ident, &OrphanOptions::default())
                 .await

@@ -95,11 +95,11 @@ async fn compact(cfg: CompactConfig) -> anyhow::Result<()> {
         target_file_bytes: cfg.target_file_mb.map(mib_to_bytes),
         min_input_files: cfg.min_files.max(2),
         skip_recent: cfg.skip_recent,
-        dry_run: cfg.dry_run,
+        dry_run: cfg.run.dry_run,
         ..Default::default()
     };
     let jobs = tables.into_iter().map(|t| (t, opts.clone())).collect();
-    rewrite(&lakehouse, jobs, cfg.json, cfg.dry_run).await
+    rewrite(&lakehouse, jobs, cfg.run.json, cfg.run.dry_run).await
 }
 
 async fn cluster(cfg: ClusterConfig) -> anyhow::Result<()> {
@@ -133,12 +133,12 @@ async fn cluster(cfg: ClusterConfig) -> anyhow::Result<()> {
             layout: Layout::ZOrder(columns),
             max_group_bytes: cfg.max_group_mb.max(1) << 20,
             skip_recent: cfg.skip_recent,
-            dry_run: cfg.dry_run,
+            dry_run: cfg.run.dry_run,
             ..Default::default()
         };
         jobs.push((ident, opts));
     }
-    rewrite(&lakehouse, jobs, cfg.json, cfg.dry_run).await
+    rewrite(&lakehouse, jobs, cfg.run.json, cfg.run.dry_run).await
 }
 
 /// Runs compaction or clustering jobs one table after the other, with a
@@ -203,23 +203,18 @@ async fn expire(cfg: ExpireConfig) -> anyhow::Result<()> {
     let opts = ExpireOptions {
         older_than: cfg.older_than,
         retain_last: cfg.retain_last,
-        dry_run: cfg.dry_run,
+        dry_run: cfg.run.dry_run,
+        ..Default::default()
     };
-    let run_id = weir_maintain::run_id();
     let mut reports = Vec::new();
     for ident in &tables {
-        let bar = spinner(format!("expiring snapshots of {ident}"), cfg.json)?;
-        let lease = format!("expire:{ident}");
-        if !weir_maintain::take_lease(&lakehouse, &lease, &run_id, Duration::from_secs(600)).await?
-        {
-            bail!("expiry of {ident} is already running in another process (lease {lease})");
-        }
-        let result = expire_snapshots(&lakehouse, ident, &opts).await;
-        lakehouse.release_lease(&lease, &run_id).await?;
-        let report = result.with_context(|| format!("expiring snapshots of {ident}"))?;
+        let bar = spinner(format!("expiring snapshots of {ident}"), cfg.run.json)?;
+        let report = expire_snapshots(&lakehouse, ident, &opts)
+            .await
+            .with_context(|| format!("expiring snapshots of {ident}"))?;
         bar.finish_and_clear();
-        if !cfg.json {
-            let verb = if cfg.dry_run {
+        if !cfg.run.json {
+            let verb = if cfg.run.dry_run {
                 "would expire"
             } else {
                 "expired"
@@ -237,7 +232,7 @@ async fn expire(cfg: ExpireConfig) -> anyhow::Result<()> {
         }
         reports.push(report);
     }
-    if cfg.json {
+    if cfg.run.json {
         println!("{}", serde_json::to_string(&reports)?);
     }
     Ok(())
@@ -255,17 +250,17 @@ async fn orphans(cfg: OrphansConfig) -> anyhow::Result<()> {
     let tables = resolve_tables(&lakehouse, &cfg.tables).await?;
     let opts = OrphanOptions {
         older_than: cfg.older_than,
-        dry_run: cfg.dry_run,
+        dry_run: cfg.run.dry_run,
     };
     let mut reports = Vec::new();
     for ident in &tables {
-        let bar = spinner(format!("looking for orphans of {ident}"), cfg.json)?;
+        let bar = spinner(format!("looking for orphans of {ident}"), cfg.run.json)?;
         let report = remove_orphans(&lakehouse, ident, &opts)
             .await
             .with_context(|| format!("removing orphans of {ident}"))?;
         bar.finish_and_clear();
-        if !cfg.json {
-            let verb = if cfg.dry_run {
+        if !cfg.run.json {
+            let verb = if cfg.run.dry_run {
                 "would delete"
             } else {
                 "deleted"
@@ -282,7 +277,7 @@ async fn orphans(cfg: OrphansConfig) -> anyhow::Result<()> {
         }
         reports.push(report);
     }
-    if cfg.json {
+    if cfg.run.json {
         println!("{}", serde_json::to_string(&reports)?);
     }
     Ok(())
@@ -317,18 +312,22 @@ async fn retention(cfg: RetentionConfig) -> anyhow::Result<()> {
             (None, Some(r)) => r,
             (None, None) => bail!("{ident} has no retention policy: pass --days"),
         };
-        let bar = spinner(format!("applying retention to {ident}"), cfg.json)?;
+        let bar = spinner(format!("applying retention to {ident}"), cfg.run.json)?;
         let opts = RetentionOptions {
             retention,
             requires: policy.retention_requires.clone(),
-            dry_run: cfg.dry_run,
+            dry_run: cfg.run.dry_run,
         };
         let report = apply_retention(&lakehouse, ident, &opts)
             .await
             .with_context(|| format!("applying retention to {ident}"))?;
         bar.finish_and_clear();
-        if !cfg.json {
-            let verb = if cfg.dry_run { "would drop" } else { "dropped" };
+        if !cfg.run.json {
+            let verb = if cfg.run.dry_run {
+                "would drop"
+            } else {
+                "dropped"
+            };
             println!(
                 "{ident}: {verb} {} files ({} rows, {:.1} MiB) older than {}; {} expired files held{}{}",
                 report.files_dropped,
@@ -346,7 +345,7 @@ async fn retention(cfg: RetentionConfig) -> anyhow::Result<()> {
         }
         reports.push(report);
     }
-    if cfg.json {
+    if cfg.run.json {
         println!("{}", serde_json::to_string(&reports)?);
     }
     Ok(())
