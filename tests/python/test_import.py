@@ -27,24 +27,29 @@ def write_points(path, device: str, n: int) -> None:
     )
 
 
-def test_import_appends_each_file_as_a_snapshot(weir_factory, tmp_path):
+def test_import_appends_files_in_commit_groups(weir_factory, tmp_path):
     data_dir = tmp_path / "data"
-    files = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    files = [tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.parquet"]
     write_points(files[0], "dev-a", 100)
     write_points(files[1], "dev-b", 50)
+    write_points(files[2], "dev-c", 10)
     proc = subprocess.run(
-        [str(weir_binary()), "import", "--json", "--data-dir", str(data_dir), "--table", "silver.points", *map(str, files)],
+        [str(weir_binary()), "import", "--json", "--data-dir", str(data_dir), "--table", "silver.points",
+         "--files-per-commit", "2", *map(str, files)],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert (summary["rows"], summary["files_in"], summary["snapshots"]) == (150, 2, 2)
+    assert (summary["rows"], summary["files_in"], summary["snapshots"]) == (160, 3, 2)
+    # Every input file keeps its own data file.
+    assert summary["data_files_out"] == 3
 
     server = weir_factory(data_dir)
     with connect(server.uri) as conn:
         assert fetch_rows(conn, "SELECT device_id, count(*), sum(value) FROM silver.points GROUP BY 1 ORDER BY 1") == [
             ("dev-a", 100, float(sum(range(100)))),
             ("dev-b", 50, float(sum(range(50)))),
+            ("dev-c", 10, float(sum(range(10)))),
         ]
         assert fetch_rows(conn, "SELECT count(*) FROM iceberg_snapshots('silver.points')") == [(2,)]
 

@@ -351,3 +351,61 @@ orphans_every = "off"
     out = subprocess.run([str(weir_binary()), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d2"),
                           "--tables-dir", str(tmp_path / "tables")], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "compact_evry" in out.stderr
+
+
+def manifest_count(data: Path, table: str) -> int:
+    cat = SqlCatalog("weir", uri=f"sqlite:///{data}/catalog.db", warehouse=f"file://{data}/warehouse")
+    t = cat.load_table(table)
+    return len(t.current_snapshot().manifests(t.io))
+
+
+def test_small_manifests_are_merged_on_append_and_on_demand(weir_factory, tmp_path):
+    tables = tmp_path / "tables" / "public"
+    tables.mkdir(parents=True)
+    (tables / "auto.toml").write_text('''
+namespace = "public"
+name = "auto"
+partition = ["day(ts)"]
+[[columns]]
+name = "ts"
+type = "timestamptz"
+required = true
+[[columns]]
+name = "v"
+type = "double"
+[properties]
+"commit.manifest.min-count-to-merge" = "5"
+''')
+    data = tmp_path / "data"
+    server = weir_factory(data, ["--tables-dir", str(tmp_path / "tables"), "--maintenance=false"])
+    conn = connect(server.uri)
+    # Appends: every fast append adds a manifest; the fifth small one
+    # triggers a merge (a `replace` snapshot without data change).
+    for i in range(12):
+        execute(conn, f"INSERT INTO public.auto VALUES ('2026-01-0{1 + i % 3}T00:00:0{i % 10}Z', {i})")
+        assert manifest_count(data, "public.auto") < 5
+    snaps = fetch_rows(conn, "SELECT operation, summary FROM iceberg_snapshots('public.auto') ORDER BY sequence_number")
+    assert [op for op, _ in snaps].count("replace") == 2
+    assert fetch_rows(conn, "SELECT count(*), sum(v) FROM public.auto")[0] == (12, 66.0)
+    assert pyiceberg_totals(data, "public.auto", "v") == (12, 66.0)
+
+    # On demand: a table below its merge threshold.
+    execute(conn, "CREATE TABLE public.m (ts TIMESTAMP NOT NULL, v DOUBLE) PARTITIONED BY (day(ts))")
+    for i in range(6):
+        execute(conn, f"INSERT INTO public.m VALUES ('2026-01-0{1 + i % 2}T00:00:00', {i})")
+    assert manifest_count(data, "public.m") == 6
+    dry = maintain("rewrite-manifests", data, "public.m", extra=["--dry-run"])["public.m"]
+    assert (dry["manifests_merged"], dry["manifests_after"], dry["snapshot_id"]) == (6, 6, None)
+    done = maintain("rewrite-manifests", data, "public.m")["public.m"]
+    assert (done["manifests_before"], done["manifests_merged"], done["manifests_after"]) == (6, 6, 1)
+    assert manifest_count(data, "public.m") == 1
+    assert fetch_rows(conn, "SELECT count(*), sum(v) FROM public.m")[0] == (6, 15.0)
+    assert pyiceberg_totals(data, "public.m", "v") == (6, 15.0)
+    # Nothing left to merge: no new snapshot.
+    again = maintain("rewrite-manifests", data, "public.m")["public.m"]
+    assert (again["manifests_merged"], again["snapshot_id"]) == (0, None)
+    # Compaction still works on merged manifests (entries are EXISTING).
+    compact(data, "public.m")
+    assert fetch_rows(conn, "SELECT count(*), sum(v) FROM public.m")[0] == (6, 15.0)
+    assert len(live_files(data, "public.m")) == 2
+    conn.close()

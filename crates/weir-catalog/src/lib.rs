@@ -8,6 +8,7 @@ mod error;
 mod fence;
 pub mod hot;
 mod lakehouse;
+pub mod manifests;
 pub mod replace;
 pub mod spec;
 mod swap;
@@ -19,12 +20,13 @@ pub use error::{CatalogError, Result};
 pub use fence::FenceCheck;
 pub use hot::{HotChunk, HotTier};
 pub use lakehouse::{CATALOG_NAME, DEFAULT_NAMESPACE, EnsureReport, Lakehouse, LakehouseOptions};
+pub use manifests::{MergePolicy, merge_manifests_if_needed, rewrite_manifests};
 pub use replace::{ReplaceOutcome, commit_replace};
 pub use swap::commit_metadata;
 pub use watermark::Watermarks;
 pub use writer::{
-    AppendOptions, AppendOutcome, COMMIT_ID_KEY, append_batches, find_commit, write_data_files,
-    write_data_files_named,
+    AppendOptions, AppendOutcome, COMMIT_ID_KEY, append_batches, append_data_files, find_commit,
+    write_data_files, write_data_files_named,
 };
 
 pub use iceberg;

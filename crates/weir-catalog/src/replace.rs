@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::error::{CatalogError, Result};
 use crate::lakehouse::Lakehouse;
+use crate::manifests::MergePolicy;
 use crate::swap::write_next_metadata;
 use crate::watermark::{table_sources, table_watermarks};
 use crate::writer::COMMIT_ID_KEY;
@@ -45,6 +46,39 @@ pub async fn commit_replace(
     added: Vec<DataFile>,
     properties: HashMap<String, String>,
 ) -> Result<ReplaceOutcome> {
+    let plan = Plan {
+        removed,
+        added: &added,
+        merge: None,
+    };
+    commit_plan(lakehouse, ident, plan, properties)
+        .await?
+        .ok_or_else(|| replace_error(&ident.to_string(), "nothing to replace"))
+}
+
+/// What a rewrite commit does: remove files, add files, and/or merge small
+/// data manifests.
+pub(crate) struct Plan<'a> {
+    pub removed: &'a HashSet<String>,
+    pub added: &'a [DataFile],
+    /// Also merge data manifests smaller than this policy's target (each
+    /// partition spec with at least two of them) into target-size manifests.
+    pub merge: Option<MergePolicy>,
+}
+
+/// Commits `plan` in one snapshot; `None` when it turned out to have nothing
+/// to do (a manifest merge that found fewer than two small manifests).
+pub(crate) async fn commit_plan(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    plan: Plan<'_>,
+    properties: HashMap<String, String>,
+) -> Result<Option<ReplaceOutcome>> {
+    let Plan {
+        removed,
+        added,
+        merge,
+    } = plan;
     let name = ident.to_string();
     let commit_id = Uuid::now_v7();
     let mut staged: Option<Staged> = None;
@@ -57,11 +91,11 @@ pub async fn commit_replace(
         if crate::writer::find_commit(&table, &commit_id).is_some() {
             // An earlier attempt landed although its reply was lost.
             let snapshot_id = table.metadata().current_snapshot_id().unwrap_or_default();
-            return Ok(ReplaceOutcome {
+            return Ok(Some(ReplaceOutcome {
                 table,
                 snapshot_id,
                 attempts: attempt,
-            });
+            }));
         }
         let current = table
             .metadata()
@@ -84,7 +118,10 @@ pub async fn commit_replace(
             })?,
             None => {
                 let fresh =
-                    Staged::build(&table, list.entries(), removed, &added, commit_id).await?;
+                    Staged::build(&table, list.entries(), removed, added, merge, commit_id).await?;
+                if fresh.is_noop() {
+                    return Ok(None);
+                }
                 let manifests = fresh.manifests();
                 staged = Some(fresh);
                 manifests
@@ -105,11 +142,11 @@ pub async fn commit_replace(
                 .load_table(ident)
                 .await
                 .map_err(|e| CatalogError::iceberg(&name, e))?;
-            return Ok(ReplaceOutcome {
+            return Ok(Some(ReplaceOutcome {
                 table,
                 snapshot_id: s.snapshot_id,
                 attempts: attempt,
-            });
+            }));
         }
         tracing::debug!(table = %name, attempt, "replace commit lost a race; retrying");
         // A short jittered pause: the rebase makes an attempt cheap, so the
@@ -155,9 +192,17 @@ struct Staged {
     added_files: u64,
     added_rows: u64,
     added_bytes: u64,
+    /// Base manifests replaced by rewritten ones.
+    manifests_replaced: u64,
+    /// Live entries copied into rewritten manifests.
+    entries_processed: u64,
 }
 
 impl Staged {
+    fn is_noop(&self) -> bool {
+        self.added_files == 0 && self.deleted_files == 0 && self.manifests_replaced == 0
+    }
+
     fn manifests(&self) -> Vec<ManifestFile> {
         self.kept.iter().chain(&self.written).cloned().collect()
     }
@@ -195,6 +240,7 @@ impl Staged {
         list: &[ManifestFile],
         removed: &HashSet<String>,
         added: &[DataFile],
+        merge: Option<MergePolicy>,
         commit_id: Uuid,
     ) -> Result<Staged> {
         let name = table.identifier().to_string();
@@ -222,46 +268,71 @@ impl Staged {
             added_files: 0,
             added_rows: 0,
             added_bytes: 0,
+            manifests_replaced: 0,
+            entries_processed: 0,
+        };
+        // Small data manifests to merge: only specs with at least two.
+        let mergeable: HashSet<&str> = match merge {
+            Some(policy) => policy.mergeable(list),
+            None => HashSet::new(),
         };
         let mut found: HashSet<String> = HashSet::new();
         // Touched manifests are merged into one rewritten manifest per
         // partition spec (removed files DELETED, the rest EXISTING), so a
         // compaction of N small appends leaves one manifest, not N.
-        let mut writers: BTreeMap<i32, ManifestWriter> = BTreeMap::new();
+        // A merged manifest is closed once the manifests it took in reach the
+        // merge target; compaction merges without a limit.
+        let target = merge.map_or(u64::MAX, |p| p.target_bytes);
+        let mut writers: BTreeMap<i32, (ManifestWriter, u64)> = BTreeMap::new();
+        let mut rolled = 0u32;
         for manifest in list {
             if manifest.content != ManifestContentType::Data {
                 staged.kept.push(manifest.clone());
                 continue;
             }
+            let merging = mergeable.contains(manifest.manifest_path.as_str());
             let loaded = manifest.load_manifest(file_io).await.map_err(ice)?;
-            let touches = loaded
-                .entries()
-                .iter()
-                .any(|e| e.is_alive() && removed.contains(e.data_file().file_path()));
+            let touches = merging
+                || loaded
+                    .entries()
+                    .iter()
+                    .any(|e| e.is_alive() && removed.contains(e.data_file().file_path()));
             if !touches {
                 staged.kept.push(manifest.clone());
                 continue;
             }
+            staged.manifests_replaced += 1;
             let spec_id = manifest.partition_spec_id;
-            let writer = match writers.entry(spec_id) {
+            let size = manifest.manifest_length.max(0) as u64;
+            if writers
+                .get(&spec_id)
+                .is_some_and(|(_, bytes)| bytes + size > target)
+            {
+                let (full, _) = writers.remove(&spec_id).expect("checked above");
+                staged
+                    .written
+                    .push(full.write_manifest_file().await.map_err(ice)?);
+            }
+            let (writer, bytes) = match writers.entry(spec_id) {
                 std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => {
                     let spec = metadata
                         .partition_spec_by_id(spec_id)
                         .ok_or_else(|| fail(format!("unknown partition spec {spec_id}")))?;
-                    let path = format!("{meta_dir}/{commit_id}-{attempt}-r{spec_id}.avro");
+                    rolled += 1;
+                    let path = format!("{meta_dir}/{commit_id}-{attempt}-r{spec_id}-{rolled}.avro");
                     let out = file_io.new_output(&path).map_err(ice)?;
-                    v.insert(
-                        ManifestWriterBuilder::new(
-                            out,
-                            Some(snapshot_id),
-                            metadata.current_schema().clone(),
-                            spec.as_ref().clone(),
-                        )
-                        .build_v2_data(),
+                    let writer = ManifestWriterBuilder::new(
+                        out,
+                        Some(snapshot_id),
+                        metadata.current_schema().clone(),
+                        spec.as_ref().clone(),
                     )
+                    .build_v2_data();
+                    v.insert((writer, 0))
                 }
             };
+            *bytes += size;
             for e in loaded.entries().iter().filter(|e| e.is_alive()) {
                 let (Some(seq), file_seq) = (e.sequence_number(), e.file_sequence_number) else {
                     return Err(fail("manifest entry without a sequence number".into()));
@@ -274,6 +345,7 @@ impl Staged {
                     staged.deleted_bytes += file.file_size_in_bytes();
                     writer.add_delete_file(file, seq, file_seq).map_err(ice)?;
                 } else {
+                    staged.entries_processed += 1;
                     let added_by = e.snapshot_id().unwrap_or(manifest.added_snapshot_id);
                     writer
                         .add_existing_file(file, added_by, seq, file_seq)
@@ -281,7 +353,7 @@ impl Staged {
                 }
             }
         }
-        for (_, writer) in writers {
+        for (_, (writer, _)) in writers {
             staged
                 .written
                 .push(writer.write_manifest_file().await.map_err(ice)?);
@@ -371,6 +443,17 @@ async fn finish(
     ] {
         props.insert(k.into(), v.to_string());
     }
+    if staged.manifests_replaced > 0 {
+        let created = staged.written.len() as u64;
+        for (k, v) in [
+            ("manifests-created", created),
+            ("manifests-replaced", staged.manifests_replaced),
+            ("manifests-kept", staged.kept.len() as u64),
+            ("entries-processed", staged.entries_processed),
+        ] {
+            props.insert(k.into(), v.to_string());
+        }
+    }
     let totals = &current.summary().additional_properties;
     for (k, plus, minus) in [
         ("total-records", staged.added_rows, staged.deleted_rows),
@@ -396,8 +479,9 @@ async fn finish(
         .with_parent_snapshot_id(Some(current.snapshot_id()))
         .with_sequence_number(next_seq)
         .with_summary(Summary {
-            // Removing files without replacements drops rows (retention).
-            operation: if staged.added_files == 0 {
+            // Removing files without replacements drops rows (retention);
+            // a manifest merge alone is a `replace` without data change.
+            operation: if staged.added_files == 0 && staged.deleted_files > 0 {
                 Operation::Delete
             } else {
                 Operation::Replace

@@ -26,11 +26,13 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
-use iceberg::{Catalog, Error as IcebergError, ErrorKind};
+use iceberg::{Error as IcebergError, ErrorKind};
 use uuid::Uuid;
 
 use crate::error::{CatalogError, Result};
 use crate::fence::{FenceCheck, FencedCatalog};
+use crate::lakehouse::Lakehouse;
+use crate::manifests::merge_manifests_if_needed;
 
 /// Snapshot summary key holding the writer's commit id.
 pub const COMMIT_ID_KEY: &str = "weir.commit-id";
@@ -65,13 +67,11 @@ pub struct AppendOutcome {
     pub rows: u64,
 }
 
-/// Appends `batches` to `table` in one snapshot.
-// TODO(issue 5): every fast append adds one manifest and lists all earlier
-// ones, so N appends cost O(N^2) manifest-list bytes (2,000 single-file
-// imports wrote ~1 GB). Merge small manifests on append (or a
-// `weir maintain rewrite-manifests` job) before running benches/maintain.py.
+/// Appends `batches` to `table` in one snapshot, then merges the table's
+/// small manifests when its policy says so (see [`crate::manifests`]; a
+/// failed merge is logged, never fails the append that already landed).
 pub async fn append_batches(
-    catalog: &dyn Catalog,
+    lakehouse: &Lakehouse,
     table: &Table,
     batches: &[RecordBatch],
     opts: AppendOptions,
@@ -92,6 +92,30 @@ pub async fn append_batches(
             table: name.clone(),
             source: Box::new(source),
         })?;
+    append_data_files(lakehouse, table, files, opts).await
+}
+
+/// Commits data files already written for `table` (e.g. by
+/// [`write_data_files`]) as one `append` snapshot, then merges small
+/// manifests as [`append_batches`] does.
+pub async fn append_data_files(
+    lakehouse: &Lakehouse,
+    table: &Table,
+    files: Vec<DataFile>,
+    opts: AppendOptions,
+) -> Result<AppendOutcome> {
+    let catalog = lakehouse.catalog();
+    let catalog = catalog.as_ref();
+    let name = table.identifier().to_string();
+    let rows: u64 = files.iter().map(|f| f.record_count()).sum();
+    if files.is_empty() {
+        return Ok(AppendOutcome {
+            table: table.clone(),
+            snapshot_id: None,
+            data_files: 0,
+            rows: 0,
+        });
+    }
     let data_files = files.len();
     let commit_id = opts.commit_id.unwrap_or_else(Uuid::now_v7);
     let mut props = opts.snapshot_properties;
@@ -132,6 +156,15 @@ pub async fn append_batches(
         }
     };
     let snapshot_id = find_commit(&committed, &commit_id);
+    match merge_manifests_if_needed(lakehouse, &committed).await {
+        Ok(Some(merged)) => {
+            tracing::debug!(table = %name, snapshot = merged.snapshot_id, "merged small manifests")
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(table = %name, error = %e, "merging small manifests failed; the append stands")
+        }
+    }
     Ok(AppendOutcome {
         table: committed,
         snapshot_id,

@@ -63,14 +63,9 @@ async fn declared_tables_are_created_once_then_evolve() {
         ],
     )
     .unwrap();
-    let outcome = append_batches(
-        lakehouse.catalog().as_ref(),
-        &table,
-        &[batch],
-        AppendOptions::default(),
-    )
-    .await
-    .unwrap();
+    let outcome = append_batches(&lakehouse, &table, &[batch], AppendOptions::default())
+        .await
+        .unwrap();
     assert_eq!(outcome.rows, 3);
     let files_before = outcome.data_files;
 

@@ -292,6 +292,29 @@ pub struct OrphansConfig {
     pub storage: StorageConfig,
 }
 
+/// `weir maintain rewrite-manifests`: merge small data manifests.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ManifestsConfig {
+    /// Tables (`namespace.table`); default: every table in bronze, silver and gold.
+    pub tables: Vec<String>,
+
+    /// Merge a partition spec's small manifests once it has this many
+    /// (appends merge on their own at `commit.manifest.min-count-to-merge`).
+    #[arg(long, default_value_t = 2)]
+    pub min_count: usize,
+
+    /// Manifests below this size (MiB) are merged; merged ones are cut near
+    /// it (default: the table's `commit.manifest.target-size-bytes`, else 8).
+    #[arg(long)]
+    pub target_manifest_mb: Option<f64>,
+
+    #[command(flatten)]
+    pub run: JobRunConfig,
+
+    #[command(flatten)]
+    pub storage: StorageConfig,
+}
+
 /// `weir serve`: the Flight SQL server (plus sources and schedules).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {
@@ -325,6 +348,11 @@ pub struct ImportConfig {
     /// Parquet files to append; columns are matched to the table by name.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+
+    /// Input files per commit: each group lands whole in one `append`
+    /// snapshot (every input file still becomes its own data files).
+    #[arg(long, env = "WEIR_IMPORT_FILES_PER_COMMIT", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub files_per_commit: u32,
 
     /// Print the summary as JSON (for scripts) instead of text.
     #[arg(long, default_value_t = false)]

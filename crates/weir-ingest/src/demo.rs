@@ -129,14 +129,9 @@ async fn commit(lakehouse: &Lakehouse, batch: &RecordBatch, seq: u64) -> Result<
         .insert("weir.source".into(), "demo".into());
     opts.snapshot_properties
         .insert("weir.demo.seq".into(), seq.to_string());
-    let outcome = append_batches(
-        lakehouse.catalog().as_ref(),
-        &table,
-        std::slice::from_ref(batch),
-        opts,
-    )
-    .await
-    .map_err(write_err)?;
+    let outcome = append_batches(lakehouse, &table, std::slice::from_ref(batch), opts)
+        .await
+        .map_err(write_err)?;
     Ok(outcome.rows)
 }
 

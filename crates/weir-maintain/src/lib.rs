@@ -2,6 +2,7 @@
 
 pub mod compact;
 pub mod expire;
+pub mod manifests;
 pub mod orphans;
 mod reach;
 pub mod retention;
@@ -12,6 +13,7 @@ pub use compact::{
     CLUSTER_COLUMNS_PROPERTY, CompactOptions, CompactReport, Layout, Progress, compact_table,
 };
 pub use expire::{ExpireOptions, ExpireReport, expire_snapshots};
+pub use manifests::{ManifestOptions, ManifestReport, merge_table_manifests};
 pub use orphans::{OrphanOptions, OrphanReport, remove_orphans};
 pub use retention::{RetentionOptions, RetentionReport, apply_retention};
 pub use schedule::{Scheduler, TablePolicy};

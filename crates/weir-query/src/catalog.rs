@@ -126,7 +126,7 @@ impl SchemaProvider for WeirSchemaProvider {
         let hot = self.catalog.lakehouse.hot().chunks(&ident.to_string());
         match catalog.load_table(&ident).await {
             Ok(table) => Ok(Some(Arc::new(
-                WeirTable::try_new(catalog, table, None)?.with_hot(hot),
+                WeirTable::try_new(self.catalog.lakehouse.clone(), table, None)?.with_hot(hot),
             ))),
             Err(e) if e.kind() == iceberg::ErrorKind::TableNotFound => Ok(None),
             Err(e) => Err(to_df(e)),

@@ -68,7 +68,11 @@ impl TableFunctionImpl for TimeTravelFunction {
             TimeTravel::Watermarks => watermarks_table(&table),
             TimeTravel::AtSnapshot => {
                 let id = int_arg(args, "iceberg_at_snapshot(table, snapshot_id)")?;
-                Ok(Arc::new(WeirTable::try_new(catalog, table, Some(id))?))
+                Ok(Arc::new(WeirTable::try_new(
+                    self.lakehouse.clone(),
+                    table,
+                    Some(id),
+                )?))
             }
             TimeTravel::AtSequence => {
                 let seq = int_arg(args, "iceberg_at_sequence(table, sequence_number)")?;
@@ -82,7 +86,11 @@ impl TableFunctionImpl for TimeTravelFunction {
                             "sequence number {seq} of {name}"
                         )))
                     })?;
-                Ok(Arc::new(WeirTable::try_new(catalog, table, Some(id))?))
+                Ok(Arc::new(WeirTable::try_new(
+                    self.lakehouse.clone(),
+                    table,
+                    Some(id),
+                )?))
             }
             TimeTravel::AsOf => {
                 let text = args
@@ -109,7 +117,11 @@ impl TableFunctionImpl for TimeTravelFunction {
                             "no snapshot of {name} at or before {text}"
                         )))
                     })?;
-                Ok(Arc::new(WeirTable::try_new(catalog, table, Some(id))?))
+                Ok(Arc::new(WeirTable::try_new(
+                    self.lakehouse.clone(),
+                    table,
+                    Some(id),
+                )?))
             }
         }
     }

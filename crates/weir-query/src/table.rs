@@ -33,14 +33,13 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 use futures::{StreamExt, TryStreamExt};
-use iceberg::Catalog;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::scan::FileScanTask;
 use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
 use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
 use weir_catalog::hot::{HotChunk, visible_batches};
-use weir_catalog::{AppendOptions, append_batches};
+use weir_catalog::{AppendOptions, Lakehouse, append_batches};
 
 use crate::error::to_df;
 use crate::native_scan::parquet_scan;
@@ -48,7 +47,7 @@ use crate::native_scan::parquet_scan;
 /// A table pinned to one snapshot (the current one unless time-travelling).
 #[derive(Clone)]
 pub struct WeirTable {
-    catalog: Arc<dyn Catalog>,
+    lakehouse: Lakehouse,
     table: Table,
     snapshot_id: Option<i64>,
     schema: SchemaRef,
@@ -69,11 +68,7 @@ impl fmt::Debug for WeirTable {
 
 impl WeirTable {
     /// `snapshot_id = None` pins the table's current snapshot.
-    pub fn try_new(
-        catalog: Arc<dyn Catalog>,
-        table: Table,
-        snapshot_id: Option<i64>,
-    ) -> DFResult<Self> {
+    pub fn try_new(lakehouse: Lakehouse, table: Table, snapshot_id: Option<i64>) -> DFResult<Self> {
         let metadata = table.metadata();
         let (snapshot_id, iceberg_schema) = match snapshot_id {
             Some(id) => {
@@ -93,7 +88,7 @@ impl WeirTable {
         };
         let arrow = schema_to_arrow_schema(&iceberg_schema).map_err(to_df)?;
         Ok(WeirTable {
-            catalog,
+            lakehouse,
             table,
             snapshot_id,
             schema: Arc::new(client_schema(&arrow)),
@@ -314,7 +309,7 @@ impl TableProvider for WeirTable {
             ));
         }
         Ok(Arc::new(WeirInsertExec::new(
-            self.catalog.clone(),
+            self.lakehouse.clone(),
             self.table.clone(),
             input,
         )))
@@ -499,14 +494,14 @@ fn conform_batch(batch: RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch
 /// input in memory first.
 #[derive(Debug)]
 pub struct WeirInsertExec {
-    catalog: Arc<dyn Catalog>,
+    lakehouse: Lakehouse,
     table: Table,
     input: Arc<dyn ExecutionPlan>,
     properties: Arc<PlanProperties>,
 }
 
 impl WeirInsertExec {
-    fn new(catalog: Arc<dyn Catalog>, table: Table, input: Arc<dyn ExecutionPlan>) -> Self {
+    fn new(lakehouse: Lakehouse, table: Table, input: Arc<dyn ExecutionPlan>) -> Self {
         let schema = count_schema();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema),
@@ -515,7 +510,7 @@ impl WeirInsertExec {
             Boundedness::Bounded,
         ));
         WeirInsertExec {
-            catalog,
+            lakehouse,
             table,
             input,
             properties,
@@ -562,7 +557,7 @@ impl ExecutionPlan for WeirInsertExec {
             .pop()
             .ok_or_else(|| DataFusionError::Internal("WeirInsertExec needs one child".into()))?;
         Ok(Arc::new(WeirInsertExec::new(
-            self.catalog.clone(),
+            self.lakehouse.clone(),
             self.table.clone(),
             input,
         )))
@@ -579,16 +574,19 @@ impl ExecutionPlan for WeirInsertExec {
             )));
         }
         let input = self.input.clone();
-        let catalog = self.catalog.clone();
+        let lakehouse = self.lakehouse.clone();
         let ident = self.table.identifier().clone();
         let stream = futures::stream::once(async move {
             let batches = datafusion::physical_plan::collect(input, context).await?;
             // Reload: the commit must build on the newest metadata.
-            let table = catalog.load_table(&ident).await.map_err(to_df)?;
-            let outcome =
-                append_batches(catalog.as_ref(), &table, &batches, AppendOptions::default())
-                    .await
-                    .map_err(to_df)?;
+            let table = lakehouse
+                .catalog()
+                .load_table(&ident)
+                .await
+                .map_err(to_df)?;
+            let outcome = append_batches(&lakehouse, &table, &batches, AppendOptions::default())
+                .await
+                .map_err(to_df)?;
             let count: ArrayRef = Arc::new(UInt64Array::from(vec![outcome.rows]));
             Ok(RecordBatch::try_new(count_schema(), vec![count])?)
         });

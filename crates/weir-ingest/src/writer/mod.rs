@@ -170,7 +170,7 @@ pub async fn commit_flush(
             commit_id: Some(Uuid::now_v7()),
             fence: Some(fence),
         };
-        match append_batches(catalog.as_ref(), &table, &part.batches, opts).await {
+        match append_batches(lakehouse, &table, &part.batches, opts).await {
             Ok(outcome) => {
                 if part.sink < sinks.dead() {
                     let marks = table_watermarks(&outcome.table, source);

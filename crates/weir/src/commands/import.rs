@@ -1,14 +1,17 @@
 //! `weir import`: bulk-append Parquet files to a table through the same
-//! commit path as every writer, one snapshot per file, with a progress bar
-//! and a summary at the end.
+//! commit path as every writer. Each input file becomes its own data files;
+//! groups of `--files-per-commit` inputs land in one snapshot each. Progress
+//! bar while it runs, a summary at the end.
 
 use std::fs::File;
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use arrow::array::RecordBatch;
 use indicatif::{ProgressBar, ProgressStyle};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use weir_catalog::{AppendOptions, append_batches};
+use weir_catalog::{AppendOptions, append_data_files, write_data_files};
 use weir_config::ImportConfig;
 
 pub async fn run(cfg: ImportConfig) -> anyhow::Result<()> {
@@ -36,24 +39,41 @@ pub async fn run(cfg: ImportConfig) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let (mut rows, mut snapshots, mut data_files) = (0u64, 0u64, 0usize);
-    for file in &cfg.files {
-        bar.set_message(file.display().to_string());
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(file)?)
-            .with_context(|| format!("opening {}", file.display()))?
-            .with_batch_size(64 * 1024)
-            .build()?;
-        let batches = reader.collect::<Result<Vec<_>, _>>()?;
-        let table = lakehouse.load_table(namespace, name).await?;
+    for group in cfg.files.chunks(cfg.files_per_commit as usize) {
+        let mut table = lakehouse.load_table(namespace, name).await?;
+        let mut written = Vec::new();
+        for file in group {
+            bar.set_message(file.display().to_string());
+            let batches = read_parquet(file)?;
+            written.extend(
+                write_data_files(&table, &batches, None)
+                    .await
+                    .with_context(|| format!("writing the rows of {}", file.display()))?,
+            );
+            bar.inc(std::fs::metadata(file)?.len());
+        }
         let mut opts = AppendOptions::default();
         opts.snapshot_properties
-            .insert("weir.import.file".into(), file.display().to_string());
-        let outcome = append_batches(lakehouse.catalog().as_ref(), &table, &batches, opts)
+            .insert("weir.import.files".into(), group.len().to_string());
+        opts.snapshot_properties.insert(
+            "weir.import.first-file".into(),
+            group[0].display().to_string(),
+        );
+        // The table may have changed while the files were written (e.g.
+        // schema evolution): reload so the commit builds on the newest state.
+        table = lakehouse.load_table(namespace, name).await?;
+        let outcome = append_data_files(&lakehouse, &table, written, opts)
             .await
-            .with_context(|| format!("appending {}", file.display()))?;
+            .with_context(|| {
+                format!(
+                    "committing {} files from {}",
+                    group.len(),
+                    group[0].display()
+                )
+            })?;
         rows += outcome.rows;
         data_files += outcome.data_files;
         snapshots += u64::from(outcome.snapshot_id.is_some());
-        bar.inc(std::fs::metadata(file)?.len());
     }
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
@@ -74,4 +94,14 @@ pub async fn run(cfg: ImportConfig) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn read_parquet(file: &Path) -> anyhow::Result<Vec<RecordBatch>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(file)?)
+        .with_context(|| format!("opening {}", file.display()))?
+        .with_batch_size(64 * 1024)
+        .build()?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading {}", file.display()))
 }

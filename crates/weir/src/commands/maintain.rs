@@ -7,10 +7,13 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use weir_catalog::Lakehouse;
 use weir_catalog::iceberg::TableIdent;
-use weir_config::{ClusterConfig, CompactConfig, ExpireConfig, OrphansConfig, RetentionConfig};
+use weir_config::{
+    ClusterConfig, CompactConfig, ExpireConfig, ManifestsConfig, OrphansConfig, RetentionConfig,
+};
 use weir_maintain::{
-    CLUSTER_COLUMNS_PROPERTY, CompactOptions, CompactReport, ExpireOptions, Layout, OrphanOptions,
-    Progress, RetentionOptions, apply_retention, compact_table, expire_snapshots, remove_orphans,
+    CLUSTER_COLUMNS_PROPERTY, CompactOptions, CompactReport, ExpireOptions, Layout,
+    ManifestOptions, OrphanOptions, Progress, RetentionOptions, apply_retention, compact_table,
+    expire_snapshots, merge_table_manifests, remove_orphans,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -29,6 +32,9 @@ pub enum MaintainCommand {
     /// Drop partitions older than the table's retention (`retention_days`
     /// policy), once the rollups it requires cover them.
     Retention(RetentionConfig),
+    /// Merge small data manifests into target-size ones (one `replace`
+    /// snapshot without data change), so planning reads few manifests.
+    RewriteManifests(ManifestsConfig),
 }
 
 pub async fn run(cmd: MaintainCommand) -> anyhow::Result<()> {
@@ -38,6 +44,7 @@ pub async fn run(cmd: MaintainCommand) -> anyhow::Result<()> {
         MaintainCommand::Expire(cfg) => expire(cfg).await,
         MaintainCommand::Orphans(cfg) => orphans(cfg).await,
         MaintainCommand::Retention(cfg) => retention(cfg).await,
+        MaintainCommand::RewriteManifests(cfg) => rewrite_manifests(cfg).await,
     }
 }
 
@@ -272,6 +279,45 @@ async fn orphans(cfg: OrphansConfig) -> anyhow::Result<()> {
                 report.files_listed,
                 report.files_referenced,
                 report.too_young,
+                report.seconds,
+            );
+        }
+        reports.push(report);
+    }
+    if cfg.run.json {
+        println!("{}", serde_json::to_string(&reports)?);
+    }
+    Ok(())
+}
+
+async fn rewrite_manifests(cfg: ManifestsConfig) -> anyhow::Result<()> {
+    let lakehouse = super::open_lakehouse(&cfg.storage).await?;
+    let tables = resolve_tables(&lakehouse, &cfg.tables).await?;
+    let opts = ManifestOptions {
+        min_count: cfg.min_count,
+        target_bytes: cfg
+            .target_manifest_mb
+            .map(|mb| (mb * (1 << 20) as f64) as u64),
+        dry_run: cfg.run.dry_run,
+    };
+    let mut reports = Vec::new();
+    for ident in &tables {
+        let bar = spinner(format!("merging manifests of {ident}"), cfg.run.json)?;
+        let report = merge_table_manifests(&lakehouse, ident, &opts)
+            .await
+            .with_context(|| format!("merging the manifests of {ident}"))?;
+        bar.finish_and_clear();
+        if !cfg.run.json {
+            let verb = if cfg.run.dry_run {
+                "would merge"
+            } else {
+                "merged"
+            };
+            println!(
+                "{ident}: {verb} {} small manifests; {} → {} manifests, {:.2} s",
+                report.manifests_merged,
+                report.manifests_before,
+                report.manifests_after,
                 report.seconds,
             );
         }
