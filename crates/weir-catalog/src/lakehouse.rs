@@ -43,6 +43,10 @@ pub struct Lakehouse {
     postgres: bool,
     warehouse: String,
     hot: Arc<HotTier>,
+    /// Loaded tables by name, for readers: reused while the catalog row
+    /// still points at the same metadata file, so the table's object cache
+    /// (manifest lists, manifests) stays warm across queries.
+    tables: Arc<std::sync::Mutex<HashMap<TableIdent, Table>>>,
 }
 
 impl std::fmt::Debug for Lakehouse {
@@ -98,7 +102,7 @@ impl Lakehouse {
                 source: Box::new(source),
             })?;
         let db = sqlx::any::AnyPoolOptions::new()
-            .max_connections(2)
+            .max_connections(4)
             .connect(&uri)
             .await
             .map_err(|e| CatalogError::Database {
@@ -111,6 +115,7 @@ impl Lakehouse {
             postgres: uri.starts_with("postgres"),
             warehouse,
             hot: Arc::default(),
+            tables: Arc::default(),
         };
         for ns in BUILTIN_NAMESPACES {
             lakehouse.ensure_namespace(ns).await?;
@@ -120,6 +125,57 @@ impl Lakehouse {
 
     pub fn catalog(&self) -> Arc<dyn Catalog> {
         self.catalog.clone()
+    }
+
+    /// The table's current state, for reading: one catalog-row lookup, and
+    /// the metadata file is only read again when the row moved (a cached
+    /// `Table` also keeps its parsed manifests). Writers load fresh.
+    pub async fn load_table_cached(&self, ident: &TableIdent) -> iceberg::Result<Table> {
+        let cached = self
+            .tables
+            .lock()
+            .expect("table cache lock")
+            .get(ident)
+            .cloned();
+        if let Some(table) = cached {
+            match self.metadata_location(ident).await {
+                Ok(Some(location)) if table.metadata_location() == Some(location.as_str()) => {
+                    return Ok(table);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(table = %ident, error = %e, "table cache lookup failed"),
+            }
+        }
+        let table = self.catalog.load_table(ident).await?;
+        let mut tables = self.tables.lock().expect("table cache lock");
+        // Bounded: a lakehouse has few tables; clear rather than track use.
+        if tables.len() >= 1024 {
+            tables.clear();
+        }
+        tables.insert(ident.clone(), table.clone());
+        Ok(table)
+    }
+
+    /// The metadata location the catalog row points at, if the table exists.
+    pub async fn metadata_location(&self, ident: &TableIdent) -> Result<Option<String>> {
+        let sql = if self.postgres {
+            "SELECT metadata_location FROM iceberg_tables \
+             WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3"
+        } else {
+            "SELECT metadata_location FROM iceberg_tables \
+             WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?"
+        };
+        let row: Option<(Option<String>,)> = sqlx::query_as(sql)
+            .bind(CATALOG_NAME)
+            .bind(ident.namespace().join("."))
+            .bind(ident.name())
+            .fetch_optional(&self.db)
+            .await
+            .map_err(|e| CatalogError::Database {
+                context: format!("reading the metadata location of {ident}"),
+                source: e,
+            })?;
+        Ok(row.and_then(|(l,)| l))
     }
 
     /// Compare-and-swap of a table's metadata location on the catalog row.

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DFResult};
-use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use iceberg::{NamespaceIdent, TableIdent};
 use weir_catalog::Lakehouse;
 
 use crate::error::{QueryError, to_df};
@@ -116,7 +116,6 @@ impl SchemaProvider for WeirSchemaProvider {
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        let catalog: Arc<dyn Catalog> = self.catalog.lakehouse.catalog();
         let ident = TableIdent::new(
             NamespaceIdent::new(self.namespace.clone()),
             name.to_string(),
@@ -124,7 +123,7 @@ impl SchemaProvider for WeirSchemaProvider {
         // Hot rows first, then the table: see weir_catalog::hot for why this
         // order makes every streamed record visible exactly once.
         let hot = self.catalog.lakehouse.hot().chunks(&ident.to_string());
-        match catalog.load_table(&ident).await {
+        match self.catalog.lakehouse.load_table_cached(&ident).await {
             Ok(table) => Ok(Some(Arc::new(
                 WeirTable::try_new(self.catalog.lakehouse.clone(), table, None)?.with_hot(hot),
             ))),

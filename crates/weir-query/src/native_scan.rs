@@ -15,9 +15,11 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
-use datafusion::common::DFSchema;
+use datafusion::common::stats::Precision;
+use datafusion::common::{DFSchema, Statistics};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result as DFResult;
@@ -49,7 +51,14 @@ pub fn parquet_scan(
         };
         let whole = task.start == 0 && task.length == task.file_size_in_bytes;
         files.push(if whole {
-            PartitionedFile::new(path, task.file_size_in_bytes)
+            // Row counts from the manifest: exact for a whole file without
+            // deletes, so DataFusion answers `count(*)` without reading it.
+            let mut stats = Statistics::new_unknown(&table_schema);
+            stats.num_rows = task
+                .record_count
+                .map_or(Precision::Absent, |n| Precision::Exact(n as usize));
+            stats.total_byte_size = Precision::Inexact(task.file_size_in_bytes as usize);
+            PartitionedFile::new(path, task.file_size_in_bytes).with_statistics(Arc::new(stats))
         } else {
             PartitionedFile::new_with_range(
                 path,
@@ -64,7 +73,17 @@ pub fn parquet_scan(
         global: state.config_options().execution.parquet.clone(),
         ..Default::default()
     };
+    // Footers and page indexes from the runtime's file-metadata cache (as
+    // DataFusion's own ParquetFormat does): Iceberg data files never change
+    // in place, so a cached footer is never stale.
+    let store_url = ObjectStoreUrl::local_filesystem();
+    let store = state.runtime_env().object_store(&store_url)?;
+    let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
     let mut source = ParquetSource::new(table_schema.clone())
+        .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
+            store,
+            metadata_cache,
+        )))
         .with_table_parquet_options(options)
         .with_pushdown_filters(true)
         .with_reorder_filters(true)
@@ -74,12 +93,49 @@ pub fn parquet_scan(
         source = source.with_predicate(state.create_physical_expr(expr, &df_schema)?);
     }
     let groups = balance(files, state.config().target_partitions());
-    let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+    let (groups, statistics) = with_statistics(groups, &table_schema)?;
+    let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
         .with_file_groups(groups)
+        .with_statistics(statistics)
         .with_projection_indices(projection.cloned())?
         .with_limit(limit)
         .build();
     Ok(Some(DataSourceExec::from_data_source(config)))
+}
+
+/// Per-group and total statistics from the files' own (what DataFusion's
+/// `compute_all_files_statistics` does; that function is not re-exported by
+/// the `datafusion` crate). A group with a file of unknown statistics is
+/// unknown as a whole, never a partial sum.
+fn with_statistics(
+    groups: Vec<FileGroup>,
+    schema: &SchemaRef,
+) -> DFResult<(Vec<FileGroup>, Statistics)> {
+    let merge = |stats: Vec<&Statistics>| -> DFResult<Statistics> {
+        Statistics::try_merge_iter(stats, schema)
+    };
+    let mut out = Vec::with_capacity(groups.len());
+    let mut known = true;
+    for group in groups {
+        let stats: Option<Vec<&Statistics>> =
+            group.iter().map(|f| f.statistics.as_deref()).collect();
+        match stats {
+            Some(stats) if !stats.is_empty() => {
+                let merged = merge(stats)?;
+                out.push(group.with_statistics(Arc::new(merged)));
+            }
+            _ => {
+                known = false;
+                out.push(group);
+            }
+        }
+    }
+    let total = if known {
+        merge(out.iter().filter_map(|g| g.file_statistics(None)).collect())?
+    } else {
+        Statistics::new_unknown(schema)
+    };
+    Ok((out, total))
 }
 
 /// `file:///a/b` or `/a/b` as an object-store path (`a/b`).

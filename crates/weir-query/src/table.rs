@@ -18,6 +18,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Statistics;
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DFResult};
@@ -449,6 +450,17 @@ impl ExecutionPlan for WeirScanExec {
             self.table.clone(),
             self.kind,
         )))
+    }
+
+    /// The inner scan's statistics: row counts from the Iceberg manifests
+    /// (exact without filters, so `count(*)` is answered from metadata).
+    /// Columns keep only their count; values are re-typed by this node.
+    fn partition_statistics(&self, partition: Option<usize>) -> DFResult<Statistics> {
+        let inner = self.inner.partition_statistics(partition)?;
+        let mut out = Statistics::new_unknown(&self.schema);
+        out.num_rows = inner.num_rows;
+        out.total_byte_size = inner.total_byte_size;
+        Ok(out)
     }
 
     fn execute(
