@@ -24,7 +24,7 @@ use iceberg::table::Table;
 use serde::Serialize;
 use weir_catalog::{CatalogError, Lakehouse, commit_replace, write_data_files_named};
 
-use crate::{MaintainError, Result};
+use crate::{LeaseKeeper, MaintainError, Result};
 
 /// How rewritten rows are ordered (and which files a run picks).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -138,7 +138,9 @@ pub async fn compact_table(
             lease,
         });
     }
-    let result = run(lakehouse, ident, opts, progress, &lease, ttl).await;
+    let keeper = (!opts.dry_run).then(|| LeaseKeeper::start(lakehouse, &lease, &opts.run_id, ttl));
+    let result = run(lakehouse, ident, opts, progress, keeper.as_ref()).await;
+    drop(keeper);
     if !opts.dry_run {
         lakehouse.release_lease(&lease, &opts.run_id).await?;
     }
@@ -150,8 +152,7 @@ async fn run(
     ident: &TableIdent,
     opts: &CompactOptions,
     progress: &(dyn Fn(&Progress) + Sync),
-    lease: &str,
-    ttl: Duration,
+    keeper: Option<&LeaseKeeper>,
 ) -> Result<CompactReport> {
     let started = Instant::now();
     let name = ident.to_string();
@@ -210,13 +211,14 @@ async fn run(
         return Ok(report);
     }
     let tasks = scan_tasks(&table).await?;
+    let busy = |name: &str| MaintainError::Busy {
+        job: "compaction",
+        table: name.to_string(),
+        lease: format!("compact:{name}"),
+    };
     for group in groups {
-        if !lakehouse.try_lease(lease, &opts.run_id, ttl).await? {
-            return Err(MaintainError::Busy {
-                job: "compaction",
-                table: name,
-                lease: lease.to_string(),
-            });
+        if keeper.is_some_and(LeaseKeeper::lost) {
+            return Err(busy(&name));
         }
         let group_bytes: u64 = group.iter().map(|c| c.size).sum();
         let group_tasks: Vec<FileScanTask> = group
@@ -258,6 +260,11 @@ async fn run(
             ("weir.maintenance".to_string(), report.job.clone()),
             ("weir.maintenance.run".to_string(), opts.run_id.clone()),
         ]);
+        // The lease is renewed in the background; if another run took it
+        // over meanwhile, leave the table to it (the files become orphans).
+        if keeper.is_some_and(LeaseKeeper::lost) {
+            return Err(busy(&name));
+        }
         match commit_replace(lakehouse, ident, &removed, added, props).await {
             Ok(outcome) => {
                 report.groups_committed += 1;

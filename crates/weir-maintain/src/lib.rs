@@ -87,3 +87,58 @@ pub async fn take_lease(
     }
     Ok(false)
 }
+
+/// Renews a held lease in the background (every quarter of its TTL) while a
+/// long job runs, so a slow group never lets it lapse; `lost()` turns true
+/// when a renewal was refused (someone took the lease over), and the job
+/// must not commit. Stops renewing when dropped.
+pub(crate) struct LeaseKeeper {
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    pub(crate) fn start(
+        lakehouse: &weir_catalog::Lakehouse,
+        name: &str,
+        run_id: &str,
+        ttl: std::time::Duration,
+    ) -> Self {
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (lakehouse, name, run_id, flag) = (
+            lakehouse.clone(),
+            name.to_string(),
+            run_id.to_string(),
+            lost.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ttl / 4);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match lakehouse.try_lease(&name, &run_id, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(lease = name, "lease taken over by another run");
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                    // A failed renewal is retried; the lease only lapses
+                    // after its TTL.
+                    Err(e) => tracing::warn!(lease = name, error = %e, "renewing the lease failed"),
+                }
+            }
+        });
+        LeaseKeeper { lost, task }
+    }
+
+    pub(crate) fn lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
