@@ -409,3 +409,48 @@ type = "double"
     assert fetch_rows(conn, "SELECT count(*), sum(v) FROM public.m")[0] == (6, 15.0)
     assert len(live_files(data, "public.m")) == 2
     conn.close()
+
+
+def test_retention_waits_for_the_rollup_to_cover_the_partitions(weir_factory, tmp_path):
+    """The positive side of the gate: once the rollup's snapshot records a
+    base sequence number (written here by PyIceberg, as MV refresh will), the
+    partitions committed up to that sequence go, and later ones stay."""
+    tables = tmp_path / "tables" / "public"
+    tables.mkdir(parents=True)
+    cols = '''
+[[columns]]
+name = "ts"
+type = "timestamptz"
+required = true
+[[columns]]
+name = "v"
+type = "double"
+'''
+    (tables / "raw.toml").write_text('namespace = "public"\nname = "raw"\npartition = ["day(ts)"]\n' + cols +
+                                     '[policy]\nretention_days = 30\nretention_requires = ["public.roll"]\n'
+                                     'compact_every = "off"\nexpire_every = "off"\norphans_every = "off"\n'
+                                     'retention_every = "off"\n')
+    (tables / "roll.toml").write_text('namespace = "public"\nname = "roll"\n' + cols)
+    data = tmp_path / "data"
+    server = weir_factory(data, ["--tables-dir", str(tmp_path / "tables")])
+    conn = connect(server.uri)
+    execute(conn, "INSERT INTO public.raw VALUES ('2025-01-01T01:00:00Z', 1), ('2025-01-02T01:00:00Z', 2)")
+    covered_seq = fetch_scalar(conn, "SELECT max(sequence_number) FROM iceberg_snapshots('public.raw')")
+    execute(conn, "INSERT INTO public.raw VALUES ('2025-01-03T01:00:00Z', 3)")
+    decl = ["--tables-dir", str(tmp_path / "tables")]
+    held = maintain("retention", data, "public.raw", extra=decl)["public.raw"]
+    assert (held["files_dropped"], held["files_held"]) == (0, 3)
+    assert any("public.roll has not been refreshed" in r for r in held["held_because"])
+
+    cat = SqlCatalog("weir", uri=f"sqlite:///{data}/catalog.db", warehouse=f"file://{data}/warehouse")
+    roll = cat.load_table("public.roll")
+    import datetime as dt
+    import pyarrow as pa
+    row = pa.table({"ts": pa.array([dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)], pa.timestamp("us", "UTC")),
+                    "v": pa.array([3.0])}, schema=roll.schema().as_arrow())
+    roll.append(row, snapshot_properties={"weir.mv.base-sequence.public.raw": str(covered_seq)})
+
+    done = maintain("retention", data, "public.raw", extra=decl)["public.raw"]
+    assert (done["files_dropped"], done["rows_dropped"], done["files_held"]) == (2, 2, 1)
+    assert fetch_rows(conn, "SELECT count(*), sum(v) FROM public.raw")[0] == (1, 3.0)
+    conn.close()
