@@ -429,7 +429,15 @@ fn consume(
                 "earliest"
             },
         )
-        .set("client.id", &opts.writer_id);
+        .set("client.id", &opts.writer_id)
+        // Throughput defaults (each overridable by --kafka-option): larger
+        // fetches per partition than librdkafka's 1 MiB, and a receive limit
+        // that tolerates brokers that overshoot the fetch limits (some
+        // Kafka-protocol brokers return whole segments; librdkafka's 100 MB
+        // default then fails every fetch and consumption stalls).
+        .set("max.partition.fetch.bytes", "8388608")
+        .set("fetch.max.bytes", "67108864")
+        .set("receive.message.max.bytes", "1000000000");
     for (k, v) in &opts.client_options {
         config.set(k, v);
     }
