@@ -52,6 +52,12 @@ def test_import_appends_files_in_commit_groups(weir_factory, tmp_path):
             ("dev-c", 10, float(sum(range(10)))),
         ]
         assert fetch_rows(conn, "SELECT count(*) FROM iceberg_snapshots('silver.points')") == [(2,)]
+    # The table's write.parquet.compression-codec (zstd) is honoured.
+    written = list((data_dir / "warehouse" / "silver" / "points" / "data").rglob("*.parquet"))
+    assert len(written) == 3
+    for f in written:
+        meta = pq.ParquetFile(f).metadata
+        assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {"ZSTD"}
 
 
 def test_import_rejects_a_file_missing_required_columns(tmp_path):

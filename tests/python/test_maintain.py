@@ -273,13 +273,15 @@ def test_zorder_clustering_prunes_on_both_columns(weir_factory, tmp_path):
                          capture_output=True, text=True)
     assert out.returncode != 0 and "--columns" in out.stderr
     report = maintain("cluster", data, "public.z",
-                      extra=["--columns", "device_id,ts", "--target-file-mb", "0.01"])["public.z"]
+                      extra=["--columns", "device_id,ts", "--target-file-mb", "0.003"])["public.z"]
     assert report["job"] == "cluster" and report["files_in"] == total_before
     assert report["files_out"] >= 8
     # A second run finds nothing left to cluster.
     again = maintain("cluster", data, "public.z", extra=["--columns", "device_id,ts"])["public.z"]
     assert again["files_in"] == 0
-    assert fetch_rows(conn, "SELECT count(*), sum(value), count(DISTINCT device_id) FROM public.z")[0] == before
+    after = fetch_rows(conn, "SELECT count(*), sum(value), count(DISTINCT device_id) FROM public.z")[0]
+    # The float sum may differ in its last bits: files are summed in another order.
+    assert (after[0], after[2]) == (before[0], before[2]) and after[1] == pytest.approx(before[1], rel=1e-12)
     assert fetch_rows(conn, f"SELECT count(*) FROM public.z WHERE {predicate}")[0][0] > 0
     scanned_after, total_after = files_for(pred)
     assert total_after == report["files_out"]

@@ -9,6 +9,7 @@ mod fence;
 pub mod hot;
 mod lakehouse;
 pub mod manifests;
+pub mod parquet_props;
 pub mod replace;
 pub mod spec;
 mod swap;

@@ -207,8 +207,10 @@ pub async fn write_data_files_named(
     let schema = metadata.current_schema().clone();
     let arrow_schema: ArrowSchemaRef = Arc::new(schema_to_arrow_schema(&schema)?);
     let props = metadata.table_properties()?;
-    let parquet = ParquetWriterBuilder::from_table_properties(&props, schema.clone())
-        .with_match_mode(FieldMatchMode::Id);
+    let writer_props = crate::parquet_props::writer_properties(metadata.properties(), &props)
+        .map_err(|e| IcebergError::new(ErrorKind::DataInvalid, e))?;
+    let parquet =
+        ParquetWriterBuilder::new_with_match_mode(writer_props, schema.clone(), FieldMatchMode::Id);
     let rolling = RollingFileWriterBuilder::new(
         parquet,
         target_file_bytes.unwrap_or(props.write_target_file_size_bytes),

@@ -24,7 +24,9 @@ use iceberg::TableIdent;
 use uuid::Uuid;
 use weir_catalog::hot::HotChunk;
 use weir_catalog::watermark::{Watermarks, table_watermarks};
-use weir_catalog::{AppendOptions, CatalogError, FenceCheck, Lakehouse, append_batches};
+use weir_catalog::{
+    AppendOptions, CatalogError, FenceCheck, Lakehouse, append_data_files, write_data_files,
+};
 
 pub use buffer::{BufferLimits, BufferStats, IngestBuffer, Message};
 
@@ -141,12 +143,49 @@ pub async fn commit_flush(
     let started = Instant::now();
     let catalog = lakehouse.catalog();
     let mut raw = Watermarks::new();
+    let mut tables = Vec::with_capacity(flush.sinks.len());
     for part in &flush.sinks {
         let name = sinks.name(part.sink);
-        let table = catalog
-            .load_table(sinks.ident(part.sink))
+        tables.push(
+            catalog
+                .load_table(sinks.ident(part.sink))
+                .await
+                .map_err(|e| CatalogError::iceberg(name, e))?,
+        );
+    }
+    // Parquet encoding is most of a flush's work: every table's files are
+    // written at once (a task each, so all cores share it), then committed
+    // one by one in sink order (silver → dead letters → raw), the order
+    // exactly-once relies on. Files of a refused commit become orphans.
+    let writes: Vec<_> = flush
+        .sinks
+        .iter()
+        .zip(&tables)
+        .map(|(part, table)| {
+            let (table, batches) = (table.clone(), part.batches.clone());
+            tokio::spawn(async move { write_data_files(&table, &batches, None).await })
+        })
+        .collect();
+    let mut written = Vec::with_capacity(writes.len());
+    for (write, part) in writes.into_iter().zip(&flush.sinks) {
+        let name = sinks.name(part.sink).to_string();
+        let files = write
             .await
-            .map_err(|e| CatalogError::iceberg(name, e))?;
+            .map_err(|e| CatalogError::Write {
+                table: name.clone(),
+                source: Box::new(iceberg::Error::new(
+                    iceberg::ErrorKind::Unexpected,
+                    format!("the writer task failed: {e}"),
+                )),
+            })?
+            .map_err(|source| CatalogError::Write {
+                table: name,
+                source: Box::new(source),
+            })?;
+        written.push(files);
+    }
+    for ((part, table), files) in flush.sinks.iter().zip(tables).zip(written) {
+        let name = sinks.name(part.sink);
         let expected = part.expected.clone();
         let fence_source = source.to_string();
         let fence: FenceCheck = Arc::new(move |current| {
@@ -170,7 +209,7 @@ pub async fn commit_flush(
             commit_id: Some(Uuid::now_v7()),
             fence: Some(fence),
         };
-        match append_batches(lakehouse, &table, &part.batches, opts).await {
+        match append_data_files(lakehouse, &table, files, opts).await {
             Ok(outcome) => {
                 if part.sink < sinks.dead() {
                     let marks = table_watermarks(&outcome.table, source);
