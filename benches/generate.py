@@ -6,12 +6,22 @@ of samples carry a bad quality code. One Parquet file per hour, sorted by
 "N sensors over a day" -- with the silver.points column names and types.
 
     python generate.py --sensors 2000 --hours 2 --seed 42 --out DIR
+
+It also generates the device-status fleet for Kafka/MQTT ingest runs: one
+message per device and second with ten metrics (cpu, memory, disk, network
+in/out, temperature, voltage, current, pressure, humidity), as JSON objects or
+InfluxDB line protocol (50 lines per message):
+
+    python generate.py messages --format json --devices 2000 --seconds 60 --out status.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +86,68 @@ def generate(sensors: int, hours: int, seed: int, out: Path) -> list[Path]:
     return files
 
 
+METRICS = ["cpu_usage", "memory_usage", "disk_usage", "network_in", "network_out",
+           "temperature", "voltage", "current", "pressure", "humidity"]
+BASE_MS = int(START.timestamp() * 1000)
+
+
+def status_message(rng: random.Random, device: int, ts_ms: int) -> bytes:
+    """One device-status message: ten metrics of one device at one instant (JSON)."""
+    body = {"device_id": f"dev-{device:05d}", "timestamp": ts_ms}
+    for m in METRICS:
+        body[m] = round(rng.uniform(0, 100), 3)
+    return json.dumps(body).encode()
+
+
+def lp_message(rng: random.Random, first_sensor: int, ts_ms: int, lines: int) -> bytes:
+    """`lines` line-protocol points (one tag per line, 20 tags per PLC)."""
+    out = []
+    for k in range(lines):
+        s = first_sensor + k
+        out.append(f"device_data,device_id=plc-{s // 20:04d},tag_name=tag{s % 20:02d},"
+                   f"protocol=ModbusTcp,unit=C value={rng.uniform(0, 100):.3f},quality=0i "
+                   f"{ts_ms * 1_000_000}")
+    return "\n".join(out).encode()
+
+
+def messages(fmt: str, devices: int, seed: int):
+    """Endless (points, payload) stream: every device (JSON) or every 50
+    sensors (LP) once per second of device time, in time order."""
+    rng = random.Random(seed)
+    i = 0
+    per_second = devices if fmt == "json" else max(1, devices * len(METRICS) // 50)
+    while True:
+        ts = BASE_MS + (i // per_second) * 1000
+        if fmt == "json":
+            yield len(METRICS), status_message(rng, i % devices, ts)
+        else:
+            yield 50, lp_message(rng, (i % per_second) * 50, ts, 50)
+        i += 1
+
+
+def messages_main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description="device-status messages for ingest runs")
+    ap.add_argument("--format", choices=["json", "lp"], default="json")
+    ap.add_argument("--devices", type=int, default=2000)
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--out", type=Path, required=True, help="one message per line (LP: blank line between)")
+    args = ap.parse_args(argv)
+    total = args.devices * len(METRICS) * args.seconds
+    points = 0
+    with open(args.out, "wb") as f:
+        for n, payload in messages(args.format, args.devices, args.seed):
+            if points >= total:
+                break
+            f.write(payload + (b"\n" if args.format == "json" else b"\n\n"))
+            points += n
+    print(f"wrote {points:,} points to {args.out}")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["messages"]:
+        messages_main(sys.argv[2:])
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sensors", type=int, default=2000)
     ap.add_argument("--hours", type=int, default=2)

@@ -39,11 +39,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from generate import BASE_MS, METRICS, messages, status_message  # noqa: E402
 ROOT = HERE.parent
 READY = re.compile(r"weir: Flight SQL listening on 127\.0\.0\.1:(\d+)")
-METRICS = ["cpu_usage", "memory_usage", "disk_usage", "network_in", "network_out",
-           "temperature", "voltage", "current", "pressure", "humidity"]
-BASE_MS = 1_767_225_600_000  # 2026-01-01
 
 
 def free_port() -> int:
@@ -87,43 +86,20 @@ def producer(bootstrap: str) -> Producer:
                      "compression.type": "lz4"})
 
 
-def status_message(rng: random.Random, device: int, ts_ms: int) -> bytes:
-    body = {"device_id": f"dev-{device:05d}", "timestamp": ts_ms}
-    for m in METRICS:
-        body[m] = round(rng.uniform(0, 100), 3)
-    return json.dumps(body).encode()
-
-
-def lp_message(rng: random.Random, first_sensor: int, ts_ms: int, lines: int) -> bytes:
-    out = []
-    for k in range(lines):
-        s = first_sensor + k
-        out.append(f"device_data,device_id=plc-{s // 20:04d},tag_name=tag{s % 20:02d},"
-                   f"protocol=ModbusTcp,unit=C value={rng.uniform(0, 100):.3f},quality=0i "
-                   f"{ts_ms * 1_000_000}")
-    return "\n".join(out).encode()
-
-
 def preload(broker: Broker, topic: str, kind: str, points: int, seed: int) -> int:
-    rng = random.Random(seed)
+    """Produces the device-status fleet (generate.py) until `points`."""
     p = producer(broker.bootstrap)
     produced = 0
-    i = 0
-    while produced < points:
-        ts = BASE_MS + (i // 2000) * 1000
-        if kind == "json":
-            value = status_message(rng, i % 2000, ts)
-            produced += len(METRICS)
-        else:
-            value = lp_message(rng, (i * 50) % 40_000, ts, 50)
-            produced += 50
+    for i, (n, value) in enumerate(messages(kind, 2000, seed)):
+        if produced >= points:
+            break
         while True:
             try:
                 p.produce(topic, value=value, partition=i % 4)
                 break
             except BufferError:
                 p.poll(0.05)
-        i += 1
+        produced += n
         if i % 10_000 == 0:
             p.poll(0)
     p.flush(120)
@@ -281,44 +257,35 @@ def freshness(binary: Path, broker: Broker, work: Path, rate: int, seconds: int,
             "samples": len(lags), "p50_s": q(0.5), "p99_s": q(0.99), "max_s": lags[-1]}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--points", type=int, default=10_000_000, help="points per throughput run")
-    ap.add_argument("--commit-interval-ms", type=int, default=1000, help="throughput runs' commit interval")
-    ap.add_argument("--rate", type=int, default=200_000, help="freshness run: points/s")
-    ap.add_argument("--seconds", type=int, default=20, help="freshness run length")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--binary", type=Path, default=ROOT / "target/release/weir")
-    args = ap.parse_args()
-
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = HERE / "results" / f"{stamp}-ingest"
-    out.mkdir(parents=True, exist_ok=True)
+def run_ingest(binary: Path, points: int, rate: int, seconds: int, seed: int, commit_ms: int) -> dict:
+    """Throughput (JSON, LP), the Parquet-encode ceiling and freshness, on a
+    broker of its own."""
     work = Path(tempfile.mkdtemp(prefix="weir-ingest-bench-"))
     broker = Broker()
     try:
         results = {"throughput": [], "cores": os.cpu_count()}
         for kind in ("json", "lp"):
-            r = throughput(args.binary, broker, work, kind, args.points, args.seed, args.commit_interval_ms)
+            r = throughput(binary, broker, work, kind, points, seed, commit_ms)
             print(f"{kind:5s}: {r['points']:,} points in {r['seconds']:.2f} s = "
                   f"{r['points_per_s']:,.0f} points/s end to end, {r['steady_points_per_s']:,.0f} steady, "
                   f"{r['cores']:.2f} cores", flush=True)
             results["throughput"].append(r)
-        c = ceiling(min(args.points, 3_000_000), args.seed)
+        c = ceiling(min(points, 3_000_000), seed)
         print(f"ceiling: pyarrow zstd Parquet encode {c['points_per_s']:,.0f} rows/s", flush=True)
         results["ceiling"] = c
-        f = freshness(args.binary, broker, work, args.rate, args.seconds, args.seed)
+        f = freshness(binary, broker, work, rate, seconds, seed)
         print(f"freshness at {f['achieved_points_per_s']:,.0f} points/s: p50 {f['p50_s'] * 1000:.0f} ms, "
               f"p99 {f['p99_s'] * 1000:.0f} ms ({f['samples']} samples)", flush=True)
         results["freshness"] = f
     finally:
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
+    return results
 
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    lines = ["# Weir streaming ingest", "",
-             f"{dt.datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, `benches/run.sh ingest`", "",
-             "| input | points | seconds | points/s end to end | points/s steady | Weir cores | steady vs ceiling |",
+
+def report_lines(results: dict) -> list[str]:
+    c, f = results["ceiling"], results["freshness"]
+    lines = ["| input | points | seconds | points/s end to end | points/s steady | Weir cores | steady vs ceiling |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in results["throughput"]:
         lines.append(f"| {r['kind']} | {r['points']:,} | {r['seconds']:.2f} | {r['points_per_s']:,.0f} | "
@@ -332,22 +299,48 @@ def main() -> None:
               f"Freshness at {f['achieved_points_per_s']:,.0f} points/s (target {f['target_points_per_s']:,}): "
               f"p50 {f['p50_s'] * 1000:.0f} ms, p99 {f['p99_s'] * 1000:.0f} ms, max {f['max_s'] * 1000:.0f} ms "
               f"({f['samples']} samples)", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
+
+
+def plot(results: dict, path: Path) -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        c = results["ceiling"]
         fig, ax = plt.subplots(figsize=(7, 3.5))
         names = [f"Weir {r['kind']}" for r in results["throughput"]] + ["Parquet encode ceiling"]
         vals = [r["steady_points_per_s"] / 1e6 for r in results["throughput"]] + [c["points_per_s"] / 1e6]
         ax.barh(names, vals, color=["#1f77b4", "#1f77b4", "#999999"])
         ax.axvline(1.0, color="red", linestyle="--", label="target 1M points/s")
-        ax.set_xlabel("million points/s (2 cores)")
+        ax.set_xlabel("million points/s, steady (2 cores)")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out / "plot.png", dpi=120)
+        fig.savefig(path, dpi=120)
     except Exception as e:  # the plot is a convenience
         print(f"(no plot: {e})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", type=int, default=10_000_000, help="points per throughput run")
+    ap.add_argument("--commit-interval-ms", type=int, default=1000, help="throughput runs' commit interval")
+    ap.add_argument("--rate", type=int, default=200_000, help="freshness run: points/s")
+    ap.add_argument("--seconds", type=int, default=20, help="freshness run length")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--binary", type=Path, default=ROOT / "target/release/weir")
+    args = ap.parse_args()
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = HERE / "results" / f"{stamp}-ingest"
+    out.mkdir(parents=True, exist_ok=True)
+    results = run_ingest(args.binary, args.points, args.rate, args.seconds, args.seed, args.commit_interval_ms)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    lines = ["# Weir streaming ingest", "",
+             f"{dt.datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, `benches/run.sh ingest`", "",
+             *report_lines(results)]
+    (out / "report.md").write_text("\n".join(lines))
+    plot(results, out / "plot.png")
     print(f"report: {out / 'report.md'}")
 
 

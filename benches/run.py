@@ -5,7 +5,10 @@ lakehouse with `weir import`, serves it with `weir serve`, then runs the
 query suite on both engines: one warm-up, then --reps timed runs each,
 reporting min/median and the Weir/DuckDB ratio. Results of the two engines
 are compared (row count and numeric checksums) so a fast wrong answer shows.
-Writes benches/results/<stamp>/report.md and plot.png.
+Then streams the device-status fleet (JSON and line protocol) through Kafka
+into `weir serve` (points/s, freshness p50/p99; see ingest.py) unless
+--no-ingest. Writes benches/results/<stamp>/report.md, plot.png and
+ingest.png.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from generate import generate
+from ingest import plot as ingest_plot
+from ingest import report_lines as ingest_report_lines
+from ingest import run_ingest
 from queries import suite
 
 HERE = Path(__file__).resolve().parent
@@ -88,6 +94,8 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--weir-bin", type=Path, default=HERE.parent / "target/release/weir")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache/weir/bench-data")
+    ap.add_argument("--no-ingest", action="store_true", help="skip the streaming-ingest runs")
+    ap.add_argument("--ingest-points", type=int, default=10_000_000, help="points per streaming throughput run")
     args = ap.parse_args()
 
     data = args.cache / f"s{args.sensors}-h{args.hours}-seed{args.seed}"
@@ -145,12 +153,18 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    write_report(out, args, rows, load, ceiling, results)
+    ingest = None
+    if not args.no_ingest:
+        print("streaming ingest: Kafka -> weir serve ...", flush=True)
+        ingest = run_ingest(args.weir_bin, args.ingest_points, 200_000, 20, args.seed, 1000)
+        ingest_plot(ingest, out / "ingest.png")
+    write_report(out, args, rows, load, ceiling, results, ingest)
     print(f"report: {out / 'report.md'}")
     return 0 if all(r["match"] for r in results) else 1
 
 
-def write_report(out: Path, args, rows: int, load: dict, ceiling: float, results: list[dict]) -> None:
+def write_report(out: Path, args, rows: int, load: dict, ceiling: float, results: list[dict],
+                 ingest: dict | None) -> None:
     lines = [
         f"# Weir vs DuckDB: {args.sensors} sensors x {args.hours} h at 1 Hz ({rows:,} rows)",
         "",
@@ -172,10 +186,16 @@ def write_report(out: Path, args, rows: int, load: dict, ceiling: float, results
         f"- Bulk load (`weir import`, {load['files_in']} files -> {load['data_files_out']} data files, {load['snapshots']} snapshots): "
         f"{load['rows_per_second']:,.0f} rows/s ({load['seconds']:.1f} s)",
         f"- Ceiling, pyarrow Parquet encode (zstd) of the same rows: {ceiling:,.0f} rows/s",
-        "- Streaming ingest and freshness: pending the streaming writer (issue 3).",
+        "",
     ]
+    if ingest:
+        lines += ["Streaming (Kafka -> Bronze + Silver + hot tier, device-status fleet from generate.py):", "",
+                  *ingest_report_lines(ingest)]
+    else:
+        lines += ["Streaming ingest: skipped (--no-ingest)."]
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps({"load": load, "ceiling_rows_per_s": ceiling, "queries": results}, indent=2))
+    (out / "results.json").write_text(json.dumps({"load": load, "ceiling_rows_per_s": ceiling, "queries": results,
+                                                  "ingest": ingest}, indent=2))
     try:
         import matplotlib
         matplotlib.use("Agg")
