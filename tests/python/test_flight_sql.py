@@ -570,3 +570,21 @@ def test_handshake_basic_auth_returns_bearer(weir_server):
         assert catalogs.column("catalog_name").to_pylist() == ["weir"]
     finally:
         client.close()
+
+
+GRPC_DEADLINE_EXCEEDED = 4
+
+
+def test_query_timeout_cancels_the_query_and_the_server_stays_up(weir_factory, tmp_path):
+    from weir_harness import connect
+
+    server = weir_factory(tmp_path / "data", ["--query-timeout", "1s"])
+    conn = connect(server.uri)
+    slow = "SELECT sum(value * 2) FROM range(50000000000)"
+    with pytest.raises(dbapi.Error) as excinfo:
+        fetch_rows(conn, slow)
+    assert_adbc_error(excinfo, Status.TIMEOUT, GRPC_DEADLINE_EXCEEDED)
+    assert "query timeout (1s" in str(excinfo.value)
+    # The server is still there and answers at once.
+    assert fetch_scalar(conn, "SELECT 41 + 1") == 42
+    conn.close()

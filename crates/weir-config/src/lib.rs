@@ -44,6 +44,11 @@ pub struct QueryConfig {
     /// Parallelism per query (0 = number of cores).
     #[arg(long, env = "WEIR_QUERY_PARALLELISM", default_value_t = 0)]
     pub query_parallelism: usize,
+
+    /// Longest a query may plan or stream its results before it is cancelled
+    /// with DEADLINE_EXCEEDED, e.g. `30s`, `10m` (`0s` = no limit).
+    #[arg(long, env = "WEIR_QUERY_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10m")]
+    pub query_timeout: Duration,
 }
 
 /// Scheduled maintenance inside `weir serve` (per-table `[policy]` in the

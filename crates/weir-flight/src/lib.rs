@@ -25,12 +25,16 @@ pub use statements::conform_batch;
 pub struct FlightOptions {
     /// How long a planned statement waits for its DoGet before it is dropped.
     pub statement_ttl: Duration,
+    /// Longest a query may plan, or stream its results, before it is
+    /// cancelled with DEADLINE_EXCEEDED (`None`: no limit).
+    pub query_timeout: Option<Duration>,
 }
 
 impl Default for FlightOptions {
     fn default() -> Self {
         Self {
             statement_ttl: Duration::from_secs(10 * 60),
+            query_timeout: None,
         }
     }
 }

@@ -62,6 +62,7 @@ struct Inner {
     statements: StatementCache,
     prepared: PreparedStatements,
     auth: Authenticator,
+    query_timeout: Option<Duration>,
 }
 
 impl WeirFlightSqlService {
@@ -72,6 +73,7 @@ impl WeirFlightSqlService {
                 statements: StatementCache::new(options.statement_ttl),
                 prepared: PreparedStatements::new(options.statement_ttl.max(MIN_PREPARED_IDLE)),
                 auth: Authenticator,
+                query_timeout: options.query_timeout,
             }),
         }
     }
@@ -192,11 +194,13 @@ impl FlightSqlService for WeirFlightSqlService {
         no_transactions(&query.transaction_id)?;
         tracing::debug!(sql = %query.query, "GetFlightInfo statement");
         let ctx = self.engine().new_context();
-        let df = self
-            .engine()
-            .sql(&ctx, &query.query)
-            .await
-            .map_err(status_from)?;
+        let df = statements::within(self.inner.query_timeout, async {
+            self.engine()
+                .sql(&ctx, &query.query)
+                .await
+                .map_err(status_from)
+        })
+        .await?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let handle = self.inner.statements.insert(Executable {
             schema: schema.clone(),
@@ -224,7 +228,10 @@ impl FlightSqlService for WeirFlightSqlService {
         let exec = self.inner.statements.take(handle).ok_or_else(|| {
             Status::not_found("statement handle is unknown, already fetched or expired")
         })?;
-        stream_response(statements::stream_executable(exec))
+        stream_response(statements::with_deadline(
+            statements::stream_executable(exec),
+            self.inner.query_timeout,
+        ))
     }
 
     async fn do_put_statement_update(
@@ -236,12 +243,15 @@ impl FlightSqlService for WeirFlightSqlService {
         no_transactions(&command.transaction_id)?;
         tracing::debug!(sql = %command.query, "DoPut statement update");
         let ctx = self.engine().new_context();
-        let df = self
-            .engine()
-            .sql(&ctx, &command.query)
-            .await
-            .map_err(status_from)?;
-        statements::execute_update(vec![df]).await
+        statements::within(self.inner.query_timeout, async {
+            let df = self
+                .engine()
+                .sql(&ctx, &command.query)
+                .await
+                .map_err(status_from)?;
+            statements::execute_update(vec![df]).await
+        })
+        .await
     }
 
     // --- prepared statements ------------------------------------------------------
@@ -331,7 +341,10 @@ impl FlightSqlService for WeirFlightSqlService {
         let statement = self.inner.prepared.get(&query.prepared_statement_handle)?;
         tracing::debug!(sql = %statement.sql, "DoGet prepared statement");
         let exec = statements::plan_prepared(self.engine(), &statement).await?;
-        stream_response(statements::stream_executable(exec))
+        stream_response(statements::with_deadline(
+            statements::stream_executable(exec),
+            self.inner.query_timeout,
+        ))
     }
 
     async fn do_put_prepared_statement_update(
@@ -356,7 +369,11 @@ impl FlightSqlService for WeirFlightSqlService {
             tracing::debug!("executing a query as an update; its rows are discarded");
         }
         let exec = statements::plan_prepared(self.engine(), &statement).await?;
-        statements::execute_update(exec.frames).await
+        statements::within(
+            self.inner.query_timeout,
+            statements::execute_update(exec.frames),
+        )
+        .await
     }
 
     // --- metadata ----------------------------------------------------------------

@@ -502,6 +502,57 @@ pub(crate) fn stream_executable(exec: Executable) -> FlightDataStream {
     Box::pin(encoded)
 }
 
+/// `stream`, cut off with DEADLINE_EXCEEDED once `timeout` has passed
+/// (dropping the query's stream cancels its execution).
+pub(crate) fn with_deadline(
+    stream: FlightDataStream,
+    timeout: Option<std::time::Duration>,
+) -> FlightDataStream {
+    let Some(limit) = timeout else {
+        return stream;
+    };
+    let sleep = Box::pin(tokio::time::sleep(limit));
+    Box::pin(futures::stream::unfold(
+        Some((stream, sleep)),
+        move |state| async move {
+            let (mut stream, mut sleep) = state?;
+            tokio::select! {
+                item = stream.next() => item.map(|i| (i, Some((stream, sleep)))),
+                _ = &mut sleep => Some((Err(deadline(limit)), None)),
+            }
+        },
+    ))
+}
+
+/// Runs `work` (planning, DDL, DML) within `timeout`.
+pub(crate) async fn within<T>(
+    timeout: Option<std::time::Duration>,
+    work: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match timeout {
+        None => work.await,
+        Some(limit) => tokio::time::timeout(limit, work)
+            .await
+            .unwrap_or_else(|_| Err(deadline(limit))),
+    }
+}
+
+fn deadline(limit: std::time::Duration) -> Status {
+    Status::deadline_exceeded(format!(
+        "the query ran longer than the server's query timeout ({}, --query-timeout) and was cancelled",
+        humantime_like(limit)
+    ))
+}
+
+fn humantime_like(d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs >= 60.0 && secs.fract() == 0.0 && (secs as u64).is_multiple_of(60) {
+        format!("{}m", secs as u64 / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
 /// Encodes an in-memory result (metadata commands).
 pub(crate) fn stream_batch(batch: RecordBatch) -> FlightDataStream {
     let schema = batch.schema();

@@ -370,8 +370,10 @@ async fn commit_with_retry(
     flush: &crate::writer::Flush,
 ) -> Feedback {
     let mut delay = Duration::from_millis(200);
+    // Data files written by the first attempt, committed by every retry.
+    let mut written = Vec::new();
     for attempt in 1.. {
-        match commit_flush(lakehouse, SOURCE, writer_id, sinks, flush).await {
+        match commit_flush(lakehouse, SOURCE, writer_id, sinks, flush, &mut written).await {
             Ok(FlushOutcome::Committed { raw, elapsed }) => {
                 tracing::debug!(?elapsed, raw = %raw, "flush committed");
                 return Feedback::Committed {

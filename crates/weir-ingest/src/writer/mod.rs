@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use iceberg::TableIdent;
+use iceberg::spec::DataFile;
+use iceberg::table::Table;
 use uuid::Uuid;
 use weir_catalog::hot::HotChunk;
 use weir_catalog::watermark::{Watermarks, table_watermarks};
@@ -139,6 +141,7 @@ pub async fn commit_flush(
     writer_id: &str,
     sinks: &Sinks,
     flush: &Flush,
+    written: &mut Vec<Vec<DataFile>>,
 ) -> Result<FlushOutcome, CatalogError> {
     let started = Instant::now();
     let catalog = lakehouse.catalog();
@@ -156,35 +159,13 @@ pub async fn commit_flush(
     // Parquet encoding is most of a flush's work: every table's files are
     // written at once (a task each, so all cores share it), then committed
     // one by one in sink order (silver → dead letters → raw), the order
-    // exactly-once relies on. Files of a refused commit become orphans.
-    let writes: Vec<_> = flush
-        .sinks
-        .iter()
-        .zip(&tables)
-        .map(|(part, table)| {
-            let (table, batches) = (table.clone(), part.batches.clone());
-            tokio::spawn(async move { write_data_files(&table, &batches, None).await })
-        })
-        .collect();
-    let mut written = Vec::with_capacity(writes.len());
-    for (write, part) in writes.into_iter().zip(&flush.sinks) {
-        let name = sinks.name(part.sink).to_string();
-        let files = write
-            .await
-            .map_err(|e| CatalogError::Write {
-                table: name.clone(),
-                source: Box::new(iceberg::Error::new(
-                    iceberg::ErrorKind::Unexpected,
-                    format!("the writer task failed: {e}"),
-                )),
-            })?
-            .map_err(|source| CatalogError::Write {
-                table: name,
-                source: Box::new(source),
-            })?;
-        written.push(files);
+    // exactly-once relies on. A retried flush commits the files written by
+    // its first attempt (`written`) instead of writing them again; files of a
+    // refused flush become orphans.
+    if written.len() != flush.sinks.len() {
+        *written = write_flush_files(sinks, flush, &tables).await?;
     }
-    for ((part, table), files) in flush.sinks.iter().zip(tables).zip(written) {
+    for ((part, table), files) in flush.sinks.iter().zip(tables).zip(written.iter()) {
         let name = sinks.name(part.sink);
         let expected = part.expected.clone();
         let fence_source = source.to_string();
@@ -209,7 +190,7 @@ pub async fn commit_flush(
             commit_id: Some(Uuid::now_v7()),
             fence: Some(fence),
         };
-        match append_data_files(lakehouse, &table, files, opts).await {
+        match append_data_files(lakehouse, &table, files.clone(), opts).await {
             Ok(outcome) => {
                 if part.sink < sinks.dead() {
                     let marks = table_watermarks(&outcome.table, source);
@@ -229,4 +210,40 @@ pub async fn commit_flush(
         raw,
         elapsed: started.elapsed(),
     })
+}
+
+/// Writes every sink's data files of `flush` at once, one task per table.
+async fn write_flush_files(
+    sinks: &Sinks,
+    flush: &Flush,
+    tables: &[Table],
+) -> Result<Vec<Vec<DataFile>>, CatalogError> {
+    let writes: Vec<_> = flush
+        .sinks
+        .iter()
+        .zip(tables)
+        .map(|(part, table)| {
+            let (table, batches) = (table.clone(), part.batches.clone());
+            tokio::spawn(async move { write_data_files(&table, &batches, None).await })
+        })
+        .collect();
+    let mut written = Vec::with_capacity(writes.len());
+    for (write, part) in writes.into_iter().zip(&flush.sinks) {
+        let name = sinks.name(part.sink).to_string();
+        let files = write
+            .await
+            .map_err(|e| CatalogError::Write {
+                table: name.clone(),
+                source: Box::new(iceberg::Error::new(
+                    iceberg::ErrorKind::Unexpected,
+                    format!("the writer task failed: {e}"),
+                )),
+            })?
+            .map_err(|source| CatalogError::Write {
+                table: name,
+                source: Box::new(source),
+            })?;
+        written.push(files);
+    }
+    Ok(written)
 }

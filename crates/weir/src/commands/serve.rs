@@ -69,7 +69,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let (stop_serving, serving_stopped) = watch::channel(false);
     let mut server = tokio::spawn(weir_flight::serve(
         engine,
-        weir_flight::FlightOptions::default(),
+        weir_flight::FlightOptions {
+            query_timeout: (!cfg.query.query_timeout.is_zero()).then_some(cfg.query.query_timeout),
+            ..Default::default()
+        },
         listener,
         async move {
             let mut rx = serving_stopped;
