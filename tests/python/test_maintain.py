@@ -49,6 +49,22 @@ def pyiceberg_totals(data: Path, table: str, column: str) -> tuple[int, float]:
     return arrow.num_rows, float(sum(v for v in arrow.column(column).to_pylist() if v is not None))
 
 
+def declare_table(tables_dir: Path, name: str, partition: bool = True, policy: str = "",
+                  properties: str = "") -> None:
+    """Writes `<tables_dir>/public/<name>.toml`: a (ts, v) table, optionally
+    day-partitioned, with `[policy]` / `[properties]` lines."""
+    folder = tables_dir / "public"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = (f'namespace = "public"\nname = "{name}"\n' + ('partition = ["day(ts)"]\n' if partition else "") +
+            '[[columns]]\nname = "ts"\ntype = "timestamptz"\nrequired = true\n'
+            '[[columns]]\nname = "v"\ntype = "double"\n')
+    if policy:
+        text += "[policy]\n" + policy.strip() + "\n"
+    if properties:
+        text += "[properties]\n" + properties.strip() + "\n"
+    (folder / f"{name}.toml").write_text(text)
+
+
 def test_compaction_while_the_streaming_writer_appends(broker: KafkaBroker, weir_factory, tmp_path):
     partitions = 4
     topic = broker.create_topic("compact", partitions)
@@ -326,20 +342,7 @@ def test_retention_drops_old_partitions_once_rollups_cover_them(weir_factory, tm
 
 
 def test_serve_runs_maintenance_on_its_schedule(weir_factory, tmp_path):
-    tables = tmp_path / "tables" / "public"
-    tables.mkdir(parents=True)
-    (tables / "s.toml").write_text('''
-namespace = "public"
-name = "s"
-partition = ["day(ts)"]
-[[columns]]
-name = "ts"
-type = "timestamptz"
-required = true
-[[columns]]
-name = "v"
-type = "double"
-[policy]
+    declare_table(tmp_path / "tables", "s", policy='''
 compact_every = "1s"
 expire_every = "off"
 orphans_every = "off"
@@ -355,7 +358,8 @@ orphans_every = "off"
     assert len(live_files(data, "public.s")) == 1
     conn.close()
     # A bad policy stops the server at start with a clear message.
-    (tables / "s.toml").write_text((tables / "s.toml").read_text().replace("compact_every", "compact_evry"))
+    toml = tmp_path / "tables" / "public" / "s.toml"
+    toml.write_text(toml.read_text().replace("compact_every", "compact_evry"))
     out = subprocess.run([str(weir_binary()), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d2"),
                           "--tables-dir", str(tmp_path / "tables")], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "compact_evry" in out.stderr
@@ -368,22 +372,7 @@ def manifest_count(data: Path, table: str) -> int:
 
 
 def test_small_manifests_are_merged_on_append_and_on_demand(weir_factory, tmp_path):
-    tables = tmp_path / "tables" / "public"
-    tables.mkdir(parents=True)
-    (tables / "auto.toml").write_text('''
-namespace = "public"
-name = "auto"
-partition = ["day(ts)"]
-[[columns]]
-name = "ts"
-type = "timestamptz"
-required = true
-[[columns]]
-name = "v"
-type = "double"
-[properties]
-"commit.manifest.min-count-to-merge" = "5"
-''')
+    declare_table(tmp_path / "tables", "auto", properties='"commit.manifest.min-count-to-merge" = "5"')
     data = tmp_path / "data"
     server = weir_factory(data, ["--tables-dir", str(tmp_path / "tables"), "--maintenance=false"])
     conn = connect(server.uri)
@@ -423,22 +412,15 @@ def test_retention_waits_for_the_rollup_to_cover_the_partitions(weir_factory, tm
     """The positive side of the gate: once the rollup's snapshot records a
     base sequence number (written here by PyIceberg, as MV refresh will), the
     partitions committed up to that sequence go, and later ones stay."""
-    tables = tmp_path / "tables" / "public"
-    tables.mkdir(parents=True)
-    cols = '''
-[[columns]]
-name = "ts"
-type = "timestamptz"
-required = true
-[[columns]]
-name = "v"
-type = "double"
-'''
-    (tables / "raw.toml").write_text('namespace = "public"\nname = "raw"\npartition = ["day(ts)"]\n' + cols +
-                                     '[policy]\nretention_days = 30\nretention_requires = ["public.roll"]\n'
-                                     'compact_every = "off"\nexpire_every = "off"\norphans_every = "off"\n'
-                                     'retention_every = "off"\n')
-    (tables / "roll.toml").write_text('namespace = "public"\nname = "roll"\n' + cols)
+    declare_table(tmp_path / "tables", "raw", policy='''
+retention_days = 30
+retention_requires = ["public.roll"]
+compact_every = "off"
+expire_every = "off"
+orphans_every = "off"
+retention_every = "off"
+''')
+    declare_table(tmp_path / "tables", "roll", partition=False)
     data = tmp_path / "data"
     server = weir_factory(data, ["--tables-dir", str(tmp_path / "tables")])
     conn = connect(server.uri)
