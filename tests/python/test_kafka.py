@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from kafka_harness import KafkaBroker, WeirIngest, assert_exactly_once, produce, wait_until, watermarks
-from weir_harness import connect, fetch_rows, fetch_scalar
+from weir_harness import connect, execute, fetch_rows, fetch_scalar
 
 FAST = ["--commit-interval-ms", "300", "--hot-interval-ms", "50"]
 
@@ -89,6 +89,10 @@ def test_hot_tier_serves_rows_before_the_commit(broker: KafkaBroker, weir_factor
     plan = "\n".join(str(r) for r in fetch_rows(conn, "EXPLAIN SELECT count(*) FROM silver.points"))
     assert "1000 as count(*)" in plan
     assert fetch_scalar(conn, "SELECT count(DISTINCT value) FROM silver.points") == 1000
+    # A materialized view reflects committed rows only: none yet.
+    execute(conn, "CREATE MATERIALIZED VIEW public.per_device AS "
+                  "SELECT device_id, count(*) AS n FROM silver.points GROUP BY device_id")
+    assert fetch_scalar(conn, "SELECT count(*) FROM public.per_device") == 0
     print(f"hot tier: 1000 rows visible {visible_after * 1000:.0f} ms after the producer flushed")
     conn.close()
     # A clean stop commits the hot rows; after a restart they are all in Iceberg.
@@ -97,6 +101,8 @@ def test_hot_tier_serves_rows_before_the_commit(broker: KafkaBroker, weir_factor
     conn = connect(server.uri)
     assert fetch_scalar(conn, "SELECT count(*) FROM iceberg_snapshots('silver.points')") == 1
     assert fetch_rows(conn, "SELECT count(*), count(DISTINCT value) FROM silver.points") == [(1000, 1000)]
+    execute(conn, "REFRESH MATERIALIZED VIEW public.per_device")
+    assert fetch_scalar(conn, "SELECT sum(n) FROM public.per_device") == 1000
     conn.close()
 
 

@@ -187,7 +187,7 @@ fn is_ddl_keyword(sql: &str) -> bool {
         .split(|c: char| c.is_whitespace() || c == '(')
         .find(|w| !w.is_empty())
         .unwrap_or("");
-    ["CREATE", "DROP", "ALTER"]
+    ["CREATE", "DROP", "ALTER", "REFRESH"]
         .iter()
         .any(|k| first.eq_ignore_ascii_case(k))
 }

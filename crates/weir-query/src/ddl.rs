@@ -85,7 +85,7 @@ fn find_keyword(upper: &str, keyword: &str) -> Option<usize> {
     None
 }
 
-fn split_top_level_commas(s: &str) -> Vec<String> {
+pub(crate) fn split_top_level_commas(s: &str) -> Vec<String> {
     let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0usize);
     for (i, c) in s.char_indices() {
         match c {
@@ -137,7 +137,7 @@ pub async fn execute_ddl(
     }
 }
 
-fn ident(table: &TableReference) -> Result<TableIdent> {
+pub(crate) fn ident(table: &TableReference) -> Result<TableIdent> {
     if let Some(catalog) = table.catalog()
         && catalog != CATALOG_NAME
     {
@@ -195,7 +195,7 @@ async fn create_table(
 
 /// Maps Arrow types Iceberg v2 cannot store to the nearest ones it can
 /// (SQL `TIMESTAMP` is nanoseconds in DataFusion; Iceberg v2 stores micros).
-fn iceberg_compatible(schema: &Schema) -> Schema {
+pub(crate) fn iceberg_compatible(schema: &Schema) -> Schema {
     let fields: Vec<Field> = schema
         .fields()
         .iter()

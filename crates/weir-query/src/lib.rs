@@ -8,6 +8,7 @@ mod catalog;
 mod ddl;
 mod error;
 mod functions;
+pub mod mv;
 mod native_scan;
 mod table;
 
@@ -115,6 +116,13 @@ impl QueryEngine {
     /// `count` result; queries and DML are returned unexecuted.
     pub async fn sql(&self, ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
         let sql = sql.trim().trim_end_matches(';');
+        if let Some(statement) = mv::parse(sql)? {
+            self.refresh().await?;
+            let outcome = mv::execute(self.lakehouse(), ctx, statement).await;
+            self.refresh().await?;
+            outcome?;
+            return Ok(ddl_done(ctx)?);
+        }
         let (sql, partition) = ddl::split_partition_clause(sql)?;
         self.refresh().await?;
         let plan = ctx.state().create_logical_plan(&sql).await?;

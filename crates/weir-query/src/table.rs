@@ -135,6 +135,11 @@ impl WeirTable {
         &self.table
     }
 
+    /// The snapshot this table is pinned to (`None`: the table is empty).
+    pub fn snapshot_id(&self) -> Option<i64> {
+        self.snapshot_id
+    }
+
     /// The Arrow schema of the pinned snapshot (may lack newer columns).
     fn snapshot_arrow_schema(&self) -> DFResult<SchemaRef> {
         let metadata = self.table.metadata();

@@ -1,0 +1,380 @@
+//! Materialized views, first increment (issue 6): `CREATE MATERIALIZED VIEW`,
+//! `REFRESH MATERIALIZED VIEW` (full), `DROP MATERIALIZED VIEW`.
+//!
+//! An MV is an Iceberg table whose `weir.mv.definition` property holds its
+//! query. A refresh plans that query, pins every Weir table it reads to the
+//! snapshot current at planning time *without* the hot tier (an MV reflects
+//! committed rows only), runs it, and swaps all of the MV's files for the
+//! result in one snapshot whose summary records, per base table,
+//! `weir.mv.base-snapshot.<ns.t>` and `weir.mv.base-sequence.<ns.t>` (what
+//! retention waits for, and what incremental refresh and query rewrite will
+//! build on).
+//!
+//! TODO(issue 6): incremental refresh, scheduled refresh, rewrite — see the
+//! plan in README.md.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::common::TableReference;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::datasource::{provider_as_source, source_as_provider};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use iceberg::TableCreation;
+use iceberg::arrow::arrow_schema_to_schema_auto_assign_ids;
+use weir_catalog::spec::build_partition_spec;
+use weir_catalog::{AppendOptions, Lakehouse, append_data_files, commit_replace, write_data_files};
+
+use crate::ddl::{iceberg_compatible, ident, split_top_level_commas};
+use crate::error::{QueryError, Result};
+use crate::table::WeirTable;
+
+/// Table property holding an MV's query.
+pub const DEFINITION: &str = "weir.mv.definition";
+
+/// A parsed materialized-view statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MvStatement {
+    Create {
+        name: String,
+        if_not_exists: bool,
+        partition: Vec<String>,
+        query: String,
+    },
+    Refresh {
+        name: String,
+    },
+    Drop {
+        name: String,
+        if_exists: bool,
+    },
+}
+
+/// Recognises the MV statements (DataFusion's SQL layer has none of them);
+/// `None` for any other statement.
+pub fn parse(sql: &str) -> Result<Option<MvStatement>> {
+    let mut rest = sql.trim();
+    let statement = if eat(&mut rest, &["CREATE", "MATERIALIZED", "VIEW"]) {
+        let if_not_exists = eat(&mut rest, &["IF", "NOT", "EXISTS"]);
+        let name = take_name(&mut rest)?;
+        let mut partition = Vec::new();
+        if eat(&mut rest, &["PARTITIONED", "BY"]) {
+            let (inside, after) = parenthesised(rest)?;
+            partition = split_top_level_commas(inside);
+            rest = after.trim_start();
+        }
+        if !eat(&mut rest, &["AS"]) {
+            return Err(QueryError::Syntax(
+                "CREATE MATERIALIZED VIEW name [PARTITIONED BY (...)] AS SELECT ...".into(),
+            ));
+        }
+        MvStatement::Create {
+            name,
+            if_not_exists,
+            partition,
+            query: rest.to_string(),
+        }
+    } else if eat(&mut rest, &["REFRESH", "MATERIALIZED", "VIEW"]) {
+        MvStatement::Refresh {
+            name: take_name(&mut rest)?,
+        }
+    } else if eat(&mut rest, &["DROP", "MATERIALIZED", "VIEW"]) {
+        let if_exists = eat(&mut rest, &["IF", "EXISTS"]);
+        MvStatement::Drop {
+            name: take_name(&mut rest)?,
+            if_exists,
+        }
+    } else {
+        return Ok(None);
+    };
+    if let MvStatement::Refresh { .. } | MvStatement::Drop { .. } = &statement
+        && !rest.trim().is_empty()
+    {
+        return Err(QueryError::Syntax(format!(
+            "unexpected `{}` after the view name",
+            rest.trim()
+        )));
+    }
+    Ok(Some(statement))
+}
+
+/// Consumes `words` (case-insensitive, whitespace-separated) if `rest`
+/// starts with all of them.
+fn eat(rest: &mut &str, words: &[&str]) -> bool {
+    let mut s = *rest;
+    for word in words {
+        let Some(head) = s.get(..word.len()) else {
+            return false;
+        };
+        let boundary = s[word.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_whitespace() || c == '(');
+        if !head.eq_ignore_ascii_case(word) || !boundary {
+            return false;
+        }
+        s = s[word.len()..].trim_start();
+    }
+    *rest = s;
+    true
+}
+
+fn take_name(rest: &mut &str) -> Result<String> {
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '(' || c == ';')
+        .unwrap_or(rest.len());
+    let name = &rest[..end];
+    if name.is_empty() {
+        return Err(QueryError::Syntax(
+            "a materialized view name is missing".into(),
+        ));
+    }
+    *rest = rest[end..].trim_start();
+    Ok(name.to_string())
+}
+
+/// `( ... )` at the start of `s` (nested parentheses allowed): the inside and
+/// what follows.
+fn parenthesised(s: &str) -> Result<(&str, &str)> {
+    let s = s.trim_start();
+    if !s.starts_with('(') {
+        return Err(QueryError::Syntax(
+            "PARTITIONED BY must be followed by `(`".into(),
+        ));
+    }
+    let mut depth = 0usize;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Ok((&s[1..i], &s[i + 1..]));
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(QueryError::Syntax(
+        "unbalanced parentheses in PARTITIONED BY".into(),
+    ))
+}
+
+/// Runs an MV statement.
+pub async fn execute(lakehouse: &Lakehouse, ctx: &SessionContext, stmt: MvStatement) -> Result<()> {
+    match stmt {
+        MvStatement::Create {
+            name,
+            if_not_exists,
+            partition,
+            query,
+        } => create(lakehouse, ctx, &name, if_not_exists, &partition, &query).await,
+        MvStatement::Refresh { name } => refresh(lakehouse, ctx, &name).await.map(|_| ()),
+        MvStatement::Drop { name, if_exists } => drop_view(lakehouse, &name, if_exists).await,
+    }
+}
+
+async fn create(
+    lakehouse: &Lakehouse,
+    ctx: &SessionContext,
+    name: &str,
+    if_not_exists: bool,
+    partition: &[String],
+    query: &str,
+) -> Result<()> {
+    let ident = ident(&TableReference::from(name))?;
+    let catalog = lakehouse.catalog();
+    if catalog.table_exists(&ident).await? {
+        return if if_not_exists {
+            Ok(())
+        } else {
+            Err(QueryError::AlreadyExists(format!("table {ident}")))
+        };
+    }
+    let plan = ctx.state().create_logical_plan(query).await?;
+    let arrow = iceberg_compatible(plan.schema().as_arrow());
+    let schema = arrow_schema_to_schema_auto_assign_ids(&arrow)
+        .map_err(|e| QueryError::Invalid(format!("column types: {e}")))?;
+    let spec = build_partition_spec(&schema, partition).map_err(QueryError::Invalid)?;
+    let creation = TableCreation::builder()
+        .name(ident.name().to_string())
+        .schema(schema)
+        .partition_spec(spec)
+        .properties(HashMap::from([
+            (DEFINITION.to_string(), query.to_string()),
+            (
+                "write.parquet.compression-codec".to_string(),
+                "zstd".to_string(),
+            ),
+        ]))
+        .build();
+    lakehouse
+        .create_table(&ident.namespace().to_url_string(), creation)
+        .await?;
+    refresh(lakehouse, ctx, name).await.map(|_| ())
+}
+
+/// What a refresh read and wrote.
+#[derive(Debug, Clone, Default)]
+pub struct RefreshReport {
+    /// Base table → (snapshot id, sequence number) the MV now reflects.
+    pub bases: BTreeMap<String, (i64, i64)>,
+    pub rows: u64,
+    pub files: usize,
+}
+
+/// Full refresh: recompute the view from pinned base snapshots and swap all
+/// of its files for the result in one snapshot.
+pub async fn refresh(
+    lakehouse: &Lakehouse,
+    ctx: &SessionContext,
+    name: &str,
+) -> Result<RefreshReport> {
+    let ident = ident(&TableReference::from(name))?;
+    let view = lakehouse.catalog().load_table(&ident).await?;
+    let Some(query) = view.metadata().properties().get(DEFINITION).cloned() else {
+        return Err(QueryError::Invalid(format!(
+            "{ident} is a table, not a materialized view"
+        )));
+    };
+    let plan = ctx.state().create_logical_plan(&query).await?;
+    // Pin every Weir table the query reads to the snapshot it was planned
+    // at, without hot-tier rows: the MV reflects exactly those snapshots.
+    let mut bases: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let view_name = ident.to_string();
+    let pinned = plan
+        .transform_up(|node| {
+            let LogicalPlan::TableScan(mut scan) = node else {
+                return Ok(Transformed::no(node));
+            };
+            let provider = source_as_provider(&scan.source)?;
+            let Some(weir) = provider.as_any().downcast_ref::<WeirTable>() else {
+                return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+            };
+            let table = weir.table().clone();
+            let base = table.identifier().to_string();
+            if base == view_name {
+                return Err(datafusion::error::DataFusionError::Plan(format!(
+                    "materialized view {view_name} cannot read itself"
+                )));
+            }
+            let snapshot = weir.snapshot_id();
+            if let Some(id) = snapshot {
+                let seq = table
+                    .metadata()
+                    .snapshot_by_id(id)
+                    .map(|s| s.sequence_number())
+                    .unwrap_or_default();
+                bases.insert(base, (id, seq));
+            }
+            let committed = WeirTable::try_new(lakehouse.clone(), table, snapshot)?;
+            scan.source = provider_as_source(Arc::new(committed));
+            Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+        })?
+        .data;
+    let batches = ctx.execute_logical_plan(pinned).await?.collect().await?;
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+
+    // Reload: the view may have been refreshed meanwhile; its live files are
+    // what this refresh replaces (a concurrent refresh makes one of the two
+    // fail with a conflict instead of mixing results).
+    let view = lakehouse.catalog().load_table(&ident).await?;
+    let added = write_data_files(&view, &batches, None).await?;
+    let files = added.len();
+    let mut props: HashMap<String, String> =
+        HashMap::from([("weir.mv.refresh".to_string(), "full".to_string())]);
+    for (base, (snapshot, seq)) in &bases {
+        props.insert(
+            format!("weir.mv.base-snapshot.{base}"),
+            snapshot.to_string(),
+        );
+        props.insert(format!("weir.mv.base-sequence.{base}"), seq.to_string());
+    }
+    let live: HashSet<String> = match view.metadata().current_snapshot_id() {
+        Some(id) => {
+            view.scan()
+                .snapshot_id(id)
+                .select_empty()
+                .build()?
+                .plan_files()
+                .await?
+                .map_ok(|task| task.data_file_path)
+                .try_collect()
+                .await?
+        }
+        None => HashSet::new(),
+    };
+    if !live.is_empty() {
+        commit_replace(lakehouse, &ident, &live, added, props).await?;
+    } else if !added.is_empty() {
+        let opts = AppendOptions {
+            snapshot_properties: props,
+            ..Default::default()
+        };
+        append_data_files(lakehouse, &view, added, opts).await?;
+    }
+    // TODO(issue 6): an empty result over an empty view commits nothing, so
+    // its base sequence is not recorded until a refresh finds rows.
+    Ok(RefreshReport { bases, rows, files })
+}
+
+async fn drop_view(lakehouse: &Lakehouse, name: &str, if_exists: bool) -> Result<()> {
+    let ident = ident(&TableReference::from(name))?;
+    let catalog = lakehouse.catalog();
+    if !catalog.table_exists(&ident).await? {
+        return if if_exists {
+            Ok(())
+        } else {
+            Err(QueryError::NotFound(format!("materialized view {ident}")))
+        };
+    }
+    let table = catalog.load_table(&ident).await?;
+    if !table.metadata().properties().contains_key(DEFINITION) {
+        return Err(QueryError::Invalid(format!(
+            "{ident} is a table, not a materialized view: use DROP TABLE"
+        )));
+    }
+    catalog.drop_table(&ident).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_three_statements() {
+        assert_eq!(
+            parse(
+                "create materialized view if not exists gold.m PARTITIONED BY (day(b)) AS SELECT 1"
+            )
+            .unwrap(),
+            Some(MvStatement::Create {
+                name: "gold.m".into(),
+                if_not_exists: true,
+                partition: vec!["day(b)".into()],
+                query: "SELECT 1".into(),
+            })
+        );
+        assert_eq!(
+            parse("REFRESH MATERIALIZED VIEW gold.m").unwrap(),
+            Some(MvStatement::Refresh {
+                name: "gold.m".into()
+            })
+        );
+        assert_eq!(
+            parse("DROP MATERIALIZED VIEW IF EXISTS m").unwrap(),
+            Some(MvStatement::Drop {
+                name: "m".into(),
+                if_exists: true
+            })
+        );
+        assert_eq!(parse("SELECT 1").unwrap(), None);
+        assert_eq!(parse("CREATE VIEW v AS SELECT 1").unwrap(), None);
+        assert!(parse("CREATE MATERIALIZED VIEW m SELECT 1").is_err());
+        assert!(parse("REFRESH MATERIALIZED VIEW").is_err());
+        assert!(parse("REFRESH MATERIALIZED VIEW m now").is_err());
+    }
+}
