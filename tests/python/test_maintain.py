@@ -338,6 +338,14 @@ def test_retention_drops_old_partitions_once_rollups_cover_them(weir_factory, tm
     assert held["files_dropped"] == 0 and held["files_held"] == 2
     assert any("gold.points_1m" in reason for reason in held["held_because"])
     assert fetch_scalar(conn, "SELECT count(*) FROM silver.points") == 2
+    # Refreshing the Gold materialized views records the silver snapshot
+    # they cover: now the old partitions go, and the rollups keep them.
+    for view in ("gold.points_1m", "gold.points_1h", "gold.points_1d"):
+        execute(conn, f"REFRESH MATERIALIZED VIEW {view}")
+    done = maintain("retention", data, "silver.points")["silver.points"]
+    assert (done["files_dropped"], done["files_held"]) == (2, 0), done
+    assert fetch_scalar(conn, "SELECT count(*) FROM silver.points") == 0
+    assert fetch_rows(conn, "SELECT count(*), sum(sum_value) FROM gold.points_1d")[0] == (2, 3.0)
     conn.close()
 
 

@@ -19,12 +19,39 @@ const DEFINITIONS: &[(&str, &str)] = definitions!(
     "gold/points_1d.toml",
 );
 
-/// The built-in table definitions, parsed and validated.
+/// Queries of the declared tables that are materialized views (`sql/`).
+const VIEWS: &[(&str, &str)] = &[
+    (
+        "gold.points_1m",
+        include_str!("../../../sql/gold/points_1m.sql"),
+    ),
+    (
+        "gold.points_1h",
+        include_str!("../../../sql/gold/points_1h.sql"),
+    ),
+    (
+        "gold.points_1d",
+        include_str!("../../../sql/gold/points_1d.sql"),
+    ),
+];
+
+/// Table property holding a materialized view's query.
+pub const MV_DEFINITION_PROPERTY: &str = "weir.mv.definition";
+
+/// The built-in table definitions, parsed and validated; the Gold rollups
+/// carry their view query as the `weir.mv.definition` property.
 pub fn builtin_specs() -> Result<Vec<TableSpec>> {
-    DEFINITIONS
+    let mut specs = DEFINITIONS
         .iter()
         .map(|(path, text)| TableSpec::from_toml(text, &format!("catalog/{path}")))
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    for spec in &mut specs {
+        if let Some((_, sql)) = VIEWS.iter().find(|(n, _)| *n == spec.qualified_name()) {
+            spec.properties
+                .insert(MV_DEFINITION_PROPERTY.to_string(), sql.trim().to_string());
+        }
+    }
+    Ok(specs)
 }
 
 #[cfg(test)]

@@ -388,7 +388,8 @@ impl Lakehouse {
                 continue;
             }
             let table = self.load_table(&spec.namespace, &spec.name).await?;
-            let added = self.evolve(&table, &schema).await?;
+            let mut added = self.evolve(&table, &schema).await?;
+            added.extend(self.sync_properties(spec).await?);
             if added.is_empty() {
                 report.unchanged.push(qualified);
             } else {
@@ -397,6 +398,36 @@ impl Lakehouse {
             }
         }
         Ok(report)
+    }
+
+    /// Sets the declared properties an existing table lacks or holds with
+    /// another value (e.g. a changed view query); never removes any.
+    async fn sync_properties(&self, spec: &TableSpec) -> Result<Vec<String>> {
+        let qualified = spec.qualified_name();
+        let table = self.load_table(&spec.namespace, &spec.name).await?;
+        let current = table.metadata().properties();
+        let changed: HashMap<String, String> = spec
+            .properties
+            .iter()
+            .filter(|(k, v)| current.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if changed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut names: Vec<String> = changed.keys().map(|k| format!("property {k}")).collect();
+        names.sort();
+        let tx = Transaction::new(&table);
+        let action = changed
+            .into_iter()
+            .fold(tx.update_table_properties(), |a, (k, v)| a.set(k, v));
+        let tx = action
+            .apply(tx)
+            .map_err(|e| CatalogError::iceberg(&qualified, e))?;
+        tx.commit(self.catalog.as_ref())
+            .await
+            .map_err(|e| CatalogError::iceberg(&qualified, e))?;
+        Ok(names)
     }
 
     async fn create_from_spec(&self, spec: &TableSpec, schema: Schema) -> Result<Table> {

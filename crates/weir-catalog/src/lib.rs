@@ -16,7 +16,7 @@ mod swap;
 pub mod watermark;
 mod writer;
 
-pub use builtin::builtin_specs;
+pub use builtin::{MV_DEFINITION_PROPERTY, builtin_specs};
 pub use error::{CatalogError, Result};
 pub use fence::FenceCheck;
 pub use hot::{HotChunk, HotTier};

@@ -32,7 +32,7 @@ use crate::error::{QueryError, Result};
 use crate::table::WeirTable;
 
 /// Table property holding an MV's query.
-pub const DEFINITION: &str = "weir.mv.definition";
+pub const DEFINITION: &str = weir_catalog::MV_DEFINITION_PROPERTY;
 
 /// A parsed materialized-view statement.
 #[derive(Debug, Clone, PartialEq)]
