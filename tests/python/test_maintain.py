@@ -452,3 +452,24 @@ retention_every = "off"
     assert (done["files_dropped"], done["rows_dropped"], done["files_held"]) == (2, 2, 1)
     assert fetch_rows(conn, "SELECT count(*), sum(v) FROM public.raw")[0] == (1, 3.0)
     conn.close()
+
+
+def test_serve_refreshes_materialized_views_on_their_schedule(weir_factory, tmp_path):
+    declare_table(tmp_path / "tables", "base", policy='compact_every = "off"\nexpire_every = "off"\n'
+                                                      'orphans_every = "off"')
+    (tmp_path / "tables" / "public" / "base_stats.toml").write_text(
+        'namespace = "public"\nname = "base_stats"\n'
+        '[[columns]]\nname = "n"\ntype = "long"\nrequired = true\n'
+        '[[columns]]\nname = "total"\ntype = "double"\n'
+        '[properties]\n"weir.mv.definition" = "SELECT count(*) AS n, sum(v) AS total FROM public.base"\n'
+        '[policy]\nrefresh_every = "1s"\ncompact_every = "off"\nexpire_every = "off"\norphans_every = "off"\n')
+    data = tmp_path / "data"
+    server = weir_factory(data, ["--tables-dir", str(tmp_path / "tables"), "--maintenance-tick", "1s"])
+    conn = connect(server.uri)
+    execute(conn, "INSERT INTO public.base VALUES ('2026-01-01T00:00:00Z', 1), ('2026-01-01T00:00:01Z', 2)")
+    wait_until(lambda: fetch_rows(conn, "SELECT n, total FROM public.base_stats") == [(2, 3.0)], 60,
+               "a scheduled refresh")
+    execute(conn, "INSERT INTO public.base VALUES ('2026-01-02T00:00:00Z', 4)")
+    wait_until(lambda: fetch_rows(conn, "SELECT n, total FROM public.base_stats") == [(3, 7.0)], 60,
+               "the next scheduled refresh")
+    conn.close()

@@ -13,6 +13,7 @@
 //! expire_every = "1h"
 //! orphans_every = "1d"
 //! retention_every = "1d"
+//! refresh_every = "15m"     # materialized views (tables with weir.mv.definition)
 //! skip_recent = "0s"        # compaction/clustering leave younger partitions alone
 //! ```
 
@@ -35,15 +36,19 @@ pub enum Job {
     Cluster,
     Expire,
     Orphans,
+    Refresh,
     Retention,
 }
 
 impl Job {
-    pub const ALL: [Job; 5] = [
+    /// In the order they run on a tick: a view refresh comes before
+    /// retention, which may be waiting for it.
+    pub const ALL: [Job; 6] = [
         Job::Compact,
         Job::Cluster,
         Job::Expire,
         Job::Orphans,
+        Job::Refresh,
         Job::Retention,
     ];
 
@@ -53,6 +58,7 @@ impl Job {
             Job::Cluster => "cluster_every",
             Job::Expire => "expire_every",
             Job::Orphans => "orphans_every",
+            Job::Refresh => "refresh_every",
             Job::Retention => "retention_every",
         }
     }
@@ -76,6 +82,7 @@ impl Default for TablePolicy {
                 (Job::Cluster, hours(6)),
                 (Job::Expire, hours(1)),
                 (Job::Orphans, hours(24)),
+                (Job::Refresh, Some(Duration::from_secs(15 * 60))),
                 (Job::Retention, hours(24)),
             ]),
             retention: None,
@@ -134,6 +141,12 @@ impl TablePolicy {
     }
 }
 
+/// Refreshes the materialized view named `ns.t`: the query layer provides it
+/// (maintenance does not depend on query); `Ok` carries a summary line.
+pub type Refresher = std::sync::Arc<
+    dyn Fn(TableIdent) -> futures::future::BoxFuture<'static, Result<String, String>> + Send + Sync,
+>;
+
 /// Runs the jobs of every table when they are due, until `stop` turns true.
 pub struct Scheduler {
     pub lakehouse: Lakehouse,
@@ -143,6 +156,8 @@ pub struct Scheduler {
     pub tick: Duration,
     /// Namespaces whose tables are maintained.
     pub namespaces: Vec<String>,
+    /// Refreshes materialized views; without it `refresh_every` is ignored.
+    pub refresher: Option<Refresher>,
 }
 
 impl Scheduler {
@@ -243,6 +258,22 @@ impl Scheduler {
                         )
                     })
                     .map_err(|e| e.to_string())
+            }
+            Job::Refresh => {
+                let Some(refresher) = &self.refresher else {
+                    return;
+                };
+                let Ok(table) = lh.catalog().load_table(ident).await else {
+                    return;
+                };
+                if !table
+                    .metadata()
+                    .properties()
+                    .contains_key(weir_catalog::MV_DEFINITION_PROPERTY)
+                {
+                    return;
+                }
+                refresher(ident.clone()).await
             }
             Job::Orphans => remove_orphans(lh, ident, &OrphanOptions::default())
                 .await

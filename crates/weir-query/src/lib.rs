@@ -107,6 +107,13 @@ impl QueryEngine {
         ctx
     }
 
+    /// `REFRESH MATERIALIZED VIEW name` outside a client session (schedules).
+    pub async fn refresh_materialized_view(&self, name: &str) -> Result<mv::RefreshReport> {
+        self.refresh().await?;
+        let ctx = self.new_context();
+        mv::refresh(self.lakehouse(), &ctx, name).await
+    }
+
     /// Re-reads table names from the catalog (tables created by other processes).
     pub async fn refresh(&self) -> Result<()> {
         self.catalog.refresh().await

@@ -61,6 +61,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 policies,
                 tick: cfg.maintenance.maintenance_tick,
                 namespaces,
+                refresher: Some(view_refresher(engine.clone())),
             }
             .run(maintenance_stopped),
         )
@@ -136,4 +137,18 @@ pub(crate) async fn shutdown_signal() -> &'static str {
         _ = tokio::signal::ctrl_c() => "SIGINT",
         _ = term.recv() => "SIGTERM",
     }
+}
+
+/// Scheduled `REFRESH MATERIALIZED VIEW` through the query engine.
+fn view_refresher(engine: QueryEngine) -> weir_maintain::schedule::Refresher {
+    std::sync::Arc::new(move |ident| {
+        let engine = engine.clone();
+        Box::pin(async move {
+            engine
+                .refresh_materialized_view(&ident.to_string())
+                .await
+                .map(|r| format!("{} rows from {:?}", r.rows, r.bases))
+                .map_err(|e| e.to_string())
+        })
+    })
 }
