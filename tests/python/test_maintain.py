@@ -473,3 +473,30 @@ def test_serve_refreshes_materialized_views_on_their_schedule(weir_factory, tmp_
     wait_until(lambda: fetch_rows(conn, "SELECT n, total FROM public.base_stats") == [(3, 7.0)], 60,
                "the next scheduled refresh")
     conn.close()
+
+
+def test_incremental_refresh_survives_compaction_in_between(weir_factory, tmp_path):
+    """A compaction between two refreshes rewrites new and old rows into one
+    file; the day-wise incremental refresh recomputes the touched days from
+    the current snapshot, so the view still equals its query."""
+    data = tmp_path / "data"
+    server = weir_factory(data, ["--maintenance=false"])
+    conn = connect(server.uri)
+    execute(conn, "CREATE TABLE public.t (ts TIMESTAMP NOT NULL, d VARCHAR NOT NULL, v DOUBLE) PARTITIONED BY (day(ts))")
+    for i in range(4):
+        execute(conn, f"INSERT INTO public.t VALUES ('2026-03-0{1 + i % 2}T0{i}:00:00', 'x', {i}), "
+                      f"('2026-03-0{1 + i % 2}T0{i}:30:00', 'y', {10 * i})")
+    query = ("SELECT date_bin(INTERVAL '1 hour', ts) AS bucket, d, count(*) AS n, sum(v) AS s, "
+             "min(v) AS lo, max(v) AS hi FROM public.t GROUP BY 1, 2")
+    execute(conn, f"CREATE MATERIALIZED VIEW public.t_1h PARTITIONED BY (day(bucket)) AS {query}")
+    execute(conn, "INSERT INTO public.t VALUES ('2026-03-01T05:00:00', 'x', 100), ('2026-03-03T01:00:00', 'z', 7)")
+    report = compact(data, "public.t")["public.t"]
+    assert report["files_in"] > 0
+    execute(conn, "REFRESH MATERIALIZED VIEW public.t_1h")
+    summary = fetch_scalar(conn, "SELECT summary FROM iceberg_snapshots('public.t_1h') "
+                                 "ORDER BY sequence_number DESC LIMIT 1")
+    assert '"weir.mv.refresh": "incremental"' in summary and '"weir.mv.refresh-days": "2"' in summary, summary
+    view = sorted(fetch_rows(conn, "SELECT bucket, d, n, s, lo, hi FROM public.t_1h"))
+    base = sorted(fetch_rows(conn, query))
+    assert view == base and len(base) == 10
+    conn.close()

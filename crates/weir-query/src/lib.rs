@@ -9,6 +9,7 @@ mod ddl;
 mod error;
 mod functions;
 pub mod mv;
+mod mv_incremental;
 mod native_scan;
 mod table;
 

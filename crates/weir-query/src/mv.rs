@@ -16,10 +16,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use datafusion::common::TableReference;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, TableReference};
 use datafusion::datasource::{provider_as_source, source_as_provider};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, Filter, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use iceberg::TableCreation;
@@ -29,6 +29,7 @@ use weir_catalog::{AppendOptions, Lakehouse, append_data_files, commit_replace, 
 
 use crate::ddl::{iceberg_compatible, ident, split_top_level_commas};
 use crate::error::{QueryError, Result};
+use crate::mv_incremental;
 use crate::table::WeirTable;
 
 /// Table property holding an MV's query.
@@ -245,6 +246,7 @@ pub async fn refresh(
     let mut bases: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let view_name = ident.to_string();
     let pinned = plan
+        .clone()
         .transform_up(|node| {
             let LogicalPlan::TableScan(mut scan) = node else {
                 return Ok(Transformed::no(node));
@@ -274,6 +276,29 @@ pub async fn refresh(
             Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
         })?
         .data;
+    // Incremental when the base only gained appends since the last refresh
+    // and the view is a day-partitioned rollup (see mv_incremental).
+    let previous: HashMap<String, String> = view
+        .metadata()
+        .current_snapshot()
+        .map(|s| s.summary().additional_properties.clone())
+        .unwrap_or_default();
+    let mut days = None;
+    if let [(base, _)] = bases.iter().collect::<Vec<_>>().as_slice()
+        && let Some(since) = previous
+            .get(&format!("weir.mv.base-snapshot.{base}"))
+            .and_then(|v| v.parse::<i64>().ok())
+    {
+        let base_table = lakehouse
+            .catalog()
+            .load_table(&iceberg::TableIdent::from_strs(base.split('.'))?)
+            .await?;
+        days = mv_incremental::plan_days(&view, &base_table, since, &plan).await?;
+    }
+    let pinned = match &days {
+        Some(d) => restrict_to_days(pinned, d)?,
+        None => pinned,
+    };
     let batches = ctx.execute_logical_plan(pinned).await?.collect().await?;
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
 
@@ -283,8 +308,16 @@ pub async fn refresh(
     let view = lakehouse.catalog().load_table(&ident).await?;
     let added = write_data_files(&view, &batches, None).await?;
     let files = added.len();
-    let mut props: HashMap<String, String> =
-        HashMap::from([("weir.mv.refresh".to_string(), "full".to_string())]);
+    let mut props: HashMap<String, String> = HashMap::new();
+    match &days {
+        Some(d) => {
+            props.insert("weir.mv.refresh".into(), "incremental".into());
+            props.insert("weir.mv.refresh-days".into(), d.days.len().to_string());
+        }
+        None => {
+            props.insert("weir.mv.refresh".into(), "full".into());
+        }
+    }
     for (base, (snapshot, seq)) in &bases {
         props.insert(
             format!("weir.mv.base-snapshot.{base}"),
@@ -300,6 +333,23 @@ pub async fn refresh(
                 .build()?
                 .plan_files()
                 .await?
+                .try_filter(|task| {
+                    // An incremental refresh replaces only the recomputed days.
+                    let keep = match &days {
+                        None => true,
+                        Some(d) => match task
+                            .partition
+                            .as_ref()
+                            .and_then(|p| p.fields().first().cloned().flatten())
+                        {
+                            Some(iceberg::spec::Literal::Primitive(
+                                iceberg::spec::PrimitiveLiteral::Int(day),
+                            )) => d.days.contains(&day),
+                            _ => false,
+                        },
+                    };
+                    std::future::ready(keep)
+                })
                 .map_ok(|task| task.data_file_path)
                 .try_collect()
                 .await?
@@ -315,9 +365,36 @@ pub async fn refresh(
         };
         append_data_files(lakehouse, &view, added, opts).await?;
     }
-    // TODO(issue 6): an empty result over an empty view commits nothing, so
-    // its base sequence is not recorded until a refresh finds rows.
+    // TODO(issue 6): a refresh that changes no file (empty result over an
+    // empty view, or a base that only had compactions since) commits
+    // nothing, so the newer base snapshot is not recorded until rows change.
     Ok(RefreshReport { bases, rows, files })
+}
+
+/// Adds `time_column in days` above the (single) base scan.
+fn restrict_to_days(plan: LogicalPlan, days: &mv_incremental::DayRefresh) -> Result<LogicalPlan> {
+    let out = plan.transform_up(|node| {
+        let LogicalPlan::TableScan(scan) = node else {
+            return Ok(Transformed::no(node));
+        };
+        let schema = scan.source.schema();
+        let field = schema.field_with_name(&days.time_column)?;
+        let column = Expr::Column(Column::new(
+            Some(scan.table_name.clone()),
+            days.time_column.clone(),
+        ));
+        let Some(predicate) = mv_incremental::day_filter(column, field.data_type(), &days.days)
+        else {
+            return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+        };
+        let filter = Filter::try_new(predicate, Arc::new(LogicalPlan::TableScan(scan)))?;
+        Ok(Transformed::new(
+            LogicalPlan::Filter(filter),
+            true,
+            TreeNodeRecursion::Jump,
+        ))
+    })?;
+    Ok(out.data)
 }
 
 async fn drop_view(lakehouse: &Lakehouse, name: &str, if_exists: bool) -> Result<()> {

@@ -1,0 +1,257 @@
+//! Incremental refresh by whole days (issue 6).
+//!
+//! A rollup view partitioned by `day(bucket)`, with `bucket =
+//! date_bin(<≤ 1 day>, ts)` (or `date_trunc('minute'|'hour'|'day', ts)`)
+//! over one base table, holds in each day partition exactly what the base
+//! rows of that day produce. When the base only gained appends since the
+//! view's base snapshot (compactions and manifest merges — `replace`
+//! snapshots — change no rows), only the days those appends touched need
+//! recomputing: from the *current* base snapshot, so files compacted in the
+//! meantime do not matter. Anything else is a full refresh.
+
+use std::collections::BTreeSet;
+
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::TreeNode;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use iceberg::spec::{
+    DataContentType, ManifestStatus, Operation, PrimitiveLiteral, PrimitiveType, Transform, Type,
+};
+use iceberg::table::Table;
+
+use crate::error::Result;
+
+/// Never recompute more days than this incrementally.
+const MAX_DAYS: usize = 400;
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// Days to recompute, and the base column that decides a row's day.
+#[derive(Debug, Clone)]
+pub(crate) struct DayRefresh {
+    pub days: BTreeSet<i32>,
+    pub time_column: String,
+}
+
+/// `Some` when `view` (whose query is `plan`, reading only `base`) can be
+/// refreshed by recomputing the days the appends since `since` touched.
+pub(crate) async fn plan_days(
+    view: &Table,
+    base: &Table,
+    since: i64,
+    plan: &LogicalPlan,
+) -> Result<Option<DayRefresh>> {
+    let Some(view_column) = day_partition_column(view) else {
+        return Ok(None);
+    };
+    let Some(time_column) = bucket_source(plan, &view_column) else {
+        return Ok(None);
+    };
+    let metadata = base.metadata();
+    let Some(field) = metadata.current_schema().field_by_name(&time_column) else {
+        return Ok(None);
+    };
+    let nanos = match field.field_type.as_ref() {
+        Type::Primitive(PrimitiveType::Timestamp | PrimitiveType::Timestamptz) => false,
+        Type::Primitive(PrimitiveType::TimestampNs | PrimitiveType::TimestamptzNs) => true,
+        _ => return Ok(None),
+    };
+    let field_id = field.id;
+    // The appends since `since`, or None if anything else happened.
+    let mut appends = Vec::new();
+    let mut at = metadata.current_snapshot();
+    loop {
+        let Some(snapshot) = at else {
+            return Ok(None); // `since` is not an ancestor (expired or rolled back)
+        };
+        if snapshot.snapshot_id() == since {
+            break;
+        }
+        match snapshot.summary().operation {
+            Operation::Append => appends.push(snapshot.clone()),
+            Operation::Replace => {}
+            _ => return Ok(None),
+        }
+        at = snapshot
+            .parent_snapshot_id()
+            .and_then(|id| metadata.snapshot_by_id(id));
+    }
+    let mut days = BTreeSet::new();
+    for snapshot in appends {
+        let list = base.manifest_list_reader(&snapshot).load().await?;
+        for manifest in list.entries() {
+            if manifest.added_snapshot_id != snapshot.snapshot_id() {
+                continue;
+            }
+            let loaded = manifest.load_manifest(base.file_io()).await?;
+            for entry in loaded.entries() {
+                if entry.status() != ManifestStatus::Added
+                    || entry.data_file().content_type() != DataContentType::Data
+                {
+                    continue;
+                }
+                let file = entry.data_file();
+                let (Some(lo), Some(hi)) = (
+                    file.lower_bounds().get(&field_id),
+                    file.upper_bounds().get(&field_id),
+                ) else {
+                    return Ok(None);
+                };
+                let (Some(lo), Some(hi)) =
+                    (day_of(lo.literal(), nanos), day_of(hi.literal(), nanos))
+                else {
+                    return Ok(None);
+                };
+                days.extend(lo..=hi);
+                if days.len() > MAX_DAYS {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    Ok(Some(DayRefresh { days, time_column }))
+}
+
+fn day_of(value: &PrimitiveLiteral, nanos: bool) -> Option<i32> {
+    let PrimitiveLiteral::Long(v) = value else {
+        return None;
+    };
+    let micros = if nanos { v.div_euclid(1000) } else { *v };
+    i32::try_from(micros.div_euclid(DAY_MICROS)).ok()
+}
+
+/// The view column its only partition field takes `day(…)` of.
+fn day_partition_column(view: &Table) -> Option<String> {
+    let metadata = view.metadata();
+    let spec = metadata.default_partition_spec();
+    let [field] = spec.fields() else {
+        return None;
+    };
+    if field.transform != Transform::Day {
+        return None;
+    }
+    metadata
+        .current_schema()
+        .name_by_field_id(field.source_id)
+        .map(str::to_string)
+}
+
+/// The base column `column` of the view's query buckets, when the query is
+/// one aggregate over one table scan grouping by a bucket of at most a day.
+fn bucket_source(plan: &LogicalPlan, column: &str) -> Option<String> {
+    let mut scans = 0;
+    let mut others = false;
+    plan.apply(|node| {
+        match node {
+            LogicalPlan::TableScan(_) => scans += 1,
+            LogicalPlan::Join(_) | LogicalPlan::Union(_) | LogicalPlan::Window(_) => others = true,
+            _ => {}
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })
+    .ok()?;
+    if scans != 1 || others {
+        return None;
+    }
+    let index = plan.schema().index_of_column_by_name(None, column)?;
+    let (aggregate, group_name) = match plan {
+        LogicalPlan::Projection(p) => {
+            let expr = unalias(&p.expr[index]);
+            let Expr::Column(c) = expr else {
+                return None;
+            };
+            let LogicalPlan::Aggregate(a) = p.input.as_ref() else {
+                return None;
+            };
+            (a, c.name.clone())
+        }
+        LogicalPlan::Aggregate(a) => (a, a.schema.field(index).name().clone()),
+        _ => return None,
+    };
+    let position = (0..aggregate.group_expr.len())
+        .find(|&j| aggregate.schema.field(j).name() == &group_name)?;
+    day_bucket_of(unalias(&aggregate.group_expr[position]))
+}
+
+fn unalias(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(a) => unalias(&a.expr),
+        other => other,
+    }
+}
+
+/// `date_bin(<interval dividing a day>, col)` or
+/// `date_trunc('minute'|'hour'|'day', col)`: the column.
+fn day_bucket_of(expr: &Expr) -> Option<String> {
+    let Expr::ScalarFunction(f) = expr else {
+        return None;
+    };
+    let column = |e: &Expr| match unalias(e) {
+        Expr::Column(c) => Some(c.name.clone()),
+        _ => None,
+    };
+    match (f.func.name(), f.args.as_slice()) {
+        ("date_bin", [Expr::Literal(interval, _), col]) => {
+            let nanos = match interval {
+                ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
+                    i128::from(v.days) * 86_400_000_000_000 + i128::from(v.nanoseconds)
+                }
+                ScalarValue::IntervalDayTime(Some(v)) => {
+                    i128::from(v.days) * 86_400_000_000_000 + i128::from(v.milliseconds) * 1_000_000
+                }
+                _ => return None,
+            };
+            (nanos > 0 && 86_400_000_000_000 % nanos == 0).then_some(())?;
+            column(col)
+        }
+        ("date_trunc", [Expr::Literal(ScalarValue::Utf8(Some(unit)), _), col])
+            if ["second", "minute", "hour", "day"]
+                .contains(&unit.to_ascii_lowercase().as_str()) =>
+        {
+            column(col)
+        }
+        _ => None,
+    }
+}
+
+/// `column` falls in one of `days` (UTC), as a filter over the base.
+pub(crate) fn day_filter(
+    column: Expr,
+    data_type: &arrow::datatypes::DataType,
+    days: &BTreeSet<i32>,
+) -> Option<Expr> {
+    use arrow::datatypes::{DataType, TimeUnit};
+    let (unit, tz) = match data_type {
+        DataType::Timestamp(unit, tz) => (*unit, tz.clone()),
+        _ => return None,
+    };
+    let at = |day: i32| -> ScalarValue {
+        let micros = i64::from(day) * DAY_MICROS;
+        match unit {
+            TimeUnit::Second => ScalarValue::TimestampSecond(Some(micros / 1_000_000), tz.clone()),
+            TimeUnit::Millisecond => {
+                ScalarValue::TimestampMillisecond(Some(micros / 1000), tz.clone())
+            }
+            TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(Some(micros), tz.clone()),
+            TimeUnit::Nanosecond => {
+                ScalarValue::TimestampNanosecond(Some(micros * 1000), tz.clone())
+            }
+        }
+    };
+    // Contiguous runs of days become one range each.
+    let mut ranges: Vec<(i32, i32)> = Vec::new();
+    for &d in days {
+        match ranges.last_mut() {
+            Some((_, end)) if *end == d => *end = d + 1,
+            _ => ranges.push((d, d + 1)),
+        }
+    }
+    ranges
+        .into_iter()
+        .map(|(from, to)| {
+            column
+                .clone()
+                .gt_eq(Expr::Literal(at(from), None))
+                .and(column.clone().lt(Expr::Literal(at(to), None)))
+        })
+        .reduce(Expr::or)
+}
