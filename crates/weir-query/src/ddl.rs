@@ -169,15 +169,12 @@ async fn create_table(
         }
         catalog.drop_table(&ident).await?;
     }
-    let arrow = iceberg_compatible(create.input.schema().as_arrow());
-    let schema = arrow_schema_to_schema_auto_assign_ids(&arrow)
-        .map_err(|e| QueryError::Invalid(format!("column types: {e}")))?;
-    let spec = build_partition_spec(&schema, partition).map_err(QueryError::Invalid)?;
-    let creation = TableCreation::builder()
-        .name(ident.name().to_string())
-        .schema(schema)
-        .partition_spec(spec)
-        .build();
+    let creation = table_creation(
+        &ident,
+        create.input.schema().as_arrow(),
+        partition,
+        Default::default(),
+    )?;
     lakehouse
         .create_table(&ident.namespace().to_url_string(), creation)
         .await?;
@@ -193,9 +190,28 @@ async fn create_table(
     })
 }
 
+/// An Iceberg table for rows of `arrow` (types mapped to what Iceberg v2
+/// stores), partitioned by `partition` transforms.
+pub(crate) fn table_creation(
+    ident: &TableIdent,
+    arrow: &Schema,
+    partition: &[String],
+    properties: std::collections::HashMap<String, String>,
+) -> Result<TableCreation> {
+    let schema = arrow_schema_to_schema_auto_assign_ids(&iceberg_compatible(arrow))
+        .map_err(|e| QueryError::Invalid(format!("column types: {e}")))?;
+    let spec = build_partition_spec(&schema, partition).map_err(QueryError::Invalid)?;
+    Ok(TableCreation::builder()
+        .name(ident.name().to_string())
+        .schema(schema)
+        .partition_spec(spec)
+        .properties(properties)
+        .build())
+}
+
 /// Maps Arrow types Iceberg v2 cannot store to the nearest ones it can
 /// (SQL `TIMESTAMP` is nanoseconds in DataFusion; Iceberg v2 stores micros).
-pub(crate) fn iceberg_compatible(schema: &Schema) -> Schema {
+fn iceberg_compatible(schema: &Schema) -> Schema {
     let fields: Vec<Field> = schema
         .fields()
         .iter()

@@ -22,12 +22,9 @@ use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::logical_expr::{Expr, Filter, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
-use iceberg::TableCreation;
-use iceberg::arrow::arrow_schema_to_schema_auto_assign_ids;
-use weir_catalog::spec::build_partition_spec;
 use weir_catalog::{AppendOptions, Lakehouse, append_data_files, commit_replace, write_data_files};
 
-use crate::ddl::{iceberg_compatible, ident, split_top_level_commas};
+use crate::ddl::{ident, split_top_level_commas, table_creation};
 use crate::error::{QueryError, Result};
 use crate::mv_incremental;
 use crate::table::WeirTable;
@@ -195,22 +192,14 @@ async fn create(
         };
     }
     let plan = ctx.state().create_logical_plan(query).await?;
-    let arrow = iceberg_compatible(plan.schema().as_arrow());
-    let schema = arrow_schema_to_schema_auto_assign_ids(&arrow)
-        .map_err(|e| QueryError::Invalid(format!("column types: {e}")))?;
-    let spec = build_partition_spec(&schema, partition).map_err(QueryError::Invalid)?;
-    let creation = TableCreation::builder()
-        .name(ident.name().to_string())
-        .schema(schema)
-        .partition_spec(spec)
-        .properties(HashMap::from([
-            (DEFINITION.to_string(), query.to_string()),
-            (
-                "write.parquet.compression-codec".to_string(),
-                "zstd".to_string(),
-            ),
-        ]))
-        .build();
+    let properties = HashMap::from([
+        (DEFINITION.to_string(), query.to_string()),
+        (
+            "write.parquet.compression-codec".to_string(),
+            "zstd".to_string(),
+        ),
+    ]);
+    let creation = table_creation(&ident, plan.schema().as_arrow(), partition, properties)?;
     lakehouse
         .create_table(&ident.namespace().to_url_string(), creation)
         .await?;
