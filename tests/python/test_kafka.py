@@ -11,9 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from pathlib import Path
 
-import pytest
 
 from kafka_harness import KafkaBroker, WeirIngest, assert_exactly_once, produce, wait_until, watermarks
 from weir_harness import connect, execute, fetch_rows, fetch_scalar

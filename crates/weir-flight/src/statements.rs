@@ -540,17 +540,8 @@ pub(crate) async fn within<T>(
 fn deadline(limit: std::time::Duration) -> Status {
     Status::deadline_exceeded(format!(
         "the query ran longer than the server's query timeout ({}, --query-timeout) and was cancelled",
-        humantime_like(limit)
+        humantime::format_duration(limit)
     ))
-}
-
-fn humantime_like(d: std::time::Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs >= 60.0 && secs.fract() == 0.0 && (secs as u64).is_multiple_of(60) {
-        format!("{}m", secs as u64 / 60)
-    } else {
-        format!("{secs}s")
-    }
 }
 
 /// Encodes an in-memory result (metadata commands).

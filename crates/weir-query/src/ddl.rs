@@ -32,31 +32,37 @@ pub fn split_partition_clause(sql: &str) -> Result<(String, Vec<String>)> {
         return Ok((sql.to_string(), vec![]));
     };
     let after = at + "PARTITIONED BY".len();
-    let open = sql[after..]
-        .find(|c: char| !c.is_whitespace())
-        .map(|i| after + i)
-        .filter(|&i| sql.as_bytes()[i] == b'(')
-        .ok_or_else(|| QueryError::Syntax("PARTITIONED BY must be followed by `(`".into()))?;
+    let (inside, rest) = parenthesised(&sql[after..])?;
+    let exprs = split_top_level_commas(inside);
+    let rest = format!("{} {}", &sql[..at], rest);
+    Ok((rest, exprs))
+}
+
+/// `( ... )` at the start of `s` (after whitespace; nested parentheses
+/// allowed): the inside and what follows.
+pub(crate) fn parenthesised(s: &str) -> Result<(&str, &str)> {
+    let s = s.trim_start();
+    if !s.starts_with('(') {
+        return Err(QueryError::Syntax(
+            "PARTITIONED BY must be followed by `(`".into(),
+        ));
+    }
     let mut depth = 0usize;
-    let mut close = None;
-    for (i, c) in sql[open..].char_indices() {
+    for (i, c) in s.char_indices() {
         match c {
             '(' => depth += 1,
             ')' => {
                 depth -= 1;
                 if depth == 0 {
-                    close = Some(open + i);
-                    break;
+                    return Ok((&s[1..i], &s[i + 1..]));
                 }
             }
             _ => {}
         }
     }
-    let close = close
-        .ok_or_else(|| QueryError::Syntax("unbalanced parentheses in PARTITIONED BY".into()))?;
-    let exprs = split_top_level_commas(&sql[open + 1..close]);
-    let rest = format!("{} {}", &sql[..at], &sql[close + 1..]);
-    Ok((rest, exprs))
+    Err(QueryError::Syntax(
+        "unbalanced parentheses in PARTITIONED BY".into(),
+    ))
 }
 
 /// Position of a keyword outside quotes and parentheses.

@@ -24,7 +24,7 @@ use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use weir_catalog::{AppendOptions, Lakehouse, append_data_files, commit_replace, write_data_files};
 
-use crate::ddl::{ident, split_top_level_commas, table_creation};
+use crate::ddl::{ident, parenthesised, split_top_level_commas, table_creation};
 use crate::error::{QueryError, Result};
 use crate::mv_incremental;
 use crate::table::WeirTable;
@@ -133,33 +133,6 @@ fn take_name(rest: &mut &str) -> Result<String> {
     Ok(name.to_string())
 }
 
-/// `( ... )` at the start of `s` (nested parentheses allowed): the inside and
-/// what follows.
-fn parenthesised(s: &str) -> Result<(&str, &str)> {
-    let s = s.trim_start();
-    if !s.starts_with('(') {
-        return Err(QueryError::Syntax(
-            "PARTITIONED BY must be followed by `(`".into(),
-        ));
-    }
-    let mut depth = 0usize;
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Ok((&s[1..i], &s[i + 1..]));
-                }
-            }
-            _ => {}
-        }
-    }
-    Err(QueryError::Syntax(
-        "unbalanced parentheses in PARTITIONED BY".into(),
-    ))
-}
-
 /// Runs an MV statement.
 pub async fn execute(lakehouse: &Lakehouse, ctx: &SessionContext, stmt: MvStatement) -> Result<()> {
     match stmt {
@@ -233,6 +206,7 @@ pub async fn refresh(
     // Pin every Weir table the query reads to the snapshot it was planned
     // at, without hot-tier rows: the MV reflects exactly those snapshots.
     let mut bases: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut base_tables: HashMap<String, iceberg::table::Table> = HashMap::new();
     let view_name = ident.to_string();
     let pinned = plan
         .clone()
@@ -258,7 +232,8 @@ pub async fn refresh(
                     .snapshot_by_id(id)
                     .map(|s| s.sequence_number())
                     .unwrap_or_default();
-                bases.insert(base, (id, seq));
+                bases.insert(base.clone(), (id, seq));
+                base_tables.insert(base, table.clone());
             }
             let committed = WeirTable::try_new(lakehouse.clone(), table, snapshot)?;
             scan.source = provider_as_source(Arc::new(committed));
@@ -273,16 +248,13 @@ pub async fn refresh(
         .map(|s| s.summary().additional_properties.clone())
         .unwrap_or_default();
     let mut days = None;
-    if let [(base, _)] = bases.iter().collect::<Vec<_>>().as_slice()
+    if let [(base, (pinned_at, _))] = bases.iter().collect::<Vec<_>>().as_slice()
         && let Some(since) = previous
             .get(&format!("weir.mv.base-snapshot.{base}"))
             .and_then(|v| v.parse::<i64>().ok())
+        && let Some(base_table) = base_tables.get(*base)
     {
-        let base_table = lakehouse
-            .catalog()
-            .load_table(&iceberg::TableIdent::from_strs(base.split('.'))?)
-            .await?;
-        days = mv_incremental::plan_days(&view, &base_table, since, &plan).await?;
+        days = mv_incremental::plan_days(&view, base_table, since, *pinned_at, &plan).await?;
     }
     let pinned = match &days {
         Some(d) => restrict_to_days(pinned, d)?,

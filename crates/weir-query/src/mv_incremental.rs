@@ -32,12 +32,14 @@ pub(crate) struct DayRefresh {
     pub time_column: String,
 }
 
-/// `Some` when `view` (whose query is `plan`, reading only `base`) can be
-/// refreshed by recomputing the days the appends since `since` touched.
+/// `Some` when `view` (whose query is `plan`, reading only `base` at
+/// snapshot `until`) can be refreshed by recomputing the days the appends
+/// after `since` up to `until` touched.
 pub(crate) async fn plan_days(
     view: &Table,
     base: &Table,
     since: i64,
+    until: i64,
     plan: &LogicalPlan,
 ) -> Result<Option<DayRefresh>> {
     let Some(view_column) = day_partition_column(view) else {
@@ -58,7 +60,7 @@ pub(crate) async fn plan_days(
     let field_id = field.id;
     // The appends since `since`, or None if anything else happened.
     let mut appends = Vec::new();
-    let mut at = metadata.current_snapshot();
+    let mut at = metadata.snapshot_by_id(until);
     loop {
         let Some(snapshot) = at else {
             return Ok(None); // `since` is not an ancestor (expired or rolled back)
