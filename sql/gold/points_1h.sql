@@ -1,10 +1,11 @@
 -- gold.points_1h: silver.points rolled up per device and metric into 1 hour
 -- buckets (materialized view; the target table is declared in
--- catalog/gold/points_1h.toml). avg = sum_value / count; variance from sum_sq.
+-- catalog/gold/points_1h.toml). avg = sum_value / value_count; variance from sum_sq.
 SELECT date_bin(INTERVAL '1 hour', ts) AS bucket,
        device_id,
        metric,
        count(*) AS count,
+       count(value) AS value_count,
        min(value) AS min_value,
        max(value) AS max_value,
        sum(value) AS sum_value,

@@ -49,6 +49,12 @@ pub struct QueryConfig {
     /// with DEADLINE_EXCEEDED, e.g. `30s`, `10m` (`0s` = no limit).
     #[arg(long, env = "WEIR_QUERY_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10m")]
     pub query_timeout: Duration,
+
+    /// Answer aggregates from materialized views when one can (exact: the
+    /// base rows a view does not hold yet are added); the session default of
+    /// `SET weir.mv_rewrite`.
+    #[arg(long = "mv-rewrite", env = "WEIR_MV_REWRITE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub mv_rewrite: bool,
 }
 
 /// Scheduled maintenance inside `weir serve` (per-table `[policy]` in the

@@ -10,6 +10,7 @@ mod error;
 mod functions;
 pub mod mv;
 mod mv_incremental;
+mod mv_rewrite;
 mod native_scan;
 mod table;
 
@@ -31,12 +32,38 @@ pub use table::{WeirInsertExec, WeirScanExec, WeirTable};
 use crate::ddl::DdlOutcome;
 use crate::functions::{TimeTravel, TimeTravelFunction};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Memory for sorts/aggregates before they spill to disk; unbounded if None.
     pub memory_limit: Option<usize>,
     /// Parallelism of a query; the number of cores if None.
     pub target_partitions: Option<usize>,
+    /// Answer aggregates from materialized views (the session default of
+    /// `weir.mv_rewrite`).
+    pub mv_rewrite: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            memory_limit: None,
+            target_partitions: None,
+            mv_rewrite: true,
+        }
+    }
+}
+
+datafusion::common::extensions_options! {
+    /// Weir's session settings (`SET weir.<name> = …`).
+    pub struct WeirSessionOptions {
+        /// Answer aggregates a materialized view can answer from the view
+        /// (plus the base rows it does not hold yet).
+        pub mv_rewrite: bool, default = true
+    }
+}
+
+impl datafusion::config::ConfigExtension for WeirSessionOptions {
+    const PREFIX: &'static str = "weir";
 }
 
 #[derive(Clone)]
@@ -80,7 +107,11 @@ impl QueryEngine {
     /// A fresh session: `weir` catalog, `public` default schema,
     /// `information_schema`, time-travel functions.
     pub fn new_context(&self) -> SessionContext {
+        let weir_options = WeirSessionOptions {
+            mv_rewrite: self.options.mv_rewrite,
+        };
         let mut config = SessionConfig::new()
+            .with_option_extension(weir_options)
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_NAMESPACE);
@@ -164,9 +195,24 @@ impl QueryEngine {
             LogicalPlan::Statement(Statement::Prepare(_)) => Err(QueryError::Unsupported(
                 "SQL PREPARE; use Flight SQL prepared statements".into(),
             )),
-            plan => Ok(ctx.execute_logical_plan(plan).await?),
+            plan => {
+                let plan = if mv_rewrite_enabled(ctx) {
+                    mv_rewrite::rewrite(ctx, plan).await?
+                } else {
+                    plan
+                };
+                Ok(ctx.execute_logical_plan(plan).await?)
+            }
         }
     }
+}
+
+fn mv_rewrite_enabled(ctx: &SessionContext) -> bool {
+    ctx.state()
+        .config_options()
+        .extensions
+        .get::<WeirSessionOptions>()
+        .is_none_or(|o| o.mv_rewrite)
 }
 
 /// The result of a DDL statement: `count = 0`, so clients always get a schema.

@@ -15,7 +15,8 @@ use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use iceberg::spec::{
-    DataContentType, ManifestStatus, Operation, PrimitiveLiteral, PrimitiveType, Transform, Type,
+    DataContentType, DataFile, ManifestStatus, Operation, PrimitiveLiteral, PrimitiveType,
+    SnapshotRef, Transform, Type,
 };
 use iceberg::table::Table;
 
@@ -58,59 +59,97 @@ pub(crate) async fn plan_days(
         _ => return Ok(None),
     };
     let field_id = field.id;
-    // The appends since `since`, or None if anything else happened.
-    let mut appends = Vec::new();
+    let Some(changes) = changes_since(base, since, until) else {
+        return Ok(None);
+    };
+    let files = added_data_files(base, &changes.appends).await?;
+    let Some(days) = days_of(&files, field_id, nanos) else {
+        return Ok(None);
+    };
+    Ok(Some(DayRefresh { days, time_column }))
+}
+
+/// The snapshots of `base` after `since` up to `until`.
+pub(crate) struct Changes {
+    /// The appends among them.
+    pub appends: Vec<SnapshotRef>,
+    /// Whether a `replace` among them rewrote data files (compaction, as
+    /// opposed to a manifest merge): rows then moved between files.
+    pub files_rewritten: bool,
+}
+
+/// `None` unless only appends and replaces (which change no rows) happened
+/// since `since`, and `since` is an ancestor of `until`.
+pub(crate) fn changes_since(base: &Table, since: i64, until: i64) -> Option<Changes> {
+    let metadata = base.metadata();
+    let mut changes = Changes {
+        appends: Vec::new(),
+        files_rewritten: false,
+    };
     let mut at = metadata.snapshot_by_id(until);
     loop {
-        let Some(snapshot) = at else {
-            return Ok(None); // `since` is not an ancestor (expired or rolled back)
-        };
+        // None: `since` is not an ancestor (expired or rolled back).
+        let snapshot = at?;
         if snapshot.snapshot_id() == since {
-            break;
+            return Some(changes);
         }
         match snapshot.summary().operation {
-            Operation::Append => appends.push(snapshot.clone()),
-            Operation::Replace => {}
-            _ => return Ok(None),
+            Operation::Append => changes.appends.push(snapshot.clone()),
+            Operation::Replace => {
+                let props = &snapshot.summary().additional_properties;
+                let count = |key: &str| props.get(key).and_then(|v| v.parse::<u64>().ok());
+                if count("added-data-files") != Some(0) || count("deleted-data-files") != Some(0) {
+                    changes.files_rewritten = true;
+                }
+            }
+            _ => return None,
         }
         at = snapshot
             .parent_snapshot_id()
             .and_then(|id| metadata.snapshot_by_id(id));
     }
-    let mut days = BTreeSet::new();
+}
+
+/// The data files `appends` added (read from their own manifests, so later
+/// manifest merges do not matter).
+pub(crate) async fn added_data_files(
+    base: &Table,
+    appends: &[SnapshotRef],
+) -> Result<Vec<DataFile>> {
+    let mut files = Vec::new();
     for snapshot in appends {
-        let list = base.manifest_list_reader(&snapshot).load().await?;
+        let list = base.manifest_list_reader(snapshot).load().await?;
         for manifest in list.entries() {
             if manifest.added_snapshot_id != snapshot.snapshot_id() {
                 continue;
             }
             let loaded = manifest.load_manifest(base.file_io()).await?;
             for entry in loaded.entries() {
-                if entry.status() != ManifestStatus::Added
-                    || entry.data_file().content_type() != DataContentType::Data
+                if entry.status() == ManifestStatus::Added
+                    && entry.data_file().content_type() == DataContentType::Data
                 {
-                    continue;
-                }
-                let file = entry.data_file();
-                let (Some(lo), Some(hi)) = (
-                    file.lower_bounds().get(&field_id),
-                    file.upper_bounds().get(&field_id),
-                ) else {
-                    return Ok(None);
-                };
-                let (Some(lo), Some(hi)) =
-                    (day_of(lo.literal(), nanos), day_of(hi.literal(), nanos))
-                else {
-                    return Ok(None);
-                };
-                days.extend(lo..=hi);
-                if days.len() > MAX_DAYS {
-                    return Ok(None);
+                    files.push(entry.data_file().clone());
                 }
             }
         }
     }
-    Ok(Some(DayRefresh { days, time_column }))
+    Ok(files)
+}
+
+/// The UTC days the files' bounds of column `field_id` span; `None` when a
+/// file has no bounds or there are too many days.
+pub(crate) fn days_of(files: &[DataFile], field_id: i32, nanos: bool) -> Option<BTreeSet<i32>> {
+    let mut days = BTreeSet::new();
+    for file in files {
+        let lo = file.lower_bounds().get(&field_id)?;
+        let hi = file.upper_bounds().get(&field_id)?;
+        let (lo, hi) = (day_of(lo.literal(), nanos)?, day_of(hi.literal(), nanos)?);
+        days.extend(lo..=hi);
+        if days.len() > MAX_DAYS {
+            return None;
+        }
+    }
+    Some(days)
 }
 
 fn day_of(value: &PrimitiveLiteral, nanos: bool) -> Option<i32> {

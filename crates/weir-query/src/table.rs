@@ -10,6 +10,7 @@
 //! are involved.
 
 use std::any::Any;
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -54,6 +55,10 @@ pub struct WeirTable {
     schema: SchemaRef,
     /// Uncommitted rows from this process's streaming writers (current-snapshot reads only).
     hot: Vec<Arc<HotChunk>>,
+    /// Only these data files of the snapshot (a materialized view's delta).
+    only_files: Option<Arc<HashSet<String>>>,
+    /// Why the scan is restricted, for EXPLAIN.
+    label: Option<String>,
 }
 
 impl fmt::Debug for WeirTable {
@@ -94,7 +99,25 @@ impl WeirTable {
             snapshot_id,
             schema: Arc::new(client_schema(&arrow)),
             hot: Vec::new(),
+            only_files: None,
+            label: None,
         })
+    }
+
+    /// The same snapshot restricted to some of its data files (`None`: all),
+    /// with or without the hot tier; `label` says why in EXPLAIN.
+    pub(crate) fn restricted(
+        &self,
+        only_files: Option<Arc<HashSet<String>>>,
+        hot: bool,
+        label: String,
+    ) -> Self {
+        WeirTable {
+            hot: if hot { self.hot.clone() } else { Vec::new() },
+            only_files,
+            label: Some(label),
+            ..self.clone()
+        }
     }
 
     /// Adds the hot tier's chunks, taken before the table was loaded.
@@ -171,7 +194,7 @@ impl WeirTable {
         if let Some(predicate) = convert_filters_to_predicate(filters) {
             scan = scan.with_filter(predicate);
         }
-        let tasks: Vec<FileScanTask> = scan
+        let mut tasks: Vec<FileScanTask> = scan
             .build()
             .map_err(to_df)?
             .plan_files()
@@ -180,6 +203,9 @@ impl WeirTable {
             .try_collect()
             .await
             .map_err(to_df)?;
+        if let Some(only) = &self.only_files {
+            tasks.retain(|t| only.contains(&t.data_file_path));
+        }
         let counts = FileCounts {
             total: total.unwrap_or(tasks.len()),
             selected: tasks.len(),
@@ -282,7 +308,7 @@ impl TableProvider for WeirTable {
             inner,
             schema.clone(),
             self.table.identifier().to_string(),
-            ScanKind::Files(counts),
+            ScanKind::Files(counts, self.label.clone()),
         ));
         match self.hot_plan(&schema, projection)? {
             Some(hot) => UnionExec::try_new(vec![files, hot]),
@@ -373,10 +399,14 @@ pub struct WeirScanExec {
 }
 
 /// What a [`WeirScanExec`] reads: committed data files or hot-tier rows.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum ScanKind {
-    Files(FileCounts),
-    Hot { rows: usize },
+    /// Files planned from the manifests; the label says why the scan reads
+    /// only some of the snapshot's files (a materialized view's delta).
+    Files(FileCounts, Option<String>),
+    Hot {
+        rows: usize,
+    },
 }
 
 impl WeirScanExec {
@@ -405,8 +435,13 @@ impl WeirScanExec {
 
 impl DisplayAs for WeirScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            ScanKind::Files(counts) => write!(
+        match &self.kind {
+            ScanKind::Files(counts, Some(label)) => write!(
+                f,
+                "WeirScan: table={}, files={} of {} ({label})",
+                self.table, counts.selected, counts.total,
+            ),
+            ScanKind::Files(counts, None) => write!(
                 f,
                 "WeirScan: table={}, files={} of {} ({} pruned by manifests)",
                 self.table,
@@ -453,7 +488,7 @@ impl ExecutionPlan for WeirScanExec {
             inner,
             self.schema.clone(),
             self.table.clone(),
-            self.kind,
+            self.kind.clone(),
         )))
     }
 

@@ -25,6 +25,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 .then_some(cfg.query.query_memory_mb << 20),
             target_partitions: (cfg.query.query_parallelism > 0)
                 .then_some(cfg.query.query_parallelism),
+            mv_rewrite: cfg.query.mv_rewrite,
         },
     )
     .await?;
