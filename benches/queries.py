@@ -15,6 +15,8 @@ class Query:
     name: str
     weir: str
     duckdb: str
+    # A rollup question the Gold views answer (through the MV rewrite).
+    rollup: bool = False
 
 
 def _ts(offset_s: int) -> str:
@@ -72,6 +74,42 @@ def suite(sensors: int, hours: int) -> list[Query]:
             "FROM {points} WHERE quality = 0 GROUP BY 1 ORDER BY 1",
             "SELECT time_bucket(INTERVAL '1 hour', ts) AS hour, count(*) AS n, avg(value) AS mean, max(value) AS hi "
             "FROM {points} WHERE quality = 0 GROUP BY 1 ORDER BY 1",
+        )
+    )
+    # Rollups: what dashboards ask all day. Weir answers them from the Gold
+    # views (gold.points_1m/1h/1d) through the automatic rewrite.
+    hundred = _ids(sensors, 100, 11)
+    whole = f"ts >= TIMESTAMPTZ '{_ts(0)}' AND ts < TIMESTAMPTZ '{_ts(day_end)}'"
+    q.append(
+        Query(
+            f"rollup: hourly stats, 100 sensors x {label_day}",
+            f"SELECT device_id, date_bin(INTERVAL '1 hour', ts) AS hour, count(*) AS n, avg(value) AS mean, "
+            f"min(value) AS lo, max(value) AS hi, stddev(value) AS sd FROM {{points}} "
+            f"WHERE device_id IN ({hundred}) AND {whole} GROUP BY 1, 2 ORDER BY 1, 2",
+            f"SELECT device_id, time_bucket(INTERVAL '1 hour', ts) AS hour, count(*) AS n, avg(value) AS mean, "
+            f"min(value) AS lo, max(value) AS hi, stddev(value) AS sd FROM {{points}} "
+            f"WHERE device_id IN ({hundred}) AND {whole} GROUP BY 1, 2 ORDER BY 1, 2",
+            rollup=True,
+        )
+    )
+    q.append(
+        Query(
+            f"rollup: daily stats per sensor, fleet x {label_day}",
+            "SELECT device_id, count(*) AS n, avg(value) AS mean, min(value) AS lo, max(value) AS hi, "
+            "var_samp(value) AS var FROM {points} GROUP BY 1 ORDER BY 1",
+            "SELECT device_id, count(*) AS n, avg(value) AS mean, min(value) AS lo, max(value) AS hi, "
+            "var_samp(value) AS var FROM {points} GROUP BY 1 ORDER BY 1",
+            rollup=True,
+        )
+    )
+    q.append(
+        Query(
+            "rollup: fleet average per minute",
+            "SELECT date_bin(INTERVAL '1 minute', ts) AS minute, count(*) AS n, avg(value) AS mean "
+            "FROM {points} GROUP BY 1 ORDER BY 1",
+            "SELECT time_bucket(INTERVAL '1 minute', ts) AS minute, count(*) AS n, avg(value) AS mean "
+            "FROM {points} GROUP BY 1 ORDER BY 1",
+            rollup=True,
         )
     )
     return q

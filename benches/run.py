@@ -5,7 +5,10 @@ lakehouse with `weir import`, serves it with `weir serve`, then runs the
 query suite on both engines: one warm-up, then --reps timed runs each,
 reporting min/median and the Weir/DuckDB ratio. Results of the two engines
 are compared (row count and numeric checksums) so a fast wrong answer shows.
-Then streams the device-status fleet (JSON and line protocol) through Kafka
+Before the suite the Gold views (gold.points_1m/1h/1d) are refreshed
+(timed) and every query also runs on a second server started with
+`--mv-rewrite=false`: the rollup queries show the materialized-view
+speed-up (target >= 50x). Then streams the device-status fleet (JSON and line protocol) through Kafka
 into `weir serve` (points/s, freshness p50/p99; see ingest.py) unless
 --no-ingest. Writes benches/results/<stamp>/report.md, plot.png and
 ingest.png.
@@ -119,37 +122,63 @@ def main() -> int:
         )
         load = json.loads(imp.stdout.strip().splitlines()[-1])
         ceiling = parquet_encode_rate(files)
-        proc, port = start_weir(args.weir_bin, work, out / "weir.log")
+        proc, port = start_weir(args.weir_bin, work, out / "weir.log", ("--maintenance=false",))
+        plain, plain_port = start_weir(args.weir_bin, work, out / "weir-no-rewrite.log",
+                                       ("--maintenance=false", "--mv-rewrite=false"))
         try:
             conn = flightsql.connect(f"grpc://127.0.0.1:{port}", autocommit=True)
+            conn_plain = flightsql.connect(f"grpc://127.0.0.1:{plain_port}", autocommit=True)
+            refresh = {}
+            for view in ("gold.points_1m", "gold.points_1h", "gold.points_1d"):
+                t0 = time.perf_counter()
+                with conn.cursor() as cur:
+                    cur.execute(f"REFRESH MATERIALIZED VIEW {view}")
+                    cur.fetch_arrow_table()
+                refresh[view] = time.perf_counter() - t0
+                print(f"refresh {view}: {refresh[view]:.1f} s", flush=True)
+            load["refresh_seconds"] = refresh
             duck = duckdb.connect()
             points_duck = "read_parquet([" + ", ".join(f"'{f}'" for f in files) + "])"
             results = []
             for q in suite(args.sensors, args.hours):
-                def run_weir(sql=q.weir.format(points="silver.points")):
-                    with conn.cursor() as cur:
+                def run_weir(sql=q.weir.format(points="silver.points"), c=conn):
+                    with c.cursor() as cur:
                         cur.execute(sql)
                         return cur.fetch_arrow_table()
+
+                def run_plain(sql=q.weir.format(points="silver.points")):
+                    return run_weir(sql, conn_plain)
 
                 def run_duck(sql=q.duckdb.format(points=points_duck)):
                     return duck.execute(sql).fetch_arrow_table()
 
                 wt, wr = timed(run_weir, args.reps)
                 dtimes, dr = timed(run_duck, args.reps)
+                # Without the rewrite: slow for rollups, so fewer runs.
+                pt, pr = timed(run_plain, args.reps if not q.rollup else max(1, args.reps // 2))
+                with conn.cursor() as cur:
+                    cur.execute("EXPLAIN " + q.weir.format(points="silver.points"))
+                    rewritten = "mv_rewrite" in str(cur.fetch_arrow_table().to_pylist())
                 r = {
-                    "query": q.name,
+                    "query": q.name, "rewritten": rewritten,
+                    "plain_median_ms": statistics.median(pt) * 1e3,
                     "weir_min_ms": min(wt) * 1e3, "weir_median_ms": statistics.median(wt) * 1e3,
                     "duckdb_min_ms": min(dtimes) * 1e3, "duckdb_median_ms": statistics.median(dtimes) * 1e3,
-                    "rows": wr.num_rows, "match": same_result(wr, dr),
+                    "rows": wr.num_rows, "match": same_result(wr, dr) and same_result(wr, pr),
                 }
                 r["ratio"] = r["weir_median_ms"] / r["duckdb_median_ms"]
+                r["mv_speedup"] = r["plain_median_ms"] / r["weir_median_ms"]
                 results.append(r)
                 print(f"{q.name:45s} weir {r['weir_median_ms']:9.1f} ms  duckdb {r['duckdb_median_ms']:9.1f} ms  "
-                      f"ratio {r['ratio']:5.2f}  {'ok' if r['match'] else 'MISMATCH'}", flush=True)
+                      f"ratio {r['ratio']:5.2f}  no-rewrite {r['plain_median_ms']:9.1f} ms "
+                      f"({r['mv_speedup']:.1f}x{', MV' if rewritten else ''})  "
+                      f"{'ok' if r['match'] else 'MISMATCH'}", flush=True)
             conn.close()
+            conn_plain.close()
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+            for p in (proc, plain):
+                p.terminate()
+                p.wait(timeout=60)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -171,13 +200,19 @@ def write_report(out: Path, args, rows: int, load: dict, ceiling: float, results
         f"Machine: {os.cpu_count()} cores. {args.reps} timed runs after one warm-up; Weir over Flight SQL (ADBC), "
         "DuckDB in-process over the same Parquet files. Ratio = Weir median / DuckDB median (< 1: Weir faster).",
         "",
-        "| query | Weir min ms | Weir median ms | DuckDB min ms | DuckDB median ms | ratio | rows | results equal |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "Gold views refreshed before the suite (" + ", ".join(
+            f"{v} {s:.1f} s" for v, s in load.get("refresh_seconds", {}).items()) + "). "
+        "'MV' = answered from a view by the automatic rewrite; 'no rewrite' = the same query on a second server "
+        "started with `--mv-rewrite=false`; MV speed-up = no rewrite / Weir.",
+        "",
+        "| query | Weir min ms | Weir median ms | DuckDB min ms | DuckDB median ms | ratio | no rewrite median ms | MV speed-up | rows | results equal |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['query']} | {r['weir_min_ms']:.1f} | {r['weir_median_ms']:.1f} | {r['duckdb_min_ms']:.1f} | "
-            f"{r['duckdb_median_ms']:.1f} | {r['ratio']:.2f} | {r['rows']} | {'yes' if r['match'] else 'NO'} |"
+            f"| {r['query']}{' (MV)' if r['rewritten'] else ''} | {r['weir_min_ms']:.1f} | {r['weir_median_ms']:.1f} | "
+            f"{r['duckdb_min_ms']:.1f} | {r['duckdb_median_ms']:.1f} | {r['ratio']:.2f} | {r['plain_median_ms']:.1f} | "
+            f"{r['mv_speedup']:.1f}x | {r['rows']} | {'yes' if r['match'] else 'NO'} |"
         )
     lines += [
         "",
