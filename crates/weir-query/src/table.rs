@@ -158,6 +158,14 @@ impl WeirTable {
         &self.table
     }
 
+    /// Whether the table is a materialized view.
+    pub fn is_materialized_view(&self) -> bool {
+        self.table
+            .metadata()
+            .properties()
+            .contains_key(weir_catalog::MV_DEFINITION_PROPERTY)
+    }
+
     /// The snapshot this table is pinned to (`None`: the table is empty).
     pub fn snapshot_id(&self) -> Option<i64> {
         self.snapshot_id
@@ -269,8 +277,14 @@ impl TableProvider for WeirTable {
         self.schema.clone()
     }
 
+    /// Materialized views (tables holding a `weir.mv.definition`) are
+    /// listed as views, e.g. in `information_schema.tables`.
     fn table_type(&self) -> TableType {
-        TableType::Base
+        if self.is_materialized_view() {
+            TableType::View
+        } else {
+            TableType::Base
+        }
     }
 
     async fn scan(
