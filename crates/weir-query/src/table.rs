@@ -158,6 +158,11 @@ impl WeirTable {
         &self.table
     }
 
+    /// Whether hot-tier rows came with the table (they may all be committed).
+    pub(crate) fn has_hot(&self) -> bool {
+        !self.hot.is_empty()
+    }
+
     /// Whether the table is a materialized view.
     pub fn is_materialized_view(&self) -> bool {
         self.table
@@ -187,6 +192,9 @@ impl WeirTable {
         let Some(snapshot_id) = self.snapshot_id else {
             return Ok((vec![], FileCounts::default()));
         };
+        if self.only_files.as_ref().is_some_and(|f| f.is_empty()) {
+            return Ok((vec![], FileCounts::default())); // hot tier only
+        }
         let total = self
             .table
             .metadata()

@@ -309,14 +309,23 @@ fn rewrite_aggregate(aggregate: &Aggregate, c: &Candidate) -> DFResult<Option<Lo
         group.push(mapped);
     }
 
-    // Filters: on dimensions (as view columns) and aligned time bounds.
+    // Filters: on dimensions (as view columns) and time bounds. The view
+    // answers the whole buckets inside the time range; partial buckets at
+    // its edges are read from the base.
     let mut view_filters = Vec::new();
+    let mut range = TimeRange::default();
     for p in &predicates {
         let p = fold(p, &input_schema)?;
-        let Some(mapped) = map_filter(&p, rollup) else {
+        if let Some(mapped) = map_dim_filter(&p, rollup) {
+            view_filters.push(mapped);
+        } else if !range.add(&p, rollup) {
             return Ok(None);
-        };
-        view_filters.push(mapped);
+        }
+    }
+    if let (Some(lo), Some(hi)) = (range.lo, range.hi)
+        && lo >= hi
+    {
+        return Ok(None); // no whole bucket inside the range
     }
 
     // Aggregates: how each merges, and the view columns it needs.
@@ -381,6 +390,7 @@ fn rewrite_aggregate(aggregate: &Aggregate, c: &Candidate) -> DFResult<Option<Lo
     let mut view_plan =
         LogicalPlanBuilder::scan(c.view.clone(), provider_as_source(c.provider.clone()), None)?;
     let mut view_predicate = view_filters;
+    view_predicate.extend(range.inner(&col_unq(&rollup.bucket), &time_type)?);
     if let Delta::Days(days) = &c.delta
         && let Some(in_days) = day_filter(
             col_unq(&rollup.bucket),
@@ -434,36 +444,56 @@ fn rewrite_aggregate(aggregate: &Aggregate, c: &Candidate) -> DFResult<Option<Lo
         base_cols.push(conform(e, &input_schema, &ty)?.alias(name));
     }
     let label_since = format!("rows not yet in {}", c.view);
-    let base_branches: Vec<LogicalPlan> = match &c.delta {
-        Delta::Files(files) => vec![with_table(
-            &aggregate.input,
-            c.base.restricted(
-                Some(files.clone()),
-                true,
-                format!("{label_since}: appended files + hot tier"),
-            ),
-        )?],
-        Delta::Days(days) => {
-            let committed = with_table(
-                &aggregate.input,
-                c.base.restricted(
-                    None,
-                    false,
-                    format!("{label_since}: {} day(s) with rewritten files", days.len()),
-                ),
-            )?;
-            let mut committed = LogicalPlanBuilder::from(committed);
-            if let Some(f) = day_filter(time_col.clone(), &time_type, days) {
-                committed = committed.filter(f)?;
-            }
-            let hot = with_table(
-                &aggregate.input,
-                c.base
-                    .restricted(Some(Arc::new(HashSet::new())), true, "hot tier".into()),
-            )?;
-            vec![committed.build()?, hot]
+    let inner = range.inner(&time_col, &time_type)?;
+    let restrict = |plan: LogicalPlan, filters: Vec<Option<Expr>>| -> DFResult<LogicalPlan> {
+        let mut builder = LogicalPlanBuilder::from(plan);
+        if let Some(f) = datafusion::logical_expr::utils::conjunction(filters.into_iter().flatten())
+        {
+            builder = builder.filter(f)?;
         }
+        builder.build()
     };
+    let mut base_branches = Vec::new();
+    if range.edges {
+        let all = c
+            .base
+            .restricted(None, false, "edges of the time range".into());
+        base_branches.push(restrict(
+            with_table(&aggregate.input, all)?,
+            vec![range.outer(&time_col, &time_type)?],
+        )?);
+    }
+    match &c.delta {
+        Delta::Files(files) if files.is_empty() => {}
+        Delta::Files(files) => {
+            let appended = c.base.restricted(
+                Some(files.clone()),
+                false,
+                format!("{label_since}: appended files"),
+            );
+            base_branches.push(restrict(
+                with_table(&aggregate.input, appended)?,
+                vec![inner.clone()],
+            )?);
+        }
+        Delta::Days(days) => {
+            let label = format!("{label_since}: {} day(s) with rewritten files", days.len());
+            let committed = c.base.restricted(None, false, label);
+            base_branches.push(restrict(
+                with_table(&aggregate.input, committed)?,
+                vec![
+                    day_filter(time_col.clone(), &time_type, days),
+                    inner.clone(),
+                ],
+            )?);
+        }
+    }
+    if c.base.has_hot() {
+        let hot = c
+            .base
+            .restricted(Some(Arc::new(HashSet::new())), true, "hot tier".into());
+        base_branches.push(with_table(&aggregate.input, hot)?);
+    }
     let mut union = LogicalPlanBuilder::from(view_plan);
     for branch in base_branches {
         let branch = LogicalPlanBuilder::from(branch)
@@ -605,41 +635,126 @@ fn map_group(g: &Expr, rollup: &Rollup, dims_used: &mut BTreeSet<String>) -> Opt
     ok.then_some(mapped)
 }
 
-/// A query filter conjunct over the view's columns: dimension filters as
-/// they are, time bounds on bucket boundaries as bounds on the bucket.
-fn map_filter(p: &Expr, rollup: &Rollup) -> Option<Expr> {
-    let time = rollup.time_column.as_str();
-    let refs = p.column_refs();
-    if refs.iter().all(|c| rollup.dims.contains_key(&c.name)) {
-        return p
-            .clone()
-            .transform(|e| match e {
-                Expr::Column(c) => Ok(Transformed::yes(col_unq(&rollup.dims[&c.name]))),
-                other => Ok(Transformed::no(other)),
-            })
-            .ok()
-            .map(|t| t.data);
-    }
-    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = p else {
+/// A filter conjunct on dimensions only, over the view's columns.
+fn map_dim_filter(p: &Expr, rollup: &Rollup) -> Option<Expr> {
+    if !p
+        .column_refs()
+        .iter()
+        .all(|c| rollup.dims.contains_key(&c.name))
+    {
         return None;
-    };
-    // column op literal, either way round.
-    let (op, value) = match (column_name(left), column_name(right)) {
-        (Some(c), None) if c == time => (*op, right.as_ref()),
-        (None, Some(c)) if c == time => (op.swap()?, left.as_ref()),
-        _ => return None,
-    };
-    let Expr::Literal(v, _) = unalias(value) else {
-        return None;
-    };
-    let aligned = timestamp_nanos(v)? % rollup.grain == 0;
-    let bucket = col_unq(&rollup.bucket);
-    let bound = Expr::Literal(v.clone(), None);
-    match op {
-        // Buckets start on multiples of the grain: `ts >= b` ⇔ `bucket >= b`
-        // and `ts < b` ⇔ `bucket < b` when b is one.
-        Operator::GtEq if aligned => Some(bucket.gt_eq(bound)),
-        Operator::Lt if aligned => Some(bucket.lt(bound)),
-        _ => None,
     }
+    p.clone()
+        .transform(|e| match e {
+            Expr::Column(c) => Ok(Transformed::yes(col_unq(&rollup.dims[&c.name]))),
+            other => Ok(Transformed::no(other)),
+        })
+        .ok()
+        .map(|t| t.data)
+}
+
+/// The whole buckets inside a query's time bounds: `[lo, hi)` in ns, on
+/// bucket boundaries (`None`: unbounded), and whether rows outside it (in
+/// partial buckets at the edges) still match the query.
+#[derive(Debug, Default)]
+struct TimeRange {
+    lo: Option<i128>,
+    hi: Option<i128>,
+    edges: bool,
+}
+
+impl TimeRange {
+    /// Narrows the range by a bound on the time column (`false`: `p` is
+    /// not one).
+    fn add(&mut self, p: &Expr, rollup: &Rollup) -> bool {
+        let time = rollup.time_column.as_str();
+        let g = rollup.grain;
+        let floor = |v: i128| v.div_euclid(g) * g;
+        let ceil = |v: i128| floor(v + g - 1);
+        let value = |e: &Expr| match unalias(e) {
+            Expr::Literal(v, _) => timestamp_nanos(v),
+            _ => None,
+        };
+        let (lo, hi, exact) = match p {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (op, v) = match (column_name(left), column_name(right)) {
+                    (Some(c), None) if c == time => (*op, value(right)),
+                    (None, Some(c)) if c == time => match op.swap() {
+                        Some(op) => (op, value(left)),
+                        None => return false,
+                    },
+                    _ => return false,
+                };
+                let Some(v) = v else { return false };
+                match op {
+                    Operator::GtEq => (Some(ceil(v)), None, v % g == 0),
+                    Operator::Gt => (Some(floor(v) + g), None, false),
+                    Operator::Lt => (None, Some(floor(v)), v % g == 0),
+                    Operator::LtEq => (None, Some(floor(v)), false),
+                    _ => return false,
+                }
+            }
+            Expr::Between(b) if !b.negated && column_name(&b.expr) == Some(time) => {
+                let (Some(lo), Some(hi)) = (value(&b.low), value(&b.high)) else {
+                    return false;
+                };
+                (Some(ceil(lo)), Some(floor(hi)), false)
+            }
+            _ => return false,
+        };
+        if let Some(lo) = lo {
+            self.lo = Some(self.lo.map_or(lo, |x| x.max(lo)));
+        }
+        if let Some(hi) = hi {
+            self.hi = Some(self.hi.map_or(hi, |x| x.min(hi)));
+        }
+        self.edges |= !exact;
+        true
+    }
+
+    /// `column` inside the whole buckets.
+    fn inner(&self, column: &Expr, ty: &DataType) -> DFResult<Option<Expr>> {
+        let mut parts = Vec::new();
+        if let Some(lo) = self.lo {
+            parts.push(column.clone().gt_eq(timestamp_literal(lo, ty)?));
+        }
+        if let Some(hi) = self.hi {
+            parts.push(column.clone().lt(timestamp_literal(hi, ty)?));
+        }
+        Ok(datafusion::logical_expr::utils::conjunction(parts))
+    }
+
+    /// `column` outside the whole buckets (the query's own bounds still
+    /// apply on top).
+    fn outer(&self, column: &Expr, ty: &DataType) -> DFResult<Option<Expr>> {
+        let mut parts = Vec::new();
+        if let Some(lo) = self.lo {
+            parts.push(column.clone().lt(timestamp_literal(lo, ty)?));
+        }
+        if let Some(hi) = self.hi {
+            parts.push(column.clone().gt_eq(timestamp_literal(hi, ty)?));
+        }
+        Ok(datafusion::logical_expr::utils::disjunction(parts))
+    }
+}
+
+/// A literal of timestamp type `ty` at `nanos` since the epoch.
+fn timestamp_literal(nanos: i128, ty: &DataType) -> DFResult<Expr> {
+    use arrow::datatypes::TimeUnit;
+    let DataType::Timestamp(unit, tz) = ty else {
+        return Err(datafusion::error::DataFusionError::Internal(format!(
+            "time column of type {ty}"
+        )));
+    };
+    let tz = tz.clone();
+    let v = |div: i128| i64::try_from(nanos.div_euclid(div)).ok();
+    Ok(Expr::Literal(
+        match unit {
+            TimeUnit::Second => ScalarValue::TimestampSecond(v(1_000_000_000), tz),
+            TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(v(1_000_000), tz),
+            TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(v(1_000), tz),
+            TimeUnit::Nanosecond => ScalarValue::TimestampNanosecond(v(1), tz),
+        },
+        None,
+    ))
 }
