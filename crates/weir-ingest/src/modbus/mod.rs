@@ -1,0 +1,41 @@
+//! Modbus TCP source: devices polled directly, feeding the same streaming
+//! writer (Bronze raw rows, Silver points, hot tier, dead letters) as Kafka.
+//!
+//! - `registry`: devices and tags (TOML now; PostgreSQL TODO(issue 4));
+//! - `registers`: data types × byte/word orders;
+//! - `plan`: scan groups and contiguous-register batching;
+//! - `poller`: one task per device (timeouts, backoff, quality, status);
+//! - `source`: polls → `IngestBuffer` → fenced commits with a per-device
+//!   poll sequence as the watermark (`weir.modbus.<device>.offsets = 0=<next>`).
+
+pub mod plan;
+pub mod poller;
+pub mod registers;
+pub mod registry;
+pub mod source;
+
+use std::path::PathBuf;
+
+pub use poller::{PollCounters, PollerOptions, Status};
+pub use registry::{Device, RegistryLoader, Tag, TomlRegistry};
+pub use source::{ModbusOptions, ModbusReport, SOURCE, run};
+
+/// What failed in the Modbus source.
+#[derive(Debug, thiserror::Error)]
+pub enum ModbusError {
+    #[error("cannot read the device registry {path}: {source}")]
+    RegistryRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("device registry {path}: {message}")]
+    RegistryInvalid { path: PathBuf, message: String },
+    #[error("the device registry lists no enabled Modbus TCP device with tags")]
+    NoDevices,
+    #[error(transparent)]
+    Catalog(#[from] weir_catalog::CatalogError),
+    #[error("building a batch failed: {0}")]
+    Batch(#[from] arrow::error::ArrowError),
+    #[error("commits keep failing: {0}")]
+    Commit(String),
+}
