@@ -32,7 +32,10 @@ pub struct ScanGroup {
 pub fn plan(tags: &[Tag], max_gap: u16) -> Vec<ScanGroup> {
     let mut by_rate: BTreeMap<(Duration, Function), Vec<usize>> = BTreeMap::new();
     for (i, t) in tags.iter().enumerate() {
-        by_rate.entry((t.scan_rate, t.function)).or_default().push(i);
+        by_rate
+            .entry((t.scan_rate, t.function))
+            .or_default()
+            .push(i);
     }
     let mut groups: Vec<ScanGroup> = Vec::new();
     for ((period, function), mut idx) in by_rate {

@@ -139,10 +139,7 @@ pub async fn run_device(
     }
     // Spread devices over the first period so 5,000 of them do not all
     // fire in the same millisecond.
-    let start = Instant::now()
-        + groups[0]
-            .period
-            .mul_f64(rand::random_range(0.0..1.0f64));
+    let start = Instant::now() + groups[0].period.mul_f64(rand::random_range(0.0..1.0f64));
     let mut due: Vec<Instant> = vec![start; groups.len()];
     let mut state = DeviceState {
         last: vec![None; device.tags.len()],
@@ -267,7 +264,9 @@ impl DeviceState {
                 u8::from(exception)
             ))),
             Ok(Err(e)) => Err(Failure::Comm(format!("request failed: {e}"))),
-            Err(_) => Err(Failure::Comm(format!("request timed out after {timeout:?}"))),
+            Err(_) => Err(Failure::Comm(format!(
+                "request timed out after {timeout:?}"
+            ))),
         }
     }
 
@@ -298,7 +297,13 @@ impl DeviceState {
         for r in &group.reads {
             if self.ctx.is_none() {
                 // An earlier read of this poll lost the connection.
-                self.bad(r, QUALITY_COMM_FAILURE, error.as_deref(), ts_micros, &mut points);
+                self.bad(
+                    r,
+                    QUALITY_COMM_FAILURE,
+                    error.as_deref(),
+                    ts_micros,
+                    &mut points,
+                );
                 continue;
             }
             match self.read(r).await {

@@ -118,7 +118,11 @@ fn be_bytes<const N: usize>(words: &[u16], order: WordOrder) -> [u8; N] {
         } else {
             words[i]
         };
-        let w = if order.swap_bytes() { w.swap_bytes() } else { w };
+        let w = if order.swap_bytes() {
+            w.swap_bytes()
+        } else {
+            w
+        };
         out[2 * i..2 * i + 2].copy_from_slice(&w.to_be_bytes());
     }
     out
@@ -155,7 +159,11 @@ pub fn encode_bytes(bytes: &[u8], order: WordOrder) -> Vec<u16> {
         .chunks(2)
         .map(|c| {
             let w = u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]);
-            if order.swap_bytes() { w.swap_bytes() } else { w }
+            if order.swap_bytes() {
+                w.swap_bytes()
+            } else {
+                w
+            }
         })
         .collect();
     if order.reverse_words() {
@@ -201,7 +209,11 @@ mod tests {
             };
             check(DataType::Int16, &(-1234i16).to_be_bytes(), -1234.0);
             check(DataType::UInt16, &65000u16.to_be_bytes(), 65000.0);
-            check(DataType::Int32, &(-123_456_789i32).to_be_bytes(), -123_456_789.0);
+            check(
+                DataType::Int32,
+                &(-123_456_789i32).to_be_bytes(),
+                -123_456_789.0,
+            );
             check(DataType::UInt32, &4_000_000_000u32.to_be_bytes(), 4e9);
             check(DataType::Float32, &(-0.5f32).to_be_bytes(), -0.5);
             check(
@@ -209,7 +221,11 @@ mod tests {
                 &(-9_007_199_254_740_991i64).to_be_bytes(),
                 -9_007_199_254_740_991.0,
             );
-            check(DataType::UInt64, &(1u64 << 52).to_be_bytes(), (1u64 << 52) as f64);
+            check(
+                DataType::UInt64,
+                &(1u64 << 52).to_be_bytes(),
+                (1u64 << 52) as f64,
+            );
             check(
                 DataType::Float64,
                 &std::f64::consts::PI.to_be_bytes(),

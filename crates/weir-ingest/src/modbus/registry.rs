@@ -291,7 +291,11 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<Device>, ModbusErro
             let address = match &t.address {
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Integer(i) => i.to_string(),
-                other => return Err(at(format!("address must be a string or number, not {other}"))),
+                other => {
+                    return Err(at(format!(
+                        "address must be a string or number, not {other}"
+                    )));
+                }
             };
             let (function, address) = parse_address(&address, t.function.as_deref()).map_err(at)?;
             let data_type: DataType = t.data_type.parse().map_err(at)?;
@@ -373,7 +377,10 @@ mod tests {
             parse_address("12", Some("discrete")),
             Ok((Function::DiscreteInputs, 12))
         );
-        assert_eq!(parse_address("12", None), Ok((Function::HoldingRegisters, 12)));
+        assert_eq!(
+            parse_address("12", None),
+            Ok((Function::HoldingRegisters, 12))
+        );
         assert!(parse_address("hr:70000", None).is_err());
         assert!(parse_address("x12", None).is_err());
         assert!(parse_address("50001", None).is_err());
@@ -381,7 +388,8 @@ mod tests {
 
     #[test]
     fn example_registry_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../devices/registry.example.toml");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../devices/registry.example.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let devices = parse_registry(&text, &path).unwrap();
         assert!(!devices.is_empty());
@@ -393,7 +401,12 @@ mod tests {
         let p = Path::new("r.toml");
         let err = |t: &str| parse_registry(t, p).unwrap_err().to_string();
         let dev = "[[devices]]\nid = \"a\"\nendpoint = \"127.0.0.1:502\"\n";
-        assert!(err(&format!("{dev}[[devices.tags]]\nname = \"t\"\naddress = 1\ndata_type = \"String\"\n")).contains("unsupported data type"));
+        assert!(
+            err(&format!(
+                "{dev}[[devices.tags]]\nname = \"t\"\naddress = 1\ndata_type = \"String\"\n"
+            ))
+            .contains("unsupported data type")
+        );
         assert!(err(&format!("{dev}[[devices.tags]]\nname = \"t\"\naddress = 1\ndata_type = \"Int16\"\nscaling = 0.0\n")).contains("scaling"));
         assert!(err(&format!("{dev}{dev}")).contains("duplicate device id"));
         assert!(err("[[devices]]\nid = \"a\"\n").contains("endpoint"));

@@ -128,7 +128,8 @@ pub async fn run(
         tokio::spawn(async move {
             while let Some(flush) = flush_rx.recv().await {
                 if flush.epoch == epoch.load(Ordering::SeqCst) {
-                    let _ = fb_tx.send(commit_with_retry(&lakehouse, &writer_id, &sinks, &flush).await);
+                    let _ =
+                        fb_tx.send(commit_with_retry(&lakehouse, &writer_id, &sinks, &flush).await);
                 }
             }
         })
@@ -163,7 +164,10 @@ pub async fn run(
                 Feedback::Fenced { epoch: e, reason } if e == epoch.load(Ordering::SeqCst) => {
                     report.resets += 1;
                     epoch.fetch_add(1, Ordering::SeqCst);
-                    tracing::warn!(reason, "resetting the modbus writer from the tables' watermarks");
+                    tracing::warn!(
+                        reason,
+                        "resetting the modbus writer from the tables' watermarks"
+                    );
                     buffer.reset();
                     let marks = load_marks(&lakehouse, &sinks).await;
                     assign_all(&mut buffer, &devices, &marks, &mut next_seq);
@@ -295,7 +299,11 @@ async fn commit_with_retry(
                 return Feedback::Committed { epoch: flush.epoch };
             }
             Ok(FlushOutcome::Fenced { table, reason }) => {
-                tracing::warn!(table, reason, "modbus commit refused by the watermark fence");
+                tracing::warn!(
+                    table,
+                    reason,
+                    "modbus commit refused by the watermark fence"
+                );
                 return Feedback::Fenced {
                     epoch: flush.epoch,
                     reason,

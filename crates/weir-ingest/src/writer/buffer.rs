@@ -417,7 +417,8 @@ impl IngestBuffer {
                 part.silver.push(p, &part.label);
                 self.silver_bytes += 48 + p.device_id.len() + p.metric.len();
             }
-            part.offsets.extend(std::iter::repeat_n(m.offset, points.len()));
+            part.offsets
+                .extend(std::iter::repeat_n(m.offset, points.len()));
             self.stats.points += points.len() as u64;
         }
     }

@@ -12,7 +12,9 @@ pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
     let lakehouse = super::open_lakehouse(&cfg.storage).await?;
     let running = sources::start(&lakehouse, &cfg.sources)?;
     if running.is_empty() {
-        bail!("no sources configured (set --kafka-brokers and --kafka-topics)");
+        bail!(
+            "no sources configured (set --kafka-brokers and --kafka-topics, or --modbus-registry)"
+        );
     }
     println!(
         "weir: ingesting from {}",
@@ -21,18 +23,32 @@ pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     let mut running = running;
     // A source that ends by itself (fatal error) ends the process.
-    let early = match running.kafka.as_mut() {
-        Some((task, _)) => tokio::select! {
-            signal = super::serve::shutdown_signal() => { tracing::info!(signal, "shutting down"); None }
-            result = task => Some(result),
-        },
-        None => None,
+    let kafka_ended = async {
+        match running.kafka.as_mut() {
+            Some((task, _)) => task.await,
+            None => std::future::pending().await,
+        }
     };
-    if let Some(result) = early {
-        running.kafka = None;
-        let report = result??;
-        tracing::warn!(?report, "kafka source ended");
-        return Ok(());
+    let modbus_ended = async {
+        match running.modbus.as_mut() {
+            Some((task, _)) => task.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        signal = super::serve::shutdown_signal() => { tracing::info!(signal, "shutting down"); }
+        result = kafka_ended => {
+            running.kafka = None;
+            let report = result??;
+            tracing::warn!(?report, "kafka source ended");
+            return Ok(());
+        }
+        result = modbus_ended => {
+            running.modbus = None;
+            let report = result??;
+            tracing::warn!(?report, "modbus source ended");
+            return Ok(());
+        }
     }
     running.stop().await?;
     println!("weir: ingest stopped");
