@@ -119,8 +119,9 @@ pub struct KafkaConfig {
 /// Modbus TCP source (enabled when `--modbus-registry` is set).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModbusConfig {
-    /// Device registry TOML file (devices and tags; see
-    /// `devices/registry.example.toml`); unset = no Modbus source.
+    /// Device registry: a TOML file (see `devices/registry.example.toml`)
+    /// or a PostgreSQL URL (`postgres://user@host:port/db`, the `devices` and
+    /// `tags` tables); unset = no Modbus source.
     #[arg(long, env = "WEIR_MODBUS_REGISTRY")]
     pub modbus_registry: Option<PathBuf>,
 

@@ -1,7 +1,7 @@
 //! Modbus TCP source: devices polled directly, feeding the same streaming
 //! writer (Bronze raw rows, Silver points, hot tier, dead letters) as Kafka.
 //!
-//! - `registry`: devices and tags (TOML now; PostgreSQL TODO(issue 4));
+//! - `registry`, `registry_pg`: devices and tags (TOML file; PostgreSQL);
 //! - `registers`: data types × byte/word orders;
 //! - `plan`: scan groups and contiguous-register batching;
 //! - `poller`: one task per device (timeouts, backoff, quality, status);
@@ -12,12 +12,14 @@ pub mod plan;
 pub mod poller;
 pub mod registers;
 pub mod registry;
+pub mod registry_pg;
 pub mod source;
 
 use std::path::PathBuf;
 
 pub use poller::{PollCounters, PollerOptions, Status};
 pub use registry::{Device, RegistryLoader, Tag, TomlRegistry};
+pub use registry_pg::PostgresRegistry;
 pub use source::{ModbusOptions, ModbusReport, SOURCE, run};
 
 /// What failed in the Modbus source.
@@ -27,6 +29,11 @@ pub enum ModbusError {
     RegistryRead {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("cannot read the device registry from {url}: {source}")]
+    RegistryDb {
+        url: String,
+        source: tokio_postgres::Error,
     },
     #[error("device registry {path}: {message}")]
     RegistryInvalid { path: PathBuf, message: String },

@@ -11,6 +11,10 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataType {
     Boolean,
+    /// The low byte of one register.
+    Int8,
+    /// The low byte of one register.
+    UInt8,
     Int16,
     UInt16,
     Int32,
@@ -25,7 +29,11 @@ impl DataType {
     /// Registers (16-bit words) the type spans; bits (coils) count as one.
     pub fn words(self) -> u16 {
         match self {
-            DataType::Boolean | DataType::Int16 | DataType::UInt16 => 1,
+            DataType::Boolean
+            | DataType::Int8
+            | DataType::UInt8
+            | DataType::Int16
+            | DataType::UInt16 => 1,
             DataType::Int32 | DataType::UInt32 | DataType::Float32 => 2,
             DataType::Int64 | DataType::UInt64 | DataType::Float64 => 4,
         }
@@ -40,6 +48,8 @@ impl FromStr for DataType {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s.trim().to_ascii_lowercase().as_str() {
             "boolean" | "bool" => DataType::Boolean,
+            "int8" => DataType::Int8,
+            "uint8" => DataType::UInt8,
             "int16" => DataType::Int16,
             "uint16" => DataType::UInt16,
             "int32" => DataType::Int32,
@@ -50,7 +60,7 @@ impl FromStr for DataType {
             "float64" | "double" => DataType::Float64,
             _ => {
                 return Err(format!(
-                    "unsupported data type `{s}` (expected Boolean, Int16, UInt16, Int32, UInt32, \
+                    "unsupported data type `{s}` (expected Boolean, Int8, UInt8, Int16, UInt16, Int32, UInt32, \
                      Int64, UInt64, Float32/Float or Float64/Double)"
                 ));
             }
@@ -138,6 +148,8 @@ pub fn decode(words: &[u16], dtype: DataType, order: WordOrder) -> Option<f64> {
     }
     Some(match dtype {
         DataType::Boolean => f64::from(u8::from(words[0] != 0)),
+        DataType::Int8 => f64::from(be_bytes::<2>(words, order)[1] as i8),
+        DataType::UInt8 => f64::from(be_bytes::<2>(words, order)[1]),
         DataType::Int16 => f64::from(i16::from_be_bytes(be_bytes::<2>(words, order))),
         DataType::UInt16 => f64::from(u16::from_be_bytes(be_bytes::<2>(words, order))),
         DataType::Int32 => f64::from(i32::from_be_bytes(be_bytes::<4>(words, order))),
@@ -246,6 +258,18 @@ mod tests {
         assert_eq!(decode(&[0], DataType::Boolean, WordOrder::Abcd), Some(0.0));
         assert_eq!(decode(&[7], DataType::Boolean, WordOrder::Abcd), Some(1.0));
         assert_eq!(decode(&[1], DataType::Float32, WordOrder::Abcd), None);
+        assert_eq!(
+            decode(&[0x12FE], DataType::Int8, WordOrder::Abcd),
+            Some(-2.0)
+        );
+        assert_eq!(
+            decode(&[0x12FE], DataType::UInt8, WordOrder::Abcd),
+            Some(254.0)
+        );
+        assert_eq!(
+            decode(&[0xFE12], DataType::UInt8, WordOrder::Badc),
+            Some(254.0)
+        );
         assert_eq!("double".parse::<DataType>(), Ok(DataType::Float64));
         assert_eq!("Float".parse::<DataType>(), Ok(DataType::Float32));
         assert!("String".parse::<DataType>().is_err());

@@ -1,8 +1,8 @@
 //! The device registry: devices and their tags (design notes, "Device
 //! registry"), loaded behind [`RegistryLoader`] — a TOML file for the
-//! embedded default ([`TomlRegistry`]); PostgreSQL in production is
-//! TODO(issue 4): a `tokio-postgres` loader reading the seed's `devices` and
-//! `tags` tables (address strings, `config` JSONB for unit id/order/timeout).
+//! embedded default ([`TomlRegistry`]) and PostgreSQL in production
+//! ([`super::registry_pg::PostgresRegistry`], the seed's `devices`/`tags`
+//! tables). Both go through the same validation.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -169,62 +169,63 @@ impl RegistryLoader for TomlRegistry {
     }
 }
 
-#[derive(Deserialize)]
+/// The registry as written (TOML) or read (PostgreSQL), before validation.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct FileRegistry {
+pub(super) struct FileRegistry {
     #[serde(default)]
-    defaults: FileDefaults,
+    pub defaults: FileDefaults,
     #[serde(default)]
-    devices: Vec<FileDevice>,
+    pub devices: Vec<FileDevice>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct FileDefaults {
-    scan_rate_ms: Option<u64>,
-    order: Option<String>,
-    timeout_ms: Option<u64>,
+pub(super) struct FileDefaults {
+    pub scan_rate_ms: Option<u64>,
+    pub order: Option<String>,
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileDevice {
-    id: String,
-    name: Option<String>,
+pub(super) struct FileDevice {
+    pub id: String,
+    pub name: Option<String>,
     #[serde(default = "modbus_tcp")]
-    protocol: String,
-    endpoint: String,
+    pub protocol: String,
+    pub endpoint: String,
     #[serde(default = "one")]
-    unit_id: u8,
-    location: Option<String>,
+    pub unit_id: u8,
+    pub location: Option<String>,
     #[serde(default = "yes")]
-    enabled: bool,
-    timeout_ms: Option<u64>,
-    order: Option<String>,
-    scan_rate_ms: Option<u64>,
+    pub enabled: bool,
+    pub timeout_ms: Option<u64>,
+    pub order: Option<String>,
+    pub scan_rate_ms: Option<u64>,
     #[serde(default)]
-    tags: Vec<FileTag>,
+    pub tags: Vec<FileTag>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileTag {
-    name: String,
-    address: toml::Value,
-    function: Option<String>,
-    data_type: String,
-    order: Option<String>,
+pub(super) struct FileTag {
+    pub name: String,
+    pub address: toml::Value,
+    pub function: Option<String>,
+    pub data_type: String,
+    pub order: Option<String>,
     #[serde(default = "read")]
-    access: String,
-    unit: Option<String>,
-    scaling: Option<f64>,
-    offset: Option<f64>,
-    min: Option<f64>,
-    max: Option<f64>,
-    deadband: Option<f64>,
-    scan_rate_ms: Option<u64>,
+    pub access: String,
+    pub unit: Option<String>,
+    pub scaling: Option<f64>,
+    pub offset: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub deadband: Option<f64>,
+    pub scan_rate_ms: Option<u64>,
     #[serde(default = "yes")]
-    enabled: bool,
+    pub enabled: bool,
 }
 
 fn modbus_tcp() -> String {
@@ -247,6 +248,15 @@ pub fn parse_registry(text: &str, path: &Path) -> Result<Vec<Device>, ModbusErro
         message,
     };
     let file: FileRegistry = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    validate(file, path)
+}
+
+/// Checks a registry and turns it into devices (`path` names it in errors).
+pub(super) fn validate(file: FileRegistry, path: &Path) -> Result<Vec<Device>, ModbusError> {
+    let invalid = |message: String| ModbusError::RegistryInvalid {
+        path: path.to_path_buf(),
+        message,
+    };
     let mut ids = HashSet::new();
     let mut out = Vec::new();
     for d in file.devices {

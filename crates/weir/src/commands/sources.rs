@@ -138,12 +138,24 @@ pub fn log_modbus_report(report: &ModbusReport, counters: &PollCounters) {
     );
 }
 
+/// `postgres://...` reads the PostgreSQL registry, anything else is a TOML file.
+fn registry_loader(registry: std::path::PathBuf) -> Arc<dyn modbus::RegistryLoader> {
+    match registry.to_str() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Arc::new(modbus::PostgresRegistry {
+                url: url.to_string(),
+            })
+        }
+        _ => Arc::new(modbus::TomlRegistry { path: registry }),
+    }
+}
+
 pub fn modbus_options(cfg: &SourcesConfig) -> Option<ModbusOptions> {
     let m = &cfg.modbus;
     let registry = m.modbus_registry.clone()?;
     let w = &cfg.writer;
     Some(ModbusOptions {
-        registry: Arc::new(modbus::TomlRegistry { path: registry }),
+        registry: registry_loader(registry),
         poller: PollerOptions {
             timeout: Duration::from_millis(m.modbus_timeout_ms.max(1)),
             reconnect_min: Duration::from_millis(m.modbus_reconnect_min_ms.max(1)),
