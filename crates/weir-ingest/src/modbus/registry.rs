@@ -322,7 +322,7 @@ pub(super) fn validate(file: FileRegistry, path: &Path) -> Result<Vec<Device>, M
             {
                 return Err(at(format!("min {lo} is above max {hi}")));
             }
-            if t.deadband.is_some_and(|d| !(d >= 0.0)) {
+            if t.deadband.is_some_and(|d| d.is_nan() || d < 0.0) {
                 return Err(at("deadband must be >= 0".into()));
             }
             let scan = t.scan_rate_ms.unwrap_or(scan_default);
