@@ -392,6 +392,7 @@ def test_modbus_registry_from_postgresql(sims, postgres, weir_factory, tmp_path)
           ('pg-plc', 'ModbusTcp', '127.0.0.1:{sim.port}',
            '{{"unit_id": 1, "order": "CDAB", "scan_rate_ms": 200}}'),
           ('disabled-plc', 'ModbusTcp', '127.0.0.1:1', '{{}}'),
+          ('pg-gone', 'ModbusTcp', '127.0.0.1:{free_port()}', '{{"scan_rate_ms": 200}}'),
           ('mqtt-thing', 'Mqtt', 'tcp://127.0.0.1:1883', '{{}}');
         UPDATE devices SET enabled = false WHERE name = 'disabled-plc';
         INSERT INTO tags (device_id, name, address, data_type, unit, scaling, tag_offset, scan_rate)
@@ -403,6 +404,8 @@ def test_modbus_registry_from_postgresql(sims, postgres, weir_factory, tmp_path)
         UNION ALL
         SELECT id, 'x', '40001', 'UInt16'::tag_data_type, NULL, 1.0, 0.0, NULL FROM devices WHERE name = 'disabled-plc'
         UNION ALL
+        SELECT id, 'v', '40001', 'UInt16'::tag_data_type, NULL, 1.0, 0.0, NULL FROM devices WHERE name = 'pg-gone'
+        UNION ALL
         SELECT id, 'y', 'a/b', 'String'::tag_data_type, NULL, 1.0, 0.0, NULL FROM devices WHERE name = 'mqtt-thing';
         INSERT INTO tags (device_id, name, address, data_type, enabled)
         SELECT id, 'off', '40010', 'UInt16', false FROM devices WHERE name = 'pg-plc';
@@ -412,12 +415,23 @@ def test_modbus_registry_from_postgresql(sims, postgres, weir_factory, tmp_path)
 
     def latest():
         rows = fetch_rows(conn, "SELECT DISTINCT device_id, metric, value, unit FROM silver.points "
-                                "WHERE metric <> 'device_status'")
+                                "WHERE metric <> 'device_status' AND device_id <> 'pg-gone'")
         return rows if len(rows) >= 3 else f"{rows}"
     wait_until(lambda: isinstance(latest(), list), 60, "points of the PostgreSQL registry's device")
     assert sorted(latest()) == [("pg-plc", "rpm", 617.0, "rpm"), ("pg-plc", "speed", 8.0, "m/s"),
                                 ("pg-plc", "temp", 21.5, "°C")]
     assert statuses(conn, "pg-plc") == ["Online"]
+    # Status changes are written back to the registry.
+    wait_until(lambda: statuses(conn, "pg-gone") == ["Offline"] or statuses(conn, "pg-gone"), 30, "pg-gone Offline")
+
+    def registry_status():
+        out = subprocess.run([str(postgres.bin / "psql"), "-At", "-h", "127.0.0.1", "-p", str(postgres.port),
+                              "-U", "weir", "-d", "postgres", "-c",
+                              "SELECT name, status, last_seen IS NOT NULL FROM devices ORDER BY name"],
+                             capture_output=True, text=True, check=True).stdout.split()
+        want = ["disabled-plc|Unknown|f", "mqtt-thing|Unknown|f", "pg-gone|Offline|f", "pg-plc|Online|t"]
+        return out == want or out
+    wait_until(registry_status, 30, "status in the PostgreSQL registry")
     conn.close()
 
 

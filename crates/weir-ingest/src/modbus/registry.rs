@@ -148,6 +148,17 @@ pub struct Device {
 pub trait RegistryLoader: Send + Sync {
     /// Every enabled Modbus TCP device with its enabled tags.
     async fn load(&self) -> Result<Vec<Device>, ModbusError>;
+
+    /// Records a device's status change (`status` Online/Offline/Error) at
+    /// `ts_micros`, where the registry keeps it; a file registry does not.
+    async fn record_status(
+        &self,
+        _device: &str,
+        _status: &str,
+        _ts_micros: i64,
+    ) -> Result<(), ModbusError> {
+        Ok(())
+    }
 }
 
 /// The embedded default: a TOML file (see `devices/registry.example.toml`).

@@ -8,11 +8,16 @@
 //! word order of the device's tags, default ABCD) and `scan_rate_ms` (for
 //! tags whose `scan_rate` is NULL). Tag `address` strings are parsed like the
 //! TOML registry's (`40001`, `hr:0`, ...).
-//! TODO(issue 4): write `status`/`last_seen` back to `devices`, reload on change.
+//! Status changes are written back: `devices.status` and, when a device
+//! comes Online, `last_seen` (the time of that poll).
+//! TODO(issue 4): refresh `last_seen` periodically; reload the registry on change.
 
 use std::path::PathBuf;
 
-use tokio_postgres::NoTls;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
 
 use super::ModbusError;
 use super::registry::{
@@ -20,10 +25,44 @@ use super::registry::{
 };
 
 /// Reads devices and tags from PostgreSQL (`postgres://user@host:port/db`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresRegistry {
     pub url: String,
+    /// The connection status updates reuse (opened on first use).
+    status_conn: Arc<Mutex<Option<Client>>>,
 }
+
+impl PostgresRegistry {
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresRegistry {
+            url: url.into(),
+            status_conn: Arc::default(),
+        }
+    }
+
+    fn db_error(&self, source: tokio_postgres::Error) -> ModbusError {
+        ModbusError::RegistryDb {
+            url: redact(&self.url),
+            source,
+        }
+    }
+
+    async fn connect(&self) -> Result<Client, ModbusError> {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .map_err(|e| self.db_error(e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "registry database connection ended");
+            }
+        });
+        Ok(client)
+    }
+}
+
+const STATUS: &str = "UPDATE devices SET status = $1::text::device_status, \
+     last_seen = CASE WHEN $1 = 'Online' THEN to_timestamp($2::float8 / 1e6) ELSE last_seen END \
+     WHERE name = $3";
 
 const DEVICES: &str = "SELECT id::text, name, endpoint, location, config::text \
      FROM devices WHERE enabled AND protocol::text = 'ModbusTcp' ORDER BY name";
@@ -34,22 +73,11 @@ const TAGS: &str = "SELECT device_id::text, name, address, data_type::text, acce
 #[async_trait::async_trait]
 impl RegistryLoader for PostgresRegistry {
     async fn load(&self) -> Result<Vec<Device>, ModbusError> {
-        let db = |e: tokio_postgres::Error| ModbusError::RegistryDb {
-            url: redact(&self.url),
-            source: e,
-        };
-        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
-            .await
-            .map_err(db)?;
-        let conn = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "registry database connection ended");
-            }
-        });
+        let db = |e| self.db_error(e);
+        let client = self.connect().await?;
         let devices = client.query(DEVICES, &[]).await.map_err(db)?;
         let tags = client.query(TAGS, &[]).await.map_err(db)?;
         drop(client);
-        let _ = conn.await;
 
         let path = PathBuf::from(redact(&self.url));
         let mut file = FileRegistry {
@@ -112,6 +140,25 @@ impl RegistryLoader for PostgresRegistry {
             });
         }
         validate(file, &path)
+    }
+
+    async fn record_status(
+        &self,
+        device: &str,
+        status: &str,
+        ts_micros: i64,
+    ) -> Result<(), ModbusError> {
+        let mut conn = self.status_conn.lock().await;
+        if conn.as_ref().is_none_or(Client::is_closed) {
+            *conn = Some(self.connect().await?);
+        }
+        let client = conn.as_ref().expect("connected above");
+        let ts = ts_micros as f64;
+        client
+            .execute(STATUS, &[&status, &ts, &device])
+            .await
+            .map_err(|e| self.db_error(e))?;
+        Ok(())
     }
 }
 

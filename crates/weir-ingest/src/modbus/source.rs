@@ -19,7 +19,7 @@ use weir_catalog::Lakehouse;
 use weir_catalog::watermark::Watermarks;
 
 use super::ModbusError;
-use super::poller::{Poll, PollCounters, PollerOptions, run_device};
+use super::poller::{Poll, PollCounters, PollerOptions, STATUS_METRIC, run_device};
 use super::registry::{Device, RegistryLoader};
 use crate::decode::Format;
 use crate::writer::{
@@ -102,6 +102,20 @@ pub async fn run(
         .collect();
     tracing::info!(devices = devices.len(), "modbus source starting");
 
+    // Status changes go back to the registry (PostgreSQL keeps them) off the
+    // hot path; a failing registry only logs.
+    let (status_tx, mut status_rx) = mpsc::unbounded_channel::<(String, String, i64)>();
+    let status_task = {
+        let registry = opts.registry.clone();
+        tokio::spawn(async move {
+            while let Some((device, status, ts)) = status_rx.recv().await {
+                if let Err(e) = registry.record_status(&device, &status, ts).await {
+                    tracing::warn!(device, status, error = %e, "cannot record device status in the registry");
+                }
+            }
+        })
+    };
+
     // Pollers.
     let (stop_tx, stop_rx) = watch::channel(false);
     let (poll_tx, mut poll_rx) = mpsc::channel::<Poll>(devices.len().clamp(64, 16_384));
@@ -146,7 +160,10 @@ pub async fn run(
     while open {
         tokio::select! {
             poll = poll_rx.recv() => match poll {
-                Some(p) => push(&mut buffer, &devices, &headers, &mut next_seq, p),
+                Some(p) => {
+                    forward_status(&status_tx, &p);
+                    push(&mut buffer, &devices, &headers, &mut next_seq, p)
+                }
                 None => open = false,
             },
             _ = tick.tick() => {}
@@ -194,8 +211,11 @@ pub async fn run(
     // buffered, then one last flush is committed.
     let _ = stop_tx.send(true);
     while let Some(p) = poll_rx.recv().await {
+        forward_status(&status_tx, &p);
         push(&mut buffer, &devices, &headers, &mut next_seq, p);
     }
+    drop(status_tx);
+    let _ = status_task.await;
     for p in pollers {
         let _ = p.await;
     }
@@ -217,6 +237,15 @@ pub async fn run(
     match failure {
         Some(e) => Err(ModbusError::Commit(e)),
         None => Ok(report),
+    }
+}
+
+/// Sends the status changes among a poll's points to the registry task.
+fn forward_status(tx: &mpsc::UnboundedSender<(String, String, i64)>, p: &Poll) {
+    for point in p.points.iter().filter(|x| x.metric == STATUS_METRIC) {
+        if let Some((_, status)) = point.labels.iter().find(|(k, _)| k == "status") {
+            let _ = tx.send((point.device_id.clone(), status.clone(), point.ts_micros));
+        }
     }
 }
 

@@ -142,9 +142,7 @@ pub fn log_modbus_report(report: &ModbusReport, counters: &PollCounters) {
 fn registry_loader(registry: std::path::PathBuf) -> Arc<dyn modbus::RegistryLoader> {
     match registry.to_str() {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Arc::new(modbus::PostgresRegistry {
-                url: url.to_string(),
-            })
+            Arc::new(modbus::PostgresRegistry::new(url))
         }
         _ => Arc::new(modbus::TomlRegistry { path: registry }),
     }
