@@ -35,20 +35,24 @@ pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        signal = super::serve::shutdown_signal() => { tracing::info!(signal, "shutting down"); }
-        result = kafka_ended => {
-            running.kafka = None;
-            let report = result??;
-            tracing::warn!(?report, "kafka source ended");
-            return Ok(());
+    // Which source ended, with its report as text (or its error).
+    let ended: Option<(&str, anyhow::Result<String>)> = tokio::select! {
+        signal = super::serve::shutdown_signal() => { tracing::info!(signal, "shutting down"); None }
+        result = kafka_ended => Some(("kafka", result.map_err(anyhow::Error::from).and_then(
+            |r| r.map(|report| format!("{report:?}")).map_err(anyhow::Error::from)))),
+        result = modbus_ended => Some(("modbus", result.map_err(anyhow::Error::from).and_then(
+            |r| r.map(|report| format!("{report:?}")).map_err(anyhow::Error::from)))),
+    };
+    if let Some((source, result)) = ended {
+        match source {
+            "kafka" => running.kafka = None,
+            _ => running.modbus = None,
         }
-        result = modbus_ended => {
-            running.modbus = None;
-            let report = result??;
-            tracing::warn!(?report, "modbus source ended");
-            return Ok(());
-        }
+        // The other sources still flush and commit what they hold.
+        let stopped = running.stop().await;
+        let report = result?;
+        tracing::warn!(source, report, "source ended");
+        return stopped;
     }
     running.stop().await?;
     println!("weir: ingest stopped");
