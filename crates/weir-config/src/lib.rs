@@ -122,6 +122,33 @@ pub struct KafkaConfig {
     pub kafka_start: String,
 }
 
+/// Modbus TCP source (enabled when `--modbus-registry` is set).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModbusConfig {
+    /// Device registry: a TOML file (see `devices/registry.example.toml`)
+    /// or a PostgreSQL URL (`postgres://user@host:port/db`, the `devices` and
+    /// `tags` tables); unset = no Modbus source.
+    #[arg(long, env = "WEIR_MODBUS_REGISTRY")]
+    pub modbus_registry: Option<PathBuf>,
+
+    /// Connect and request timeout of devices without their own `timeout_ms`.
+    #[arg(long, env = "WEIR_MODBUS_TIMEOUT_MS", default_value_t = 1000)]
+    pub modbus_timeout_ms: u64,
+
+    /// First reconnect delay after a device fails (doubles, with jitter).
+    #[arg(long, env = "WEIR_MODBUS_RECONNECT_MIN_MS", default_value_t = 500)]
+    pub modbus_reconnect_min_ms: u64,
+
+    /// Longest reconnect delay.
+    #[arg(long, env = "WEIR_MODBUS_RECONNECT_MAX_MS", default_value_t = 30_000)]
+    pub modbus_reconnect_max_ms: u64,
+
+    /// Largest hole (registers) bridged when batching contiguous reads
+    /// (0 = read only the registers of tags).
+    #[arg(long, env = "WEIR_MODBUS_MAX_GAP", default_value_t = 8)]
+    pub modbus_max_gap: u16,
+}
+
 /// The streaming writer's cadence and limits (all sources).
 #[derive(Debug, Clone, clap::Args)]
 pub struct WriterConfig {
@@ -151,6 +178,9 @@ pub struct WriterConfig {
 pub struct SourcesConfig {
     #[command(flatten)]
     pub kafka: KafkaConfig,
+
+    #[command(flatten)]
+    pub modbus: ModbusConfig,
 
     #[command(flatten)]
     pub writer: WriterConfig,

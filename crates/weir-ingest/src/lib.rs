@@ -4,6 +4,7 @@
 //! - `writer`: buffered rows → fenced Iceberg appends with source watermarks,
 //!   hot-tier chunks, dead letters (source-agnostic);
 //! - `kafka`: the Kafka consumer-group source feeding the writer;
+//! - `modbus`: the Modbus TCP source (device registry, pollers) feeding it;
 //! - `demo`: the device simulator behind `weir serve --demo`.
 //!
 //! TODO(issue 4): MQTT and Modbus sources on the same writer.
@@ -11,6 +12,7 @@
 pub mod decode;
 pub mod demo;
 pub mod kafka;
+pub mod modbus;
 pub mod writer;
 
 #[derive(Debug, thiserror::Error)]

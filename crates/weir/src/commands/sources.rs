@@ -9,19 +9,22 @@ use tokio::task::JoinHandle;
 use weir_catalog::Lakehouse;
 use weir_config::SourcesConfig;
 use weir_ingest::kafka::{self, KafkaCounters, KafkaOptions, KafkaReport, Route, StartFrom};
+use weir_ingest::modbus::{self, ModbusOptions, ModbusReport, PollCounters, PollerOptions};
 use weir_ingest::writer::BufferLimits;
 
 type KafkaTask = JoinHandle<Result<KafkaReport, kafka::KafkaSourceError>>;
+type ModbusTask = JoinHandle<Result<ModbusReport, modbus::ModbusError>>;
 
 /// Running sources; `stop` flushes and commits what they hold.
 pub struct Sources {
     pub kafka: Option<(KafkaTask, Arc<KafkaCounters>)>,
+    pub modbus: Option<(ModbusTask, Arc<PollCounters>)>,
     stop: watch::Sender<bool>,
 }
 
 impl Sources {
     pub fn is_empty(&self) -> bool {
-        self.kafka.is_none()
+        self.kafka.is_none() && self.modbus.is_none()
     }
 
     /// A one-line description for the startup banner.
@@ -33,6 +36,9 @@ impl Sources {
                 cfg.kafka.kafka_group,
                 cfg.kafka.kafka_topics.join(",")
             ));
+        }
+        if let Some(registry) = &cfg.modbus.modbus_registry {
+            out.push(format!("modbus registry {}", registry.display()));
         }
         out
     }
@@ -53,6 +59,10 @@ impl Sources {
                 resets = report.resets,
                 "kafka source stopped"
             );
+        }
+        if let Some((task, counters)) = self.modbus {
+            let report = task.await.context("modbus source task")??;
+            log_modbus_report(&report, &counters);
         }
         Ok(())
     }
@@ -112,6 +122,57 @@ pub fn kafka_options(cfg: &SourcesConfig) -> anyhow::Result<Option<KafkaOptions>
     }))
 }
 
+pub fn log_modbus_report(report: &ModbusReport, counters: &PollCounters) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = report.stats;
+    tracing::info!(
+        devices = report.devices,
+        polls = counters.polls.load(Relaxed),
+        missed_polls = counters.missed.load(Relaxed),
+        failures = counters.failures.load(Relaxed),
+        messages = s.messages,
+        points = s.points,
+        flushes = report.flushes,
+        resets = report.resets,
+        "modbus source stopped"
+    );
+}
+
+/// `postgres://...` reads the PostgreSQL registry, anything else is a TOML file.
+fn registry_loader(registry: std::path::PathBuf) -> Arc<dyn modbus::RegistryLoader> {
+    match registry.to_str() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Arc::new(modbus::PostgresRegistry::new(url))
+        }
+        _ => Arc::new(modbus::TomlRegistry { path: registry }),
+    }
+}
+
+pub fn modbus_options(cfg: &SourcesConfig) -> Option<ModbusOptions> {
+    let m = &cfg.modbus;
+    let registry = m.modbus_registry.clone()?;
+    let w = &cfg.writer;
+    Some(ModbusOptions {
+        registry: registry_loader(registry),
+        poller: PollerOptions {
+            timeout: Duration::from_millis(m.modbus_timeout_ms.max(1)),
+            reconnect_min: Duration::from_millis(m.modbus_reconnect_min_ms.max(1)),
+            reconnect_max: Duration::from_millis(
+                m.modbus_reconnect_max_ms
+                    .max(m.modbus_reconnect_min_ms.max(1)),
+            ),
+            max_gap: m.modbus_max_gap,
+        },
+        limits: BufferLimits {
+            seal_interval: Duration::from_millis(w.hot_interval_ms.max(1)),
+            commit_interval: Duration::from_millis(w.commit_interval_ms.max(1)),
+            commit_bytes: w.commit_target_mb.max(1) << 20,
+            max_message_bytes: w.max_message_bytes,
+        },
+        writer_id: writer_id(),
+    })
+}
+
 /// Starts every configured source.
 pub fn start(lakehouse: &Lakehouse, cfg: &SourcesConfig) -> anyhow::Result<Sources> {
     let (stop, stopped) = watch::channel(false);
@@ -128,5 +189,19 @@ pub fn start(lakehouse: &Lakehouse, cfg: &SourcesConfig) -> anyhow::Result<Sourc
         }
         None => None,
     };
-    Ok(Sources { kafka, stop })
+    let modbus = modbus_options(cfg).map(|opts| {
+        let counters = Arc::new(PollCounters::default());
+        let task = tokio::spawn(modbus::run(
+            lakehouse.clone(),
+            opts,
+            counters.clone(),
+            stopped.clone(),
+        ));
+        (task, counters)
+    });
+    Ok(Sources {
+        kafka,
+        modbus,
+        stop,
+    })
 }
