@@ -75,7 +75,8 @@ impl TableSpec {
         Ok(spec)
     }
 
-    /// Reads every `*.toml` below `dir` (one level of namespace folders or flat).
+    /// Reads every `*.toml` below `dir` (one level of namespace folders or
+    /// flat), except the device registry folder `devices/`.
     pub fn load_dir(dir: &Path) -> Result<Vec<TableSpec>> {
         let mut files = Vec::new();
         collect_toml(dir, &mut files)
@@ -308,10 +309,15 @@ fn split_top_level(s: &str) -> Option<(&str, &str)> {
     None
 }
 
+/// The folder of `catalog/` holding the Modbus device registry, not tables.
+pub const DEVICES_DIR: &str = "devices";
+
 fn collect_toml(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.is_dir() {
+        if path.is_dir() && path.file_name().is_some_and(|n| n == DEVICES_DIR) {
+            continue;
+        } else if path.is_dir() {
             collect_toml(&path, out)?;
         } else if path.extension().is_some_and(|e| e == "toml") {
             out.push(path);

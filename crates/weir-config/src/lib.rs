@@ -125,7 +125,7 @@ pub struct KafkaConfig {
 /// Modbus TCP source (enabled when `--modbus-registry` is set).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModbusConfig {
-    /// Device registry: a TOML file (see `devices/registry.example.toml`)
+    /// Device registry: a TOML file (see `catalog/devices/registry.example.toml`)
     /// or a PostgreSQL URL (`postgres://user@host:port/db`, the `devices` and
     /// `tags` tables); unset = no Modbus source.
     #[arg(long, env = "WEIR_MODBUS_REGISTRY")]

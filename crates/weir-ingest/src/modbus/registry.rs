@@ -161,7 +161,7 @@ pub trait RegistryLoader: Send + Sync {
     }
 }
 
-/// The embedded default: a TOML file (see `devices/registry.example.toml`).
+/// The embedded default: a TOML file (see `catalog/devices/registry.example.toml`).
 #[derive(Debug, Clone)]
 pub struct TomlRegistry {
     pub path: PathBuf,
@@ -409,8 +409,8 @@ mod tests {
 
     #[test]
     fn example_registry_parses() {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../devices/registry.example.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../catalog/devices/registry.example.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let devices = parse_registry(&text, &path).unwrap();
         assert!(!devices.is_empty());
