@@ -256,23 +256,74 @@ pub async fn refresh(
     {
         days = mv_incremental::plan_days(&view, base_table, since, *pinned_at, &plan).await?;
     }
-    let pinned = match &days {
-        Some(d) => restrict_to_days(pinned, d)?,
-        None => pinned,
+    if days.as_ref().is_some_and(|d| d.days.is_empty()) {
+        // No appends since the last refresh (at most compactions or
+        // manifest merges): the view is current; nothing to write.
+        // TODO(issue 6): record the newer base snapshot (needs a commit
+        // without file changes).
+        return Ok(RefreshReport {
+            bases,
+            rows: 0,
+            files: 0,
+        });
+    }
+    let restricted = match &days {
+        Some(d) => restrict_to_days(pinned.clone(), d)?,
+        None => pinned.clone(),
     };
-    let batches = ctx.execute_logical_plan(pinned).await?.collect().await?;
+    // With only appends since, merge the view's stored partials of those
+    // days with partials of the appended files alone (no re-read of the
+    // days from the base) when the view's aggregates merge.
+    let mut merged = None;
+    if let (Some(_), [(base, (pinned_at, _))]) =
+        (&days, bases.iter().collect::<Vec<_>>().as_slice())
+        && let Some(base_table) = base_tables.get(*base)
+        && let Some(since) = previous
+            .get(&format!("weir.mv.base-snapshot.{base}"))
+            .and_then(|v| v.parse::<i64>().ok())
+    {
+        let base = WeirTable::try_new(lakehouse.clone(), base_table.clone(), Some(*pinned_at))?;
+        let view_provider = Arc::new(WeirTable::try_new(lakehouse.clone(), view.clone(), None)?);
+        merged = crate::mv_rewrite::merge_plan(
+            ctx,
+            &pinned,
+            &restricted,
+            TableReference::partial(ident.namespace().join("."), ident.name()),
+            view_provider,
+            base,
+            since,
+        )
+        .await?;
+    }
+    let merging = merged.is_some();
+    let plan_to_run = merged.unwrap_or(restricted);
+    let batches = ctx
+        .execute_logical_plan(plan_to_run)
+        .await?
+        .collect()
+        .await?;
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
 
     // Reload: the view may have been refreshed meanwhile; its live files are
     // what this refresh replaces (a concurrent refresh makes one of the two
     // fail with a conflict instead of mixing results).
+    let started_at = view.metadata().current_snapshot_id();
     let view = lakehouse.catalog().load_table(&ident).await?;
+    if view.metadata().current_snapshot_id() != started_at {
+        return Err(QueryError::Conflict(format!(
+            "materialized view {ident} was refreshed concurrently; retry"
+        )));
+    }
     let added = write_data_files(&view, &batches, None).await?;
     let files = added.len();
     let mut props: HashMap<String, String> = HashMap::new();
     match &days {
         Some(d) => {
             props.insert("weir.mv.refresh".into(), "incremental".into());
+            // merge: stored partials + appended files; recompute: the days
+            // re-read from the base.
+            let how = if merging { "merge" } else { "recompute" };
+            props.insert("weir.mv.refresh-by".into(), how.into());
             props.insert("weir.mv.refresh-days".into(), d.days.len().to_string());
         }
         None => {

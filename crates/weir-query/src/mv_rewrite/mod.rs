@@ -118,6 +118,61 @@ pub(crate) async fn rewrite(ctx: &SessionContext, plan: LogicalPlan) -> Result<L
         .data)
 }
 
+/// An incremental refresh by merging: `restricted` (the view's query over
+/// the pinned base, limited to the days to refresh) answered from the view's
+/// own stored partials of those days plus the files appended to the base
+/// since `since` — the rewrite with the view as its own candidate. `None`
+/// when the view's aggregates do not merge, or files were rewritten since
+/// (rows moved between files: re-read the days instead).
+pub(crate) async fn merge_plan(
+    ctx: &SessionContext,
+    full: &LogicalPlan,
+    restricted: &LogicalPlan,
+    view: TableReference,
+    provider: Arc<WeirTable>,
+    base: WeirTable,
+    since: i64,
+) -> Result<Option<LogicalPlan>> {
+    let state = ctx.state();
+    let analyze = |plan: &LogicalPlan| {
+        state
+            .analyzer()
+            .execute_and_check(plan.clone(), state.config_options(), |_, _| {})
+    };
+    let Some(rollup) = Rollup::of_plan(&analyze(full)?) else {
+        return Ok(None);
+    };
+    let Some(delta @ Delta::Files(_)) = delta(&base, since, &rollup.time_column).await? else {
+        return Ok(None);
+    };
+    let candidate = Candidate {
+        view,
+        provider,
+        base,
+        rollup,
+        delta,
+    };
+    let mut changed = false;
+    let out = analyze(restricted)?.transform_up(|node| {
+        if let LogicalPlan::Aggregate(aggregate) = &node
+            && !changed
+            && let Some(new) = rewrite_aggregate(aggregate, &candidate)?
+        {
+            changed = true;
+            return Ok(Transformed::yes(new));
+        }
+        Ok(Transformed::no(node))
+    })?;
+    if !changed {
+        return Ok(None);
+    }
+    Ok(Some(
+        out.data
+            .transform_up(|node| node.recompute_schema().map(Transformed::yes))?
+            .data,
+    ))
+}
+
 /// The Weir tables read directly by an aggregate (through filters and
 /// aliases), at the snapshot the query reads.
 fn aggregated_tables(plan: &LogicalPlan) -> DFResult<Vec<WeirTable>> {
@@ -476,6 +531,7 @@ fn rewrite_aggregate(aggregate: &Aggregate, c: &Candidate) -> DFResult<Option<Lo
                 vec![inner.clone()],
             )?);
         }
+        Delta::Days(days) if days.is_empty() => {}
         Delta::Days(days) => {
             let label = format!("{label_since}: {} day(s) with rewritten files", days.len());
             let committed = c.base.restricted(None, false, label);
