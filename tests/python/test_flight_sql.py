@@ -239,9 +239,19 @@ def test_get_objects_db_schemas(adbc_conn):
 
 
 def test_get_objects_tables(adbc_conn):
-    points = points_entry(get_objects(adbc_conn, "tables"))
-    assert points["table_type"]
+    catalogs = get_objects(adbc_conn, "tables")
+    points = points_entry(catalogs)
+    assert points["table_type"] == "TABLE"
     assert not points["table_columns"]
+    # The Gold rollups are materialized views: listed as views.
+    gold = find(find(catalogs, "catalog_name", "weir")["catalog_db_schemas"], "db_schema_name", "gold")
+    assert {t["table_name"]: t["table_type"] for t in gold["db_schema_tables"]} == {
+        "points_1m": "VIEW", "points_1h": "VIEW", "points_1d": "VIEW"}
+    views = adbc_conn.adbc_get_objects(depth="tables", table_types_filter=["VIEW"]).read_all().to_pylist()
+    weir = find(views, "catalog_name", "weir")
+    names = {(s["db_schema_name"], t["table_name"]) for s in weir["catalog_db_schemas"]
+             for t in s["db_schema_tables"] or []}
+    assert ("gold", "points_1h") in names and ("silver", "points") not in names
 
 
 @pytest.mark.parametrize("depth", ["columns", "all"])

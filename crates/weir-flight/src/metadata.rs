@@ -10,6 +10,7 @@ use arrow_flight::sql::metadata::{GetCatalogsBuilder, GetDbSchemasBuilder, GetTa
 use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTableTypes, CommandGetTables};
 use datafusion::catalog::information_schema::INFORMATION_SCHEMA;
 use datafusion::common::TableReference;
+use datafusion::datasource::TableType;
 use datafusion::prelude::SessionContext;
 use once_cell::sync::Lazy;
 use tonic::Status;
@@ -153,10 +154,7 @@ pub(crate) async fn tables(
 
     if catalog_wanted {
         for schema_name in schema_names(&ctx, catalog) {
-            let table_type = table_type_of(&schema_name);
-            if !matches(schema_pattern.as_deref(), &schema_name)
-                || !(table_types.is_empty() || table_types.iter().any(|t| t == table_type))
-            {
+            if !matches(schema_pattern.as_deref(), &schema_name) {
                 continue;
             }
             let provider = match state
@@ -174,17 +172,29 @@ pub(crate) async fn tables(
                 if !matches(table_pattern.as_deref(), &table_name) {
                     continue;
                 }
-                let table_schema = if include_schema {
+                // Loaded for its type (materialized views are views) and schema.
+                let table = if schema_name == INFORMATION_SCHEMA && !include_schema {
+                    None
+                } else {
                     match provider.table(&table_name).await {
-                        Ok(Some(table)) => table.schema(),
+                        Ok(Some(table)) => Some(table),
                         Ok(None) => continue, // dropped concurrently
                         Err(e) => {
                             tracing::warn!(schema = %schema_name, table = %table_name, error = %e, "cannot load table; skipped in GetTables");
                             continue;
                         }
                     }
-                } else {
-                    Arc::new(empty.clone())
+                };
+                let table_type = match &table {
+                    Some(t) if t.table_type() == TableType::View => TABLE_TYPE_VIEW,
+                    _ => table_type_of(&schema_name),
+                };
+                if !(table_types.is_empty() || table_types.iter().any(|t| t == table_type)) {
+                    continue;
+                }
+                let table_schema = match (&table, include_schema) {
+                    (Some(t), true) => t.schema(),
+                    _ => Arc::new(empty.clone()),
                 };
                 builder
                     .append(
