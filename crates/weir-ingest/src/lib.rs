@@ -11,6 +11,7 @@
 pub mod decode;
 pub mod demo;
 pub mod kafka;
+pub mod mqtt;
 pub mod writer;
 
 #[derive(Debug, thiserror::Error)]

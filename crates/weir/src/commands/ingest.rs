@@ -12,7 +12,9 @@ pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
     let lakehouse = super::open_lakehouse(&cfg.storage).await?;
     let running = sources::start(&lakehouse, &cfg.sources)?;
     if running.is_empty() {
-        bail!("no sources configured (set --kafka-brokers and --kafka-topics)");
+        bail!(
+            "no sources configured (set --kafka-brokers and --kafka-topics, or --mqtt-broker and --mqtt-subscribe)"
+        );
     }
     println!(
         "weir: ingesting from {}",
@@ -20,18 +22,41 @@ pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
     );
     std::io::stdout().flush()?;
     let mut running = running;
-    // A source that ends by itself (fatal error) ends the process.
-    let early = match running.kafka.as_mut() {
-        Some((task, _)) => tokio::select! {
-            signal = super::serve::shutdown_signal() => { tracing::info!(signal, "shutting down"); None }
-            result = task => Some(result),
-        },
-        None => None,
+    // A source that ends by itself (fatal error) ends the process, after the
+    // other sources stopped in order.
+    let (has_kafka, has_mqtt) = (running.kafka.is_some(), running.mqtt.is_some());
+    let ended: Option<anyhow::Result<String>> = {
+        let kafka = running.kafka.as_mut().map(|(task, _)| task);
+        let mqtt = running.mqtt.as_mut().map(|(task, _)| task);
+        tokio::select! {
+            signal = super::serve::shutdown_signal() => {
+                tracing::info!(signal, "shutting down");
+                None
+            }
+            result = async { kafka.expect("guarded").await }, if has_kafka => Some(
+                result
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| r.map(|report| format!("kafka: {report:?}")).map_err(anyhow::Error::from)),
+            ),
+            result = async { mqtt.expect("guarded").await }, if has_mqtt => Some(
+                result
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| r.map(|report| format!("mqtt: {report:?}")).map_err(anyhow::Error::from)),
+            ),
+        }
     };
-    if let Some(result) = early {
-        running.kafka = None;
-        let report = result??;
-        tracing::warn!(?report, "kafka source ended");
+    if let Some(result) = ended {
+        // The finished task is done: take it out before stopping the rest.
+        if running.kafka.as_ref().is_some_and(|(t, _)| t.is_finished()) {
+            running.kafka = None;
+        }
+        if running.mqtt.as_ref().is_some_and(|(t, _)| t.is_finished()) {
+            running.mqtt = None;
+        }
+        let stopped = running.stop().await;
+        let report = result?;
+        stopped?;
+        tracing::warn!(report, "a source ended by itself");
         return Ok(());
     }
     running.stop().await?;
