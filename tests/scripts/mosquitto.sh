@@ -10,13 +10,16 @@
 set -euo pipefail
 
 install() {
-  if command -v mosquitto >/dev/null && command -v mosquitto_passwd >/dev/null \
-     && command -v mosquitto_pub >/dev/null; then
-    return 0
-  fi
+  # openssl: the TLS test makes its own CA and server certificate.
+  local missing=()
+  { [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null; } || missing+=(mosquitto)
+  command -v mosquitto_passwd >/dev/null || missing+=(mosquitto)
+  command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
+  command -v openssl >/dev/null || missing+=(openssl)
+  [ ${#missing[@]} -eq 0 ] && return 0
   local sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -q
-  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto mosquitto-clients
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 }
 
 mosquitto_bin() {

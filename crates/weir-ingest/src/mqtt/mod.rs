@@ -664,13 +664,17 @@ async fn connection_loop(
                         .await;
                     return;
                 }
+                let filters: Vec<&str> = filters.iter().map(|f| f.path.as_str()).collect();
+                tracing::info!(broker = %name, ?filters, "MQTT subscribed");
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(ConnectionError::ConnectionRefused(code)) => {
                 let reason = match code {
                     ConnectReturnCode::BadUserNamePassword => "bad user name or password",
-                    ConnectReturnCode::NotAuthorized => "not authorized",
+                    ConnectReturnCode::NotAuthorized => {
+                        "not authorized (bad user name or password, or no access)"
+                    }
                     ConnectReturnCode::BadClientId => "client id rejected",
                     ConnectReturnCode::RefusedProtocolVersion => "protocol version refused",
                     ConnectReturnCode::ServiceUnavailable => "service unavailable",
