@@ -220,6 +220,43 @@ def test_broker_restart_weir_restart_and_kill9_lose_and_repeat_nothing(weir_fact
         broker.stop()
 
 
+def test_numbers_redelivered_after_a_broker_restart_are_not_repeated(weir_factory, tmp_path):
+    """Plain numbers carry no timestamp (they get the receive time): a
+    redelivery (DUP) after a reconnect keeps the first receive time, so the
+    (device, metric, ts) dedupe still recognises it."""
+    broker = Mosquitto(tmp_path / "mq")
+    data = tmp_path / "data"
+    args = [*mqtt_args(broker.url("num")), "--commit-interval-ms", "600000",
+            "--hot-interval-ms", "50", "--maintenance=false"]
+    try:
+        server = weir_factory(data, args)
+        wait_log(server.stderr_path, "MQTT subscribed", proc=server.proc)
+        conn = connect(server.uri)
+        broker.publish([(f"plant/s/n{i % 5}/level", str(i).encode(), 1) for i in range(50)])
+        count = "SELECT count(*) FROM silver.points WHERE source = 'mqtt:num/0'"
+        wait_until(lambda: fetch_scalar(conn, count) == 50, 30, "50 hot points")
+        # Nothing is committed, so nothing is acknowledged: the restarted
+        # broker redelivers all 50, before the marker published afterwards.
+        broker.restart()
+        wait_log(server.stderr_path, "MQTT connected", count=2, proc=server.proc)
+        broker.publish([("plant/s/marker/level", b"1", 1)])
+        wait_until(lambda: fetch_scalar(conn, count) == 51 or fetch_scalar(conn, count), 30, "marker")
+        time.sleep(0.2)
+        assert fetch_scalar(conn, count) == 51
+        conn.close()
+        assert server.stop() == 0
+        server = weir_factory(data, args)
+        conn = connect(server.uri)
+        assert fetch_scalar(conn, count) == 51
+        assert fetch_scalar(conn, "SELECT count(DISTINCT value) FROM silver.points WHERE device_id LIKE 'n%'") == 50
+        # Bronze has both deliveries of each message.
+        assert fetch_rows(conn, "SELECT headers['dup'], count(*) FROM bronze.raw_messages "
+                                "GROUP BY 1 ORDER BY 1") == [("false", 51), ("true", 50)]
+        conn.close()
+    finally:
+        broker.stop()
+
+
 def run_ingest(tmp_path, *args, timeout=60):
     return subprocess.run([str(weir_binary()), "ingest", "--data-dir", str(tmp_path / "data"), *args],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)

@@ -4,9 +4,10 @@
 //! - `writer`: buffered rows → fenced Iceberg appends with source watermarks,
 //!   hot-tier chunks, dead letters (source-agnostic);
 //! - `kafka`: the Kafka consumer-group source feeding the writer;
+//! - `mqtt`: the MQTT source (persistent sessions, ack after commit, dedupe);
 //! - `demo`: the device simulator behind `weir serve --demo`.
 //!
-//! TODO(issue 4): MQTT and Modbus sources on the same writer.
+//! TODO(issue 4): the Modbus source on the same writer.
 
 pub mod decode;
 pub mod demo;

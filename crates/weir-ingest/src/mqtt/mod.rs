@@ -27,6 +27,8 @@ pub mod connect;
 pub mod dedupe;
 pub mod template;
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -347,6 +349,8 @@ impl BrokerTask {
             keys,
             seq,
             pending: Vec::new(),
+            unacked: HashMap::new(),
+            session: session.clone(),
             ack_tx,
             scratch: Vec::new(),
             report: BrokerReport {
@@ -450,6 +454,12 @@ struct State {
     scratch: Vec<Point>,
     report: BrokerReport,
     epoch: u64,
+    /// Receive time of each unacknowledged QoS 1 packet id, with a hash of
+    /// its topic and payload: a redelivery (DUP) of the same message after a
+    /// reconnect keeps its first receive time, so points timestamped with it
+    /// dedupe too.
+    unacked: HashMap<u16, (u64, i64)>,
+    session: Arc<AtomicU64>,
 }
 
 impl State {
@@ -460,7 +470,20 @@ impl State {
         p: Publish,
         counters: &MqttCounters,
     ) {
-        let received = chrono::Utc::now().timestamp_micros();
+        let mut received = chrono::Utc::now().timestamp_micros();
+        if p.qos != QoS::AtMostOnce {
+            let hash = message_hash(&p.topic, &p.payload);
+            if p.dup
+                && let Some(&(h, first)) = self.unacked.get(&p.pkid)
+                && h == hash
+            {
+                received = first;
+            }
+            if self.unacked.len() >= 1 << 20 {
+                self.unacked.clear(); // bounded; only a fallback for number payloads
+            }
+            self.unacked.insert(p.pkid, (hash, received));
+        }
         let fields = opts.template.as_ref().and_then(|t| t.fields(&p.topic));
         self.scratch.clear();
         let decoded = template::decode_payload(
@@ -542,6 +565,12 @@ impl State {
         self.commit(lakehouse, opts, sinks, &flush).await?;
         self.report.flushes += 1;
         counters.flushes.fetch_add(1, Ordering::Relaxed);
+        let current = self.session.load(Ordering::SeqCst);
+        for (session, ack) in &acks {
+            if *session == current {
+                self.unacked.remove(&ack.pkid);
+            }
+        }
         for ack in acks {
             let _ = self.ack_tx.send(ack);
         }
@@ -593,6 +622,13 @@ impl State {
         }
         unreachable!("the retry loop returns")
     }
+}
+
+fn message_hash(topic: &str, payload: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    topic.hash(&mut h);
+    payload.hash(&mut h);
+    h.finish()
 }
 
 /// Polls the rumqttc event loop: forwards PUBLISHes, (re)subscribes when the
