@@ -16,8 +16,9 @@
 //!   second Silver point: points are deduplicated on (device_id, metric, ts)
 //!   against the keys buffered or committed recently ([`dedupe`]; after a
 //!   restart, rebuilt from the Silver files of this broker's last commits).
-//!   Payloads without their own timestamp get the receive time, which a
-//!   redelivery changes: those are at-least-once (TODO(issue 4)).
+//!   Payloads without their own timestamp get the receive time; a DUP
+//!   redelivery after a reconnect keeps the first one, but after a Weir
+//!   crash it is new: those are at-least-once across crashes (TODO(issue 4)).
 //! - Bronze keeps every delivery (a redelivery is a second raw row with the
 //!   `dup` header), with broker, topic, QoS, packet id and receive time.
 //!
