@@ -290,3 +290,43 @@ def test_auth_failure_is_a_clear_error_and_tls_with_password_works(weir_factory,
         conn.close()
     finally:
         broker.stop()
+
+
+def test_weir_ingest_runs_mqtt_from_weir_toml(weir_factory, tmp_path):
+    broker = Mosquitto(tmp_path / "mq")
+    try:
+        config = tmp_path / "weir.toml"
+        config.write_text(
+            "[ingest]\n"
+            f'mqtt-broker = "{broker.url("cfg")}"\n'
+            'mqtt-subscribe = "plant/+/+/+"\n'
+            f'mqtt-topic-template = "{TEMPLATE}"\n'
+            'mqtt-client-id = "weir-cfg"\n'
+            'mqtt-format = "number"\n'
+            "commit-interval-ms = 60000\n")
+        log = tmp_path / "ingest.log"
+        with open(log, "wb") as err:
+            proc = subprocess.Popen([str(weir_binary()), "--config", str(config), "ingest",
+                                     "--data-dir", str(tmp_path / "data")],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            try:
+                wait_log(log, "MQTT subscribed", proc=proc)
+                broker.publish([(f"plant/s/d{i}/rpm", str(i).encode(), 1) for i in range(10)]
+                               + [("plant/s/d0/rpm", b"fast", 1)])
+                # SIGTERM: flush, commit, then ack (the commit interval is far
+                # away); what was not received yet stays queued for the session.
+                proc.terminate()
+                assert proc.wait(timeout=60) == 0, log.read_text()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        # The same session continues in `weir serve` (same config file).
+        server = weir_factory(tmp_path / "data", ["--config", str(config), "--commit-interval-ms", "300"])
+        conn = connect(server.uri)
+        wait_until(lambda: raw_count(conn, "cfg") == 11 or raw_count(conn, "cfg"), 60, "all 11 messages")
+        assert fetch_rows(conn, "SELECT count(*), sum(value) FROM silver.points "
+                                "WHERE source = 'mqtt:cfg/0' AND metric = 'rpm'") == [(10, 45.0)]
+        assert fetch_scalar(conn, "SELECT count(*) FROM bronze.dead_letters WHERE topic = 'plant/s/d0/rpm'") == 1
+        conn.close()
+    finally:
+        broker.stop()
