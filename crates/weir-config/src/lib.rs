@@ -168,7 +168,9 @@ pub struct MqttConfig {
     #[arg(long, env = "WEIR_MQTT_TABLE", default_value = "silver.points")]
     pub mqtt_table: String,
 
-    /// Point keys (device, metric, ts) remembered per broker to drop redelivered points.
+    /// Point keys (device, metric, ts) remembered per broker to drop
+    /// redelivered points (about 50 bytes each); must cover the points of a
+    /// few commits.
     #[arg(long, env = "WEIR_MQTT_DEDUPE_KEYS", default_value_t = 1_000_000)]
     pub mqtt_dedupe_keys: usize,
 }

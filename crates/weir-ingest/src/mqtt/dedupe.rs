@@ -8,7 +8,9 @@
 //! whose messages can still be unacknowledged (acks go out right after each
 //! commit, in order).
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
@@ -20,7 +22,22 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::MqttSourceError;
 use crate::decode::Point;
 
-type Key = (Box<str>, Box<str>, i64);
+/// A 128-bit hash of (device_id, metric, ts): 32 bytes per remembered key
+/// (set + order) instead of two strings; a false match needs a 128-bit
+/// collision (about n²/2¹²⁹, negligible for millions of keys).
+type Key = u128;
+
+fn key(device_id: &str, metric: &str, ts: i64) -> Key {
+    let half = |salt: u8| {
+        let mut h = DefaultHasher::new();
+        salt.hash(&mut h);
+        device_id.hash(&mut h);
+        metric.hash(&mut h);
+        ts.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
+}
 
 /// The most recent keys, oldest evicted first.
 pub struct RecentKeys {
@@ -48,7 +65,7 @@ impl RecentKeys {
 
     /// Remembers a key; false if it was already known (a duplicate).
     pub fn insert(&mut self, device_id: &str, metric: &str, ts: i64) -> bool {
-        let key: Key = (device_id.into(), metric.into(), ts);
+        let key = key(device_id, metric, ts);
         if self.set.contains(&key) {
             return false;
         }
@@ -57,7 +74,7 @@ impl RecentKeys {
         {
             self.set.remove(&old);
         }
-        self.set.insert(key.clone());
+        self.set.insert(key);
         self.order.push_back(key);
         true
     }
