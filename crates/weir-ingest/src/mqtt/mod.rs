@@ -401,8 +401,11 @@ impl BrokerTask {
                     }
                 },
                 _ = ticker.tick() => {
-                    if state.buffer.seal_due() {
-                        state.buffer.seal()?;
+                    if state.buffer.seal_due()
+                        && let Err(e) = state.buffer.seal()
+                    {
+                        failure = Some(e.into());
+                        break;
                     }
                     if state.buffer.flush_due()
                         && let Err(e) = state.flush(&self.lakehouse, &self.opts, &sinks, &self.counters).await
@@ -426,6 +429,10 @@ impl BrokerTask {
                     .await
             }
         };
+        // Deliveries still arriving are dropped unacknowledged (the broker
+        // keeps them for the session); draining them keeps the connection
+        // task polling, so the acks and the DISCONNECT go out.
+        let drainer = tokio::spawn(async move { while rx.recv().await.is_some() {} });
         drop(state.ack_tx);
         let _ = acker.await;
         let _ = tokio::time::timeout(Duration::from_secs(5), client.disconnect()).await;
@@ -435,6 +442,7 @@ impl BrokerTask {
         {
             tracing::warn!(broker = %name, "MQTT connection did not close in time");
         }
+        drainer.abort();
         state.report.stats = state.buffer.stats;
         match (failure, committed) {
             (Some(e), _) | (None, Err(e)) => Err(e),
