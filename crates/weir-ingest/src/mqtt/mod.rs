@@ -66,11 +66,12 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Parses `FILTER` or `FILTER=QOS` (QoS 0 or 1).
+    /// Parses `FILTER` or `FILTER=QOS` (QoS 0 or 1; a suffix that is not a
+    /// QoS level is part of the filter).
     pub fn parse(spec: &str, default_qos: QoS) -> Result<Self, MqttSourceError> {
         let (filter, qos) = match spec.rsplit_once('=') {
-            Some((f, q)) => (f.trim(), parse_qos(q)?),
-            None => (spec.trim(), default_qos),
+            Some((f, q)) if matches!(q.trim(), "0" | "1" | "2") => (f.trim(), parse_qos(q)?),
+            _ => (spec.trim(), default_qos),
         };
         if filter.is_empty() {
             return Err(MqttSourceError::Config(format!(
@@ -749,5 +750,30 @@ async fn connection_loop(
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_parse_with_optional_qos() {
+        let s = Subscription::parse("plant/+/+/+", QoS::AtLeastOnce).unwrap();
+        assert_eq!(
+            (s.filter.as_str(), s.qos),
+            ("plant/+/+/+", QoS::AtLeastOnce)
+        );
+        let s = Subscription::parse("alarms/#=0", QoS::AtLeastOnce).unwrap();
+        assert_eq!((s.filter.as_str(), s.qos), ("alarms/#", QoS::AtMostOnce));
+        let s = Subscription::parse("a=b/c", QoS::AtMostOnce).unwrap();
+        assert_eq!(s.filter, "a=b/c");
+        assert!(
+            Subscription::parse("x=2", QoS::AtLeastOnce).is_err(),
+            "QoS 2 is refused"
+        );
+        assert!(Subscription::parse(" =1", QoS::AtLeastOnce).is_err());
+        assert!(parse_table("silver.points").is_ok());
+        assert!(parse_table("points").is_err());
     }
 }
