@@ -1,14 +1,20 @@
-//! Broker addresses (`mqtt://user:pass@host:port#name`, `mqtts://…`) and
-//! the rumqttc connection options: persistent session, manual acks, TLS
-//! (rustls with the ring provider already in the build), credentials.
+//! Broker addresses (`mqtt://user:pass@host:port#name`, `mqtts://…`), the
+//! rumqttc connection options (persistent session, manual acks, TLS with
+//! rustls and the ring provider already in the build, credentials) and the
+//! task polling the connection.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Outgoing, Packet, Publish,
+    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+};
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use tokio::sync::mpsc;
 
 use super::MqttSourceError;
 
@@ -139,6 +145,125 @@ fn tls_config(opts: &ConnectOptions) -> Result<TlsConfiguration, MqttSourceError
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(TlsConfiguration::Rustls(Arc::new(config)))
+}
+
+/// What the connection task reports.
+pub(super) enum Ev {
+    Connected { session: u64, session_present: bool },
+    Publish { session: u64, publish: Publish },
+    Fatal(MqttSourceError),
+}
+
+/// Polls the rumqttc event loop: forwards PUBLISHes, (re)subscribes when the
+/// broker has no session for us, reconnects with backoff, and reports
+/// refused connections (bad credentials) as fatal.
+pub(super) async fn connection_loop(
+    mut eventloop: rumqttc::EventLoop,
+    client: AsyncClient,
+    filters: Vec<SubscribeFilter>,
+    tx: mpsc::Sender<Ev>,
+    name: String,
+    session: Arc<AtomicU64>,
+) {
+    let mut delay = Duration::from_millis(100);
+    let mut connected_once = false;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                connected_once = true;
+                delay = Duration::from_millis(100);
+                let g = session.fetch_add(1, Ordering::SeqCst) + 1;
+                // A persistent session keeps its subscriptions; subscribing
+                // again would redeliver retained messages.
+                if !ack.session_present
+                    && let Err(e) = client.try_subscribe_many(filters.clone())
+                {
+                    let _ = tx
+                        .send(Ev::Fatal(MqttSourceError::Config(format!(
+                            "subscribing on {name}: {e}"
+                        ))))
+                        .await;
+                    return;
+                }
+                let ev = Ev::Connected {
+                    session: g,
+                    session_present: ack.session_present,
+                };
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let g = session.load(Ordering::SeqCst);
+                if tx
+                    .send(Ev::Publish {
+                        session: g,
+                        publish,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
+                    let filters: Vec<&str> = filters.iter().map(|f| f.path.as_str()).collect();
+                    let _ = tx
+                        .send(Ev::Fatal(MqttSourceError::Refused {
+                            broker: name.clone(),
+                            reason: format!(
+                                "subscription to {filters:?} refused (not authorized?)"
+                            ),
+                        }))
+                        .await;
+                    return;
+                }
+                let filters: Vec<&str> = filters.iter().map(|f| f.path.as_str()).collect();
+                tracing::info!(broker = %name, ?filters, "MQTT subscribed");
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(_) => {}
+            Err(ConnectionError::ConnectionRefused(code)) => {
+                let reason = match code {
+                    ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+                    ConnectReturnCode::NotAuthorized => {
+                        "not authorized (bad user name or password, or no access)"
+                    }
+                    ConnectReturnCode::BadClientId => "client id rejected",
+                    ConnectReturnCode::RefusedProtocolVersion => "protocol version refused",
+                    ConnectReturnCode::ServiceUnavailable => "service unavailable",
+                    ConnectReturnCode::Success => "refused",
+                };
+                let _ = tx
+                    .send(Ev::Fatal(MqttSourceError::Refused {
+                        broker: name.clone(),
+                        reason: reason.into(),
+                    }))
+                    .await;
+                return;
+            }
+            Err(ConnectionError::RequestsDone) => return,
+            Err(ConnectionError::Tls(e)) if !connected_once => {
+                let _ = tx
+                    .send(Ev::Fatal(MqttSourceError::Connect {
+                        broker: name.clone(),
+                        message: format!("TLS: {e}"),
+                    }))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(broker = %name, error = %e, retry_in = ?delay, "MQTT connection lost; reconnecting");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -26,19 +26,16 @@
 
 pub mod connect;
 pub mod dedupe;
+mod state;
 pub mod template;
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use iceberg::TableIdent;
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, Outgoing, Packet, Publish, QoS,
-    SubscribeFilter, SubscribeReasonCode,
-};
+use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
 use tokio::sync::{mpsc, watch};
 use weir_catalog::Lakehouse;
 use weir_catalog::watermark::property_key;
@@ -46,11 +43,11 @@ use weir_catalog::watermark::property_key;
 pub use connect::{BrokerAddress, ConnectOptions};
 pub use template::{MqttFormat, TopicTemplate};
 
-use crate::decode::{Format, Point};
-use crate::writer::{
-    BufferLimits, BufferStats, Flush, FlushOutcome, IngestBuffer, Message, Sinks, commit_flush,
-};
+use crate::decode::Format;
+use crate::writer::{BufferLimits, BufferStats, IngestBuffer, Sinks};
+use connect::{Ev, connection_loop};
 use dedupe::RecentKeys;
+use state::State;
 
 /// Watermark namespace of this source in snapshot summaries.
 pub const SOURCE: &str = "mqtt";
@@ -240,13 +237,6 @@ pub async fn run(
         Some(e) => Err(e),
         None => Ok(report),
     }
-}
-
-/// What the connection task reports.
-enum Ev {
-    Connected { session: u64, session_present: bool },
-    Publish { session: u64, publish: Publish },
-    Fatal(MqttSourceError),
 }
 
 struct BrokerTask {
@@ -448,307 +438,6 @@ impl BrokerTask {
         match (failure, committed) {
             (Some(e), _) | (None, Err(e)) => Err(e),
             (None, Ok(())) => Ok(state.report),
-        }
-    }
-}
-
-/// The buffer side of one broker.
-struct State {
-    name: String,
-    buffer: IngestBuffer,
-    keys: RecentKeys,
-    seq: i64,
-    /// QoS 1 messages buffered since the last flush: (connection generation, ack).
-    pending: Vec<(u64, Publish)>,
-    ack_tx: mpsc::UnboundedSender<(u64, Publish)>,
-    scratch: Vec<Point>,
-    report: BrokerReport,
-    epoch: u64,
-    /// Receive time of each unacknowledged QoS 1 packet id, with a hash of
-    /// its topic and payload: a redelivery (DUP) of the same message after a
-    /// reconnect keeps its first receive time, so points timestamped with it
-    /// dedupe too.
-    unacked: HashMap<u16, (u64, i64)>,
-    session: Arc<AtomicU64>,
-}
-
-impl State {
-    fn push(
-        &mut self,
-        opts: &MqttSourceOptions,
-        session: u64,
-        p: Publish,
-        counters: &MqttCounters,
-    ) {
-        let mut received = chrono::Utc::now().timestamp_micros();
-        if p.qos != QoS::AtMostOnce {
-            let hash = message_hash(&p.topic, &p.payload);
-            if p.dup
-                && let Some(&(h, first)) = self.unacked.get(&p.pkid)
-                && h == hash
-            {
-                received = first;
-            }
-            if self.unacked.len() >= 1 << 20 {
-                self.unacked.clear(); // bounded; only a fallback for number payloads
-            }
-            self.unacked.insert(p.pkid, (hash, received));
-        }
-        let fields = opts.template.as_ref().and_then(|t| t.fields(&p.topic));
-        self.scratch.clear();
-        let decoded = template::decode_payload(
-            opts.format,
-            &p.topic,
-            fields.as_ref(),
-            &p.payload,
-            received,
-            opts.limits.max_message_bytes,
-            &mut self.scratch,
-        );
-        if decoded.is_ok() {
-            let dropped = self.keys.retain_new(&mut self.scratch) as u64;
-            self.report.points_deduped += dropped;
-            counters
-                .points_deduped
-                .fetch_add(dropped, Ordering::Relaxed);
-        }
-        let headers = [
-            ("broker".to_string(), self.name.clone()),
-            ("qos".to_string(), (p.qos as u8).to_string()),
-            ("packet_id".to_string(), p.pkid.to_string()),
-            ("dup".to_string(), p.dup.to_string()),
-            ("retain".to_string(), p.retain.to_string()),
-        ];
-        let msg = Message {
-            stream: &self.name,
-            partition: 0,
-            offset: self.seq,
-            key: None,
-            payload: Some(&p.payload),
-            source_ts_micros: None,
-            received_micros: received,
-        };
-        let points = &self.scratch[..];
-        let taken = self.buffer.push_decoded(
-            msg,
-            &p.topic,
-            &headers,
-            opts.format.as_str(),
-            decoded.as_ref().map(|_| points).map_err(String::as_str),
-        );
-        self.seq += 1;
-        if taken {
-            counters.messages.fetch_add(1, Ordering::Relaxed);
-            match &decoded {
-                Ok(_) => counters
-                    .points
-                    .fetch_add(points.len() as u64, Ordering::Relaxed),
-                Err(_) => counters.dead_letters.fetch_add(1, Ordering::Relaxed),
-            };
-        }
-        if p.qos != QoS::AtMostOnce {
-            // Only qos and packet id matter for the PUBACK.
-            let ack = Publish {
-                dup: false,
-                qos: p.qos,
-                retain: false,
-                topic: String::new(),
-                pkid: p.pkid,
-                payload: Default::default(),
-            };
-            self.pending.push((session, ack));
-        }
-    }
-
-    /// Commits everything buffered, then acknowledges its messages.
-    async fn flush(
-        &mut self,
-        lakehouse: &Lakehouse,
-        opts: &MqttSourceOptions,
-        sinks: &Sinks,
-        counters: &MqttCounters,
-    ) -> Result<(), MqttSourceError> {
-        let Some(flush) = self.buffer.take_flush(self.epoch)? else {
-            return Ok(());
-        };
-        let acks = std::mem::take(&mut self.pending);
-        self.commit(lakehouse, opts, sinks, &flush).await?;
-        self.report.flushes += 1;
-        counters.flushes.fetch_add(1, Ordering::Relaxed);
-        let current = self.session.load(Ordering::SeqCst);
-        for (session, ack) in &acks {
-            if *session == current {
-                self.unacked.remove(&ack.pkid);
-            }
-        }
-        for ack in acks {
-            let _ = self.ack_tx.send(ack);
-        }
-        Ok(())
-    }
-
-    async fn commit(
-        &mut self,
-        lakehouse: &Lakehouse,
-        opts: &MqttSourceOptions,
-        sinks: &Sinks,
-        flush: &Flush,
-    ) -> Result<(), MqttSourceError> {
-        let mut delay = Duration::from_millis(200);
-        let mut written = Vec::new();
-        for attempt in 1.. {
-            match commit_flush(
-                lakehouse,
-                SOURCE,
-                &opts.writer_id,
-                sinks,
-                flush,
-                &mut written,
-            )
-            .await
-            {
-                Ok(FlushOutcome::Committed { elapsed, .. }) => {
-                    tracing::debug!(broker = %self.name, ?elapsed, "MQTT flush committed");
-                    return Ok(());
-                }
-                Ok(FlushOutcome::Fenced { reason, .. }) => {
-                    return Err(MqttSourceError::Fenced {
-                        broker: self.name.clone(),
-                        reason,
-                    });
-                }
-                Err(e) if attempt < 30 => {
-                    tracing::warn!(broker = %self.name, error = %e, attempt, "commit failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => {
-                    return Err(MqttSourceError::CommitFailed {
-                        broker: self.name.clone(),
-                        message: e.to_string(),
-                    });
-                }
-            }
-        }
-        unreachable!("the retry loop returns")
-    }
-}
-
-fn message_hash(topic: &str, payload: &[u8]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    topic.hash(&mut h);
-    payload.hash(&mut h);
-    h.finish()
-}
-
-/// Polls the rumqttc event loop: forwards PUBLISHes, (re)subscribes when the
-/// broker has no session for us, reconnects with backoff, and reports
-/// refused connections (bad credentials) as fatal.
-async fn connection_loop(
-    mut eventloop: rumqttc::EventLoop,
-    client: AsyncClient,
-    filters: Vec<SubscribeFilter>,
-    tx: mpsc::Sender<Ev>,
-    name: String,
-    session: Arc<AtomicU64>,
-) {
-    let mut delay = Duration::from_millis(100);
-    let mut connected_once = false;
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                connected_once = true;
-                delay = Duration::from_millis(100);
-                let g = session.fetch_add(1, Ordering::SeqCst) + 1;
-                // A persistent session keeps its subscriptions; subscribing
-                // again would redeliver retained messages.
-                if !ack.session_present
-                    && let Err(e) = client.try_subscribe_many(filters.clone())
-                {
-                    let _ = tx
-                        .send(Ev::Fatal(MqttSourceError::Config(format!(
-                            "subscribing on {name}: {e}"
-                        ))))
-                        .await;
-                    return;
-                }
-                let ev = Ev::Connected {
-                    session: g,
-                    session_present: ack.session_present,
-                };
-                if tx.send(ev).await.is_err() {
-                    return;
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let g = session.load(Ordering::SeqCst);
-                if tx
-                    .send(Ev::Publish {
-                        session: g,
-                        publish,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                {
-                    let filters: Vec<&str> = filters.iter().map(|f| f.path.as_str()).collect();
-                    let _ = tx
-                        .send(Ev::Fatal(MqttSourceError::Refused {
-                            broker: name.clone(),
-                            reason: format!(
-                                "subscription to {filters:?} refused (not authorized?)"
-                            ),
-                        }))
-                        .await;
-                    return;
-                }
-                let filters: Vec<&str> = filters.iter().map(|f| f.path.as_str()).collect();
-                tracing::info!(broker = %name, ?filters, "MQTT subscribed");
-            }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
-            Ok(_) => {}
-            Err(ConnectionError::ConnectionRefused(code)) => {
-                let reason = match code {
-                    ConnectReturnCode::BadUserNamePassword => "bad user name or password",
-                    ConnectReturnCode::NotAuthorized => {
-                        "not authorized (bad user name or password, or no access)"
-                    }
-                    ConnectReturnCode::BadClientId => "client id rejected",
-                    ConnectReturnCode::RefusedProtocolVersion => "protocol version refused",
-                    ConnectReturnCode::ServiceUnavailable => "service unavailable",
-                    ConnectReturnCode::Success => "refused",
-                };
-                let _ = tx
-                    .send(Ev::Fatal(MqttSourceError::Refused {
-                        broker: name.clone(),
-                        reason: reason.into(),
-                    }))
-                    .await;
-                return;
-            }
-            Err(ConnectionError::RequestsDone) => return,
-            Err(ConnectionError::Tls(e)) if !connected_once => {
-                let _ = tx
-                    .send(Ev::Fatal(MqttSourceError::Connect {
-                        broker: name.clone(),
-                        message: format!("TLS: {e}"),
-                    }))
-                    .await;
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(broker = %name, error = %e, retry_in = ?delay, "MQTT connection lost; reconnecting");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
         }
     }
 }
