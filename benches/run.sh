@@ -4,6 +4,7 @@
 # Usage: benches/run.sh [--sensors N] [--hours H] [--reps R] [--seed S]
 #        benches/run.sh ingest [--points N] [--rate P] [--seconds S]   (streaming ingest)
 #        benches/run.sh maintain [--files N] [--sensors N]              (compaction, Z-order)
+#        benches/run.sh mqtt [--messages N]                             (MQTT ingest, Mosquitto)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${WEIR_BENCH_VENV:-$HOME/.cache/weir/bench-venv}
@@ -17,5 +18,9 @@ fi
 if [ "${1:-}" = maintain ]; then
   shift
   exec "$venv/bin/python" benches/maintain.py "$@"
+fi
+if [ "${1:-}" = mqtt ]; then
+  shift
+  exec "$venv/bin/python" benches/mqtt_ingest.py "$@"
 fi
 exec "$venv/bin/python" benches/run.py "$@"

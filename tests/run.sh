@@ -27,6 +27,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 tests/scripts/install-postgres.sh
+tests/scripts/mosquitto.sh install   # MQTT tests: Debian mosquitto, mosquitto-clients, openssl
+
 step "python test environment: $venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt

@@ -149,6 +149,65 @@ pub struct ModbusConfig {
     pub modbus_max_gap: u16,
 }
 
+/// MQTT source (enabled when `--mqtt-broker` is set).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MqttConfig {
+    /// Broker URL, `mqtt://[user:pass@]host[:port][#name]` or `mqtts://…`;
+    /// comma-separated or repeated for several brokers. The name (default
+    /// `host:port`) keys the broker's watermark. Unset = no MQTT source.
+    #[arg(long = "mqtt-broker", env = "WEIR_MQTT_BROKER", value_delimiter = ',')]
+    pub mqtt_brokers: Vec<String>,
+
+    /// Topic filters (`+`/`#` wildcards), `FILTER` or `FILTER=QOS`;
+    /// comma-separated or repeated.
+    #[arg(long, env = "WEIR_MQTT_SUBSCRIBE", value_delimiter = ',')]
+    pub mqtt_subscribe: Vec<String>,
+
+    /// QoS of filters without `=QOS`: 1 (acknowledged after commit) or 0.
+    #[arg(long, env = "WEIR_MQTT_QOS", default_value = "1")]
+    pub mqtt_qos: String,
+
+    /// Maps topic levels to fields, e.g. `plant/{site}/{device_id}/{metric}`;
+    /// fields other than device_id and metric become labels.
+    #[arg(long, env = "WEIR_MQTT_TOPIC_TEMPLATE")]
+    pub mqtt_topic_template: Option<String>,
+
+    /// Payload format: json, lp, number or auto.
+    #[arg(long, env = "WEIR_MQTT_FORMAT", default_value = "auto")]
+    pub mqtt_format: String,
+
+    /// Client id of the persistent session (the same on every restart, so
+    /// the broker keeps unacknowledged and queued messages for it).
+    #[arg(long, env = "WEIR_MQTT_CLIENT_ID", default_value = "weir")]
+    pub mqtt_client_id: String,
+
+    /// User name for brokers whose URL has none.
+    #[arg(long, env = "WEIR_MQTT_USERNAME")]
+    pub mqtt_username: Option<String>,
+
+    /// Password for brokers whose URL has none.
+    #[arg(long, env = "WEIR_MQTT_PASSWORD", hide_env_values = true)]
+    pub mqtt_password: Option<String>,
+
+    /// PEM file of the CA certificates trusted for `mqtts://` brokers.
+    #[arg(long, env = "WEIR_MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<PathBuf>,
+
+    /// MQTT keep-alive interval.
+    #[arg(long, env = "WEIR_MQTT_KEEP_ALIVE", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub mqtt_keep_alive: Duration,
+
+    /// Silver table of the points (`namespace.table`).
+    #[arg(long, env = "WEIR_MQTT_TABLE", default_value = "silver.points")]
+    pub mqtt_table: String,
+
+    /// Point keys (device, metric, ts) remembered per broker to drop
+    /// redelivered points (about 50 bytes each); must cover the points of a
+    /// few commits.
+    #[arg(long, env = "WEIR_MQTT_DEDUPE_KEYS", default_value_t = 1_000_000)]
+    pub mqtt_dedupe_keys: usize,
+}
+
 /// The streaming writer's cadence and limits (all sources).
 #[derive(Debug, Clone, clap::Args)]
 pub struct WriterConfig {
@@ -181,6 +240,9 @@ pub struct SourcesConfig {
 
     #[command(flatten)]
     pub modbus: ModbusConfig,
+
+    #[command(flatten)]
+    pub mqtt: MqttConfig,
 
     #[command(flatten)]
     pub writer: WriterConfig,

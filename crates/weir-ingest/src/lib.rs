@@ -5,14 +5,16 @@
 //!   hot-tier chunks, dead letters (source-agnostic);
 //! - `kafka`: the Kafka consumer-group source feeding the writer;
 //! - `modbus`: the Modbus TCP source (device registry, pollers) feeding it;
+//! - `mqtt`: the MQTT source (persistent sessions, ack after commit, dedupe);
 //! - `demo`: the device simulator behind `weir serve --demo`.
 //!
-//! TODO(issue 4): MQTT and Modbus sources on the same writer.
+//! TODO(issue 4): the Modbus source on the same writer.
 
 pub mod decode;
 pub mod demo;
 pub mod kafka;
 pub mod modbus;
+pub mod mqtt;
 pub mod writer;
 
 #[derive(Debug, thiserror::Error)]

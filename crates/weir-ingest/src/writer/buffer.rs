@@ -269,6 +269,65 @@ impl IngestBuffer {
         }
     }
 
+    /// Buffers one message the source decoded itself (MQTT applies topic
+    /// templates first): a raw row whose `topic` column is `topic`, then
+    /// `points` (already deduplicated by the caller) or, on `Err(reason)`, a
+    /// dead letter. Returns false when the message was not taken (partition
+    /// not assigned, or an offset already seen).
+    pub fn push_decoded(
+        &mut self,
+        m: Message<'_>,
+        topic: &str,
+        headers: &[(String, String)],
+        content_type: &str,
+        decoded: Result<&[Point], &str>,
+    ) -> bool {
+        let (raw_sink, dead_sink) = (self.sinks.raw(), self.sinks.dead());
+        let key: (Arc<str>, i32) = (m.stream.into(), m.partition);
+        let Some(part) = self.parts.get_mut(&key) else {
+            return false;
+        };
+        if part.next.is_some_and(|n| m.offset < n) {
+            self.stats.duplicates_skipped += 1;
+            return false;
+        }
+        part.next = Some(m.offset + 1);
+        part.touched = true;
+        self.stats.messages += 1;
+        self.first_row_at.get_or_insert_with(Instant::now);
+        let at = Coordinates {
+            source: &self.source,
+            stream: topic,
+            partition: m.partition,
+            offset: m.offset,
+            received_micros: m.received_micros,
+        };
+        let keep = |sink: usize| part.skip[sink].is_none_or(|s| m.offset >= s);
+        if keep(raw_sink) {
+            self.raw.push(at, m.key, headers, m.payload, content_type);
+        }
+        match decoded {
+            Ok(points) => {
+                if keep(part.silver_sink) {
+                    for p in points {
+                        part.silver.push(p, &part.label);
+                        self.silver_bytes += 48 + p.device_id.len() + p.metric.len();
+                    }
+                    part.offsets
+                        .extend(std::iter::repeat_n(m.offset, points.len()));
+                    self.stats.points += points.len() as u64;
+                }
+            }
+            Err(reason) => {
+                if keep(dead_sink) {
+                    self.dead.push(at, m.key, m.payload, "decode", reason);
+                    self.stats.dead_letters += 1;
+                }
+            }
+        }
+        true
+    }
+
     pub fn seal_due(&self) -> bool {
         self.last_seal.elapsed() >= self.limits.seal_interval
     }

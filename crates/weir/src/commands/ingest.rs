@@ -13,7 +13,7 @@ pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
     let running = sources::start(&lakehouse, &cfg.sources)?;
     if running.is_empty() {
         bail!(
-            "no sources configured (set --kafka-brokers and --kafka-topics, or --modbus-registry)"
+            "no sources configured (set --kafka-brokers and --kafka-topics, --mqtt-broker and --mqtt-subscribe, or --modbus-registry)"
         );
     }
     println!(
@@ -22,37 +22,59 @@ pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
     );
     std::io::stdout().flush()?;
     let mut running = running;
-    // A source that ends by itself (fatal error) ends the process.
-    let kafka_ended = async {
-        match running.kafka.as_mut() {
-            Some((task, _)) => task.await,
-            None => std::future::pending().await,
+    // A source that ends by itself (fatal error) ends the process, after the
+    // other sources stopped in order.
+    let has = (
+        running.kafka.is_some(),
+        running.mqtt.is_some(),
+        running.modbus.is_some(),
+    );
+    let ended: Option<anyhow::Result<String>> = {
+        let kafka = running.kafka.as_mut().map(|(task, _)| task);
+        let mqtt = running.mqtt.as_mut().map(|(task, _)| task);
+        let modbus = running.modbus.as_mut().map(|(task, _)| task);
+        tokio::select! {
+            signal = super::serve::shutdown_signal() => {
+                tracing::info!(signal, "shutting down");
+                None
+            }
+            result = async { kafka.expect("guarded").await }, if has.0 => Some(
+                result
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| r.map(|report| format!("kafka: {report:?}")).map_err(anyhow::Error::from)),
+            ),
+            result = async { mqtt.expect("guarded").await }, if has.1 => Some(
+                result
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| r.map(|report| format!("mqtt: {report:?}")).map_err(anyhow::Error::from)),
+            ),
+            result = async { modbus.expect("guarded").await }, if has.2 => Some(
+                result
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| r.map(|report| format!("modbus: {report:?}")).map_err(anyhow::Error::from)),
+            ),
         }
     };
-    let modbus_ended = async {
-        match running.modbus.as_mut() {
-            Some((task, _)) => task.await,
-            None => std::future::pending().await,
+    if let Some(result) = ended {
+        // The finished task is done: take it out before stopping the rest.
+        if running.kafka.as_ref().is_some_and(|(t, _)| t.is_finished()) {
+            running.kafka = None;
         }
-    };
-    // Which source ended, with its report as text (or its error).
-    let ended: Option<(&str, anyhow::Result<String>)> = tokio::select! {
-        signal = super::serve::shutdown_signal() => { tracing::info!(signal, "shutting down"); None }
-        result = kafka_ended => Some(("kafka", result.map_err(anyhow::Error::from).and_then(
-            |r| r.map(|report| format!("{report:?}")).map_err(anyhow::Error::from)))),
-        result = modbus_ended => Some(("modbus", result.map_err(anyhow::Error::from).and_then(
-            |r| r.map(|report| format!("{report:?}")).map_err(anyhow::Error::from)))),
-    };
-    if let Some((source, result)) = ended {
-        match source {
-            "kafka" => running.kafka = None,
-            _ => running.modbus = None,
+        if running.mqtt.as_ref().is_some_and(|(t, _)| t.is_finished()) {
+            running.mqtt = None;
         }
-        // The other sources still flush and commit what they hold.
+        if running
+            .modbus
+            .as_ref()
+            .is_some_and(|(t, _)| t.is_finished())
+        {
+            running.modbus = None;
+        }
         let stopped = running.stop().await;
         let report = result?;
-        tracing::warn!(source, report, "source ended");
-        return stopped;
+        stopped?;
+        tracing::warn!(report, "a source ended by itself");
+        return Ok(());
     }
     running.stop().await?;
     println!("weir: ingest stopped");

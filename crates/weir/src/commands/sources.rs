@@ -10,21 +10,24 @@ use weir_catalog::Lakehouse;
 use weir_config::SourcesConfig;
 use weir_ingest::kafka::{self, KafkaCounters, KafkaOptions, KafkaReport, Route, StartFrom};
 use weir_ingest::modbus::{self, ModbusOptions, ModbusReport, PollCounters, PollerOptions};
+use weir_ingest::mqtt::{self, MqttCounters, MqttReport, MqttSourceOptions};
 use weir_ingest::writer::BufferLimits;
 
 type KafkaTask = JoinHandle<Result<KafkaReport, kafka::KafkaSourceError>>;
 type ModbusTask = JoinHandle<Result<ModbusReport, modbus::ModbusError>>;
+pub type MqttTask = JoinHandle<Result<MqttReport, mqtt::MqttSourceError>>;
 
 /// Running sources; `stop` flushes and commits what they hold.
 pub struct Sources {
     pub kafka: Option<(KafkaTask, Arc<KafkaCounters>)>,
     pub modbus: Option<(ModbusTask, Arc<PollCounters>)>,
+    pub mqtt: Option<(MqttTask, Arc<MqttCounters>)>,
     stop: watch::Sender<bool>,
 }
 
 impl Sources {
     pub fn is_empty(&self) -> bool {
-        self.kafka.is_none() && self.modbus.is_none()
+        self.kafka.is_none() && self.modbus.is_none() && self.mqtt.is_none()
     }
 
     /// A one-line description for the startup banner.
@@ -39,6 +42,23 @@ impl Sources {
         }
         if let Some(registry) = &cfg.modbus.modbus_registry {
             out.push(format!("modbus registry {}", registry.display()));
+        }
+        if !cfg.mqtt.mqtt_brokers.is_empty() {
+            // Credentials in URLs stay out of logs.
+            let brokers: Vec<String> = cfg
+                .mqtt
+                .mqtt_brokers
+                .iter()
+                .map(|b| match mqtt::BrokerAddress::parse(b) {
+                    Ok(a) => a.name,
+                    Err(_) => "?".into(),
+                })
+                .collect();
+            out.push(format!(
+                "mqtt {} subscribe {}",
+                brokers.join(","),
+                cfg.mqtt.mqtt_subscribe.join(",")
+            ));
         }
         out
     }
@@ -63,6 +83,22 @@ impl Sources {
         if let Some((task, counters)) = self.modbus {
             let report = task.await.context("modbus source task")??;
             log_modbus_report(&report, &counters);
+        }
+        if let Some((task, _)) = self.mqtt {
+            let report = task.await.context("mqtt source task")??;
+            for b in report.brokers {
+                let s = b.stats;
+                tracing::info!(
+                    broker = b.broker,
+                    messages = s.messages,
+                    points = s.points,
+                    dead_letters = s.dead_letters,
+                    points_deduped = b.points_deduped,
+                    flushes = b.flushes,
+                    reconnects = b.reconnects,
+                    "mqtt source stopped"
+                );
+            }
         }
         Ok(())
     }
@@ -151,7 +187,6 @@ fn registry_loader(registry: std::path::PathBuf) -> Arc<dyn modbus::RegistryLoad
 pub fn modbus_options(cfg: &SourcesConfig) -> Option<ModbusOptions> {
     let m = &cfg.modbus;
     let registry = m.modbus_registry.clone()?;
-    let w = &cfg.writer;
     Some(ModbusOptions {
         registry: registry_loader(registry),
         poller: PollerOptions {
@@ -163,14 +198,64 @@ pub fn modbus_options(cfg: &SourcesConfig) -> Option<ModbusOptions> {
             ),
             max_gap: m.modbus_max_gap,
         },
-        limits: BufferLimits {
-            seal_interval: Duration::from_millis(w.hot_interval_ms.max(1)),
-            commit_interval: Duration::from_millis(w.commit_interval_ms.max(1)),
-            commit_bytes: w.commit_target_mb.max(1) << 20,
-            max_message_bytes: w.max_message_bytes,
-        },
+        limits: buffer_limits(cfg),
         writer_id: writer_id(),
     })
+}
+
+fn buffer_limits(cfg: &SourcesConfig) -> BufferLimits {
+    let w = &cfg.writer;
+    BufferLimits {
+        seal_interval: Duration::from_millis(w.hot_interval_ms.max(1)),
+        commit_interval: Duration::from_millis(w.commit_interval_ms.max(1)),
+        commit_bytes: w.commit_target_mb.max(1) << 20,
+        max_message_bytes: w.max_message_bytes,
+    }
+}
+
+pub fn mqtt_options(cfg: &SourcesConfig) -> anyhow::Result<Option<MqttSourceOptions>> {
+    let m = &cfg.mqtt;
+    if m.mqtt_brokers.is_empty() {
+        return Ok(None);
+    }
+    if m.mqtt_subscribe.is_empty() {
+        bail!("--mqtt-broker is set but --mqtt-subscribe is empty");
+    }
+    let brokers = m
+        .mqtt_brokers
+        .iter()
+        .map(|b| mqtt::BrokerAddress::parse(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let qos = mqtt::parse_qos(&m.mqtt_qos).context("--mqtt-qos")?;
+    let subscriptions = m
+        .mqtt_subscribe
+        .iter()
+        .map(|s| mqtt::Subscription::parse(s, qos))
+        .collect::<Result<Vec<_>, _>>()?;
+    let template = m
+        .mqtt_topic_template
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    Ok(Some(MqttSourceOptions {
+        brokers,
+        subscriptions,
+        template,
+        format: m.mqtt_format.parse().map_err(anyhow::Error::msg)?,
+        connect: mqtt::ConnectOptions {
+            client_id: m.mqtt_client_id.clone(),
+            username: m.mqtt_username.clone(),
+            password: m.mqtt_password.clone(),
+            ca_file: m.mqtt_ca_file.clone(),
+            keep_alive: m.mqtt_keep_alive,
+        },
+        table: mqtt::parse_table(&m.mqtt_table)?,
+        limits: buffer_limits(cfg),
+        max_buffer_bytes: cfg.writer.max_buffer_mb.max(1) << 20,
+        dedupe_keys: m.mqtt_dedupe_keys,
+        writer_id: writer_id(),
+    }))
 }
 
 /// Starts every configured source.
@@ -199,9 +284,23 @@ pub fn start(lakehouse: &Lakehouse, cfg: &SourcesConfig) -> anyhow::Result<Sourc
         ));
         (task, counters)
     });
+    let mqtt = match mqtt_options(cfg)? {
+        Some(opts) => {
+            let counters = Arc::new(MqttCounters::default());
+            let task = tokio::spawn(mqtt::run(
+                lakehouse.clone(),
+                opts,
+                counters.clone(),
+                stopped.clone(),
+            ));
+            Some((task, counters))
+        }
+        None => None,
+    };
     Ok(Sources {
         kafka,
         modbus,
+        mqtt,
         stop,
     })
 }

@@ -1,0 +1,288 @@
+//! Broker addresses (`mqtt://user:pass@host:port#name`, `mqtts://…`), the
+//! rumqttc connection options (persistent session, manual acks, TLS with
+//! rustls and the ring provider already in the build, credentials) and the
+//! task polling the connection.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Outgoing, Packet, Publish,
+    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+};
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::sync::mpsc;
+
+use super::MqttSourceError;
+
+/// One configured broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    /// Names the broker in watermarks (`weir.mqtt.<name>.offsets`) and
+    /// coordinates: the URL fragment, else `host:port`.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl BrokerAddress {
+    /// Parses `mqtt://[user[:pass]@]host[:port][#name]` or `mqtts://…`
+    /// (default ports 1883 and 8883).
+    pub fn parse(spec: &str) -> Result<Self, MqttSourceError> {
+        let bad = |why: String| MqttSourceError::Config(format!("--mqtt-broker `{spec}`: {why}"));
+        let url = url::Url::parse(spec).map_err(|e| bad(e.to_string()))?;
+        let tls = match url.scheme() {
+            "mqtt" | "tcp" => false,
+            "mqtts" | "ssl" => true,
+            other => return Err(bad(format!("scheme `{other}` (expected mqtt or mqtts)"))),
+        };
+        let host = url
+            .host_str()
+            .ok_or_else(|| bad("no host".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let username = (!url.username().is_empty()).then(|| decode(url.username()));
+        let password = url.password().map(decode);
+        let name = match url.fragment() {
+            Some(f) if !f.is_empty() => f.to_string(),
+            _ => format!("{host}:{port}"),
+        };
+        if name.contains([',', '=']) {
+            return Err(bad(format!(
+                "broker name `{name}` may not contain `,` or `=`"
+            )));
+        }
+        Ok(BrokerAddress {
+            name,
+            host,
+            port,
+            tls,
+            username,
+            password,
+        })
+    }
+}
+
+/// Connection settings shared by all brokers.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    pub client_id: String,
+    /// Used for brokers whose URL carries no credentials.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM CA certificates for `mqtts://` (default: the system roots).
+    pub ca_file: Option<std::path::PathBuf>,
+    pub keep_alive: Duration,
+}
+
+/// rumqttc options for one broker: persistent session (clean_session=false,
+/// fixed client id) and manual acks, so unacknowledged QoS 1 messages are
+/// redelivered after a crash or reconnect.
+pub fn mqtt_options(
+    broker: &BrokerAddress,
+    opts: &ConnectOptions,
+) -> Result<MqttOptions, MqttSourceError> {
+    let mut o = MqttOptions::new(opts.client_id.clone(), broker.host.clone(), broker.port);
+    o.set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(opts.keep_alive.max(Duration::from_secs(5)))
+        .set_max_packet_size(16 << 20, 1 << 20);
+    let user = broker.username.clone().or_else(|| opts.username.clone());
+    let pass = broker.password.clone().or_else(|| opts.password.clone());
+    if let Some(user) = user {
+        o.set_credentials(user, pass.unwrap_or_default());
+    }
+    if broker.tls {
+        o.set_transport(Transport::tls_with_config(tls_config(opts)?));
+    }
+    Ok(o)
+}
+
+fn tls_config(opts: &ConnectOptions) -> Result<TlsConfiguration, MqttSourceError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    match &opts.ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| MqttSourceError::Tls(format!("{}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(MqttSourceError::Tls(format!(
+                    "{}: no PEM certificate found",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| MqttSourceError::Tls(format!("{}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            // TODO(issue 4): system roots for mqtts:// without --mqtt-ca-file.
+            return Err(MqttSourceError::Config(
+                "mqtts:// needs --mqtt-ca-file (the PEM CA certificates to trust)".into(),
+            ));
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MqttSourceError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConfiguration::Rustls(Arc::new(config)))
+}
+
+/// What the connection task reports.
+pub(super) enum Ev {
+    Connected { session: u64, session_present: bool },
+    Publish { session: u64, publish: Publish },
+    Fatal(MqttSourceError),
+}
+
+/// Polls the rumqttc event loop: forwards PUBLISHes, (re)subscribes when the
+/// broker has no session for us, reconnects with backoff, and reports
+/// refused connections (bad credentials) as fatal.
+pub(super) async fn connection_loop(
+    mut eventloop: rumqttc::EventLoop,
+    client: AsyncClient,
+    filters: Vec<SubscribeFilter>,
+    tx: mpsc::Sender<Ev>,
+    name: String,
+    session: Arc<AtomicU64>,
+) {
+    let mut delay = Duration::from_millis(100);
+    let mut connected_once = false;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                connected_once = true;
+                delay = Duration::from_millis(100);
+                let g = session.fetch_add(1, Ordering::SeqCst) + 1;
+                // A persistent session keeps its subscriptions; subscribing
+                // again would redeliver retained messages.
+                if !ack.session_present
+                    && let Err(e) = client.try_subscribe_many(filters.clone())
+                {
+                    let _ = tx
+                        .send(Ev::Fatal(MqttSourceError::Config(format!(
+                            "subscribing on {name}: {e}"
+                        ))))
+                        .await;
+                    return;
+                }
+                let ev = Ev::Connected {
+                    session: g,
+                    session_present: ack.session_present,
+                };
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let g = session.load(Ordering::SeqCst);
+                if tx
+                    .send(Ev::Publish {
+                        session: g,
+                        publish,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
+                    let filters: Vec<&str> = filters.iter().map(|f| f.path.as_str()).collect();
+                    let _ = tx
+                        .send(Ev::Fatal(MqttSourceError::Refused {
+                            broker: name.clone(),
+                            reason: format!(
+                                "subscription to {filters:?} refused (not authorized?)"
+                            ),
+                        }))
+                        .await;
+                    return;
+                }
+                let filters: Vec<&str> = filters.iter().map(|f| f.path.as_str()).collect();
+                tracing::info!(broker = %name, ?filters, "MQTT subscribed");
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(_) => {}
+            Err(ConnectionError::ConnectionRefused(code)) => {
+                let reason = match code {
+                    ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+                    ConnectReturnCode::NotAuthorized => {
+                        "not authorized (bad user name or password, or no access)"
+                    }
+                    ConnectReturnCode::BadClientId => "client id rejected",
+                    ConnectReturnCode::RefusedProtocolVersion => "protocol version refused",
+                    ConnectReturnCode::ServiceUnavailable => "service unavailable",
+                    ConnectReturnCode::Success => "refused",
+                };
+                let _ = tx
+                    .send(Ev::Fatal(MqttSourceError::Refused {
+                        broker: name.clone(),
+                        reason: reason.into(),
+                    }))
+                    .await;
+                return;
+            }
+            Err(ConnectionError::RequestsDone) => return,
+            Err(ConnectionError::Tls(e)) if !connected_once => {
+                let _ = tx
+                    .send(Ev::Fatal(MqttSourceError::Connect {
+                        broker: name.clone(),
+                        message: format!("TLS: {e}"),
+                    }))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(broker = %name, error = %e, retry_in = ?delay, "MQTT connection lost; reconnecting");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_broker_urls() {
+        let b = BrokerAddress::parse("mqtt://u%40x:p%3Aw@127.0.0.1:1999#plant-a").unwrap();
+        assert_eq!(b.name, "plant-a");
+        assert_eq!((b.host.as_str(), b.port, b.tls), ("127.0.0.1", 1999, false));
+        assert_eq!(b.username.as_deref(), Some("u@x"));
+        assert_eq!(b.password.as_deref(), Some("p:w"));
+        let b = BrokerAddress::parse("mqtts://broker.local").unwrap();
+        assert_eq!(
+            (b.name.as_str(), b.port, b.tls),
+            ("broker.local:8883", 8883, true)
+        );
+        assert!(BrokerAddress::parse("http://x").is_err());
+        assert!(BrokerAddress::parse("nonsense").is_err());
+    }
+}
