@@ -26,6 +26,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -q && $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 
+tests/scripts/postgres.sh >/dev/null  # PostgreSQL server binaries for the federation tests
+
 step "python test environment: $venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt

@@ -49,6 +49,16 @@ pub struct QueryConfig {
     /// with DEADLINE_EXCEEDED, e.g. `30s`, `10m` (`0s` = no limit).
     #[arg(long, env = "WEIR_QUERY_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10m")]
     pub query_timeout: Duration,
+
+    /// Attach an external PostgreSQL database as a catalog:
+    /// `NAME=postgres://user:pass@host:port/db` (repeatable; comma-separated
+    /// in the variable). Its tables appear as `NAME.schema.table`.
+    #[arg(
+        long = "postgres-catalog",
+        env = "WEIR_POSTGRES_CATALOG",
+        value_delimiter = ','
+    )]
+    pub postgres_catalog: Vec<String>,
 }
 
 /// Scheduled maintenance inside `weir serve` (per-table `[policy]` in the

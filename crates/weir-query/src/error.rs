@@ -29,6 +29,10 @@ pub enum QueryError {
     /// A commit lost a race; retrying the statement may succeed.
     #[error("commit conflict: {0}")]
     Conflict(String),
+    /// An external system a query needs (an attached PostgreSQL) cannot be
+    /// reached; retrying later may succeed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Anything else: a bug or an I/O failure.
     #[error("internal error: {0}")]
     Internal(String),

@@ -25,6 +25,12 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 .then_some(cfg.query.query_memory_mb << 20),
             target_partitions: (cfg.query.query_parallelism > 0)
                 .then_some(cfg.query.query_parallelism),
+            postgres_catalogs: cfg
+                .query
+                .postgres_catalog
+                .iter()
+                .map(|s| s.parse())
+                .collect::<Result<_, _>>()?,
         },
     )
     .await?;
