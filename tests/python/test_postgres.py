@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pg_harness import PostgresServer
-from weir_harness import WeirServer, connect, fetch_rows, fetch_scalar, weir_binary
+from weir_harness import WeirServer, connect, execute, fetch_rows, fetch_scalar, weir_binary
 
 GRPC_INVALID_ARGUMENT = 3
 GRPC_NOT_FOUND = 5
@@ -242,6 +242,16 @@ def test_get_objects_lists_pg_catalog_tables_and_columns(conn):
     # The filter by catalog only returns pg.
     only_pg = conn.adbc_get_objects(depth="tables", catalog_filter="pg").read_all().to_pylist()
     assert [c["catalog_name"] for c in only_pg] == ["pg"]
+
+
+def test_create_iceberg_table_from_pg_rows(conn):
+    execute(conn, "CREATE TABLE public.registry_copy AS "
+                  "SELECT name, location FROM pg.public.devices WHERE enabled")
+    execute(conn, "INSERT INTO public.registry_copy SELECT name, 'copied' FROM pg.public.devices WHERE NOT enabled")
+    rows = fetch_rows(conn, "SELECT name, location FROM public.registry_copy ORDER BY name")
+    expected = sorted((n, loc if en else "copied") for n, loc, _, en in DEVICES)
+    assert rows == expected
+    execute(conn, "DROP TABLE public.registry_copy")
 
 
 def test_sql_postgres_rejects_is_invalid_argument(conn):

@@ -65,7 +65,10 @@ impl From<DataFusionError> for QueryError {
                 Ok(q) => *q,
                 Err(inner) => match inner.downcast::<CatalogError>() {
                     Ok(c) => QueryError::from(*c),
-                    Err(other) => QueryError::Internal(other.to_string()),
+                    Err(inner) => match inner.downcast::<DataFusionError>() {
+                        Ok(df) => QueryError::from(*df),
+                        Err(other) => QueryError::Internal(other.to_string()),
+                    },
                 },
             },
             DataFusionError::ArrowError(e, _) => match *e {

@@ -128,6 +128,17 @@ impl OptimizerRule for SealedFederationRule {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
+        // datafusion-federation would cut out a whole `INSERT INTO weir_table
+        // SELECT … FROM pg.…` (its only scans are PostgreSQL's) and fail to
+        // unparse the DML: federate the query under it instead, once
+        // DataFusion has merged the projection the insert stacks on it (a
+        // projection over a projection unparses to SQL PostgreSQL rejects).
+        if matches!(plan, LogicalPlan::Dml(_) | LogicalPlan::Copy(_)) {
+            if self.early {
+                return Ok(Transformed::no(plan));
+            }
+            return plan.map_children(|input| self.rewrite(input, config));
+        }
         let original = plan.clone();
         let federated = self.inner.rewrite(plan, config)?;
         if !federated.transformed {

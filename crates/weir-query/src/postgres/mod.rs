@@ -209,7 +209,17 @@ impl PostgresCatalog {
     /// A pooled connection, or `Unavailable` within [`CONNECT_TIMEOUT`].
     async fn connect(&self) -> Result<PostgresConnection, QueryError> {
         let pool = self.pool().await?;
-        connect(&pool, &self.name, &self.endpoint).await
+        let conn = connect(&pool, &self.name, &self.endpoint).await;
+        if conn.is_err() {
+            // The pool retries with a growing back-off and may keep failing
+            // for a while after the database is back: start over with a new
+            // one (it connects at once) on the next statement.
+            let mut slot = self.pool.lock().await;
+            if slot.as_ref().is_some_and(|p| Arc::ptr_eq(p, &pool)) {
+                *slot = None;
+            }
+        }
+        conn
     }
 
     /// Re-reads schema and table names when they are older than the TTL.
