@@ -395,5 +395,26 @@ mod tests {
         assert_eq!(cli.serve.listen.to_string(), "127.0.0.1:50051");
         assert_eq!(cli.serve.storage.data_dir, PathBuf::from("./weir-data"));
         assert!(!cli.serve.demo.demo);
+        assert!(cli.serve.query.postgres_catalog.is_empty());
+    }
+
+    #[test]
+    fn postgres_catalogs_repeat() {
+        let cli = TestCli::try_parse_from([
+            "weir",
+            "--postgres-catalog",
+            "pg=postgres://u:p@127.0.0.1:5432/registry",
+            "--postgres-catalog",
+            "erp=postgres://h/erp,crm=postgres://h/crm",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.serve.query.postgres_catalog,
+            [
+                "pg=postgres://u:p@127.0.0.1:5432/registry",
+                "erp=postgres://h/erp",
+                "crm=postgres://h/crm"
+            ]
+        );
     }
 }
