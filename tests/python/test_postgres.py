@@ -280,6 +280,11 @@ def test_postgres_down_is_unavailable_and_iceberg_still_answers(pg, weir, conn):
         assert weir.proc.poll() is None
         total = (len(DEVICES) + 1) * len(METRICS) * POINTS_PER_METRIC
         assert fetch_scalar(conn, "SELECT count(*) FROM silver.points") == total
+        # Listings leave the unreachable database out instead of failing.
+        listed = fetch_rows(conn, "SELECT DISTINCT table_catalog FROM information_schema.columns")
+        assert ("weir",) in listed and ("pg",) not in listed
+        tables = conn.adbc_get_objects(depth="columns").read_all().to_pylist()
+        assert "weir" in {c["catalog_name"] for c in tables}
     finally:
         pg.start()
     # Back up: the same session recovers without a restart of weir.

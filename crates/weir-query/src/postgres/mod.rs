@@ -211,6 +211,8 @@ impl PostgresCatalog {
         let pool = self.pool().await?;
         let conn = connect(&pool, &self.name, &self.endpoint).await;
         if conn.is_err() {
+            // Listings leave the database out until it answers again.
+            self.state.lock().expect("pg refresh state poisoned").down = true;
             // The pool retries with a growing back-off and may keep failing
             // for a while after the database is back: start over with a new
             // one (it connects at once) on the next statement.
@@ -420,6 +422,17 @@ impl SchemaProvider for PostgresSchemaProvider {
     }
 
     fn table_names(&self) -> Vec<String> {
+        // While the database is down its tables are left out of listings
+        // (information_schema, GetTables), which would otherwise fail whole.
+        if self
+            .catalog
+            .state
+            .lock()
+            .expect("pg refresh state poisoned")
+            .down
+        {
+            return Vec::new();
+        }
         self.catalog
             .names
             .read()
