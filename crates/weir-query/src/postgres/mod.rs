@@ -208,11 +208,12 @@ impl PostgresCatalog {
 
     /// A pooled connection, or `Unavailable` within [`CONNECT_TIMEOUT`].
     async fn connect(&self) -> Result<PostgresConnection, QueryError> {
-        let pool = self.pool().await?;
+        // Listings leave the database out until it answers again.
+        let mark_down = || self.state.lock().expect("pg refresh state poisoned").down = true;
+        let pool = self.pool().await.inspect_err(|_| mark_down())?;
         let conn = connect(&pool, &self.name, &self.endpoint).await;
         if conn.is_err() {
-            // Listings leave the database out until it answers again.
-            self.state.lock().expect("pg refresh state poisoned").down = true;
+            mark_down();
             // The pool retries with a growing back-off and may keep failing
             // for a while after the database is back: start over with a new
             // one (it connects at once) on the next statement.
