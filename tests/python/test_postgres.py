@@ -289,3 +289,22 @@ def test_postgres_down_is_unavailable_and_iceberg_still_answers(pg, weir, conn):
         pg.start()
     # Back up: the same session recovers without a restart of weir.
     assert fetch_scalar(conn, "SELECT count(*) FROM pg.public.devices") == len(DEVICES)
+
+
+def test_server_starts_while_postgres_is_down(weir_factory, tmp_path):
+    """A database that is down at start fails only the queries that need it;
+    once it is up the same server reaches it."""
+    pg = PostgresServer()
+    try:
+        pg.psql("CREATE TABLE late (v INT); INSERT INTO late VALUES (1), (2), (3);")
+        pg.stop()
+        server = weir_factory(tmp_path / "data", ["--postgres-catalog", f"pg={pg.url}", "--maintenance=false"])
+        with connect(server.uri) as c:
+            assert fetch_scalar(c, "SELECT count(*) FROM silver.points") == 0
+            with pytest.raises(dbapi.Error) as excinfo:
+                fetch_rows(c, "SELECT sum(v) FROM pg.public.late")
+            assert excinfo.value.vendor_code == GRPC_UNAVAILABLE, excinfo.value
+            pg.start()
+            assert fetch_scalar(c, "SELECT sum(v) FROM pg.public.late") == 6
+    finally:
+        pg.destroy()
