@@ -5,6 +5,7 @@
 #        benches/run.sh ingest [--points N] [--rate P] [--seconds S]   (streaming ingest)
 #        benches/run.sh maintain [--files N] [--sensors N]              (compaction, Z-order)
 #        benches/run.sh mqtt [--messages N]                             (MQTT ingest, Mosquitto)
+#        benches/run.sh federation [--devices N] [--points P]           (PostgreSQL federation)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${WEIR_BENCH_VENV:-$HOME/.cache/weir/bench-venv}
@@ -14,6 +15,10 @@ cargo build --release --locked -p weir
 if [ "${1:-}" = ingest ]; then
   shift
   exec "$venv/bin/python" benches/ingest.py "$@"
+fi
+if [ "${1:-}" = federation ]; then
+  shift
+  exec "$venv/bin/python" benches/federation.py "$@"
 fi
 if [ "${1:-}" = maintain ]; then
   shift

@@ -26,8 +26,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -q && $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 
-tests/scripts/install-postgres.sh
 tests/scripts/mosquitto.sh install   # MQTT tests: Debian mosquitto, mosquitto-clients, openssl
+tests/scripts/postgres.sh >/dev/null  # PostgreSQL server binaries (federation, Modbus registry tests)
 
 step "python test environment: $venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

@@ -344,7 +344,7 @@ class Postgres:
     def __init__(self):
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
         if not bins:
-            raise RuntimeError("PostgreSQL is not installed: run tests/scripts/install-postgres.sh")
+            raise RuntimeError("PostgreSQL is not installed: run tests/scripts/postgres.sh")
         self.bin = bins[-1].parent
         self.dir = Path(tempfile.mkdtemp(prefix="weir-pg-"))
         self.port = free_port()

@@ -55,6 +55,15 @@ pub struct QueryConfig {
     /// `SET weir.mv_rewrite`.
     #[arg(long = "mv-rewrite", env = "WEIR_MV_REWRITE", default_value_t = true, action = clap::ArgAction::Set)]
     pub mv_rewrite: bool,
+    /// Attach an external PostgreSQL database as a catalog:
+    /// `NAME=postgres://user:pass@host:port/db` (repeatable; comma-separated
+    /// in the variable). Its tables appear as `NAME.schema.table`.
+    #[arg(
+        long = "postgres-catalog",
+        env = "WEIR_POSTGRES_CATALOG",
+        value_delimiter = ','
+    )]
+    pub postgres_catalog: Vec<String>,
 }
 
 /// Scheduled maintenance inside `weir serve` (per-table `[policy]` in the
@@ -483,5 +492,26 @@ mod tests {
         assert_eq!(cli.serve.listen.to_string(), "127.0.0.1:50051");
         assert_eq!(cli.serve.storage.data_dir, PathBuf::from("./weir-data"));
         assert!(!cli.serve.demo.demo);
+        assert!(cli.serve.query.postgres_catalog.is_empty());
+    }
+
+    #[test]
+    fn postgres_catalogs_repeat() {
+        let cli = TestCli::try_parse_from([
+            "weir",
+            "--postgres-catalog",
+            "pg=postgres://u:p@127.0.0.1:5432/registry",
+            "--postgres-catalog",
+            "erp=postgres://h/erp,crm=postgres://h/crm",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.serve.query.postgres_catalog,
+            [
+                "pg=postgres://u:p@127.0.0.1:5432/registry",
+                "erp=postgres://h/erp",
+                "crm=postgres://h/crm"
+            ]
+        );
     }
 }

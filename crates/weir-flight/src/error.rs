@@ -20,7 +20,7 @@ pub enum FlightServeError {
 /// Syntax/Invalid → `INVALID_ARGUMENT`, NotFound → `NOT_FOUND`,
 /// AlreadyExists → `ALREADY_EXISTS`, Unsupported → `UNIMPLEMENTED`,
 /// ResourcesExhausted → `RESOURCE_EXHAUSTED`, Conflict → `ABORTED`,
-/// Internal → `INTERNAL`. The message is the error's `Display`.
+/// Unavailable (an attached PostgreSQL is down) → `UNAVAILABLE`, Internal → `INTERNAL`. The message is the error's `Display`.
 pub fn status_from(err: QueryError) -> Status {
     let message = err.to_string();
     match err {
@@ -30,6 +30,7 @@ pub fn status_from(err: QueryError) -> Status {
         QueryError::Unsupported(_) => Status::unimplemented(message),
         QueryError::ResourcesExhausted(_) => Status::resource_exhausted(message),
         QueryError::Conflict(_) => Status::aborted(message),
+        QueryError::Unavailable(_) => Status::unavailable(message),
         QueryError::Internal(_) => {
             tracing::warn!(error = %message, "internal error returned to Flight SQL client");
             Status::internal(message)
@@ -83,6 +84,7 @@ mod tests {
                 Code::ResourceExhausted,
             ),
             (QueryError::Conflict("c".into()), Code::Aborted),
+            (QueryError::Unavailable("p".into()), Code::Unavailable),
             (QueryError::Internal("x".into()), Code::Internal),
         ];
         for (err, code) in cases {

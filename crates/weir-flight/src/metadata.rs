@@ -98,7 +98,9 @@ fn schema_names(ctx: &SessionContext, catalog: &str) -> BTreeSet<String> {
 
 pub(crate) fn catalogs(engine: &QueryEngine) -> Result<RecordBatch, Status> {
     let mut builder = GetCatalogsBuilder::new();
-    builder.append(engine.catalog_name());
+    for catalog in engine.catalog_names() {
+        builder.append(catalog);
+    }
     builder
         .build()
         .map_err(|e| internal("building GetCatalogs result", e))
@@ -110,10 +112,11 @@ pub(crate) async fn db_schemas(
 ) -> Result<RecordBatch, Status> {
     engine.refresh().await.map_err(status_from)?;
     let ctx = engine.new_context();
-    let catalog = engine.catalog_name();
     let mut builder = query.into_builder();
-    for schema in schema_names(&ctx, catalog) {
-        builder.append(catalog, schema);
+    for catalog in engine.catalog_names() {
+        for schema in schema_names(&ctx, &catalog) {
+            builder.append(&catalog, schema);
+        }
     }
     // The builder applies the catalog and LIKE filters and sorts.
     builder
@@ -142,24 +145,29 @@ pub(crate) async fn tables(
 ) -> Result<RecordBatch, Status> {
     engine.refresh().await.map_err(status_from)?;
     let ctx = engine.new_context();
-    let catalog = engine.catalog_name();
     let include_schema = query.include_schema;
     let schema_pattern = query.db_schema_filter_pattern.clone();
     let table_pattern = query.table_name_filter_pattern.clone();
     let table_types = query.table_types.clone();
-    let catalog_wanted = query.catalog.as_deref().is_none_or(|c| c == catalog);
+    let catalog_filter = query.catalog.clone();
     let mut builder = query.into_builder();
     let empty = Schema::empty();
     let state = ctx.state();
 
-    if catalog_wanted {
+    for catalog in engine.catalog_names() {
+        if catalog_filter.as_deref().is_some_and(|c| c != catalog) {
+            continue;
+        }
+        let catalog = catalog.as_str();
         for schema_name in schema_names(&ctx, catalog) {
             if !matches(schema_pattern.as_deref(), &schema_name) {
                 continue;
             }
-            let provider = match state
-                .schema_for_ref(TableReference::partial(schema_name.as_str(), "_"))
-            {
+            let provider = match state.schema_for_ref(TableReference::full(
+                catalog,
+                schema_name.as_str(),
+                "_",
+            )) {
                 Ok(provider) => provider,
                 Err(e) => {
                     tracing::warn!(schema = %schema_name, error = %e, "schema vanished while listing tables");

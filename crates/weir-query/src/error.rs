@@ -29,6 +29,10 @@ pub enum QueryError {
     /// A commit lost a race; retrying the statement may succeed.
     #[error("commit conflict: {0}")]
     Conflict(String),
+    /// An external system a query needs (an attached PostgreSQL) cannot be
+    /// reached; retrying later may succeed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Anything else: a bug or an I/O failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -61,7 +65,10 @@ impl From<DataFusionError> for QueryError {
                 Ok(q) => *q,
                 Err(inner) => match inner.downcast::<CatalogError>() {
                     Ok(c) => QueryError::from(*c),
-                    Err(other) => QueryError::Internal(other.to_string()),
+                    Err(inner) => match inner.downcast::<DataFusionError>() {
+                        Ok(df) => QueryError::from(*df),
+                        Err(other) => QueryError::Internal(other.to_string()),
+                    },
                 },
             },
             DataFusionError::ArrowError(e, _) => match *e {

@@ -12,6 +12,7 @@ pub mod mv;
 mod mv_incremental;
 mod mv_rewrite;
 mod native_scan;
+pub mod postgres;
 mod table;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use weir_catalog::{CATALOG_NAME, DEFAULT_NAMESPACE, Lakehouse};
 
 pub use catalog::WeirCatalogProvider;
 pub use error::{QueryError, Result};
+pub use postgres::PostgresCatalogSpec;
 pub use table::{WeirInsertExec, WeirScanExec, WeirTable};
 
 use crate::ddl::DdlOutcome;
@@ -41,6 +43,8 @@ pub struct EngineOptions {
     /// Answer aggregates from materialized views (the session default of
     /// `weir.mv_rewrite`).
     pub mv_rewrite: bool,
+    /// External PostgreSQL databases attached as catalogs.
+    pub postgres_catalogs: Vec<PostgresCatalogSpec>,
 }
 
 impl Default for EngineOptions {
@@ -49,6 +53,7 @@ impl Default for EngineOptions {
             memory_limit: None,
             target_partitions: None,
             mv_rewrite: true,
+            postgres_catalogs: Vec::new(),
         }
     }
 }
@@ -71,6 +76,7 @@ pub struct QueryEngine {
     catalog: WeirCatalogProvider,
     runtime: Arc<RuntimeEnv>,
     options: EngineOptions,
+    postgres: Vec<Arc<postgres::PostgresCatalog>>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -88,10 +94,16 @@ impl QueryEngine {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
         }
         let runtime = runtime.build_arc()?;
+        let postgres = options
+            .postgres_catalogs
+            .iter()
+            .map(postgres::PostgresCatalog::new)
+            .collect::<Result<Vec<_>>>()?;
         Ok(QueryEngine {
             catalog: WeirCatalogProvider::new(lakehouse).await?,
             runtime,
             options,
+            postgres,
         })
     }
 
@@ -102,6 +114,13 @@ impl QueryEngine {
     /// The catalog name clients see (`weir`).
     pub fn catalog_name(&self) -> &'static str {
         CATALOG_NAME
+    }
+
+    /// Every catalog clients see: `weir`, then the attached databases.
+    pub fn catalog_names(&self) -> Vec<String> {
+        std::iter::once(CATALOG_NAME.to_string())
+            .chain(self.postgres.iter().map(|p| p.name().to_string()))
+            .collect()
     }
 
     /// A fresh session: `weir` catalog, `public` default schema,
@@ -125,8 +144,18 @@ impl QueryEngine {
             .execution
             .parquet
             .schema_force_view_types = false;
-        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        let ctx = if self.postgres.is_empty() {
+            SessionContext::new_with_config_rt(config, self.runtime.clone())
+        } else {
+            postgres::federated_context(config, self.runtime.clone())
+        };
         ctx.register_catalog(CATALOG_NAME, Arc::new(self.catalog.clone()));
+        for pg in &self.postgres {
+            ctx.register_catalog(
+                pg.name(),
+                Arc::new(postgres::PostgresCatalogProvider(pg.clone())),
+            );
+        }
         for (name, kind) in TimeTravel::ALL {
             ctx.register_udtf(
                 name,
@@ -148,6 +177,9 @@ impl QueryEngine {
 
     /// Re-reads table names from the catalog (tables created by other processes).
     pub async fn refresh(&self) -> Result<()> {
+        for pg in &self.postgres {
+            pg.refresh().await;
+        }
         self.catalog.refresh().await
     }
 

@@ -26,6 +26,12 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             target_partitions: (cfg.query.query_parallelism > 0)
                 .then_some(cfg.query.query_parallelism),
             mv_rewrite: cfg.query.mv_rewrite,
+            postgres_catalogs: cfg
+                .query
+                .postgres_catalog
+                .iter()
+                .map(|s| s.parse())
+                .collect::<Result<_, _>>()?,
         },
     )
     .await?;
