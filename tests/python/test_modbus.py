@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 from pymodbus.client import ModbusTcpClient
 
 from kafka_harness import wait_until
+from pg_harness import REGISTRY_DDL, PostgresServer
 from weir_harness import connect, fetch_rows, fetch_scalar, weir_binary
 
 SIM = Path(__file__).with_name("modbus_sim.py")
@@ -299,87 +297,12 @@ def test_kill_9_loop_writes_no_point_twice(sims, weir_factory, tmp_path):
 
 # --- PostgreSQL device registry ------------------------------------------------
 
-REGISTRY_DDL = """
-CREATE TYPE protocol_kind AS ENUM ('ModbusTcp', 'ModbusRtu', 'OpcUa', 'Mqtt', 'Custom');
-CREATE TYPE device_status AS ENUM ('Online', 'Offline', 'Error', 'Maintenance', 'Unknown');
-CREATE TABLE devices (
-    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-    name VARCHAR(255) NOT NULL UNIQUE,
-    description TEXT,
-    protocol protocol_kind NOT NULL,
-    location VARCHAR(255),
-    endpoint VARCHAR(255) NOT NULL,
-    config JSONB NOT NULL DEFAULT '{}',
-    enabled BOOLEAN NOT NULL DEFAULT true,
-    status device_status NOT NULL DEFAULT 'Unknown',
-    last_seen TIMESTAMPTZ
-);
-CREATE TYPE tag_data_type AS ENUM ('Boolean', 'Int8', 'UInt8', 'Int16', 'UInt16', 'Int32', 'UInt32',
-    'Int64', 'UInt64', 'Float', 'Double', 'String', 'DateTime', 'ByteArray');
-CREATE TYPE tag_access AS ENUM ('Read', 'Write', 'ReadWrite');
-CREATE TABLE tags (
-    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-    device_id UUID NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
-    name VARCHAR(255) NOT NULL,
-    description TEXT,
-    address VARCHAR(255) NOT NULL,
-    data_type tag_data_type NOT NULL,
-    access_type tag_access NOT NULL DEFAULT 'Read',
-    unit VARCHAR(50),
-    scaling DOUBLE PRECISION DEFAULT 1.0,
-    tag_offset DOUBLE PRECISION DEFAULT 0.0,
-    min_value DOUBLE PRECISION,
-    max_value DOUBLE PRECISION,
-    deadband DOUBLE PRECISION,
-    scan_rate INTEGER,
-    enabled BOOLEAN NOT NULL DEFAULT true,
-    CONSTRAINT tags_device_name_unique UNIQUE(device_id, name)
-);
-"""
-
-
-class Postgres:
-    """A throwaway PostgreSQL cluster (initdb + pg_ctl) on a free port."""
-
-    def __init__(self):
-        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-        if not bins:
-            raise RuntimeError("PostgreSQL is not installed: run tests/scripts/postgres.sh")
-        self.bin = bins[-1].parent
-        self.dir = Path(tempfile.mkdtemp(prefix="weir-pg-"))
-        self.port = free_port()
-        # initdb refuses to run as root: run the cluster as the postgres user.
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self.as_user:
-            shutil.chown(self.dir, "postgres", "postgres")
-        data = self.dir / "data"
-        self.run("initdb", "-D", str(data), "-A", "trust", "-U", "weir", "--no-sync")
-        self.run("pg_ctl", "-D", str(data), "-w", "-t", "60", "-l", str(self.dir / "log"), "start",
-                 "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off")
-        self.data = data
-        self.url = f"postgres://weir@127.0.0.1:{self.port}/postgres"
-
-    def run(self, tool, *args):
-        subprocess.run([*self.as_user, str(self.bin / tool), *args], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def sql(self, text: str):
-        subprocess.run([str(self.bin / "psql"), "-v", "ON_ERROR_STOP=1", "-q", "-h", "127.0.0.1",
-                        "-p", str(self.port), "-U", "weir", "-d", "postgres"],
-                       input=text.encode(), check=True, stdout=subprocess.DEVNULL)
-
-    def stop(self):
-        try:
-            self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
 
 @pytest.fixture
 def postgres():
-    pg = Postgres()
+    pg = PostgresServer()
     yield pg
-    pg.stop()
+    pg.destroy()
 
 
 def test_modbus_registry_from_postgresql(sims, postgres, weir_factory, tmp_path):
@@ -387,7 +310,7 @@ def test_modbus_registry_from_postgresql(sims, postgres, weir_factory, tmp_path)
     hr[0:2] = words("f", 21.5, "CDAB")
     hr[2] = 1234
     sim = sims("pgplc", {"hr": hr, "ir": [0, 800]})
-    postgres.sql(REGISTRY_DDL + f"""
+    postgres.psql(REGISTRY_DDL + f"""
         INSERT INTO devices (name, protocol, endpoint, config) VALUES
           ('pg-plc', 'ModbusTcp', '127.0.0.1:{sim.port}',
            '{{"unit_id": 1, "order": "CDAB", "scan_rate_ms": 200}}'),
@@ -425,10 +348,8 @@ def test_modbus_registry_from_postgresql(sims, postgres, weir_factory, tmp_path)
     wait_until(lambda: statuses(conn, "pg-gone") == ["Offline"] or statuses(conn, "pg-gone"), 30, "pg-gone Offline")
 
     def registry_status():
-        out = subprocess.run([str(postgres.bin / "psql"), "-At", "-h", "127.0.0.1", "-p", str(postgres.port),
-                              "-U", "weir", "-d", "postgres", "-c",
-                              "SELECT name, status, last_seen IS NOT NULL FROM devices ORDER BY name"],
-                             capture_output=True, text=True, check=True).stdout.split()
+        out = ["|".join(r) for r in postgres.psql(
+            "SELECT name, status, last_seen IS NOT NULL FROM devices ORDER BY name")]
         want = ["disabled-plc|Unknown|f", "mqtt-thing|Unknown|f", "pg-gone|Offline|f", "pg-plc|Online|t"]
         return out == want or out
     wait_until(registry_status, 30, "status in the PostgreSQL registry")
@@ -436,7 +357,7 @@ def test_modbus_registry_from_postgresql(sims, postgres, weir_factory, tmp_path)
 
 
 def test_a_bad_postgresql_registry_is_a_clear_error(postgres, tmp_path):
-    postgres.sql(REGISTRY_DDL + """
+    postgres.psql(REGISTRY_DDL + """
         INSERT INTO devices (name, protocol, endpoint) VALUES ('p', 'ModbusTcp', '127.0.0.1:1');
         INSERT INTO tags (device_id, name, address, data_type)
         SELECT id, 'label', '40001', 'String' FROM devices;

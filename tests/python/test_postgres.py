@@ -16,46 +16,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pg_harness import PostgresServer
+from pg_harness import REGISTRY_DDL, PostgresServer
 from weir_harness import WeirServer, connect, execute, fetch_rows, fetch_scalar, weir_binary
 
 GRPC_INVALID_ARGUMENT = 3
 GRPC_NOT_FOUND = 5
 GRPC_UNAVAILABLE = 14
 
-# The device registry DDL (devices, tags) of the gateway schema.
-REGISTRY_DDL = """
-CREATE TYPE protocol_kind AS ENUM ('ModbusTcp', 'ModbusRtu', 'OpcUa', 'Mqtt', 'Custom');
-CREATE TYPE device_status AS ENUM ('Online', 'Offline', 'Error', 'Maintenance', 'Unknown');
-CREATE TABLE devices (
-    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-    name VARCHAR(255) NOT NULL UNIQUE,
-    description TEXT,
-    protocol protocol_kind NOT NULL,
-    location VARCHAR(255),
-    endpoint VARCHAR(255) NOT NULL,
-    config JSONB NOT NULL DEFAULT '{}',
-    enabled BOOLEAN NOT NULL DEFAULT true,
-    status device_status NOT NULL DEFAULT 'Unknown',
-    last_seen TIMESTAMPTZ,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
-    created_by VARCHAR(255),
-    updated_by VARCHAR(255)
-);
-CREATE TABLE tags (
-    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-    device_id UUID NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
-    name VARCHAR(255) NOT NULL,
-    description TEXT,
-    address VARCHAR(255) NOT NULL,
-    unit VARCHAR(50),
-    scaling DOUBLE PRECISION DEFAULT 1.0,
-    scan_rate INTEGER,
-    enabled BOOLEAN NOT NULL DEFAULT true,
-    CONSTRAINT tags_device_name_unique UNIQUE(device_id, name)
-);
-"""
 
 # name, location, protocol, enabled
 DEVICES = [
@@ -92,8 +59,8 @@ def pg():
     server.psql(
         REGISTRY_DDL
         + f"INSERT INTO devices (name, location, protocol, endpoint, enabled) VALUES {values};"
-        + "INSERT INTO tags (device_id, name, address, unit, scan_rate) "
-          "SELECT d.id, m, d.name || '/' || m, CASE m WHEN 'temperature' THEN 'C' ELSE 'bar' END, 1000 "
+        + "INSERT INTO tags (device_id, name, address, data_type, unit, scan_rate) "
+          "SELECT d.id, m, d.name || '/' || m, 'Float', CASE m WHEN 'temperature' THEN 'C' ELSE 'bar' END, 1000 "
           "FROM devices d, (VALUES ('temperature'), ('pressure')) AS t(m) WHERE d.location IS NOT NULL;"
     )
     yield server

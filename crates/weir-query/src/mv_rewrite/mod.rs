@@ -179,6 +179,7 @@ fn aggregated_tables(plan: &LogicalPlan) -> DFResult<Vec<WeirTable>> {
     let mut out: Vec<WeirTable> = Vec::new();
     plan.apply(|node| {
         if let LogicalPlan::Aggregate(a) = node
+            && a.aggr_expr.iter().all(might_merge)
             && let Some((scan, _)) = scan_under(&a.input)
             && let Some(table) = weir_table(scan)
             && !out.iter().any(|t| same_snapshot(t, &table))
@@ -188,6 +189,66 @@ fn aggregated_tables(plan: &LogicalPlan) -> DFResult<Vec<WeirTable>> {
         Ok(TreeNodeRecursion::Continue)
     })?;
     Ok(out)
+}
+
+/// A cheap first look (no view is loaded for aggregates that fail it): an
+/// aggregate call partials may answer (see `shape::merge_of`).
+fn might_merge(expr: &Expr) -> bool {
+    let Expr::AggregateFunction(f) = unalias(expr) else {
+        return false;
+    };
+    let p = &f.params;
+    !p.distinct
+        && p.filter.is_none()
+        && matches!(
+            f.func.name(),
+            "count"
+                | "min"
+                | "max"
+                | "sum"
+                | "avg"
+                | "mean"
+                | "var"
+                | "var_samp"
+                | "var_sample"
+                | "var_pop"
+                | "stddev"
+                | "stddev_samp"
+                | "stddev_pop"
+                | "first_value"
+                | "last_value"
+        )
+}
+
+/// The rollup shape and base table of a view's query, by query text (a pure
+/// function of it: planning and analysing it on every query cost
+/// milliseconds).
+fn cached_shape(definition: &str) -> Option<Shape> {
+    SHAPES.lock().ok()?.get(definition).cloned()
+}
+
+/// A view's rollup shape and the base table it reads (`None`: no rollup).
+type Shape = Option<(Rollup, String)>;
+
+static SHAPES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Shape>>> =
+    std::sync::LazyLock::new(Default::default);
+
+async fn shape_of(ctx: &SessionContext, definition: &str) -> Result<Shape> {
+    if let Some(shape) = cached_shape(definition) {
+        return Ok(shape);
+    }
+    let state = ctx.state();
+    let Ok(plan) = state.create_logical_plan(definition).await else {
+        return Ok(None); // a view whose query no longer plans answers nothing (not cached)
+    };
+    let plan = state
+        .analyzer()
+        .execute_and_check(plan, state.config_options(), |_, _| {})?;
+    let shape = Rollup::of_plan(&plan).zip(single_scan(&plan));
+    if let Ok(mut shapes) = SHAPES.lock() {
+        shapes.insert(definition.to_string(), shape.clone());
+    }
+    Ok(shape)
 }
 
 fn same_snapshot(a: &WeirTable, b: &WeirTable) -> bool {
@@ -248,18 +309,7 @@ async fn candidates(ctx: &SessionContext, bases: &[WeirTable]) -> Result<Vec<Can
                 Some(s) => s.summary().additional_properties.clone(),
                 None => continue, // never refreshed
             };
-            let state = ctx.state();
-            let Ok(plan) = state.create_logical_plan(definition).await else {
-                continue; // a view whose query no longer plans answers nothing
-            };
-            let plan =
-                state
-                    .analyzer()
-                    .execute_and_check(plan, state.config_options(), |_, _| {})?;
-            let Some(rollup) = Rollup::of_plan(&plan) else {
-                continue;
-            };
-            let Some(base_ident) = single_scan(&plan) else {
+            let Some((rollup, base_ident)) = shape_of(ctx, definition).await? else {
                 continue;
             };
             for base in bases

@@ -258,45 +258,29 @@ pub fn mqtt_options(cfg: &SourcesConfig) -> anyhow::Result<Option<MqttSourceOpti
     }))
 }
 
+/// Spawns a source task with fresh counters.
+fn spawn<C, F>(run: impl FnOnce(Arc<C>) -> F) -> (JoinHandle<F::Output>, Arc<C>)
+where
+    C: Default,
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let counters = Arc::new(C::default());
+    (tokio::spawn(run(counters.clone())), counters)
+}
+
 /// Starts every configured source.
 pub fn start(lakehouse: &Lakehouse, cfg: &SourcesConfig) -> anyhow::Result<Sources> {
     let (stop, stopped) = watch::channel(false);
-    let kafka = match kafka_options(cfg)? {
-        Some(opts) => {
-            let counters = Arc::new(KafkaCounters::default());
-            let task = tokio::spawn(kafka::run(
-                lakehouse.clone(),
-                opts,
-                counters.clone(),
-                stopped.clone(),
-            ));
-            Some((task, counters))
-        }
-        None => None,
-    };
-    let modbus = modbus_options(cfg).map(|opts| {
-        let counters = Arc::new(PollCounters::default());
-        let task = tokio::spawn(modbus::run(
-            lakehouse.clone(),
-            opts,
-            counters.clone(),
-            stopped.clone(),
-        ));
-        (task, counters)
+    let kafka = kafka_options(cfg)?.map(|opts| {
+        spawn(|counters| kafka::run(lakehouse.clone(), opts, counters, stopped.clone()))
     });
-    let mqtt = match mqtt_options(cfg)? {
-        Some(opts) => {
-            let counters = Arc::new(MqttCounters::default());
-            let task = tokio::spawn(mqtt::run(
-                lakehouse.clone(),
-                opts,
-                counters.clone(),
-                stopped.clone(),
-            ));
-            Some((task, counters))
-        }
-        None => None,
-    };
+    let modbus = modbus_options(cfg).map(|opts| {
+        spawn(|counters| modbus::run(lakehouse.clone(), opts, counters, stopped.clone()))
+    });
+    let mqtt = mqtt_options(cfg)?.map(|opts| {
+        spawn(|counters| mqtt::run(lakehouse.clone(), opts, counters, stopped.clone()))
+    });
     Ok(Sources {
         kafka,
         modbus,
