@@ -447,39 +447,8 @@ impl IngestBuffer {
         content_type: &str,
         points: &[Point],
     ) {
-        let raw_sink = self.sinks.raw();
-        let key: (Arc<str>, i32) = (m.stream.into(), m.partition);
-        let Some(part) = self.parts.get_mut(&key) else {
-            return;
-        };
-        if part.next.is_some_and(|n| m.offset < n) {
-            self.stats.duplicates_skipped += 1;
-            return;
-        }
-        part.next = Some(m.offset + 1);
-        part.touched = true;
-        self.stats.messages += 1;
-        self.first_row_at.get_or_insert_with(Instant::now);
-        let keep = |sink: usize| part.skip[sink].is_none_or(|s| m.offset >= s);
-        if keep(raw_sink) {
-            let at = Coordinates {
-                source: &self.source,
-                stream: m.stream,
-                partition: m.partition,
-                offset: m.offset,
-                received_micros: m.received_micros,
-            };
-            self.raw.push(at, m.key, headers, m.payload, content_type);
-        }
-        if keep(part.silver_sink) {
-            for p in points {
-                part.silver.push(p, &part.label);
-                self.silver_bytes += 48 + p.device_id.len() + p.metric.len();
-            }
-            part.offsets
-                .extend(std::iter::repeat_n(m.offset, points.len()));
-            self.stats.points += points.len() as u64;
-        }
+        let topic = m.stream;
+        self.push_decoded(m, topic, headers, content_type, Ok(points));
     }
 }
 

@@ -93,13 +93,22 @@ pub(crate) async fn rewrite(ctx: &SessionContext, plan: LogicalPlan) -> Result<L
         state
             .analyzer()
             .execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
+    let mut options: Vec<&Candidate> = candidates.iter().collect();
+    // The coarsest view that answers reads the fewest rows.
+    options.sort_by_key(|c| std::cmp::Reverse(c.rollup.grain));
+    Ok(rewrite_aggregates(analyzed, &options)?.unwrap_or(plan))
+}
+
+/// `plan` with each aggregate the first of `candidates` that can answers
+/// rewritten onto it; `None` when none was.
+fn rewrite_aggregates(
+    plan: LogicalPlan,
+    candidates: &[&Candidate],
+) -> DFResult<Option<LogicalPlan>> {
     let mut changed = false;
-    let out = analyzed.transform_up(|node| {
+    let out = plan.transform_up(|node| {
         if let LogicalPlan::Aggregate(aggregate) = &node {
-            let mut options: Vec<&Candidate> = candidates.iter().collect();
-            // The coarsest view that answers reads the fewest rows.
-            options.sort_by_key(|c| std::cmp::Reverse(c.rollup.grain));
-            for candidate in options {
+            for candidate in candidates {
                 if let Some(new) = rewrite_aggregate(aggregate, candidate)? {
                     changed = true;
                     return Ok(Transformed::yes(new));
@@ -109,13 +118,14 @@ pub(crate) async fn rewrite(ctx: &SessionContext, plan: LogicalPlan) -> Result<L
         Ok(Transformed::no(node))
     })?;
     if !changed {
-        return Ok(plan);
+        return Ok(None);
     }
     // Parents keep their schemas; recompute them over the new inputs.
-    Ok(out
-        .data
-        .transform_up(|node| node.recompute_schema().map(Transformed::yes))?
-        .data)
+    Ok(Some(
+        out.data
+            .transform_up(|node| node.recompute_schema().map(Transformed::yes))?
+            .data,
+    ))
 }
 
 /// An incremental refresh by merging: `restricted` (the view's query over
@@ -152,25 +162,7 @@ pub(crate) async fn merge_plan(
         rollup,
         delta,
     };
-    let mut changed = false;
-    let out = analyze(restricted)?.transform_up(|node| {
-        if let LogicalPlan::Aggregate(aggregate) = &node
-            && !changed
-            && let Some(new) = rewrite_aggregate(aggregate, &candidate)?
-        {
-            changed = true;
-            return Ok(Transformed::yes(new));
-        }
-        Ok(Transformed::no(node))
-    })?;
-    if !changed {
-        return Ok(None);
-    }
-    Ok(Some(
-        out.data
-            .transform_up(|node| node.recompute_schema().map(Transformed::yes))?
-            .data,
-    ))
+    Ok(rewrite_aggregates(analyze(restricted)?, &[&candidate])?)
 }
 
 /// The Weir tables read directly by an aggregate (through filters and
