@@ -373,6 +373,37 @@ orphans_every = "off"
     assert out.returncode != 0 and "compact_evry" in out.stderr
 
 
+def test_maintain_schedule_runs_as_its_own_process(weir_factory, tmp_path):
+    """Production shape: `weir serve --maintenance=false` answers queries and
+    `weir maintain schedule` compacts on the tables' policies beside it."""
+    declare_table(tmp_path / "tables", "sched", policy='''
+compact_every = "1s"
+expire_every = "off"
+orphans_every = "off"
+''')
+    data = tmp_path / "data"
+    decl = ["--tables-dir", str(tmp_path / "tables")]
+    server = weir_factory(data, [*decl, "--maintenance=false"])
+    conn = connect(server.uri)
+    for i in range(6):
+        execute(conn, f"INSERT INTO public.sched VALUES ('2026-01-01T00:00:0{i}Z', {i})")
+    assert len(live_files(data, "public.sched")) == 6
+    proc = subprocess.Popen([str(weir_binary()), "maintain", "schedule", "--data-dir", str(data), *decl,
+                             "--maintenance-tick", "1s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().startswith("weir: maintenance scheduled (tick 1s)")
+        wait_until(lambda: "replace" in [r[0] for r in fetch_rows(
+            conn, "SELECT operation FROM iceberg_snapshots('public.sched')")], 60, "a scheduled compaction")
+        assert fetch_rows(conn, "SELECT count(*), sum(v) FROM public.sched")[0] == (6, 15.0)
+        assert len(live_files(data, "public.sched")) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    conn.close()
+
+
 def manifest_count(data: Path, table: str) -> int:
     cat = SqlCatalog("weir", uri=f"sqlite:///{data}/catalog.db", warehouse=f"file://{data}/warehouse")
     t = cat.load_table(table)

@@ -279,6 +279,24 @@ pub struct JobRunConfig {
     pub json: bool,
 }
 
+/// `weir maintain schedule`: the maintenance schedule of `weir serve` as a
+/// process of its own (production: beside `weir serve --maintenance=false`
+/// and `weir ingest` on a shared catalog; per-table leases keep runs apart).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScheduleConfig {
+    /// How often to look for due maintenance jobs (each table's `[policy]`
+    /// says how often each job is due).
+    #[arg(long, env = "WEIR_MAINTENANCE_TICK", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub maintenance_tick: Duration,
+
+    /// Memory limit of the view refreshes' queries in MiB (0 = unlimited).
+    #[arg(long, env = "WEIR_QUERY_MEMORY_MB", default_value_t = 0)]
+    pub query_memory_mb: usize,
+
+    #[command(flatten)]
+    pub storage: StorageConfig,
+}
+
 /// `weir maintain compact`: bin-pack small files into target-size files.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompactConfig {

@@ -9,6 +9,7 @@ use weir_catalog::Lakehouse;
 use weir_catalog::iceberg::TableIdent;
 use weir_config::{
     ClusterConfig, CompactConfig, ExpireConfig, ManifestsConfig, OrphansConfig, RetentionConfig,
+    ScheduleConfig,
 };
 use weir_maintain::{
     CLUSTER_COLUMNS_PROPERTY, CompactOptions, CompactReport, ExpireOptions, Layout,
@@ -35,6 +36,10 @@ pub enum MaintainCommand {
     /// Merge small data manifests into target-size ones (one `replace`
     /// snapshot without data change), so planning reads few manifests.
     RewriteManifests(ManifestsConfig),
+    /// Run every job on its schedule (each table's `[policy]`), like
+    /// `weir serve` does, until SIGTERM: the maintenance process of a
+    /// production stack.
+    Schedule(ScheduleConfig),
 }
 
 pub async fn run(cmd: MaintainCommand) -> anyhow::Result<()> {
@@ -45,7 +50,71 @@ pub async fn run(cmd: MaintainCommand) -> anyhow::Result<()> {
         MaintainCommand::Orphans(cfg) => orphans(cfg).await,
         MaintainCommand::Retention(cfg) => retention(cfg).await,
         MaintainCommand::RewriteManifests(cfg) => rewrite_manifests(cfg).await,
+        MaintainCommand::Schedule(cfg) => schedule(cfg).await,
     }
+}
+
+/// The scheduler of `weir serve --maintenance` and `weir maintain schedule`:
+/// every table of bronze, silver, gold and the default namespace; views are
+/// refreshed through the query engine (maintenance does not depend on query).
+pub(crate) fn scheduler(
+    lakehouse: Lakehouse,
+    policies: std::collections::HashMap<String, weir_maintain::TablePolicy>,
+    tick: Duration,
+    engine: weir_query::QueryEngine,
+) -> weir_maintain::Scheduler {
+    let mut namespaces: Vec<String> = ["bronze", "silver", "gold", weir_catalog::DEFAULT_NAMESPACE]
+        .map(String::from)
+        .to_vec();
+    namespaces.dedup();
+    let refresher: weir_maintain::schedule::Refresher = std::sync::Arc::new(move |ident| {
+        let engine = engine.clone();
+        Box::pin(async move {
+            engine
+                .refresh_materialized_view(&ident.to_string())
+                .await
+                .map(|r| format!("{} rows from {:?}", r.rows, r.bases))
+                .map_err(|e| e.to_string())
+        })
+    });
+    weir_maintain::Scheduler {
+        lakehouse,
+        policies,
+        tick,
+        namespaces,
+        refresher: Some(refresher),
+    }
+}
+
+async fn schedule(cfg: ScheduleConfig) -> anyhow::Result<()> {
+    use std::io::Write;
+    // Bad policies fail the start, not the first scheduled run.
+    let policies = super::declared_policies(&cfg.storage)?;
+    let lakehouse = super::open_lakehouse(&cfg.storage).await?;
+    let engine = weir_query::QueryEngine::new(
+        lakehouse.clone(),
+        weir_query::EngineOptions {
+            memory_limit: (cfg.query_memory_mb > 0).then_some(cfg.query_memory_mb << 20),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task =
+        tokio::spawn(scheduler(lakehouse, policies, cfg.maintenance_tick, engine).run(stopped));
+    // The readiness line scripts and tests wait for.
+    println!(
+        "weir: maintenance scheduled (tick {})",
+        humantime::format_duration(cfg.maintenance_tick)
+    );
+    std::io::stdout().flush()?;
+    let signal = super::serve::shutdown_signal().await;
+    // The running job finishes its current commit; nothing is cut mid-way.
+    tracing::info!(signal, "stopping maintenance after the running job");
+    let _ = stop.send(true);
+    task.await.context("maintenance task")?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// The tables named on the command line, or every table of the lakehouse's

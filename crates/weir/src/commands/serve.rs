@@ -57,19 +57,13 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
 
     let (stop_maintenance, maintenance_stopped) = watch::channel(false);
     let maintenance = cfg.maintenance.enabled.then(|| {
-        let mut namespaces: Vec<String> =
-            ["bronze", "silver", "gold", weir_catalog::DEFAULT_NAMESPACE]
-                .map(String::from)
-                .to_vec();
-        namespaces.dedup();
         tokio::spawn(
-            weir_maintain::Scheduler {
-                lakehouse: lakehouse.clone(),
+            super::maintain::scheduler(
+                lakehouse.clone(),
                 policies,
-                tick: cfg.maintenance.maintenance_tick,
-                namespaces,
-                refresher: Some(view_refresher(engine.clone())),
-            }
+                cfg.maintenance.maintenance_tick,
+                engine.clone(),
+            )
             .run(maintenance_stopped),
         )
     });
@@ -144,18 +138,4 @@ pub(crate) async fn shutdown_signal() -> &'static str {
         _ = tokio::signal::ctrl_c() => "SIGINT",
         _ = term.recv() => "SIGTERM",
     }
-}
-
-/// Scheduled `REFRESH MATERIALIZED VIEW` through the query engine.
-fn view_refresher(engine: QueryEngine) -> weir_maintain::schedule::Refresher {
-    std::sync::Arc::new(move |ident| {
-        let engine = engine.clone();
-        Box::pin(async move {
-            engine
-                .refresh_materialized_view(&ident.to_string())
-                .await
-                .map(|r| format!("{} rows from {:?}", r.rows, r.bases))
-                .map_err(|e| e.to_string())
-        })
-    })
 }
