@@ -63,48 +63,86 @@ fn encode_chunk(chunk: &HotChunk) -> Result<RecordBatch, arrow::error::ArrowErro
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
-/// A received batch back into a chunk (all rows of one batch come from one chunk).
-fn decode_chunk(batch: &RecordBatch) -> Result<Option<HotChunk>, String> {
+/// A received batch back into chunks: one per run of rows with the same
+/// source, stream and partition (the server concatenates chunks in order).
+fn decode_chunks(batch: &RecordBatch) -> Result<Vec<HotChunk>, String> {
     let n = batch.num_columns();
     if n < 4 || batch.schema().field(n - 1).name() != OFFSET_COLUMN {
         return Err("hot feed batch without source coordinates".into());
-    }
-    if batch.num_rows() == 0 {
-        return Ok(None);
     }
     let text = |i: usize| {
         batch
             .column(i)
             .as_any()
             .downcast_ref::<StringArray>()
-            .filter(|a| !a.is_null(0))
-            .map(|a| Arc::<str>::from(a.value(0)))
+            .filter(|a| a.null_count() == 0)
             .ok_or_else(|| format!("hot feed column {i} is not text"))
     };
-    let source = text(n - 4)?;
-    let stream = text(n - 3)?;
-    let partition = batch
+    let sources = text(n - 4)?;
+    let streams = text(n - 3)?;
+    let partitions = batch
         .column(n - 2)
         .as_any()
         .downcast_ref::<Int32Array>()
-        .filter(|a| !a.is_null(0))
-        .map(|a| a.value(0))
+        .filter(|a| a.null_count() == 0)
         .ok_or("hot feed partition is not int32")?;
     let offsets = batch
         .column(n - 1)
         .as_any()
         .downcast_ref::<Int64Array>()
-        .cloned()
         .ok_or("hot feed offsets are not int64")?;
-    Ok(Some(HotChunk {
-        source,
-        stream,
-        partition,
-        offsets,
-        batch: batch
-            .project(&(0..n - 4).collect::<Vec<_>>())
-            .map_err(|e| e.to_string())?,
-    }))
+    let rows = batch
+        .project(&(0..n - 4).collect::<Vec<_>>())
+        .map_err(|e| e.to_string())?;
+    let same = |a: usize, b: usize| {
+        partitions.value(a) == partitions.value(b)
+            && streams.value(a) == streams.value(b)
+            && sources.value(a) == sources.value(b)
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=batch.num_rows() {
+        // A run is also cut where offsets fall back: readers take a chunk's
+        // first and last offsets as its bounds.
+        if i < batch.num_rows() && same(start, i) && offsets.value(i) > offsets.value(i - 1) {
+            continue;
+        }
+        out.push(HotChunk {
+            source: Arc::from(sources.value(start)),
+            stream: Arc::from(streams.value(start)),
+            partition: partitions.value(start),
+            offsets: offsets.slice(start, i - start),
+            batch: rows.slice(start, i - start),
+        });
+        start = i;
+    }
+    Ok(out)
+}
+
+/// Chunks in feed order, concatenated into batches of about `rows` rows: a
+/// Modbus fleet seals one tiny chunk per device and poll, which would cost a
+/// gRPC message each.
+fn coalesce_chunks(
+    batches: Vec<RecordBatch>,
+    rows: usize,
+) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+    let Some(first) = batches.first() else {
+        return Ok(batches);
+    };
+    let mut coalescer = arrow::compute::BatchCoalescer::new(first.schema(), rows)
+        .with_biggest_coalesce_batch_size(Some(rows / 2));
+    let mut out = Vec::new();
+    for batch in batches {
+        coalescer.push_batch(batch)?;
+        while let Some(done) = coalescer.next_completed_batch() {
+            out.push(done);
+        }
+    }
+    coalescer.finish_buffered_batch()?;
+    while let Some(done) = coalescer.next_completed_batch() {
+        out.push(done);
+    }
+    Ok(out)
 }
 
 /// Serves a process's hot tier (`DoGet` only; every other call is UNIMPLEMENTED).
@@ -157,6 +195,8 @@ impl FlightService for HotFeedService {
                 "the hot tier of {table} holds rows of two schemas until the next commit"
             )));
         }
+        let batches = coalesce_chunks(batches, 8192)
+            .map_err(|e| Status::internal(format!("encoding hot rows of {table}: {e}")))?;
         let input = stream::iter(batches.into_iter().map(Ok::<_, FlightError>));
         let out = FlightDataEncoderBuilder::new()
             .build(input)
@@ -292,9 +332,7 @@ impl RemoteHotTier {
             .map_err(|e| e.to_string())?;
         let mut out = Vec::with_capacity(batches.len());
         for batch in &batches {
-            if let Some(chunk) = decode_chunk(batch)? {
-                out.push(Arc::new(chunk));
-            }
+            out.extend(decode_chunks(batch)?.into_iter().map(Arc::new));
         }
         Ok(out)
     }
@@ -365,16 +403,41 @@ mod tests {
             offsets: Int64Array::from(vec![10, 11]),
             batch: batch.clone(),
         };
-        let wire = encode_chunk(&chunk).unwrap();
-        assert_eq!(wire.num_columns(), 5);
-        let back = decode_chunk(&wire).unwrap().unwrap();
+        let other = HotChunk {
+            partition: 4,
+            offsets: Int64Array::from(vec![7]),
+            batch: batch.slice(0, 1),
+            ..chunk_like(&chunk)
+        };
+        let wire = [&chunk, &chunk, &other]
+            .map(|c| encode_chunk(c).unwrap())
+            .to_vec();
+        assert_eq!(wire[0].num_columns(), 5);
+        // Three chunks in one batch come back as three runs: the second
+        // repeats offsets (a run must be ascending), the third is another partition.
+        let merged = coalesce_chunks(wire, 8192).unwrap();
+        assert_eq!(merged.len(), 1);
+        let back = decode_chunks(&merged[0]).unwrap();
+        assert_eq!(back.len(), 3);
         assert_eq!(
-            (&*back.source, &*back.stream, back.partition),
+            (&*back[0].source, &*back[0].stream, back[0].partition),
             ("kafka", "t", 3)
         );
-        assert_eq!(back.offsets, chunk.offsets);
-        assert_eq!(back.batch, batch);
-        assert!(decode_chunk(&batch).is_err());
+        assert_eq!(back[0].offsets, chunk.offsets);
+        assert_eq!(back[1].batch, batch);
+        assert_eq!((back[2].partition, back[2].offsets.value(0)), (4, 7));
+        assert_eq!(back[2].batch, batch.slice(0, 1));
+        assert!(decode_chunks(&batch).is_err());
+    }
+
+    fn chunk_like(c: &HotChunk) -> HotChunk {
+        HotChunk {
+            source: c.source.clone(),
+            stream: c.stream.clone(),
+            partition: c.partition,
+            offsets: c.offsets.clone(),
+            batch: c.batch.clone(),
+        }
     }
 
     #[tokio::test]
