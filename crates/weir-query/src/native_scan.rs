@@ -88,7 +88,7 @@ pub fn parquet_scan(
         .with_pushdown_filters(true)
         .with_reorder_filters(true)
         .with_enable_page_index(true);
-    if let Some(expr) = conjunction(filters.to_vec()) {
+    if let Some(expr) = conjunction(filters.iter().map(split_long_in_lists).collect::<Vec<_>>()) {
         let df_schema = DFSchema::try_from(table_schema.as_ref().clone())?;
         source = source.with_predicate(state.create_physical_expr(expr, &df_schema)?);
     }
@@ -101,6 +101,41 @@ pub fn parquet_scan(
         .with_limit(limit)
         .build();
     Ok(Some(DataSourceExec::from_data_source(config)))
+}
+
+/// DataFusion's pruning turns `c IN (list)` into per-value range checks on
+/// row-group and page statistics only for lists of at most 20 values
+/// (`MAX_LIST_VALUE_SIZE_REWRITE`, not configurable); "these 100 sensors"
+/// then prunes nothing. The same condition as an OR of IN lists of 20 prunes
+/// pages of files sorted by the column and filters rows the same way.
+const PRUNABLE_IN_LIST: usize = 20;
+
+fn split_long_in_lists(expr: &Expr) -> Expr {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::expr::InList;
+    expr.clone()
+        .transform(|e| {
+            Ok(match e {
+                Expr::InList(InList {
+                    expr,
+                    list,
+                    negated: false,
+                }) if list.len() > PRUNABLE_IN_LIST
+                    && list.iter().all(|v| matches!(v, Expr::Literal(..))) =>
+                {
+                    let parts = list.chunks(PRUNABLE_IN_LIST).map(|chunk| {
+                        Expr::InList(InList::new(expr.clone(), chunk.to_vec(), false))
+                    });
+                    Transformed::yes(
+                        datafusion::logical_expr::utils::disjunction(parts)
+                            .expect("non-empty list"),
+                    )
+                }
+                other => Transformed::no(other),
+            })
+        })
+        .map(|t| t.data)
+        .unwrap_or_else(|_| expr.clone())
 }
 
 /// Per-group and total statistics from the files' own (what DataFusion's
@@ -168,6 +203,28 @@ fn balance(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_in_lists_become_prunable_ors() {
+        use datafusion::logical_expr::{col, lit};
+        let ids: Vec<Expr> = (0..45).map(|i| lit(format!("s{i:03}"))).collect();
+        let split = split_long_in_lists(
+            &col("device_id")
+                .in_list(ids.clone(), false)
+                .and(col("q").eq(lit(0))),
+        );
+        let text = split.to_string();
+        assert_eq!(text.matches(" IN (").count(), 3, "{text}");
+        assert!(
+            text.contains(" OR ") && text.contains("q = Int32(0)"),
+            "{text}"
+        );
+        // Short lists and NOT IN stay as they are.
+        let short = col("device_id").in_list(ids[..20].to_vec(), false);
+        assert_eq!(split_long_in_lists(&short), short);
+        let not_in = col("device_id").in_list(ids, true);
+        assert_eq!(split_long_in_lists(&not_in), not_in);
+    }
 
     #[test]
     fn local_paths_only() {
