@@ -319,6 +319,9 @@ def test_reader_can_query_and_list_metadata(tls_server, certs, role_table):
         assert schema.names == ["a"]
         assert fetch_rows(conn, f"SELECT a FROM {role_table} WHERE a = ?", parameters=(2,)) == [(2,)]
         assert fetch_rows(conn, "EXPLAIN SELECT count(*) FROM silver.points")
+        # EXPLAIN plans without running: allowed, and creates nothing.
+        assert fetch_rows(conn, "EXPLAIN CREATE SCHEMA explained_only")
+        assert "explained_only" not in schema_names(conn)
 
 
 @pytest.mark.parametrize("sql", WRITE + ADMIN_ONLY)
@@ -432,6 +435,13 @@ def test_optional_mode_makes_anonymous_callers_readers(weir_factory, tmp_path, u
     expect_unauthenticated(lambda: connect(server.uri, "boss", "wrong").close())
     with connect(server.uri, "boss") as conn:
         execute(conn, "CREATE SCHEMA by_boss")
+
+
+def test_auth_off_ignores_users(weir_factory, tmp_path, users_flag):
+    server = weir_factory(tmp_path / "off", ["--users", users_flag, "--auth", "off"])
+    with connect(server.uri) as conn:
+        execute(conn, "CREATE SCHEMA anyone")
+        assert "anyone" in schema_names(conn)
 
 
 def run_serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
