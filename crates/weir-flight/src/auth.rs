@@ -36,6 +36,9 @@ pub(crate) const AUTHORIZATION: &str = "authorization";
 const EXPIRED_REMEMBERED: Duration = Duration::from_secs(600);
 /// Most live tokens held at once (a bound on memory, ~200 bytes each).
 const MAX_TOKENS: usize = 100_000;
+/// Password verifications running at once: a flood of Basic headers then
+/// queues instead of taking every core from the queries.
+const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
 
 /// Standard base64 with or without `=` padding: the Go Flight client (ADBC)
 /// sends Basic credentials unpadded.
@@ -209,6 +212,7 @@ pub(crate) struct Authenticator {
     users: Users,
     token_ttl: Duration,
     tokens: Mutex<HashMap<String, Session>>,
+    verifications: tokio::sync::Semaphore,
 }
 
 impl Authenticator {
@@ -220,6 +224,7 @@ impl Authenticator {
             users,
             token_ttl: options.token_ttl,
             tokens: Mutex::new(HashMap::new()),
+            verifications: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
         })
     }
 
@@ -231,6 +236,7 @@ impl Authenticator {
             users: Users::default(),
             token_ttl: Duration::from_secs(3600),
             tokens: Mutex::new(HashMap::new()),
+            verifications: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
         }
     }
 
@@ -254,6 +260,11 @@ impl Authenticator {
         }
         match parse_header(header)? {
             Credentials::Basic { user, password } => {
+                let _permit = self
+                    .verifications
+                    .acquire()
+                    .await
+                    .map_err(|_| Status::unavailable("server is shutting down"))?;
                 let this = self.clone();
                 tokio::task::spawn_blocking(move || this.verify_basic(&user, &password))
                     .await
