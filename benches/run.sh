@@ -6,6 +6,7 @@
 #        benches/run.sh maintain [--files N] [--sensors N]              (compaction, Z-order)
 #        benches/run.sh mqtt [--messages N]                             (MQTT ingest, Mosquitto)
 #        benches/run.sh federation [--devices N] [--points P]           (PostgreSQL federation)
+#        benches/run.sh auth [--reps R]                                 (TLS + auth connection cost)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${WEIR_BENCH_VENV:-$HOME/.cache/weir/bench-venv}
@@ -19,6 +20,10 @@ fi
 if [ "${1:-}" = federation ]; then
   shift
   exec "$venv/bin/python" benches/federation.py "$@"
+fi
+if [ "${1:-}" = auth ]; then
+  shift
+  exec "$venv/bin/python" benches/auth_tls.py "$@"
 fi
 if [ "${1:-}" = maintain ]; then
   shift

@@ -81,6 +81,7 @@ fn collect(table: &toml::Table, out: &mut BTreeMap<String, String>) -> Result<()
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) if key == "users" => crate::users::users_setting(items)?,
             other => return Err(format!("`{key}`: unsupported value {other}")),
         };
         if out.insert(key.clone(), text).is_some() {

@@ -5,12 +5,15 @@
 //! exists). Precedence, highest first: command-line flag, environment
 //! variable, config file, built-in default.
 
+mod auth;
 mod file;
+mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use auth::AuthConfig;
 pub use file::{ConfigError, apply_config_file};
 
 /// Where the lakehouse lives: catalog database and warehouse.
@@ -467,6 +470,9 @@ pub struct ServeConfig {
     /// Flight SQL listen address (port 0 picks a free port).
     #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
 
     #[command(flatten)]
     pub storage: StorageConfig,

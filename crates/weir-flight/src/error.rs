@@ -13,6 +13,28 @@ pub enum FlightServeError {
     /// The listener or a connection failed at the I/O level.
     #[error("Flight SQL I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A configured user is malformed (name, role or password hash).
+    #[error("invalid user configuration: {0}")]
+    InvalidUser(String),
+    /// A role other than read, write or admin.
+    #[error("unknown role `{0}` (expected read, write or admin)")]
+    UnknownRole(String),
+    /// An authentication mode other than required, optional or off.
+    #[error("unknown authentication mode `{0}` (expected required, optional or off)")]
+    UnknownAuthMode(String),
+    /// The authentication settings do not fit the listen address or users.
+    #[error("{0}")]
+    AuthSetup(String),
+    /// Hashing a password failed.
+    #[error("hashing the password failed: {0}")]
+    Hashing(String),
+    /// The TLS certificate or key cannot be read or used.
+    #[error("TLS setup: {what} ({path}): {reason}")]
+    Tls {
+        what: &'static str,
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// Maps a classified engine error to the gRPC status a client sees.

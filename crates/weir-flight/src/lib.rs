@@ -3,23 +3,33 @@
 //!
 //! See the crate README for the supported commands.
 
+mod access;
 mod auth;
 mod error;
+mod gate;
 mod metadata;
 mod server;
 mod service;
 mod sql_info;
 mod statements;
+mod tls;
+mod users;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use weir_query::QueryEngine;
 
+pub use access::{Access, classify};
+pub use auth::{AuthMode, AuthOptions, Principal};
 pub use error::{FlightServeError, status_from};
 pub use metadata::like_match;
 pub use service::WeirFlightSqlService;
 pub use statements::conform_batch;
+pub use tls::TlsFiles;
+pub use users::{Role, UserEntry, hash_password};
 
 #[derive(Debug, Clone)]
 pub struct FlightOptions {
@@ -28,6 +38,10 @@ pub struct FlightOptions {
     /// Longest a query may plan, or stream its results, before it is
     /// cancelled with DEADLINE_EXCEEDED (`None`: no limit).
     pub query_timeout: Option<Duration>,
+    /// Who may call, and with which role (see `auth.rs`).
+    pub auth: AuthOptions,
+    /// Serve TLS with this certificate and key (`None`: plain TCP).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for FlightOptions {
@@ -35,18 +49,47 @@ impl Default for FlightOptions {
         Self {
             statement_ttl: Duration::from_secs(10 * 60),
             query_timeout: None,
+            auth: AuthOptions::default(),
+            tls: None,
         }
     }
 }
 
 /// Serves Flight SQL on an already-bound listener until `shutdown` resolves
 /// (graceful: open calls finish, then connections close).
+///
+/// Fails before serving when the authentication settings do not fit the
+/// listen address (see [`AuthOptions::mode`]) or the TLS files are unusable.
 pub async fn serve(
     engine: QueryEngine,
     options: FlightOptions,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), FlightServeError> {
-    let service = WeirFlightSqlService::new(engine, options);
-    server::serve_service(service, listener, shutdown).await
+    let (auth, tls) = prepare_security(&options, listener.local_addr()?)?;
+    let service = WeirFlightSqlService::with_authenticator(engine, options, auth.clone());
+    server::serve_service(service, auth, tls, listener, shutdown).await
+}
+
+/// Checks the authentication and TLS settings for a server on `listen`
+/// (what [`serve`] does first), e.g. to fail a start-up early.
+pub fn check_security(
+    options: &FlightOptions,
+    listen: SocketAddr,
+) -> Result<String, FlightServeError> {
+    let (auth, tls) = prepare_security(options, listen)?;
+    Ok(format!(
+        "authentication {}, {}",
+        auth.describe(),
+        if tls.is_some() { "TLS" } else { "no TLS" }
+    ))
+}
+
+fn prepare_security(
+    options: &FlightOptions,
+    listen: SocketAddr,
+) -> Result<(Arc<auth::Authenticator>, Option<tokio_rustls::TlsAcceptor>), FlightServeError> {
+    let auth = Arc::new(auth::Authenticator::new(&options.auth, listen)?);
+    let tls = options.tls.as_ref().map(tls::acceptor).transpose()?;
+    Ok((auth, tls))
 }

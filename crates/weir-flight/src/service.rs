@@ -38,7 +38,8 @@ use tonic::{Request, Response, Status, Streaming};
 use weir_query::QueryEngine;
 
 use crate::FlightOptions;
-use crate::auth::{AUTHORIZATION, Authenticator};
+use crate::access::{self, Access};
+use crate::auth::{AUTHORIZATION, Authenticator, Principal};
 use crate::error::{internal, status_from, status_from_client_data, unimplemented};
 use crate::metadata;
 use crate::sql_info::{SQL_INFO, XDBC_TYPE_INFO};
@@ -61,18 +62,33 @@ struct Inner {
     engine: QueryEngine,
     statements: StatementCache,
     prepared: PreparedStatements,
-    auth: Authenticator,
+    auth: Arc<Authenticator>,
     query_timeout: Option<Duration>,
 }
 
 impl WeirFlightSqlService {
-    pub fn new(engine: QueryEngine, options: FlightOptions) -> Self {
+    /// A service checking callers as [`crate::serve`] would on a loopback
+    /// address (no users and no `--auth`: everyone is admin).
+    pub fn new(
+        engine: QueryEngine,
+        options: FlightOptions,
+    ) -> Result<Self, crate::FlightServeError> {
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let auth = Arc::new(Authenticator::new(&options.auth, loopback)?);
+        Ok(Self::with_authenticator(engine, options, auth))
+    }
+
+    pub(crate) fn with_authenticator(
+        engine: QueryEngine,
+        options: FlightOptions,
+        auth: Arc<Authenticator>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 engine,
                 statements: StatementCache::new(options.statement_ttl),
                 prepared: PreparedStatements::new(options.statement_ttl.max(MIN_PREPARED_IDLE)),
-                auth: Authenticator,
+                auth,
                 query_timeout: options.query_timeout,
             }),
         }
@@ -82,9 +98,24 @@ impl WeirFlightSqlService {
         &self.inner.engine
     }
 
-    /// The auth hook every call goes through.
-    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        self.inner.auth.authorize(request.metadata()).map(|_| ())
+    /// The caller: authenticated by the gate in front of the service
+    /// (`gate.rs`), or here when the service is served without it.
+    fn authorize<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        if let Some(principal) = request.extensions().get::<Principal>() {
+            return Ok(principal.clone());
+        }
+        let header = request
+            .metadata()
+            .get(AUTHORIZATION)
+            .map(|v| v.to_str())
+            .transpose()
+            .map_err(|_| Status::unauthenticated("authorization header is not ASCII"))?;
+        self.inner.auth.authenticate_blocking(header)
+    }
+
+    /// PERMISSION_DENIED unless the caller's role may run `sql` (`access.rs`).
+    fn permit_sql<T>(&self, request: &Request<T>, sql: &str) -> Result<(), Status> {
+        access::permit_sql(&self.authorize(request)?, sql)
     }
 }
 
@@ -167,9 +198,15 @@ impl FlightSqlService for WeirFlightSqlService {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        let caller = self.inner.auth.authenticate_basic(request.metadata())?;
-        tracing::debug!(?caller, "Flight SQL handshake");
-        let token = self.inner.auth.issue_token();
+        let caller = self.authorize(&request)?;
+        tracing::debug!(user = %caller.name, role = %caller.role, "Flight SQL handshake");
+        let token = match request.metadata().get(AUTHORIZATION).map(|v| v.to_str()) {
+            // A valid Bearer token (the gate checked it) is answered with itself.
+            Some(Ok(v)) if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") => {
+                v[7..].trim().to_string()
+            }
+            _ => self.inner.auth.issue_token(&caller)?,
+        };
         let header = MetadataValue::try_from(format!("Bearer {token}"))
             .map_err(|e| internal("building the authorization header", e))?;
         let reply = HandshakeResponse {
@@ -190,7 +227,7 @@ impl FlightSqlService for WeirFlightSqlService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
+        self.permit_sql(&request, &query.query)?;
         no_transactions(&query.transaction_id)?;
         tracing::debug!(sql = %query.query, "GetFlightInfo statement");
         let ctx = self.engine().new_context();
@@ -239,7 +276,7 @@ impl FlightSqlService for WeirFlightSqlService {
         command: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.authorize(&request)?;
+        self.permit_sql(&request, &command.query)?;
         no_transactions(&command.transaction_id)?;
         tracing::debug!(sql = %command.query, "DoPut statement update");
         let ctx = self.engine().new_context();
@@ -261,7 +298,7 @@ impl FlightSqlService for WeirFlightSqlService {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.authorize(&request)?;
+        self.permit_sql(&request, &query.query)?;
         no_transactions(&query.transaction_id)?;
         tracing::debug!(sql = %query.query, "CreatePreparedStatement");
         let statement = statements::prepare(self.engine(), &query.query).await?;
@@ -318,6 +355,7 @@ impl FlightSqlService for WeirFlightSqlService {
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize(&request)?;
         let statement = self.inner.prepared.get(&cmd.prepared_statement_handle)?;
+        self.permit_sql(&request, &statement.sql)?;
         tracing::debug!(sql = %statement.sql, "GetFlightInfo prepared statement");
         let exec = statements::plan_prepared(self.engine(), &statement).await?;
         let schema = exec.schema.clone();
@@ -339,6 +377,7 @@ impl FlightSqlService for WeirFlightSqlService {
     ) -> DoGetResult {
         self.authorize(&request)?;
         let statement = self.inner.prepared.get(&query.prepared_statement_handle)?;
+        self.permit_sql(&request, &statement.sql)?;
         tracing::debug!(sql = %statement.sql, "DoGet prepared statement");
         let exec = statements::plan_prepared(self.engine(), &statement).await?;
         stream_response(statements::with_deadline(
@@ -354,7 +393,7 @@ impl FlightSqlService for WeirFlightSqlService {
     ) -> Result<i64, Status> {
         self.authorize(&request)?;
         let handle = query.prepared_statement_handle;
-        self.inner.prepared.get(&handle)?;
+        self.permit_sql(&request, &self.inner.prepared.get(&handle)?.sql)?;
         // Parameters may come with this DoPut (ADBC executemany) or from an earlier bind.
         if let Some(rows) = read_parameters(request.into_inner()).await? {
             self.inner.prepared.bind(&handle, Some(rows))?;
@@ -660,8 +699,9 @@ impl FlightSqlService for WeirFlightSqlService {
     async fn do_put_statement_ingest(
         &self,
         _command: CommandStatementIngest,
-        _request: Request<PeekableFlightDataStream>,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
+        access::permit(&self.authorize(&request)?, Access::Write)?;
         Err(unimplemented(
             "bulk ingestion (CommandStatementIngest); use INSERT",
         ))

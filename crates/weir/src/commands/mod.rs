@@ -3,6 +3,7 @@
 mod import;
 mod ingest;
 mod maintain;
+mod security;
 mod serve;
 mod sources;
 
@@ -13,6 +14,7 @@ use weir_catalog::spec::TableSpec;
 use weir_catalog::{Lakehouse, LakehouseOptions, builtin_specs};
 
 #[derive(Debug, clap::Subcommand)]
+#[allow(clippy::large_enum_variant)] // built once at start-up; boxing buys nothing
 pub enum Command {
     /// Serve SQL over Arrow Flight SQL (and run configured sources, or the demo).
     Serve(weir_config::ServeConfig),
@@ -23,6 +25,9 @@ pub enum Command {
     Maintain(maintain::MaintainCommand),
     /// Bulk-append Parquet files to a table (one snapshot per file).
     Import(weir_config::ImportConfig),
+    /// Print the Argon2 hash of a password read from stdin, for `[[users]]`
+    /// in weir.toml or WEIR_USERS (`printf %s "$PW" | weir hash-password`).
+    HashPassword,
 }
 
 impl Command {
@@ -32,6 +37,7 @@ impl Command {
             Command::Import(cfg) => import::run(cfg).await,
             Command::Ingest(cfg) => ingest::run(cfg).await,
             Command::Maintain(cmd) => maintain::run(cmd).await,
+            Command::HashPassword => security::hash_password_command(),
         }
     }
 }

@@ -14,6 +14,16 @@ use weir_config::ServeConfig;
 use weir_query::{EngineOptions, QueryEngine};
 
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    let flight_options = weir_flight::FlightOptions {
+        query_timeout: (!cfg.query.query_timeout.is_zero()).then_some(cfg.query.query_timeout),
+        auth: super::security::auth_options(&cfg.auth)?,
+        tls: super::security::tls_files(&cfg.auth),
+        ..Default::default()
+    };
+    // Refuse to start (before anything else) when authentication or TLS cannot work.
+    let security = weir_flight::check_security(&flight_options, cfg.listen)?;
+    info!(%security, "Flight SQL security");
+
     // Bad policies fail the start, not the first scheduled run.
     let policies = super::declared_policies(&cfg.storage)?;
     let lakehouse = super::open_lakehouse(&cfg.storage)
@@ -74,10 +84,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let (stop_serving, serving_stopped) = watch::channel(false);
     let mut server = tokio::spawn(weir_flight::serve(
         engine,
-        weir_flight::FlightOptions {
-            query_timeout: (!cfg.query.query_timeout.is_zero()).then_some(cfg.query.query_timeout),
-            ..Default::default()
-        },
+        flight_options,
         listener,
         async move {
             let mut rx = serving_stopped;
