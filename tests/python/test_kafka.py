@@ -112,10 +112,12 @@ def test_serve_reads_the_hot_tier_of_a_separate_ingest_process(broker: KafkaBrok
     topic = broker.create_topic("remote-hot", 2)
     data = tmp_path / "data"
     hot = f"127.0.0.1:{free_port()}"
+    secret = ["--hot-feed-token", "feed-secret"]
     ingest = WeirIngest(data, broker, topic, ["--hot-listen", hot, "--commit-interval-ms", "600000",
-                                              "--hot-interval-ms", "50"])
+                                              "--hot-interval-ms", "50", *secret])
     assert ingest.hot_addr == hot
-    server = weir_factory(data, ["--hot-tier-from", f"grpc://{hot}", "--maintenance=false"])
+    server = weir_factory(data, ["--hot-tier-from", f"grpc://{hot}", "--maintenance=false", *secret])
+    stranger = weir_factory(tmp_path / "other", ["--hot-tier-from", f"grpc://{hot}"])
     conn = connect(server.uri)
     produce(broker.producer(), topic, 2, range(1000))
     started = time.monotonic()
@@ -124,6 +126,11 @@ def test_serve_reads_the_hot_tier_of_a_separate_ingest_process(broker: KafkaBrok
     visible_after = time.monotonic() - started
     assert fetch_scalar(conn, "SELECT count(*) FROM iceberg_snapshots('silver.points')") == 0
     assert fetch_scalar(conn, "SELECT count(DISTINCT value) FROM silver.points") == 1000
+    # Without the feed's token a server gets nothing from it (and says why).
+    other = connect(stranger.uri)
+    assert fetch_scalar(other, "SELECT count(*) FROM silver.points") == 0
+    other.close()
+    assert "hot-feed-token" in stranger.logs()
     print(f"remote hot tier: 1000 rows visible {visible_after * 1000:.0f} ms after the producer flushed")
     # The ingest process stops: it commits, then its feed goes away. The
     # rows are now committed, and the unreachable feed adds nothing.
@@ -133,7 +140,7 @@ def test_serve_reads_the_hot_tier_of_a_separate_ingest_process(broker: KafkaBrok
 
     # Again with commits landing all the time: never a row twice, never backwards.
     ingest = WeirIngest(data, broker, topic, ["--hot-listen", hot, "--commit-interval-ms", "200",
-                                              "--hot-interval-ms", "20"])
+                                              "--hot-interval-ms", "20", *secret])
     total = 11_000
     done = threading.Event()
 

@@ -262,13 +262,37 @@ impl FlightService for HotFeedService {
 
 /// Serves `hot` on `listener` until `shutdown` completes (stop it after the
 /// sources' final commit: then the feed is empty and readers lose nothing).
+/// With `token`, every call must carry `authorization: Bearer <token>`
+/// (UNAUTHENTICATED otherwise); `weir ingest` requires one when the feed
+/// listens beyond loopback.
 pub async fn serve_hot_feed(
     hot: Arc<HotTier>,
     listener: tokio::net::TcpListener,
+    token: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let expected = token.map(|t| format!("Bearer {t}"));
+    let check = move |request: Request<()>| -> Result<Request<()>, Status> {
+        let Some(expected) = &expected else {
+            return Ok(request);
+        };
+        let given = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if given == Some(expected.as_str()) {
+            Ok(request)
+        } else {
+            Err(Status::unauthenticated(
+                "the hot-tier feed needs `authorization: Bearer <--hot-feed-token>`",
+            ))
+        }
+    };
     tonic::transport::Server::builder()
-        .add_service(FlightServiceServer::new(HotFeedService::new(hot)))
+        .add_service(FlightServiceServer::with_interceptor(
+            HotFeedService::new(hot),
+            check,
+        ))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown,
@@ -284,11 +308,13 @@ pub struct RemoteHotTier {
     timeout: Duration,
     /// When the last "not reachable" warning was logged (one per 30 s).
     warned: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Sent as `authorization: Bearer <token>`.
+    token: Option<String>,
 }
 
 impl RemoteHotTier {
     /// `url`: `http://host:port` or `grpc://host:port` of a `weir ingest --hot-listen`.
-    pub fn new(url: &str) -> Result<Self, String> {
+    pub fn new(url: &str, token: Option<String>) -> Result<Self, String> {
         let url = match url.split_once("://") {
             Some(("grpc" | "http", rest)) => format!("http://{rest}"),
             Some((scheme, _)) => {
@@ -302,6 +328,7 @@ impl RemoteHotTier {
             channel: OnceCell::new(),
             timeout: Duration::from_secs(2),
             warned: std::sync::Mutex::new(None),
+            token,
         })
     }
 
@@ -323,6 +350,11 @@ impl RemoteHotTier {
             .await?
             .clone();
         let mut client = FlightClient::new(channel);
+        if let Some(token) = &self.token {
+            client
+                .add_header("authorization", &format!("Bearer {token}"))
+                .map_err(|e| e.to_string())?;
+        }
         let batches: Vec<RecordBatch> = client
             .do_get(Ticket::new(table.to_string()))
             .await
@@ -364,10 +396,14 @@ pub async fn remote_chunks(remotes: &[RemoteHotTier], table: &str) -> Vec<Arc<Ho
 
 impl crate::Lakehouse {
     /// Reads the hot tiers of other processes (`weir ingest --hot-listen`) too.
-    pub fn with_remote_hot_tiers(mut self, urls: &[String]) -> Result<Self, String> {
+    pub fn with_remote_hot_tiers(
+        mut self,
+        urls: &[String],
+        token: Option<&str>,
+    ) -> Result<Self, String> {
         self.remote_hot = Arc::new(
             urls.iter()
-                .map(|u| RemoteHotTier::new(u))
+                .map(|u| RemoteHotTier::new(u, token.map(str::to_string)))
                 .collect::<Result<Vec<_>, _>>()?,
         );
         Ok(self)
@@ -461,10 +497,18 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_hot_feed(hot.clone(), listener, async {
-            let _ = stopped.await;
-        }));
-        let remote = RemoteHotTier::new(&format!("grpc://{addr}")).unwrap();
+        let server = tokio::spawn(serve_hot_feed(
+            hot.clone(),
+            listener,
+            Some("s3cret".into()),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let stranger = RemoteHotTier::new(&format!("grpc://{addr}"), None).unwrap();
+        let err = stranger.chunks("silver.points").await.unwrap_err();
+        assert!(err.contains("hot-feed-token"), "{err}");
+        let remote = RemoteHotTier::new(&format!("grpc://{addr}"), Some("s3cret".into())).unwrap();
         let chunks = remote_chunks(std::slice::from_ref(&remote), "silver.points").await;
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].offsets, Int64Array::from(vec![5, 6, 7]));

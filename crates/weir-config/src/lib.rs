@@ -77,6 +77,10 @@ pub struct QueryConfig {
         value_delimiter = ','
     )]
     pub hot_tier_from: Vec<String>,
+
+    /// The secret of the hot-tier feeds (`weir ingest --hot-feed-token`).
+    #[arg(long, env = "WEIR_HOT_FEED_TOKEN", hide_env_values = true)]
+    pub hot_feed_token: Option<String>,
 }
 
 /// Scheduled maintenance inside `weir serve` (per-table `[policy]` in the
@@ -278,6 +282,11 @@ pub struct IngestConfig {
     /// (port 0 picks a free port; the address is printed at start).
     #[arg(long, env = "WEIR_HOT_LISTEN")]
     pub hot_listen: Option<SocketAddr>,
+
+    /// Shared secret readers of the hot-tier feed must present (`weir serve
+    /// --hot-feed-token`); required when `--hot-listen` is not loopback.
+    #[arg(long, env = "WEIR_HOT_FEED_TOKEN", hide_env_values = true)]
+    pub hot_feed_token: Option<String>,
 
     #[command(flatten)]
     pub storage: StorageConfig,

@@ -9,6 +9,14 @@ use weir_config::IngestConfig;
 use super::sources::{self, Sources};
 
 pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
+    if let Some(addr) = cfg.hot_listen
+        && !addr.ip().is_loopback()
+        && cfg.hot_feed_token.is_none()
+    {
+        bail!(
+            "--hot-listen {addr} is not loopback: set --hot-feed-token (WEIR_HOT_FEED_TOKEN) so only `weir serve` with the same token reads uncommitted rows"
+        );
+    }
     let lakehouse = super::open_lakehouse(&cfg.storage).await?;
     let running = sources::start(&lakehouse, &cfg.sources)?;
     if running.is_empty() {
@@ -28,6 +36,7 @@ pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
             Some(tokio::spawn(weir_catalog::hot_feed::serve_hot_feed(
                 lakehouse.hot().clone(),
                 listener,
+                cfg.hot_feed_token.clone(),
                 async move {
                     let mut rx = feed_stopped;
                     let _ = rx.wait_for(|stop| *stop).await;

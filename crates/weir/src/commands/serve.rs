@@ -28,7 +28,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let policies = super::declared_policies(&cfg.storage)?;
     let lakehouse = super::open_lakehouse(&cfg.storage)
         .await?
-        .with_remote_hot_tiers(&cfg.query.hot_tier_from)
+        .with_remote_hot_tiers(
+            &cfg.query.hot_tier_from,
+            cfg.query.hot_feed_token.as_deref(),
+        )
         .map_err(anyhow::Error::msg)?;
 
     let engine = QueryEngine::new(
