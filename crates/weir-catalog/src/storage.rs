@@ -10,10 +10,13 @@
 //! listing all use the same [`ObjectStores`] — one S3 client per bucket, the
 //! same options and credentials, one connection pool.
 //!
-//! Whole-object writes (metadata JSON, manifests, manifest lists) are
-//! conditional (`If-None-Match: *`) where the store supports it, so a file
-//! once written is never replaced; every Iceberg file name is unique, so a
-//! refused write means a bug or a foreign writer, never a lost race.
+//! Table metadata files (`*.metadata.json`, the files a catalog row points
+//! at) are written conditionally (`If-None-Match: *`) where the store
+//! supports it, so a committed metadata file is never replaced: every commit
+//! attempt names a fresh one, so a refused write means a bug or a foreign
+//! writer, never a lost race. Manifests and manifest lists are not: a retried
+//! iceberg-rust transaction rewrites its uncommitted manifests under the same
+//! names (`<commit-uuid>-m0.avro`).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -360,13 +363,13 @@ impl Storage for ObjectStoreStorage {
 
     async fn write(&self, path: &str, bs: Bytes) -> iceberg::Result<()> {
         let (store, loc) = self.target(path)?;
-        let conditional = self.stores().conditional(&loc);
+        let conditional = self.stores().conditional(&loc) && is_metadata_file(path);
         put_whole(&store, &loc.path(), path, bs, conditional).await
     }
 
     async fn writer(&self, path: &str) -> iceberg::Result<Box<dyn FileWrite>> {
         let (store, loc) = self.target(path)?;
-        let conditional = self.stores().conditional(&loc);
+        let conditional = self.stores().conditional(&loc) && is_metadata_file(path);
         Ok(Box::new(ObjectWriter {
             store,
             path: loc.path(),
@@ -432,6 +435,11 @@ impl Storage for ObjectStoreStorage {
     fn new_output(&self, path: &str) -> iceberg::Result<OutputFile> {
         Ok(OutputFile::new(Arc::new(self.clone()), path.to_string()))
     }
+}
+
+/// A table metadata file: written once under a fresh name per commit attempt.
+fn is_metadata_file(path: &str) -> bool {
+    path.ends_with(".metadata.json")
 }
 
 async fn put_whole(
@@ -610,7 +618,14 @@ mod tests {
         let small = format!("file://{}/m/v1.metadata.json", dir.path().display());
         let out = io.new_output(&small).unwrap();
         out.write(Bytes::from_static(b"{}")).await.unwrap();
-        // Whole-object writes never replace a file.
+        // A metadata file is never replaced; a manifest may be rewritten (a
+        // retried transaction reuses its names).
+        let manifest = format!("file://{}/m/c-m0.avro", dir.path().display());
+        for body in [&b"a"[..], &b"b"[..]] {
+            let out = io.new_output(&manifest).unwrap();
+            out.write(Bytes::from_static(body)).await.unwrap();
+        }
+        assert_eq!(io.new_input(&manifest).unwrap().read().await.unwrap(), "b");
         let again = io.new_output(&small).unwrap();
         let refused = again.write(Bytes::from_static(b"[]")).await.unwrap_err();
         assert!(refused.to_string().contains("refusing to overwrite"));

@@ -88,7 +88,8 @@ pub struct S3Config {
     #[arg(long = "s3-allow-http", env = "WEIR_S3_ALLOW_HTTP", action = clap::ArgAction::Set)]
     pub s3_allow_http: Option<bool>,
 
-    /// Conditional writes (`If-None-Match`): files are never overwritten.
+    /// Conditional writes (`If-None-Match`): a table metadata file is never
+    /// overwritten.
     /// `false` for stores that reject conditional requests.
     #[arg(long = "s3-conditional-writes", env = "WEIR_S3_CONDITIONAL_WRITES", default_value_t = true, action = clap::ArgAction::Set)]
     pub s3_conditional_writes: bool,
