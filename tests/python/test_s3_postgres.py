@@ -80,8 +80,13 @@ def test_table_lifecycle_on_s3_and_pyiceberg_reads_it(s3_env: S3Server, weir_fac
     assert any(k.endswith(".metadata.json") for k in keys)
     assert not (data / "warehouse").exists() or not any((data / "warehouse").rglob("*.parquet"))
 
-    # Compaction beside the running server, through the same S3 options.
-    report = maintain("compact", data, args, "public.readings")["public.readings"]
+    # Compaction beside the running server, with the same S3 options from a
+    # weir.toml this time (flags, env and file all configure storage).
+    config = tmp_path / "weir.toml"
+    config.write_text(f'warehouse = "s3://{BUCKET}/{prefix}"\n'
+                      f'[storage]\ns3-endpoint = "{s3.endpoint}"\ns3-region = "us-east-1"\n'
+                      f's3-path-style = true\n')
+    report = maintain("compact", data, ["--config", str(config)], "public.readings")["public.readings"]
     assert report["files_in"] >= 12 and report["files_out"] == 2, report
     assert fetch_rows(conn, query) == [(120, total, 120)]
     assert [n for _, n in fetch_rows(conn, per_day)] == [60, 60]

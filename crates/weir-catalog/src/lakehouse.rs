@@ -610,6 +610,9 @@ mod tests {
             redact_uri("postgres://weir:s3cret@127.0.0.1:5432/lake?sslmode=disable"),
             "postgres://weir:***@127.0.0.1:5432/lake?sslmode=disable"
         );
-        assert_eq!(redact_uri("sqlite:/tmp/c.db?mode=rwc"), "sqlite:/tmp/c.db?mode=rwc");
+        assert_eq!(
+            redact_uri("sqlite:/tmp/c.db?mode=rwc"),
+            "sqlite:/tmp/c.db?mode=rwc"
+        );
     }
 }

@@ -33,9 +33,7 @@ use iceberg::io::{
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{
-    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CatalogError, Result};
@@ -324,7 +322,9 @@ impl ObjectStoreStorage {
     }
 
     fn target(&self, location: &str) -> iceberg::Result<(Arc<dyn ObjectStore>, StoreLocation)> {
-        self.stores().resolve(location).map_err(|e| ice(location, e))
+        self.stores()
+            .resolve(location)
+            .map_err(|e| ice(location, e))
     }
 }
 
@@ -565,12 +565,18 @@ mod tests {
         assert_eq!(s3.root, "s3://test");
         assert_eq!(s3.bucket.as_deref(), Some("test"));
         assert_eq!(s3.key, "wh/silver/points/data/a.parquet");
-        assert_eq!(s3.url_of(&s3.key), "s3://test/wh/silver/points/data/a.parquet");
+        assert_eq!(
+            s3.url_of(&s3.key),
+            "s3://test/wh/silver/points/data/a.parquet"
+        );
         assert_eq!(StoreLocation::parse("s3a://b/k").unwrap().root, "s3://b");
         assert_eq!(StoreLocation::parse("s3://b").unwrap().key, "");
 
         let local = StoreLocation::parse("file:///tmp/w/a.parquet").unwrap();
-        assert_eq!((local.root.as_str(), local.key.as_str()), ("file://", "tmp/w/a.parquet"));
+        assert_eq!(
+            (local.root.as_str(), local.key.as_str()),
+            ("file://", "tmp/w/a.parquet")
+        );
         assert_eq!(local.url_of(&local.key), "file:///tmp/w/a.parquet");
         assert_eq!(StoreLocation::parse("/tmp/w").unwrap().key, "tmp/w");
         assert_eq!(StoreLocation::parse("file:/tmp/w").unwrap().key, "tmp/w");
@@ -613,8 +619,7 @@ mod tests {
     async fn iceberg_file_io_round_trips_on_local_files() {
         let dir = tempfile::tempdir().unwrap();
         let stores = Arc::new(ObjectStores::new(S3Options::default()));
-        let io = iceberg::io::FileIOBuilder::new(Arc::new(ObjectStoreFactory::new(stores)))
-            .build();
+        let io = iceberg::io::FileIOBuilder::new(Arc::new(ObjectStoreFactory::new(stores))).build();
         let small = format!("file://{}/m/v1.metadata.json", dir.path().display());
         let out = io.new_output(&small).unwrap();
         out.write(Bytes::from_static(b"{}")).await.unwrap();

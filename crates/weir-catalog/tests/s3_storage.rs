@@ -119,7 +119,9 @@ async fn file_io_on_s3_writes_reads_refuses_overwrites_and_deletes() {
     let data = format!("{root}/data/a.parquet");
     let mut w = io.new_output(&data).unwrap().writer().await.unwrap();
     for i in 0..5u8 {
-        w.write(Bytes::from(vec![i; 4 * 1024 * 1024])).await.unwrap();
+        w.write(Bytes::from(vec![i; 4 * 1024 * 1024]))
+            .await
+            .unwrap();
     }
     w.close().await.unwrap();
     let input = io.new_input(&data).unwrap();

@@ -102,7 +102,10 @@ impl std::fmt::Debug for S3Config {
             .field("s3_endpoint", &self.s3_endpoint)
             .field("s3_region", &self.s3_region)
             .field("s3_access_key_id", &self.s3_access_key_id)
-            .field("s3_secret_access_key", &redacted(&self.s3_secret_access_key))
+            .field(
+                "s3_secret_access_key",
+                &redacted(&self.s3_secret_access_key),
+            )
             .field("s3_session_token", &redacted(&self.s3_session_token))
             .field("s3_path_style", &self.s3_path_style)
             .field("s3_allow_http", &self.s3_allow_http)
@@ -605,7 +608,10 @@ mod tests {
         assert!(!st.s3.s3_conditional_writes);
         // Neither the secret nor the catalog password reaches a log line.
         let shown = format!("{st:?}");
-        assert!(!shown.contains("testsecret") && !shown.contains(":pw@"), "{shown}");
+        assert!(
+            !shown.contains("testsecret") && !shown.contains(":pw@"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -184,9 +184,15 @@ mod tests {
     #[test]
     fn files_map_to_store_and_key() {
         let key = |l: &str| store_key(l).map(|(r, k)| format!("{r} {k}"));
-        assert_eq!(key("file:///tmp/a.parquet").unwrap(), "file:// tmp/a.parquet");
+        assert_eq!(
+            key("file:///tmp/a.parquet").unwrap(),
+            "file:// tmp/a.parquet"
+        );
         assert_eq!(key("/tmp/a.parquet").unwrap(), "file:// tmp/a.parquet");
-        assert_eq!(key("s3://bucket/w/a.parquet").unwrap(), "s3://bucket w/a.parquet");
+        assert_eq!(
+            key("s3://bucket/w/a.parquet").unwrap(),
+            "s3://bucket w/a.parquet"
+        );
         assert_eq!(key("gs://bucket/a.parquet"), None);
     }
 
