@@ -104,6 +104,7 @@ def test_table_lifecycle_on_s3_and_pyiceberg_reads_it(s3_env: S3Server, weir_fac
     assert fetch_rows(conn, query) == [(120, total, 120)]
     conn.close()
     server.stop()
+    assert "testsecret" not in server.logs()
 
     # PyIceberg: the SQL catalog file + S3 FileIO (pyarrow) with the endpoint.
     catalog = SqlCatalog("weir", uri=f"sqlite:///{data}/catalog.db",
@@ -198,6 +199,8 @@ def test_serve_ingest_and_maintain_share_a_postgres_catalog_on_s3(
             conn.close()
             assert ingest.stop() == 0
             server.stop()
+        for log in (server.logs(), ingest.stderr_path.read_text(errors="replace")):
+            assert "testsecret" not in log and PASSWORD not in log
 
         # The catalog rows are in PostgreSQL and point into the bucket.
         rows = pg.psql("SELECT table_namespace, table_name, metadata_location FROM iceberg_tables "

