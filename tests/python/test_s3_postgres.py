@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator, List
 
+import pyarrow as pa
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
@@ -216,5 +217,20 @@ def test_serve_ingest_and_maintain_share_a_postgres_catalog_on_s3(
                                     points.column("source").to_pylist())
                 if src.startswith(f"kafka:{topic}/")]
         assert len(ours) == len(set(ours)) == good
+
+        # The other way round: a table PyIceberg creates and fills (pyarrow S3
+        # writes, a commit on the PostgreSQL catalog) is queryable in Weir.
+        ext = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["a", "b", "c"]})
+        created = catalog.create_table("public.from_pyiceberg", schema=ext.schema)
+        created.append(ext)
+        again = weir_factory(tmp_path / "serve2", [*shared, "--maintenance=false"])
+        conn = connect(again.uri)
+        try:
+            assert fetch_rows(conn, "SELECT id, name FROM public.from_pyiceberg ORDER BY id") == \
+                [(1, "a"), (2, "b"), (3, "c")]
+            assert fetch_scalar(conn, f"SELECT count(*) FROM silver.points "
+                                      f"WHERE source LIKE 'kafka:{topic}/%'") == good
+        finally:
+            conn.close()
     finally:
         pg.destroy()
