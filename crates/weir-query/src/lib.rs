@@ -89,6 +89,8 @@ impl std::fmt::Debug for QueryEngine {
 
 /// DataFusion reads the warehouse's Parquet files through the lakehouse's
 /// own object store (the client Iceberg file IO uses), not one of its own.
+// TODO(issue 7): register other buckets on first use (tables located outside
+// the warehouse bucket are read by the Iceberg reader today).
 fn register_warehouse_store(runtime: &RuntimeEnv, lakehouse: &Lakehouse) -> Result<()> {
     let (store, loc) = lakehouse.object_stores().resolve(lakehouse.warehouse())?;
     if loc.bucket.is_some() {

@@ -141,6 +141,7 @@ pub struct StoreLocation {
 
 impl StoreLocation {
     /// Splits `s3://bucket/key`, `s3a://…`, `file:///path` or `/path`.
+    // TODO(issue 7): gs:// and az:// (object_store's gcp/azure features).
     pub fn parse(location: &str) -> Result<Self> {
         let bad = |reason: &str| CatalogError::StorageLocation {
             location: location.to_string(),
