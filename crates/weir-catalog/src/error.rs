@@ -19,6 +19,15 @@ pub enum CatalogError {
         source: std::io::Error,
     },
 
+    #[error("storage location {location}: {reason}")]
+    StorageLocation { location: String, reason: String },
+
+    #[error("object store {location}: {source}")]
+    Storage {
+        location: String,
+        source: object_store::Error,
+    },
+
     #[error("table definition {file}: {message}")]
     TableSpec { file: String, message: String },
 

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use iceberg::io::LocalFsStorageFactory;
 use iceberg::spec::Schema;
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
@@ -15,6 +14,7 @@ use tracing::info;
 use crate::error::{CatalogError, Result};
 use crate::hot::HotTier;
 use crate::spec::TableSpec;
+use crate::storage::{ObjectStoreFactory, ObjectStores, S3Options, StoreLocation};
 
 /// The catalog name recorded in the SQL catalog rows (PyIceberg: `SqlCatalog("weir", ...)`).
 pub const CATALOG_NAME: &str = "weir";
@@ -29,8 +29,11 @@ pub struct LakehouseOptions {
     pub data_dir: PathBuf,
     /// Catalog database URI; default `sqlite:<data_dir>/catalog.db`.
     pub catalog_uri: Option<String>,
-    /// Warehouse root for table data; default `file://<data_dir>/warehouse`.
+    /// Warehouse root for table data; default `file://<data_dir>/warehouse`,
+    /// or `s3://bucket/prefix` on an S3-compatible store.
     pub warehouse: Option<String>,
+    /// Options of the S3 store (endpoint, region, credentials, path style).
+    pub s3: S3Options,
 }
 
 /// The catalog and warehouse, shared by every stage of the pipeline.
@@ -40,8 +43,13 @@ pub struct Lakehouse {
     /// Direct access to the catalog database, for Weir's own commits
     /// (replace snapshots) that swap the table row with a compare-and-swap.
     db: sqlx::AnyPool,
+    /// The catalog database URI (with credentials: never logged).
+    uri: String,
     postgres: bool,
     warehouse: String,
+    /// Object stores of the warehouse, shared by Iceberg file IO, DataFusion
+    /// scans and maintenance.
+    stores: Arc<ObjectStores>,
     hot: Arc<HotTier>,
     /// Hot tiers of other processes (`weir ingest --hot-listen`), see hot_feed.rs.
     pub(crate) remote_hot: Arc<Vec<crate::hot_feed::RemoteHotTier>>,
@@ -77,30 +85,40 @@ impl Lakehouse {
         let uri = opts.catalog_uri.clone().unwrap_or_else(|| {
             format!("sqlite:{}?mode=rwc", data_dir.join("catalog.db").display())
         });
+        let shown = redact_uri(&uri);
         let warehouse = opts
             .warehouse
             .clone()
             .unwrap_or_else(|| format!("file://{}", data_dir.join("warehouse").display()));
-        if let Some(path) = warehouse.strip_prefix("file://") {
-            std::fs::create_dir_all(path).map_err(|source| CatalogError::DataDir {
-                path: path.to_string(),
+        let warehouse = warehouse.trim_end_matches('/').to_string();
+        let root = StoreLocation::parse(&warehouse)?;
+        if root.bucket.is_none() {
+            let path = format!("/{}", root.key);
+            std::fs::create_dir_all(&path).map_err(|source| CatalogError::DataDir {
+                path: path.clone(),
                 source,
             })?;
         }
-        let bind = if uri.starts_with("postgres") {
+        let stores = Arc::new(ObjectStores::new(opts.s3.clone()));
+        let postgres = uri.starts_with("postgres");
+        let bind = if postgres {
             SqlBindStyle::DollarNumeric
         } else {
             SqlBindStyle::QMark
         };
+        // Several processes may open a new PostgreSQL catalog at once; its
+        // `CREATE TABLE IF NOT EXISTS` statements race there, so the set-up
+        // runs under an advisory lock.
+        let lock = ddl_lock(&uri, postgres).await?;
         let catalog = SqlCatalogBuilder::default()
             .uri(uri.clone())
             .warehouse_location(warehouse.clone())
             .sql_bind_style(bind)
-            .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            .with_storage_factory(Arc::new(ObjectStoreFactory::new(stores.clone())))
             .load(CATALOG_NAME, HashMap::new())
             .await
             .map_err(|source| CatalogError::Open {
-                uri: uri.clone(),
+                uri: shown.clone(),
                 source: Box::new(source),
             })?;
         let db = sqlx::any::AnyPoolOptions::new()
@@ -108,14 +126,25 @@ impl Lakehouse {
             .connect(&uri)
             .await
             .map_err(|e| CatalogError::Database {
-                context: format!("connecting to {uri}"),
+                context: format!("connecting to {shown}"),
                 source: e,
             })?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS weir_leases (name VARCHAR(255) PRIMARY KEY, owner VARCHAR(255) NOT NULL, expires_at BIGINT NOT NULL)",
+        )
+        .execute(&db)
+        .await
+        .map_err(|e| CatalogError::Database {
+            context: "creating the lease table".into(),
+            source: e,
+        })?;
         let lakehouse = Lakehouse {
             catalog: Arc::new(catalog),
             db,
-            postgres: uri.starts_with("postgres"),
+            uri,
+            postgres,
             warehouse,
+            stores,
             hot: Arc::default(),
             remote_hot: Arc::default(),
             tables: Arc::default(),
@@ -123,7 +152,19 @@ impl Lakehouse {
         for ns in BUILTIN_NAMESPACES {
             lakehouse.ensure_namespace(ns).await?;
         }
+        release(lock).await;
         Ok(lakehouse)
+    }
+
+    /// The object stores of the warehouse (one client per bucket), for
+    /// readers and maintenance that address files directly.
+    pub fn object_stores(&self) -> &Arc<ObjectStores> {
+        &self.stores
+    }
+
+    /// The catalog database holds several processes (PostgreSQL).
+    pub fn shared_catalog(&self) -> bool {
+        self.postgres
     }
 
     pub fn catalog(&self) -> Arc<dyn Catalog> {
@@ -225,12 +266,6 @@ impl Lakehouse {
             context: format!("{context} lease {name}"),
             source: e,
         };
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS weir_leases (name VARCHAR(255) PRIMARY KEY, owner VARCHAR(255) NOT NULL, expires_at BIGINT NOT NULL)",
-        )
-        .execute(&self.db)
-        .await
-        .map_err(|e| db("creating", e))?;
         let now = chrono::Utc::now().timestamp_millis();
         let expires = now + ttl.as_millis() as i64;
         let (update, insert) = if self.postgres {
@@ -367,6 +402,18 @@ impl Lakehouse {
     /// Creates every declared table that is missing and adds columns that a
     /// definition gained since (Iceberg schema evolution: metadata only).
     pub async fn ensure_tables(&self, specs: &[TableSpec]) -> Result<EnsureReport> {
+        // Processes starting together on one PostgreSQL catalog take turns.
+        let lock = self.ddl_lock().await?;
+        let report = self.ensure_tables_locked(specs).await;
+        release(lock).await;
+        report
+    }
+
+    async fn ddl_lock(&self) -> Result<Option<sqlx::AnyConnection>> {
+        ddl_lock(&self.uri, self.postgres).await
+    }
+
+    async fn ensure_tables_locked(&self, specs: &[TableSpec]) -> Result<EnsureReport> {
         let mut report = EnsureReport::default();
         for spec in specs {
             self.ensure_namespace(&spec.namespace).await?;
@@ -500,9 +547,75 @@ impl Lakehouse {
     }
 }
 
+/// Key of the advisory lock serialising catalog set-up (arbitrary, fixed).
+const DDL_LOCK_KEY: i64 = 0x5745_4952_4444_4c00; // "WEIRDDL\0"
+
+/// On PostgreSQL, a connection holding the set-up advisory lock (released
+/// by `release`, or by the server when the connection drops).
+async fn ddl_lock(uri: &str, postgres: bool) -> Result<Option<sqlx::AnyConnection>> {
+    use sqlx::Connection;
+    if !postgres {
+        return Ok(None);
+    }
+    sqlx::any::install_default_drivers();
+    let db = |context: &str, source| CatalogError::Database {
+        context: format!("{context} ({})", redact_uri(uri)),
+        source,
+    };
+    let mut conn = sqlx::AnyConnection::connect(uri)
+        .await
+        .map_err(|e| db("connecting to the catalog", e))?;
+    // `DO` so no result column (pg_advisory_lock returns `void`, which the
+    // `Any` driver cannot decode) comes back.
+    sqlx::raw_sql(&format!(
+        "DO $$ BEGIN PERFORM pg_advisory_lock({DDL_LOCK_KEY}); END $$"
+    ))
+    .execute(&mut conn)
+    .await
+    .map_err(|e| db("locking the catalog for set-up", e))?;
+    Ok(Some(conn))
+}
+
+async fn release(lock: Option<sqlx::AnyConnection>) {
+    use sqlx::Connection;
+    if let Some(conn) = lock
+        && let Err(e) = conn.close().await
+    {
+        tracing::debug!(error = %e, "closing the catalog set-up lock connection");
+    }
+}
+
+/// A database URI with its password replaced, for messages and logs.
+pub fn redact_uri(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => uri.to_string(),
+    }
+}
+
 fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).map_err(|source| CatalogError::DataDir {
         path: path.display().to_string(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_uri;
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            redact_uri("postgres://weir:s3cret@127.0.0.1:5432/lake?sslmode=disable"),
+            "postgres://weir:***@127.0.0.1:5432/lake?sslmode=disable"
+        );
+        assert_eq!(
+            redact_uri("sqlite:/tmp/c.db?mode=rwc"),
+            "sqlite:/tmp/c.db?mode=rwc"
+        );
+    }
 }

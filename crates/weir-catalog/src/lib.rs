@@ -13,6 +13,7 @@ pub mod manifests;
 pub mod parquet_props;
 pub mod replace;
 pub mod spec;
+pub mod storage;
 mod swap;
 pub mod watermark;
 mod writer;
@@ -24,6 +25,7 @@ pub use hot::{HotChunk, HotTier};
 pub use lakehouse::{CATALOG_NAME, DEFAULT_NAMESPACE, EnsureReport, Lakehouse, LakehouseOptions};
 pub use manifests::{MergePolicy, merge_manifests_if_needed, rewrite_manifests};
 pub use replace::{ReplaceOutcome, commit_replace};
+pub use storage::{ObjectStores, S3Options, StoreLocation};
 pub use swap::commit_metadata;
 pub use watermark::Watermarks;
 pub use writer::{

@@ -34,6 +34,7 @@ async fn declared_tables_are_created_once_then_evolve() {
         data_dir: dir.path().to_path_buf(),
         catalog_uri: None,
         warehouse: None,
+        s3: Default::default(),
     })
     .await
     .unwrap();

@@ -17,24 +17,104 @@ pub use auth::AuthConfig;
 pub use file::{ConfigError, apply_config_file};
 
 /// Where the lakehouse lives: catalog database and warehouse.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct StorageConfig {
     /// Root of the embedded lakehouse (catalog.db and warehouse/ live here).
     #[arg(long, env = "WEIR_DATA_DIR", default_value = "./weir-data")]
     pub data_dir: PathBuf,
 
-    /// Iceberg SQL catalog URI (default: sqlite:<data-dir>/catalog.db).
-    #[arg(long, env = "WEIR_CATALOG_URI")]
+    /// Iceberg SQL catalog URI (default: sqlite:<data-dir>/catalog.db);
+    /// `postgres://user:pass@host:port/db` for a catalog several processes
+    /// (serve, ingest, maintain) share.
+    #[arg(long, env = "WEIR_CATALOG_URI", hide_env_values = true)]
     pub catalog_uri: Option<String>,
 
-    /// Warehouse root for table files (default: file://<data-dir>/warehouse).
+    /// Warehouse root for table files (default: file://<data-dir>/warehouse),
+    /// e.g. `s3://bucket/prefix` on an S3-compatible store.
     #[arg(long, env = "WEIR_WAREHOUSE")]
     pub warehouse: Option<String>,
+
+    #[command(flatten)]
+    pub s3: S3Config,
 
     /// Directory of table definitions (default: the definitions built into
     /// the binary from the repository's catalog/ folder).
     #[arg(long, env = "WEIR_TABLES_DIR")]
     pub tables_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The catalog URI may carry a password.
+        f.debug_struct("StorageConfig")
+            .field("data_dir", &self.data_dir)
+            .field("catalog_uri", &self.catalog_uri.as_ref().map(|_| "<set>"))
+            .field("warehouse", &self.warehouse)
+            .field("s3", &self.s3)
+            .field("tables_dir", &self.tables_dir)
+            .finish()
+    }
+}
+
+/// The S3-compatible object store of an `s3://` warehouse. Unset values
+/// fall back to the standard `AWS_*` variables (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`, ...).
+#[derive(Clone, clap::Args)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible server, e.g. `http://127.0.0.1:8333`
+    /// (unset: AWS).
+    #[arg(long, env = "WEIR_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Region, e.g. `us-east-1`.
+    #[arg(long, env = "WEIR_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Access key id (else `AWS_ACCESS_KEY_ID`).
+    #[arg(long, env = "WEIR_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+
+    /// Secret access key (else `AWS_SECRET_ACCESS_KEY`); never logged.
+    #[arg(long, env = "WEIR_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Session token of temporary credentials (else `AWS_SESSION_TOKEN`).
+    #[arg(long, env = "WEIR_S3_SESSION_TOKEN", hide_env_values = true)]
+    pub s3_session_token: Option<String>,
+
+    /// Path-style requests (`endpoint/bucket/key`: MinIO, SeaweedFS, most
+    /// S3-compatible servers); `false` = virtual-hosted style.
+    #[arg(long = "s3-path-style", env = "WEIR_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub s3_path_style: bool,
+
+    /// Allow plain HTTP (default: when the endpoint is `http://`).
+    #[arg(long = "s3-allow-http", env = "WEIR_S3_ALLOW_HTTP", action = clap::ArgAction::Set)]
+    pub s3_allow_http: Option<bool>,
+
+    /// Conditional writes (`If-None-Match`): a table metadata file is never
+    /// overwritten.
+    /// `false` for stores that reject conditional requests.
+    #[arg(long = "s3-conditional-writes", env = "WEIR_S3_CONDITIONAL_WRITES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub s3_conditional_writes: bool,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("S3Config")
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field("s3_access_key_id", &self.s3_access_key_id)
+            .field(
+                "s3_secret_access_key",
+                &redacted(&self.s3_secret_access_key),
+            )
+            .field("s3_session_token", &redacted(&self.s3_session_token))
+            .field("s3_path_style", &self.s3_path_style)
+            .field("s3_allow_http", &self.s3_allow_http)
+            .field("s3_conditional_writes", &self.s3_conditional_writes)
+            .finish()
+    }
 }
 
 /// Query engine limits.
@@ -542,6 +622,54 @@ mod tests {
         assert_eq!(cli.serve.storage.data_dir, PathBuf::from("./weir-data"));
         assert!(!cli.serve.demo.demo);
         assert!(cli.serve.query.postgres_catalog.is_empty());
+    }
+
+    #[test]
+    fn s3_options_parse_from_flags() {
+        let cli = TestCli::try_parse_from([
+            "weir",
+            "--warehouse",
+            "s3://test/lake",
+            "--catalog-uri",
+            "postgres://weir:pw@127.0.0.1:5432/lake",
+            "--s3-endpoint",
+            "http://127.0.0.1:8333",
+            "--s3-region",
+            "us-east-1",
+            "--s3-access-key-id",
+            "testkey",
+            "--s3-secret-access-key",
+            "testsecret",
+            "--s3-path-style=false",
+            "--s3-allow-http",
+            "true",
+            "--s3-conditional-writes=false",
+        ])
+        .unwrap();
+        let st = &cli.serve.storage;
+        assert_eq!(st.warehouse.as_deref(), Some("s3://test/lake"));
+        assert_eq!(st.s3.s3_endpoint.as_deref(), Some("http://127.0.0.1:8333"));
+        assert_eq!(st.s3.s3_region.as_deref(), Some("us-east-1"));
+        assert_eq!(st.s3.s3_access_key_id.as_deref(), Some("testkey"));
+        assert_eq!(st.s3.s3_secret_access_key.as_deref(), Some("testsecret"));
+        assert!(!st.s3.s3_path_style);
+        assert_eq!(st.s3.s3_allow_http, Some(true));
+        assert!(!st.s3.s3_conditional_writes);
+        // Neither the secret nor the catalog password reaches a log line.
+        let shown = format!("{st:?}");
+        assert!(
+            !shown.contains("testsecret") && !shown.contains(":pw@"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn s3_defaults_are_path_style_and_conditional() {
+        let cli = TestCli::try_parse_from(["weir"]).unwrap();
+        let s3 = &cli.serve.storage.s3;
+        assert!(s3.s3_path_style && s3.s3_conditional_writes);
+        assert_eq!(s3.s3_allow_http, None);
+        assert_eq!(s3.s3_endpoint, None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use iceberg::TableIdent;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 use serde::Serialize;
 use weir_catalog::{CatalogError, Lakehouse};
 
@@ -66,11 +66,12 @@ pub async fn remove_orphans(
         .load_table(ident)
         .await
         .map_err(|e| CatalogError::iceberg(&name, e))?;
-    let (store, prefix) =
-        open_store(table.metadata().location()).map_err(|message| MaintainError::Rewrite {
-            table: name.clone(),
-            message,
-        })?;
+    // The lakehouse's own object store for the table's location (local
+    // files or the S3 bucket, with the configured endpoint and credentials).
+    let (store, root) = lakehouse
+        .object_stores()
+        .resolve(table.metadata().location())?;
+    let prefix = root.path();
     // 1. List (before loading the metadata we compare against).
     let listed: Vec<object_store::ObjectMeta> = store
         .list(Some(&prefix))
@@ -113,11 +114,13 @@ pub async fn remove_orphans(
     referenced.extend(reach.referenced(&table, ids).await?);
     report.files_referenced = referenced.len();
     let referenced: HashSet<&str> = referenced.iter().map(|p| normalize(p)).collect();
+    // Listed keys are relative to the store (no bucket): compare full locations.
     // 3. Unreferenced and old enough → delete.
     let cutoff = chrono::Utc::now()
         - chrono::Duration::from_std(opts.older_than).unwrap_or(chrono::Duration::MAX);
     for object in listed {
-        if referenced.contains(normalize(object.location.as_ref())) {
+        let full = root.url_of(object.location.as_ref());
+        if referenced.contains(normalize(&full)) {
             continue;
         }
         if object.last_modified > cutoff {
@@ -136,14 +139,4 @@ pub async fn remove_orphans(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
-}
-
-/// The object store holding `location` and the prefix of the table in it.
-fn open_store(
-    location: &str,
-) -> std::result::Result<(Box<dyn ObjectStore>, object_store::path::Path), String> {
-    let url = url::Url::parse(location).map_err(|e| format!("table location {location}: {e}"))?;
-    // TODO(issue 7): s3:// through the same object_store client stack as the
-    // query path (enable the `aws` feature and pass the storage options).
-    object_store::parse_url(&url).map_err(|e| format!("table location {location}: {e}"))
 }

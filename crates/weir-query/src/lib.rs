@@ -87,6 +87,19 @@ impl std::fmt::Debug for QueryEngine {
     }
 }
 
+/// DataFusion reads the warehouse's Parquet files through the lakehouse's
+/// own object store (the client Iceberg file IO uses), not one of its own.
+// TODO(issue 7): register other buckets on first use (tables located outside
+// the warehouse bucket are read by the Iceberg reader today).
+fn register_warehouse_store(runtime: &RuntimeEnv, lakehouse: &Lakehouse) -> Result<()> {
+    let (store, loc) = lakehouse.object_stores().resolve(lakehouse.warehouse())?;
+    if loc.bucket.is_some() {
+        let url = datafusion::execution::object_store::ObjectStoreUrl::parse(&loc.root)?;
+        runtime.register_object_store(url.as_ref(), store);
+    }
+    Ok(())
+}
+
 impl QueryEngine {
     pub async fn new(lakehouse: Lakehouse, options: EngineOptions) -> Result<Self> {
         let mut runtime = RuntimeEnvBuilder::new();
@@ -94,6 +107,7 @@ impl QueryEngine {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
         }
         let runtime = runtime.build_arc()?;
+        register_warehouse_store(&runtime, &lakehouse)?;
         let postgres = options
             .postgres_catalogs
             .iter()

@@ -31,7 +31,7 @@ use iceberg::scan::FileScanTask;
 use iceberg::spec::DataFileFormat;
 
 /// A DataFusion Parquet scan over `tasks`, or `None` when they need the
-/// Iceberg reader (delete files, non-Parquet files, non-local storage).
+/// Iceberg reader (delete files, non-Parquet files, unregistered stores).
 pub fn parquet_scan(
     state: &dyn Session,
     table_schema: SchemaRef,
@@ -41,14 +41,20 @@ pub fn parquet_scan(
     limit: Option<usize>,
 ) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
     let mut files = Vec::with_capacity(tasks.len());
+    let mut root: Option<String> = None;
     for task in tasks {
         if !task.deletes.is_empty() || task.data_file_format != DataFileFormat::Parquet {
             return Ok(None);
         }
-        // TODO(issue 7): object stores other than the local file system.
-        let Some(path) = local_path(&task.data_file_path) else {
+        // One store per scan (a table's files share its location's store).
+        let Some((file_root, path)) = store_key(&task.data_file_path) else {
             return Ok(None);
         };
+        match &root {
+            Some(r) if *r != file_root => return Ok(None),
+            Some(_) => {}
+            None => root = Some(file_root),
+        }
         let whole = task.start == 0 && task.length == task.file_size_in_bytes;
         files.push(if whole {
             // Row counts from the manifest: exact for a whole file without
@@ -76,8 +82,15 @@ pub fn parquet_scan(
     // Footers and page indexes from the runtime's file-metadata cache (as
     // DataFusion's own ParquetFormat does): Iceberg data files never change
     // in place, so a cached footer is never stale.
-    let store_url = ObjectStoreUrl::local_filesystem();
-    let store = state.runtime_env().object_store(&store_url)?;
+    let store_url = match root.as_deref() {
+        None | Some("file://") => ObjectStoreUrl::local_filesystem(),
+        Some(root) => ObjectStoreUrl::parse(root)?,
+    };
+    // The warehouse's store is registered by the engine; files elsewhere
+    // are read by the Iceberg reader (through the same object stores).
+    let Ok(store) = state.runtime_env().object_store(&store_url) else {
+        return Ok(None);
+    };
     let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
     let mut source = ParquetSource::new(table_schema.clone())
         .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
@@ -173,11 +186,10 @@ fn with_statistics(
     Ok((out, total))
 }
 
-/// `file:///a/b` or `/a/b` as an object-store path (`a/b`).
-fn local_path(location: &str) -> Option<String> {
-    let path = location.strip_prefix("file://").unwrap_or(location);
-    path.starts_with('/')
-        .then(|| path.trim_start_matches('/').to_string())
+/// The store (`file://`, `s3://bucket`) and key of a data file location.
+fn store_key(location: &str) -> Option<(String, String)> {
+    let loc = weir_catalog::StoreLocation::parse(location).ok()?;
+    Some((loc.root, loc.key))
 }
 
 /// Spreads files over `n` groups, largest first onto the lightest group.
@@ -227,16 +239,18 @@ mod tests {
     }
 
     #[test]
-    fn local_paths_only() {
+    fn files_map_to_store_and_key() {
+        let key = |l: &str| store_key(l).map(|(r, k)| format!("{r} {k}"));
         assert_eq!(
-            local_path("file:///tmp/a.parquet").as_deref(),
-            Some("tmp/a.parquet")
+            key("file:///tmp/a.parquet").unwrap(),
+            "file:// tmp/a.parquet"
         );
+        assert_eq!(key("/tmp/a.parquet").unwrap(), "file:// tmp/a.parquet");
         assert_eq!(
-            local_path("/tmp/a.parquet").as_deref(),
-            Some("tmp/a.parquet")
+            key("s3://bucket/w/a.parquet").unwrap(),
+            "s3://bucket w/a.parquet"
         );
-        assert_eq!(local_path("s3://bucket/a.parquet"), None);
+        assert_eq!(key("gs://bucket/a.parquet"), None);
     }
 
     #[test]

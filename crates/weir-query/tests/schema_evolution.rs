@@ -29,6 +29,7 @@ async fn added_column_reads_as_null_for_old_rows() {
         data_dir: dir.path().to_path_buf(),
         catalog_uri: None,
         warehouse: None,
+        s3: Default::default(),
     })
     .await
     .unwrap();

@@ -136,6 +136,7 @@ async fn fresh_db() -> Result<WeirDb, QueryError> {
         data_dir: dir.path().to_path_buf(),
         catalog_uri: None,
         warehouse: None,
+        s3: Default::default(),
     })
     .await?;
     lakehouse.ensure_tables(&builtin_specs()?).await?;

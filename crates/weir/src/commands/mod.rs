@@ -70,6 +70,7 @@ pub async fn open_lakehouse(storage: &weir_config::StorageConfig) -> anyhow::Res
         data_dir: storage.data_dir.clone(),
         catalog_uri: storage.catalog_uri.clone(),
         warehouse: storage.warehouse.clone(),
+        s3: s3_options(&storage.s3),
     })
     .await
     .context("opening the lakehouse")?;
@@ -86,6 +87,20 @@ pub async fn open_lakehouse(storage: &weir_config::StorageConfig) -> anyhow::Res
         "lakehouse ready"
     );
     Ok(lakehouse)
+}
+
+/// The object-store options of `--s3-*` / `WEIR_S3_*`.
+pub fn s3_options(cfg: &weir_config::S3Config) -> weir_catalog::S3Options {
+    weir_catalog::S3Options {
+        endpoint: cfg.s3_endpoint.clone(),
+        region: cfg.s3_region.clone(),
+        access_key_id: cfg.s3_access_key_id.clone(),
+        secret_access_key: cfg.s3_secret_access_key.clone(),
+        session_token: cfg.s3_session_token.clone(),
+        path_style: cfg.s3_path_style,
+        allow_http: cfg.s3_allow_http,
+        conditional_writes: cfg.s3_conditional_writes,
+    }
 }
 
 /// `--config PATH` / `--config=PATH` / `WEIR_CONFIG`, read before clap parses.
