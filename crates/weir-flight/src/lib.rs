@@ -3,11 +3,16 @@
 //!
 //! See the crate README for the supported commands.
 
+mod actions;
 mod auth;
+mod cancel;
 mod error;
+mod ingest;
 mod metadata;
 mod server;
 mod service;
+mod session_proto;
+mod sessions;
 mod sql_info;
 mod statements;
 
