@@ -9,7 +9,9 @@ use std::pin::Pin;
 
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::ActionCancelQueryResult;
-use arrow_flight::{Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightInfo};
+use arrow_flight::{
+    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightInfo,
+};
 use futures::Stream;
 use prost::Message;
 use tonic::metadata::MetadataValue;
@@ -20,8 +22,8 @@ use crate::error::internal;
 use crate::service::WeirFlightSqlService;
 use crate::session_proto::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, CloseSessionRequest, CloseSessionResult, CloseSessionStatus,
-    GET_SESSION_OPTIONS, GetSessionOptionsRequest, GetSessionOptionsResult, SET_SESSION_OPTIONS, SessionOptionValue,
-    SetSessionOptionsError, SetSessionOptionsRequest, SetSessionOptionsResult,
+    GET_SESSION_OPTIONS, GetSessionOptionsRequest, GetSessionOptionsResult, SET_SESSION_OPTIONS,
+    SessionOptionValue, SetSessionOptionsError, SetSessionOptionsRequest, SetSessionOptionsResult,
 };
 use crate::sessions;
 
@@ -29,7 +31,8 @@ use crate::sessions;
 pub(crate) const RUNNING_QUERIES: &str = "weir.running_queries";
 
 type ActionStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::Result, Status>> + Send>>;
-type ActionResponse = Result<Response<<WeirFlightSqlService as FlightService>::DoActionStream>, Status>;
+type ActionResponse =
+    Result<Response<<WeirFlightSqlService as FlightService>::DoActionStream>, Status>;
 
 /// `ActionCancelQueryResult.CancelResult.CANCEL_RESULT_CANCELLED`.
 const CANCEL_RESULT_CANCELLED: i32 = 1;
@@ -74,7 +77,10 @@ fn decode<M: Message + Default>(action: &Action, what: &str) -> Result<M, Status
         .map_err(|e| Status::invalid_argument(format!("{what}: invalid request body: {e}")))
 }
 
-pub(crate) async fn do_action(service: &WeirFlightSqlService, request: Request<Action>) -> ActionResponse {
+pub(crate) async fn do_action(
+    service: &WeirFlightSqlService,
+    request: Request<Action>,
+) -> ActionResponse {
     let kind = request.get_ref().r#type.clone();
     tracing::debug!(action = %kind, "DoAction");
     match kind.as_str() {
@@ -136,12 +142,9 @@ fn set_session_options(service: &WeirFlightSqlService, request: Request<Action>)
             }
             Err((kind, why)) => {
                 tracing::debug!(option = %name, %why, "session option refused");
-                result.errors.insert(
-                    name,
-                    SetSessionOptionsError {
-                        value: kind as i32,
-                    },
-                );
+                result
+                    .errors
+                    .insert(name, SetSessionOptionsError { value: kind as i32 });
             }
         }
     }

@@ -24,12 +24,17 @@ use weir_query::{IfExists, IfMissing, IngestTarget, QueryEngine, QueryError};
 use crate::error::{status_from, status_from_client_data, unimplemented};
 
 /// The engine's ingest target for a command, or why it is not valid.
-pub(crate) fn target(engine: &QueryEngine, cmd: &CommandStatementIngest) -> Result<IngestTarget, Status> {
+pub(crate) fn target(
+    engine: &QueryEngine,
+    cmd: &CommandStatementIngest,
+) -> Result<IngestTarget, Status> {
     if cmd.transaction_id.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(unimplemented("transactions"));
     }
     if cmd.temporary {
-        return Err(unimplemented("temporary tables (ingest with temporary = false)"));
+        return Err(unimplemented(
+            "temporary tables (ingest with temporary = false)",
+        ));
     }
     if cmd.table.is_empty() {
         return Err(Status::invalid_argument("ingest needs a target table name"));
@@ -46,10 +51,12 @@ pub(crate) fn target(engine: &QueryEngine, cmd: &CommandStatementIngest) -> Resu
             Status::not_found(format!("catalog {catalog} does not exist"))
         });
     }
-    let options = cmd.table_definition_options.unwrap_or(TableDefinitionOptions {
-        if_not_exist: TableNotExistOption::Unspecified as i32,
-        if_exists: TableExistsOption::Unspecified as i32,
-    });
+    let options = cmd
+        .table_definition_options
+        .unwrap_or(TableDefinitionOptions {
+            if_not_exist: TableNotExistOption::Unspecified as i32,
+            if_exists: TableExistsOption::Unspecified as i32,
+        });
     let if_missing = match TableNotExistOption::try_from(options.if_not_exist) {
         Ok(TableNotExistOption::Create) => IfMissing::Create,
         Ok(TableNotExistOption::Fail) => IfMissing::Fail,
@@ -100,9 +107,10 @@ pub(crate) async fn ingest(
         .await
         .transpose()
         .map_err(status_from_client_data)?;
-    let schema = batches.schema().cloned().ok_or_else(|| {
-        Status::invalid_argument("ingest: the client sent no Arrow schema")
-    })?;
+    let schema = batches
+        .schema()
+        .cloned()
+        .ok_or_else(|| Status::invalid_argument("ingest: the client sent no Arrow schema"))?;
     let rest = batches.map_err(|e| {
         DataFusionError::External(Box::new(QueryError::Invalid(format!(
             "invalid Arrow data from client: {e}"

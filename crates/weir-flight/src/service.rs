@@ -31,10 +31,10 @@ use arrow_flight::{
     IpcMessage, SchemaAsIpc, Ticket,
 };
 use bytes::Bytes;
+use datafusion::prelude::SessionContext;
 use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataValue;
-use datafusion::prelude::SessionContext;
 use tonic::{Request, Response, Status, Streaming};
 use weir_query::QueryEngine;
 
@@ -102,7 +102,10 @@ impl WeirFlightSqlService {
     }
 
     /// A fresh engine context with the request's session options.
-    fn context<T>(&self, request: &Request<T>) -> Result<(SessionContext, Option<Duration>), Status> {
+    fn context<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(SessionContext, Option<Duration>), Status> {
         let settings = self.settings(request)?;
         let ctx = sessions::context(self.engine(), &settings)?;
         Ok((ctx, sessions::timeout(&settings, self.inner.query_timeout)))
@@ -769,8 +772,9 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<Action>,
     ) -> Result<ActionCancelQueryResult, Status> {
         self.authorize(&request)?;
-        let info = FlightInfo::decode(query.info)
-            .map_err(|e| Status::invalid_argument(format!("CancelQuery: invalid FlightInfo: {e}")))?;
+        let info = FlightInfo::decode(query.info).map_err(|e| {
+            Status::invalid_argument(format!("CancelQuery: invalid FlightInfo: {e}"))
+        })?;
         actions::cancel_legacy(self, &info)
     }
 

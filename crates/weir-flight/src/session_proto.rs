@@ -19,6 +19,8 @@ pub(crate) struct SessionOptionValue {
     pub option_value: Option<OptionValue>,
 }
 
+// Variant names follow the .proto's field names.
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub(crate) enum OptionValue {
     #[prost(string, tag = "1")]

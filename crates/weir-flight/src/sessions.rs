@@ -171,7 +171,7 @@ pub(crate) fn validate(
     };
     match name {
         CATALOG => {
-            if engine.catalog_names().iter().any(|c| *c == text) {
+            if engine.catalog_names().contains(&text) {
                 Ok(())
             } else {
                 Err((
@@ -191,7 +191,12 @@ pub(crate) fn validate(
                     format!("unknown session option {name}"),
                 ));
             };
-            let mut options = engine.new_context().state().config_options().as_ref().clone();
+            let mut options = engine
+                .new_context()
+                .state()
+                .config_options()
+                .as_ref()
+                .clone();
             options.set(&key, &text).map_err(|e| {
                 // DataFusion says "Config value \"x\" not found on …" for unknown keys.
                 let kind = match &e {
@@ -350,20 +355,23 @@ mod tests {
         assert_eq!((same.as_str(), created), (id.as_str(), false));
         let settings = sessions.settings(&m).unwrap();
         assert_eq!(settings.options.len(), 2);
-        assert_eq!(
-            timeout(&settings, None),
-            Some(Duration::from_millis(1500))
-        );
+        assert_eq!(timeout(&settings, None), Some(Duration::from_millis(1500)));
         // Unset.
         sessions.update(
             &m,
             Options::from([(STATEMENT_TIMEOUT.into(), SessionOptionValue::default())]),
         );
         let settings = sessions.settings(&m).unwrap();
-        assert_eq!(timeout(&settings, Some(Duration::from_secs(9))), Some(Duration::from_secs(9)));
+        assert_eq!(
+            timeout(&settings, Some(Duration::from_secs(9))),
+            Some(Duration::from_secs(9))
+        );
         assert!(sessions.close(&m));
         assert!(!sessions.close(&m));
-        assert_eq!(sessions.settings(&m).unwrap_err().code(), tonic::Code::NotFound);
+        assert_eq!(
+            sessions.settings(&m).unwrap_err().code(),
+            tonic::Code::NotFound
+        );
         assert_eq!(sessions.len(), 0);
     }
 
@@ -377,4 +385,3 @@ mod tests {
         assert!(parse_timeout(&SessionOptionValue::bool(true)).is_err());
     }
 }
-

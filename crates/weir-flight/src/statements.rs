@@ -374,10 +374,7 @@ pub(crate) async fn plan_prepared(
     ctx: &datafusion::prelude::SessionContext,
     statement: &PreparedStatement,
 ) -> Result<Executable, Status> {
-    let df = engine
-        .sql(ctx, &statement.sql)
-        .await
-        .map_err(status_from)?;
+    let df = engine.sql(ctx, &statement.sql).await.map_err(status_from)?;
     let frames = match &statement.bound {
         None if !statement.parameter_names.is_empty() => {
             return Err(Status::invalid_argument(format!(

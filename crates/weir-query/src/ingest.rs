@@ -96,12 +96,7 @@ impl QueryEngine {
     ) -> Result<u64> {
         let namespace = match &target.schema {
             Some(s) if !s.is_empty() => s.clone(),
-            _ => ctx
-                .state()
-                .config_options()
-                .catalog
-                .default_schema
-                .clone(),
+            _ => ctx.state().config_options().catalog.default_schema.clone(),
         };
         let ident = TableIdent::new(NamespaceIdent::new(namespace.clone()), target.table.clone());
         let name = format!("{namespace}.{}", target.table);
@@ -137,19 +132,21 @@ impl QueryEngine {
                     target.mode()
                 )));
             }
-            (false, _, IfMissing::Create) => match self.create_ingest_table(&ident, &incoming).await
-            {
-                // A concurrent ingest created it first: append to it.
-                Err(QueryError::AlreadyExists(_)) if target.if_exists == IfExists::Append => {}
-                other => other?,
-            },
+            (false, _, IfMissing::Create) => {
+                match self.create_ingest_table(&ident, &incoming).await {
+                    // A concurrent ingest created it first: append to it.
+                    Err(QueryError::AlreadyExists(_)) if target.if_exists == IfExists::Append => {}
+                    other => other?,
+                }
+            }
         }
         self.refresh().await?;
         let table_schema = self
             .check_ingest_allowed(ctx, &namespace, &target.table)
             .await?;
         let projection = project_by_name(&incoming, &table_schema, &name)?;
-        let source = StreamingTable::try_new(incoming.clone(), vec![Arc::new(OneShot::new(input))])?;
+        let source =
+            StreamingTable::try_new(incoming.clone(), vec![Arc::new(OneShot::new(input))])?;
         let df = ctx.read_table(Arc::new(source))?.select(projection)?;
         let qualified = TableReference::full(CATALOG_NAME, namespace, target.table.clone());
         let written = df
@@ -172,7 +169,9 @@ impl QueryEngine {
         let weir = provider
             .as_any()
             .downcast_ref::<WeirTable>()
-            .ok_or_else(|| QueryError::Internal(format!("{namespace}.{table} is not a Weir table")))?;
+            .ok_or_else(|| {
+                QueryError::Internal(format!("{namespace}.{table} is not a Weir table"))
+            })?;
         let properties = weir.table().metadata().properties();
         if properties.contains_key(MV_DEFINITION_PROPERTY) {
             return Err(QueryError::Invalid(format!(
@@ -223,7 +222,11 @@ fn project_by_name(incoming: &Schema, table: &Schema, name: &str) -> Result<Vec<
             })
     };
     for field in incoming.fields() {
-        if table.fields().iter().all(|t| !t.name().eq_ignore_ascii_case(field.name())) {
+        if table
+            .fields()
+            .iter()
+            .all(|t| !t.name().eq_ignore_ascii_case(field.name()))
+        {
             return Err(QueryError::Invalid(format!(
                 "column {} does not exist in table {name} (columns: {})",
                 field.name(),
@@ -270,7 +273,11 @@ fn count_column(batches: &[arrow::array::RecordBatch]) -> Result<u64> {
         };
         let count = arrow::compute::cast(count, &arrow::datatypes::DataType::UInt64)
             .map_err(|e| QueryError::Internal(format!("insert count: {e}")))?;
-        rows += count.as_primitive::<UInt64Type>().iter().flatten().sum::<u64>();
+        rows += count
+            .as_primitive::<UInt64Type>()
+            .iter()
+            .flatten()
+            .sum::<u64>();
     }
     Ok(rows)
 }
@@ -319,9 +326,8 @@ impl PartitionStream for OneShot {
         match taken {
             Some(stream) => stream,
             None => {
-                let error = DataFusionError::Execution(
-                    "the ingested stream can only be read once".into(),
-                );
+                let error =
+                    DataFusionError::Execution("the ingested stream can only be read once".into());
                 Box::pin(
                     datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
                         self.schema.clone(),
@@ -330,5 +336,56 @@ impl PartitionStream for OneShot {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field};
+
+    fn table() -> Schema {
+        Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("value", DataType::Float64, true),
+        ])
+    }
+
+    #[test]
+    fn columns_match_by_name_in_table_order() {
+        let incoming = Schema::new(vec![
+            Field::new("VALUE", DataType::Float32, true),
+            Field::new("id", DataType::Int32, true),
+        ]);
+        let exprs = project_by_name(&incoming, &table(), "t").unwrap();
+        let names: Vec<String> = exprs.iter().map(|e| e.schema_name().to_string()).collect();
+        assert_eq!(names, ["id", "name", "value"]);
+        let text = format!("{exprs:?}");
+        assert!(text.contains("VALUE"), "{text}");
+    }
+
+    #[test]
+    fn unknown_missing_and_unconvertible_columns_are_refused() {
+        let extra = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("extra", DataType::Int64, true),
+        ]);
+        let e = project_by_name(&extra, &table(), "t").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("column extra does not exist in table t"),
+            "{e}"
+        );
+        let no_id = Schema::new(vec![Field::new("name", DataType::Utf8, true)]);
+        let e = project_by_name(&no_id, &table(), "t").unwrap_err();
+        assert!(e.to_string().contains("id of table t is NOT NULL"), "{e}");
+        let list = Schema::new(vec![Field::new(
+            "id",
+            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+            false,
+        )]);
+        let e = project_by_name(&list, &table(), "t").unwrap_err();
+        assert!(matches!(e, QueryError::Invalid(_)), "{e}");
     }
 }
