@@ -539,7 +539,7 @@ pub(crate) async fn within<T>(
 
 fn deadline(limit: std::time::Duration) -> Status {
     Status::deadline_exceeded(format!(
-        "the statement ran longer than its timeout ({}: session option statement_timeout, else the server's --query-timeout) and was cancelled",
+        "the statement ran longer than its query timeout ({}; the session option statement_timeout, else the server's --query-timeout) and was cancelled",
         humantime::format_duration(limit)
     ))
 }
