@@ -161,6 +161,47 @@ def test_ingest_errors(weir_server, adbc_conn):
     assert fetch_scalar(adbc_conn, "SELECT count(*) FROM ingest_err") == 3
 
 
+def test_ingest_allowed_table_property(weir_server, adbc_conn):
+    """`weir.ingest.allowed` (set here with PyIceberg on the same catalog)
+    opts a pipeline table in and any table out."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    catalog = SqlCatalog(
+        "weir",
+        uri=f"sqlite:///{weir_server.data_dir}/catalog.db",
+        warehouse=f"file://{weir_server.data_dir}/warehouse",
+    )
+    with adbc_conn.cursor() as cur:
+        cur.adbc_ingest("prop_t", pa.table({"x": [1]}), mode="create")
+    table = catalog.load_table("public.prop_t")
+    assert table.properties["weir.ingest.allowed"] == "true"  # set on tables ingest creates
+    with table.transaction() as tx:
+        tx.set_properties({"weir.ingest.allowed": "false"})
+    dead = pa.table(
+        {
+            "received_at": pa.array([dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)], pa.timestamp("us", tz="UTC")),
+            "source": ["backfill"],
+            "reason": ["imported from the old system"],
+        }
+    )
+    with adbc_conn.cursor() as cur:
+        with pytest.raises(adbc_driver_manager.ProgrammingError, match="weir.ingest.allowed = false") as e:
+            cur.adbc_ingest("prop_t", pa.table({"x": [2]}), mode="append")
+        assert vendor_code(e) == 3
+        with pytest.raises(adbc_driver_manager.ProgrammingError, match="schema bronze"):
+            cur.adbc_ingest("dead_letters", dead, mode="append", db_schema_name="bronze")
+    with catalog.load_table("bronze.dead_letters").transaction() as tx:
+        tx.set_properties({"weir.ingest.allowed": "true"})
+    with adbc_conn.cursor() as cur:
+        assert cur.adbc_ingest("dead_letters", dead, mode="append", db_schema_name="bronze") == 1
+    assert fetch_rows(adbc_conn, "SELECT source, reason, topic FROM bronze.dead_letters") == [
+        ("backfill", "imported from the old system", None)
+    ]
+    assert fetch_scalar(adbc_conn, "SELECT sum(x) FROM prop_t") == 1
+    with catalog.load_table("bronze.dead_letters").transaction() as tx:
+        tx.remove_properties("weir.ingest.allowed")
+
+
 # --- sessions -------------------------------------------------------------------
 
 
