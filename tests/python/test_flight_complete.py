@@ -122,6 +122,14 @@ def test_ingest_into_sql_table_by_name_with_casts(weir_server, adbc_conn):
         with pytest.raises(adbc_driver_manager.ProgrammingError, match="column extra does not exist") as e:
             cur.adbc_ingest("readings", data.append_column("extra", pa.array([1, 2])), mode="append", db_schema_name="plant")
         assert vendor_code(e) == 3
+    # A value that does not convert, in the second batch: INVALID_ARGUMENT
+    # and nothing of the first batch is committed either.
+    good = pa.record_batch({"ts": pa.array([dt.datetime(2026, 1, 4)], pa.timestamp("us")), "device_id": ["d3"], "value": ["3.5"]})
+    bad = pa.record_batch({"ts": pa.array([dt.datetime(2026, 1, 5)], pa.timestamp("us")), "device_id": ["d4"], "value": ["oops"]})
+    with adbc_conn.cursor() as cur:
+        with pytest.raises(adbc_driver_manager.ProgrammingError, match="oops") as e:
+            cur.adbc_ingest("readings", pa.Table.from_batches([good, bad]), mode="append", db_schema_name="plant")
+        assert vendor_code(e) == 3
     assert fetch_scalar(adbc_conn, "SELECT count(*) FROM plant.readings") == 2
 
 
