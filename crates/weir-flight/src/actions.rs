@@ -88,7 +88,7 @@ pub(crate) async fn do_action(
         GET_SESSION_OPTIONS => {
             let _: GetSessionOptionsRequest = decode(request.get_ref(), GET_SESSION_OPTIONS)?;
             let settings = service.sessions().settings(request.metadata())?;
-            let ctx = sessions::context(service.query_engine(), &settings)?;
+            let ctx = sessions::context(service.engine(), &settings)?;
             let result = GetSessionOptionsResult {
                 session_options: sessions::report(&settings, &ctx, service.server_timeout()),
             };
@@ -136,7 +136,7 @@ fn set_session_options(service: &WeirFlightSqlService, request: Request<Action>)
     let mut result = SetSessionOptionsResult::default();
     let mut accepted = BTreeMap::new();
     for (name, value) in set.session_options {
-        match sessions::validate(service.query_engine(), &name, &value) {
+        match sessions::validate(service.engine(), &name, &value) {
             Ok(()) => {
                 accepted.insert(name, value);
             }

@@ -87,7 +87,7 @@ impl WeirFlightSqlService {
         }
     }
 
-    fn engine(&self) -> &QueryEngine {
+    pub(crate) fn engine(&self) -> &QueryEngine {
         &self.inner.engine
     }
 
@@ -125,10 +125,6 @@ impl WeirFlightSqlService {
 
     pub(crate) fn server_timeout(&self) -> Option<Duration> {
         self.inner.query_timeout
-    }
-
-    pub(crate) fn query_engine(&self) -> &QueryEngine {
-        &self.inner.engine
     }
 }
 
