@@ -129,8 +129,10 @@ pub struct QueryConfig {
     pub query_parallelism: usize,
 
     /// Longest a query may plan or stream its results before it is cancelled
-    /// with DEADLINE_EXCEEDED, e.g. `30s`, `10m` (`0s` = no limit).
-    #[arg(long, env = "WEIR_QUERY_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10m")]
+    /// with DEADLINE_EXCEEDED, e.g. `30s`, `10m` (`0s` = no limit; alias
+    /// `--statement-timeout`; a client's session option `statement_timeout`
+    /// overrides it).
+    #[arg(long, alias = "statement-timeout", env = "WEIR_QUERY_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10m")]
     pub query_timeout: Duration,
 
     /// Answer aggregates from materialized views when one can (exact: the

@@ -4,12 +4,17 @@
 //! See the crate README for the supported commands.
 
 mod access;
+mod actions;
 mod auth;
+mod cancel;
 mod error;
 mod gate;
+mod ingest;
 mod metadata;
 mod server;
 mod service;
+mod session_proto;
+mod sessions;
 mod sql_info;
 mod statements;
 mod tls;

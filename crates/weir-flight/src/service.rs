@@ -31,6 +31,7 @@ use arrow_flight::{
     IpcMessage, SchemaAsIpc, Ticket,
 };
 use bytes::Bytes;
+use datafusion::prelude::SessionContext;
 use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataValue;
@@ -39,9 +40,13 @@ use weir_query::QueryEngine;
 
 use crate::FlightOptions;
 use crate::access::{self, Access};
+use crate::actions;
 use crate::auth::{AUTHORIZATION, Authenticator, Principal};
+use crate::cancel::RunningQueries;
 use crate::error::{internal, status_from, status_from_client_data, unimplemented};
+use crate::ingest;
 use crate::metadata;
+use crate::sessions::{self, Sessions, Settings};
 use crate::sql_info::{SQL_INFO, XDBC_TYPE_INFO};
 use crate::statements::{
     self, Executable, FlightDataStream, PreparedStatements, StatementCache, StatementKind,
@@ -64,6 +69,8 @@ struct Inner {
     prepared: PreparedStatements,
     auth: Arc<Authenticator>,
     query_timeout: Option<Duration>,
+    sessions: Sessions,
+    running: RunningQueries,
 }
 
 impl WeirFlightSqlService {
@@ -90,11 +97,13 @@ impl WeirFlightSqlService {
                 prepared: PreparedStatements::new(options.statement_ttl.max(MIN_PREPARED_IDLE)),
                 auth,
                 query_timeout: options.query_timeout,
+                sessions: Sessions::new(options.statement_ttl.max(MIN_PREPARED_IDLE)),
+                running: RunningQueries::default(),
             }),
         }
     }
 
-    fn engine(&self) -> &QueryEngine {
+    pub(crate) fn engine(&self) -> &QueryEngine {
         &self.inner.engine
     }
 
@@ -116,6 +125,37 @@ impl WeirFlightSqlService {
     /// PERMISSION_DENIED unless the caller's role may run `sql` (`access.rs`).
     fn permit_sql<T>(&self, request: &Request<T>, sql: &str) -> Result<(), Status> {
         access::permit_sql(&self.authorize(request)?, sql)
+    }
+
+    /// The session settings the request runs with (see `sessions.rs`).
+    fn settings<T>(&self, request: &Request<T>) -> Result<Settings, Status> {
+        self.inner.sessions.settings(request.metadata())
+    }
+
+    /// A fresh engine context with the request's session options.
+    fn context<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(SessionContext, Option<Duration>), Status> {
+        let settings = self.settings(request)?;
+        let ctx = sessions::context(self.engine(), &settings)?;
+        Ok((ctx, sessions::timeout(&settings, self.inner.query_timeout)))
+    }
+
+    pub(crate) fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+
+    pub(crate) fn running(&self) -> &RunningQueries {
+        &self.inner.running
+    }
+
+    pub(crate) fn statements(&self) -> &StatementCache {
+        &self.inner.statements
+    }
+
+    pub(crate) fn server_timeout(&self) -> Option<Duration> {
+        self.inner.query_timeout
     }
 }
 
@@ -230,14 +270,15 @@ impl FlightSqlService for WeirFlightSqlService {
         self.permit_sql(&request, &query.query)?;
         no_transactions(&query.transaction_id)?;
         tracing::debug!(sql = %query.query, "GetFlightInfo statement");
-        let ctx = self.engine().new_context();
-        let df = statements::within(self.inner.query_timeout, async {
+        let (ctx, timeout) = self.context(&request)?;
+        let df = statements::within(timeout, async {
             self.engine()
                 .sql(&ctx, &query.query)
                 .await
                 .map_err(status_from)
         })
         .await?;
+        actions::remember_set(self, request.metadata(), &query.query);
         let schema = Arc::new(df.schema().as_arrow().clone());
         let handle = self.inner.statements.insert(Executable {
             schema: schema.clone(),
@@ -262,12 +303,13 @@ impl FlightSqlService for WeirFlightSqlService {
         let handle = std::str::from_utf8(&ticket.statement_handle)
             .map_err(|_| Status::invalid_argument("statement handle is not UTF-8"))?;
         tracing::debug!(%handle, "DoGet statement");
+        let (_, timeout) = self.context(&request)?;
         let exec = self.inner.statements.take(handle).ok_or_else(|| {
-            Status::not_found("statement handle is unknown, already fetched or expired")
+            Status::not_found("statement handle is unknown, already fetched, cancelled or expired")
         })?;
-        stream_response(statements::with_deadline(
-            statements::stream_executable(exec),
-            self.inner.query_timeout,
+        stream_response(self.inner.running.track(
+            handle.to_string(),
+            statements::with_deadline(statements::stream_executable(exec), timeout),
         ))
     }
 
@@ -279,8 +321,8 @@ impl FlightSqlService for WeirFlightSqlService {
         self.permit_sql(&request, &command.query)?;
         no_transactions(&command.transaction_id)?;
         tracing::debug!(sql = %command.query, "DoPut statement update");
-        let ctx = self.engine().new_context();
-        statements::within(self.inner.query_timeout, async {
+        let (ctx, timeout) = self.context(&request)?;
+        let count = statements::within(timeout, async {
             let df = self
                 .engine()
                 .sql(&ctx, &command.query)
@@ -288,7 +330,9 @@ impl FlightSqlService for WeirFlightSqlService {
                 .map_err(status_from)?;
             statements::execute_update(vec![df]).await
         })
-        .await
+        .await?;
+        actions::remember_set(self, request.metadata(), &command.query);
+        Ok(count)
     }
 
     // --- prepared statements ------------------------------------------------------
@@ -301,7 +345,8 @@ impl FlightSqlService for WeirFlightSqlService {
         self.permit_sql(&request, &query.query)?;
         no_transactions(&query.transaction_id)?;
         tracing::debug!(sql = %query.query, "CreatePreparedStatement");
-        let statement = statements::prepare(self.engine(), &query.query).await?;
+        let (ctx, _) = self.context(&request)?;
+        let statement = statements::prepare(self.engine(), &ctx, &query.query).await?;
         let dataset_schema = schema_bytes(&statement.dataset_schema)?;
         let parameter_schema = if statement.parameter_names.is_empty() {
             Bytes::new()
@@ -357,7 +402,9 @@ impl FlightSqlService for WeirFlightSqlService {
         let statement = self.inner.prepared.get(&cmd.prepared_statement_handle)?;
         self.permit_sql(&request, &statement.sql)?;
         tracing::debug!(sql = %statement.sql, "GetFlightInfo prepared statement");
-        let exec = statements::plan_prepared(self.engine(), &statement).await?;
+        let (ctx, _) = self.context(&request)?;
+        let exec = statements::plan_prepared(self.engine(), &ctx, &statement).await?;
+        actions::remember_set(self, request.metadata(), &statement.sql);
         let schema = exec.schema.clone();
         let handle = self.inner.statements.insert(exec);
         let ticket = TicketStatementQuery {
@@ -379,10 +426,11 @@ impl FlightSqlService for WeirFlightSqlService {
         let statement = self.inner.prepared.get(&query.prepared_statement_handle)?;
         self.permit_sql(&request, &statement.sql)?;
         tracing::debug!(sql = %statement.sql, "DoGet prepared statement");
-        let exec = statements::plan_prepared(self.engine(), &statement).await?;
-        stream_response(statements::with_deadline(
-            statements::stream_executable(exec),
-            self.inner.query_timeout,
+        let (ctx, timeout) = self.context(&request)?;
+        let exec = statements::plan_prepared(self.engine(), &ctx, &statement).await?;
+        stream_response(self.inner.running.track(
+            uuid::Uuid::new_v4().to_string(),
+            statements::with_deadline(statements::stream_executable(exec), timeout),
         ))
     }
 
@@ -392,6 +440,8 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         self.authorize(&request)?;
+        let (ctx, timeout) = self.context(&request)?;
+        let metadata = request.metadata().clone();
         let handle = query.prepared_statement_handle;
         self.permit_sql(&request, &self.inner.prepared.get(&handle)?.sql)?;
         // Parameters may come with this DoPut (ADBC executemany) or from an earlier bind.
@@ -407,12 +457,10 @@ impl FlightSqlService for WeirFlightSqlService {
         if statement.kind == StatementKind::Query {
             tracing::debug!("executing a query as an update; its rows are discarded");
         }
-        let exec = statements::plan_prepared(self.engine(), &statement).await?;
-        statements::within(
-            self.inner.query_timeout,
-            statements::execute_update(exec.frames),
-        )
-        .await
+        let exec = statements::plan_prepared(self.engine(), &ctx, &statement).await?;
+        let count = statements::within(timeout, statements::execute_update(exec.frames)).await?;
+        actions::remember_set(self, &metadata, &statement.sql);
+        Ok(count)
     }
 
     // --- metadata ----------------------------------------------------------------
@@ -666,10 +714,18 @@ impl FlightSqlService for WeirFlightSqlService {
         &self,
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        if actions::is_weir_action(&request.get_ref().r#type) {
+            self.authorize(&request)?;
+            return actions::do_action(self, request).await;
+        }
         Err(Status::unimplemented(format!(
             "action {:?} is not supported by Weir",
             request.get_ref().r#type
         )))
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<arrow_flight::ActionType, Status>>> {
+        Some(actions::action_types())
     }
 
     async fn get_flight_info_substrait_plan(
@@ -698,13 +754,19 @@ impl FlightSqlService for WeirFlightSqlService {
 
     async fn do_put_statement_ingest(
         &self,
-        _command: CommandStatementIngest,
+        command: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         access::permit(&self.authorize(&request)?, Access::Write)?;
-        Err(unimplemented(
-            "bulk ingestion (CommandStatementIngest); use INSERT",
-        ))
+        let target = ingest::target(self.engine(), &command)?;
+        tracing::debug!(?target, "DoPut statement ingest");
+        let (ctx, timeout) = self.context(&request)?;
+        let stream = request.into_inner();
+        statements::within(
+            timeout,
+            ingest::ingest(self.engine(), &ctx, &target, stream),
+        )
+        .await
     }
 
     async fn do_action_begin_transaction(
@@ -741,10 +803,14 @@ impl FlightSqlService for WeirFlightSqlService {
 
     async fn do_action_cancel_query(
         &self,
-        _query: ActionCancelQueryRequest,
-        _request: Request<Action>,
+        query: ActionCancelQueryRequest,
+        request: Request<Action>,
     ) -> Result<ActionCancelQueryResult, Status> {
-        Err(unimplemented("query cancellation"))
+        self.authorize(&request)?;
+        let info = FlightInfo::decode(query.info).map_err(|e| {
+            Status::invalid_argument(format!("CancelQuery: invalid FlightInfo: {e}"))
+        })?;
+        actions::cancel_legacy(self, &info)
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -255,9 +255,12 @@ pub(crate) fn number_placeholders(sql: &str) -> String {
 
 /// Plans `sql` without executing anything: decides its kind, result schema
 /// and parameter types.
-pub(crate) async fn prepare(engine: &QueryEngine, sql: &str) -> Result<PreparedStatement, Status> {
+pub(crate) async fn prepare(
+    engine: &QueryEngine,
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> Result<PreparedStatement, Status> {
     engine.refresh().await.map_err(status_from)?;
-    let ctx = engine.new_context();
     let sql = number_placeholders(sql);
     let text = sql.trim().trim_end_matches(';');
     let (kind, dataset_schema, parameters) = match ctx.state().create_logical_plan(text).await {
@@ -368,13 +371,10 @@ fn param_values(statement: &PreparedStatement, row: &[ScalarValue]) -> Result<Pa
 /// (or one without parameters). DDL runs here, as with `QueryEngine::sql`.
 pub(crate) async fn plan_prepared(
     engine: &QueryEngine,
+    ctx: &datafusion::prelude::SessionContext,
     statement: &PreparedStatement,
 ) -> Result<Executable, Status> {
-    let ctx = engine.new_context();
-    let df = engine
-        .sql(&ctx, &statement.sql)
-        .await
-        .map_err(status_from)?;
+    let df = engine.sql(ctx, &statement.sql).await.map_err(status_from)?;
     let frames = match &statement.bound {
         None if !statement.parameter_names.is_empty() => {
             return Err(Status::invalid_argument(format!(
@@ -539,7 +539,7 @@ pub(crate) async fn within<T>(
 
 fn deadline(limit: std::time::Duration) -> Status {
     Status::deadline_exceeded(format!(
-        "the query ran longer than the server's query timeout ({}, --query-timeout) and was cancelled",
+        "the statement ran longer than its query timeout ({}; the session option statement_timeout, else the server's --query-timeout) and was cancelled",
         humantime::format_duration(limit)
     ))
 }

@@ -8,6 +8,7 @@ mod catalog;
 mod ddl;
 mod error;
 mod functions;
+mod ingest;
 pub mod mv;
 mod mv_incremental;
 mod mv_rewrite;
@@ -28,6 +29,7 @@ use weir_catalog::{CATALOG_NAME, DEFAULT_NAMESPACE, Lakehouse};
 
 pub use catalog::WeirCatalogProvider;
 pub use error::{QueryError, Result};
+pub use ingest::{INGEST_ALLOWED_PROPERTY, IfExists, IfMissing, IngestTarget, PIPELINE_SCHEMAS};
 pub use postgres::PostgresCatalogSpec;
 pub use table::{WeirInsertExec, WeirScanExec, WeirTable};
 
