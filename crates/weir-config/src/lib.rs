@@ -474,6 +474,56 @@ pub struct ImportConfig {
     pub storage: StorageConfig,
 }
 
+/// Observability options shared by every command (global flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ObserveConfig {
+    /// HTTP endpoint for `/metrics`, `/health` and `/ready`: `HOST:PORT`
+    /// (port 0 picks a free port; the bound address is printed) or `off`.
+    /// Default: 127.0.0.1:9090 for `serve`, 127.0.0.1:9091 for `ingest`, off
+    /// for `maintain` and `import`.
+    #[arg(long, env = "WEIR_HTTP_LISTEN", global = true, value_parser = parse_http_listen)]
+    pub http_listen: Option<HttpListen>,
+
+    /// Log output: `text` (human-readable) or `json` (one object per line,
+    /// with span fields such as `table` and `source`).
+    #[arg(long, env = "WEIR_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--http-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpListen {
+    Off,
+    At(SocketAddr),
+}
+
+impl ObserveConfig {
+    /// The address to serve on: the flag, else the command's default.
+    pub fn http_addr(&self, default: Option<SocketAddr>) -> Option<SocketAddr> {
+        match self.http_listen {
+            Some(HttpListen::Off) => None,
+            Some(HttpListen::At(addr)) => Some(addr),
+            None => default,
+        }
+    }
+}
+
+fn parse_http_listen(s: &str) -> Result<HttpListen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(HttpListen::Off);
+    }
+    s.parse()
+        .map(HttpListen::At)
+        .map_err(|e| format!("`{s}`: expected HOST:PORT or off ({e})"))
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;

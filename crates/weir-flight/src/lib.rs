@@ -6,6 +6,7 @@
 mod auth;
 mod error;
 mod metadata;
+mod observe;
 mod server;
 mod service;
 mod sql_info;

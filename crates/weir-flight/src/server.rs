@@ -32,7 +32,7 @@ pub(crate) async fn serve_service(
 ) -> Result<(), FlightServeError> {
     let grpc =
         FlightServiceServer::new(service).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
-    let hyper_service = TowerToHyperService::new(grpc);
+    let hyper_service = TowerToHyperService::new(crate::observe::Observed::new(grpc));
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http2.auto_date_header(false).timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();

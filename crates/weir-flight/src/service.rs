@@ -191,6 +191,7 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize(&request)?;
+        crate::observe::mark_query(&request);
         no_transactions(&query.transaction_id)?;
         tracing::debug!(sql = %query.query, "GetFlightInfo statement");
         let ctx = self.engine().new_context();
@@ -222,6 +223,7 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<Ticket>,
     ) -> DoGetResult {
         self.authorize(&request)?;
+        crate::observe::mark_query(&request);
         let handle = std::str::from_utf8(&ticket.statement_handle)
             .map_err(|_| Status::invalid_argument("statement handle is not UTF-8"))?;
         tracing::debug!(%handle, "DoGet statement");
@@ -262,6 +264,7 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         self.authorize(&request)?;
+        crate::observe::mark_query(&request);
         no_transactions(&query.transaction_id)?;
         tracing::debug!(sql = %query.query, "CreatePreparedStatement");
         let statement = statements::prepare(self.engine(), &query.query).await?;
@@ -296,6 +299,7 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         self.authorize(&request)?;
+        crate::observe::mark_query(&request);
         // Fail fast on an unknown handle before reading the parameters.
         self.inner.prepared.get(&query.prepared_statement_handle)?;
         let rows = read_parameters(request.into_inner()).await?;
@@ -317,6 +321,7 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize(&request)?;
+        crate::observe::mark_query(&request);
         let statement = self.inner.prepared.get(&cmd.prepared_statement_handle)?;
         tracing::debug!(sql = %statement.sql, "GetFlightInfo prepared statement");
         let exec = statements::plan_prepared(self.engine(), &statement).await?;
@@ -338,6 +343,7 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<Ticket>,
     ) -> DoGetResult {
         self.authorize(&request)?;
+        crate::observe::mark_query(&request);
         let statement = self.inner.prepared.get(&query.prepared_statement_handle)?;
         tracing::debug!(sql = %statement.sql, "DoGet prepared statement");
         let exec = statements::plan_prepared(self.engine(), &statement).await?;

@@ -6,11 +6,16 @@ use std::io::Write;
 use anyhow::bail;
 use weir_config::IngestConfig;
 
+use super::observe::Observability;
 use super::sources::{self, Sources};
 
-pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
+pub async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::Result<()> {
+    obs.readiness.pending("catalog", "opening the catalog");
     let lakehouse = super::open_lakehouse(&cfg.storage).await?;
+    obs.readiness.set_ready("catalog");
+    obs.refresh_tables(&lakehouse);
     let running = sources::start(&lakehouse, &cfg.sources)?;
+    obs.watch_sources(&running, &cfg.sources);
     if running.is_empty() {
         bail!(
             "no sources configured (set --kafka-brokers and --kafka-topics, --mqtt-broker and --mqtt-subscribe, or --modbus-registry)"
@@ -55,6 +60,7 @@ pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
             ),
         }
     };
+    obs.readiness.shutting_down();
     if let Some(result) = ended {
         // The finished task is done: take it out before stopping the rest.
         if running.kafka.as_ref().is_some_and(|(t, _)| t.is_finished()) {
