@@ -138,8 +138,8 @@ pub async fn append_data_files(
         tracing::debug_span!("commit", table = %name, operation = "append", rows, data_files);
     let started = std::time::Instant::now();
     let result = match &fenced {
-        Some(f) => tx.commit(f).instrument(span).await,
-        None => tx.commit(catalog).instrument(span).await,
+        Some(f) => tx.commit(f).instrument(span.clone()).await,
+        None => tx.commit(catalog).instrument(span.clone()).await,
     };
     let committed = match result {
         Ok(t) => t,
@@ -164,6 +164,13 @@ pub async fn append_data_files(
         }
     };
     crate::obs::record_commit(&name, "append", started, "ok");
+    span.in_scope(|| {
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            snapshot_id = find_commit(&committed, &commit_id),
+            "append committed"
+        )
+    });
     crate::obs::record_rows(&name, rows);
     crate::obs::record_table(&committed);
     let snapshot_id = find_commit(&committed, &commit_id);
