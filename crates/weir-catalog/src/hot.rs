@@ -55,7 +55,7 @@ impl HotTier {
         if chunk.batch.num_rows() == 0 {
             return;
         }
-        gauge_hot(table, &[chunk.clone()], 1.0);
+        gauge_hot(table, std::slice::from_ref(&chunk), 1.0);
         self.tables
             .write()
             .expect("hot tier lock")
