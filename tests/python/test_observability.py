@@ -17,7 +17,8 @@ from typing import Dict, FrozenSet, Tuple
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kafka_harness import POISON, KafkaBroker, free_port, point_message, produce, wait_until
+from kafka_harness import (POISON, KafkaBroker, WeirIngest, free_port, point_message, produce,
+                           wait_until)
 from weir_harness import WeirServer, connect, fetch_scalar
 
 FAST = ["--commit-interval-ms", "300", "--hot-interval-ms", "50"]
@@ -200,3 +201,19 @@ def test_json_logs_carry_span_fields(weir_factory, tmp_path):
     span = commits[0]["span"]
     assert span["name"] == "commit" and span["table"] == "silver.points" and span["operation"] == "append"
     assert span["rows"] > 0 and commits[0]["fields"]["seconds"] >= 0
+
+
+def test_weir_ingest_serves_metrics_and_readiness(broker: KafkaBroker, tmp_path):
+    topic = broker.create_topic("obs-ingest", 1)
+    counts = produce(broker.producer(), topic, 1, range(100))
+    writer = WeirIngest(tmp_path / "data", broker, topic,
+                        ["--http-listen", "127.0.0.1:0", *FAST])
+    try:
+        port = next(int(m.group(1)) for m in map(HTTP_RE.match, writer.tail) if m)
+        wait_until(lambda: get(port, "/ready")[0] == 200 or get(port, "/ready"), 60, "/ready")
+        wait_until(lambda: (total(scrape(port), "weir_ingest_messages_total", stream=topic) == 100
+                            and total(scrape(port), "weir_ingest_committed_offset", stream=topic) == 100)
+                   or total(scrape(port), "weir_ingest_messages_total", stream=topic), 60, "ingested")
+        assert total(scrape(port), "weir_ingest_points_total", stream=topic) == counts["good"] == 100
+    finally:
+        assert writer.stop() == 0

@@ -164,7 +164,8 @@ impl IngestBuffer {
     pub fn revoke(&mut self, stream: &str, partition: i32) {
         let key: (Arc<str>, i32) = (stream.into(), partition);
         self.clock.untrack(stream, partition);
-        if let Some(part) = self.parts.remove(&key) {
+        if let Some(mut part) = self.parts.remove(&key) {
+            part.metrics.publish();
             let table = self.sinks.name(part.silver_sink).to_string();
             self.hot
                 .drop_partition(&table, &self.source, stream, partition);
@@ -204,7 +205,10 @@ impl IngestBuffer {
         let parts: Vec<_> = self
             .parts
             .drain()
-            .map(|(k, p)| (k, p.silver_sink))
+            .map(|(k, mut p)| {
+                p.metrics.publish();
+                (k, p.silver_sink)
+            })
             .collect();
         for ((stream, partition), sink) in &parts {
             self.clock.untrack(stream, *partition);
@@ -242,10 +246,8 @@ impl IngestBuffer {
         part.next = Some(m.offset + 1);
         part.touched = true;
         self.stats.messages += 1;
-        part.metrics.messages.increment(1);
-        part.metrics
-            .bytes
-            .increment(m.payload.map_or(0, |p| p.len() as u64));
+        part.metrics.pending.messages += 1;
+        part.metrics.pending.bytes += m.payload.map_or(0, |p| p.len() as u64);
         self.first_row_at.get_or_insert_with(Instant::now);
         let at = Coordinates {
             source: &self.source,
@@ -278,7 +280,7 @@ impl IngestBuffer {
                     }
                     part.offsets.extend(std::iter::repeat_n(m.offset, n));
                     self.stats.points += n as u64;
-                    part.metrics.points.increment(n as u64);
+                    part.metrics.pending.points += n as u64;
                 }
             }
             Err(e) => {
@@ -286,7 +288,7 @@ impl IngestBuffer {
                     self.dead
                         .push(at, m.key, m.payload, "decode", &e.to_string());
                     self.stats.dead_letters += 1;
-                    part.metrics.dead_letters.increment(1);
+                    part.metrics.pending.dead_letters += 1;
                 }
             }
         }
@@ -318,10 +320,8 @@ impl IngestBuffer {
         part.next = Some(m.offset + 1);
         part.touched = true;
         self.stats.messages += 1;
-        part.metrics.messages.increment(1);
-        part.metrics
-            .bytes
-            .increment(m.payload.map_or(0, |p| p.len() as u64));
+        part.metrics.pending.messages += 1;
+        part.metrics.pending.bytes += m.payload.map_or(0, |p| p.len() as u64);
         self.first_row_at.get_or_insert_with(Instant::now);
         let at = Coordinates {
             source: &self.source,
@@ -344,14 +344,14 @@ impl IngestBuffer {
                     part.offsets
                         .extend(std::iter::repeat_n(m.offset, points.len()));
                     self.stats.points += points.len() as u64;
-                    part.metrics.points.increment(points.len() as u64);
+                    part.metrics.pending.points += points.len() as u64;
                 }
             }
             Err(reason) => {
                 if keep(dead_sink) {
                     self.dead.push(at, m.key, m.payload, "decode", reason);
                     self.stats.dead_letters += 1;
-                    part.metrics.dead_letters.increment(1);
+                    part.metrics.pending.dead_letters += 1;
                 }
             }
         }
@@ -377,6 +377,7 @@ impl IngestBuffer {
         self.last_seal = Instant::now();
         self.clock.refresh();
         for part in self.parts.values_mut() {
+            part.metrics.publish();
             if part.silver.is_empty() {
                 continue;
             }
