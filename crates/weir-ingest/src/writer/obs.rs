@@ -171,3 +171,104 @@ pub(crate) fn record_flush(source: &str, outcome: &'static str, seconds: Option<
             .record(s);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use iceberg::TableIdent;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use weir_catalog::hot::HotTier;
+
+    use super::*;
+    use crate::decode::Format;
+    use crate::writer::{BufferLimits, IngestBuffer, Message, Sinks};
+
+    /// Every series as (name, partition label or "") → value. The debugging
+    /// recorder reports what changed since its previous snapshot.
+    fn snapshot(snapshotter: &Snapshotter) -> HashMap<(String, String), f64> {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, v)| {
+                let k = key.key();
+                let part = k
+                    .labels()
+                    .find(|l| l.key() == "partition")
+                    .map_or(String::new(), |l| l.value().to_string());
+                let value = match v {
+                    DebugValue::Counter(c) => c as f64,
+                    DebugValue::Gauge(g) => g.into_inner(),
+                    DebugValue::Histogram(h) => h.len() as f64,
+                };
+                ((k.name().to_string(), part), value)
+            })
+            .collect()
+    }
+
+    fn msg(partition: i32, offset: i64, payload: &[u8]) -> Message<'_> {
+        Message {
+            stream: "t",
+            partition,
+            offset,
+            key: None,
+            payload: Some(payload),
+            source_ts_micros: None,
+            received_micros: 1_000_000,
+        }
+    }
+
+    #[test]
+    fn counts_are_published_at_each_seal_and_commits_set_the_offsets() {
+        const GOOD: &[u8] = br#"{"device_id":"d","metric":"m","value":1,"ts":1700000000000}"#;
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let sinks = Sinks::new(&[TableIdent::from_strs(["silver", "points"]).unwrap()]);
+            let limits = BufferLimits {
+                seal_interval: Duration::from_millis(100),
+                commit_interval: Duration::from_secs(10),
+                commit_bytes: 1 << 30,
+                max_message_bytes: 1024,
+            };
+            let mut b = IngestBuffer::new("kafka", sinks, Arc::new(HotTier::default()), limits);
+            b.assign("t", 0, Format::Auto, 0, vec![None, None, None]);
+            b.assign("t", 1, Format::Auto, 0, vec![Some(5), Some(5), Some(5)]);
+            b.push(msg(0, 0, GOOD), &[]);
+            b.push(msg(0, 1, b"{bad"), &[]);
+            b.push(msg(0, 0, GOOD), &[]); // redelivered
+            b.push(msg(1, 5, GOOD), &[]);
+            let before = snapshot(&snapshotter);
+            let at = |m: &HashMap<(String, String), f64>, name: &str, p: &str| {
+                m.get(&(name.to_string(), p.to_string())).copied()
+            };
+            assert_eq!(at(&before, "weir_ingest_messages_total", "0"), Some(0.0));
+            // Resumed partitions show their committed offset at once.
+            assert_eq!(at(&before, "weir_ingest_committed_offset", "1"), Some(5.0));
+            // Skipped redeliveries are counted at once (rare).
+            assert_eq!(
+                at(&before, "weir_ingest_duplicates_skipped_total", ""),
+                Some(1.0)
+            );
+            b.seal().unwrap();
+            let sealed = snapshot(&snapshotter);
+            let v = |name| at(&sealed, name, "0");
+            assert_eq!(v("weir_ingest_messages_total"), Some(2.0));
+            assert_eq!(v("weir_ingest_points_total"), Some(1.0));
+            assert_eq!(v("weir_ingest_dead_letters_total"), Some(1.0));
+            assert_eq!(v("weir_ingest_bytes_total"), Some((GOOD.len() + 4) as f64));
+            assert_eq!(at(&sealed, "weir_ingest_messages_total", "1"), Some(1.0));
+
+            let flush = b.take_flush(0).unwrap().unwrap();
+            let raw = &flush.sinks.iter().find(|s| s.sink == 2).unwrap().claims;
+            flush.clock.committed(raw);
+            let committed = snapshot(&snapshotter);
+            let v = |name, p| at(&committed, name, p);
+            assert_eq!(v("weir_ingest_committed_offset", "0"), Some(2.0));
+            assert_eq!(v("weir_ingest_committed_offset", "1"), Some(6.0));
+            assert!(v("weir_ingest_last_commit_timestamp_seconds", "0").unwrap() > 1.7e9);
+            assert_eq!(v("weir_ingest_lag_seconds", "0"), Some(0.0));
+        });
+    }
+}
