@@ -162,6 +162,16 @@ def test_ready_waits_for_sources_and_turns_503_at_shutdown(weir_factory, tmp_pat
     conn.close()
     server.discard()
 
+    # A source that stopped (an empty Modbus registry is a fatal error).
+    registry = tmp_path / "empty.toml"
+    registry.write_text("")
+    server = weir_factory(tmp_path / "c", ["--http-listen", "127.0.0.1:0",
+                                           "--modbus-registry", str(registry)])
+    port = http_port(server)
+    wait_until(lambda: get(port, "/ready") == (503, "not ready: sources: the modbus source stopped (see the log)\n")
+               or get(port, "/ready"), 30, "/ready names the stopped source")
+    server.discard()
+
     # Ready without sources; during the ordered shutdown (held open here by
     # a result stream still being read) /ready answers 503 again.
     server = weir_factory(tmp_path / "b", ["--http-listen", "127.0.0.1:0"])

@@ -546,6 +546,33 @@ mod tests {
     }
 
     #[test]
+    fn http_listen_takes_an_address_or_off_and_falls_back_to_the_default() {
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            observe: ObserveConfig,
+        }
+        let default = Some("127.0.0.1:9090".parse().unwrap());
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.observe);
+        let none = parse(&["weir"]).unwrap();
+        assert_eq!(none.http_addr(default), default);
+        assert_eq!(none.log_format, LogFormat::Text);
+        let port0 = parse(&["weir", "--http-listen", "127.0.0.1:0"]).unwrap();
+        assert_eq!(
+            port0.http_addr(default),
+            Some("127.0.0.1:0".parse().unwrap())
+        );
+        let off = parse(&["weir", "--http-listen", "off", "--log-format", "json"]).unwrap();
+        assert_eq!(off.http_addr(default), None);
+        assert_eq!(off.log_format, LogFormat::Json);
+        let bad = parse(&["weir", "--http-listen", "localhost"]).unwrap_err();
+        assert!(
+            bad.to_string().contains("expected HOST:PORT or off"),
+            "{bad}"
+        );
+    }
+
+    #[test]
     fn postgres_catalogs_repeat() {
         let cli = TestCli::try_parse_from([
             "weir",

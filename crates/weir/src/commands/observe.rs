@@ -92,15 +92,39 @@ impl Observability {
         let modbus = sources.modbus.as_ref().map(|(_, c)| c.clone());
         let mqtt = sources.mqtt.as_ref().map(|(_, c)| c.clone());
         let brokers = cfg.mqtt.mqtt_brokers.len();
+        // A source task that ended (a fatal error) makes the process unready.
+        let tasks: Vec<(&'static str, tokio::task::AbortHandle)> = [
+            (
+                "kafka",
+                sources.kafka.as_ref().map(|(t, _)| t.abort_handle()),
+            ),
+            (
+                "modbus",
+                sources.modbus.as_ref().map(|(t, _)| t.abort_handle()),
+            ),
+            ("mqtt", sources.mqtt.as_ref().map(|(t, _)| t.abort_handle())),
+        ]
+        .into_iter()
+        .filter_map(|(name, task)| Some((name, task?)))
+        .collect();
         self.readiness.check("sources", move || {
-            let mut waiting = Vec::new();
-            if kafka.as_ref().is_some_and(|c| !c.resumed.load(SeqCst)) {
+            let stopped = |name: &str| {
+                tasks
+                    .iter()
+                    .any(|(n, task)| *n == name && task.is_finished())
+            };
+            let mut waiting: Vec<String> = ["kafka", "modbus", "mqtt"]
+                .into_iter()
+                .filter(|name| stopped(name))
+                .map(|name| format!("the {name} source stopped (see the log)"))
+                .collect();
+            if kafka.as_ref().is_some_and(|c| !c.resumed.load(SeqCst)) && !stopped("kafka") {
                 waiting.push("kafka is waiting for its partition assignment".to_string());
             }
-            if modbus.as_ref().is_some_and(|c| !c.resumed.load(SeqCst)) {
+            if modbus.as_ref().is_some_and(|c| !c.resumed.load(SeqCst)) && !stopped("modbus") {
                 waiting.push("modbus is loading its registry and watermarks".to_string());
             }
-            if let Some(c) = &mqtt {
+            if let Some(c) = mqtt.as_ref().filter(|_| !stopped("mqtt")) {
                 let resumed = c.brokers_resumed.load(SeqCst);
                 if resumed < brokers {
                     waiting.push(format!("mqtt: {resumed} of {brokers} brokers resumed"));
