@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${WEIR_BENCH_VENV:-$HOME/.cache/weir/bench-venv}
+export WEIR_HTTP_LISTEN=${WEIR_HTTP_LISTEN:-127.0.0.1:0}  # /metrics on a free port (no clash on 9090)
 cargo build --release --locked -p weir
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r benches/requirements.txt

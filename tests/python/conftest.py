@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -10,6 +11,10 @@ import pytest
 from flightsql_client import FlightSqlClient
 from weir_harness import LIVE_SERVERS, WeirServer, connect
 from kafka_harness import KafkaBroker
+
+# Every weir process of the tests serves /metrics on a free port (the
+# defaults, 9090/9091, would collide between processes and test runs).
+os.environ.setdefault("WEIR_HTTP_LISTEN", "127.0.0.1:0")
 
 
 @pytest.hookimpl(hookwrapper=True)

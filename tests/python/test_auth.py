@@ -458,7 +458,7 @@ def test_non_loopback_without_users_refuses_to_start(tmp_path):
     result = run_serve(tmp_path, "--listen", "0.0.0.0:0")
     assert result.returncode != 0
     assert "not a loopback address" in result.stderr, result.stderr
-    assert "listening" not in result.stdout
+    assert "Flight SQL listening" not in result.stdout
 
 
 def test_required_without_users_and_plain_text_passwords_refuse_to_start(tmp_path):

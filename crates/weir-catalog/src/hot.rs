@@ -55,6 +55,7 @@ impl HotTier {
         if chunk.batch.num_rows() == 0 {
             return;
         }
+        gauge_hot(table, std::slice::from_ref(&chunk), 1.0);
         self.tables
             .write()
             .expect("hot tier lock")
@@ -77,15 +78,14 @@ impl HotTier {
     pub fn evict_committed(&self, table: &str, source: &str, committed: &Watermarks) {
         let mut tables = self.tables.write().expect("hot tier lock");
         if let Some(chunks) = tables.get_mut(table) {
-            chunks.retain(|c| {
-                if &*c.source != source {
-                    return true;
-                }
-                match (committed.get(&c.stream, c.partition), c.max_offset()) {
-                    (Some(wm), Some(max)) => max >= wm,
-                    _ => true,
-                }
+            let gone = drain_where(chunks, |c| {
+                &*c.source == source
+                    && match (committed.get(&c.stream, c.partition), c.max_offset()) {
+                        (Some(wm), Some(max)) => max < wm,
+                        _ => false,
+                    }
             });
+            gauge_hot(table, &gone, -1.0);
         }
     }
 
@@ -93,9 +93,10 @@ impl HotTier {
     pub fn drop_partition(&self, table: &str, source: &str, stream: &str, partition: i32) {
         let mut tables = self.tables.write().expect("hot tier lock");
         if let Some(chunks) = tables.get_mut(table) {
-            chunks.retain(|c| {
-                !(&*c.source == source && &*c.stream == stream && c.partition == partition)
+            let gone = drain_where(chunks, |c| {
+                &*c.source == source && &*c.stream == stream && c.partition == partition
             });
+            gauge_hot(table, &gone, -1.0);
         }
     }
 
@@ -103,6 +104,36 @@ impl HotTier {
     pub fn rows(&self, table: &str) -> usize {
         self.chunks(table).iter().map(|c| c.batch.num_rows()).sum()
     }
+}
+
+/// Removes and returns the chunks matching `gone` (keeping the others' order).
+fn drain_where(
+    chunks: &mut Vec<Arc<HotChunk>>,
+    gone: impl Fn(&HotChunk) -> bool,
+) -> Vec<Arc<HotChunk>> {
+    let mut removed = Vec::new();
+    chunks.retain(|c| {
+        if gone(c) {
+            removed.push(c.clone());
+            false
+        } else {
+            true
+        }
+    });
+    removed
+}
+
+/// Moves the `weir_hot_rows`/`weir_hot_bytes` gauges of `table` by the
+/// chunks added (`sign` 1) or removed (-1).
+fn gauge_hot(table: &str, chunks: &[Arc<HotChunk>], sign: f64) {
+    if chunks.is_empty() {
+        return;
+    }
+    let rows: usize = chunks.iter().map(|c| c.batch.num_rows()).sum();
+    let bytes: usize = chunks.iter().map(|c| c.memory_size()).sum();
+    ::metrics::gauge!("weir_hot_rows", "table" => table.to_string()).increment(sign * rows as f64);
+    ::metrics::gauge!("weir_hot_bytes", "table" => table.to_string())
+        .increment(sign * bytes as f64);
 }
 
 /// The hot rows a query pinned to `snapshot_id` must add: rows at or past the

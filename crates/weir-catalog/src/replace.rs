@@ -68,7 +68,36 @@ pub(crate) struct Plan<'a> {
 
 /// Commits `plan` in one snapshot; `None` when it turned out to have nothing
 /// to do (a manifest merge that found fewer than two small manifests).
+/// Records the commit's outcome and latency (`weir_commits_total`, ...).
 pub(crate) async fn commit_plan(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    plan: Plan<'_>,
+    properties: HashMap<String, String>,
+) -> Result<Option<ReplaceOutcome>> {
+    let name = ident.to_string();
+    let started = std::time::Instant::now();
+    let span = tracing::debug_span!("commit", table = %name, operation = "replace");
+    let result = tracing::Instrument::instrument(
+        commit_plan_inner(lakehouse, ident, plan, properties),
+        span,
+    )
+    .await;
+    match &result {
+        Ok(Some(outcome)) => {
+            crate::obs::record_commit(&name, "replace", started, "ok");
+            crate::obs::record_table(&outcome.table);
+        }
+        Ok(None) => {}
+        Err(CatalogError::Fenced { .. }) => {
+            crate::obs::record_commit(&name, "replace", started, "fenced")
+        }
+        Err(_) => crate::obs::record_commit(&name, "replace", started, "error"),
+    }
+    result
+}
+
+async fn commit_plan_inner(
     lakehouse: &Lakehouse,
     ident: &TableIdent,
     plan: Plan<'_>,

@@ -27,6 +27,7 @@ use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
 use iceberg::{Error as IcebergError, ErrorKind};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::{CatalogError, Result};
@@ -133,14 +134,18 @@ pub async fn append_data_files(
     // Transaction::commit reloads and retries on conflicts (appends commute);
     // a fence runs again on every attempt.
     let fenced = opts.fence.map(|check| FencedCatalog::new(catalog, check));
+    let span =
+        tracing::debug_span!("commit", table = %name, operation = "append", rows, data_files);
+    let started = std::time::Instant::now();
     let result = match &fenced {
-        Some(f) => tx.commit(f).await,
-        None => tx.commit(catalog).await,
+        Some(f) => tx.commit(f).instrument(span.clone()).await,
+        None => tx.commit(catalog).instrument(span.clone()).await,
     };
     let committed = match result {
         Ok(t) => t,
         Err(e) => {
             if let Some(reason) = fenced.as_ref().and_then(|f| f.refused.lock().ok()?.take()) {
+                crate::obs::record_commit(&name, "append", started, "fenced");
                 return Err(CatalogError::Fenced {
                     table: name,
                     reason,
@@ -151,10 +156,23 @@ pub async fn append_data_files(
             let reloaded = catalog.load_table(table.identifier()).await.ok();
             match reloaded.filter(|t| find_commit(t, &commit_id).is_some()) {
                 Some(t) => t,
-                None => return Err(CatalogError::iceberg(&name, e)),
+                None => {
+                    crate::obs::record_commit(&name, "append", started, "error");
+                    return Err(CatalogError::iceberg(&name, e));
+                }
             }
         }
     };
+    crate::obs::record_commit(&name, "append", started, "ok");
+    span.in_scope(|| {
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            snapshot_id = find_commit(&committed, &commit_id),
+            "append committed"
+        )
+    });
+    crate::obs::record_rows(&name, rows);
+    crate::obs::record_table(&committed);
     let snapshot_id = find_commit(&committed, &commit_id);
     match merge_manifests_if_needed(lakehouse, &committed).await {
         Ok(Some(merged)) => {

@@ -605,6 +605,56 @@ pub struct ImportConfig {
     pub storage: StorageConfig,
 }
 
+/// Observability options shared by every command (global flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ObserveConfig {
+    /// HTTP endpoint for `/metrics`, `/health` and `/ready`: `HOST:PORT`
+    /// (port 0 picks a free port; the bound address is printed) or `off`.
+    /// Default: 127.0.0.1:9090 for `serve`, 127.0.0.1:9091 for `ingest`, off
+    /// for `maintain` and `import`.
+    #[arg(long, env = "WEIR_HTTP_LISTEN", global = true, value_parser = parse_http_listen)]
+    pub http_listen: Option<HttpListen>,
+
+    /// Log output: `text` (human-readable) or `json` (one object per line,
+    /// with span fields such as `table` and `source`).
+    #[arg(long, env = "WEIR_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--http-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpListen {
+    Off,
+    At(SocketAddr),
+}
+
+impl ObserveConfig {
+    /// The address to serve on: the flag, else the command's default.
+    pub fn http_addr(&self, default: Option<SocketAddr>) -> Option<SocketAddr> {
+        match self.http_listen {
+            Some(HttpListen::Off) => None,
+            Some(HttpListen::At(addr)) => Some(addr),
+            None => default,
+        }
+    }
+}
+
+fn parse_http_listen(s: &str) -> Result<HttpListen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(HttpListen::Off);
+    }
+    s.parse()
+        .map(HttpListen::At)
+        .map_err(|e| format!("`{s}`: expected HOST:PORT or off ({e})"))
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -662,6 +712,33 @@ mod tests {
         assert!(
             !shown.contains("testsecret") && !shown.contains(":pw@"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn http_listen_takes_an_address_or_off_and_falls_back_to_the_default() {
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            observe: ObserveConfig,
+        }
+        let default = Some("127.0.0.1:9090".parse().unwrap());
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.observe);
+        let none = parse(&["weir"]).unwrap();
+        assert_eq!(none.http_addr(default), default);
+        assert_eq!(none.log_format, LogFormat::Text);
+        let port0 = parse(&["weir", "--http-listen", "127.0.0.1:0"]).unwrap();
+        assert_eq!(
+            port0.http_addr(default),
+            Some("127.0.0.1:0".parse().unwrap())
+        );
+        let off = parse(&["weir", "--http-listen", "off", "--log-format", "json"]).unwrap();
+        assert_eq!(off.http_addr(default), None);
+        assert_eq!(off.log_format, LogFormat::Json);
+        let bad = parse(&["weir", "--http-listen", "localhost"]).unwrap_err();
+        assert!(
+            bad.to_string().contains("expected HOST:PORT or off"),
+            "{bad}"
         );
     }
 

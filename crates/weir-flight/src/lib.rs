@@ -11,6 +11,7 @@ mod error;
 mod gate;
 mod ingest;
 mod metadata;
+mod observe;
 mod server;
 mod service;
 mod session_proto;

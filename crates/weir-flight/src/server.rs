@@ -44,7 +44,9 @@ pub(crate) async fn serve_service(
 ) -> Result<(), FlightServeError> {
     let grpc =
         FlightServiceServer::new(service).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
-    let hyper_service = TowerToHyperService::new(AuthGate::new(grpc, auth));
+    // Metrics outermost: calls the gate refuses are counted too.
+    let hyper_service =
+        TowerToHyperService::new(crate::observe::Observed::new(AuthGate::new(grpc, auth)));
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http2.auto_date_header(false).timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();

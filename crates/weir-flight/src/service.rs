@@ -267,6 +267,7 @@ impl FlightSqlService for WeirFlightSqlService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        crate::observe::mark_query(&request);
         self.permit_sql(&request, &query.query)?;
         no_transactions(&query.transaction_id)?;
         tracing::debug!(sql = %query.query, "GetFlightInfo statement");
@@ -300,6 +301,7 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<Ticket>,
     ) -> DoGetResult {
         self.authorize(&request)?;
+        crate::observe::mark_query(&request);
         let handle = std::str::from_utf8(&ticket.statement_handle)
             .map_err(|_| Status::invalid_argument("statement handle is not UTF-8"))?;
         tracing::debug!(%handle, "DoGet statement");
@@ -342,6 +344,7 @@ impl FlightSqlService for WeirFlightSqlService {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        crate::observe::mark_query(&request);
         self.permit_sql(&request, &query.query)?;
         no_transactions(&query.transaction_id)?;
         tracing::debug!(sql = %query.query, "CreatePreparedStatement");
@@ -378,6 +381,7 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         self.authorize(&request)?;
+        crate::observe::mark_query(&request);
         // Fail fast on an unknown handle before reading the parameters.
         self.inner.prepared.get(&query.prepared_statement_handle)?;
         let rows = read_parameters(request.into_inner()).await?;
@@ -399,6 +403,7 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize(&request)?;
+        crate::observe::mark_query(&request);
         let statement = self.inner.prepared.get(&cmd.prepared_statement_handle)?;
         self.permit_sql(&request, &statement.sql)?;
         tracing::debug!(sql = %statement.sql, "GetFlightInfo prepared statement");
@@ -423,6 +428,7 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<Ticket>,
     ) -> DoGetResult {
         self.authorize(&request)?;
+        crate::observe::mark_query(&request);
         let statement = self.inner.prepared.get(&query.prepared_statement_handle)?;
         self.permit_sql(&request, &statement.sql)?;
         tracing::debug!(sql = %statement.sql, "DoGet prepared statement");

@@ -103,7 +103,10 @@ pub async fn run(
         let batch = sim.tick(now)?;
         seq += 1;
         match commit(&lakehouse, &batch, seq).await {
-            Ok(rows) => written += rows,
+            Ok(rows) => {
+                written += rows;
+                metrics::counter!("weir_ingest_points_total", "source" => "demo", "stream" => "demo", "partition" => "0").increment(rows);
+            }
             // A failed commit loses only simulated samples; keep the demo alive.
             Err(e) if !stop => warn!(error = %e, "demo commit failed"),
             Err(e) => return Err(e),

@@ -172,6 +172,9 @@ pub struct KafkaCounters {
     pub points: AtomicU64,
     pub dead_letters: AtomicU64,
     pub flushes: AtomicU64,
+    /// Set once the first partition assignment was positioned at the
+    /// tables' watermarks (readiness).
+    pub resumed: std::sync::atomic::AtomicBool,
 }
 
 enum Event {
@@ -192,9 +195,40 @@ struct WeirContext {
     start: StartFrom,
     events: Mutex<Vec<Event>>,
     inflight: Arc<AtomicUsize>,
+    /// Per partition: (log start, high watermark) from librdkafka's statistics.
+    offsets: Mutex<HashMap<(String, i32), (i64, i64)>>,
 }
 
-impl ClientContext for WeirContext {}
+impl ClientContext for WeirContext {
+    /// librdkafka's periodic statistics (`statistics.interval.ms`): keeps each
+    /// partition's high watermark for the lag metric.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut offsets = self.offsets.lock().expect("offsets lock");
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                if partition >= 0 && p.hi_offset >= 0 {
+                    offsets.insert(
+                        (topic.clone(), partition),
+                        (p.lo_offset.max(0), p.hi_offset),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Sets `weir_ingest_lag_messages` of every partition the writer holds: the
+/// high watermark minus the committed offset (the log start if none).
+fn record_lag(consumer: &BaseConsumer<WeirContext>, buffer: &IngestBuffer) {
+    let offsets = consumer.context().offsets.lock().expect("offsets lock");
+    for (topic, partition, committed) in buffer.clock().committed_offsets() {
+        if let Some(&(low, high)) = offsets.get(&(topic.to_string(), partition)) {
+            let lag = (high - committed.unwrap_or(low)).max(0);
+            metrics::gauge!("weir_ingest_lag_messages", "source" => SOURCE, "stream" => topic.to_string(), "partition" => partition.to_string())
+                .set(lag as f64);
+        }
+    }
+}
 
 impl WeirContext {
     /// Each table's watermarks, retried until the catalog answers.
@@ -439,7 +473,9 @@ fn consume(
         // default then fails every fetch and consumption stalls).
         .set("max.partition.fetch.bytes", "8388608")
         .set("fetch.max.bytes", "67108864")
-        .set("receive.message.max.bytes", "1000000000");
+        .set("receive.message.max.bytes", "1000000000")
+        // High watermarks for the lag metric (weir_ingest_lag_messages).
+        .set("statistics.interval.ms", "1000");
     for (k, v) in &opts.client_options {
         config.set(k, v);
     }
@@ -450,6 +486,7 @@ fn consume(
         start: opts.start,
         events: Mutex::new(Vec::new()),
         inflight: inflight.clone(),
+        offsets: Mutex::new(HashMap::new()),
     };
     let consumer: BaseConsumer<WeirContext> = config.create_with_context(context)?;
     let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
@@ -519,6 +556,7 @@ fn consume(
                         let (format, silver) = route_for(&topic, &mut routes);
                         buffer.assign(&topic, partition, format, silver, marks);
                     }
+                    counters.resumed.store(true, Ordering::SeqCst);
                 }
                 Event::Revoked(parts) => {
                     for (topic, partition) in parts {
@@ -567,6 +605,7 @@ fn consume(
         if buffer.seal_due() {
             buffer.seal()?;
             publish(&counters, &buffer.stats);
+            record_lag(&consumer, &buffer);
         }
         if buffer.flush_due() {
             maybe_flush(&mut buffer, &epoch, &inflight, &flush_tx)?;

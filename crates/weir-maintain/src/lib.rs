@@ -142,3 +142,17 @@ impl Drop for LeaseKeeper {
         self.task.abort();
     }
 }
+
+/// Records one job run (on one table, or one `weir maintain` command) in the
+/// metrics: `weir_maintenance_runs_total{job, outcome}`,
+/// `weir_maintenance_duration_seconds{job}`, `weir_maintenance_errors_total{job}`.
+pub fn record_job_run(job: &'static str, elapsed: std::time::Duration, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::counter!("weir_maintenance_runs_total", "job" => job, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("weir_maintenance_duration_seconds", "job" => job)
+        .record(elapsed.as_secs_f64());
+    if !ok {
+        metrics::counter!("weir_maintenance_errors_total", "job" => job).increment(1);
+    }
+}

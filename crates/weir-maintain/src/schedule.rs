@@ -52,6 +52,11 @@ impl Job {
         Job::Retention,
     ];
 
+    /// The job's name in metrics and logs.
+    pub fn name(self) -> &'static str {
+        self.key().trim_end_matches("_every")
+    }
+
     fn key(self) -> &'static str {
         match self {
             Job::Compact => "compact_every",
@@ -214,6 +219,7 @@ impl Scheduler {
 
     async fn run_job(&self, ident: &TableIdent, job: Job, policy: &TablePolicy, run_id: &str) {
         let lh = &self.lakehouse;
+        let started = std::time::Instant::now();
         let outcome: Result<String, String> = match job {
             Job::Compact | Job::Cluster => {
                 let layout = if job == Job::Cluster {
@@ -301,6 +307,7 @@ impl Scheduler {
                     .map_err(|e| e.to_string())
             }
         };
+        crate::record_job_run(job.name(), started.elapsed(), outcome.is_ok());
         match outcome {
             Ok(summary) => {
                 tracing::info!(table = %ident, job = ?job, summary, "scheduled maintenance")

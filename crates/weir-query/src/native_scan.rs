@@ -119,8 +119,10 @@ pub fn parquet_scan(
 /// DataFusion's pruning turns `c IN (list)` into per-value range checks on
 /// row-group and page statistics only for lists of at most 20 values
 /// (`MAX_LIST_VALUE_SIZE_REWRITE`, not configurable); "these 100 sensors"
-/// then prunes nothing. The same condition as an OR of IN lists of 20 prunes
-/// pages of files sorted by the column and filters rows the same way.
+/// then prunes nothing. `c IN (list) AND (c IN (20) OR c IN (20) …)` says the
+/// same: pruning uses the OR (pages of files sorted or clustered by `c`), and
+/// the row filter evaluates the one hashed IN first, the OR only on the few
+/// rows that pass it (measured: the OR alone as the row filter cost 3x).
 const PRUNABLE_IN_LIST: usize = 20;
 
 fn split_long_in_lists(expr: &Expr) -> Expr {
@@ -139,10 +141,12 @@ fn split_long_in_lists(expr: &Expr) -> Expr {
                     let parts = list.chunks(PRUNABLE_IN_LIST).map(|chunk| {
                         Expr::InList(InList::new(expr.clone(), chunk.to_vec(), false))
                     });
-                    Transformed::yes(
-                        datafusion::logical_expr::utils::disjunction(parts)
-                            .expect("non-empty list"),
-                    )
+                    let split = datafusion::logical_expr::utils::disjunction(parts);
+                    let original = Expr::InList(InList::new(expr, list, false));
+                    match split {
+                        Some(split) => Transformed::yes(original.and(split)),
+                        None => Transformed::no(original),
+                    }
                 }
                 other => Transformed::no(other),
             })
@@ -226,7 +230,7 @@ mod tests {
                 .and(col("q").eq(lit(0))),
         );
         let text = split.to_string();
-        assert_eq!(text.matches(" IN (").count(), 3, "{text}");
+        assert_eq!(text.matches(" IN (").count(), 4, "{text}");
         assert!(
             text.contains(" OR ") && text.contains("q = Int32(0)"),
             "{text}"

@@ -20,6 +20,9 @@ struct Cli {
     #[arg(long, env = "WEIR_LOG", default_value = "info", global = true)]
     log: String,
 
+    #[command(flatten)]
+    observe: weir_config::ObserveConfig,
+
     #[command(subcommand)]
     command: commands::Command,
 }
@@ -30,12 +33,12 @@ fn main() -> anyhow::Result<()> {
     let config = commands::config_path_from_args();
     weir_config::apply_config_file(config.as_deref(), &commands::known_env(&Cli::command()))?;
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
-        .with_writer(std::io::stderr)
-        .init();
+    weir_observe::init_logging(
+        &cli.log,
+        cli.observe.log_format == weir_config::LogFormat::Json,
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(cli.command.run())
+    runtime.block_on(cli.command.run(cli.observe))
 }

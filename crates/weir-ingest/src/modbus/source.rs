@@ -91,6 +91,7 @@ pub async fn run(
     );
     let mut next_seq = vec![0i64; devices.len()];
     assign_all(&mut buffer, &devices, &marks, &mut next_seq);
+    counters.resumed.store(true, Ordering::SeqCst);
     let headers: Vec<Vec<(String, String)>> = devices
         .iter()
         .map(|d| {

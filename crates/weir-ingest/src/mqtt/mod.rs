@@ -156,6 +156,8 @@ pub struct MqttCounters {
     pub dead_letters: AtomicU64,
     pub points_deduped: AtomicU64,
     pub flushes: AtomicU64,
+    /// Brokers whose sequence resumed from the tables' watermarks (readiness).
+    pub brokers_resumed: std::sync::atomic::AtomicUsize,
 }
 
 /// What a run did, per broker.
@@ -277,6 +279,9 @@ impl BrokerTask {
         );
         let silver = sinks.silver_index(&self.opts.table).unwrap_or(0);
         buffer.assign(&name, 0, Format::Auto, silver, per_sink.clone());
+        self.counters
+            .brokers_resumed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         // Continue after the highest watermark: offsets below a table's own
         // watermark would be skipped for that table, and MQTT sequence
         // numbers are not the same messages after a restart.

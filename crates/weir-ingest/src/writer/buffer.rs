@@ -15,6 +15,7 @@ use weir_catalog::hot::{HotChunk, HotTier};
 use weir_catalog::watermark::Watermarks;
 
 use super::bronze::{Coordinates, DeadLetterBuilder, RawBatchBuilder};
+use super::obs::{CommitClock, PartMetrics};
 use super::{Flush, SinkFlush, Sinks};
 use crate::decode::{DecodeOptions, Format, Point, PointBatchBuilder, decode};
 
@@ -58,6 +59,7 @@ struct Part {
     offsets: Vec<i64>,
     touched: bool,
     label: String,
+    metrics: PartMetrics,
 }
 
 /// Buffered rows of one writer.
@@ -78,6 +80,8 @@ pub struct IngestBuffer {
     first_row_at: Option<Instant>,
     last_seal: Instant,
     pub stats: BufferStats,
+    clock: Arc<CommitClock>,
+    duplicates: metrics::Counter,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -106,11 +110,18 @@ impl IngestBuffer {
             first_row_at: None,
             last_seal: Instant::now(),
             stats: BufferStats::default(),
+            clock: CommitClock::new(source),
+            duplicates: metrics::counter!("weir_ingest_duplicates_skipped_total", "source" => source.to_string()),
         }
     }
 
     pub fn sinks(&self) -> &Sinks {
         &self.sinks
+    }
+
+    /// When each partition was last committed (lag metrics).
+    pub fn clock(&self) -> &Arc<CommitClock> {
+        &self.clock
     }
 
     /// Starts tracking a partition. `marks[s]` is sink `s`'s committed
@@ -127,6 +138,8 @@ impl IngestBuffer {
         let start = marks[self.sinks.raw()];
         let stream: Arc<str> = stream.into();
         let label = format!("{}:{stream}/{partition}", self.source);
+        let metrics = PartMetrics::new(&self.source, &stream, partition);
+        self.clock.track(&stream, partition, start);
         self.parts.insert(
             (stream.clone(), partition),
             Part {
@@ -141,6 +154,7 @@ impl IngestBuffer {
                 offsets: Vec::new(),
                 touched: false,
                 label,
+                metrics,
             },
         );
         start
@@ -149,7 +163,9 @@ impl IngestBuffer {
     /// Forgets a partition and its uncommitted rows (another writer owns it now).
     pub fn revoke(&mut self, stream: &str, partition: i32) {
         let key: (Arc<str>, i32) = (stream.into(), partition);
-        if let Some(part) = self.parts.remove(&key) {
+        self.clock.untrack(stream, partition);
+        if let Some(mut part) = self.parts.remove(&key) {
+            part.metrics.publish();
             let table = self.sinks.name(part.silver_sink).to_string();
             self.hot
                 .drop_partition(&table, &self.source, stream, partition);
@@ -189,9 +205,13 @@ impl IngestBuffer {
         let parts: Vec<_> = self
             .parts
             .drain()
-            .map(|(k, p)| (k, p.silver_sink))
+            .map(|(k, mut p)| {
+                p.metrics.publish();
+                (k, p.silver_sink)
+            })
             .collect();
         for ((stream, partition), sink) in &parts {
+            self.clock.untrack(stream, *partition);
             let table = self.sinks.name(*sink).to_string();
             self.hot
                 .drop_partition(&table, &self.source, stream, *partition);
@@ -219,12 +239,15 @@ impl IngestBuffer {
             return; // not (or no longer) ours
         };
         if part.next.is_some_and(|n| m.offset < n) {
+            self.duplicates.increment(1);
             self.stats.duplicates_skipped += 1;
             return;
         }
         part.next = Some(m.offset + 1);
         part.touched = true;
         self.stats.messages += 1;
+        part.metrics.pending.messages += 1;
+        part.metrics.pending.bytes += m.payload.map_or(0, |p| p.len() as u64);
         self.first_row_at.get_or_insert_with(Instant::now);
         let at = Coordinates {
             source: &self.source,
@@ -257,6 +280,7 @@ impl IngestBuffer {
                     }
                     part.offsets.extend(std::iter::repeat_n(m.offset, n));
                     self.stats.points += n as u64;
+                    part.metrics.pending.points += n as u64;
                 }
             }
             Err(e) => {
@@ -264,6 +288,7 @@ impl IngestBuffer {
                     self.dead
                         .push(at, m.key, m.payload, "decode", &e.to_string());
                     self.stats.dead_letters += 1;
+                    part.metrics.pending.dead_letters += 1;
                 }
             }
         }
@@ -288,12 +313,15 @@ impl IngestBuffer {
             return false;
         };
         if part.next.is_some_and(|n| m.offset < n) {
+            self.duplicates.increment(1);
             self.stats.duplicates_skipped += 1;
             return false;
         }
         part.next = Some(m.offset + 1);
         part.touched = true;
         self.stats.messages += 1;
+        part.metrics.pending.messages += 1;
+        part.metrics.pending.bytes += m.payload.map_or(0, |p| p.len() as u64);
         self.first_row_at.get_or_insert_with(Instant::now);
         let at = Coordinates {
             source: &self.source,
@@ -316,12 +344,14 @@ impl IngestBuffer {
                     part.offsets
                         .extend(std::iter::repeat_n(m.offset, points.len()));
                     self.stats.points += points.len() as u64;
+                    part.metrics.pending.points += points.len() as u64;
                 }
             }
             Err(reason) => {
                 if keep(dead_sink) {
                     self.dead.push(at, m.key, m.payload, "decode", reason);
                     self.stats.dead_letters += 1;
+                    part.metrics.pending.dead_letters += 1;
                 }
             }
         }
@@ -345,7 +375,9 @@ impl IngestBuffer {
     /// Moves rows decoded so far into hot-tier chunks, visible to queries.
     pub fn seal(&mut self) -> Result<(), arrow::error::ArrowError> {
         self.last_seal = Instant::now();
+        self.clock.refresh();
         for part in self.parts.values_mut() {
+            part.metrics.publish();
             if part.silver.is_empty() {
                 continue;
             }
@@ -424,6 +456,7 @@ impl IngestBuffer {
             epoch,
             sinks,
             hot_chunks: chunks,
+            clock: self.clock.clone(),
         }))
     }
 

@@ -14,6 +14,7 @@
 
 pub mod bronze;
 pub mod buffer;
+mod obs;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use weir_catalog::{
 };
 
 pub use buffer::{BufferLimits, BufferStats, IngestBuffer, Message};
+pub use obs::CommitClock;
 
 /// The tables one writer feeds, in commit order: silver tables first, then
 /// `bronze.dead_letters`, then `bronze.raw_messages`.
@@ -112,6 +114,8 @@ pub struct Flush {
     pub sinks: Vec<SinkFlush>,
     /// Hot-tier chunks this flush commits (evicted once committed).
     pub hot_chunks: Vec<Arc<HotChunk>>,
+    /// The writer's commit clock (lag metrics), told when the flush lands.
+    pub clock: Arc<CommitClock>,
 }
 
 impl Flush {
@@ -134,8 +138,34 @@ pub enum FlushOutcome {
     Fenced { table: String, reason: String },
 }
 
-/// Commits one flush: a fenced append per table, in sink order.
+/// Commits one flush: a fenced append per table, in sink order (recording
+/// the outcome and duration in the ingest metrics).
 pub async fn commit_flush(
+    lakehouse: &Lakehouse,
+    source: &str,
+    writer_id: &str,
+    sinks: &Sinks,
+    flush: &Flush,
+    written: &mut Vec<Vec<DataFile>>,
+) -> Result<FlushOutcome, CatalogError> {
+    let span = tracing::debug_span!("flush", source, epoch = flush.epoch);
+    let result = tracing::Instrument::instrument(
+        commit_flush_inner(lakehouse, source, writer_id, sinks, flush, written),
+        span,
+    )
+    .await;
+    match &result {
+        Ok(FlushOutcome::Committed { raw, elapsed }) => {
+            flush.clock.committed(raw);
+            obs::record_flush(source, "committed", Some(elapsed.as_secs_f64()));
+        }
+        Ok(FlushOutcome::Fenced { .. }) => obs::record_flush(source, "fenced", None),
+        Err(_) => obs::record_flush(source, "failed", None),
+    }
+    result
+}
+
+async fn commit_flush_inner(
     lakehouse: &Lakehouse,
     source: &str,
     writer_id: &str,

@@ -6,9 +6,10 @@ use std::io::Write;
 use anyhow::{Context, bail};
 use weir_config::IngestConfig;
 
+use super::observe::Observability;
 use super::sources::{self, Sources};
 
-pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
+pub async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::Result<()> {
     if let Some(addr) = cfg.hot_listen
         && !addr.ip().is_loopback()
         && cfg.hot_feed_token.is_none()
@@ -17,8 +18,12 @@ pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
             "--hot-listen {addr} is not loopback: set --hot-feed-token (WEIR_HOT_FEED_TOKEN) so only `weir serve` with the same token reads uncommitted rows"
         );
     }
+    obs.readiness.pending("catalog", "opening the catalog");
     let lakehouse = super::open_lakehouse(&cfg.storage).await?;
+    obs.readiness.set_ready("catalog");
+    obs.refresh_tables(&lakehouse);
     let running = sources::start(&lakehouse, &cfg.sources)?;
+    obs.watch_sources(&running, &cfg.sources);
     if running.is_empty() {
         bail!(
             "no sources configured (set --kafka-brokers and --kafka-topics, --mqtt-broker and --mqtt-subscribe, or --modbus-registry)"
@@ -94,6 +99,7 @@ pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
             ),
         }
     };
+    obs.readiness.shutting_down();
     if let Some(result) = ended {
         // The finished task is done: take it out before stopping the rest.
         if running.kafka.as_ref().is_some_and(|(t, _)| t.is_finished()) {

@@ -43,6 +43,23 @@ pub enum MaintainCommand {
 }
 
 pub async fn run(cmd: MaintainCommand) -> anyhow::Result<()> {
+    let job = match &cmd {
+        // The scheduler records each job it runs.
+        MaintainCommand::Schedule(_) => return run_job(cmd).await,
+        MaintainCommand::Compact(_) => "compact",
+        MaintainCommand::Cluster(_) => "cluster",
+        MaintainCommand::Expire(_) => "expire",
+        MaintainCommand::Orphans(_) => "orphans",
+        MaintainCommand::Retention(_) => "retention",
+        MaintainCommand::RewriteManifests(_) => "rewrite_manifests",
+    };
+    let started = std::time::Instant::now();
+    let result = run_job(cmd).await;
+    weir_maintain::record_job_run(job, started.elapsed(), result.is_ok());
+    result
+}
+
+async fn run_job(cmd: MaintainCommand) -> anyhow::Result<()> {
     match cmd {
         MaintainCommand::Compact(cfg) => compact(cfg).await,
         MaintainCommand::Cluster(cfg) => cluster(cfg).await,

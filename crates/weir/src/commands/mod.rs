@@ -3,6 +3,7 @@
 mod import;
 mod ingest;
 mod maintain;
+mod observe;
 mod security;
 mod serve;
 mod sources;
@@ -31,14 +32,28 @@ pub enum Command {
 }
 
 impl Command {
-    pub async fn run(self) -> anyhow::Result<()> {
-        match self {
-            Command::Serve(cfg) => serve::run(cfg).await,
-            Command::Import(cfg) => import::run(cfg).await,
-            Command::Ingest(cfg) => ingest::run(cfg).await,
-            Command::Maintain(cmd) => maintain::run(cmd).await,
-            Command::HashPassword => security::hash_password_command(),
+    pub async fn run(self, obs: weir_config::ObserveConfig) -> anyhow::Result<()> {
+        // A helper that prints to stdout: no endpoint, no extra output.
+        if let Command::HashPassword = self {
+            return security::hash_password_command();
         }
+        // The HTTP endpoint (/metrics, /health, /ready) starts first and
+        // stops last; serve and ingest have it on by default.
+        let default = match &self {
+            Command::Serve(_) => Some(([127, 0, 0, 1], 9090).into()),
+            Command::Ingest(_) => Some(([127, 0, 0, 1], 9091).into()),
+            Command::Maintain(_) | Command::Import(_) | Command::HashPassword => None,
+        };
+        let mut obs = observe::Observability::start(&obs, default).await?;
+        let result = match self {
+            Command::Serve(cfg) => serve::run(cfg, &mut obs).await,
+            Command::Import(cfg) => import::run(cfg).await,
+            Command::Ingest(cfg) => ingest::run(cfg, &mut obs).await,
+            Command::Maintain(cmd) => maintain::run(cmd).await,
+            Command::HashPassword => unreachable!("handled above"),
+        };
+        obs.stop().await;
+        result
     }
 }
 

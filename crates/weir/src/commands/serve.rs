@@ -13,7 +13,9 @@ use tracing::info;
 use weir_config::ServeConfig;
 use weir_query::{EngineOptions, QueryEngine};
 
-pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+use super::observe::Observability;
+
+pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()> {
     let flight_options = weir_flight::FlightOptions {
         query_timeout: (!cfg.query.query_timeout.is_zero()).then_some(cfg.query.query_timeout),
         auth: super::security::auth_options(&cfg.auth)?,
@@ -24,6 +26,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let security = weir_flight::check_security(&flight_options, cfg.listen)?;
     info!(%security, "Flight SQL security");
 
+    obs.readiness.pending("catalog", "opening the catalog");
+    obs.readiness
+        .pending("flight", "the Flight SQL server is not listening yet");
     // Bad policies fail the start, not the first scheduled run.
     let policies = super::declared_policies(&cfg.storage)?;
     let lakehouse = super::open_lakehouse(&cfg.storage)
@@ -33,6 +38,8 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             cfg.query.hot_feed_token.as_deref(),
         )
         .map_err(anyhow::Error::msg)?;
+    obs.readiness.set_ready("catalog");
+    obs.refresh_tables(&lakehouse);
 
     let engine = QueryEngine::new(
         lakehouse.clone(),
@@ -58,6 +65,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
 
     let sources = super::sources::start(&lakehouse, &cfg.sources)?;
+    obs.watch_sources(&sources, &cfg.sources);
     let (stop_sources, sources_stopped) = watch::channel(false);
     let demo = cfg.demo.demo.then(|| {
         tokio::spawn(weir_ingest::demo::run(
@@ -94,6 +102,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         },
     ));
+    obs.readiness.set_ready("flight");
     // The readiness line end-to-end tests and scripts wait for.
     println!("weir: Flight SQL listening on {addr}");
     std::io::stdout().flush()?;
@@ -115,8 +124,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         result = &mut server => Some(result),
     };
 
-    // Order: maintenance (finishes its current commit), sources (flush and
-    // commit what they hold), then serving.
+    // Order: not ready any more, maintenance (finishes its current
+    // commit), sources (flush and commit what they hold), then serving.
+    obs.readiness.shutting_down();
     let _ = stop_maintenance.send(true);
     if let Some(task) = maintenance
         && let Err(e) = task.await

@@ -1,0 +1,152 @@
+//! The observability side of a command: the Prometheus recorder and the
+//! HTTP endpoint (`/metrics`, `/health`, `/ready`), started first so probes
+//! answer (503) while the rest of the process starts, stopped last.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use weir_observe::Readiness;
+
+use super::sources::Sources;
+
+/// How often the table size gauges are refreshed from the catalog (commits
+/// of this process refresh them at once).
+const TABLE_METRICS_EVERY: Duration = Duration::from_secs(30);
+
+/// A running endpoint (or none when `--http-listen off`).
+pub struct Observability {
+    pub readiness: Readiness,
+    /// The bound address, if serving.
+    pub addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Observability {
+    /// Binds the endpoint (`--http-listen`, else `default`), installs the
+    /// recorder and prints `weir: HTTP listening on ADDR`. Without an
+    /// address no recorder is installed: every metric is a no-op.
+    pub async fn start(
+        cfg: &weir_config::ObserveConfig,
+        default: Option<SocketAddr>,
+    ) -> anyhow::Result<Self> {
+        let readiness = Readiness::new();
+        let (stop, stopped) = watch::channel(false);
+        let Some(addr) = cfg.http_addr(default) else {
+            return Ok(Observability {
+                readiness,
+                addr: None,
+                stop,
+                tasks: Vec::new(),
+            });
+        };
+        let endpoint = weir_observe::HttpEndpoint::bind(addr).await?;
+        let handle = weir_observe::install_recorder()?;
+        let addr = endpoint.addr;
+        metrics::gauge!("weir_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        let task = tokio::spawn(weir_observe::serve_http(
+            endpoint,
+            handle,
+            readiness.clone(),
+            wait_true(stopped),
+        ));
+        // Scripts and tests find the port here (as with the Flight line).
+        println!("weir: HTTP listening on {addr} (/metrics, /health, /ready)");
+        std::io::stdout().flush()?;
+        tracing::info!(%addr, "HTTP endpoint listening");
+        Ok(Observability {
+            readiness,
+            addr: Some(addr),
+            stop,
+            tasks: vec![task],
+        })
+    }
+
+    /// Refreshes the table size gauges periodically (only when serving).
+    pub fn refresh_tables(&mut self, lakehouse: &weir_catalog::Lakehouse) {
+        if self.addr.is_none() {
+            return;
+        }
+        let lakehouse = lakehouse.clone();
+        let mut stopped = self.stop.subscribe();
+        self.tasks.push(tokio::spawn(async move {
+            let namespaces = ["bronze", "silver", "gold", weir_catalog::DEFAULT_NAMESPACE];
+            loop {
+                weir_catalog::refresh_table_metrics(&lakehouse, &namespaces).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(TABLE_METRICS_EVERY) => {}
+                    _ = stopped.wait_for(|s| *s) => return,
+                }
+            }
+        }));
+    }
+
+    /// Readiness waits for every configured source to resume from its
+    /// watermarks.
+    pub fn watch_sources(&self, sources: &Sources, cfg: &weir_config::SourcesConfig) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let kafka = sources.kafka.as_ref().map(|(_, c)| c.clone());
+        let modbus = sources.modbus.as_ref().map(|(_, c)| c.clone());
+        let mqtt = sources.mqtt.as_ref().map(|(_, c)| c.clone());
+        let brokers = cfg.mqtt.mqtt_brokers.len();
+        // A source task that ended (a fatal error) makes the process unready.
+        let tasks: Vec<(&'static str, tokio::task::AbortHandle)> = [
+            (
+                "kafka",
+                sources.kafka.as_ref().map(|(t, _)| t.abort_handle()),
+            ),
+            (
+                "modbus",
+                sources.modbus.as_ref().map(|(t, _)| t.abort_handle()),
+            ),
+            ("mqtt", sources.mqtt.as_ref().map(|(t, _)| t.abort_handle())),
+        ]
+        .into_iter()
+        .filter_map(|(name, task)| Some((name, task?)))
+        .collect();
+        self.readiness.check("sources", move || {
+            let stopped = |name: &str| {
+                tasks
+                    .iter()
+                    .any(|(n, task)| *n == name && task.is_finished())
+            };
+            let mut waiting: Vec<String> = ["kafka", "modbus", "mqtt"]
+                .into_iter()
+                .filter(|name| stopped(name))
+                .map(|name| format!("the {name} source stopped (see the log)"))
+                .collect();
+            if kafka.as_ref().is_some_and(|c| !c.resumed.load(SeqCst)) && !stopped("kafka") {
+                waiting.push("kafka is waiting for its partition assignment".to_string());
+            }
+            if modbus.as_ref().is_some_and(|c| !c.resumed.load(SeqCst)) && !stopped("modbus") {
+                waiting.push("modbus is loading its registry and watermarks".to_string());
+            }
+            if let Some(c) = mqtt.as_ref().filter(|_| !stopped("mqtt")) {
+                let resumed = c.brokers_resumed.load(SeqCst);
+                if resumed < brokers {
+                    waiting.push(format!("mqtt: {resumed} of {brokers} brokers resumed"));
+                }
+            }
+            if waiting.is_empty() {
+                Ok(())
+            } else {
+                Err(waiting.join(", "))
+            }
+        });
+    }
+
+    /// Stops the endpoint (last thing a command does).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn wait_true(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
