@@ -107,6 +107,7 @@ class WeirIngest:
         self._stderr = open(self.stderr_path, "wb")
         self.tail: deque = deque(maxlen=100)
         self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        self.hot_addr: Optional[str] = None  # `--hot-listen`: the bound address
         cmd = [str(weir_binary()), "ingest", "--data-dir", str(self.data_dir),
                "--kafka-brokers", broker.bootstrap, "--kafka-topics", topics, *extra_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -116,6 +117,8 @@ class WeirIngest:
 
     def _drain(self) -> None:
         for line in self.proc.stdout:
+            if line.startswith("weir: hot tier served on "):
+                self.hot_addr = line.rsplit(" ", 1)[1].strip()
             self.tail.append(line.rstrip())
             self._lines.put(line.rstrip())
         self._lines.put(None)

@@ -104,6 +104,63 @@ def test_hot_tier_serves_rows_before_the_commit(broker: KafkaBroker, weir_factor
     conn.close()
 
 
+def test_serve_reads_the_hot_tier_of_a_separate_ingest_process(broker: KafkaBroker, weir_factory, tmp_path):
+    """Production shape: `weir ingest --hot-listen` runs the sources, `weir
+    serve --hot-tier-from` answers queries; rows are visible before the
+    ingest process commits, and each row counts once while commits land."""
+    from kafka_harness import free_port
+    topic = broker.create_topic("remote-hot", 2)
+    data = tmp_path / "data"
+    hot = f"127.0.0.1:{free_port()}"
+    ingest = WeirIngest(data, broker, topic, ["--hot-listen", hot, "--commit-interval-ms", "600000",
+                                              "--hot-interval-ms", "50"])
+    assert ingest.hot_addr == hot
+    server = weir_factory(data, ["--hot-tier-from", f"grpc://{hot}", "--maintenance=false"])
+    conn = connect(server.uri)
+    produce(broker.producer(), topic, 2, range(1000))
+    started = time.monotonic()
+    wait_until(lambda: fetch_scalar(conn, "SELECT count(*) FROM silver.points") == 1000, 30,
+               "rows of the ingest process visible", interval=0.02)
+    visible_after = time.monotonic() - started
+    assert fetch_scalar(conn, "SELECT count(*) FROM iceberg_snapshots('silver.points')") == 0
+    assert fetch_scalar(conn, "SELECT count(DISTINCT value) FROM silver.points") == 1000
+    print(f"remote hot tier: 1000 rows visible {visible_after * 1000:.0f} ms after the producer flushed")
+    # The ingest process stops: it commits, then its feed goes away. The
+    # rows are now committed, and the unreachable feed adds nothing.
+    assert ingest.stop() == 0
+    assert fetch_rows(conn, "SELECT count(*), count(DISTINCT value) FROM silver.points") == [(1000, 1000)]
+    assert fetch_scalar(conn, "SELECT count(*) FROM iceberg_snapshots('silver.points')") >= 1
+
+    # Again with commits landing all the time: never a row twice, never backwards.
+    ingest = WeirIngest(data, broker, topic, ["--hot-listen", hot, "--commit-interval-ms", "200",
+                                              "--hot-interval-ms", "20"])
+    total = 11_000
+    done = threading.Event()
+
+    def feed():
+        p = broker.producer()
+        for start in range(1000, total, 1000):
+            produce(p, topic, 2, range(start, start + 1000))
+            time.sleep(0.05)
+        done.set()
+
+    threading.Thread(target=feed, daemon=True).start()
+    seen = []
+    while True:
+        finished = done.is_set()
+        n, distinct = fetch_rows(conn, "SELECT count(*), count(DISTINCT value) FROM silver.points")[0]
+        assert n == distinct, f"a record was counted twice: {n} rows, {distinct} distinct"
+        seen.append(n)
+        if finished and n == total:
+            break
+        assert len(seen) < 5000, f"stuck at {n}"
+    assert seen == sorted(seen), "counts went backwards"
+    assert fetch_scalar(conn, "SELECT count(*) FROM iceberg_snapshots('silver.points')") >= 3
+    assert ingest.stop() == 0
+    assert fetch_rows(conn, "SELECT count(*), count(DISTINCT value) FROM silver.points") == [(total, total)]
+    conn.close()
+
+
 def test_each_record_once_while_commits_land(broker: KafkaBroker, weir_factory, tmp_path):
     topic = broker.create_topic("steady", 4)
     server = weir_factory(tmp_path / "data", ["--kafka-brokers", broker.bootstrap,

@@ -43,6 +43,8 @@ pub struct Lakehouse {
     postgres: bool,
     warehouse: String,
     hot: Arc<HotTier>,
+    /// Hot tiers of other processes (`weir ingest --hot-listen`), see hot_feed.rs.
+    pub(crate) remote_hot: Arc<Vec<crate::hot_feed::RemoteHotTier>>,
     /// Loaded tables by name, for readers: reused while the catalog row
     /// still points at the same metadata file, so the table's object cache
     /// (manifest lists, manifests) stays warm across queries.
@@ -115,6 +117,7 @@ impl Lakehouse {
             postgres: uri.starts_with("postgres"),
             warehouse,
             hot: Arc::default(),
+            remote_hot: Arc::default(),
             tables: Arc::default(),
         };
         for ns in BUILTIN_NAMESPACES {

@@ -7,6 +7,7 @@ mod builtin;
 mod error;
 mod fence;
 pub mod hot;
+pub mod hot_feed;
 mod lakehouse;
 pub mod manifests;
 pub mod parquet_props;

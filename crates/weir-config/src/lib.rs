@@ -64,6 +64,16 @@ pub struct QueryConfig {
         value_delimiter = ','
     )]
     pub postgres_catalog: Vec<String>,
+
+    /// Hot tiers of `weir ingest` processes to read (`grpc://host:port` of
+    /// their `--hot-listen`): their rows are queryable before they commit,
+    /// each row once. Comma-separated or repeated.
+    #[arg(
+        long = "hot-tier-from",
+        env = "WEIR_HOT_TIER_FROM",
+        value_delimiter = ','
+    )]
+    pub hot_tier_from: Vec<String>,
 }
 
 /// Scheduled maintenance inside `weir serve` (per-table `[policy]` in the
@@ -260,6 +270,12 @@ pub struct SourcesConfig {
 /// `weir ingest`: run the configured sources without serving SQL.
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestConfig {
+    /// Serve this process's hot tier (rows decoded but not yet committed)
+    /// over Arrow Flight on this address, for `weir serve --hot-tier-from`
+    /// (port 0 picks a free port; the address is printed at start).
+    #[arg(long, env = "WEIR_HOT_LISTEN")]
+    pub hot_listen: Option<SocketAddr>,
+
     #[command(flatten)]
     pub storage: StorageConfig,
 

@@ -122,7 +122,7 @@ impl SchemaProvider for WeirSchemaProvider {
         );
         // Hot rows first, then the table: see weir_catalog::hot for why this
         // order makes every streamed record visible exactly once.
-        let hot = self.catalog.lakehouse.hot().chunks(&ident.to_string());
+        let hot = self.catalog.lakehouse.hot_chunks(&ident.to_string()).await;
         match self.catalog.lakehouse.load_table_cached(&ident).await {
             Ok(table) => Ok(Some(Arc::new(
                 WeirTable::try_new(self.catalog.lakehouse.clone(), table, None)?.with_hot(hot),

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use weir_config::IngestConfig;
 
 use super::sources::{self, Sources};
@@ -16,6 +16,36 @@ pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
             "no sources configured (set --kafka-brokers and --kafka-topics, --mqtt-broker and --mqtt-subscribe, or --modbus-registry)"
         );
     }
+    // The hot tier for `weir serve --hot-tier-from`, stopped after the
+    // sources' final commit (then it is empty: readers lose nothing).
+    let (stop_feed, feed_stopped) = tokio::sync::watch::channel(false);
+    let feed = match cfg.hot_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the hot tier feed to {addr}"))?;
+            println!("weir: hot tier served on {}", listener.local_addr()?);
+            Some(tokio::spawn(weir_catalog::hot_feed::serve_hot_feed(
+                lakehouse.hot().clone(),
+                listener,
+                async move {
+                    let mut rx = feed_stopped;
+                    let _ = rx.wait_for(|stop| *stop).await;
+                },
+            )))
+        }
+        None => None,
+    };
+    let stop_feed = move || async move {
+        let _ = stop_feed.send(true);
+        if let Some(feed) = feed {
+            match feed.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "hot tier feed failed"),
+                Err(e) => tracing::error!(error = %e, "hot tier feed panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+    };
     println!(
         "weir: ingesting from {}",
         Sources::describe(&cfg.sources).join("; ")
@@ -71,12 +101,15 @@ pub async fn run(cfg: IngestConfig) -> anyhow::Result<()> {
             running.modbus = None;
         }
         let stopped = running.stop().await;
+        stop_feed().await;
         let report = result?;
         stopped?;
         tracing::warn!(report, "a source ended by itself");
         return Ok(());
     }
-    running.stop().await?;
+    let stopped = running.stop().await;
+    stop_feed().await;
+    stopped?;
     println!("weir: ingest stopped");
     Ok(())
 }

@@ -16,7 +16,10 @@ use weir_query::{EngineOptions, QueryEngine};
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     // Bad policies fail the start, not the first scheduled run.
     let policies = super::declared_policies(&cfg.storage)?;
-    let lakehouse = super::open_lakehouse(&cfg.storage).await?;
+    let lakehouse = super::open_lakehouse(&cfg.storage)
+        .await?
+        .with_remote_hot_tiers(&cfg.query.hot_tier_from)
+        .map_err(anyhow::Error::msg)?;
 
     let engine = QueryEngine::new(
         lakehouse.clone(),

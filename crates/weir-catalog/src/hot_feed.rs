@@ -1,0 +1,414 @@
+//! The hot tier across processes. In production `weir ingest` runs the
+//! sources and `weir serve` answers queries; the rows `weir ingest` holds
+//! between commits live in its memory. It serves them over Arrow Flight
+//! (`DoGet`, ticket = `namespace.table`, [`serve_hot_feed`]) and `weir serve`
+//! reads them per query ([`RemoteHotTier`]) as if they were its own hot chunks.
+//!
+//! Exactly once across processes follows the same rule as in one process
+//! (see [`crate::hot`]): the reader takes the remote chunks *before* loading
+//! the table, each row carries its source coordinates, and only rows at or
+//! past the loaded snapshot's watermark are kept; the writer evicts chunks
+//! only after the commit covering them. A remote that cannot be reached adds
+//! nothing (the query sees committed rows, never a row twice) and is logged.
+//!
+//! Wire format: one record batch per chunk (split further only by gRPC size
+//! limits), the table's columns followed by [`SOURCE_COLUMN`],
+//! [`STREAM_COLUMN`], [`PARTITION_COLUMN`] and [`OFFSET_COLUMN`]. A Flight
+//! stream has one schema, so chunks of two table schemas (a schema change
+//! not yet committed) are refused with FAILED_PRECONDITION until the commit.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightClient, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::stream;
+use futures::{Stream, TryStreamExt};
+use tokio::sync::OnceCell;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::hot::{HotChunk, HotTier};
+
+pub const SOURCE_COLUMN: &str = "__weir_source";
+pub const STREAM_COLUMN: &str = "__weir_stream";
+pub const PARTITION_COLUMN: &str = "__weir_partition";
+pub const OFFSET_COLUMN: &str = "__weir_offset";
+
+/// The chunk as one batch: its rows plus their source coordinates.
+fn encode_chunk(chunk: &HotChunk) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let rows = chunk.batch.num_rows();
+    let mut fields: Vec<Arc<Field>> = chunk.batch.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(SOURCE_COLUMN, DataType::Utf8, false)));
+    fields.push(Arc::new(Field::new(STREAM_COLUMN, DataType::Utf8, false)));
+    fields.push(Arc::new(Field::new(
+        PARTITION_COLUMN,
+        DataType::Int32,
+        false,
+    )));
+    fields.push(Arc::new(Field::new(OFFSET_COLUMN, DataType::Int64, false)));
+    let mut columns = chunk.batch.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec![&*chunk.source; rows])));
+    columns.push(Arc::new(StringArray::from(vec![&*chunk.stream; rows])));
+    columns.push(Arc::new(Int32Array::from(vec![chunk.partition; rows])));
+    columns.push(Arc::new(chunk.offsets.clone()));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// A received batch back into a chunk (all rows of one batch come from one chunk).
+fn decode_chunk(batch: &RecordBatch) -> Result<Option<HotChunk>, String> {
+    let n = batch.num_columns();
+    if n < 4 || batch.schema().field(n - 1).name() != OFFSET_COLUMN {
+        return Err("hot feed batch without source coordinates".into());
+    }
+    if batch.num_rows() == 0 {
+        return Ok(None);
+    }
+    let text = |i: usize| {
+        batch
+            .column(i)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .filter(|a| !a.is_null(0))
+            .map(|a| Arc::<str>::from(a.value(0)))
+            .ok_or_else(|| format!("hot feed column {i} is not text"))
+    };
+    let source = text(n - 4)?;
+    let stream = text(n - 3)?;
+    let partition = batch
+        .column(n - 2)
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .filter(|a| !a.is_null(0))
+        .map(|a| a.value(0))
+        .ok_or("hot feed partition is not int32")?;
+    let offsets = batch
+        .column(n - 1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .cloned()
+        .ok_or("hot feed offsets are not int64")?;
+    Ok(Some(HotChunk {
+        source,
+        stream,
+        partition,
+        offsets,
+        batch: batch
+            .project(&(0..n - 4).collect::<Vec<_>>())
+            .map_err(|e| e.to_string())?,
+    }))
+}
+
+/// Serves a process's hot tier (`DoGet` only; every other call is UNIMPLEMENTED).
+#[derive(Debug, Clone)]
+pub struct HotFeedService {
+    hot: Arc<HotTier>,
+}
+
+impl HotFeedService {
+    pub fn new(hot: Arc<HotTier>) -> Self {
+        HotFeedService { hot }
+    }
+}
+
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn unsupported<T>(what: &str) -> Result<T, Status> {
+    Err(Status::unimplemented(format!(
+        "the hot-tier feed answers DoGet only, not {what}"
+    )))
+}
+
+#[tonic::async_trait]
+impl FlightService for HotFeedService {
+    type HandshakeStream = Boxed<HandshakeResponse>;
+    type ListFlightsStream = Boxed<FlightInfo>;
+    type DoGetStream = Boxed<FlightData>;
+    type DoPutStream = Boxed<PutResult>;
+    type DoActionStream = Boxed<arrow_flight::Result>;
+    type ListActionsStream = Boxed<ActionType>;
+    type DoExchangeStream = Boxed<FlightData>;
+
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        let table = std::str::from_utf8(&request.get_ref().ticket)
+            .map_err(|_| Status::invalid_argument("ticket must be a table name (UTF-8)"))?
+            .to_string();
+        let chunks = self.hot.chunks(&table);
+        let batches = chunks
+            .iter()
+            .map(|c| encode_chunk(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::internal(format!("encoding hot rows of {table}: {e}")))?;
+        if let Some(first) = batches.first()
+            && batches.iter().any(|b| b.schema() != first.schema())
+        {
+            return Err(Status::failed_precondition(format!(
+                "the hot tier of {table} holds rows of two schemas until the next commit"
+            )));
+        }
+        let input = stream::iter(batches.into_iter().map(Ok::<_, FlightError>));
+        let out = FlightDataEncoderBuilder::new()
+            .build(input)
+            .map_err(|e| Status::internal(e.to_string()));
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn handshake(
+        &self,
+        _: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        unsupported("Handshake")
+    }
+    async fn list_flights(
+        &self,
+        _: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        unsupported("ListFlights")
+    }
+    async fn get_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        unsupported("GetFlightInfo")
+    }
+    async fn poll_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        unsupported("PollFlightInfo")
+    }
+    async fn get_schema(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        unsupported("GetSchema")
+    }
+    async fn do_put(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        unsupported("DoPut")
+    }
+    async fn do_action(
+        &self,
+        _: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        unsupported("DoAction")
+    }
+    async fn list_actions(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        unsupported("ListActions")
+    }
+    async fn do_exchange(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        unsupported("DoExchange")
+    }
+}
+
+/// Serves `hot` on `listener` until `shutdown` completes (stop it after the
+/// sources' final commit: then the feed is empty and readers lose nothing).
+pub async fn serve_hot_feed(
+    hot: Arc<HotTier>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(FlightServiceServer::new(HotFeedService::new(hot)))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await
+}
+
+/// Another process's hot tier, read per query.
+#[derive(Debug)]
+pub struct RemoteHotTier {
+    url: String,
+    channel: OnceCell<Channel>,
+    timeout: Duration,
+    /// When the last "not reachable" warning was logged (one per 30 s).
+    warned: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl RemoteHotTier {
+    /// `url`: `http://host:port` or `grpc://host:port` of a `weir ingest --hot-listen`.
+    pub fn new(url: &str) -> Result<Self, String> {
+        let url = match url.split_once("://") {
+            Some(("grpc" | "http", rest)) => format!("http://{rest}"),
+            Some((scheme, _)) => {
+                return Err(format!("hot tier {url}: unsupported scheme {scheme}"));
+            }
+            None => format!("http://{url}"),
+        };
+        Endpoint::from_shared(url.clone()).map_err(|e| format!("hot tier {url}: {e}"))?;
+        Ok(RemoteHotTier {
+            url,
+            channel: OnceCell::new(),
+            timeout: Duration::from_secs(2),
+            warned: std::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The remote's chunks of `table` right now (take them before loading the table).
+    pub async fn chunks(&self, table: &str) -> Result<Vec<Arc<HotChunk>>, String> {
+        let channel = self
+            .channel
+            .get_or_try_init(|| async {
+                // Lazy: a remote that is down at start is reached once it is up.
+                Endpoint::from_shared(self.url.clone())
+                    .map(|e| e.connect_timeout(self.timeout).timeout(self.timeout))
+                    .map(|e| e.connect_lazy())
+                    .map_err(|e| e.to_string())
+            })
+            .await?
+            .clone();
+        let mut client = FlightClient::new(channel);
+        let batches: Vec<RecordBatch> = client
+            .do_get(Ticket::new(table.to_string()))
+            .await
+            .map_err(|e| e.to_string())?
+            .try_collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in &batches {
+            if let Some(chunk) = decode_chunk(batch)? {
+                out.push(Arc::new(chunk));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Every remote's chunks of `table`; an unreachable remote adds none (logged).
+pub async fn remote_chunks(remotes: &[RemoteHotTier], table: &str) -> Vec<Arc<HotChunk>> {
+    let fetched = futures::future::join_all(remotes.iter().map(|r| r.chunks(table))).await;
+    let mut out = Vec::new();
+    for (remote, result) in remotes.iter().zip(fetched) {
+        match result {
+            Ok(chunks) => out.extend(chunks),
+            Err(e) => {
+                let mut warned = remote.warned.lock().expect("warn lock");
+                if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(30)) {
+                    *warned = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        remote = remote.url(),
+                        table,
+                        error = %e,
+                        "hot tier not reachable: queries see committed rows only (logged every 30 s)"
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+impl crate::Lakehouse {
+    /// Reads the hot tiers of other processes (`weir ingest --hot-listen`) too.
+    pub fn with_remote_hot_tiers(mut self, urls: &[String]) -> Result<Self, String> {
+        self.remote_hot = Arc::new(
+            urls.iter()
+                .map(|u| RemoteHotTier::new(u))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        Ok(self)
+    }
+
+    /// The table's hot chunks, this process's and the remotes': take them
+    /// *before* loading the table (see [`crate::hot`]).
+    pub async fn hot_chunks(&self, table: &str) -> Vec<Arc<HotChunk>> {
+        let mut chunks = self.hot().chunks(table);
+        if !self.remote_hot.is_empty() {
+            chunks.extend(remote_chunks(&self.remote_hot, table).await);
+        }
+        chunks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Float64Array;
+
+    #[test]
+    fn chunks_round_trip_through_the_wire_format() {
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("v", DataType::Float64, true)])),
+            vec![Arc::new(Float64Array::from(vec![1.0, 2.0]))],
+        )
+        .unwrap();
+        let chunk = HotChunk {
+            source: "kafka".into(),
+            stream: "t".into(),
+            partition: 3,
+            offsets: Int64Array::from(vec![10, 11]),
+            batch: batch.clone(),
+        };
+        let wire = encode_chunk(&chunk).unwrap();
+        assert_eq!(wire.num_columns(), 5);
+        let back = decode_chunk(&wire).unwrap().unwrap();
+        assert_eq!(
+            (&*back.source, &*back.stream, back.partition),
+            ("kafka", "t", 3)
+        );
+        assert_eq!(back.offsets, chunk.offsets);
+        assert_eq!(back.batch, batch);
+        assert!(decode_chunk(&batch).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_served_hot_tier_is_read_remotely_and_an_absent_one_adds_nothing() {
+        let hot = Arc::new(HotTier::default());
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("v", DataType::Float64, true)])),
+            vec![Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0]))],
+        )
+        .unwrap();
+        hot.push(
+            "silver.points",
+            Arc::new(HotChunk {
+                source: "kafka".into(),
+                stream: "t".into(),
+                partition: 0,
+                offsets: Int64Array::from(vec![5, 6, 7]),
+                batch,
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_hot_feed(hot.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        let remote = RemoteHotTier::new(&format!("grpc://{addr}")).unwrap();
+        let chunks = remote_chunks(std::slice::from_ref(&remote), "silver.points").await;
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].offsets, Int64Array::from(vec![5, 6, 7]));
+        assert!(remote.chunks("silver.other").await.unwrap().is_empty());
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+        // The server is gone: nothing, not an error, for the query.
+        assert!(remote_chunks(&[remote], "silver.points").await.is_empty());
+    }
+}
