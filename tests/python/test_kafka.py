@@ -19,6 +19,31 @@ from weir_harness import connect, execute, fetch_rows, fetch_scalar
 FAST = ["--commit-interval-ms", "300", "--hot-interval-ms", "50"]
 
 
+def feed_and_watch(conn, broker: KafkaBroker, topic: str, partitions: int, start: int, total: int) -> None:
+    """Produces records start..total in batches of 1,000 while counting
+    silver.points: never a row twice, never backwards, all in the end."""
+    done = threading.Event()
+
+    def feed():
+        p = broker.producer()
+        for first in range(start, total, 1000):
+            produce(p, topic, partitions, range(first, min(first + 1000, total)))
+            time.sleep(0.05)
+        done.set()
+
+    threading.Thread(target=feed, daemon=True).start()
+    seen = []
+    while True:
+        finished = done.is_set()
+        n, distinct = fetch_rows(conn, "SELECT count(*), count(DISTINCT value) FROM silver.points")[0]
+        assert n == distinct, f"a record was counted twice: {n} rows, {distinct} distinct"
+        seen.append(n)
+        if finished and n == total:
+            break
+        assert len(seen) < 5000, f"stuck at {n}"
+    assert seen == sorted(seen), "counts went backwards"
+
+
 def test_kafka_into_bronze_silver_and_dead_letters(broker: KafkaBroker, weir_factory, tmp_path):
     points = broker.create_topic("points", 3)
     lines = broker.create_topic("lines", 2)
@@ -49,8 +74,8 @@ def test_kafka_into_bronze_silver_and_dead_letters(broker: KafkaBroker, weir_fac
                               f"AND metric = 't1' AND device_id = 'plc1'") == 34
 
     # Dead letters keep the reason, the coordinates and the untouched payload.
-    dead = fetch_rows(conn, f"SELECT topic, source_partition, source_offset, stage, reason, payload "
-                            f"FROM bronze.dead_letters ORDER BY topic, source_partition, source_offset")
+    dead = fetch_rows(conn, "SELECT topic, source_partition, source_offset, stage, reason, payload "
+                            "FROM bronze.dead_letters ORDER BY topic, source_partition, source_offset")
     by_topic = {}
     for topic, part, offset, stage, reason, payload in dead:
         by_topic.setdefault(topic, []).append((part, offset, stage, reason, payload))
@@ -142,26 +167,7 @@ def test_serve_reads_the_hot_tier_of_a_separate_ingest_process(broker: KafkaBrok
     ingest = WeirIngest(data, broker, topic, ["--hot-listen", hot, "--commit-interval-ms", "200",
                                               "--hot-interval-ms", "20", *secret])
     total = 11_000
-    done = threading.Event()
-
-    def feed():
-        p = broker.producer()
-        for start in range(1000, total, 1000):
-            produce(p, topic, 2, range(start, start + 1000))
-            time.sleep(0.05)
-        done.set()
-
-    threading.Thread(target=feed, daemon=True).start()
-    seen = []
-    while True:
-        finished = done.is_set()
-        n, distinct = fetch_rows(conn, "SELECT count(*), count(DISTINCT value) FROM silver.points")[0]
-        assert n == distinct, f"a record was counted twice: {n} rows, {distinct} distinct"
-        seen.append(n)
-        if finished and n == total:
-            break
-        assert len(seen) < 5000, f"stuck at {n}"
-    assert seen == sorted(seen), "counts went backwards"
+    feed_and_watch(conn, broker, topic, 2, 1000, total)
     assert fetch_scalar(conn, "SELECT count(*) FROM iceberg_snapshots('silver.points')") >= 3
     assert ingest.stop() == 0
     assert fetch_rows(conn, "SELECT count(*), count(DISTINCT value) FROM silver.points") == [(total, total)]
@@ -175,26 +181,7 @@ def test_each_record_once_while_commits_land(broker: KafkaBroker, weir_factory, 
                                               "--hot-interval-ms", "20"])
     conn = connect(server.uri)
     total = 20_000
-    done = threading.Event()
-
-    def feed():
-        p = broker.producer()
-        for start in range(0, total, 1000):
-            produce(p, topic, 4, range(start, start + 1000))
-            time.sleep(0.05)
-        done.set()
-
-    threading.Thread(target=feed, daemon=True).start()
-    seen = []
-    while True:
-        finished = done.is_set()
-        n, distinct = fetch_rows(conn, "SELECT count(*), count(DISTINCT value) FROM silver.points")[0]
-        assert n == distinct, f"a record was counted twice: {n} rows, {distinct} distinct"
-        seen.append(n)
-        if finished and n == total:
-            break
-        assert len(seen) < 5000, f"stuck at {n}"
-    assert seen == sorted(seen), "counts went backwards"
+    feed_and_watch(conn, broker, topic, 4, 0, total)
     snapshots = fetch_scalar(conn, "SELECT count(*) FROM iceberg_snapshots('silver.points')")
     assert snapshots >= 3, "the test must overlap several commits"
     conn.close()

@@ -48,7 +48,7 @@ def test_formats_templates_dead_letters_and_two_brokers(weir_factory, tmp_path):
             *mqtt_args(b1.url("b1"), b2.url("b2")), *FAST])
         wait_log(server.stderr_path, "MQTT subscribed", count=2, proc=server.proc)
         msgs = [(f"plant/s1/pump{i % 3}/temperature", f"{20 + i}.5".encode(), 1) for i in range(30)]
-        msgs += [(f"plant/s2/dev-j/pressure", point(i), 1) for i in range(10)]
+        msgs += [("plant/s2/dev-j/pressure", point(i), 1) for i in range(10)]
         msgs += [("plant/s2/dev-s/status", b'{"ts": 1767225600000, "cpu": 3, "mem": 4, "mode": "run"}', 1)]
         msgs += [("lines/hall", b"env,device_id=lp1,unit=pct value=40 1767225600000000000", 1)]
         bad = [("plant/s1/pump0/temperature", b"hot", 1),

@@ -9,7 +9,6 @@ import contextlib
 import json
 import re
 import signal
-import time
 import urllib.error
 import urllib.request
 from typing import Dict, FrozenSet, Tuple

@@ -168,3 +168,34 @@ pub fn visible_batches(
     }
     Ok(out)
 }
+
+/// Gathers small batches of one schema into batches of about `rows` rows
+/// (batches of `rows / 2` or more pass through uncopied, arrow's
+/// `BatchCoalescer`): a Modbus fleet seals one tiny hot chunk per device and
+/// poll, which would otherwise cost per-batch overhead in every scan and a
+/// gRPC message each on the hot-tier feed.
+pub fn coalesce_batches(
+    batches: Vec<RecordBatch>,
+    rows: usize,
+) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+    let Some(first) = batches.first() else {
+        return Ok(batches);
+    };
+    if batches.len() < 2 {
+        return Ok(batches);
+    }
+    let mut coalescer = arrow::compute::BatchCoalescer::new(first.schema(), rows)
+        .with_biggest_coalesce_batch_size(Some(rows / 2));
+    let mut out = Vec::new();
+    for batch in batches {
+        coalescer.push_batch(batch)?;
+        while let Some(done) = coalescer.next_completed_batch() {
+            out.push(done);
+        }
+    }
+    coalescer.finish_buffered_batch()?;
+    while let Some(done) = coalescer.next_completed_batch() {
+        out.push(done);
+    }
+    Ok(out)
+}

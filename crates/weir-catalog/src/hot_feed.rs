@@ -119,32 +119,6 @@ fn decode_chunks(batch: &RecordBatch) -> Result<Vec<HotChunk>, String> {
     Ok(out)
 }
 
-/// Chunks in feed order, concatenated into batches of about `rows` rows: a
-/// Modbus fleet seals one tiny chunk per device and poll, which would cost a
-/// gRPC message each.
-fn coalesce_chunks(
-    batches: Vec<RecordBatch>,
-    rows: usize,
-) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
-    let Some(first) = batches.first() else {
-        return Ok(batches);
-    };
-    let mut coalescer = arrow::compute::BatchCoalescer::new(first.schema(), rows)
-        .with_biggest_coalesce_batch_size(Some(rows / 2));
-    let mut out = Vec::new();
-    for batch in batches {
-        coalescer.push_batch(batch)?;
-        while let Some(done) = coalescer.next_completed_batch() {
-            out.push(done);
-        }
-    }
-    coalescer.finish_buffered_batch()?;
-    while let Some(done) = coalescer.next_completed_batch() {
-        out.push(done);
-    }
-    Ok(out)
-}
-
 /// Serves a process's hot tier (`DoGet` only; every other call is UNIMPLEMENTED).
 #[derive(Debug, Clone)]
 pub struct HotFeedService {
@@ -195,7 +169,7 @@ impl FlightService for HotFeedService {
                 "the hot tier of {table} holds rows of two schemas until the next commit"
             )));
         }
-        let batches = coalesce_chunks(batches, 8192)
+        let batches = crate::hot::coalesce_batches(batches, 8192)
             .map_err(|e| Status::internal(format!("encoding hot rows of {table}: {e}")))?;
         let input = stream::iter(batches.into_iter().map(Ok::<_, FlightError>));
         let out = FlightDataEncoderBuilder::new()
@@ -451,7 +425,7 @@ mod tests {
         assert_eq!(wire[0].num_columns(), 5);
         // Three chunks in one batch come back as three runs: the second
         // repeats offsets (a run must be ascending), the third is another partition.
-        let merged = coalesce_chunks(wire, 8192).unwrap();
+        let merged = crate::hot::coalesce_batches(wire, 8192).unwrap();
         assert_eq!(merged.len(), 1);
         let back = decode_chunks(&merged[0]).unwrap();
         assert_eq!(back.len(), 3);

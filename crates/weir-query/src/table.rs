@@ -144,7 +144,8 @@ impl WeirTable {
             .into_iter()
             .map(|b| conform_batch(b, &self.schema))
             .collect::<DFResult<Vec<_>>>()?;
-        let full = coalesce_small_batches(full, &self.schema)?;
+        // Tiny chunks (one per Modbus device and poll) into scan-sized batches.
+        let full = weir_catalog::hot::coalesce_batches(full, 8192)?;
         let memory =
             MemorySourceConfig::try_new_exec(&[full], self.schema.clone(), projection.cloned())?;
         Ok(Some(Arc::new(WeirScanExec::new(
@@ -670,30 +671,4 @@ impl ExecutionPlan for WeirInsertExec {
             stream,
         )))
     }
-}
-
-/// A Modbus fleet seals one tiny hot chunk per device and poll: gather them
-/// into scan-sized batches so operators above do not pay per-batch overhead
-/// (arrow's coalescer passes batches of 4,096+ rows through without copying).
-fn coalesce_small_batches(
-    batches: Vec<RecordBatch>,
-    schema: &SchemaRef,
-) -> DFResult<Vec<RecordBatch>> {
-    if batches.len() < 2 {
-        return Ok(batches);
-    }
-    let mut coalescer = arrow::compute::BatchCoalescer::new(schema.clone(), 8192)
-        .with_biggest_coalesce_batch_size(Some(4096));
-    let mut out = Vec::new();
-    for batch in batches {
-        coalescer.push_batch(batch)?;
-        while let Some(done) = coalescer.next_completed_batch() {
-            out.push(done);
-        }
-    }
-    coalescer.finish_buffered_batch()?;
-    while let Some(done) = coalescer.next_completed_batch() {
-        out.push(done);
-    }
-    Ok(out)
 }

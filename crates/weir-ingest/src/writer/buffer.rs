@@ -508,7 +508,7 @@ fn without_partition(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use iceberg::TableIdent;
 
@@ -524,7 +524,8 @@ mod tests {
         (IngestBuffer::new("kafka", sinks, hot.clone(), limits), hot)
     }
 
-    fn msg(partition: i32, offset: i64, payload: &[u8]) -> Message<'_> {
+    /// A message of stream `t` (also used by the metrics tests).
+    pub(crate) fn msg(partition: i32, offset: i64, payload: &[u8]) -> Message<'_> {
         Message {
             stream: "t",
             partition,

@@ -182,7 +182,8 @@ mod tests {
 
     use super::*;
     use crate::decode::Format;
-    use crate::writer::{BufferLimits, IngestBuffer, Message, Sinks};
+    use crate::writer::buffer::tests::msg;
+    use crate::writer::{BufferLimits, IngestBuffer, Sinks};
 
     /// Every series as (name, partition label or "") → value. The debugging
     /// recorder reports what changed since its previous snapshot.
@@ -205,18 +206,6 @@ mod tests {
                 ((k.name().to_string(), part), value)
             })
             .collect()
-    }
-
-    fn msg(partition: i32, offset: i64, payload: &[u8]) -> Message<'_> {
-        Message {
-            stream: "t",
-            partition,
-            offset,
-            key: None,
-            payload: Some(payload),
-            source_ts_micros: None,
-            received_micros: 1_000_000,
-        }
     }
 
     #[test]
