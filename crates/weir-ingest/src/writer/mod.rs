@@ -140,6 +140,13 @@ pub enum FlushOutcome {
 
 /// Commits one flush: a fenced append per table, in sink order (recording
 /// the outcome and duration in the ingest metrics).
+///
+/// TODO(issue 7): seen once while S3 conditional writes misbehaved: a
+/// non-retryable error on one table after an earlier table of the same flush
+/// had committed made the retries loop on "Cannot add files that are already
+/// referenced by table" instead of recognising the committed part by its
+/// commit id. Reproduce with a fault-injecting store and make the retry skip
+/// tables whose commit id is already in their history.
 pub async fn commit_flush(
     lakehouse: &Lakehouse,
     source: &str,
