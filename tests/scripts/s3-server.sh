@@ -40,6 +40,13 @@ start() {
   local s3=${S3_PORT:-8333} filer=${S3_FILER_PORT:-8888} master=${S3_MASTER_PORT:-9333}
   local volume=${S3_VOLUME_PORT:-9340} admin=${S3_ADMIN_PORT:-23646} bucket=${S3_BUCKET:-test}
   mkdir -p "$S3_DIR/data"
+  # SeaweedFS allocates 1 GiB volumes: with less free disk it starts, reports
+  # ready, then hangs every PUT ("Free Volumes: 0"). Say so up front.
+  local free_kb; free_kb=$(df -Pk "$S3_DIR" | awk 'NR == 2 { print $4 }')
+  if [ "${free_kb:-0}" -lt $((1200 * 1024)) ]; then
+    echo "s3-server.sh: only $((free_kb / 1024)) MiB free under $S3_DIR; SeaweedFS needs about 1.2 GiB (one volume)" >&2
+    exit 1
+  fi
   cat > "$S3_DIR/s3.json" <<'JSON'
 {"identities":[{"name":"ci","credentials":[{"accessKey":"testkey","secretKey":"testsecret"}],
   "actions":["Admin","Read","Write","List","Tagging"]}]}
