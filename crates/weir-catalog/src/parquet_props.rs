@@ -12,6 +12,8 @@
 //!   `write.parquet.dict-size-bytes`;
 //! - `write.parquet.row-group-size-bytes` (encoded size, as Java's) and
 //!   `write.parquet.row-group-limit` (rows, default arrow-rs's 1 Mi);
+//! - `write.parquet.bloom-filter-enabled.column.<col>` (true/false) and
+//!   `write.parquet.bloom-filter-fpp.column.<col>`;
 //! - content-defined chunking, as iceberg-rust reads it.
 
 use std::collections::HashMap;
@@ -22,6 +24,8 @@ use parquet::file::properties::{CdcOptions, WriterProperties};
 
 pub const CODEC: &str = "write.parquet.compression-codec";
 pub const LEVEL: &str = "write.parquet.compression-level";
+pub const BLOOM_ENABLED: &str = "write.parquet.bloom-filter-enabled.column.";
+pub const BLOOM_FPP: &str = "write.parquet.bloom-filter-fpp.column.";
 
 /// Writer properties for a table with `properties`.
 pub fn writer_properties(
@@ -83,6 +87,29 @@ pub fn writer_properties(
     if let Some(bytes) = usize_prop("write.parquet.row-group-size-bytes")? {
         builder = builder.set_max_row_group_bytes(Some(bytes.max(1)));
     }
+    // Bloom filters per column (Iceberg's keys): pruning "these N sensors"
+    // where min/max cannot (ids of hash buckets interleave).
+    for (key, value) in properties {
+        let Some(column) = key.strip_prefix(BLOOM_ENABLED) else {
+            continue;
+        };
+        let enabled = match value.trim().to_ascii_lowercase().as_str() {
+            "true" => true,
+            "false" => false,
+            other => return Err(format!("{key} = {other:?} is not true/false")),
+        };
+        let path = parquet::schema::types::ColumnPath::from(column.to_string());
+        builder = builder.set_column_bloom_filter_enabled(path.clone(), enabled);
+        if let Some(fpp) = properties.get(&format!("{BLOOM_FPP}{column}")) {
+            let fpp: f64 = fpp
+                .trim()
+                .parse()
+                .ok()
+                .filter(|f| *f > 0.0 && *f < 1.0)
+                .ok_or_else(|| format!("{BLOOM_FPP}{column} = {fpp:?} is not in (0, 1)"))?;
+            builder = builder.set_column_bloom_filter_fpp(path, fpp);
+        }
+    }
     let cdc = parsed.cdc_enabled.then_some(CdcOptions {
         min_chunk_size: parsed.cdc_min_chunk_size,
         max_chunk_size: parsed.cdc_max_chunk_size,
@@ -95,6 +122,28 @@ pub fn writer_properties(
 mod tests {
     use super::*;
     use parquet::schema::types::ColumnPath;
+
+    #[test]
+    fn bloom_filters_per_column() {
+        let p = props(&[
+            (
+                "write.parquet.bloom-filter-enabled.column.device_id",
+                "true",
+            ),
+            ("write.parquet.bloom-filter-fpp.column.device_id", "0.01"),
+        ]);
+        let w = writer_properties(&p, &parsed(&p)).unwrap();
+        let bloom = w
+            .bloom_filter_properties(&ColumnPath::from("device_id"))
+            .expect("bloom filter on device_id");
+        assert_eq!(bloom.fpp, 0.01);
+        assert!(
+            w.bloom_filter_properties(&ColumnPath::from("value"))
+                .is_none()
+        );
+        let bad = props(&[("write.parquet.bloom-filter-enabled.column.x", "yes")]);
+        assert!(writer_properties(&bad, &parsed(&bad)).is_err());
+    }
 
     fn props(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
