@@ -512,7 +512,8 @@ pub(crate) mod tests {
     use super::*;
     use iceberg::TableIdent;
 
-    fn buffer() -> (IngestBuffer, Arc<HotTier>) {
+    /// A Kafka buffer for silver.points (also used by the metrics tests).
+    pub(crate) fn buffer() -> (IngestBuffer, Arc<HotTier>) {
         let hot = Arc::new(HotTier::default());
         let sinks = Sinks::new(&[TableIdent::from_strs(["silver", "points"]).unwrap()]);
         let limits = BufferLimits {

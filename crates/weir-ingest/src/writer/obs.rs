@@ -174,16 +174,11 @@ pub(crate) fn record_flush(source: &str, outcome: &'static str, seconds: Option<
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use iceberg::TableIdent;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-    use weir_catalog::hot::HotTier;
 
     use super::*;
     use crate::decode::Format;
-    use crate::writer::buffer::tests::msg;
-    use crate::writer::{BufferLimits, IngestBuffer, Sinks};
+    use crate::writer::buffer::tests::{buffer, msg};
 
     /// Every series as (name, partition label or "") → value. The debugging
     /// recorder reports what changed since its previous snapshot.
@@ -214,14 +209,7 @@ mod tests {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         metrics::with_local_recorder(&recorder, || {
-            let sinks = Sinks::new(&[TableIdent::from_strs(["silver", "points"]).unwrap()]);
-            let limits = BufferLimits {
-                seal_interval: Duration::from_millis(100),
-                commit_interval: Duration::from_secs(10),
-                commit_bytes: 1 << 30,
-                max_message_bytes: 1024,
-            };
-            let mut b = IngestBuffer::new("kafka", sinks, Arc::new(HotTier::default()), limits);
+            let (mut b, _hot) = buffer();
             b.assign("t", 0, Format::Auto, 0, vec![None, None, None]);
             b.assign("t", 1, Format::Auto, 0, vec![Some(5), Some(5), Some(5)]);
             b.push(msg(0, 0, GOOD), &[]);
