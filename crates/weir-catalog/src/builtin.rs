@@ -17,6 +17,7 @@ const DEFINITIONS: &[(&str, &str)] = definitions!(
     "gold/points_1m.toml",
     "gold/points_1h.toml",
     "gold/points_1d.toml",
+    "gold/fleet_1m.toml",
 );
 
 /// Queries of the declared tables that are materialized views (`sql/`).
@@ -32,6 +33,10 @@ const VIEWS: &[(&str, &str)] = &[
     (
         "gold.points_1d",
         include_str!("../../../sql/gold/points_1d.sql"),
+    ),
+    (
+        "gold.fleet_1m",
+        include_str!("../../../sql/gold/fleet_1m.sql"),
     ),
 ];
 

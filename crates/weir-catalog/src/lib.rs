@@ -13,6 +13,7 @@ pub mod manifests;
 mod obs;
 pub mod parquet_props;
 pub mod replace;
+pub mod sort;
 pub mod spec;
 pub mod storage;
 mod swap;

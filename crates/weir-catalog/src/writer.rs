@@ -204,22 +204,34 @@ pub fn find_commit(table: &Table, commit_id: &Uuid) -> Option<i64> {
 
 /// Writes `batches` as Parquet data files of `table` (partitioned by its
 /// default spec, rolled at `target_file_bytes` or the table's
-/// `write.target-file-size-bytes`), without committing them.
+/// `write.target-file-size-bytes`, rows in the table's sort order), without
+/// committing them.
 pub async fn write_data_files(
     table: &Table,
     batches: &[RecordBatch],
     target_file_bytes: Option<usize>,
 ) -> iceberg::Result<Vec<DataFile>> {
-    write_data_files_named(table, batches, target_file_bytes, "").await
+    write_files(table, batches, target_file_bytes, "", true).await
 }
 
 /// [`write_data_files`] with file names starting with `name_prefix` (e.g.
-/// `z-` for files written in Z-order, so later runs can tell them apart).
+/// `z-` for files written in Z-order, so later runs can tell them apart),
+/// rows in the order given (the caller chose the layout).
 pub async fn write_data_files_named(
     table: &Table,
     batches: &[RecordBatch],
     target_file_bytes: Option<usize>,
     name_prefix: &str,
+) -> iceberg::Result<Vec<DataFile>> {
+    write_files(table, batches, target_file_bytes, name_prefix, false).await
+}
+
+async fn write_files(
+    table: &Table,
+    batches: &[RecordBatch],
+    target_file_bytes: Option<usize>,
+    name_prefix: &str,
+    sort: bool,
 ) -> iceberg::Result<Vec<DataFile>> {
     let metadata = table.metadata();
     let schema = metadata.current_schema().clone();
@@ -248,6 +260,27 @@ pub async fn write_data_files_named(
         .filter(|b| b.num_rows() > 0)
         .map(|b| conform(b, &arrow_schema))
         .collect::<iceberg::Result<Vec<_>>>()?;
+    // The partition splitter keeps row order, so one sort serves every
+    // partition's files.
+    let conformed = if sort {
+        let keys = crate::sort::sort_keys(table);
+        if keys.is_empty() || conformed.is_empty() {
+            conformed
+        } else {
+            // CPU-bound (a bulk import sorts millions of rows): off the
+            // async workers.
+            tokio::task::spawn_blocking(move || crate::sort::sort_batches(&conformed, &keys))
+                .await
+                .map_err(|e| {
+                    IcebergError::new(ErrorKind::Unexpected, format!("sort task failed: {e}"))
+                })?
+                .map_err(|e| {
+                    IcebergError::new(ErrorKind::DataInvalid, format!("sorting rows: {e}"))
+                })?
+        }
+    } else {
+        conformed
+    };
 
     if spec.is_unpartitioned() {
         let mut writer = UnpartitionedWriter::new(builder);

@@ -7,19 +7,16 @@
 //!   Z-order (files named `z-…`), in groups of up to `max_group_bytes`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::compute::{
-    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
-};
+use arrow::compute::concat_batches;
 use futures::TryStreamExt;
 use iceberg::Runtime;
 use iceberg::TableIdent;
 use iceberg::arrow::ArrowReaderBuilder;
 use iceberg::scan::FileScanTask;
-use iceberg::spec::{ManifestContentType, NullOrder, SortDirection};
+use iceberg::spec::ManifestContentType;
 use iceberg::table::Table;
 use serde::Serialize;
 use weir_catalog::{CatalogError, Lakehouse, commit_replace, write_data_files_named};
@@ -447,50 +444,21 @@ async fn read(table: &Table, tasks: Vec<FileScanTask>) -> Result<Vec<RecordBatch
         .map_err(err)
 }
 
-/// Sorts rows by the table's sort order (identity fields), so files get
-/// tight min/max statistics on the leading sort columns.
+/// Rows in the table's sort order (identity fields), as one batch, so files
+/// get tight min/max statistics on the leading sort columns.
 fn sort_by_table_order(table: &Table, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
-    let name = table.identifier().to_string();
     let rewrite = |e: arrow::error::ArrowError| MaintainError::Rewrite {
-        table: name.clone(),
+        table: table.identifier().to_string(),
         message: e.to_string(),
     };
     let Some(first) = batches.first() else {
         return Ok(Vec::new());
     };
-    let metadata = table.metadata();
-    let schema = metadata.current_schema();
-    let order = metadata.default_sort_order();
-    let keys: Vec<(String, SortOptions)> = order
-        .fields
-        .iter()
-        .filter(|f| f.transform == iceberg::spec::Transform::Identity)
-        .filter_map(|f| {
-            let name = schema.name_by_field_id(f.source_id)?.to_string();
-            Some((
-                name,
-                SortOptions {
-                    descending: f.direction == SortDirection::Descending,
-                    nulls_first: f.null_order == NullOrder::First,
-                },
-            ))
-        })
-        .collect();
-    let all = concat_batches(&first.schema(), batches).map_err(rewrite)?;
-    if keys.is_empty() || all.num_rows() == 0 {
-        return Ok(vec![all]);
-    }
-    let columns: Vec<SortColumn> = keys
-        .iter()
-        .filter_map(|(name, options)| {
-            Some(SortColumn {
-                values: Arc::clone(all.column_by_name(name)?),
-                options: Some(*options),
-            })
-        })
-        .collect();
-    let indices = lexsort_to_indices(&columns, None).map_err(rewrite)?;
-    Ok(vec![take_record_batch(&all, &indices).map_err(rewrite)?])
+    let keys = weir_catalog::sort::sort_keys(table);
+    let sorted = weir_catalog::sort::sort_batches(batches, &keys).map_err(rewrite)?;
+    Ok(vec![
+        concat_batches(&first.schema(), &sorted).map_err(rewrite)?,
+    ])
 }
 
 /// Rows in Z-order over `columns`.

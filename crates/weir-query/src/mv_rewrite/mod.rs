@@ -69,6 +69,8 @@ struct Candidate {
     base: WeirTable,
     rollup: Rollup,
     delta: Delta,
+    /// Rows the view holds (its snapshot summary's `total-records`).
+    rows: u64,
 }
 
 /// Rewrites the aggregates of `plan` that a materialized view answers;
@@ -94,8 +96,10 @@ pub(crate) async fn rewrite(ctx: &SessionContext, plan: LogicalPlan) -> Result<L
             .analyzer()
             .execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
     let mut options: Vec<&Candidate> = candidates.iter().collect();
-    // The coarsest view that answers reads the fewest rows.
-    options.sort_by_key(|c| std::cmp::Reverse(c.rollup.grain));
+    // The view that answers with the fewest rows is the cheapest source
+    // (e.g. a fleet-wide minute rollup before the per-device one); the
+    // coarser grain among equals.
+    options.sort_by_key(|c| (c.rows, std::cmp::Reverse(c.rollup.grain)));
     Ok(rewrite_aggregates(analyzed, &options)?.unwrap_or(plan))
 }
 
@@ -161,6 +165,7 @@ pub(crate) async fn merge_plan(
         base,
         rollup,
         delta,
+        rows: 0,
     };
     Ok(rewrite_aggregates(analyze(restricted)?, &[&candidate])?)
 }
@@ -301,6 +306,10 @@ async fn candidates(ctx: &SessionContext, bases: &[WeirTable]) -> Result<Vec<Can
                 Some(s) => s.summary().additional_properties.clone(),
                 None => continue, // never refreshed
             };
+            let rows = summary
+                .get("total-records")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(u64::MAX);
             let Some((rollup, base_ident)) = shape_of(ctx, definition).await? else {
                 continue;
             };
@@ -323,6 +332,7 @@ async fn candidates(ctx: &SessionContext, bases: &[WeirTable]) -> Result<Vec<Can
                     base: base.clone(),
                     rollup: rollup.clone(),
                     delta,
+                    rows,
                 });
             }
         }
