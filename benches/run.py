@@ -129,7 +129,7 @@ def main() -> int:
             conn = flightsql.connect(f"grpc://127.0.0.1:{port}", autocommit=True)
             conn_plain = flightsql.connect(f"grpc://127.0.0.1:{plain_port}", autocommit=True)
             refresh = {}
-            for view in ("gold.points_1m", "gold.points_1h", "gold.points_1d"):
+            for view in ("gold.points_1m", "gold.points_1h", "gold.points_1d", "gold.fleet_1m"):
                 t0 = time.perf_counter()
                 with conn.cursor() as cur:
                     cur.execute(f"REFRESH MATERIALIZED VIEW {view}")

@@ -340,7 +340,7 @@ def test_retention_drops_old_partitions_once_rollups_cover_them(weir_factory, tm
     assert fetch_scalar(conn, "SELECT count(*) FROM silver.points") == 2
     # Refreshing the Gold materialized views records the silver snapshot
     # they cover: now the old partitions go, and the rollups keep them.
-    for view in ("gold.points_1m", "gold.points_1h", "gold.points_1d"):
+    for view in ("gold.points_1m", "gold.points_1h", "gold.points_1d", "gold.fleet_1m"):
         execute(conn, f"REFRESH MATERIALIZED VIEW {view}")
     done = maintain("retention", data, "silver.points")["silver.points"]
     assert (done["files_dropped"], done["files_held"]) == (2, 0), done

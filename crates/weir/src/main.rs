@@ -3,6 +3,12 @@
 
 mod commands;
 
+/// Query execution allocates from every worker thread (hash tables, Arrow
+/// buffers, Parquet pages); glibc's per-thread arenas fragment under that and
+/// after large refreshes. mimalloc is what datafusion-cli ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{CommandFactory, Parser};
 
 #[derive(Debug, Parser)]
