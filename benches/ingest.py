@@ -108,7 +108,7 @@ def preload(broker: Broker, topic: str, kind: str, points: int, seed: int) -> in
 class Weir:
     def __init__(self, binary: Path, data: Path, args: list[str]):
         self.log = open(data.parent / f"{data.name}.log", "wb")
-        self.proc = subprocess.Popen([str(binary), "serve", "--listen", "127.0.0.1:0",
+        self.proc = subprocess.Popen([str(binary), "serve", "--listen", "127.0.0.1:0", "--http-listen", "off",
                                       "--data-dir", str(data), *args],
                                      stdout=subprocess.PIPE, stderr=self.log, text=True)
         for line in self.proc.stdout:

@@ -51,7 +51,7 @@ def main() -> None:
     weir = None
     try:
         weir = subprocess.Popen(
-            [args.weir, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(work / "data"),
+            [args.weir, "serve", "--listen", "127.0.0.1:0", "--http-listen", "off", "--data-dir", str(work / "data"),
              "--maintenance=false", "--mqtt-broker", f"mqtt://127.0.0.1:{port}#bench",
              "--mqtt-subscribe", "plant/+/+", "--mqtt-topic-template", "plant/{site}/{device_id}",
              "--mqtt-format", "json", "--commit-interval-ms", "1000"],

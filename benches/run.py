@@ -70,7 +70,7 @@ def same_result(a: pa.Table, b: pa.Table) -> bool:
 
 def start_weir(weir: Path, data_dir: Path, log: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [str(weir), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra],
+        [str(weir), "serve", "--listen", "127.0.0.1:0", "--http-listen", "off", "--data-dir", str(data_dir), *extra],
         stdout=subprocess.PIPE, stderr=open(log, "wb"), text=True,
     )
     for line in proc.stdout:

@@ -39,6 +39,7 @@ pub fn parquet_scan(
     projection: Option<&Vec<usize>>,
     filters: &[Expr],
     limit: Option<usize>,
+    bloom_filters: bool,
 ) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
     let mut files = Vec::with_capacity(tasks.len());
     let mut root: Option<String> = None;
@@ -75,10 +76,11 @@ pub fn parquet_scan(
         });
     }
 
-    let options = TableParquetOptions {
+    let mut options = TableParquetOptions {
         global: state.config_options().execution.parquet.clone(),
         ..Default::default()
     };
+    options.global.bloom_filter_on_read &= bloom_filters;
     // Footers and page indexes from the runtime's file-metadata cache (as
     // DataFusion's own ParquetFormat does): Iceberg data files never change
     // in place, so a cached footer is never stale.

@@ -316,6 +316,13 @@ impl TableProvider for WeirTable {
         let inner = if tasks.is_empty() {
             Arc::new(EmptyExec::new(schema.clone())) as Arc<dyn ExecutionPlan>
         } else {
+            // Bloom filters exist only where the table asks writers for them
+            // (Iceberg's property, which Spark and Weir both honour); looking
+            // for them in every row group otherwise costs time for nothing.
+            let bloom_filters = self.table.metadata().properties().iter().any(|(k, v)| {
+                k.starts_with(weir_catalog::parquet_props::BLOOM_ENABLED)
+                    && v.trim().eq_ignore_ascii_case("true")
+            });
             match parquet_scan(
                 state,
                 self.schema.clone(),
@@ -323,6 +330,7 @@ impl TableProvider for WeirTable {
                 projection,
                 filters,
                 limit,
+                bloom_filters,
             )? {
                 Some(plan) => plan,
                 None => self.iceberg_scan(state, &schema, filters, limit).await?,
