@@ -12,6 +12,10 @@ use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
 use tracing::info;
 
 use crate::error::{CatalogError, Result};
+
+/// Namespace → table → the metadata file its catalog row points at.
+pub type TableListing =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, Option<String>>>;
 use crate::hot::HotTier;
 use crate::spec::TableSpec;
 use crate::storage::{ObjectStoreFactory, ObjectStores, S3Options, StoreLocation};
@@ -169,6 +173,60 @@ impl Lakehouse {
 
     pub fn catalog(&self) -> Arc<dyn Catalog> {
         self.catalog.clone()
+    }
+
+    /// Every top-level namespace with its tables and the metadata file each
+    /// table's catalog row points at, in one round trip. (iceberg-catalog-sql
+    /// asks 1 + 2n queries for the same names: `list_namespaces`, then
+    /// `namespace_exists` + `list_tables` per namespace; the query layer
+    /// re-reads names before every statement.) Same visibility rules as those
+    /// calls: tables of nested namespaces are not listed.
+    pub async fn list_tables_with_locations(&self) -> Result<TableListing> {
+        let sql = if self.postgres {
+            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables \
+             WHERE catalog_name = $1 AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) \
+             UNION ALL \
+             SELECT DISTINCT namespace, NULL, NULL FROM iceberg_namespace_properties \
+             WHERE catalog_name = $2"
+        } else {
+            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables \
+             WHERE catalog_name = ? AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) \
+             UNION ALL \
+             SELECT DISTINCT namespace, NULL, NULL FROM iceberg_namespace_properties \
+             WHERE catalog_name = ?"
+        };
+        let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(sql)
+            .bind(CATALOG_NAME)
+            .bind(CATALOG_NAME)
+            .fetch_all(&self.db)
+            .await
+            .map_err(|e| CatalogError::Database {
+                context: "listing namespaces and tables".into(),
+                source: e,
+            })?;
+        let mut listing = TableListing::new();
+        for (namespace, table, location) in rows {
+            let top = namespace.split('.').next().unwrap_or_default().to_string();
+            let tables = listing.entry(top.clone()).or_default();
+            if let Some(table) = table
+                && top == namespace
+            {
+                tables.insert(table, location);
+            }
+        }
+        Ok(listing)
+    }
+
+    /// The cached table, if it is at metadata file `location` (a catalog
+    /// row the caller has just read, e.g. from
+    /// [`Self::list_tables_with_locations`]): no lookup at all.
+    pub fn cached_at(&self, ident: &TableIdent, location: &str) -> Option<Table> {
+        self.tables
+            .lock()
+            .expect("table cache lock")
+            .get(ident)
+            .filter(|t| t.metadata_location() == Some(location))
+            .cloned()
     }
 
     /// The table's current state, for reading: one catalog-row lookup, and

@@ -24,7 +24,9 @@ pub use builtin::{MV_DEFINITION_PROPERTY, builtin_specs};
 pub use error::{CatalogError, Result};
 pub use fence::FenceCheck;
 pub use hot::{HotChunk, HotTier};
-pub use lakehouse::{CATALOG_NAME, DEFAULT_NAMESPACE, EnsureReport, Lakehouse, LakehouseOptions};
+pub use lakehouse::{
+    CATALOG_NAME, DEFAULT_NAMESPACE, EnsureReport, Lakehouse, LakehouseOptions, TableListing,
+};
 pub use manifests::{MergePolicy, merge_manifests_if_needed, rewrite_manifests};
 pub use obs::{record_table, refresh_table_metrics};
 pub use replace::{ReplaceOutcome, commit_replace};

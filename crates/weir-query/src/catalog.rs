@@ -7,7 +7,6 @@
 //! loads fresh metadata, pinning one snapshot for the whole query.
 
 use std::any::Any;
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -19,7 +18,8 @@ use weir_catalog::Lakehouse;
 use crate::error::{QueryError, to_df};
 use crate::table::WeirTable;
 
-type Names = BTreeMap<String, BTreeSet<String>>;
+/// Namespace → table → metadata location, as read before the statement.
+type Names = weir_catalog::TableListing;
 
 #[derive(Debug, Clone)]
 pub struct WeirCatalogProvider {
@@ -43,17 +43,30 @@ impl WeirCatalogProvider {
 
     /// Re-reads namespace and table names from the catalog.
     pub async fn refresh(&self) -> Result<(), QueryError> {
-        let catalog = self.lakehouse.catalog();
-        let mut names = Names::new();
-        for ns in catalog.list_namespaces(None).await? {
-            let tables = catalog.list_tables(&ns).await?;
-            names.insert(
-                ns.to_url_string(),
-                tables.iter().map(|t| t.name().to_string()).collect(),
-            );
-        }
+        let names = self.lakehouse.list_tables_with_locations().await?;
         *self.names.write().expect("catalog name cache poisoned") = names;
         Ok(())
+    }
+
+    /// `namespace.name` is, as listed for this statement, a table already
+    /// cached at that state that is not a materialized view (the rewrite
+    /// skips it without a catalog lookup).
+    pub(crate) fn known_plain_table(&self, namespace: &str, name: &str) -> bool {
+        let Some(location) = self
+            .names()
+            .get(namespace)
+            .and_then(|t| t.get(name).cloned().flatten())
+        else {
+            return false;
+        };
+        let ident = TableIdent::new(NamespaceIdent::new(namespace.to_string()), name.to_string());
+        self.lakehouse
+            .cached_at(&ident, &location)
+            .is_some_and(|t| {
+                !t.metadata()
+                    .properties()
+                    .contains_key(weir_catalog::MV_DEFINITION_PROPERTY)
+            })
     }
 
     fn names(&self) -> std::sync::RwLockReadGuard<'_, Names> {
@@ -111,7 +124,7 @@ impl SchemaProvider for WeirSchemaProvider {
         self.catalog
             .names()
             .get(&self.namespace)
-            .map(|t| t.iter().cloned().collect())
+            .map(|t| t.keys().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -123,6 +136,27 @@ impl SchemaProvider for WeirSchemaProvider {
         // Hot rows first, then the table: see weir_catalog::hot for why this
         // order makes every streamed record visible exactly once.
         let hot = self.catalog.lakehouse.hot_chunks(&ident.to_string()).await;
+        // Materialized views take no streamed rows, so the catalog row read
+        // with the names at the start of the statement serves them (the
+        // rewrite looks at every view of a base table); other tables read
+        // their row again after their hot rows.
+        let listed = self
+            .catalog
+            .names()
+            .get(&self.namespace)
+            .and_then(|t| t.get(name).cloned().flatten());
+        if let Some(table) = listed
+            .and_then(|location| self.catalog.lakehouse.cached_at(&ident, &location))
+            .filter(|t| {
+                t.metadata()
+                    .properties()
+                    .contains_key(weir_catalog::MV_DEFINITION_PROPERTY)
+            })
+        {
+            return Ok(Some(Arc::new(
+                WeirTable::try_new(self.catalog.lakehouse.clone(), table, None)?.with_hot(hot),
+            )));
+        }
         match self.catalog.lakehouse.load_table_cached(&ident).await {
             Ok(table) => Ok(Some(Arc::new(
                 WeirTable::try_new(self.catalog.lakehouse.clone(), table, None)?.with_hot(hot),
@@ -136,7 +170,7 @@ impl SchemaProvider for WeirSchemaProvider {
         self.catalog
             .names()
             .get(&self.namespace)
-            .is_some_and(|t| t.contains(name))
+            .is_some_and(|t| t.contains_key(name))
     }
 
     fn register_table(

@@ -287,11 +287,17 @@ async fn candidates(ctx: &SessionContext, bases: &[WeirTable]) -> Result<Vec<Can
     let Some(catalog) = ctx.catalog(CATALOG_NAME) else {
         return Ok(out);
     };
+    let weir = catalog
+        .as_any()
+        .downcast_ref::<crate::catalog::WeirCatalogProvider>();
     for namespace in catalog.schema_names() {
         let Some(schema) = catalog.schema(&namespace) else {
             continue;
         };
         for name in schema.table_names() {
+            if weir.is_some_and(|w| w.known_plain_table(&namespace, &name)) {
+                continue;
+            }
             let Some(provider) = schema.table(&name).await? else {
                 continue;
             };
