@@ -27,6 +27,15 @@ pub const LEVEL: &str = "write.parquet.compression-level";
 pub const BLOOM_ENABLED: &str = "write.parquet.bloom-filter-enabled.column.";
 pub const BLOOM_FPP: &str = "write.parquet.bloom-filter-fpp.column.";
 
+/// Whether `properties` ask writers for a bloom filter on any column (then
+/// readers look for them; otherwise there are none to read, unless another
+/// writer ignored the table's properties).
+pub fn declares_bloom_filters(properties: &HashMap<String, String>) -> bool {
+    properties
+        .iter()
+        .any(|(k, v)| k.starts_with(BLOOM_ENABLED) && v.trim().eq_ignore_ascii_case("true"))
+}
+
 /// Writer properties for a table with `properties`.
 pub fn writer_properties(
     properties: &HashMap<String, String>,

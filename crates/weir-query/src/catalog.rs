@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DFResult};
+use iceberg::table::Table;
 use iceberg::{NamespaceIdent, TableIdent};
 use weir_catalog::Lakehouse;
 
@@ -48,25 +49,29 @@ impl WeirCatalogProvider {
         Ok(())
     }
 
+    /// The cached table `namespace.name` if it is at the state listed for
+    /// this statement (no catalog lookup), with whether it is a materialized
+    /// view.
+    fn listed_cached(&self, namespace: &str, name: &str) -> Option<(Table, bool)> {
+        let location = self
+            .names()
+            .get(namespace)
+            .and_then(|t| t.get(name).cloned().flatten())?;
+        let ident = TableIdent::new(NamespaceIdent::new(namespace.to_string()), name.to_string());
+        let table = self.lakehouse.cached_at(&ident, &location)?;
+        let view = table
+            .metadata()
+            .properties()
+            .contains_key(weir_catalog::MV_DEFINITION_PROPERTY);
+        Some((table, view))
+    }
+
     /// `namespace.name` is, as listed for this statement, a table already
     /// cached at that state that is not a materialized view (the rewrite
     /// skips it without a catalog lookup).
     pub(crate) fn known_plain_table(&self, namespace: &str, name: &str) -> bool {
-        let Some(location) = self
-            .names()
-            .get(namespace)
-            .and_then(|t| t.get(name).cloned().flatten())
-        else {
-            return false;
-        };
-        let ident = TableIdent::new(NamespaceIdent::new(namespace.to_string()), name.to_string());
-        self.lakehouse
-            .cached_at(&ident, &location)
-            .is_some_and(|t| {
-                !t.metadata()
-                    .properties()
-                    .contains_key(weir_catalog::MV_DEFINITION_PROPERTY)
-            })
+        self.listed_cached(namespace, name)
+            .is_some_and(|(_, view)| !view)
     }
 
     fn names(&self) -> std::sync::RwLockReadGuard<'_, Names> {
@@ -140,19 +145,7 @@ impl SchemaProvider for WeirSchemaProvider {
         // with the names at the start of the statement serves them (the
         // rewrite looks at every view of a base table); other tables read
         // their row again after their hot rows.
-        let listed = self
-            .catalog
-            .names()
-            .get(&self.namespace)
-            .and_then(|t| t.get(name).cloned().flatten());
-        if let Some(table) = listed
-            .and_then(|location| self.catalog.lakehouse.cached_at(&ident, &location))
-            .filter(|t| {
-                t.metadata()
-                    .properties()
-                    .contains_key(weir_catalog::MV_DEFINITION_PROPERTY)
-            })
-        {
+        if let Some((table, true)) = self.catalog.listed_cached(&self.namespace, name) {
             return Ok(Some(Arc::new(
                 WeirTable::try_new(self.catalog.lakehouse.clone(), table, None)?.with_hot(hot),
             )));

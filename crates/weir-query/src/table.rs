@@ -319,10 +319,9 @@ impl TableProvider for WeirTable {
             // Bloom filters exist only where the table asks writers for them
             // (Iceberg's property, which Spark and Weir both honour); looking
             // for them in every row group otherwise costs time for nothing.
-            let bloom_filters = self.table.metadata().properties().iter().any(|(k, v)| {
-                k.starts_with(weir_catalog::parquet_props::BLOOM_ENABLED)
-                    && v.trim().eq_ignore_ascii_case("true")
-            });
+            let bloom_filters = weir_catalog::parquet_props::declares_bloom_filters(
+                self.table.metadata().properties(),
+            );
             match parquet_scan(
                 state,
                 self.schema.clone(),
