@@ -140,6 +140,17 @@ pub struct QueryConfig {
     /// `SET weir.mv_rewrite`.
     #[arg(long = "mv-rewrite", env = "WEIR_MV_REWRITE", default_value_t = true, action = clap::ArgAction::Set)]
     pub mv_rewrite: bool,
+
+    /// Memory for decoded data files of materialized views (and tables with
+    /// `weir.file-cache = true`), in MiB, so rollup queries decode no
+    /// Parquet (0 = off; least recently used files are dropped first).
+    #[arg(long, env = "WEIR_FILE_CACHE_MB", default_value_t = 1024)]
+    pub file_cache_mb: u64,
+
+    /// Largest data file the file cache takes, in MiB of Parquet.
+    #[arg(long, env = "WEIR_FILE_CACHE_MAX_FILE_MB", default_value_t = 64)]
+    pub file_cache_max_file_mb: u64,
+
     /// Attach an external PostgreSQL database as a catalog:
     /// `NAME=postgres://user:pass@host:port/db` (repeatable; comma-separated
     /// in the variable). Its tables appear as `NAME.schema.table`.

@@ -155,6 +155,25 @@ pub const METRICS: &[(&str, &str, &str, &str)] = &[
         "kind, code",
         "Flight SQL calls that ended with a gRPC status other than OK.",
     ),
+    // The query engine's in-memory file cache (weir-query).
+    (
+        "weir_file_cache_requests_total",
+        "counter",
+        "outcome",
+        "Data files a scan asked the file cache for: hit, or miss (decoded and added).",
+    ),
+    (
+        "weir_file_cache_bytes",
+        "gauge",
+        "",
+        "Decoded bytes held by the file cache.",
+    ),
+    (
+        "weir_file_cache_evicted_bytes_total",
+        "counter",
+        "",
+        "Decoded bytes the file cache dropped (least recently used, idle, or replaced).",
+    ),
     // Maintenance (weir-maintain).
     (
         "weir_maintenance_runs_total",

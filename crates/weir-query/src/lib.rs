@@ -7,6 +7,7 @@
 mod catalog;
 mod ddl;
 mod error;
+pub mod file_cache;
 mod functions;
 mod ingest;
 pub mod mv;
@@ -47,6 +48,8 @@ pub struct EngineOptions {
     pub mv_rewrite: bool,
     /// External PostgreSQL databases attached as catalogs.
     pub postgres_catalogs: Vec<PostgresCatalogSpec>,
+    /// Decoded data files of small, hot tables kept in memory.
+    pub file_cache: file_cache::FileCacheOptions,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +59,7 @@ impl Default for EngineOptions {
             target_partitions: None,
             mv_rewrite: true,
             postgres_catalogs: Vec::new(),
+            file_cache: file_cache::FileCacheOptions::default(),
         }
     }
 }
@@ -66,6 +70,9 @@ datafusion::common::extensions_options! {
         /// Answer aggregates a materialized view can answer from the view
         /// (plus the base rows it does not hold yet).
         pub mv_rewrite: bool, default = true
+        /// Read the data files of materialized views (and tables with
+        /// `weir.file-cache = true`) from the engine's in-memory file cache.
+        pub file_cache: bool, default = true
     }
 }
 
@@ -79,6 +86,7 @@ pub struct QueryEngine {
     runtime: Arc<RuntimeEnv>,
     options: EngineOptions,
     postgres: Vec<Arc<postgres::PostgresCatalog>>,
+    file_cache: Option<Arc<file_cache::FileCache>>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -115,11 +123,13 @@ impl QueryEngine {
             .iter()
             .map(postgres::PostgresCatalog::new)
             .collect::<Result<Vec<_>>>()?;
+        let file_cache = file_cache::FileCache::new(options.file_cache).map(Arc::new);
         Ok(QueryEngine {
             catalog: WeirCatalogProvider::new(lakehouse).await?,
             runtime,
             options,
             postgres,
+            file_cache,
         })
     }
 
@@ -144,6 +154,7 @@ impl QueryEngine {
     pub fn new_context(&self) -> SessionContext {
         let weir_options = WeirSessionOptions {
             mv_rewrite: self.options.mv_rewrite,
+            file_cache: true,
         };
         let mut config = SessionConfig::new()
             .with_option_extension(weir_options)
@@ -152,6 +163,9 @@ impl QueryEngine {
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_NAMESPACE);
         if let Some(n) = self.options.target_partitions {
             config = config.with_target_partitions(n);
+        }
+        if let Some(cache) = &self.file_cache {
+            config = config.with_extension(cache.clone());
         }
         // Plain Utf8 strings: what Iceberg stores and every Flight client reads.
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;

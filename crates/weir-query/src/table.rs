@@ -44,6 +44,7 @@ use weir_catalog::hot::{HotChunk, visible_batches};
 use weir_catalog::{AppendOptions, Lakehouse, append_batches};
 
 use crate::error::to_df;
+use crate::file_cache::{self, BatchCounts, FileCache};
 use crate::native_scan::parquet_scan;
 
 /// A table pinned to one snapshot (the current one unless time-travelling).
@@ -227,8 +228,104 @@ impl WeirTable {
         let counts = FileCounts {
             total: total.unwrap_or(tasks.len()),
             selected: tasks.len(),
+            memory: None,
         };
         Ok((tasks, counts))
+    }
+
+    /// The file cache, when this table's files belong in it and the
+    /// session has not turned it off (`SET weir.file_cache = false`).
+    fn file_cache(&self, state: &dyn Session) -> Option<Arc<FileCache>> {
+        let on = state
+            .config_options()
+            .extensions
+            .get::<crate::WeirSessionOptions>()
+            .is_none_or(|o| o.file_cache);
+        let wanted = on
+            && file_cache::table_wants_cache(
+                self.table.metadata().properties(),
+                self.is_materialized_view(),
+            );
+        if wanted {
+            state.config().get_extension::<FileCache>()
+        } else {
+            None
+        }
+    }
+
+    /// Reads the planned files: cached ones from memory (loaded on first
+    /// use), the rest with DataFusion's Parquet scan, or everything with the
+    /// Iceberg reader when some file needs it (delete files).
+    #[allow(clippy::too_many_arguments)]
+    async fn scan_files(
+        &self,
+        state: &dyn Session,
+        schema: &SchemaRef,
+        tasks: Vec<FileScanTask>,
+        mut counts: FileCounts,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<(Arc<dyn ExecutionPlan>, FileCounts)> {
+        let mut decoded = Vec::new();
+        let mut rest = tasks;
+        if let Some(cache) = self.file_cache(state) {
+            let (cached, other): (Vec<_>, Vec<_>) = rest.into_iter().partition(|t| cache.admits(t));
+            rest = other;
+            for task in &cached {
+                let read = file_cache::read_whole_file(state, self.schema.clone(), task);
+                decoded.push(cache.get(task, read).await?);
+            }
+        }
+        let mut parts: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if !rest.is_empty() {
+            // Bloom filters exist only where the table asks writers for them
+            // (Iceberg's property, which Spark and Weir both honour); looking
+            // for them in every row group otherwise costs time for nothing.
+            let bloom_filters = weir_catalog::parquet_props::declares_bloom_filters(
+                self.table.metadata().properties(),
+            );
+            match parquet_scan(
+                state,
+                self.schema.clone(),
+                &rest,
+                projection,
+                filters,
+                limit,
+                bloom_filters,
+            )? {
+                Some(plan) => parts.push(plan),
+                None => {
+                    let plan = self.iceberg_scan(state, schema, filters, limit).await?;
+                    return Ok((plan, counts));
+                }
+            }
+        }
+        if !decoded.is_empty() {
+            let table_schema = self.schema.clone();
+            let (plan, batches) = file_cache::memory_scan(
+                state,
+                &self.schema,
+                &decoded,
+                projection,
+                filters,
+                limit,
+                |batch| {
+                    if batch.schema() == table_schema {
+                        Ok(batch)
+                    } else {
+                        conform_batch(batch, &table_schema)
+                    }
+                },
+            )?;
+            counts.memory = Some(batches);
+            parts.push(plan);
+        }
+        let plan = match parts.len() {
+            1 => parts.pop().expect("one part"),
+            _ => UnionExec::try_new(parts)?,
+        };
+        Ok((plan, counts))
     }
 
     /// The Iceberg reader, for what the native Parquet scan does not handle.
@@ -313,27 +410,14 @@ impl TableProvider for WeirTable {
         let (tasks, counts) = self
             .plan_files(&filters_on(filters, &snapshot_schema))
             .await?;
-        let inner = if tasks.is_empty() {
-            Arc::new(EmptyExec::new(schema.clone())) as Arc<dyn ExecutionPlan>
+        let (inner, counts) = if tasks.is_empty() {
+            (
+                Arc::new(EmptyExec::new(schema.clone())) as Arc<dyn ExecutionPlan>,
+                counts,
+            )
         } else {
-            // Bloom filters exist only where the table asks writers for them
-            // (Iceberg's property, which Spark and Weir both honour); looking
-            // for them in every row group otherwise costs time for nothing.
-            let bloom_filters = weir_catalog::parquet_props::declares_bloom_filters(
-                self.table.metadata().properties(),
-            );
-            match parquet_scan(
-                state,
-                self.schema.clone(),
-                &tasks,
-                projection,
-                filters,
-                limit,
-                bloom_filters,
-            )? {
-                Some(plan) => plan,
-                None => self.iceberg_scan(state, &schema, filters, limit).await?,
-            }
+            self.scan_files(state, &schema, tasks, counts, projection, filters, limit)
+                .await?
         };
         let files: Arc<dyn ExecutionPlan> = Arc::new(WeirScanExec::new(
             inner,
@@ -415,6 +499,8 @@ fn is_utc(tz: &str) -> bool {
 struct FileCounts {
     total: usize,
     selected: usize,
+    /// What was read from the file cache, if anything.
+    memory: Option<BatchCounts>,
 }
 
 /// Sits on the file scan: reports manifest pruning in EXPLAIN and conforms
@@ -464,22 +550,43 @@ impl WeirScanExec {
     }
 }
 
+/// `, in memory: 1 file, 6 of 6 batches` when the file cache served files.
+fn write_memory(f: &mut fmt::Formatter<'_>, counts: &FileCounts) -> fmt::Result {
+    match counts.memory {
+        Some(m) => write!(
+            f,
+            ", in memory: {} file{}, {} of {} batches",
+            m.files,
+            if m.files == 1 { "" } else { "s" },
+            m.matched,
+            m.total
+        ),
+        None => Ok(()),
+    }
+}
+
 impl DisplayAs for WeirScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            ScanKind::Files(counts, Some(label)) => write!(
-                f,
-                "WeirScan: table={}, files={} of {} ({label})",
-                self.table, counts.selected, counts.total,
-            ),
-            ScanKind::Files(counts, None) => write!(
-                f,
-                "WeirScan: table={}, files={} of {} ({} pruned by manifests)",
-                self.table,
-                counts.selected,
-                counts.total,
-                counts.total.saturating_sub(counts.selected)
-            ),
+            ScanKind::Files(counts, Some(label)) => {
+                write!(
+                    f,
+                    "WeirScan: table={}, files={} of {} ({label})",
+                    self.table, counts.selected, counts.total,
+                )?;
+                write_memory(f, counts)
+            }
+            ScanKind::Files(counts, None) => {
+                write!(
+                    f,
+                    "WeirScan: table={}, files={} of {} ({} pruned by manifests)",
+                    self.table,
+                    counts.selected,
+                    counts.total,
+                    counts.total.saturating_sub(counts.selected)
+                )?;
+                write_memory(f, counts)
+            }
             ScanKind::Hot { rows } => {
                 write!(
                     f,

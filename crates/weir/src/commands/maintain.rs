@@ -112,6 +112,11 @@ async fn schedule(cfg: ScheduleConfig) -> anyhow::Result<()> {
         lakehouse.clone(),
         weir_query::EngineOptions {
             memory_limit: (cfg.query_memory_mb > 0).then_some(cfg.query_memory_mb << 20),
+            // Refreshes read each view once per run: nothing to keep.
+            file_cache: weir_query::file_cache::FileCacheOptions {
+                capacity_bytes: 0,
+                ..Default::default()
+            },
             ..Default::default()
         },
     )

@@ -49,6 +49,10 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
             target_partitions: (cfg.query.query_parallelism > 0)
                 .then_some(cfg.query.query_parallelism),
             mv_rewrite: cfg.query.mv_rewrite,
+            file_cache: weir_query::file_cache::FileCacheOptions {
+                capacity_bytes: cfg.query.file_cache_mb << 20,
+                max_file_bytes: cfg.query.file_cache_max_file_mb << 20,
+            },
             postgres_catalogs: cfg
                 .query
                 .postgres_catalog
