@@ -348,15 +348,21 @@ impl FlightSqlService for WeirFlightSqlService {
         self.permit_sql(&request, &query.query)?;
         no_transactions(&query.transaction_id)?;
         tracing::debug!(sql = %query.query, "CreatePreparedStatement");
-        let (ctx, _) = self.context(&request)?;
-        let statement = statements::prepare(self.engine(), &ctx, &query.query).await?;
+        let settings = self.settings(&request)?;
+        let ctx = sessions::context(self.engine(), &settings)?;
+        let (statement, frame) = statements::prepare(self.engine(), &ctx, &query.query).await?;
         let dataset_schema = schema_bytes(&statement.dataset_schema)?;
         let parameter_schema = if statement.parameter_names.is_empty() {
             Bytes::new()
         } else {
             schema_bytes(&statement.parameter_schema())?
         };
-        let handle = self.inner.prepared.insert(statement);
+        let planned = frame.map(|frame| statements::Planned {
+            frame,
+            options: settings.options,
+            at: std::time::Instant::now(),
+        });
+        let handle = self.inner.prepared.insert(statement, planned);
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into_bytes().into(),
             dataset_schema,
@@ -407,8 +413,21 @@ impl FlightSqlService for WeirFlightSqlService {
         let statement = self.inner.prepared.get(&cmd.prepared_statement_handle)?;
         self.permit_sql(&request, &statement.sql)?;
         tracing::debug!(sql = %statement.sql, "GetFlightInfo prepared statement");
-        let (ctx, _) = self.context(&request)?;
-        let exec = statements::plan_prepared(self.engine(), &ctx, &statement).await?;
+        let settings = self.settings(&request)?;
+        let exec = match self
+            .inner
+            .prepared
+            .take_planned(&cmd.prepared_statement_handle, &settings.options)
+        {
+            Some(frame) => statements::Executable {
+                schema: statement.dataset_schema.clone(),
+                frames: vec![frame],
+            },
+            None => {
+                let ctx = sessions::context(self.engine(), &settings)?;
+                statements::plan_prepared(self.engine(), &ctx, &statement).await?
+            }
+        };
         actions::remember_set(self, request.metadata(), &statement.sql);
         let schema = exec.schema.clone();
         let handle = self.inner.statements.insert(exec);

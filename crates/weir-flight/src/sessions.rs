@@ -39,7 +39,7 @@ pub(crate) const CATALOG: &str = "catalog";
 pub(crate) const SCHEMA: &str = "schema";
 pub(crate) const STATEMENT_TIMEOUT: &str = "statement_timeout";
 
-type Options = BTreeMap<String, SessionOptionValue>;
+pub(crate) type Options = BTreeMap<String, SessionOptionValue>;
 
 struct Session {
     options: Options,

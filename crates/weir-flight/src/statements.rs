@@ -121,24 +121,62 @@ impl PreparedStatement {
 pub(crate) struct PreparedStatements {
     idle_limit: Duration,
     entries: Mutex<HashMap<String, PreparedStatement>>,
+    /// Plans made while preparing, for the first execution that follows.
+    planned: Mutex<HashMap<String, Planned>>,
 }
+
+/// A query planned by CreatePreparedStatement (parameterless queries only).
+/// Clients (ADBC, JDBC) prepare and execute right away: its first
+/// GetFlightInfo takes this plan instead of parsing, planning and rewriting
+/// the SQL again, when it comes within [`PLAN_REUSE`] under the same session
+/// options. The plan pins what it reads when it was made, as a plan between
+/// GetFlightInfo and DoGet does.
+pub(crate) struct Planned {
+    pub frame: DataFrame,
+    pub options: crate::sessions::Options,
+    pub at: Instant,
+}
+
+/// How long a plan made while preparing stays usable for the first execution.
+pub(crate) const PLAN_REUSE: Duration = Duration::from_secs(1);
 
 impl PreparedStatements {
     pub fn new(idle_limit: Duration) -> Self {
         Self {
             idle_limit,
             entries: Mutex::new(HashMap::new()),
+            planned: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Registers a statement; drops statements idle for longer than the limit.
-    pub fn insert(&self, statement: PreparedStatement) -> String {
+    /// Registers a statement (and the plan made while preparing it); drops
+    /// statements idle for longer than the limit and plans too old to use.
+    pub fn insert(&self, statement: PreparedStatement, planned: Option<Planned>) -> String {
         let handle = uuid::Uuid::new_v4().to_string();
         let now = Instant::now();
-        let mut entries = lock(&self.entries);
-        entries.retain(|_, s| now.duration_since(s.last_used) <= self.idle_limit);
-        entries.insert(handle.clone(), statement);
+        {
+            let mut entries = lock(&self.entries);
+            entries.retain(|_, s| now.duration_since(s.last_used) <= self.idle_limit);
+            entries.insert(handle.clone(), statement);
+        }
+        let mut plans = lock(&self.planned);
+        plans.retain(|_, p| now.duration_since(p.at) <= PLAN_REUSE);
+        if let Some(planned) = planned {
+            plans.insert(handle.clone(), planned);
+        }
         handle
+    }
+
+    /// The plan made while preparing `handle`, once, if still usable under
+    /// the request's session `options`.
+    pub fn take_planned(
+        &self,
+        handle: &[u8],
+        options: &crate::sessions::Options,
+    ) -> Option<DataFrame> {
+        let handle = std::str::from_utf8(handle).ok()?;
+        let planned = lock(&self.planned).remove(handle)?;
+        (planned.at.elapsed() <= PLAN_REUSE && planned.options == *options).then_some(planned.frame)
     }
 
     /// A snapshot of the statement (marks it used).
@@ -156,12 +194,16 @@ impl PreparedStatements {
         let statement = entries.get_mut(handle).ok_or_else(unknown_handle)?;
         statement.bound = rows.map(Arc::new);
         statement.last_used = Instant::now();
+        lock(&self.planned).remove(handle);
         Ok(())
     }
 
     pub fn remove(&self, handle: &[u8]) -> bool {
         match std::str::from_utf8(handle) {
-            Ok(handle) => lock(&self.entries).remove(handle).is_some(),
+            Ok(handle) => {
+                lock(&self.planned).remove(handle);
+                lock(&self.entries).remove(handle).is_some()
+            }
             Err(_) => false,
         }
     }
@@ -254,15 +296,17 @@ pub(crate) fn number_placeholders(sql: &str) -> String {
 }
 
 /// Plans `sql` without executing anything: decides its kind, result schema
-/// and parameter types.
+/// and parameter types. A query without parameters comes with its plan
+/// (rewritten to materialized views), for the execution that follows.
 pub(crate) async fn prepare(
     engine: &QueryEngine,
     ctx: &datafusion::prelude::SessionContext,
     sql: &str,
-) -> Result<PreparedStatement, Status> {
+) -> Result<(PreparedStatement, Option<DataFrame>), Status> {
     engine.refresh().await.map_err(status_from)?;
     let sql = number_placeholders(sql);
     let text = sql.trim().trim_end_matches(';');
+    let mut frame = None;
     let (kind, dataset_schema, parameters) = match ctx.state().create_logical_plan(text).await {
         Ok(plan) => {
             let kind = match &plan {
@@ -275,6 +319,9 @@ pub(crate) async fn prepare(
                 _ => Arc::new(plan.schema().as_arrow().clone()),
             };
             let parameters = plan.get_parameter_types().map_err(status_from_df)?;
+            if kind == StatementKind::Query && parameters.is_empty() {
+                frame = Some(engine.query_frame(ctx, plan).await.map_err(status_from)?);
+            }
             (kind, schema, parameters)
         }
         // Weir-specific DDL syntax; `QueryEngine::sql` validates it at execution.
@@ -282,7 +329,7 @@ pub(crate) async fn prepare(
         Err(e) => return Err(status_from_df(e)),
     };
     let (parameter_names, parameter_types) = order_parameters(parameters);
-    Ok(PreparedStatement {
+    let statement = PreparedStatement {
         sql: sql.clone(),
         kind,
         dataset_schema,
@@ -290,7 +337,8 @@ pub(crate) async fn prepare(
         parameter_types,
         bound: None,
         last_used: Instant::now(),
-    })
+    };
+    Ok((statement, frame))
 }
 
 /// Positional parameters (`$1`, `$2`, …) in numeric order, then named ones by name.

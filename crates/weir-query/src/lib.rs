@@ -257,15 +257,21 @@ impl QueryEngine {
             LogicalPlan::Statement(Statement::Prepare(_)) => Err(QueryError::Unsupported(
                 "SQL PREPARE; use Flight SQL prepared statements".into(),
             )),
-            plan => {
-                let plan = if mv_rewrite_enabled(ctx) {
-                    mv_rewrite::rewrite(ctx, plan).await?
-                } else {
-                    plan
-                };
-                Ok(ctx.execute_logical_plan(plan).await?)
-            }
+            plan => self.query_frame(ctx, plan).await,
         }
+    }
+
+    /// A query's logical plan (from `ctx`'s SQL planner) as the DataFrame
+    /// `sql` would return for it: rewritten to materialized views when they
+    /// answer it. For callers that planned the SQL already (Flight SQL
+    /// prepared statements), so it is not parsed and planned twice.
+    pub async fn query_frame(&self, ctx: &SessionContext, plan: LogicalPlan) -> Result<DataFrame> {
+        let plan = if mv_rewrite_enabled(ctx) {
+            mv_rewrite::rewrite(ctx, plan).await?
+        } else {
+            plan
+        };
+        Ok(ctx.execute_logical_plan(plan).await?)
     }
 }
 

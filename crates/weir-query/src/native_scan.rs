@@ -127,7 +127,7 @@ pub fn parquet_scan(
 /// rows that pass it (measured: the OR alone as the row filter cost 3x).
 const PRUNABLE_IN_LIST: usize = 20;
 
-pub(crate) fn split_long_in_lists(expr: &Expr) -> Expr {
+fn split_long_in_lists(expr: &Expr) -> Expr {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     use datafusion::logical_expr::expr::InList;
     expr.clone()
