@@ -7,11 +7,8 @@
 //! committed rows only), runs it, and swaps all of the MV's files for the
 //! result in one snapshot whose summary records, per base table,
 //! `weir.mv.base-snapshot.<ns.t>` and `weir.mv.base-sequence.<ns.t>` (what
-//! retention waits for, and what incremental refresh and query rewrite will
-//! build on).
-//!
-//! TODO(issue 6): incremental refresh, scheduled refresh, rewrite — see the
-//! plan in README.md.
+//! retention waits for, and what incremental refresh (`mv_incremental.rs`)
+//! and the query rewrite (`mv_rewrite/`) build on; see README.md).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -259,7 +256,7 @@ pub async fn refresh(
     if days.as_ref().is_some_and(|d| d.days.is_empty()) {
         // No appends since the last refresh (at most compactions or
         // manifest merges): the view is current; nothing to write.
-        // TODO(issue 6): record the newer base snapshot (needs a commit
+        // TODO: record the newer base snapshot (needs a commit
         // without file changes).
         return Ok(RefreshReport {
             bases,
@@ -377,7 +374,7 @@ pub async fn refresh(
         };
         append_data_files(lakehouse, &view, added, opts).await?;
     }
-    // TODO(issue 6): a refresh that changes no file (empty result over an
+    // TODO: a refresh that changes no file (empty result over an
     // empty view, or a base that only had compactions since) commits
     // nothing, so the newer base snapshot is not recorded until rows change.
     Ok(RefreshReport { bases, rows, files })

@@ -18,7 +18,7 @@
 //! an Iceberg one) is left to the late run, after DataFusion has pushed the
 //! projection and filters into the scan, so PostgreSQL only sends the rows
 //! and columns the join needs.
-//! TODO(issue 6): drop the wrapper once a datafusion-federation release for
+//! TODO: drop the wrapper once a datafusion-federation release for
 //! DataFusion 53+ declares the barrier itself.
 
 use std::collections::HashSet;

@@ -297,7 +297,7 @@ impl PostgresCatalog {
 
     /// Looks the table up in the database now (a table created a moment ago
     /// is found) and builds its federated provider.
-    /// TODO(issue 6): cache providers for a few seconds (today every lookup
+    /// TODO: cache providers for a few seconds (today every lookup
     /// costs two round trips: existence, then the columns).
     async fn table(
         &self,
@@ -461,7 +461,7 @@ impl SchemaProvider for PostgresSchemaProvider {
         name: String,
         _table: Arc<dyn TableProvider>,
     ) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        // TODO(issue 6): INSERT INTO pg.… through the library's table writer.
+        // TODO: INSERT INTO pg.… through the library's table writer.
         Err(DataFusionError::NotImplemented(format!(
             "creating `{name}` in the PostgreSQL catalog `{}`: attached databases are read-only",
             self.catalog.name
