@@ -290,6 +290,23 @@ def test_prepared_statement_reexecuted_with_new_parameters(adbc_conn):
     assert results == [[(10,)], [(20,)], [(30,)]]
 
 
+def test_prepared_query_sees_writes_made_before_it_runs(adbc_conn):
+    """A parameterless query is planned when prepared and that plan serves
+    its first execution; a commit in between must still be seen."""
+    execute(adbc_conn, "CREATE TABLE public.ryw (id BIGINT NOT NULL)")
+    execute(adbc_conn, "INSERT INTO public.ryw VALUES (1)")
+    sql = "SELECT count(*) AS n FROM public.ryw"
+    with adbc_conn.cursor() as cur:
+        cur.adbc_prepare(sql)
+        execute(adbc_conn, "INSERT INTO public.ryw VALUES (2), (3)")
+        cur.execute(sql)  # same text: ADBC executes the prepared statement
+        assert cur.fetchall() == [(3,)]
+        # Prepared and executed back to back (the reused plan): current too.
+        cur.execute(sql)
+        assert cur.fetchall() == [(3,)]
+    assert fetch_scalar(adbc_conn, sql) == 3
+
+
 def test_executemany_binds_multiple_rows(adbc_conn):
     execute(adbc_conn, "CREATE TABLE public.p (id BIGINT NOT NULL, name VARCHAR)")
     with adbc_conn.cursor() as cur:

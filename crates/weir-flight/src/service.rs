@@ -357,9 +357,10 @@ impl FlightSqlService for WeirFlightSqlService {
         } else {
             schema_bytes(&statement.parameter_schema())?
         };
-        let planned = frame.map(|frame| statements::Planned {
+        let planned = frame.map(|(frame, catalog)| statements::Planned {
             frame,
             options: settings.options,
+            catalog,
             at: std::time::Instant::now(),
         });
         let handle = self.inner.prepared.insert(statement, planned);
@@ -417,7 +418,12 @@ impl FlightSqlService for WeirFlightSqlService {
         let exec = match self
             .inner
             .prepared
-            .take_planned(&cmd.prepared_statement_handle, &settings.options)
+            .take_planned(
+                &cmd.prepared_statement_handle,
+                &settings.options,
+                self.engine(),
+            )
+            .await?
         {
             Some(frame) => statements::Executable {
                 schema: statement.dataset_schema.clone(),

@@ -128,12 +128,14 @@ pub(crate) struct PreparedStatements {
 /// A query planned by CreatePreparedStatement (parameterless queries only).
 /// Clients (ADBC, JDBC) prepare and execute right away: its first
 /// GetFlightInfo takes this plan instead of parsing, planning and rewriting
-/// the SQL again, when it comes within [`PLAN_REUSE`] under the same session
-/// options. The plan pins what it reads when it was made, as a plan between
-/// GetFlightInfo and DoGet does.
+/// the SQL again, when it comes within [`PLAN_REUSE`], under the same session
+/// options, and no table was committed to since (a write between preparing
+/// and executing is always seen). Hot-tier rows are those of planning time,
+/// as for a plan between GetFlightInfo and DoGet.
 pub(crate) struct Planned {
     pub frame: DataFrame,
     pub options: crate::sessions::Options,
+    pub catalog: weir_query::CatalogState,
     pub at: Instant,
 }
 
@@ -168,15 +170,24 @@ impl PreparedStatements {
     }
 
     /// The plan made while preparing `handle`, once, if still usable under
-    /// the request's session `options`.
-    pub fn take_planned(
+    /// the request's session `options` and the catalog as it is now.
+    pub async fn take_planned(
         &self,
         handle: &[u8],
         options: &crate::sessions::Options,
-    ) -> Option<DataFrame> {
-        let handle = std::str::from_utf8(handle).ok()?;
-        let planned = lock(&self.planned).remove(handle)?;
-        (planned.at.elapsed() <= PLAN_REUSE && planned.options == *options).then_some(planned.frame)
+        engine: &QueryEngine,
+    ) -> Result<Option<DataFrame>, Status> {
+        let Some(planned) = std::str::from_utf8(handle)
+            .ok()
+            .and_then(|h| lock(&self.planned).remove(h))
+        else {
+            return Ok(None);
+        };
+        if planned.at.elapsed() > PLAN_REUSE || planned.options != *options {
+            return Ok(None);
+        }
+        engine.refresh().await.map_err(status_from)?;
+        Ok((engine.catalog_state() == planned.catalog).then_some(planned.frame))
     }
 
     /// A snapshot of the statement (marks it used).
@@ -302,8 +313,17 @@ pub(crate) async fn prepare(
     engine: &QueryEngine,
     ctx: &datafusion::prelude::SessionContext,
     sql: &str,
-) -> Result<(PreparedStatement, Option<DataFrame>), Status> {
+) -> Result<
+    (
+        PreparedStatement,
+        Option<(DataFrame, weir_query::CatalogState)>,
+    ),
+    Status,
+> {
     engine.refresh().await.map_err(status_from)?;
+    // Taken before planning: the plan reads tables at least this new, so an
+    // unchanged state at execution means the plan is current.
+    let catalog = engine.catalog_state();
     let sql = number_placeholders(sql);
     let text = sql.trim().trim_end_matches(';');
     let mut frame = None;
@@ -320,7 +340,8 @@ pub(crate) async fn prepare(
             };
             let parameters = plan.get_parameter_types().map_err(status_from_df)?;
             if kind == StatementKind::Query && parameters.is_empty() {
-                frame = Some(engine.query_frame(ctx, plan).await.map_err(status_from)?);
+                let planned = engine.query_frame(ctx, plan).await.map_err(status_from)?;
+                frame = Some((planned, catalog));
             }
             (kind, schema, parameters)
         }

@@ -74,6 +74,11 @@ impl WeirCatalogProvider {
             .is_some_and(|(_, view)| !view)
     }
 
+    /// The tables and metadata locations of the last refresh.
+    pub(crate) fn listing(&self) -> Names {
+        self.names().clone()
+    }
+
     fn names(&self) -> std::sync::RwLockReadGuard<'_, Names> {
         self.names.read().expect("catalog name cache poisoned")
     }

@@ -64,6 +64,10 @@ impl Default for EngineOptions {
     }
 }
 
+/// See [`QueryEngine::catalog_state`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogState(weir_catalog::TableListing);
+
 datafusion::common::extensions_options! {
     /// Weir's session settings (`SET weir.<name> = …`).
     pub struct WeirSessionOptions {
@@ -203,6 +207,13 @@ impl QueryEngine {
         self.refresh().await?;
         let ctx = self.new_context();
         mv::refresh(self.lakehouse(), &ctx, name).await
+    }
+
+    /// Every table's name and metadata location as of the last `refresh`:
+    /// equal states mean no table was committed to, created or dropped in
+    /// between (each commit writes a new metadata file).
+    pub fn catalog_state(&self) -> CatalogState {
+        CatalogState(self.catalog.listing())
     }
 
     /// Re-reads table names from the catalog (tables created by other processes).
