@@ -37,7 +37,6 @@ use datafusion::logical_expr::{Accumulator, Expr};
 use datafusion::physical_optimizer::pruning::PruningPredicate;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use iceberg::scan::FileScanTask;
-use iceberg::spec::DataFileFormat;
 
 /// The table property that opts a table in (`true`) or out (`false`).
 pub const FILE_CACHE_PROPERTY: &str = "weir.file-cache";
@@ -152,11 +151,10 @@ impl FileCache {
         })
     }
 
-    /// Whether `task` may be served from memory.
+    /// Whether `task` may be served from memory (a whole file, small
+    /// enough; the caller checked the Parquet scan can read it).
     pub fn admits(&self, task: &FileScanTask) -> bool {
-        task.deletes.is_empty()
-            && task.data_file_format == DataFileFormat::Parquet
-            && task.start == 0
+        task.start == 0
             && task.length == task.file_size_in_bytes
             && task.file_size_in_bytes <= self.max_file_bytes
     }

@@ -84,10 +84,7 @@ pub fn parquet_scan(
     // Footers and page indexes from the runtime's file-metadata cache (as
     // DataFusion's own ParquetFormat does): Iceberg data files never change
     // in place, so a cached footer is never stale.
-    let store_url = match root.as_deref() {
-        None | Some("file://") => ObjectStoreUrl::local_filesystem(),
-        Some(root) => ObjectStoreUrl::parse(root)?,
-    };
+    let store_url = store_url(root.as_deref())?;
     // The warehouse's store is registered by the engine; files elsewhere
     // are read by the Iceberg reader (through the same object stores).
     let Ok(store) = state.runtime_env().object_store(&store_url) else {
@@ -190,6 +187,25 @@ fn with_statistics(
         Statistics::new_unknown(schema)
     };
     Ok((out, total))
+}
+
+/// Whether the Parquet scan can read `task` on its own: no delete files, a
+/// Parquet file, in a store the engine registered. Otherwise the Iceberg
+/// reader reads the table.
+pub fn natively_readable(state: &dyn Session, task: &FileScanTask) -> bool {
+    task.deletes.is_empty()
+        && task.data_file_format == DataFileFormat::Parquet
+        && store_key(&task.data_file_path)
+            .and_then(|(root, _)| store_url(Some(&root)).ok())
+            .is_some_and(|url| state.runtime_env().object_store(&url).is_ok())
+}
+
+/// The DataFusion object-store URL of a store root (`None`: local files).
+fn store_url(root: Option<&str>) -> DFResult<ObjectStoreUrl> {
+    match root {
+        None | Some("file://") => Ok(ObjectStoreUrl::local_filesystem()),
+        Some(root) => ObjectStoreUrl::parse(root),
+    }
 }
 
 /// The store (`file://`, `s3://bucket`) and key of a data file location.

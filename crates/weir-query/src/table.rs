@@ -45,7 +45,7 @@ use weir_catalog::{AppendOptions, Lakehouse, append_batches};
 
 use crate::error::to_df;
 use crate::file_cache::{self, BatchCounts, FileCache};
-use crate::native_scan::parquet_scan;
+use crate::native_scan::{natively_readable, parquet_scan};
 
 /// A table pinned to one snapshot (the current one unless time-travelling).
 #[derive(Clone)]
@@ -270,6 +270,12 @@ impl WeirTable {
         let mut decoded = Vec::new();
         let mut rest = tasks;
         if let Some(cache) = self.file_cache(state) {
+            // Decide before loading anything: a file the Parquet scan cannot
+            // read sends the whole table to the Iceberg reader.
+            if !rest.iter().all(|t| natively_readable(state, t)) {
+                let plan = self.iceberg_scan(state, schema, filters, limit).await?;
+                return Ok((plan, counts));
+            }
             let (cached, other): (Vec<_>, Vec<_>) = rest.into_iter().partition(|t| cache.admits(t));
             rest = other;
             for task in &cached {
