@@ -272,7 +272,6 @@ ADMIN_ONLY = [
     "REFRESH MATERIALIZED VIEW gold.points_1h",
     "DROP MATERIALIZED VIEW gold.points_1h",
     f"COPY (SELECT 1) TO '{COPY_TARGET}'",
-    "COMPACT silver.points",
 ]
 WRITE = [
     "INSERT INTO public.roles_t VALUES (100)",
@@ -322,6 +321,16 @@ def test_reader_can_query_and_list_metadata(tls_server, certs, role_table):
         # EXPLAIN plans without running: allowed, and creates nothing.
         assert fetch_rows(conn, "EXPLAIN CREATE SCHEMA explained_only")
         assert "explained_only" not in schema_names(conn)
+
+
+def test_sql_that_does_not_parse_is_a_syntax_error_for_everyone(tls_server, certs):
+    # Parsed once, with the session's dialect: what does not parse never runs,
+    # whatever the role (issue 24: no separate keyword classification).
+    for user in ("reader", "boss"):
+        with tls_connect(tls_server, certs, user) as conn:
+            with pytest.raises(dbapi.Error) as excinfo:
+                execute(conn, "COMPACT silver.points")
+            assert_grpc_error(excinfo, Status.INVALID_ARGUMENT, 3, "syntax error")
 
 
 @pytest.mark.parametrize("sql", WRITE + ADMIN_ONLY)

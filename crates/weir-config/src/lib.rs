@@ -7,6 +7,7 @@
 
 mod auth;
 mod file;
+mod limits;
 mod users;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use auth::AuthConfig;
 pub use file::{ConfigError, apply_config_file};
+pub use limits::{ConnectionConfig, MemoryLimit, available_memory};
 
 /// Where the lakehouse lives: catalog database and warehouse.
 #[derive(Clone, clap::Args)]
@@ -120,9 +122,17 @@ impl std::fmt::Debug for S3Config {
 /// Query engine limits.
 #[derive(Debug, Clone, clap::Args)]
 pub struct QueryConfig {
-    /// Memory for sorts and aggregates before spilling, in MiB (0 = unbounded).
-    #[arg(long, env = "WEIR_QUERY_MEMORY_MB", default_value_t = 0)]
-    pub query_memory_mb: usize,
+    /// Memory all queries together may hold (sorts, aggregates, joins)
+    /// before they spill to disk or fail with RESOURCE_EXHAUSTED, in MiB;
+    /// `auto` = half of the machine's (or the cgroup's) memory; `0` = no
+    /// limit (one query can then take the server down).
+    #[arg(long, env = "WEIR_QUERY_MEMORY_MB", default_value = "auto")]
+    pub query_memory_mb: MemoryLimit,
+
+    /// The directory `COPY … TO` may write into (and below; relative
+    /// targets are resolved in it). Without it COPY is refused.
+    #[arg(long, env = "WEIR_EXPORT_DIR")]
+    pub export_dir: Option<PathBuf>,
 
     /// Parallelism per query (0 = number of cores).
     #[arg(long, env = "WEIR_QUERY_PARALLELISM", default_value_t = 0)]
@@ -575,6 +585,9 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub auth: AuthConfig,
+
+    #[command(flatten)]
+    pub connections: ConnectionConfig,
 
     #[command(flatten)]
     pub storage: StorageConfig,

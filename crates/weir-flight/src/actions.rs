@@ -17,6 +17,7 @@ use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Principal;
 use crate::cancel::{CancelOutcome, statement_handles};
 use crate::error::internal;
 use crate::service::WeirFlightSqlService;
@@ -108,14 +109,15 @@ pub(crate) async fn do_action(
             let info = cancel
                 .info
                 .ok_or_else(|| Status::invalid_argument("CancelFlightInfo: no FlightInfo"))?;
-            cancel_info(service, &info)?;
+            cancel_info(service, &info, &service.caller(&request)?)?;
             let result = CancelFlightInfoResult::new(CancelStatus::Cancelled);
             Ok(Response::new(one_result(result.encode_to_vec())))
         }
         RUNNING_QUERIES => {
+            let caller = service.caller(&request)?;
             let results = service
                 .running()
-                .list()
+                .list(&caller)
                 .into_iter()
                 .map(|q| {
                     serde_json::to_vec(&q)
@@ -135,8 +137,9 @@ fn set_session_options(service: &WeirFlightSqlService, request: Request<Action>)
     let set: SetSessionOptionsRequest = decode(request.get_ref(), SET_SESSION_OPTIONS)?;
     let mut result = SetSessionOptionsResult::default();
     let mut accepted = BTreeMap::new();
+    let role = service.caller(&request)?.role;
     for (name, value) in set.session_options {
-        match sessions::validate(service.engine(), &name, &value) {
+        match sessions::validate(service.engine(), role, &name, &value) {
             Ok(()) => {
                 accepted.insert(name, value);
             }
@@ -160,7 +163,11 @@ fn set_session_options(service: &WeirFlightSqlService, request: Request<Action>)
 
 /// Cancels the statements a FlightInfo's tickets name: planned ones are
 /// dropped, running ones stopped. NOT_FOUND if none is known.
-fn cancel_info(service: &WeirFlightSqlService, info: &FlightInfo) -> Result<(), Status> {
+fn cancel_info(
+    service: &WeirFlightSqlService,
+    info: &FlightInfo,
+    caller: &Principal,
+) -> Result<(), Status> {
     let handles = statement_handles(info);
     if handles.is_empty() {
         return Err(Status::invalid_argument(
@@ -169,8 +176,8 @@ fn cancel_info(service: &WeirFlightSqlService, info: &FlightInfo) -> Result<(), 
     }
     let mut found = false;
     for handle in &handles {
-        if service.statements().take(handle).is_some()
-            || service.running().cancel(handle) == CancelOutcome::Cancelled
+        if service.statements().take(handle, caller).is_some()
+            || service.running().cancel(handle, caller) == CancelOutcome::Cancelled
         {
             tracing::debug!(%handle, "query cancelled");
             found = true;
@@ -189,21 +196,23 @@ fn cancel_info(service: &WeirFlightSqlService, info: &FlightInfo) -> Result<(), 
 pub(crate) fn cancel_legacy(
     service: &WeirFlightSqlService,
     info: &FlightInfo,
+    caller: &Principal,
 ) -> Result<ActionCancelQueryResult, Status> {
-    cancel_info(service, info)?;
+    cancel_info(service, info, caller)?;
     Ok(ActionCancelQueryResult {
         result: CANCEL_RESULT_CANCELLED,
     })
 }
 
 /// After a successful SQL `SET name = value` from a client with a session,
-/// keeps the setting in the session so later statements see it.
+/// keeps the setting in the session so later statements see it (the name
+/// and value come from the statement's parse, as the engine applied them).
 pub(crate) fn remember_set(
     service: &WeirFlightSqlService,
     metadata: &tonic::metadata::MetadataMap,
-    sql: &str,
+    statement: &weir_query::WeirStatement,
 ) {
-    let Some((name, value)) = parse_set(sql) else {
+    let Some((name, value)) = statement.set_variable() else {
         return;
     };
     match service.sessions().settings(metadata) {
@@ -218,49 +227,29 @@ pub(crate) fn remember_set(
     }
 }
 
-/// `SET name = value` / `SET name TO value` (name lower-cased, quotes off).
-fn parse_set(sql: &str) -> Option<(String, String)> {
-    let text = sql.trim().trim_end_matches(';').trim();
-    let head = text.get(..4)?;
-    if !head.eq_ignore_ascii_case("set ") {
-        return None;
-    }
-    let rest = text[4..].trim();
-    let (name, value) = match rest.split_once('=') {
-        Some(split) => split,
-        None => {
-            let lower = rest.to_ascii_lowercase();
-            let at = lower.find(" to ")?;
-            (&rest[..at], &rest[at + 4..])
-        }
-    };
-    let name = name.trim();
-    if name.is_empty() || name.contains(char::is_whitespace) {
-        return None;
-    }
-    let value = value.trim();
-    let value = value
-        .strip_prefix('\'')
-        .and_then(|v| v.strip_suffix('\''))
-        .unwrap_or(value);
-    Some((name.to_ascii_lowercase(), value.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::parse_set;
+    use weir_query::WeirStatement;
 
     #[test]
     fn set_statements_parse() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let set = |sql: &str| WeirStatement::parse(&ctx, sql).unwrap().set_variable();
         assert_eq!(
-            parse_set("SET weir.mv_rewrite = false;"),
+            set("SET weir.mv_rewrite = false;"),
             Some(("weir.mv_rewrite".into(), "false".into()))
         );
         assert_eq!(
-            parse_set("set datafusion.catalog.default_schema TO 'plant'"),
+            set("set datafusion.catalog.default_schema TO 'plant'"),
             Some(("datafusion.catalog.default_schema".into(), "plant".into()))
         );
-        assert_eq!(parse_set("SELECT 1"), None);
-        assert_eq!(parse_set("SET TIME ZONE 'UTC'"), None);
+        assert_eq!(
+            set("SET TimeZone = 'Europe/Berlin'"),
+            Some((
+                "datafusion.execution.time_zone".into(),
+                "Europe/Berlin".into()
+            ))
+        );
+        assert_eq!(set("SELECT 1"), None);
     }
 }

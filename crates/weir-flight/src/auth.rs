@@ -102,6 +102,12 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// May this caller see or cancel what `owner` started? Admins may act
+    /// for anyone, others for themselves.
+    pub(crate) fn may_act_for(&self, owner: &str) -> bool {
+        self.role == Role::Admin || *self.name == *owner
+    }
+
     fn anonymous(role: Role) -> Self {
         Self {
             name: "anonymous".into(),

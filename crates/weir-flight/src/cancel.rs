@@ -18,10 +18,12 @@ use prost::Message;
 use tokio::sync::watch;
 use tonic::Status;
 
+use crate::auth::Principal;
 use crate::statements::FlightDataStream;
 
 struct Running {
     started: Instant,
+    owner: Arc<str>,
     cancel: watch::Sender<bool>,
 }
 
@@ -29,6 +31,7 @@ struct Running {
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct RunningQuery {
     pub handle: String,
+    pub user: String,
     pub seconds: f64,
 }
 
@@ -55,12 +58,18 @@ impl RunningQueries {
 
     /// Registers `stream` under `handle` until it ends or is dropped; a
     /// cancel request ends it with CANCELLED.
-    pub fn track(&self, handle: String, stream: FlightDataStream) -> FlightDataStream {
+    pub fn track(
+        &self,
+        handle: String,
+        owner: &Arc<str>,
+        stream: FlightDataStream,
+    ) -> FlightDataStream {
         let (cancel, cancelled) = watch::channel(false);
         self.lock().insert(
             handle.clone(),
             Running {
                 started: Instant::now(),
+                owner: owner.clone(),
                 cancel,
             },
         );
@@ -98,23 +107,27 @@ impl RunningQueries {
         ))
     }
 
-    /// Signals the query running under `handle` to stop.
-    pub fn cancel(&self, handle: &str) -> CancelOutcome {
+    /// Signals the query running under `handle` to stop, if `caller` started
+    /// it (or is an admin); others' queries are NotFound to them.
+    pub fn cancel(&self, handle: &str, caller: &Principal) -> CancelOutcome {
         match self.lock().get(handle) {
-            Some(running) => {
+            Some(running) if caller.may_act_for(&running.owner) => {
                 running.cancel.send_replace(true);
                 CancelOutcome::Cancelled
             }
-            None => CancelOutcome::NotFound,
+            _ => CancelOutcome::NotFound,
         }
     }
 
-    pub fn list(&self) -> Vec<RunningQuery> {
+    /// The running queries `caller` may see: their own, or all for admins.
+    pub fn list(&self, caller: &Principal) -> Vec<RunningQuery> {
         let mut out: Vec<RunningQuery> = self
             .lock()
             .iter()
+            .filter(|(_, r)| caller.may_act_for(&r.owner))
             .map(|(handle, r)| RunningQuery {
                 handle: handle.clone(),
+                user: r.owner.to_string(),
                 seconds: r.started.elapsed().as_secs_f64(),
             })
             .collect();
@@ -157,31 +170,62 @@ mod tests {
     use arrow_flight::sql::ProstMessageExt;
     use arrow_flight::{FlightData, FlightEndpoint, Ticket};
 
+    use crate::users::Role;
+
     fn endless() -> FlightDataStream {
         Box::pin(futures::stream::repeat_with(|| Ok(FlightData::default())))
+    }
+
+    fn who(name: &str, role: Role) -> Principal {
+        Principal {
+            name: name.into(),
+            role,
+        }
     }
 
     #[tokio::test]
     async fn cancel_ends_the_stream_and_deregisters() {
         let queries = RunningQueries::default();
-        let mut stream = queries.track("h1".into(), endless());
+        let boss = who("boss", Role::Admin);
+        let mut stream = queries.track("h1".into(), &boss.name, endless());
         assert!(stream.next().await.unwrap().is_ok());
-        assert_eq!(queries.list().len(), 1);
-        assert_eq!(queries.cancel("h1"), CancelOutcome::Cancelled);
+        assert_eq!(queries.list(&boss).len(), 1);
+        assert_eq!(queries.cancel("h1", &boss), CancelOutcome::Cancelled);
         let status = stream.next().await.unwrap().unwrap_err();
         assert_eq!(status.code(), tonic::Code::Cancelled);
         assert!(stream.next().await.is_none());
-        assert!(queries.list().is_empty());
-        assert_eq!(queries.cancel("h1"), CancelOutcome::NotFound);
+        assert!(queries.list(&boss).is_empty());
+        assert_eq!(queries.cancel("h1", &boss), CancelOutcome::NotFound);
     }
 
     #[tokio::test]
     async fn dropping_the_stream_deregisters() {
         let queries = RunningQueries::default();
-        let stream = queries.track("h2".into(), endless());
-        assert_eq!(queries.list().len(), 1);
+        let boss = who("boss", Role::Admin);
+        let stream = queries.track("h2".into(), &boss.name, endless());
+        assert_eq!(queries.list(&boss).len(), 1);
         drop(stream);
-        assert!(queries.list().is_empty());
+        assert!(queries.list(&boss).is_empty());
+    }
+
+    /// Issue 24: a read user listed and cancelled an admin's query.
+    #[tokio::test]
+    async fn only_owners_and_admins_see_and_cancel() {
+        let queries = RunningQueries::default();
+        let boss = who("boss", Role::Admin);
+        let reader = who("reader", Role::Read);
+        let mut mine = queries.track("boss-q".into(), &boss.name, endless());
+        let _theirs = queries.track("reader-q".into(), &reader.name, endless());
+        let listed: Vec<String> = queries
+            .list(&reader)
+            .into_iter()
+            .map(|q| q.handle)
+            .collect();
+        assert_eq!(listed, vec!["reader-q".to_string()]);
+        assert_eq!(queries.list(&boss).len(), 2);
+        assert_eq!(queries.cancel("boss-q", &reader), CancelOutcome::NotFound);
+        assert!(mine.next().await.unwrap().is_ok(), "still running");
+        assert_eq!(queries.cancel("reader-q", &boss), CancelOutcome::Cancelled);
     }
 
     #[test]

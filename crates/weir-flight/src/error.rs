@@ -42,7 +42,9 @@ pub enum FlightServeError {
 /// Syntax/Invalid → `INVALID_ARGUMENT`, NotFound → `NOT_FOUND`,
 /// AlreadyExists → `ALREADY_EXISTS`, Unsupported → `UNIMPLEMENTED`,
 /// ResourcesExhausted → `RESOURCE_EXHAUSTED`, Conflict → `ABORTED`,
-/// Unavailable (an attached PostgreSQL is down) → `UNAVAILABLE`, Internal → `INTERNAL`. The message is the error's `Display`.
+/// Unavailable (an attached PostgreSQL is down) → `UNAVAILABLE`,
+/// PermissionDenied (COPY outside the export directory) → `PERMISSION_DENIED`,
+/// Internal → `INTERNAL`. The message is the error's `Display`.
 pub fn status_from(err: QueryError) -> Status {
     let message = err.to_string();
     match err {
@@ -53,6 +55,7 @@ pub fn status_from(err: QueryError) -> Status {
         QueryError::ResourcesExhausted(_) => Status::resource_exhausted(message),
         QueryError::Conflict(_) => Status::aborted(message),
         QueryError::Unavailable(_) => Status::unavailable(message),
+        QueryError::PermissionDenied(_) => Status::permission_denied(message),
         QueryError::Internal(_) => {
             tracing::warn!(error = %message, "internal error returned to Flight SQL client");
             Status::internal(message)
@@ -107,6 +110,10 @@ mod tests {
             ),
             (QueryError::Conflict("c".into()), Code::Aborted),
             (QueryError::Unavailable("p".into()), Code::Unavailable),
+            (
+                QueryError::PermissionDenied("p".into()),
+                Code::PermissionDenied,
+            ),
             (QueryError::Internal("x".into()), Code::Internal),
         ];
         for (err, code) in cases {

@@ -7,6 +7,7 @@ mod access;
 mod actions;
 mod auth;
 mod cancel;
+mod connections;
 mod error;
 mod gate;
 mod ingest;
@@ -30,6 +31,7 @@ use weir_query::QueryEngine;
 
 pub use access::{Access, classify};
 pub use auth::{AuthMode, AuthOptions, Principal};
+pub use connections::ConnectionLimits;
 pub use error::{FlightServeError, status_from};
 pub use metadata::like_match;
 pub use service::WeirFlightSqlService;
@@ -48,6 +50,8 @@ pub struct FlightOptions {
     pub auth: AuthOptions,
     /// Serve TLS with this certificate and key (`None`: plain TCP).
     pub tls: Option<TlsFiles>,
+    /// How many connections, and how long they may stay without a call.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for FlightOptions {
@@ -57,6 +61,7 @@ impl Default for FlightOptions {
             query_timeout: None,
             auth: AuthOptions::default(),
             tls: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -73,8 +78,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), FlightServeError> {
     let (auth, tls) = prepare_security(&options, listener.local_addr()?)?;
+    let limits = options.connections;
     let service = WeirFlightSqlService::with_authenticator(engine, options, auth.clone());
-    server::serve_service(service, auth, tls, listener, shutdown).await
+    server::serve_service(service, auth, tls, listener, limits, shutdown).await
 }
 
 /// Checks the authentication and TLS settings for a server on `listen`

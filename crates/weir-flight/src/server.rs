@@ -11,19 +11,21 @@
 //! With TLS configured each accepted TCP connection first completes a rustls
 //! handshake (ALPN `h2`) on its own task, so a slow client cannot stall the
 //! accept loop. Every call passes the [`AuthGate`] before the service.
+//! Connection limits and idle timeouts: `connections.rs`.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
+use crate::connections::{ConnectionLimits, KEEP_ALIVE, serve_connection};
 use crate::error::FlightServeError;
 use crate::gate::AuthGate;
 use crate::service::WeirFlightSqlService;
@@ -40,6 +42,7 @@ pub(crate) async fn serve_service(
     auth: Arc<Authenticator>,
     tls: Option<TlsAcceptor>,
     listener: TcpListener,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), FlightServeError> {
     let grpc =
@@ -48,8 +51,15 @@ pub(crate) async fn serve_service(
     let hyper_service =
         TowerToHyperService::new(crate::observe::Observed::new(AuthGate::new(grpc, auth)));
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    http2.auto_date_header(false).timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    http2
+        .auto_date_header(false)
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .keep_alive_timeout(KEEP_ALIVE);
+    // One permit per open connection; shutdown waits until all are back.
+    let max = limits.max_connections.clamp(1, u32::MAX as usize);
+    let slots = Arc::new(Semaphore::new(max));
+    let (stop, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
 
     loop {
@@ -63,23 +73,23 @@ pub(crate) async fn serve_service(
                         continue;
                     }
                 };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, max, "Flight SQL: connection limit reached; closing the new connection");
+                    metrics::counter!("weir_flight_connections_refused_total").increment(1);
+                    drop(stream);
+                    continue;
+                };
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                 }
-                let Some(tls) = tls.clone() else {
-                    let connection = graceful.watch(
-                        http2.serve_connection(TokioIo::new(stream), hyper_service.clone()),
-                    );
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(%peer, error = %e, "Flight SQL connection ended with an error");
-                        }
-                    });
-                    continue;
-                };
-                let (http2, service, watcher) =
-                    (http2.clone(), hyper_service.clone(), graceful.watcher());
+                let (http2, service, stopped) = (http2.clone(), hyper_service.clone(), stopped.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
+                    let Some(tls) = tls else {
+                        serve_connection(http2, stream, service, limits, stopped, peer).await;
+                        return;
+                    };
                     let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => {
@@ -91,11 +101,7 @@ pub(crate) async fn serve_service(
                             return;
                         }
                     };
-                    let connection =
-                        watcher.watch(http2.serve_connection(TokioIo::new(stream), service));
-                    if let Err(e) = connection.await {
-                        tracing::debug!(%peer, error = %e, "Flight SQL connection ended with an error");
-                    }
+                    serve_connection(http2, stream, service, limits, stopped, peer).await;
                 });
             }
             () = &mut shutdown => break,
@@ -103,7 +109,8 @@ pub(crate) async fn serve_service(
     }
     drop(listener);
     tracing::debug!("Flight SQL: shutting down, waiting for open connections");
-    // Sends GOAWAY; running calls finish, idle connections close.
-    graceful.shutdown().await;
+    // GOAWAY to every connection; running calls finish, idle connections close.
+    let _ = stop.send(true);
+    let _all = slots.acquire_many(max as u32).await;
     Ok(())
 }

@@ -36,7 +36,7 @@ use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
-use weir_query::QueryEngine;
+use weir_query::{QueryEngine, WeirStatement};
 
 use crate::FlightOptions;
 use crate::access::{self, Access};
@@ -107,6 +107,11 @@ impl WeirFlightSqlService {
         &self.inner.engine
     }
 
+    /// The caller of a request (for actions).
+    pub(crate) fn caller<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        self.authorize(request)
+    }
+
     /// The caller: authenticated by the gate in front of the service
     /// (`gate.rs`), or here when the service is served without it.
     fn authorize<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
@@ -122,9 +127,17 @@ impl WeirFlightSqlService {
         self.inner.auth.authenticate_blocking(header)
     }
 
-    /// PERMISSION_DENIED unless the caller's role may run `sql` (`access.rs`).
-    fn permit_sql<T>(&self, request: &Request<T>, sql: &str) -> Result<(), Status> {
-        access::permit_sql(&self.authorize(request)?, sql)
+    /// Parses `sql` once with the session's dialect; PERMISSION_DENIED
+    /// unless the caller's role may run it (`access.rs`).
+    fn permit_sql<T>(
+        &self,
+        request: &Request<T>,
+        ctx: &SessionContext,
+        sql: &str,
+    ) -> Result<(Principal, WeirStatement), Status> {
+        let principal = self.authorize(request)?;
+        let statement = access::permit_sql(&principal, ctx, sql)?;
+        Ok((principal, statement))
     }
 
     /// The session settings the request runs with (see `sessions.rs`).
@@ -132,14 +145,17 @@ impl WeirFlightSqlService {
         self.inner.sessions.settings(request.metadata())
     }
 
-    /// A fresh engine context with the request's session options.
+    /// A fresh engine context with the request's session options, and the
+    /// statement timeout that applies to the caller.
     fn context<T>(
         &self,
         request: &Request<T>,
     ) -> Result<(SessionContext, Option<Duration>), Status> {
         let settings = self.settings(request)?;
+        let principal = self.authorize(request)?;
         let ctx = sessions::context(self.engine(), &settings)?;
-        Ok((ctx, sessions::timeout(&settings, self.inner.query_timeout)))
+        let timeout = sessions::timeout(&settings, self.inner.query_timeout, principal.role);
+        Ok((ctx, timeout))
     }
 
     pub(crate) fn sessions(&self) -> &Sessions {
@@ -268,22 +284,24 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         crate::observe::mark_query(&request);
-        self.permit_sql(&request, &query.query)?;
+        let (ctx, timeout) = self.context(&request)?;
+        let (principal, statement) = self.permit_sql(&request, &ctx, &query.query)?;
         no_transactions(&query.transaction_id)?;
         tracing::debug!(sql = %query.query, "GetFlightInfo statement");
-        let (ctx, timeout) = self.context(&request)?;
+        // Writes take effect here, whether or not the client reads the result.
         let df = statements::within(timeout, async {
             self.engine()
-                .sql(&ctx, &query.query)
+                .execute(&ctx, &statement)
                 .await
                 .map_err(status_from)
         })
         .await?;
-        actions::remember_set(self, request.metadata(), &query.query);
+        actions::remember_set(self, request.metadata(), &statement);
         let schema = Arc::new(df.schema().as_arrow().clone());
         let handle = self.inner.statements.insert(Executable {
             schema: schema.clone(),
             frames: vec![df],
+            owner: principal.name,
         });
         let ticket = TicketStatementQuery {
             statement_handle: handle.into_bytes().into(),
@@ -300,17 +318,24 @@ impl FlightSqlService for WeirFlightSqlService {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> DoGetResult {
-        self.authorize(&request)?;
+        let principal = self.authorize(&request)?;
         crate::observe::mark_query(&request);
         let handle = std::str::from_utf8(&ticket.statement_handle)
             .map_err(|_| Status::invalid_argument("statement handle is not UTF-8"))?;
         tracing::debug!(%handle, "DoGet statement");
         let (_, timeout) = self.context(&request)?;
-        let exec = self.inner.statements.take(handle).ok_or_else(|| {
-            Status::not_found("statement handle is unknown, already fetched, cancelled or expired")
-        })?;
+        let exec = self
+            .inner
+            .statements
+            .take(handle, &principal)
+            .ok_or_else(|| {
+                Status::not_found(
+                    "statement handle is unknown, already fetched, cancelled or expired",
+                )
+            })?;
         stream_response(self.inner.running.track(
             handle.to_string(),
+            &principal.name,
             statements::with_deadline(statements::stream_executable(exec), timeout),
         ))
     }
@@ -320,20 +345,20 @@ impl FlightSqlService for WeirFlightSqlService {
         command: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.permit_sql(&request, &command.query)?;
+        let (ctx, timeout) = self.context(&request)?;
+        let (_, statement) = self.permit_sql(&request, &ctx, &command.query)?;
         no_transactions(&command.transaction_id)?;
         tracing::debug!(sql = %command.query, "DoPut statement update");
-        let (ctx, timeout) = self.context(&request)?;
         let count = statements::within(timeout, async {
             let df = self
                 .engine()
-                .sql(&ctx, &command.query)
+                .execute(&ctx, &statement)
                 .await
                 .map_err(status_from)?;
             statements::execute_update(vec![df]).await
         })
         .await?;
-        actions::remember_set(self, request.metadata(), &command.query);
+        actions::remember_set(self, request.metadata(), &statement);
         Ok(count)
     }
 
@@ -345,12 +370,13 @@ impl FlightSqlService for WeirFlightSqlService {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         crate::observe::mark_query(&request);
-        self.permit_sql(&request, &query.query)?;
-        no_transactions(&query.transaction_id)?;
-        tracing::debug!(sql = %query.query, "CreatePreparedStatement");
         let settings = self.settings(&request)?;
         let ctx = sessions::context(self.engine(), &settings)?;
-        let (statement, frame) = statements::prepare(self.engine(), &ctx, &query.query).await?;
+        let sql = statements::number_placeholders(&query.query);
+        let (_, parsed) = self.permit_sql(&request, &ctx, &sql)?;
+        no_transactions(&query.transaction_id)?;
+        tracing::debug!(sql = %query.query, "CreatePreparedStatement");
+        let (statement, frame) = statements::prepare(self.engine(), &ctx, parsed).await?;
         let dataset_schema = schema_bytes(&statement.dataset_schema)?;
         let parameter_schema = if statement.parameter_names.is_empty() {
             Bytes::new()
@@ -409,12 +435,13 @@ impl FlightSqlService for WeirFlightSqlService {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
+        let principal = self.authorize(&request)?;
         crate::observe::mark_query(&request);
         let statement = self.inner.prepared.get(&cmd.prepared_statement_handle)?;
-        self.permit_sql(&request, &statement.sql)?;
-        tracing::debug!(sql = %statement.sql, "GetFlightInfo prepared statement");
+        access::permit(&principal, statement.parsed.access())?;
+        tracing::debug!(sql = %statement.sql(), "GetFlightInfo prepared statement");
         let settings = self.settings(&request)?;
+        let timeout = sessions::timeout(&settings, self.inner.query_timeout, principal.role);
         let exec = match self
             .inner
             .prepared
@@ -428,13 +455,21 @@ impl FlightSqlService for WeirFlightSqlService {
             Some(frame) => statements::Executable {
                 schema: statement.dataset_schema.clone(),
                 frames: vec![frame],
+                owner: principal.name.clone(),
             },
             None => {
                 let ctx = sessions::context(self.engine(), &settings)?;
-                statements::plan_prepared(self.engine(), &ctx, &statement).await?
+                // Writes take effect here, whether or not the client reads the result.
+                let mut exec = statements::within(
+                    timeout,
+                    statements::run_prepared(self.engine(), &ctx, &statement),
+                )
+                .await?;
+                exec.owner = principal.name.clone();
+                exec
             }
         };
-        actions::remember_set(self, request.metadata(), &statement.sql);
+        actions::remember_set(self, request.metadata(), &statement.parsed);
         let schema = exec.schema.clone();
         let handle = self.inner.statements.insert(exec);
         let ticket = TicketStatementQuery {
@@ -452,15 +487,20 @@ impl FlightSqlService for WeirFlightSqlService {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> DoGetResult {
-        self.authorize(&request)?;
+        let principal = self.authorize(&request)?;
         crate::observe::mark_query(&request);
         let statement = self.inner.prepared.get(&query.prepared_statement_handle)?;
-        self.permit_sql(&request, &statement.sql)?;
-        tracing::debug!(sql = %statement.sql, "DoGet prepared statement");
+        access::permit(&principal, statement.parsed.access())?;
+        tracing::debug!(sql = %statement.sql(), "DoGet prepared statement");
         let (ctx, timeout) = self.context(&request)?;
-        let exec = statements::plan_prepared(self.engine(), &ctx, &statement).await?;
+        let exec = statements::within(
+            timeout,
+            statements::run_prepared(self.engine(), &ctx, &statement),
+        )
+        .await?;
         stream_response(self.inner.running.track(
             uuid::Uuid::new_v4().to_string(),
+            &principal.name,
             statements::with_deadline(statements::stream_executable(exec), timeout),
         ))
     }
@@ -470,27 +510,33 @@ impl FlightSqlService for WeirFlightSqlService {
         query: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.authorize(&request)?;
+        let principal = self.authorize(&request)?;
         let (ctx, timeout) = self.context(&request)?;
         let metadata = request.metadata().clone();
         let handle = query.prepared_statement_handle;
-        self.permit_sql(&request, &self.inner.prepared.get(&handle)?.sql)?;
+        access::permit(
+            &principal,
+            self.inner.prepared.get(&handle)?.parsed.access(),
+        )?;
         // Parameters may come with this DoPut (ADBC executemany) or from an earlier bind.
         if let Some(rows) = read_parameters(request.into_inner()).await? {
             self.inner.prepared.bind(&handle, Some(rows))?;
         }
         let statement = self.inner.prepared.get(&handle)?;
         tracing::debug!(
-            sql = %statement.sql,
+            sql = %statement.sql(),
             rows = statement.bound.as_ref().map(|b| b.len()),
             "DoPut prepared statement update"
         );
         if statement.kind == StatementKind::Query {
             tracing::debug!("executing a query as an update; its rows are discarded");
         }
-        let exec = statements::plan_prepared(self.engine(), &ctx, &statement).await?;
-        let count = statements::within(timeout, statements::execute_update(exec.frames)).await?;
-        actions::remember_set(self, &metadata, &statement.sql);
+        let count = statements::within(timeout, async {
+            let exec = statements::run_prepared(self.engine(), &ctx, &statement).await?;
+            statements::execute_update(exec.frames).await
+        })
+        .await?;
+        actions::remember_set(self, &metadata, &statement.parsed);
         Ok(count)
     }
 
@@ -837,11 +883,11 @@ impl FlightSqlService for WeirFlightSqlService {
         query: ActionCancelQueryRequest,
         request: Request<Action>,
     ) -> Result<ActionCancelQueryResult, Status> {
-        self.authorize(&request)?;
+        let caller = self.authorize(&request)?;
         let info = FlightInfo::decode(query.info).map_err(|e| {
             Status::invalid_argument(format!("CancelQuery: invalid FlightInfo: {e}"))
         })?;
-        actions::cancel_legacy(self, &info)
+        actions::cancel_legacy(self, &info, &caller)
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -15,8 +15,11 @@
 //!   (`datafusion.catalog.default_catalog` / `default_schema`);
 //! - `statement_timeout`: longest a statement may plan or stream; an integer
 //!   is milliseconds (as in PostgreSQL), a string a duration (`30s`, `2m`);
-//!   `0` means no limit; overrides the server's `--query-timeout`;
-//! - `weir.mv_rewrite` and every `datafusion.*` setting, as SQL `SET` takes them.
+//!   `0` means no limit; an admin's overrides the server's `--query-timeout`,
+//!   other users' may only shorten it;
+//! - `weir.*` and `datafusion.*` settings, as SQL `SET` takes them, under the
+//!   same rules (`weir_query::settings`: who may change which, bounds no
+//!   session can lift).
 //!
 //! A SessionOptionValue without a value unsets the option.
 
@@ -30,7 +33,9 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 use weir_query::QueryEngine;
 
+use crate::access::Access;
 use crate::session_proto::{OptionValue, SessionOptionValue, SetSessionOptionsErrorValue};
+use crate::users::Role;
 
 /// The cookie that names a session.
 pub(crate) const SESSION_COOKIE: &str = "arrow_flight_session_id";
@@ -163,6 +168,7 @@ pub(crate) type OptionError = (SetSessionOptionsErrorValue, String);
 /// Checks one option (name and value) without applying it.
 pub(crate) fn validate(
     engine: &QueryEngine,
+    role: Role,
     name: &str,
     value: &SessionOptionValue,
 ) -> Result<(), OptionError> {
@@ -191,6 +197,15 @@ pub(crate) fn validate(
                     format!("unknown session option {name}"),
                 ));
             };
+            let needed = weir_query::settings::access(&key.to_ascii_lowercase());
+            if needed == Access::Admin && role < Role::Admin {
+                return Err((
+                    SetSessionOptionsErrorValue::Error,
+                    format!("only admins may set {name}"),
+                ));
+            }
+            weir_query::settings::check(&key, &text)
+                .map_err(|e| (SetSessionOptionsErrorValue::InvalidValue, e.to_string()))?;
             let mut options = engine
                 .new_context()
                 .state()
@@ -245,10 +260,17 @@ pub(crate) fn context(engine: &QueryEngine, settings: &Settings) -> Result<Sessi
     Ok(ctx)
 }
 
-/// The statement timeout of a request: the session's, else the server's.
-pub(crate) fn timeout(settings: &Settings, server: Option<Duration>) -> Option<Duration> {
+/// The statement timeout of a request: an admin's session's, else the
+/// shorter of the session's and the server's (a session cannot lift the
+/// server's limit for other users), else the server's.
+pub(crate) fn timeout(
+    settings: &Settings,
+    server: Option<Duration>,
+    role: Role,
+) -> Option<Duration> {
     match settings.options.get(STATEMENT_TIMEOUT).map(parse_timeout) {
-        Some(Ok(limit)) => limit,
+        Some(Ok(limit)) if role == Role::Admin => limit,
+        Some(Ok(Some(limit))) => Some(server.map_or(limit, |s| s.min(limit))),
         _ => server,
     }
 }
@@ -355,7 +377,10 @@ mod tests {
         assert_eq!((same.as_str(), created), (id.as_str(), false));
         let settings = sessions.settings(&m).unwrap();
         assert_eq!(settings.options.len(), 2);
-        assert_eq!(timeout(&settings, None), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            timeout(&settings, None, Role::Read),
+            Some(Duration::from_millis(1500))
+        );
         // Unset.
         sessions.update(
             &m,
@@ -363,7 +388,7 @@ mod tests {
         );
         let settings = sessions.settings(&m).unwrap();
         assert_eq!(
-            timeout(&settings, Some(Duration::from_secs(9))),
+            timeout(&settings, Some(Duration::from_secs(9)), Role::Read),
             Some(Duration::from_secs(9))
         );
         assert!(sessions.close(&m));
@@ -373,6 +398,28 @@ mod tests {
             tonic::Code::NotFound
         );
         assert_eq!(sessions.len(), 0);
+    }
+
+    /// Issue 24: a read user set statement_timeout = 0 and ran past the
+    /// server's --query-timeout.
+    #[test]
+    fn only_admins_lift_the_server_timeout() {
+        let server = Some(Duration::from_secs(60));
+        let with = |v: &str| Settings {
+            id: None,
+            options: Options::from([(STATEMENT_TIMEOUT.into(), SessionOptionValue::string(v))]),
+        };
+        assert_eq!(timeout(&with("0"), server, Role::Read), server);
+        assert_eq!(timeout(&with("10m"), server, Role::Write), server);
+        assert_eq!(
+            timeout(&with("5s"), server, Role::Read),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(timeout(&with("0"), server, Role::Admin), None);
+        assert_eq!(
+            timeout(&with("10m"), server, Role::Admin),
+            Some(Duration::from_secs(600))
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::LogicalPlan;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::Status;
-use weir_query::QueryEngine;
+use weir_query::{QueryEngine, WeirStatement};
 
 use crate::error::{status_from, status_from_arrow, status_from_df};
 
@@ -35,6 +35,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Executable {
     pub schema: SchemaRef,
     pub frames: Vec<DataFrame>,
+    /// The user who planned it: only they (or an admin) fetch or cancel it.
+    pub owner: Arc<str>,
 }
 
 /// Statements planned by GetFlightInfo and waiting for their DoGet.
@@ -69,8 +71,14 @@ impl StatementCache {
     }
 
     /// Removes and returns the statement (`None` if unknown or expired).
-    pub fn take(&self, handle: &str) -> Option<Executable> {
-        let (created, exec) = lock(&self.entries).remove(handle)?;
+    /// The statement under `handle`, if `caller` planned it (or is an admin).
+    pub fn take(&self, handle: &str, caller: &crate::auth::Principal) -> Option<Executable> {
+        let mut entries = lock(&self.entries);
+        let (_, exec) = entries.get(handle)?;
+        if !caller.may_act_for(&exec.owner) {
+            return None;
+        }
+        let (created, exec) = entries.remove(handle)?;
         (created.elapsed() <= self.ttl).then_some(exec)
     }
 
@@ -93,7 +101,8 @@ pub(crate) enum StatementKind {
 
 #[derive(Clone)]
 pub(crate) struct PreparedStatement {
-    pub sql: String,
+    /// The statement, parsed once when prepared (placeholders numbered).
+    pub parsed: WeirStatement,
     pub kind: StatementKind,
     pub dataset_schema: SchemaRef,
     /// Parameter names (`$1`, `$2`, … or `$name`) in binding order.
@@ -106,6 +115,10 @@ pub(crate) struct PreparedStatement {
 }
 
 impl PreparedStatement {
+    pub fn sql(&self) -> &str {
+        self.parsed.text()
+    }
+
     pub fn parameter_schema(&self) -> Schema {
         Schema::new(
             self.parameter_names
@@ -233,18 +246,6 @@ pub(crate) fn count_schema() -> SchemaRef {
     )]))
 }
 
-/// True if `sql` starts with a keyword of a statement Weir's engine may
-/// accept although DataFusion alone cannot plan it (e.g. `PARTITIONED BY`).
-fn is_ddl_keyword(sql: &str) -> bool {
-    let first = sql
-        .split(|c: char| c.is_whitespace() || c == '(')
-        .find(|w| !w.is_empty())
-        .unwrap_or("");
-    ["CREATE", "DROP", "ALTER", "REFRESH"]
-        .iter()
-        .any(|k| first.eq_ignore_ascii_case(k))
-}
-
 /// Rewrites JDBC/ODBC-style `?` placeholders to DataFusion's `$1`, `$2`, …
 /// (in order of appearance; `?3` becomes `$3`). String literals, quoted
 /// identifiers and comments are left alone (the SQL tokenizer finds the
@@ -306,13 +307,14 @@ pub(crate) fn number_placeholders(sql: &str) -> String {
     out
 }
 
-/// Plans `sql` without executing anything: decides its kind, result schema
-/// and parameter types. A query without parameters comes with its plan
-/// (rewritten to materialized views), for the execution that follows.
+/// Plans a parsed statement without executing anything: decides its kind,
+/// result schema and parameter types. A query without parameters comes
+/// with its plan (rewritten to materialized views), for the execution that
+/// follows.
 pub(crate) async fn prepare(
     engine: &QueryEngine,
     ctx: &datafusion::prelude::SessionContext,
-    sql: &str,
+    parsed: WeirStatement,
 ) -> Result<
     (
         PreparedStatement,
@@ -324,11 +326,13 @@ pub(crate) async fn prepare(
     // Taken before planning: the plan reads tables at least this new, so an
     // unchanged state at execution means the plan is current.
     let catalog = engine.catalog_state();
-    let sql = number_placeholders(sql);
-    let text = sql.trim().trim_end_matches(';');
     let mut frame = None;
-    let (kind, dataset_schema, parameters) = match ctx.state().create_logical_plan(text).await {
-        Ok(plan) => {
+    let (kind, dataset_schema, parameters) = match engine
+        .logical_plan(ctx, &parsed)
+        .await
+        .map_err(status_from)?
+    {
+        Some(plan) => {
             let kind = match &plan {
                 LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => StatementKind::Deferred,
                 LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => StatementKind::Update,
@@ -345,13 +349,12 @@ pub(crate) async fn prepare(
             }
             (kind, schema, parameters)
         }
-        // Weir-specific DDL syntax; `QueryEngine::sql` validates it at execution.
-        Err(_) if is_ddl_keyword(text) => (StatementKind::Deferred, count_schema(), HashMap::new()),
-        Err(e) => return Err(status_from_df(e)),
+        // Weir's own statements (materialized views) run at execution.
+        None => (StatementKind::Deferred, count_schema(), HashMap::new()),
     };
     let (parameter_names, parameter_types) = order_parameters(parameters);
     let statement = PreparedStatement {
-        sql: sql.clone(),
+        parsed,
         kind,
         dataset_schema,
         parameter_names,
@@ -436,15 +439,20 @@ fn param_values(statement: &PreparedStatement, row: &[ScalarValue]) -> Result<Pa
     })
 }
 
-/// Plans the prepared statement for execution: one DataFrame per bound row
-/// (or one without parameters). DDL runs here, as with `QueryEngine::sql`.
-pub(crate) async fn plan_prepared(
+/// Runs the prepared statement: one DataFrame per bound row (or one
+/// without parameters). DDL runs here, as with `QueryEngine::execute`, and
+/// so do writes (each row's), whether or not the client reads the counts.
+pub(crate) async fn run_prepared(
     engine: &QueryEngine,
     ctx: &datafusion::prelude::SessionContext,
     statement: &PreparedStatement,
 ) -> Result<Executable, Status> {
-    let df = engine.sql(ctx, &statement.sql).await.map_err(status_from)?;
-    let frames = match &statement.bound {
+    let planned = engine
+        .plan(ctx, &statement.parsed)
+        .await
+        .map_err(status_from)?;
+    let df = planned.frame;
+    let mut frames = match &statement.bound {
         None if !statement.parameter_names.is_empty() => {
             return Err(Status::invalid_argument(format!(
                 "statement has {} parameter(s) but none were bound",
@@ -460,6 +468,17 @@ pub(crate) async fn plan_prepared(
             })
             .collect::<Result<Vec<_>, Status>>()?,
     };
+    if planned.writes {
+        let mut done = Vec::with_capacity(frames.len());
+        for frame in frames {
+            done.push(
+                weir_query::run_write(ctx, frame)
+                    .await
+                    .map_err(status_from)?,
+            );
+        }
+        frames = done;
+    }
     let schema = frames
         .first()
         .map(|f| f.schema().as_arrow().clone())
@@ -467,6 +486,7 @@ pub(crate) async fn plan_prepared(
     Ok(Executable {
         schema: Arc::new(schema),
         frames,
+        owner: Arc::from(""),
     })
 }
 
@@ -553,7 +573,7 @@ pub fn conform_batch(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBat
 /// Executes the frames lazily, in order, and encodes their batches with the
 /// advertised schema (sent even when there are no rows).
 pub(crate) fn stream_executable(exec: Executable) -> FlightDataStream {
-    let Executable { schema, frames } = exec;
+    let Executable { schema, frames, .. } = exec;
     let target = schema.clone();
     let batches = futures::stream::iter(frames)
         .then(|df| async move { df.execute_stream().await })
@@ -736,16 +756,6 @@ mod tests {
     }
 
     #[test]
-    fn ddl_keywords() {
-        assert!(is_ddl_keyword(
-            "  create table x (a int) PARTITIONED BY (day(ts))"
-        ));
-        assert!(is_ddl_keyword("DROP TABLE x"));
-        assert!(!is_ddl_keyword("SELECT 1"));
-        assert!(!is_ddl_keyword(""));
-    }
-
-    #[test]
     fn statement_cache_take_removes() {
         let cache = StatementCache::new(Duration::from_secs(60));
         let ctx = datafusion::prelude::SessionContext::new();
@@ -753,11 +763,18 @@ mod tests {
         let handle = cache.insert(Executable {
             schema: count_schema(),
             frames: vec![df],
+            owner: "alice".into(),
         });
         assert_eq!(cache.len(), 1);
-        assert!(cache.take(&handle).is_some());
-        assert!(cache.take(&handle).is_none());
-        assert!(cache.take("nope").is_none());
+        let who = |name: &str, role| crate::auth::Principal {
+            name: name.into(),
+            role,
+        };
+        let reader = crate::users::Role::Read;
+        assert!(cache.take(&handle, &who("mallory", reader)).is_none());
+        assert!(cache.take(&handle, &who("alice", reader)).is_some());
+        assert!(cache.take(&handle, &who("alice", reader)).is_none());
+        assert!(cache.take("nope", &who("alice", reader)).is_none());
     }
 
     #[test]
@@ -766,17 +783,24 @@ mod tests {
         let handle = cache.insert(Executable {
             schema: count_schema(),
             frames: vec![],
+            owner: "alice".into(),
         });
         std::thread::sleep(Duration::from_millis(5));
-        assert!(cache.take(&handle).is_none());
+        let admin = crate::auth::Principal {
+            name: "root".into(),
+            role: crate::users::Role::Admin,
+        };
+        assert!(cache.take(&handle, &admin).is_none());
         cache.insert(Executable {
             schema: count_schema(),
             frames: vec![],
+            owner: "alice".into(),
         });
         std::thread::sleep(Duration::from_millis(5));
         cache.insert(Executable {
             schema: count_schema(),
             frames: vec![],
+            owner: "alice".into(),
         });
         assert_eq!(cache.len(), 1, "older entries expire on insert");
     }
@@ -846,7 +870,7 @@ mod datafusion_tests {
         assert_eq!(types, [Some(DataType::Int64), Some(DataType::Utf8)]);
 
         let statement = PreparedStatement {
-            sql: String::new(),
+            parsed: WeirStatement::parse(&ctx, "INSERT INTO p VALUES ($1, $2)").unwrap(),
             kind: StatementKind::Update,
             dataset_schema: count_schema(),
             parameter_names: names,

@@ -166,6 +166,10 @@ async fn create_table(
     }
     let ident = ident(&create.name)?;
     let catalog = lakehouse.catalog();
+    if catalog.table_exists(&ident).await? && leftover_of_ctas(lakehouse, &ident).await? {
+        tracing::warn!(table = %ident, "dropping the table of a CREATE TABLE AS that did not finish");
+        catalog.drop_table(&ident).await?;
+    }
     if catalog.table_exists(&ident).await? {
         if create.if_not_exists {
             return Ok(DdlOutcome::Done);
@@ -175,17 +179,21 @@ async fn create_table(
         }
         catalog.drop_table(&ident).await?;
     }
+    let is_ctas =
+        !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(e) if !e.produce_one_row);
+    let mut properties = std::collections::HashMap::new();
+    if is_ctas {
+        properties.insert(CTAS_PENDING.to_string(), "true".to_string());
+    }
     let creation = table_creation(
         &ident,
         create.input.schema().as_arrow(),
         partition,
-        Default::default(),
+        properties,
     )?;
     lakehouse
         .create_table(&ident.namespace().to_url_string(), creation)
         .await?;
-    let is_ctas =
-        !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(e) if !e.produce_one_row);
     Ok(if is_ctas {
         DdlOutcome::InsertInto {
             table: create.name.clone(),
@@ -194,6 +202,50 @@ async fn create_table(
     } else {
         DdlOutcome::Done
     })
+}
+
+/// Table property of a table whose CREATE TABLE AS has not finished: the
+/// table exists before its rows are committed (iceberg-rust creates a table
+/// and appends to it in two commits). A failed CTAS drops its table; one cut
+/// short (kill -9) leaves the marker, and the next CREATE TABLE of that name
+/// drops the leftover instead of failing with ALREADY_EXISTS.
+pub const CTAS_PENDING: &str = "weir.ctas.pending";
+
+async fn leftover_of_ctas(lakehouse: &Lakehouse, ident: &TableIdent) -> Result<bool> {
+    let table = lakehouse.catalog().load_table(ident).await?;
+    Ok(table.metadata().properties().contains_key(CTAS_PENDING))
+}
+
+/// Ends a CREATE TABLE AS: on success the pending marker goes (a metadata
+/// commit after the rows' append), on failure the table goes.
+pub(crate) async fn finish_ctas(
+    lakehouse: &Lakehouse,
+    table: &TableReference,
+    filled: bool,
+) -> Result<()> {
+    let ident = ident(table)?;
+    if !filled {
+        tracing::info!(table = %ident, "CREATE TABLE AS failed; dropping its table");
+        lakehouse.catalog().drop_table(&ident).await?;
+        return Ok(());
+    }
+    let name = ident.to_string();
+    weir_catalog::commit_metadata(lakehouse, &ident, |t| {
+        if !t.metadata().properties().contains_key(CTAS_PENDING) {
+            return Ok(None);
+        }
+        let metadata = t
+            .metadata()
+            .clone()
+            .into_builder(t.metadata_location().map(str::to_string))
+            .remove_properties(&[CTAS_PENDING.to_string()])
+            .and_then(|b| b.build())
+            .map_err(|e| weir_catalog::CatalogError::iceberg(&name, e))?
+            .metadata;
+        Ok(Some(metadata))
+    })
+    .await?;
+    Ok(())
 }
 
 /// An Iceberg table for rows of `arrow` (types mapped to what Iceberg v2

@@ -23,6 +23,10 @@ pub enum QueryError {
     /// A feature Weir does not support (yet).
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// The statement reaches outside what the server allows anyone (COPY
+    /// outside the export directory).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// Out of memory or another limit.
     #[error("resources exhausted: {0}")]
     ResourcesExhausted(String),

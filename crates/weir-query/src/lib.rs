@@ -1,12 +1,16 @@
 //! Weir's query engine: a DataFusion session over the Iceberg catalog.
 //!
-//! `QueryEngine::sql` is the single entry point used by the Flight SQL server
-//! and the sqllogictest runner: DDL runs against the Iceberg catalog at once,
-//! queries and `INSERT` come back as unexecuted DataFrames.
+//! A statement is parsed once ([`WeirStatement::parse`], with the session's
+//! dialect; the Flight SQL server checks the caller's role on that parse) and
+//! run by [`QueryEngine::execute`]: DDL and writes (INSERT, CTAS, COPY,
+//! REFRESH) take effect at once, whether or not the client reads the result;
+//! queries come back as unexecuted DataFrames. `QueryEngine::sql` does both
+//! (the sqllogictest runner, `weir` commands).
 
 mod catalog;
 mod ddl;
 mod error;
+mod export;
 pub mod file_cache;
 mod functions;
 mod ingest;
@@ -15,6 +19,8 @@ mod mv_incremental;
 mod mv_rewrite;
 mod native_scan;
 pub mod postgres;
+pub mod settings;
+mod statement;
 mod table;
 
 use std::sync::Arc;
@@ -32,6 +38,9 @@ pub use catalog::WeirCatalogProvider;
 pub use error::{QueryError, Result};
 pub use ingest::{INGEST_ALLOWED_PROPERTY, IfExists, IfMissing, IngestTarget, PIPELINE_SCHEMAS};
 pub use postgres::PostgresCatalogSpec;
+pub use statement::{
+    Access, MAX_EXPRESSION_DEPTH, MAX_PARSER_RECURSION, MAX_SET_OPERATIONS, WeirStatement,
+};
 pub use table::{WeirInsertExec, WeirScanExec, WeirTable};
 
 use crate::ddl::DdlOutcome;
@@ -50,6 +59,9 @@ pub struct EngineOptions {
     pub postgres_catalogs: Vec<PostgresCatalogSpec>,
     /// Decoded data files of small, hot tables kept in memory.
     pub file_cache: file_cache::FileCacheOptions,
+    /// The only directory `COPY … TO` may write into (and below); COPY is
+    /// refused when None.
+    pub export_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -60,6 +72,7 @@ impl Default for EngineOptions {
             mv_rewrite: true,
             postgres_catalogs: Vec::new(),
             file_cache: file_cache::FileCacheOptions::default(),
+            export_dir: None,
         }
     }
 }
@@ -224,20 +237,49 @@ impl QueryEngine {
         self.catalog.refresh().await
     }
 
-    /// Plans one SQL statement. DDL is executed now and yields a one-row
-    /// `count` result; queries and DML are returned unexecuted.
+    /// Parses and runs one SQL statement (see [`QueryEngine::execute`]).
     pub async fn sql(&self, ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
-        let sql = sql.trim().trim_end_matches(';');
-        if let Some(statement) = mv::parse(sql)? {
-            self.refresh().await?;
-            let outcome = mv::execute(self.lakehouse(), ctx, statement).await;
-            self.refresh().await?;
-            outcome?;
-            return Ok(ddl_done(ctx)?);
+        let statement = WeirStatement::parse(ctx, sql)?;
+        self.execute(ctx, &statement).await
+    }
+
+    /// Runs a parsed statement. DDL and writes (INSERT, CTAS, COPY,
+    /// REFRESH) take effect now and yield their one-row `count` result;
+    /// queries are returned unexecuted.
+    pub async fn execute(
+        &self,
+        ctx: &SessionContext,
+        statement: &WeirStatement,
+    ) -> Result<DataFrame> {
+        let planned = self.plan(ctx, statement).await?;
+        if planned.writes {
+            run_write(ctx, planned.frame).await
+        } else {
+            Ok(planned.frame)
         }
-        let (sql, partition) = ddl::split_partition_clause(sql)?;
+    }
+
+    /// Plans a parsed statement. DDL (and CTAS, and REFRESH) runs now; a
+    /// write (INSERT, COPY …) comes back unexecuted with `writes` set, so
+    /// that prepared statements can bind parameters to it first — callers
+    /// must run it at once ([`run_write`]) whether or not a client reads it.
+    pub async fn plan(&self, ctx: &SessionContext, statement: &WeirStatement) -> Result<Planned> {
+        let classified = statement.access();
+        let (statement, partition) = match &statement.parsed {
+            statement::Parsed::View(view) => {
+                self.refresh().await?;
+                let outcome = mv::execute(self.lakehouse(), ctx, view.clone()).await;
+                self.refresh().await?;
+                outcome?;
+                return Ok(Planned::done(ddl_done(ctx)?));
+            }
+            statement::Parsed::Sql {
+                statement,
+                partition,
+            } => (statement.as_ref().clone(), partition),
+        };
         self.refresh().await?;
-        let plan = ctx.state().create_logical_plan(&sql).await?;
+        let plan = ctx.state().statement_to_plan(statement).await?;
         if !partition.is_empty()
             && !matches!(&plan, LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)))
         {
@@ -247,28 +289,85 @@ impl QueryEngine {
         }
         match plan {
             LogicalPlan::Ddl(ddl) => {
-                let outcome = ddl::execute_ddl(self.lakehouse(), &ddl, &partition).await;
+                let outcome = ddl::execute_ddl(self.lakehouse(), &ddl, partition).await;
                 self.refresh().await?;
                 match outcome? {
-                    DdlOutcome::Done => Ok(ddl_done(ctx)?),
+                    DdlOutcome::Done => Ok(Planned::done(ddl_done(ctx)?)),
                     DdlOutcome::InsertInto { table, input } => {
-                        // CREATE TABLE ... AS SELECT: the table exists now; fill it.
-                        let target = provider_as_source(ctx.table_provider(table.clone()).await?);
-                        let insert = LogicalPlanBuilder::insert_into(
-                            input.as_ref().clone(),
-                            table,
-                            target,
-                            InsertOp::Append,
-                        )?
-                        .build()?;
-                        Ok(ctx.execute_logical_plan(insert).await?)
+                        // CREATE TABLE ... AS SELECT: the table exists now
+                        // (marked pending); fill it, or drop it on failure.
+                        let filled = async {
+                            let target =
+                                provider_as_source(ctx.table_provider(table.clone()).await?);
+                            let insert = LogicalPlanBuilder::insert_into(
+                                input.as_ref().clone(),
+                                table.clone(),
+                                target,
+                                InsertOp::Append,
+                            )?
+                            .build()?;
+                            let frame = ctx.execute_logical_plan(insert).await?;
+                            run_write(ctx, frame).await
+                        }
+                        .await;
+                        let done = ddl::finish_ctas(self.lakehouse(), &table, filled.is_ok()).await;
+                        self.refresh().await?;
+                        let frame = filled?;
+                        done?;
+                        Ok(Planned::done(frame))
                     }
                 }
             }
             LogicalPlan::Statement(Statement::Prepare(_)) => Err(QueryError::Unsupported(
                 "SQL PREPARE; use Flight SQL prepared statements".into(),
             )),
-            plan => self.query_frame(ctx, plan).await,
+            LogicalPlan::Statement(Statement::SetVariable(set)) => {
+                settings::check(&set.variable, &set.value)?;
+                // The role check saw the name from the parse; the planner's
+                // name must not need more.
+                if settings::access(&set.variable) > classified {
+                    return Err(QueryError::Internal(format!(
+                        "SET {} was classified differently from its plan",
+                        set.variable
+                    )));
+                }
+                Ok(Planned::query(
+                    ctx.execute_logical_plan(LogicalPlan::Statement(Statement::SetVariable(set)))
+                        .await?,
+                ))
+            }
+            LogicalPlan::Copy(mut copy) => {
+                copy.output_url = export::check_copy_target(
+                    self.options.export_dir.as_deref(),
+                    &copy.output_url,
+                )?;
+                Ok(Planned::write(
+                    ctx.execute_logical_plan(LogicalPlan::Copy(copy)).await?,
+                ))
+            }
+            LogicalPlan::Dml(dml) => Ok(Planned::write(
+                ctx.execute_logical_plan(LogicalPlan::Dml(dml)).await?,
+            )),
+            plan => Ok(Planned::query(self.query_frame(ctx, plan).await?)),
+        }
+    }
+
+    /// DataFusion's logical plan of a parsed statement, without running
+    /// anything (prepared statements learn their kind, schema and
+    /// parameters from it); None for Weir's own statements (materialized
+    /// views), which plan only when they run.
+    pub async fn logical_plan(
+        &self,
+        ctx: &SessionContext,
+        statement: &WeirStatement,
+    ) -> Result<Option<LogicalPlan>> {
+        match &statement.parsed {
+            statement::Parsed::View(_) => Ok(None),
+            statement::Parsed::Sql { statement, .. } => Ok(Some(
+                ctx.state()
+                    .statement_to_plan(statement.as_ref().clone())
+                    .await?,
+            )),
         }
     }
 
@@ -286,6 +385,55 @@ impl QueryEngine {
     }
 }
 
+/// A planned statement: see [`QueryEngine::plan`].
+pub struct Planned {
+    pub frame: DataFrame,
+    /// The frame changes data when it runs (run it with [`run_write`]).
+    pub writes: bool,
+}
+
+impl Planned {
+    fn query(frame: DataFrame) -> Self {
+        Planned {
+            frame,
+            writes: false,
+        }
+    }
+
+    fn write(frame: DataFrame) -> Self {
+        Planned {
+            frame,
+            writes: true,
+        }
+    }
+
+    /// Already done (DDL, CTAS): `frame` holds its result.
+    fn done(frame: DataFrame) -> Self {
+        Planned::query(frame)
+    }
+}
+
+/// Runs a write now; the result is its one-row `count`, ready to be read
+/// (or not) by the client.
+pub async fn run_write(ctx: &SessionContext, frame: DataFrame) -> Result<DataFrame> {
+    use arrow::array::{Array, RecordBatch, UInt64Array};
+    let batches = frame.collect().await?;
+    let mut count = 0u64;
+    for batch in &batches {
+        if let Some(column) = batch.column_by_name("count")
+            && let Some(values) = column.as_any().downcast_ref::<UInt64Array>()
+        {
+            count += values.iter().flatten().sum::<u64>();
+        }
+    }
+    let batch = RecordBatch::try_new(
+        count_schema(),
+        vec![Arc::new(UInt64Array::from(vec![count])) as Arc<dyn Array>],
+    )
+    .map_err(datafusion::error::DataFusionError::from)?;
+    Ok(ctx.read_batch(batch)?)
+}
+
 fn mv_rewrite_enabled(ctx: &SessionContext) -> bool {
     ctx.state()
         .config_options()
@@ -297,12 +445,19 @@ fn mv_rewrite_enabled(ctx: &SessionContext) -> bool {
 /// The result of a DDL statement: `count = 0`, so clients always get a schema.
 fn ddl_done(ctx: &SessionContext) -> datafusion::error::Result<DataFrame> {
     use arrow::array::{RecordBatch, UInt64Array};
+    let batch = RecordBatch::try_new(
+        count_schema(),
+        vec![Arc::new(UInt64Array::from(vec![0u64]))],
+    )?;
+    ctx.read_batch(batch)
+}
+
+/// `count: UInt64`, the result schema of DDL and writes.
+fn count_schema() -> arrow::datatypes::SchemaRef {
     use arrow::datatypes::{DataType, Field, Schema};
-    let schema = Arc::new(Schema::new(vec![Field::new(
+    Arc::new(Schema::new(vec![Field::new(
         "count",
         DataType::UInt64,
         false,
-    )]));
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![0u64]))])?;
-    ctx.read_batch(batch)
+    )]))
 }

@@ -43,8 +43,14 @@ fn main() -> anyhow::Result<()> {
         &cli.log,
         cli.observe.log_format == weir_config::LogFormat::Json,
     )?;
+    // Planning recurses over a statement's expression tree (DataFusion grows
+    // its own stack where it recurses most; Weir's rewrite and the drop of
+    // deep plans do not): 16 MiB per worker (reserved, touched as used)
+    // keeps the deepest statement the parser admits (weir_query::
+    // MAX_EXPRESSION_DEPTH) far from the guard page.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(16 << 20)
         .build()?;
     runtime.block_on(cli.command.run(cli.observe))
 }

@@ -20,6 +20,11 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
         query_timeout: (!cfg.query.query_timeout.is_zero()).then_some(cfg.query.query_timeout),
         auth: super::security::auth_options(&cfg.auth)?,
         tls: super::security::tls_files(&cfg.auth),
+        connections: weir_flight::ConnectionLimits {
+            max_connections: cfg.connections.max_connections as usize,
+            first_call_timeout: cfg.connections.connection_first_call_timeout,
+            idle_timeout: cfg.connections.connection_idle_timeout,
+        },
         ..Default::default()
     };
     // Refuse to start (before anything else) when authentication or TLS cannot work.
@@ -41,11 +46,17 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
     obs.readiness.set_ready("catalog");
     obs.refresh_tables(&lakehouse);
 
+    match cfg.query.query_memory_mb.bytes() {
+        Some(bytes) => info!(query_memory_mib = bytes >> 20, "query memory limit"),
+        None => tracing::warn!(
+            "query memory is unbounded (--query-memory-mb 0): one query can exhaust the server's memory"
+        ),
+    }
     let engine = QueryEngine::new(
         lakehouse.clone(),
         EngineOptions {
-            memory_limit: (cfg.query.query_memory_mb > 0)
-                .then_some(cfg.query.query_memory_mb << 20),
+            memory_limit: cfg.query.query_memory_mb.bytes(),
+            export_dir: cfg.query.export_dir.clone(),
             target_partitions: (cfg.query.query_parallelism > 0)
                 .then_some(cfg.query.query_parallelism),
             mv_rewrite: cfg.query.mv_rewrite,

@@ -1,0 +1,531 @@
+//! One SQL statement, parsed once: [`WeirStatement`].
+//!
+//! The role check and the engine read the same parse (issue 24: they used to
+//! parse the text separately, the check with the generic dialect and the
+//! engine with the session's, so `/* /* */ DROP TABLE t -- */ SELECT 1`
+//! under the MySQL dialect was a SELECT to the check and a DROP to the
+//! engine). [`WeirStatement::parse`] reads the text with the session's
+//! dialect, checks its shape against the limits below, and classifies it
+//! ([`Access`]); [`crate::QueryEngine::execute`] runs exactly that parse.
+//!
+//! Shape limits (a statement over one is INVALID_ARGUMENT, never a crash):
+//! - [`MAX_EXPRESSION_DEPTH`] nested expressions (`1+1+…+1` nests one level
+//!   per operator; DuckDB's `max_expression_depth` has the same default);
+//! - [`MAX_SET_OPERATIONS`] UNION/INTERSECT/EXCEPT in one statement (each
+//!   nests the query one level);
+//! - the parser's recursion limit (`datafusion.sql_parser.recursion_limit`,
+//!   parentheses and subqueries) is capped at [`MAX_PARSER_RECURSION`].
+//!
+//! Parsing runs on a stack of its own ([`PARSE_STACK_BYTES`], reserved, only
+//! touched as used): the parser builds long operator chains without
+//! recursion, but dropping a rejected chain of 100,000 terms recurses once
+//! per term.
+
+use std::ops::ControlFlow;
+
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{
+    DescribeAlias, Expr, ObjectName, Query, Set, SetExpr, Statement, Visit, Visitor,
+};
+use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::error::{QueryError, Result};
+use crate::mv::{self, MvStatement};
+use crate::settings;
+
+/// Deepest expression nesting a statement may have.
+pub const MAX_EXPRESSION_DEPTH: usize = 1_000;
+/// Most set operations (UNION, INTERSECT, EXCEPT) in one statement.
+pub const MAX_SET_OPERATIONS: usize = 1_000;
+/// Highest parser recursion limit a session may set.
+pub const MAX_PARSER_RECURSION: usize = 256;
+/// Stack reserved for parsing one statement.
+const PARSE_STACK_BYTES: usize = 256 << 20;
+
+/// What running a statement needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// SELECT/WITH/VALUES without `INTO`, EXPLAIN (without ANALYZE),
+    /// DESCRIBE, SHOW, SET/RESET of the session settings anyone may change
+    /// (`settings.rs`), transaction statements (answered UNIMPLEMENTED).
+    Read,
+    /// INSERT, UPDATE, DELETE, MERGE, TRUNCATE (also inside a query),
+    /// `EXPLAIN ANALYZE` of those, and bulk ingestion.
+    Write,
+    /// Everything else: CREATE/DROP/ALTER, CTAS, `SELECT … INTO`, REFRESH,
+    /// COPY TO, CREATE EXTERNAL TABLE, SET of admin-only settings, and any
+    /// statement not recognised here.
+    Admin,
+}
+
+impl Access {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Access::Read => "queries",
+            Access::Write => "INSERT/UPDATE/DELETE and ingestion",
+            Access::Admin => "DDL, REFRESH, COPY and other administrative statements",
+        }
+    }
+}
+
+/// A parsed statement, ready for [`crate::QueryEngine::execute`].
+#[derive(Debug, Clone)]
+pub struct WeirStatement {
+    text: String,
+    pub(crate) parsed: Parsed,
+    access: Access,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Parsed {
+    /// CREATE/REFRESH/DROP MATERIALIZED VIEW (Weir's own syntax).
+    View(MvStatement),
+    /// Anything DataFusion's parser reads; `partition` is the
+    /// `PARTITIONED BY` clause of a CREATE TABLE, taken off before parsing.
+    Sql {
+        statement: Box<DfStatement>,
+        partition: Vec<String>,
+    },
+}
+
+impl WeirStatement {
+    /// Parses one statement with `ctx`'s dialect.
+    pub fn parse(ctx: &SessionContext, sql: &str) -> Result<Self> {
+        let text = sql.trim().trim_end_matches(';').trim().to_string();
+        if let Some(view) = mv::parse(&text)? {
+            return Ok(WeirStatement {
+                text,
+                parsed: Parsed::View(view),
+                access: Access::Admin,
+            });
+        }
+        let (options, dialect_name) = {
+            let state = ctx.state();
+            let options = state.config_options().sql_parser.clone();
+            let name = options.dialect.to_string();
+            (options, name)
+        };
+        let dialect = dialect_from_str(&dialect_name)
+            .ok_or_else(|| QueryError::Invalid(format!("unknown SQL dialect {dialect_name}")))?;
+        let recursion = options.recursion_limit.min(MAX_PARSER_RECURSION);
+        let (body, partition) = crate::ddl::split_partition_clause(&text)?;
+        let statement = stacker::grow(PARSE_STACK_BYTES, || {
+            parse_checked(dialect.as_ref(), &body, recursion)
+        })?;
+        let access = classify_df(&statement);
+        Ok(WeirStatement {
+            text,
+            parsed: Parsed::Sql {
+                statement: Box::new(statement),
+                partition,
+            },
+            access,
+        })
+    }
+
+    /// The access running this statement needs.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// The statement's text (trimmed, without a final `;`).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// `SET name = value`: the setting's name (as DataFusion names it) and
+    /// value, for sessions that keep what their statements set.
+    pub fn set_variable(&self) -> Option<(String, String)> {
+        match &self.parsed {
+            Parsed::Sql { statement, .. } => match statement.as_ref() {
+                DfStatement::Statement(s) => match s.as_ref() {
+                    Statement::Set(set) => set_assignment(set),
+                    _ => None,
+                },
+                _ => None,
+            },
+            Parsed::View(_) => None,
+        }
+    }
+}
+
+/// Parses exactly one statement and checks its shape. Runs on the parse
+/// stack: a rejected AST is dropped here too.
+fn parse_checked(dialect: &dyn Dialect, sql: &str, recursion: usize) -> Result<DfStatement> {
+    check_set_operations(dialect, sql)?;
+    let mut statements = DFParserBuilder::new(sql)
+        .with_dialect(dialect)
+        .with_recursion_limit(recursion)
+        .build()?
+        .parse_statements()?;
+    if statements.len() > 1 {
+        return Err(QueryError::Unsupported(
+            "more than one statement in a request; send them one at a time".into(),
+        ));
+    }
+    let statement = statements
+        .pop_front()
+        .ok_or_else(|| QueryError::Syntax("no SQL statement was given".into()))?;
+    let mut depth = Depth::default();
+    let within = match &statement {
+        DfStatement::Statement(s) => s.visit(&mut depth),
+        DfStatement::Explain(e) => match e.statement.as_ref() {
+            DfStatement::Statement(s) => s.visit(&mut depth),
+            _ => ControlFlow::Continue(()),
+        },
+        DfStatement::CopyTo(copy) => match &copy.source {
+            datafusion::sql::parser::CopyToSource::Query(q) => q.visit(&mut depth),
+            datafusion::sql::parser::CopyToSource::Relation(_) => ControlFlow::Continue(()),
+        },
+        _ => ControlFlow::Continue(()),
+    };
+    if within.is_break() {
+        return Err(QueryError::Invalid(format!(
+            "expressions are nested more than {MAX_EXPRESSION_DEPTH} levels deep \
+             (a chain of {MAX_EXPRESSION_DEPTH} operators, or nested calls); \
+             split the statement or use IN lists"
+        )));
+    }
+    Ok(statement)
+}
+
+/// Counts UNION/INTERSECT/EXCEPT before parsing: each nests the query one
+/// level, and the parser builds the chain without a limit.
+fn check_set_operations(dialect: &dyn Dialect, sql: &str) -> Result<()> {
+    let tokens = Tokenizer::new(dialect, sql)
+        .tokenize()
+        .map_err(|e| QueryError::Syntax(e.to_string()))?;
+    let count = tokens
+        .iter()
+        .filter(|t| {
+            matches!(t, Token::Word(w) if w.quote_style.is_none()
+                && matches!(w.keyword, Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT | Keyword::MINUS))
+        })
+        .count();
+    if count > MAX_SET_OPERATIONS {
+        return Err(QueryError::Invalid(format!(
+            "the statement has {count} UNION/INTERSECT/EXCEPT operations; at most {MAX_SET_OPERATIONS} are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Tracks expression nesting; breaks as soon as it exceeds the limit, so
+/// the walk itself never goes deeper than that.
+#[derive(Default)]
+struct Depth {
+    current: usize,
+}
+
+impl Visitor for Depth {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
+        self.enter()
+    }
+
+    fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
+        self.leave()
+    }
+
+    fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.enter()
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.leave()
+    }
+}
+
+impl Depth {
+    fn enter(&mut self) -> ControlFlow<()> {
+        self.current += 1;
+        if self.current > MAX_EXPRESSION_DEPTH {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn leave(&mut self) -> ControlFlow<()> {
+        self.current = self.current.saturating_sub(1);
+        ControlFlow::Continue(())
+    }
+}
+
+fn classify_df(statement: &DfStatement) -> Access {
+    match statement {
+        DfStatement::Statement(s) => classify_statement(s),
+        DfStatement::Explain(explain) if explain.analyze => classify_df(&explain.statement),
+        DfStatement::Explain(_) => Access::Read,
+        DfStatement::Reset(reset) => {
+            let datafusion::sql::parser::ResetStatement::Variable(name) = reset;
+            settings::access(&setting_name(name))
+        }
+        DfStatement::CreateExternalTable(_) | DfStatement::CopyTo(_) => Access::Admin,
+    }
+}
+
+fn classify_statement(statement: &Statement) -> Access {
+    match statement {
+        // EXPLAIN plans without running; DESCRIBE only reads a schema.
+        Statement::Explain {
+            describe_alias: DescribeAlias::Describe | DescribeAlias::Desc,
+            ..
+        } => Access::Read,
+        Statement::Explain {
+            analyze: true,
+            statement,
+            ..
+        } => classify_statement(statement),
+        Statement::Explain { .. } => Access::Read,
+        Statement::Set(set) => match set_assignment(set) {
+            Some((name, _)) => settings::access(&name),
+            None => Access::Admin,
+        },
+        // Everything else: the strictest of the statement and the statements
+        // and `SELECT … INTO`s nested in it (`WITH … INSERT`, subqueries).
+        other => {
+            let mut visitor = Strictest(Access::Read);
+            let _ = other.visit(&mut visitor);
+            visitor.0
+        }
+    }
+}
+
+/// A setting's name as DataFusion's planner derives it (lower case, the
+/// PostgreSQL/MySQL time zone aliases mapped).
+fn setting_name(name: &ObjectName) -> String {
+    let name = name
+        .0
+        .iter()
+        .map(|part| match part.as_ident() {
+            Some(ident) => ident.value.clone(),
+            None => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+        .to_lowercase();
+    match name.as_str() {
+        "timezone" | "time.zone" => "datafusion.execution.time_zone".into(),
+        _ => name,
+    }
+}
+
+fn set_assignment(set: &Set) -> Option<(String, String)> {
+    match set {
+        Set::SingleAssignment {
+            scope: None,
+            hivevar: false,
+            variable,
+            values,
+        } if values.len() == 1 => {
+            let value = match &values[0] {
+                Expr::Value(v) => match &v.value {
+                    datafusion::sql::sqlparser::ast::Value::SingleQuotedString(s)
+                    | datafusion::sql::sqlparser::ast::Value::DoubleQuotedString(s) => s.clone(),
+                    other => other.to_string(),
+                },
+                Expr::Identifier(i) => i.value.clone(),
+                other => other.to_string(),
+            };
+            Some((setting_name(variable), value))
+        }
+        _ => None,
+    }
+}
+
+/// Collects the strictest access of the statements and queries it visits.
+struct Strictest(Access);
+
+impl Visitor for Strictest {
+    type Break = ();
+
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
+        self.0 = self.0.max(shallow(statement));
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if selects_into(&query.body) {
+            self.0 = Access::Admin; // SELECT … INTO creates a table
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The access of one statement node, not looking inside it.
+fn shallow(statement: &Statement) -> Access {
+    match statement {
+        Statement::Query(_)
+        | Statement::Explain { .. }
+        | Statement::ExplainTable { .. }
+        | Statement::ShowVariable { .. }
+        | Statement::ShowVariables { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowFunctions { .. }
+        | Statement::ShowCreate { .. }
+        | Statement::ShowSchemas { .. }
+        | Statement::ShowDatabases { .. }
+        | Statement::ShowViews { .. }
+        | Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. } => Access::Read,
+        Statement::Set(set) => match set_assignment(set) {
+            Some((name, _)) => settings::access(&name),
+            None => Access::Admin,
+        },
+        Statement::Insert(_)
+        | Statement::Update(_)
+        | Statement::Delete(_)
+        | Statement::Merge(_)
+        | Statement::Truncate(_) => Access::Write,
+        _ => Access::Admin,
+    }
+}
+
+fn selects_into(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::Select(select) => select.into.is_some(),
+        SetExpr::SetOperation { left, right, .. } => selects_into(left) || selects_into(right),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(sql: &str) -> Result<Access> {
+        let ctx = SessionContext::new();
+        WeirStatement::parse(&ctx, sql).map(|s| s.access())
+    }
+
+    #[test]
+    fn statements_are_classified() {
+        let cases = [
+            ("SELECT 1", Access::Read),
+            (
+                "  select * from silver.points where device_id = 'x';",
+                Access::Read,
+            ),
+            ("WITH a AS (SELECT 1) SELECT * FROM a", Access::Read),
+            ("VALUES (1), (2)", Access::Read),
+            ("EXPLAIN SELECT 1", Access::Read),
+            ("EXPLAIN INSERT INTO t VALUES (1)", Access::Read),
+            ("EXPLAIN ANALYZE INSERT INTO t VALUES (1)", Access::Write),
+            ("DESCRIBE silver.points", Access::Read),
+            ("SHOW TABLES", Access::Read),
+            ("SET weir.mv_rewrite = false", Access::Read),
+            ("SET TIMEZONE = 'Europe/Berlin'", Access::Read),
+            ("SET datafusion.sql_parser.dialect = 'MySQL'", Access::Admin),
+            (
+                "SET datafusion.runtime.memory_limit = '100G'",
+                Access::Admin,
+            ),
+            ("RESET datafusion.execution.batch_size", Access::Read),
+            ("RESET datafusion.sql_parser.dialect", Access::Admin),
+            (
+                "SELECT * FROM iceberg_snapshots('silver.points')",
+                Access::Read,
+            ),
+            ("-- note\nINSERT INTO t VALUES (1)", Access::Write),
+            ("INSERT INTO t SELECT * FROM u", Access::Write),
+            ("DELETE FROM t WHERE a = 1", Access::Write),
+            ("UPDATE t SET a = 1", Access::Write),
+            ("TRUNCATE TABLE t", Access::Write),
+            ("CREATE TABLE t (a INT)", Access::Admin),
+            ("CREATE TABLE t AS SELECT 1", Access::Admin),
+            (
+                "CREATE TABLE t (ts TIMESTAMP) PARTITIONED BY (day(ts))",
+                Access::Admin,
+            ),
+            ("SELECT 1 AS a INTO t2", Access::Admin),
+            ("SELECT 1 INTO t2 UNION SELECT 2", Access::Admin),
+            ("CREATE SCHEMA plant", Access::Admin),
+            ("DROP TABLE t", Access::Admin),
+            ("DROP SCHEMA plant CASCADE", Access::Admin),
+            ("CREATE VIEW v AS SELECT 1", Access::Admin),
+            ("CREATE MATERIALIZED VIEW v AS SELECT 1", Access::Admin),
+            ("REFRESH MATERIALIZED VIEW gold.points_1h", Access::Admin),
+            ("DROP MATERIALIZED VIEW gold.points_1h", Access::Admin),
+            ("ALTER TABLE t ADD COLUMN b INT", Access::Admin),
+            ("COPY (SELECT 1) TO '/tmp/x.parquet'", Access::Admin),
+            (
+                "CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '/etc/'",
+                Access::Admin,
+            ),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(classify(sql).unwrap(), expected, "{sql}");
+        }
+        // Not parsed, so never run: an error, whatever the role.
+        for sql in [
+            "SELEC 1",
+            "",
+            "COMPACT silver.points",
+            "SELECT 1; DROP TABLE t",
+        ] {
+            assert!(classify(sql).is_err(), "{sql}");
+        }
+    }
+
+    /// The role bypass of issue 24: MySQL does not nest comments, so the
+    /// statement is a DROP there; the check must see what the engine runs.
+    #[test]
+    fn the_session_dialect_decides_what_the_statement_is() {
+        let sql = "/* /* */ DROP TABLE public.victim -- */ SELECT 1";
+        let ctx = SessionContext::new();
+        assert_eq!(classify(sql).unwrap(), Access::Read);
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .set("datafusion.sql_parser.dialect", "MySQL")
+            .unwrap();
+        let statement = WeirStatement::parse(&ctx, sql).unwrap();
+        assert_eq!(statement.access(), Access::Admin);
+        let copy = "/* /* */ COPY (SELECT 'x' AS a) TO '/tmp/x.csv' STORED AS CSV -- */ SELECT 1";
+        assert_eq!(
+            WeirStatement::parse(&ctx, copy).unwrap().access(),
+            Access::Admin
+        );
+    }
+
+    #[test]
+    fn pathological_shapes_are_refused_not_crashed() {
+        let ctx = SessionContext::new();
+        let chain = |n: usize, op: &str| {
+            format!(
+                "SELECT {}",
+                std::iter::repeat_n("1", n).collect::<Vec<_>>().join(op)
+            )
+        };
+        assert!(WeirStatement::parse(&ctx, &chain(500, "+")).is_ok());
+        for (sql, what) in [
+            (chain(2_000, "+"), "2,000 terms"),
+            (chain(200_000, "+"), "200,000 terms"),
+            (chain(100_000, " AND "), "AND chain"),
+            (
+                std::iter::repeat_n("SELECT 1", 5_000)
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL "),
+                "UNION chain",
+            ),
+            (
+                format!("SELECT {}1{}", "(".repeat(10_000), ")".repeat(10_000)),
+                "parentheses",
+            ),
+        ] {
+            let err = WeirStatement::parse(&ctx, &sql).unwrap_err();
+            assert!(
+                matches!(err, QueryError::Invalid(_) | QueryError::Syntax(_)),
+                "{what}: {err}"
+            );
+        }
+    }
+}
