@@ -50,9 +50,6 @@ def test_orphan_cleanup_leaves_a_path_named_tables_files(weir_factory, tmp_path)
     execute(conn, "INSERT INTO public.victim VALUES (1, 1.0), (2, 2.0), (3, 3.0)")
     execute(conn, 'INSERT INTO public."victim/data" VALUES (1, 1.0), (2, 2.0)')
     execute(conn, "INSERT INTO public.victim2 VALUES (1, 1.0)")
-    # The path-like name does not put the table inside victim's directory.
-    victim_dir = data / "warehouse" / "public" / "victim"
-    assert not (victim_dir / "data" / "metadata").exists()
     before = {p for p in (data / "warehouse").rglob("*") if p.is_file()}
     time.sleep(1.5)  # every file is older than --older-than 1s
 
@@ -69,6 +66,9 @@ def test_orphan_cleanup_leaves_a_path_named_tables_files(weir_factory, tmp_path)
     assert pyiceberg_rows(data, "public.victim") == 3
     assert pyiceberg_rows(data, "public.victim/data") == 2
     assert pyiceberg_rows(data, "public.victim2") == 1
+    # New tables no longer nest: the path-like name is one directory.
+    victim_dir = data / "warehouse" / "public" / "victim"
+    assert not (victim_dir / "data" / "metadata").exists()
 
 
 def test_a_table_that_cannot_be_read_does_not_break_its_schema(weir_factory, tmp_path):
