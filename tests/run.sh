@@ -8,7 +8,6 @@
 # Env: WEIR_TEST_VENV (default ~/.cache/weir/test-venv), WEIR_SKIP_CLIPPY=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 venv=${WEIR_TEST_VENV:-$HOME/.cache/weir/test-venv}
 
 step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
@@ -49,6 +48,10 @@ if [ "${WEIR_SKIP_CLIPPY:-0}" != 1 ]; then
 fi
 
 step "python end-to-end tests"
-WEIR_BIN="$root/target/debug/weir" "$venv/bin/python" -m pytest tests/python -q
+# The binary just built: Cargo's target directory may be elsewhere
+# (CARGO_TARGET_DIR, build.target-dir in a Cargo config).
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+  "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+WEIR_BIN="$target_dir/debug/weir" "$venv/bin/python" -m pytest tests/python -q
 
 step "all tests passed"

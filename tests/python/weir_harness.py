@@ -28,13 +28,21 @@ _counter = itertools.count()
 
 
 def weir_binary() -> Path:
-    path = Path(os.environ.get("WEIR_BIN") or REPO_ROOT / "target" / "debug" / "weir")
+    """The binary under test: `WEIR_BIN`, else `debug/weir` in Cargo's target
+    directory (`CARGO_TARGET_DIR`, relative to the repository when relative,
+    as Cargo reads it; default `target/`)."""
+    path = Path(os.environ.get("WEIR_BIN") or default_target_dir() / "debug" / "weir")
     if not path.is_file():
         raise RuntimeError(
             f"weir binary not found at {path}: build it with `cargo build` "
             "or point WEIR_BIN at it"
         )
     return path
+
+
+def default_target_dir() -> Path:
+    target = os.environ.get("CARGO_TARGET_DIR")
+    return REPO_ROOT / target if target else REPO_ROOT / "target"
 
 
 class WeirServer:

@@ -31,6 +31,28 @@ pub enum CatalogError {
     #[error("table definition {file}: {message}")]
     TableSpec { file: String, message: String },
 
+    /// A namespace or table name Weir does not store (too long for a
+    /// path component, control characters, empty).
+    #[error("invalid {kind} name `{name}`: {reason}")]
+    InvalidName {
+        kind: &'static str,
+        /// The name as shown (long names cut short).
+        name: String,
+        reason: String,
+    },
+
+    /// A new table's location would be, contain or lie inside another live
+    /// table's location (each table owns every file under its location).
+    #[error(
+        "table {table} cannot be created at {location}: it overlaps the location {other_location} of table {other}"
+    )]
+    LocationOverlap {
+        table: String,
+        location: String,
+        other: String,
+        other_location: String,
+    },
+
     #[error("table {table} not found")]
     TableNotFound { table: String },
 

@@ -17,6 +17,7 @@ use crate::error::{CatalogError, Result};
 pub type TableListing =
     std::collections::BTreeMap<String, std::collections::BTreeMap<String, Option<String>>>;
 use crate::hot::HotTier;
+use crate::location::{TableLocation, path_component, validate_name};
 use crate::spec::TableSpec;
 use crate::storage::{ObjectStoreFactory, ObjectStores, S3Options, StoreLocation};
 
@@ -441,12 +442,20 @@ impl Lakehouse {
             .await
             .map_err(|e| CatalogError::iceberg(name, e))?;
         if !exists {
-            self.catalog
-                .create_namespace(&ns, HashMap::new())
-                .await
-                .map_err(|e| CatalogError::iceberg(name, e))?;
+            self.create_namespace(name).await?;
         }
         Ok(!exists)
+    }
+
+    /// Creates a namespace; every namespace Weir creates goes through here,
+    /// so its name is checked first ([`validate_name`]).
+    pub async fn create_namespace(&self, name: &str) -> Result<()> {
+        validate_name("namespace", name)?;
+        self.catalog
+            .create_namespace(&NamespaceIdent::new(name.to_string()), HashMap::new())
+            .await
+            .map_err(|e| CatalogError::iceberg(name, e))?;
+        Ok(())
     }
 
     pub async fn load_table(&self, namespace: &str, name: &str) -> Result<Table> {
@@ -559,12 +568,123 @@ impl Lakehouse {
         self.create_table(&spec.namespace, creation).await
     }
 
-    pub async fn create_table(&self, namespace: &str, creation: TableCreation) -> Result<Table> {
+    /// Creates a table; every table Weir creates (declared tables, `CREATE
+    /// TABLE`, ingestion, materialized views) goes through here. The names
+    /// are checked ([`validate_name`]); without an explicit location the
+    /// table goes to `<namespace location>/<name>` with the name kept one
+    /// path component ([`path_component`]); a location that is, contains or
+    /// lies inside another live table's location is refused.
+    pub async fn create_table(
+        &self,
+        namespace: &str,
+        mut creation: TableCreation,
+    ) -> Result<Table> {
+        validate_name("namespace", namespace)?;
+        validate_name("table", &creation.name)?;
         let qualified = format!("{namespace}.{}", creation.name);
+        let ns = NamespaceIdent::new(namespace.to_string());
+        let location = match creation.location.take() {
+            Some(location) => location,
+            None => self.default_location(&ns, &creation.name).await?,
+        };
+        let location = location.trim_end_matches('/').to_string();
+        let ident = TableIdent::new(ns.clone(), creation.name.clone());
+        for other in self.table_locations().await? {
+            if other.ident == ident {
+                continue;
+            }
+            if let Some(root) = other
+                .roots()
+                .into_iter()
+                .find(|r| crate::location::overlaps(&location, r))
+            {
+                return Err(CatalogError::LocationOverlap {
+                    table: qualified,
+                    location,
+                    other: other.ident.to_string(),
+                    other_location: root,
+                });
+            }
+        }
+        creation.location = Some(location);
         self.catalog
-            .create_table(&NamespaceIdent::new(namespace.to_string()), creation)
+            .create_table(&ns, creation)
             .await
             .map_err(|e| CatalogError::iceberg(qualified, e))
+    }
+
+    /// `<namespace location>/<table>`: the namespace's `location` property
+    /// (as the SQL catalog honours it) or `<warehouse>/<namespace>`, each
+    /// name one path component.
+    async fn default_location(&self, ns: &NamespaceIdent, table: &str) -> Result<String> {
+        let name = ns.to_url_string();
+        let namespace = self
+            .catalog
+            .get_namespace(ns)
+            .await
+            .map_err(|e| CatalogError::iceberg(&name, e))?;
+        let parent = match namespace.properties().get("location") {
+            Some(location) => location.trim_end_matches('/').to_string(),
+            None => format!(
+                "{}/{}",
+                self.warehouse,
+                ns.iter()
+                    .map(|part| path_component(part))
+                    .collect::<Vec<_>>()
+                    .join("/")
+            ),
+        };
+        Ok(format!("{parent}/{}", path_component(table)))
+    }
+
+    /// Where every live table of the catalog keeps its files, in every
+    /// namespace (nested ones too), for checks that must not touch another
+    /// table's files (orphan cleanup, new table locations). A table whose
+    /// metadata cannot be read is listed with the location derived from its
+    /// metadata path (and a warning).
+    pub async fn table_locations(&self) -> Result<Vec<TableLocation>> {
+        let sql = if self.postgres {
+            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables \
+             WHERE catalog_name = $1"
+        } else {
+            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables \
+             WHERE catalog_name = ?"
+        };
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(sql)
+            .bind(CATALOG_NAME)
+            .fetch_all(&self.db)
+            .await
+            .map_err(|e| CatalogError::Database {
+                context: "listing table locations".into(),
+                source: e,
+            })?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (namespace, name, metadata_location) in rows {
+            let ident = TableIdent::new(NamespaceIdent::new(namespace), name);
+            let Some(metadata_location) = metadata_location else {
+                // Not a table Weir or PyIceberg wrote (no metadata yet).
+                tracing::warn!(table = %ident, "catalog row without a metadata location");
+                continue;
+            };
+            let location = match self.load_table_cached(&ident).await {
+                Ok(table) => Some(table.metadata().location().to_string()),
+                Err(e) => {
+                    tracing::warn!(
+                        table = %ident,
+                        metadata = %metadata_location,
+                        error = %e,
+                        "cannot read the table metadata; its location is taken from the metadata path"
+                    );
+                    None
+                }
+            };
+            out.push(TableLocation {
+                ident,
+                metadata_location,
+                location,
+            });
+        }
+        Ok(out)
     }
 
     /// Adds the top-level columns of `declared` missing from the table, as

@@ -9,6 +9,7 @@ mod fence;
 pub mod hot;
 pub mod hot_feed;
 mod lakehouse;
+pub mod location;
 pub mod manifests;
 mod obs;
 pub mod parquet_props;
@@ -27,6 +28,7 @@ pub use hot::{HotChunk, HotTier};
 pub use lakehouse::{
     CATALOG_NAME, DEFAULT_NAMESPACE, EnsureReport, Lakehouse, LakehouseOptions, TableListing,
 };
+pub use location::{MAX_NAME_BYTES, TableLocation, validate_name};
 pub use manifests::{MergePolicy, merge_manifests_if_needed, rewrite_manifests};
 pub use obs::{record_table, refresh_table_metrics};
 pub use replace::{ReplaceOutcome, commit_replace};

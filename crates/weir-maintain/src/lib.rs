@@ -29,6 +29,17 @@ pub enum MaintainError {
     },
     #[error("rewriting {table}: {message}")]
     Rewrite { table: String, message: String },
+    /// Orphan cleanup cannot tell this table's files from those of a table
+    /// whose location holds this one's, as that table cannot be read.
+    #[error(
+        "orphans of {table}: table {other} keeps files around it ({other_location}) and cannot be read: {reason}; nothing deleted"
+    )]
+    OverlappingTable {
+        table: String,
+        other: String,
+        other_location: String,
+        reason: String,
+    },
     #[error("{job} on {table} is already running in another process (lease {lease})")]
     Busy {
         job: &'static str,

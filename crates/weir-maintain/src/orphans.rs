@@ -5,14 +5,23 @@
 //! unreferenced file may be part of a commit in flight: only files older than
 //! `older_than` are candidates. The listing is taken before the metadata is
 //! loaded, so a file committed in between is seen as referenced.
+//!
+//! Only the table's own files are candidates: files under its location, but
+//! not under the location of any other live table of the catalog nested in
+//! it (`public."victim/data"` created before Weir kept names one path
+//! component lies in `public.victim`'s directory), and not referenced by a
+//! table whose location holds this one's. Locations compare as whole path
+//! components, so `victim2` is never inside `victim`.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use iceberg::TableIdent;
+use iceberg::table::Table;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
+use weir_catalog::location::is_within;
 use weir_catalog::{CatalogError, Lakehouse};
 
 use crate::reach::{Reach, normalize};
@@ -44,6 +53,9 @@ pub struct OrphanReport {
     pub files_referenced: usize,
     /// Unreferenced but younger than the safety age: left alone.
     pub too_young: usize,
+    /// Under the location of another live table nested in this one's (or
+    /// outside this table's location): never touched.
+    pub other_tables_files: usize,
     pub orphans_deleted: usize,
     pub bytes_deleted: u64,
     pub seconds: f64,
@@ -66,11 +78,10 @@ pub async fn remove_orphans(
         .load_table(ident)
         .await
         .map_err(|e| CatalogError::iceberg(&name, e))?;
+    let location = table.metadata().location().to_string();
     // The lakehouse's own object store for the table's location (local
     // files or the S3 bucket, with the configured endpoint and credentials).
-    let (store, root) = lakehouse
-        .object_stores()
-        .resolve(table.metadata().location())?;
+    let (store, root) = lakehouse.object_stores().resolve(&location)?;
     let prefix = root.path();
     // 1. List (before loading the metadata we compare against).
     let listed: Vec<object_store::ObjectMeta> = store
@@ -88,6 +99,73 @@ pub async fn remove_orphans(
         .load_table(ident)
         .await
         .map_err(|e| CatalogError::iceberg(&name, e))?;
+    let mut referenced = referenced_files(&table).await?;
+    report.files_referenced = referenced.len();
+    // 3. Other tables' files: everything under the location of a table
+    // nested in this one's is that table's; a table whose location holds
+    // this one's may keep files here too, so what it references stays.
+    let mut protected: Vec<String> = Vec::new();
+    for other in lakehouse.table_locations().await? {
+        if &other.ident == ident {
+            continue;
+        }
+        for other_root in other.roots() {
+            if is_within(&other_root, &location) {
+                protected.push(other_root);
+            } else if is_within(&location, &other_root) {
+                let other_table =
+                    lakehouse
+                        .catalog()
+                        .load_table(&other.ident)
+                        .await
+                        .map_err(|e| MaintainError::OverlappingTable {
+                            table: name.clone(),
+                            other: other.ident.to_string(),
+                            other_location: other_root.clone(),
+                            reason: e.to_string(),
+                        })?;
+                referenced.extend(referenced_files(&other_table).await?);
+            }
+        }
+    }
+    let referenced: HashSet<&str> = referenced.iter().map(|p| normalize(p)).collect();
+    // Listed keys are relative to the store (no bucket): compare full locations.
+    // 4. Unreferenced, this table's own and old enough → delete.
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::from_std(opts.older_than).unwrap_or(chrono::Duration::MAX);
+    for object in listed {
+        let full = root.url_of(object.location.as_ref());
+        // Only files under the table's own location (the listing is by
+        // path prefix: never a sibling such as `victim2` of `victim`).
+        if !is_within(&full, &location) || protected.iter().any(|p| is_within(&full, p)) {
+            report.other_tables_files += 1;
+            continue;
+        }
+        if referenced.contains(normalize(&full)) {
+            continue;
+        }
+        if object.last_modified > cutoff {
+            report.too_young += 1;
+            continue;
+        }
+        if !opts.dry_run
+            && let Err(e) = store.delete(&object.location).await
+        {
+            tracing::warn!(path = %object.location, error = %e, "could not delete an orphan");
+            continue;
+        }
+        tracing::debug!(path = %object.location, "orphan removed");
+        report.orphans_deleted += 1;
+        report.bytes_deleted += object.size;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Every file the table's current metadata references: its metadata file
+/// and log, statistics files, and what any snapshot reaches (manifest
+/// lists, manifests, live data and delete files).
+async fn referenced_files(table: &Table) -> Result<HashSet<String>> {
     let metadata = table.metadata();
     let mut referenced: HashSet<String> = HashSet::new();
     if let Some(loc) = table.metadata_location() {
@@ -109,34 +187,8 @@ pub async fn remove_orphans(
             .partition_statistics_iter()
             .map(|s| s.statistics_path.clone()),
     );
-    let mut reach = Reach::new(&table);
+    let mut reach = Reach::new(table);
     let ids: Vec<i64> = metadata.snapshots().map(|s| s.snapshot_id()).collect();
-    referenced.extend(reach.referenced(&table, ids).await?);
-    report.files_referenced = referenced.len();
-    let referenced: HashSet<&str> = referenced.iter().map(|p| normalize(p)).collect();
-    // Listed keys are relative to the store (no bucket): compare full locations.
-    // 3. Unreferenced and old enough → delete.
-    let cutoff = chrono::Utc::now()
-        - chrono::Duration::from_std(opts.older_than).unwrap_or(chrono::Duration::MAX);
-    for object in listed {
-        let full = root.url_of(object.location.as_ref());
-        if referenced.contains(normalize(&full)) {
-            continue;
-        }
-        if object.last_modified > cutoff {
-            report.too_young += 1;
-            continue;
-        }
-        if !opts.dry_run
-            && let Err(e) = store.delete(&object.location).await
-        {
-            tracing::warn!(path = %object.location, error = %e, "could not delete an orphan");
-            continue;
-        }
-        tracing::debug!(path = %object.location, "orphan removed");
-        report.orphans_deleted += 1;
-        report.bytes_deleted += object.size;
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    referenced.extend(reach.referenced(table, ids).await?);
+    Ok(referenced)
 }

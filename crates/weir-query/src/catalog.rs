@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use iceberg::table::Table;
 use iceberg::{NamespaceIdent, TableIdent};
@@ -160,7 +161,38 @@ impl SchemaProvider for WeirSchemaProvider {
                 WeirTable::try_new(self.catalog.lakehouse.clone(), table, None)?.with_hot(hot),
             ))),
             Err(e) if e.kind() == iceberg::ErrorKind::TableNotFound => Ok(None),
-            Err(e) => Err(to_df(e)),
+            // Only a statement that reads this table fails (listings skip
+            // it: see `table_type`), with the table and its metadata file.
+            Err(e) => {
+                let metadata = self
+                    .catalog
+                    .names()
+                    .get(&self.namespace)
+                    .and_then(|t| t.get(name).cloned().flatten())
+                    .unwrap_or_else(|| "unknown".into());
+                Err(to_df(weir_catalog::CatalogError::iceberg(
+                    format!("table {ident} (metadata {metadata}) cannot be read"),
+                    e,
+                )))
+            }
+        }
+    }
+
+    /// The type without failing the listing: `SHOW TABLES` and
+    /// `information_schema.tables` list a table whose metadata cannot be
+    /// read (a base table, with a warning); reading it reports why.
+    async fn table_type(&self, name: &str) -> DFResult<Option<TableType>> {
+        match self.table(name).await {
+            Ok(table) => Ok(table.map(|t| t.table_type())),
+            Err(e) => {
+                tracing::warn!(
+                    schema = %self.namespace,
+                    table = name,
+                    error = %e,
+                    "cannot load table; listed as a base table"
+                );
+                Ok(Some(TableType::Base))
+            }
         }
     }
 

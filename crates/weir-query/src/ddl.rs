@@ -335,7 +335,7 @@ async fn create_schema(lakehouse: &Lakehouse, create: &CreateCatalogSchema) -> R
             )))
         };
     }
-    catalog.create_namespace(&ns, Default::default()).await?;
+    lakehouse.create_namespace(&ns.to_url_string()).await?;
     Ok(())
 }
 

@@ -116,7 +116,9 @@ impl From<CatalogError> for QueryError {
             CatalogError::CommitConflict { .. } | CatalogError::Fenced { .. } => {
                 QueryError::Conflict(e.to_string())
             }
-            CatalogError::TableSpec { .. } => QueryError::Invalid(e.to_string()),
+            CatalogError::TableSpec { .. }
+            | CatalogError::InvalidName { .. }
+            | CatalogError::LocationOverlap { .. } => QueryError::Invalid(e.to_string()),
             CatalogError::Write { source, .. }
                 if source.kind() == iceberg::ErrorKind::DataInvalid =>
             {

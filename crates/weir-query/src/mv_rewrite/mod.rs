@@ -298,8 +298,15 @@ async fn candidates(ctx: &SessionContext, bases: &[WeirTable]) -> Result<Vec<Can
             if weir.is_some_and(|w| w.known_plain_table(&namespace, &name)) {
                 continue;
             }
-            let Some(provider) = schema.table(&name).await? else {
-                continue;
+            // A table that cannot be read is no usable view; it must not
+            // fail queries on other tables.
+            let provider = match schema.table(&name).await {
+                Ok(Some(provider)) => provider,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(schema = %namespace, table = %name, error = %e, "cannot load table; not considered as a view");
+                    continue;
+                }
             };
             let Some(view) = provider.as_any().downcast_ref::<WeirTable>() else {
                 continue;
