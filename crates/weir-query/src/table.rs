@@ -127,7 +127,7 @@ impl WeirTable {
         };
         let arrow = schema_to_arrow_schema(&iceberg_schema).map_err(to_df)?;
         let schema = client_schema(&arrow);
-        let field_ids = FieldIds::new(iceberg_schema, &schema, metadata.properties());
+        let field_ids = FieldIds::new(iceberg_schema, &schema, metadata);
         Ok(WeirTable {
             lakehouse,
             table,
@@ -229,7 +229,7 @@ impl WeirTable {
     /// The filters iceberg-rust may evaluate: it binds them by name to the
     /// snapshot's schema, so only filters on columns with the same name *and*
     /// field id there (never a renamed column, nor the dropped namesake of a
-    /// re-added one).
+    /// re-added one), and not on promoted columns (see `FieldIds`).
     fn filters_for_snapshot(&self, filters: &[Expr]) -> DFResult<Vec<Expr>> {
         let snapshot = self.snapshot_schema()?;
         Ok(filters
@@ -237,7 +237,7 @@ impl WeirTable {
             .filter(|e| {
                 e.column_refs()
                     .iter()
-                    .all(|c| self.field_ids.name_in(&c.name, &snapshot) == Some(c.name.as_str()))
+                    .all(|c| self.field_ids.prunable_in(&c.name, &snapshot))
             })
             .cloned()
             .collect())

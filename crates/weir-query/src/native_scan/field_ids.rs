@@ -22,7 +22,7 @@
 //! right id. iceberg-rust's `RecordBatchTransformer` does the same for its
 //! own reader but is crate-private, so the id matching is written here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -43,7 +43,7 @@ use datafusion::physical_expr_adapter::{
 };
 use iceberg::spec::{
     DEFAULT_SCHEMA_NAME_MAPPING, Literal, MappedField, NameMapping, NestedFieldRef,
-    PrimitiveLiteral, PrimitiveType, StructType, Type,
+    PrimitiveLiteral, PrimitiveType, StructType, TableMetadata, Type,
 };
 
 /// How one table schema (the one a scan reads in) matches data files.
@@ -57,6 +57,10 @@ pub struct FieldIds {
     name_mapping: Option<Result<NameMapping, String>>,
     /// `initial-default` of top-level columns, by name, in the column's type.
     defaults: HashMap<String, ScalarValue>,
+    /// Top-level columns whose type was promoted (int→long, …): older
+    /// manifests hold their bounds in the old type, which iceberg-rust's
+    /// manifest pruning compares as unequal types (and prunes the file).
+    promoted: HashSet<i32>,
 }
 
 impl FieldIds {
@@ -65,7 +69,25 @@ impl FieldIds {
     pub fn new(
         schema: iceberg::spec::SchemaRef,
         table_schema: &Schema,
+        metadata: &TableMetadata,
+    ) -> Self {
+        Self::from_parts(
+            schema,
+            table_schema,
+            metadata.properties(),
+            &metadata
+                .schemas_iter()
+                .map(|s| s.as_ref())
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// [`FieldIds::new`] from the table's properties and all its schemas.
+    fn from_parts(
+        schema: iceberg::spec::SchemaRef,
+        table_schema: &Schema,
         properties: &HashMap<String, String>,
+        schemas: &[&iceberg::spec::Schema],
     ) -> Self {
         let name_mapping = properties
             .get(DEFAULT_SCHEMA_NAME_MAPPING)
@@ -81,10 +103,25 @@ impl FieldIds {
                 Some((field.name.clone(), value))
             })
             .collect();
+        let promoted = schema
+            .as_struct()
+            .fields()
+            .iter()
+            .filter(|field| {
+                schemas.iter().any(|other| {
+                    other
+                        .as_struct()
+                        .field_by_id(field.id)
+                        .is_some_and(|f| f.field_type != field.field_type)
+                })
+            })
+            .map(|field| field.id)
+            .collect();
         FieldIds {
             schema,
             name_mapping,
             defaults,
+            promoted,
         }
     }
 
@@ -102,6 +139,18 @@ impl FieldIds {
             .as_struct()
             .field_by_id(field.id)
             .map(|f| f.name.as_str())
+    }
+
+    /// Whether iceberg-rust's manifest pruning, which binds filters by name
+    /// to `snapshot`'s schema, may use filters on column `name`: the same
+    /// name and id there, and a type never promoted.
+    pub fn prunable_in(&self, name: &str, snapshot: &iceberg::spec::Schema) -> bool {
+        self.name_in(name, snapshot) == Some(name)
+            && self
+                .schema
+                .as_struct()
+                .field_by_name(name)
+                .is_some_and(|f| !self.promoted.contains(&f.id))
     }
 
     /// `file` with the table's names by field id, or `None` when every
@@ -498,4 +547,124 @@ fn literal_scalar(literal: &Literal, ty: &Type) -> Option<ScalarValue> {
         }
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{BinaryExpr, lit};
+    use iceberg::spec::{NestedField, Schema as IcebergSchema};
+
+    fn with_id(field: Field, id: i32) -> Field {
+        field.with_metadata(HashMap::from([(
+            PARQUET_FIELD_ID_META_KEY.to_string(),
+            id.to_string(),
+        )]))
+    }
+
+    /// id 1 `id`, id 3 `value` (renamed from `reading`), id 5 `extra` (added;
+    /// a dropped `extra` had id 4), id 6 `loc` struct of 7 `latitude`.
+    fn table() -> FieldIds {
+        let loc = StructType::new(vec![
+            NestedField::optional(7, "latitude", Type::Primitive(PrimitiveType::Double)).into(),
+        ]);
+        let schema = IcebergSchema::builder()
+            .with_fields(vec![
+                NestedField::required(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+                NestedField::optional(3, "value", Type::Primitive(PrimitiveType::Long)).into(),
+                NestedField::optional(5, "extra", Type::Primitive(PrimitiveType::Long)).into(),
+                NestedField::optional(6, "loc", Type::Struct(loc)).into(),
+            ])
+            .build()
+            .unwrap();
+        let arrow = iceberg::arrow::schema_to_arrow_schema(&schema).unwrap();
+        FieldIds::from_parts(Arc::new(schema), &arrow, &HashMap::new(), &[])
+    }
+
+    fn old_file() -> Schema {
+        let loc =
+            DataType::Struct(vec![with_id(Field::new("lat", DataType::Float64, true), 7)].into());
+        Schema::new(vec![
+            with_id(Field::new("id", DataType::Int64, false), 1),
+            with_id(Field::new("reading", DataType::Int32, true), 3),
+            with_id(Field::new("extra", DataType::Int64, true), 4),
+            with_id(Field::new("loc", loc, true), 6),
+        ])
+    }
+
+    #[test]
+    fn relabels_by_field_id() {
+        let relabeled = table().relabel(&old_file()).unwrap().unwrap();
+        let names: Vec<&str> = relabeled
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names[..2], ["id", "value"]);
+        // The dropped `extra` is out of reach of the new one.
+        assert!(names[2].starts_with('\u{1}'));
+        let DataType::Struct(loc) = relabeled.field(3).data_type() else {
+            panic!("loc is a struct");
+        };
+        assert_eq!(loc[0].name(), "latitude");
+        // Types stay the file's (the cast to the table's comes later).
+        assert_eq!(relabeled.field(1).data_type(), &DataType::Int32);
+    }
+
+    #[test]
+    fn a_matching_file_needs_no_relabel() {
+        let loc = DataType::Struct(
+            vec![with_id(Field::new("latitude", DataType::Float64, true), 7)].into(),
+        );
+        let file = Schema::new(vec![
+            with_id(Field::new("id", DataType::Int64, false), 1),
+            with_id(Field::new("value", DataType::Int64, true), 3),
+            with_id(Field::new("loc", loc, true), 6),
+        ]);
+        assert!(table().relabel(&file).unwrap().is_none());
+    }
+
+    #[test]
+    fn files_without_ids_use_the_name_mapping() {
+        let mapping = r#"[{"field-id": 1, "names": ["id"]},
+            {"field-id": 3, "names": ["reading", "value"]}]"#;
+        let mut ids = table();
+        ids.name_mapping = Some(serde_json::from_str(mapping).map_err(|e| e.to_string()));
+        let file = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("reading", DataType::Int64, true),
+            Field::new("extra", DataType::Int64, true),
+        ]);
+        let relabeled = ids.relabel(&file).unwrap().unwrap();
+        assert_eq!(relabeled.field(1).name(), "value");
+        // `extra` is not in the mapping: not the table's `extra`.
+        assert!(relabeled.field(2).name().starts_with('\u{1}'));
+        // No mapping at all: matched by name, as before.
+        ids.name_mapping = None;
+        assert!(ids.relabel(&file).unwrap().is_none());
+    }
+
+    #[test]
+    fn predicates_point_at_the_file_column_of_the_id() {
+        let ids = table();
+        let logical = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("value", DataType::Int64, true),
+            Field::new("extra", DataType::Int64, true),
+        ]));
+        let adapter = FieldIdAdapterFactory(Arc::new(ids))
+            .create(logical, Arc::new(old_file()))
+            .unwrap();
+        let value_gt_5: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+            Arc::new(Column::new("value", 1)),
+            Operator::Gt,
+            lit(5i64),
+        ));
+        let rewritten = adapter.rewrite(value_gt_5).unwrap().to_string();
+        assert!(rewritten.contains("reading@1"), "{rewritten}");
+        let extra: Arc<dyn PhysicalExpr> = Arc::new(Column::new("extra", 2));
+        let rewritten = adapter.rewrite(extra).unwrap().to_string();
+        assert!(!rewritten.contains("@2"), "{rewritten}");
+    }
 }
