@@ -130,6 +130,9 @@ def test_rename(env, file_cache):
     execute(conn, f"INSERT INTO {NS}.ren (id, site, value) VALUES (6, 'c', 60)")
     rows = check(conn, catalog, "ren", "value", predicate="value >= 20")
     assert [r[2] for r in rows] == [10, 20, 30, 7, 50, 60]
+    if file_cache:
+        plan = "\n".join(r[1] for r in fetch_rows(conn, f"EXPLAIN SELECT sum(value) FROM {NS}.ren"))
+        assert "in memory" in plan, plan
     # Filters on other columns, and the old name is gone.
     assert fetch_rows(conn, f"SELECT count(*), sum(value) FROM {NS}.ren WHERE site = 'b'") == [(2, 57)]
     with pytest.raises(Exception):
@@ -256,6 +259,20 @@ def test_added_column(env):
     assert all(r[3] is None for r in rows)
     execute(conn, f"INSERT INTO {NS}.added VALUES (3, 'b', 30, 'x')")
     check(conn, catalog, "added", "reading", predicate="extra = 'x'")
+
+
+def test_added_column_with_initial_default(env):
+    """PyIceberg `add_column(default_value=…)`: rows written before read the
+    initial default, in projection, filters and sums."""
+    conn, catalog, _ = env
+    table = catalog.create_table(f"{NS}.dflt", schema=RENAME_SCHEMA)
+    table.append(rename_rows([1, 2], "a", [10, 20]))
+    with table.update_schema() as update:
+        update.add_column("k", LongType(), default_value=7)
+    rows = check(conn, catalog, "dflt", "k", predicate="k = 7")
+    assert [r[3] for r in rows] == [7, 7]
+    execute(conn, f"INSERT INTO {NS}.dflt VALUES (3, 'b', 30, 1)")
+    check(conn, catalog, "dflt", "k", predicate="k < 5")
 
 
 # --- nested struct field rename ---------------------------------------------
