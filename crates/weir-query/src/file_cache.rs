@@ -38,6 +38,8 @@ use datafusion::physical_optimizer::pruning::PruningPredicate;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use iceberg::scan::FileScanTask;
 
+use crate::native_scan::FieldIds;
+
 /// The table property that opts a table in (`true`) or out (`false`).
 pub const FILE_CACHE_PROPERTY: &str = "weir.file-cache";
 
@@ -159,16 +161,19 @@ impl FileCache {
             && task.file_size_in_bytes <= self.max_file_bytes
     }
 
-    /// The decoded file of `task`, read with `read` (a full scan of that one
-    /// file in the table's schema) unless it is cached.
+    /// The decoded file of `task` in the table schema `schema_id`, read with
+    /// `read` (a full scan of that one file in that schema) unless it is
+    /// cached. Entries are per schema: after a rename the same file decodes
+    /// to other column names.
     pub async fn get(
         &self,
         task: &FileScanTask,
+        schema_id: i32,
         read: impl Future<Output = DFResult<Vec<RecordBatch>>>,
     ) -> DFResult<Arc<DecodedFile>> {
         let entry = self
             .files
-            .entry_by_ref(task.data_file_path.as_str())
+            .entry(format!("{}#schema-{schema_id}", task.data_file_path))
             .or_try_insert_with(async { read.await.and_then(DecodedFile::new).map(Arc::new) })
             .await
             .map_err(|e| DataFusionError::External(Box::new(SharedError(e))))?;
@@ -195,11 +200,13 @@ impl std::error::Error for SharedError {}
 pub async fn read_whole_file(
     state: &dyn Session,
     table_schema: SchemaRef,
+    field_ids: &Arc<FieldIds>,
     task: &FileScanTask,
 ) -> DFResult<Vec<RecordBatch>> {
     let plan = crate::native_scan::parquet_scan(
         state,
         table_schema,
+        field_ids,
         std::slice::from_ref(task),
         None,
         &[],

@@ -232,7 +232,8 @@ pub async fn refresh(
                 bases.insert(base.clone(), (id, seq));
                 base_tables.insert(base, table.clone());
             }
-            let committed = WeirTable::try_new(lakehouse.clone(), table, snapshot)?;
+            let committed =
+                WeirTable::pinned_in_current_schema(lakehouse.clone(), table, snapshot)?;
             scan.source = provider_as_source(Arc::new(committed));
             Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
         })?
@@ -279,7 +280,11 @@ pub async fn refresh(
             .get(&format!("weir.mv.base-snapshot.{base}"))
             .and_then(|v| v.parse::<i64>().ok())
     {
-        let base = WeirTable::try_new(lakehouse.clone(), base_table.clone(), Some(*pinned_at))?;
+        let base = WeirTable::pinned_in_current_schema(
+            lakehouse.clone(),
+            base_table.clone(),
+            Some(*pinned_at),
+        )?;
         let view_provider = Arc::new(WeirTable::try_new(lakehouse.clone(), view.clone(), None)?);
         merged = crate::mv_rewrite::merge_plan(
             ctx,

@@ -7,9 +7,12 @@
 //! and page-index pruning, late materialisation of filtered columns, and the
 //! scan metrics `EXPLAIN ANALYZE` reports (row groups pruned, bytes scanned).
 //!
-//! Columns are matched by name (Weir only adds columns; no renames), so files
-//! written before a column was added read it as NULL. Files with delete files
-//! are not handled here: the caller falls back to the Iceberg reader.
+//! Columns are matched by Iceberg field id (`field_ids`): renamed columns
+//! read their old values, dropped ones never come back under a new column of
+//! the same name, columns added later read as NULL (or their initial
+//! default), and pruning uses the statistics of the file's column of the
+//! right id. Files with delete files are not handled here: the caller falls
+//! back to the Iceberg reader.
 
 use std::sync::Arc;
 
@@ -30,11 +33,18 @@ use datafusion::physical_plan::ExecutionPlan;
 use iceberg::scan::FileScanTask;
 use iceberg::spec::DataFileFormat;
 
+mod field_ids;
+use field_ids::FieldIdAdapterFactory;
+pub use field_ids::FieldIds;
+
 /// A DataFusion Parquet scan over `tasks`, or `None` when they need the
 /// Iceberg reader (delete files, non-Parquet files, unregistered stores).
+/// `table_schema` is the Arrow form of `field_ids`' Iceberg schema.
+#[allow(clippy::too_many_arguments)]
 pub fn parquet_scan(
     state: &dyn Session,
     table_schema: SchemaRef,
+    field_ids: &Arc<FieldIds>,
     tasks: &[FileScanTask],
     projection: Option<&Vec<usize>>,
     filters: &[Expr],
@@ -111,6 +121,7 @@ pub fn parquet_scan(
         .with_statistics(statistics)
         .with_projection_indices(projection.cloned())?
         .with_limit(limit)
+        .with_expr_adapter(Some(Arc::new(FieldIdAdapterFactory(field_ids.clone()))))
         .build();
     Ok(Some(DataSourceExec::from_data_source(config)))
 }

@@ -27,8 +27,11 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
@@ -45,7 +48,7 @@ use weir_catalog::{AppendOptions, Lakehouse, append_batches};
 
 use crate::error::to_df;
 use crate::file_cache::{self, BatchCounts, FileCache};
-use crate::native_scan::{natively_readable, parquet_scan};
+use crate::native_scan::{FieldIds, natively_readable, parquet_scan};
 
 /// A table pinned to one snapshot (the current one unless time-travelling).
 #[derive(Clone)]
@@ -54,6 +57,8 @@ pub struct WeirTable {
     table: Table,
     snapshot_id: Option<i64>,
     schema: SchemaRef,
+    /// How data files match `schema` (by Iceberg field id).
+    field_ids: Arc<FieldIds>,
     /// Uncommitted rows from this process's streaming writers (current-snapshot reads only).
     hot: Vec<Arc<HotChunk>>,
     /// Only these data files of the snapshot (a materialized view's delta).
@@ -74,8 +79,31 @@ impl fmt::Debug for WeirTable {
 }
 
 impl WeirTable {
-    /// `snapshot_id = None` pins the table's current snapshot.
+    /// `snapshot_id = None` pins the table's current snapshot. A table pinned
+    /// to a snapshot reads in that snapshot's schema (time travel, as
+    /// PyIceberg's `scan(snapshot_id=…)` does); the current one in the
+    /// current schema.
     pub fn try_new(lakehouse: Lakehouse, table: Table, snapshot_id: Option<i64>) -> DFResult<Self> {
+        Self::build(lakehouse, table, snapshot_id, false)
+    }
+
+    /// The files of `snapshot_id` read in the table's *current* schema: what
+    /// a materialized view refresh pins (its query was planned against the
+    /// current names, which a rename may have changed since the snapshot).
+    pub fn pinned_in_current_schema(
+        lakehouse: Lakehouse,
+        table: Table,
+        snapshot_id: Option<i64>,
+    ) -> DFResult<Self> {
+        Self::build(lakehouse, table, snapshot_id, true)
+    }
+
+    fn build(
+        lakehouse: Lakehouse,
+        table: Table,
+        snapshot_id: Option<i64>,
+        current_schema: bool,
+    ) -> DFResult<Self> {
         let metadata = table.metadata();
         let (snapshot_id, iceberg_schema) = match snapshot_id {
             Some(id) => {
@@ -85,7 +113,11 @@ impl WeirTable {
                         table.identifier()
                     )))
                 })?;
-                let schema = snapshot.schema(metadata).map_err(to_df)?;
+                let schema = if current_schema {
+                    metadata.current_schema().clone()
+                } else {
+                    snapshot.schema(metadata).map_err(to_df)?
+                };
                 (Some(id), schema)
             }
             None => (
@@ -94,11 +126,14 @@ impl WeirTable {
             ),
         };
         let arrow = schema_to_arrow_schema(&iceberg_schema).map_err(to_df)?;
+        let schema = client_schema(&arrow);
+        let field_ids = FieldIds::new(iceberg_schema, &schema, metadata);
         Ok(WeirTable {
             lakehouse,
             table,
             snapshot_id,
-            schema: Arc::new(client_schema(&arrow)),
+            schema: Arc::new(schema),
+            field_ids: Arc::new(field_ids),
             hot: Vec::new(),
             only_files: None,
             label: None,
@@ -179,14 +214,33 @@ impl WeirTable {
         self.snapshot_id
     }
 
-    /// The Arrow schema of the pinned snapshot (may lack newer columns).
-    fn snapshot_arrow_schema(&self) -> DFResult<SchemaRef> {
+    /// The Iceberg schema of the pinned snapshot (may lack newer columns, or
+    /// name a column differently after a rename).
+    fn snapshot_schema(&self) -> DFResult<iceberg::spec::SchemaRef> {
         let metadata = self.table.metadata();
-        let schema = match self.snapshot_id.and_then(|id| metadata.snapshot_by_id(id)) {
-            Some(snapshot) => snapshot.schema(metadata).map_err(to_df)?,
-            None => metadata.current_schema().clone(),
-        };
-        Ok(Arc::new(schema_to_arrow_schema(&schema).map_err(to_df)?))
+        Ok(
+            match self.snapshot_id.and_then(|id| metadata.snapshot_by_id(id)) {
+                Some(snapshot) => snapshot.schema(metadata).map_err(to_df)?,
+                None => metadata.current_schema().clone(),
+            },
+        )
+    }
+
+    /// The filters iceberg-rust may evaluate: it binds them by name to the
+    /// snapshot's schema, so only filters on columns with the same name *and*
+    /// field id there (never a renamed column, nor the dropped namesake of a
+    /// re-added one), and not on promoted columns (see `FieldIds`).
+    fn filters_for_snapshot(&self, filters: &[Expr]) -> DFResult<Vec<Expr>> {
+        let snapshot = self.snapshot_schema()?;
+        Ok(filters
+            .iter()
+            .filter(|e| {
+                e.column_refs()
+                    .iter()
+                    .all(|c| self.field_ids.prunable_in(&c.name, &snapshot))
+            })
+            .cloned()
+            .collect())
     }
 
     /// The data files of the pinned snapshot that survive `filters` (manifest
@@ -279,8 +333,10 @@ impl WeirTable {
             let (cached, other): (Vec<_>, Vec<_>) = rest.into_iter().partition(|t| cache.admits(t));
             rest = other;
             for task in &cached {
-                let read = file_cache::read_whole_file(state, self.schema.clone(), task);
-                decoded.push(cache.get(task, read).await?);
+                let read =
+                    file_cache::read_whole_file(state, self.schema.clone(), &self.field_ids, task);
+                let schema_id = self.field_ids.schema_id();
+                decoded.push(cache.get(task, schema_id, read).await?);
             }
         }
         let mut parts: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
@@ -294,6 +350,7 @@ impl WeirTable {
             match parquet_scan(
                 state,
                 self.schema.clone(),
+                &self.field_ids,
                 &rest,
                 projection,
                 filters,
@@ -342,42 +399,48 @@ impl WeirTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let inner_provider = match self.snapshot_id {
-            Some(id) => {
-                IcebergStaticTableProvider::try_new_from_table_snapshot(self.table.clone(), id)
-                    .await
-            }
-            None => IcebergStaticTableProvider::try_new_from_table(self.table.clone()).await,
-        }
+        let Some(snapshot_id) = self.snapshot_id else {
+            return Ok(Arc::new(EmptyExec::new(schema.clone())));
+        };
+        // Always pinned: with the current snapshot, iceberg-rust would check
+        // the current schema's names against the snapshot's schema.
+        let inner_provider = IcebergStaticTableProvider::try_new_from_table_snapshot(
+            self.table.clone(),
+            snapshot_id,
+        )
+        .await
         .map_err(to_df)?;
-        // iceberg-rust scans read with the *snapshot's* schema, so columns added
-        // by schema evolution after that snapshot are unknown to it: ask it only
-        // for columns it has (by name) and give it only filters on those; the
-        // rest are filled with nulls in WeirScanExec, as Iceberg specifies.
-        let snapshot_schema = inner_provider.schema();
-        let inner_projection: Vec<usize> = schema
-            .fields()
-            .iter()
-            .filter_map(|f| snapshot_schema.index_of(f.name()).ok())
-            .collect();
-        let inner_filters = filters_on(filters, &snapshot_schema);
-        inner_provider
+        // iceberg-rust scans read in the *snapshot's* schema (projecting each
+        // file by field id): ask it for the snapshot's columns of the ids
+        // this table reads, under their names there, then rename them to
+        // ours. Columns the snapshot does not have (added, or re-added, since)
+        // are filled with nulls in WeirScanExec, as Iceberg specifies.
+        let snapshot_schema = self.snapshot_schema()?;
+        let inner_schema = inner_provider.schema();
+        let mut inner_projection = Vec::new();
+        let mut renames: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::new();
+        let mut renamed = false;
+        for field in schema.fields() {
+            let Some(name) = self.field_ids.name_in(field.name(), &snapshot_schema) else {
+                continue;
+            };
+            let Ok(index) = inner_schema.index_of(name) else {
+                continue;
+            };
+            renamed |= name != field.name().as_str();
+            let column = Column::new(name, inner_projection.len());
+            inner_projection.push(index);
+            renames.push((Arc::new(column), field.name().clone()));
+        }
+        let inner_filters = self.filters_for_snapshot(filters)?;
+        let plan = inner_provider
             .scan(state, Some(&inner_projection), &inner_filters, limit)
-            .await
+            .await?;
+        if !renamed {
+            return Ok(plan);
+        }
+        Ok(Arc::new(ProjectionExec::try_new(renames, plan)?))
     }
-}
-
-/// The filters whose columns all exist in `schema`.
-fn filters_on(filters: &[Expr], schema: &SchemaRef) -> Vec<Expr> {
-    filters
-        .iter()
-        .filter(|e| {
-            e.column_refs()
-                .iter()
-                .all(|c| schema.index_of(&c.name).is_ok())
-        })
-        .cloned()
-        .collect()
 }
 
 #[async_trait]
@@ -412,9 +475,8 @@ impl TableProvider for WeirTable {
             None => self.schema.clone(),
         };
         // Manifest pruning may only use filters on columns the snapshot knows.
-        let snapshot_schema = self.snapshot_arrow_schema()?;
         let (tasks, counts) = self
-            .plan_files(&filters_on(filters, &snapshot_schema))
+            .plan_files(&self.filters_for_snapshot(filters)?)
             .await?;
         let (inner, counts) = if tasks.is_empty() {
             (
