@@ -155,7 +155,7 @@ fn points_per_message_counts_the_whole_message() {
     );
     let arr = format!(
         "[{}]",
-        vec![r#"{"device_id":"d","ts":1,"metric":"m","value":1}"#; 5].join(",")
+        [r#"{"device_id":"d","ts":1,"metric":"m","value":1}"#; 5].join(",")
     );
     assert_eq!(
         limit_of(&err_with(Format::Auto, arr.as_bytes(), &opts)),
