@@ -95,7 +95,7 @@ pub fn run(target: Target, max_inputs: u64, max_time: Duration, seed: u64) -> St
     let mut input = Vec::new();
     while stats.inputs < max_inputs {
         // The clock is read every 256 inputs only.
-        if stats.inputs % 256 == 0 && start.elapsed() >= max_time {
+        if stats.inputs.is_multiple_of(256) && start.elapsed() >= max_time {
             break;
         }
         input.clear();
