@@ -15,7 +15,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::decode::limits::{check_key, check_value};
+use crate::decode::limits::{Budget, check_key, check_value, point_bytes};
 use crate::decode::{DecodeError, DecodeLimits, DecodeOptions, Format, Point, decode};
 
 /// Payload format of MQTT messages.
@@ -238,6 +238,15 @@ fn decode_inner(
                 }
             }
         }
+        // The topic's labels count towards the message totals too.
+        let mut budget = Budget::new(&opts.limits);
+        for p in &out[start..] {
+            let unit = p.unit.as_ref().map_or(0, String::len);
+            let bytes = point_bytes(p.device_id.len(), p.metric.len(), unit, &p.labels);
+            budget
+                .reserve(1, p.labels.len(), bytes)
+                .map_err(|e| e.to_string())?;
+        }
     }
     Ok(n)
 }
@@ -400,6 +409,38 @@ mod tests {
             &mut out,
         );
         assert!(e.is_err(), "NaN is not a number and not line protocol");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn topic_labels_count_towards_the_limits() {
+        let f = tpl().fields("plant/s1/d1/temp").unwrap();
+        let tight = DecodeOptions {
+            limits: DecodeLimits {
+                labels_per_point: 1,
+                ..DecodeLimits::default()
+            },
+            ..DecodeOptions::default()
+        };
+        let mut out = Vec::new();
+        let json = br#"{"value": 3, "mode": "run"}"#;
+        let e = decode_payload(MqttFormat::Json, "t", Some(&f), json, 7, &tight, &mut out);
+        assert!(e.unwrap_err().contains("decode limit labels_per_point"));
+        assert!(out.is_empty(), "nothing of a rejected message is kept");
+        let long = TopicFields {
+            device_id: Some("d".repeat(5000)),
+            ..f.clone()
+        };
+        let e = decode_payload(
+            MqttFormat::Number,
+            "t",
+            Some(&long),
+            b"1",
+            7,
+            &tight,
+            &mut out,
+        );
+        assert!(e.unwrap_err().contains("decode limit value_bytes"));
         assert!(out.is_empty());
     }
 }

@@ -320,3 +320,25 @@ fn a_limit_in_a_later_element_drops_the_whole_message() {
     let e = err_with(Format::LineProtocol, lp, &opts);
     assert_eq!(limit_of(&e), "labels_per_point");
 }
+
+#[test]
+fn verify_catches_output_over_the_limits() {
+    // The fuzz harness relies on `verify` to see a broken promise.
+    let limits = DecodeLimits::default();
+    let mut p = point("d", "m", Some(1.0));
+    assert_eq!(
+        crate::decode::limits::verify(std::slice::from_ref(&p), &limits),
+        Ok(())
+    );
+    p.labels = (0..65)
+        .map(|i| (format!("k{i}"), "v".to_string()))
+        .collect();
+    assert!(crate::decode::limits::verify(std::slice::from_ref(&p), &limits).is_err());
+    p.labels = labels(&[("k", "a"), ("k", "b")]);
+    assert!(crate::decode::limits::verify(std::slice::from_ref(&p), &limits).is_err());
+    p.labels.clear();
+    p.metric = "m".repeat(257);
+    assert!(crate::decode::limits::verify(std::slice::from_ref(&p), &limits).is_err());
+    let many = vec![point("d", "m", Some(1.0)); 100_001];
+    assert!(crate::decode::limits::verify(&many, &limits).is_err());
+}
