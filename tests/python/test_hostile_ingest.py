@@ -115,3 +115,31 @@ def test_poison_message_is_a_dead_letter_and_ingest_stays_up(weir_factory, tmp_p
         conn.close()
     finally:
         broker.stop()
+
+
+def test_decode_limits_are_configurable(weir_factory, tmp_path, monkeypatch):
+    """A WEIR_DECODE_* variable reaches the decoders of a running source."""
+    monkeypatch.setenv("WEIR_DECODE_MAX_LABELS_PER_POINT", "1")
+    broker = Mosquitto(tmp_path / "mqtt")
+    try:
+        server = weir_factory(tmp_path / "data", [
+            "--mqtt-broker", broker.url("b1"), "--mqtt-subscribe", "plant/#",
+            "--mqtt-client-id", "weir-limits", "--decode-max-points-per-message", "2", *FAST])
+        wait_log(server.stderr_path, "MQTT subscribed", proc=server.proc)
+        broker.publish([
+            ("plant/a", b'{"device_id":"ok","ts":%d,"x":1,"y":2,"site":"s"}' % TS, 1),
+            ("plant/a", b'{"device_id":"labels","ts":%d,"x":1,"site":"s","line":"l"}' % TS, 1),
+            ("plant/a", b'{"device_id":"points","ts":%d,"x":1,"y":2,"z":3}' % TS, 1),
+        ])
+        conn = connect(server.uri)
+        wait_until(lambda: fetch_scalar(conn, "SELECT count(*) FROM bronze.raw_messages") == 3,
+                   60, "three messages committed")
+        reasons = [r[0] for r in fetch_rows(conn, "SELECT reason FROM bronze.dead_letters "
+                                                  "ORDER BY source_offset")]
+        assert len(reasons) == 2, reasons
+        assert "more than the 1 labels a point may carry (decode limit labels_per_point)" in reasons[0]
+        assert "more than 2 points" in reasons[1] and "points_per_message" in reasons[1]
+        assert fetch_rows(conn, "SELECT DISTINCT device_id FROM silver.points") == [("ok",)]
+        conn.close()
+    finally:
+        broker.stop()
