@@ -11,6 +11,10 @@
 //! `value` (decoded as the status metric `value`) takes the template's metric
 //! name. Plain numbers (`21.5`) need both `{device_id}` and `{metric}` and get
 //! the receive time as their timestamp.
+//!
+//! The decode limits ([`crate::decode::DecodeLimits`]) cover the topic too:
+//! its device id, metric and label levels are checked for length, and its
+//! labels count towards labels per point and the message totals.
 
 use std::fmt;
 use std::str::FromStr;
