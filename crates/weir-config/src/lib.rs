@@ -359,6 +359,61 @@ pub struct WriterConfig {
     /// Larger messages go to the dead-letter table (bytes).
     #[arg(long, env = "WEIR_MAX_MESSAGE_BYTES", default_value_t = 1 << 20)]
     pub max_message_bytes: usize,
+
+    #[command(flatten)]
+    pub decode: DecodeLimitsConfig,
+}
+
+/// What one message may decode to; a message over a limit goes to the
+/// dead-letter table with the limit named in its reason (nothing of it is
+/// written to Silver). See `weir_ingest::decode::DecodeLimits`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DecodeLimitsConfig {
+    /// Labels one point may carry.
+    #[arg(long, env = "WEIR_DECODE_MAX_LABELS_PER_POINT", default_value_t = 64)]
+    pub decode_max_labels_per_point: usize,
+
+    /// Points one message may produce.
+    #[arg(
+        long,
+        env = "WEIR_DECODE_MAX_POINTS_PER_MESSAGE",
+        default_value_t = 100_000
+    )]
+    pub decode_max_points_per_message: usize,
+
+    /// Labels summed over the points of one message (points × labels: the
+    /// work one message may cause).
+    #[arg(
+        long,
+        env = "WEIR_DECODE_MAX_LABELS_PER_MESSAGE",
+        default_value_t = 1_000_000
+    )]
+    pub decode_max_labels_per_message: usize,
+
+    /// Fields of one JSON object (nested members included) or one line of
+    /// line protocol (tags and fields).
+    #[arg(
+        long,
+        env = "WEIR_DECODE_MAX_FIELDS_PER_OBJECT",
+        default_value_t = 10_000
+    )]
+    pub decode_max_fields_per_object: usize,
+
+    /// JSON nesting depth (serde_json stops at 128 in any case).
+    #[arg(long, env = "WEIR_DECODE_MAX_DEPTH", default_value_t = 32)]
+    pub decode_max_depth: usize,
+
+    /// Bytes of a metric name (nested keys flattened) or label key.
+    #[arg(long, env = "WEIR_DECODE_MAX_KEY_BYTES", default_value_t = 256)]
+    pub decode_max_key_bytes: usize,
+
+    /// Bytes of a label value, device id or unit.
+    #[arg(long, env = "WEIR_DECODE_MAX_VALUE_BYTES", default_value_t = 4096)]
+    pub decode_max_value_bytes: usize,
+
+    /// Approximate memory the points of one message may take, in MiB.
+    #[arg(long, env = "WEIR_DECODE_MAX_DECODED_MB", default_value_t = 64)]
+    pub decode_max_decoded_mb: usize,
 }
 
 /// Every source a process can run.

@@ -6,12 +6,14 @@
 //! - `kafka`: the Kafka consumer-group source feeding the writer;
 //! - `modbus`: the Modbus TCP source (device registry, pollers) feeding it;
 //! - `mqtt`: the MQTT source (persistent sessions, ack after commit, dedupe);
-//! - `demo`: the device simulator behind `weir serve --demo`.
+//! - `demo`: the device simulator behind `weir serve --demo`;
+//! - `fuzz`: the decoders' fuzz harness (tests and `benches/fuzz_decoders.sh`).
 //!
 //! TODO(issue 4): the Modbus source on the same writer.
 
 pub mod decode;
 pub mod demo;
+pub mod fuzz;
 pub mod kafka;
 pub mod modbus;
 pub mod mqtt;

@@ -41,13 +41,27 @@
 //!   skipped);
 //! * any other scalar member becomes a label too (`"protocol":"ModbusTcp"`);
 //!   other nested objects or arrays are an error.
+//!
+//! # Duplicate keys and limits
+//!
+//! A key repeated in one object keeps its **last** value (at the position of
+//! its first occurrence), so `{"device":"a","x":1,"x":2}` is one point `x` =
+//! 2; the same holds for status metrics whose flattened names collide
+//! (`{"cpu":{"u":1},"cpu.u":2}`) and for labels. Nesting, fields per object,
+//! key and value lengths, labels per point and the message totals are
+//! checked against [`DecodeLimits`](super::DecodeLimits) before any point
+//! is built.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::{DecodeError, DecodeOptions, Point, default_ts, key_device_id, push_label, timestamp};
+use super::labels::{LabelSet, dedupe_last_wins};
+use super::limits::{
+    self, Budget, DecodeLimits, POINT_OVERHEAD, check_fields, check_key, check_value,
+};
+use super::{DecodeError, DecodeOptions, Point, default_ts, key_device_id, timestamp};
 
 const DEVICE_KEYS: [&str; 3] = ["device_id", "deviceId", "id"];
 const TS_KEYS: [&str; 3] = ["timestamp", "ts", "time"];
@@ -161,7 +175,7 @@ impl<'de> Visitor<'de> for JValVisitor {
         while let Some(Key(k)) = map.next_key()? {
             entries.push((k, map.next_value()?));
         }
-        Ok(JVal::Obj(entries))
+        Ok(JVal::Obj(dedupe_last_wins(entries)))
     }
 }
 
@@ -198,11 +212,21 @@ pub(crate) fn decode_json(
     text: &str,
     mode: JsonMode,
     opts: &DecodeOptions,
+    budget: &mut Budget,
     out: &mut Vec<Point>,
 ) -> Result<(), DecodeError> {
     let root: JVal = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let max_depth = opts.limits.depth;
+    let d = depth(&root);
+    if d > max_depth {
+        return Err(limits::exceeded(
+            format!("message nests {d} levels deep: more than the {max_depth} levels allowed"),
+            "depth",
+            max_depth,
+        ));
+    }
     match &root {
-        JVal::Obj(obj) => decode_object(obj, mode, opts, out),
+        JVal::Obj(obj) => decode_object(obj, mode, opts, budget, out),
         JVal::Arr(items) => {
             for (i, item) in items.iter().enumerate() {
                 let JVal::Obj(obj) = item else {
@@ -211,7 +235,7 @@ pub(crate) fn decode_json(
                         item.kind()
                     )));
                 };
-                decode_object(obj, mode, opts, out)?;
+                decode_object(obj, mode, opts, budget, out)?;
             }
             Ok(())
         }
@@ -222,10 +246,31 @@ pub(crate) fn decode_json(
     }
 }
 
+/// Nesting depth (a scalar is 0, `{}` and `[]` are 1). The recursion is
+/// bounded by serde_json's own limit of 128 levels.
+fn depth(v: &JVal) -> usize {
+    match v {
+        JVal::Arr(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        JVal::Obj(members) => 1 + members.iter().map(|(_, v)| depth(v)).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Members of an object, nested members included.
+fn count_fields(obj: &Obj) -> usize {
+    obj.iter()
+        .map(|(_, v)| match v {
+            JVal::Obj(inner) => 1 + count_fields(inner),
+            _ => 1,
+        })
+        .sum()
+}
+
 fn decode_object(
     obj: &Obj,
     mode: JsonMode,
     opts: &DecodeOptions,
+    budget: &mut Budget,
     out: &mut Vec<Point>,
 ) -> Result<(), DecodeError> {
     let is_point = match mode {
@@ -236,12 +281,13 @@ fn decode_object(
         }
     };
     if is_point {
-        decode_point(obj, opts, out)
+        decode_point(obj, opts, budget, out)
     } else {
-        decode_status(obj, opts, out)
+        decode_status(obj, opts, budget, out)
     }
 }
 
+/// The member `key` (keys are unique: duplicates were merged at parse time).
 fn get<'v, 'a>(obj: &'v Obj<'a>, key: &str) -> Option<&'v JVal<'a>> {
     obj.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
@@ -256,19 +302,25 @@ fn lookup<'v, 'a>(obj: &'v Obj<'a>, keys: &[&'static str]) -> Option<(&'static s
 }
 
 fn device_id(obj: &Obj, opts: &DecodeOptions) -> Result<String, DecodeError> {
-    match lookup(obj, &DEVICE_KEYS) {
-        Some((_, JVal::Str(s))) if s.trim().is_empty() => Err(DecodeError::EmptyField("device_id")),
-        Some((_, JVal::Str(s))) => Ok(s.as_ref().to_owned()),
-        Some((_, JVal::I64(n))) => Ok(n.to_string()),
-        Some((_, JVal::U64(n))) => Ok(n.to_string()),
-        Some((key, _)) => Err(DecodeError::WrongType {
-            field: key.into(),
-            expected: "a string",
-        }),
+    let id = match lookup(obj, &DEVICE_KEYS) {
+        Some((_, JVal::Str(s))) if s.trim().is_empty() => {
+            return Err(DecodeError::EmptyField("device_id"));
+        }
+        Some((_, JVal::Str(s))) => s.as_ref().to_owned(),
+        Some((_, JVal::I64(n))) => n.to_string(),
+        Some((_, JVal::U64(n))) => n.to_string(),
+        Some((key, _)) => {
+            return Err(DecodeError::WrongType {
+                field: key.into(),
+                expected: "a string",
+            });
+        }
         None => key_device_id(opts)
             .map(str::to_owned)
-            .ok_or(DecodeError::MissingField("device_id")),
-    }
+            .ok_or(DecodeError::MissingField("device_id"))?,
+    };
+    check_value(&opts.limits, &id)?;
+    Ok(id)
 }
 
 fn timestamp(obj: &Obj, opts: &DecodeOptions) -> Result<i64, DecodeError> {
@@ -294,14 +346,15 @@ fn is_reserved(key: &str) -> bool {
     DEVICE_KEYS.contains(&key) || TS_KEYS.contains(&key)
 }
 
-fn collect_labels(
+fn collect_labels<'v>(
+    limits: &DecodeLimits,
     parent: &str,
-    obj: &Obj,
-    labels: &mut Vec<(String, String)>,
+    obj: &'v Obj,
+    labels: &mut LabelSet<'v>,
 ) -> Result<(), DecodeError> {
     for (k, v) in obj {
         match v.label_text() {
-            Ok(Some(text)) => push_label(labels, k, &text),
+            Ok(Some(text)) => labels.push(limits, Cow::Borrowed(k.as_ref()), text)?,
             Ok(None) => {}
             Err(()) => {
                 return Err(DecodeError::WrongType {
@@ -314,11 +367,19 @@ fn collect_labels(
     Ok(())
 }
 
-fn decode_status(obj: &Obj, opts: &DecodeOptions, out: &mut Vec<Point>) -> Result<(), DecodeError> {
+fn decode_status(
+    obj: &Obj,
+    opts: &DecodeOptions,
+    budget: &mut Budget,
+    out: &mut Vec<Point>,
+) -> Result<(), DecodeError> {
+    let limits = budget.limits();
     let device_id = device_id(obj, opts)?;
     let ts = timestamp(obj, opts)?;
-    let mut labels = Vec::new();
-    let mut metrics: Vec<(Cow<str>, f64)> = Vec::with_capacity(obj.len());
+    // Count first: metric names and labels are borrowed from the payload
+    // (linear in its size); points are built only once the totals fit.
+    let mut labels = LabelSet::default();
+    let mut metrics: Vec<(Cow<str>, f64)> = Vec::new();
     for (k, v) in obj {
         if is_reserved(k) {
             continue;
@@ -326,18 +387,26 @@ fn decode_status(obj: &Obj, opts: &DecodeOptions, out: &mut Vec<Point>) -> Resul
         match (k.as_ref(), v) {
             ("metrics", JVal::Obj(inner)) => {
                 for (k2, v2) in inner {
-                    status_field(Cow::Borrowed(k2), v2, &mut metrics, &mut labels)?;
+                    status_field(limits, Cow::Borrowed(k2), v2, &mut metrics, &mut labels)?;
                 }
             }
-            ("labels" | "tags", JVal::Obj(inner)) => collect_labels(k, inner, &mut labels)?,
-            _ => status_field(Cow::Borrowed(k), v, &mut metrics, &mut labels)?,
+            ("labels" | "tags", JVal::Obj(inner)) => {
+                collect_labels(limits, k, inner, &mut labels)?;
+            }
+            _ => status_field(limits, Cow::Borrowed(k), v, &mut metrics, &mut labels)?,
         }
     }
+    let labels = labels.finish();
+    let metrics = dedupe_last_wins(metrics);
+    if metrics.iter().any(|(m, _)| m.is_empty()) {
+        return Err(DecodeError::EmptyField("metric"));
+    }
+    let per_point = POINT_OVERHEAD + device_id.len() + labels.bytes;
+    let bytes = metrics.iter().map(|(m, _)| per_point + m.len()).sum();
+    budget.reserve(metrics.len(), labels.len(), bytes)?;
+    check_fields(limits, count_fields(obj), "an object")?;
     out.reserve(metrics.len());
     for (metric, value) in metrics {
-        if metric.is_empty() {
-            return Err(DecodeError::EmptyField("metric"));
-        }
         out.push(Point {
             ts_micros: ts,
             device_id: device_id.clone(),
@@ -345,24 +414,44 @@ fn decode_status(obj: &Obj, opts: &DecodeOptions, out: &mut Vec<Point>) -> Resul
             value: Some(value),
             quality: None,
             unit: None,
-            labels: labels.clone(),
+            labels: labels.to_vec(),
         });
     }
     Ok(())
 }
 
 fn status_field<'v>(
+    limits: &DecodeLimits,
     name: Cow<'v, str>,
     v: &'v JVal,
     metrics: &mut Vec<(Cow<'v, str>, f64)>,
-    labels: &mut Vec<(String, String)>,
+    labels: &mut LabelSet<'v>,
 ) -> Result<(), DecodeError> {
     match v {
         JVal::Null => {}
-        JVal::Str(s) => push_label(labels, &name, s),
+        JVal::Str(s) => labels.push(limits, name, Cow::Borrowed(s.as_ref()))?,
         JVal::Obj(inner) => {
             for (k, v2) in inner {
-                status_field(Cow::Owned(format!("{name}.{k}")), v2, metrics, labels)?;
+                // Checked before the dotted name is allocated: deep nesting
+                // of long keys would otherwise build ever longer names.
+                let len = name.len() + 1 + k.len();
+                if len > limits.key_bytes {
+                    let shown = format!("{name}.{}", truncate(k, 32));
+                    return Err(limits::too_long(
+                        "key",
+                        &shown,
+                        len,
+                        limits.key_bytes,
+                        "key_bytes",
+                    ));
+                }
+                status_field(
+                    limits,
+                    Cow::Owned(format!("{name}.{k}")),
+                    v2,
+                    metrics,
+                    labels,
+                )?;
             }
         }
         JVal::Arr(_) => {
@@ -371,19 +460,37 @@ fn status_field<'v>(
                 expected: "a number, bool, string, null or object",
             });
         }
-        _ => metrics.push((name, v.as_f64().unwrap_or_default())),
+        _ => {
+            check_key(limits, &name)?;
+            metrics.push((name, v.as_f64().unwrap_or_default()));
+        }
     }
     Ok(())
 }
 
-fn decode_point(obj: &Obj, opts: &DecodeOptions, out: &mut Vec<Point>) -> Result<(), DecodeError> {
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn decode_point(
+    obj: &Obj,
+    opts: &DecodeOptions,
+    budget: &mut Budget,
+    out: &mut Vec<Point>,
+) -> Result<(), DecodeError> {
+    let limits = budget.limits();
     let device_id = device_id(obj, opts)?;
     let ts = timestamp(obj, opts)?;
     let metric = match lookup(obj, &METRIC_KEYS) {
         Some((_, JVal::Str(s))) if s.trim().is_empty() => {
             return Err(DecodeError::EmptyField("metric"));
         }
-        Some((_, JVal::Str(s))) => s.as_ref().to_owned(),
+        Some((_, JVal::Str(s))) => s.as_ref(),
         Some((key, _)) => {
             return Err(DecodeError::WrongType {
                 field: key.into(),
@@ -392,6 +499,7 @@ fn decode_point(obj: &Obj, opts: &DecodeOptions, out: &mut Vec<Point>) -> Result
         }
         None => return Err(DecodeError::MissingField("metric")),
     };
+    check_key(limits, metric)?;
     let value = match get(obj, "value") {
         None => return Err(DecodeError::MissingField("value")),
         Some(v) => point_value(v)?,
@@ -399,7 +507,7 @@ fn decode_point(obj: &Obj, opts: &DecodeOptions, out: &mut Vec<Point>) -> Result
     let unit = match get(obj, "unit") {
         None | Some(JVal::Null) => None,
         Some(JVal::Str(s)) if s.is_empty() => None,
-        Some(JVal::Str(s)) => Some(s.as_ref().to_owned()),
+        Some(JVal::Str(s)) => Some(s.as_ref()),
         Some(_) => {
             return Err(DecodeError::WrongType {
                 field: "unit".into(),
@@ -407,6 +515,9 @@ fn decode_point(obj: &Obj, opts: &DecodeOptions, out: &mut Vec<Point>) -> Result
             });
         }
     };
+    if let Some(unit) = unit {
+        check_value(limits, unit)?;
+    }
     let quality = match get(obj, "quality") {
         None | Some(JVal::Null) => None,
         Some(v) => Some(quality(v).ok_or_else(|| DecodeError::WrongType {
@@ -414,7 +525,7 @@ fn decode_point(obj: &Obj, opts: &DecodeOptions, out: &mut Vec<Point>) -> Result
             expected: "a 32-bit integer",
         })?),
     };
-    let mut labels = Vec::new();
+    let mut labels = LabelSet::default();
     for (k, v) in obj {
         let key = k.as_ref();
         if is_reserved(key)
@@ -424,9 +535,11 @@ fn decode_point(obj: &Obj, opts: &DecodeOptions, out: &mut Vec<Point>) -> Result
             continue;
         }
         match (key, v) {
-            ("labels" | "tags", JVal::Obj(inner)) => collect_labels(key, inner, &mut labels)?,
+            ("labels" | "tags", JVal::Obj(inner)) => {
+                collect_labels(limits, key, inner, &mut labels)?;
+            }
             _ => match v.label_text() {
-                Ok(Some(text)) => push_label(&mut labels, key, &text),
+                Ok(Some(text)) => labels.push(limits, Cow::Borrowed(key), text)?,
                 Ok(None) => {}
                 Err(()) => {
                     return Err(DecodeError::WrongType {
@@ -437,14 +550,19 @@ fn decode_point(obj: &Obj, opts: &DecodeOptions, out: &mut Vec<Point>) -> Result
             },
         }
     }
+    let labels = labels.finish();
+    let bytes =
+        POINT_OVERHEAD + device_id.len() + metric.len() + unit.map_or(0, str::len) + labels.bytes;
+    budget.reserve(1, labels.len(), bytes)?;
+    check_fields(limits, count_fields(obj), "an object")?;
     out.push(Point {
         ts_micros: ts,
         device_id,
-        metric,
+        metric: metric.to_owned(),
         value,
         quality,
-        unit,
-        labels,
+        unit: unit.map(str::to_owned),
+        labels: labels.to_vec(),
     });
     Ok(())
 }

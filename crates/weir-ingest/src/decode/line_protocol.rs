@@ -38,10 +38,21 @@
 //! * all tags other than the ones used for device id, metric name and unit
 //!   become labels on every point of the line (the measurement name itself is
 //!   not kept when a metric tag is used).
+//!
+//! # Duplicate keys and limits
+//!
+//! A tag key or field key repeated in one line keeps its **last** value
+//! (`m x=1,x=2` is one point `m.x` = 2; `m,id=a,id=b v=1` has device `b`); a
+//! string field named like a tag replaces that tag's label. Fields per line
+//! (tags + fields), key and value lengths, labels per point and the message
+//! totals are checked against [`DecodeLimits`](super::DecodeLimits) before
+//! the line's points are built.
 
 use std::borrow::Cow;
 
-use super::{DecodeError, DecodeOptions, Point, default_ts, key_device_id, push_label, timestamp};
+use super::labels::{LabelSet, dedupe_last_wins};
+use super::limits::{self, Budget, POINT_OVERHEAD, check_fields, check_key, check_value};
+use super::{DecodeError, DecodeOptions, Point, default_ts, key_device_id, timestamp};
 
 const DEVICE_TAGS: [&str; 4] = ["device_id", "deviceId", "id", "host"];
 const METRIC_TAGS: [&str; 3] = ["tag_name", "metric", "metric_name"];
@@ -65,10 +76,23 @@ struct Line<'a> {
     ts: Option<i64>,
 }
 
+impl Line<'_> {
+    /// Merges repeated tag keys and field keys: the last value wins.
+    fn dedupe(&mut self) {
+        if self.tags.len() > 1 {
+            self.tags = dedupe_last_wins(std::mem::take(&mut self.tags));
+        }
+        if self.fields.len() > 1 {
+            self.fields = dedupe_last_wins(std::mem::take(&mut self.fields));
+        }
+    }
+}
+
 /// Decodes every line of `text` into `out`.
 pub(crate) fn decode_lines(
     text: &str,
     opts: &DecodeOptions,
+    budget: &mut Budget,
     out: &mut Vec<Point>,
 ) -> Result<(), DecodeError> {
     let mut line = Line::default();
@@ -82,7 +106,7 @@ pub(crate) fn decode_lines(
             message,
         };
         parse_line(raw, &mut line).map_err(err)?;
-        emit(&line, opts, out).map_err(|e| match e {
+        emit(&line, opts, budget, out).map_err(|e| match e {
             Emit::Line(message) => err(message),
             Emit::Decode(e) => e,
         })?;
@@ -95,7 +119,13 @@ enum Emit {
     Decode(DecodeError),
 }
 
-fn emit(line: &Line, opts: &DecodeOptions, out: &mut Vec<Point>) -> Result<(), Emit> {
+fn emit(
+    line: &Line,
+    opts: &DecodeOptions,
+    budget: &mut Budget,
+    out: &mut Vec<Point>,
+) -> Result<(), Emit> {
+    let limits = budget.limits();
     let tag = |names: &[&str]| {
         names
             .iter()
@@ -113,21 +143,33 @@ fn emit(line: &Line, opts: &DecodeOptions, out: &mut Vec<Point>) -> Result<(), E
         Some(ts) => ts,
         None => default_ts(opts).map_err(Emit::Decode)?,
     };
+    check_value(limits, device_id).map_err(Emit::Decode)?;
+    check_key(limits, base).map_err(Emit::Decode)?;
+    if let Some(unit) = unit {
+        check_value(limits, unit).map_err(Emit::Decode)?;
+    }
 
-    let mut labels = Vec::new();
+    // Count first: labels and metric names are borrowed from the line; the
+    // points are built once the message totals fit.
+    let mut labels = LabelSet::default();
     for (k, v) in &line.tags {
         let used = device_tag.is_some_and(|(dk, _)| dk == k)
             || metric_tag.is_some_and(|(mk, _)| mk == k)
             || k == "unit";
         if !used {
-            push_label(&mut labels, k, v);
+            labels
+                .push(limits, Cow::Borrowed(k), Cow::Borrowed(v))
+                .map_err(Emit::Decode)?;
         }
     }
     let mut quality = None;
     let mut points = 0;
+    let mut metric_bytes = 0;
     for (k, v) in &line.fields {
         match (k.as_ref(), v) {
-            (_, FieldVal::Str(s)) => push_label(&mut labels, k, s),
+            (_, FieldVal::Str(s)) => labels
+                .push(limits, Cow::Borrowed(k), Cow::Borrowed(s))
+                .map_err(Emit::Decode)?,
             ("quality", v) => {
                 let q = match *v {
                     FieldVal::Int(n) => i32::try_from(n).ok(),
@@ -141,12 +183,30 @@ fn emit(line: &Line, opts: &DecodeOptions, out: &mut Vec<Point>) -> Result<(), E
                     Emit::Line("field `quality` must be an integer in the 32-bit range".into())
                 })?);
             }
-            _ => points += 1,
+            ("value", _) => {
+                points += 1;
+                metric_bytes += base.len() + unit.map_or(0, str::len);
+            }
+            _ => {
+                let len = base.len() + 1 + k.len();
+                if len > limits.key_bytes {
+                    let shown = format!("{base}.{k}");
+                    let e = limits::too_long("key", &shown, len, limits.key_bytes, "key_bytes");
+                    return Err(Emit::Decode(e));
+                }
+                points += 1;
+                metric_bytes += len;
+            }
         }
     }
+    let labels = labels.finish();
+    let bytes = points * (POINT_OVERHEAD + device_id.len() + labels.bytes) + metric_bytes;
+    budget
+        .reserve(points, labels.len(), bytes)
+        .map_err(Emit::Decode)?;
+    check_fields(limits, line.tags.len() + line.fields.len(), "a line").map_err(Emit::Decode)?;
 
     out.reserve(points);
-    let mut left = points;
     for (k, v) in &line.fields {
         let value = match *v {
             FieldVal::Float(f) => f,
@@ -163,7 +223,6 @@ fn emit(line: &Line, opts: &DecodeOptions, out: &mut Vec<Point>) -> Result<(), E
         } else {
             (format!("{base}.{k}"), None)
         };
-        left -= 1;
         out.push(Point {
             ts_micros: ts,
             device_id: device_id.to_owned(),
@@ -171,11 +230,7 @@ fn emit(line: &Line, opts: &DecodeOptions, out: &mut Vec<Point>) -> Result<(), E
             value: Some(value),
             quality,
             unit,
-            labels: if left == 0 {
-                std::mem::take(&mut labels)
-            } else {
-                labels.clone()
-            },
+            labels: labels.to_vec(),
         });
     }
     Ok(())
@@ -229,9 +284,13 @@ fn parse_line<'a>(s: &'a str, line: &mut Line<'a>) -> Result<(), String> {
         match b.get(pos) {
             Some(b',') => pos += 1,
             Some(_) => break, // a space
-            None => return Ok(()),
+            None => {
+                line.dedupe();
+                return Ok(());
+            }
         }
     }
+    line.dedupe();
 
     skip_spaces(b, &mut pos);
     if pos >= b.len() {

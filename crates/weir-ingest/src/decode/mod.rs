@@ -14,6 +14,13 @@
 //!   [`DecodeError::Empty`].
 //! * Every point has a non-empty `device_id` and `metric`, a finite value
 //!   (or no value), and a UTC timestamp in microseconds.
+//! * What a message may decode to is bounded by [`DecodeLimits`] (labels per
+//!   point, points, points × labels, fields, nesting, key and value lengths,
+//!   decoded bytes); the decoders count before they build, and a message over
+//!   a limit is a [`DecodeError::Limit`] naming the limit.
+//! * Duplicate keys: the **last** occurrence wins (like serde_json maps), at
+//!   the position of the first — JSON object members, line-protocol tags and
+//!   fields, labels, and status metrics whose flattened names collide.
 //!
 //! # Formats
 //!
@@ -37,6 +44,8 @@
 
 pub mod batch;
 pub mod json;
+mod labels;
+pub mod limits;
 pub mod line_protocol;
 pub mod timestamp;
 
@@ -47,6 +56,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use batch::{PointBatchBuilder, silver_schema};
+pub use limits::DecodeLimits;
 
 /// The payload format of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -124,6 +134,8 @@ pub struct DecodeOptions {
     pub default_ts_micros: Option<i64>,
     /// Device id for messages that carry none (e.g. the Kafka record key).
     pub device_id_from_key: Option<String>,
+    /// What one message may decode to.
+    pub limits: DecodeLimits,
 }
 
 impl Default for DecodeOptions {
@@ -132,6 +144,7 @@ impl Default for DecodeOptions {
             max_message_bytes: 1 << 20,
             default_ts_micros: None,
             device_id_from_key: None,
+            limits: DecodeLimits::default(),
         }
     }
 }
@@ -162,6 +175,13 @@ pub enum DecodeError {
     BadTimestamp(String),
     #[error("line protocol error on line {line}: {message}")]
     LineProtocol { line: usize, message: String },
+    /// A message over one of the [`DecodeLimits`]; `limit` is the field name.
+    #[error("{what} (decode limit {limit})")]
+    Limit {
+        what: String,
+        limit: &'static str,
+        value: usize,
+    },
 }
 
 /// Decodes one message payload, appending its points to `out`.
@@ -203,25 +223,16 @@ fn decode_inner(
     let Some(first) = first else {
         return Err(DecodeError::Empty);
     };
+    let mut budget = limits::Budget::new(&opts.limits);
+    let b = &mut budget;
     match format {
-        Format::JsonStatus => json::decode_json(text, json::JsonMode::Status, opts, out),
-        Format::JsonPoints => json::decode_json(text, json::JsonMode::Points, opts, out),
-        Format::LineProtocol => line_protocol::decode_lines(text, opts, out),
+        Format::JsonStatus => json::decode_json(text, json::JsonMode::Status, opts, b, out),
+        Format::JsonPoints => json::decode_json(text, json::JsonMode::Points, opts, b, out),
+        Format::LineProtocol => line_protocol::decode_lines(text, opts, b, out),
         Format::Auto if first == b'{' || first == b'[' => {
-            json::decode_json(text, json::JsonMode::Auto, opts, out)
+            json::decode_json(text, json::JsonMode::Auto, opts, b, out)
         }
-        Format::Auto => line_protocol::decode_lines(text, opts, out),
-    }
-}
-
-/// Adds a label, replacing the value of an existing key (keys stay unique).
-pub(crate) fn push_label(labels: &mut Vec<(String, String)>, key: &str, value: &str) {
-    match labels.iter_mut().find(|(k, _)| k == key) {
-        Some((_, v)) => {
-            v.clear();
-            v.push_str(value);
-        }
-        None => labels.push((key.to_owned(), value.to_owned())),
+        Format::Auto => line_protocol::decode_lines(text, opts, b, out),
     }
 }
 

@@ -364,5 +364,6 @@ pub fn default_limits() -> BufferLimits {
         commit_interval: Duration::from_secs(10),
         commit_bytes: 64 << 20,
         max_message_bytes: 1 << 20,
+        decode: crate::decode::DecodeLimits::default(),
     }
 }

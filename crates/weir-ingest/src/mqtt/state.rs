@@ -13,6 +13,7 @@ use weir_catalog::Lakehouse;
 
 use super::dedupe::RecentKeys;
 use super::{BrokerReport, MqttCounters, MqttSourceError, MqttSourceOptions, SOURCE, template};
+use crate::decode::DecodeOptions;
 use crate::decode::Point;
 use crate::writer::{Flush, FlushOutcome, IngestBuffer, Message, Sinks, commit_flush};
 
@@ -66,7 +67,11 @@ impl State {
             fields.as_ref(),
             &p.payload,
             received,
-            opts.limits.max_message_bytes,
+            &DecodeOptions {
+                max_message_bytes: opts.limits.max_message_bytes,
+                limits: opts.limits.decode,
+                ..DecodeOptions::default()
+            },
             &mut self.scratch,
         );
         if decoded.is_ok() {

@@ -11,11 +11,16 @@
 //! `value` (decoded as the status metric `value`) takes the template's metric
 //! name. Plain numbers (`21.5`) need both `{device_id}` and `{metric}` and get
 //! the receive time as their timestamp.
+//!
+//! The decode limits ([`crate::decode::DecodeLimits`]) cover the topic too:
+//! its device id, metric and label levels are checked for length, and its
+//! labels count towards labels per point and the message totals.
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::decode::{DecodeOptions, Format, Point, decode};
+use crate::decode::limits::{Budget, check_key, check_value, point_bytes};
+use crate::decode::{DecodeError, DecodeLimits, DecodeOptions, Format, Point, decode};
 
 /// Payload format of MQTT messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -142,10 +147,30 @@ pub fn decode_payload(
     fields: Option<&TopicFields>,
     payload: &[u8],
     received_micros: i64,
-    max_message_bytes: usize,
+    base: &DecodeOptions,
     out: &mut Vec<Point>,
 ) -> Result<usize, String> {
     let start = out.len();
+    let result = decode_inner(format, topic, fields, payload, received_micros, base, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn decode_inner(
+    format: MqttFormat,
+    topic: &str,
+    fields: Option<&TopicFields>,
+    payload: &[u8],
+    received_micros: i64,
+    base: &DecodeOptions,
+    out: &mut Vec<Point>,
+) -> Result<usize, String> {
+    let start = out.len();
+    if let Some(f) = fields {
+        check_topic_fields(f, &base.limits).map_err(|e| e.to_string())?;
+    }
     let number = match format {
         MqttFormat::Number => true,
         MqttFormat::Auto => parse_number(payload).is_some(),
@@ -192,12 +217,13 @@ pub fn decode_payload(
         _ => Format::Auto,
     };
     let opts = DecodeOptions {
-        max_message_bytes,
         default_ts_micros: Some(received_micros),
         device_id_from_key: fields.and_then(|f| f.device_id.clone()),
+        ..base.clone()
     };
     let n = decode(decoder, payload, &opts, out).map_err(|e| e.to_string())?;
     if let Some(f) = fields {
+        let max = opts.limits.labels_per_point;
         for p in &mut out[start..] {
             if p.metric == "value"
                 && let Some(m) = &f.metric
@@ -206,12 +232,43 @@ pub fn decode_payload(
             }
             for (k, v) in &f.labels {
                 if !p.labels.iter().any(|(pk, _)| pk == k) {
+                    if p.labels.len() >= max {
+                        return Err(format!(
+                            "a point would carry more than the {max} labels a point may carry \
+                             with the topic's labels (decode limit labels_per_point)"
+                        ));
+                    }
                     p.labels.push((k.clone(), v.clone()));
                 }
             }
         }
+        // The topic's labels count towards the message totals too.
+        let mut budget = Budget::new(&opts.limits);
+        for p in &out[start..] {
+            let unit = p.unit.as_ref().map_or(0, String::len);
+            let bytes = point_bytes(p.device_id.len(), p.metric.len(), unit, &p.labels);
+            budget
+                .reserve(1, p.labels.len(), bytes)
+                .map_err(|e| e.to_string())?;
+        }
     }
     Ok(n)
+}
+
+/// The topic's device id, metric and labels against the decode limits
+/// (a topic may be 64 KiB long).
+fn check_topic_fields(f: &TopicFields, limits: &DecodeLimits) -> Result<(), DecodeError> {
+    if let Some(d) = &f.device_id {
+        check_value(limits, d)?;
+    }
+    if let Some(m) = &f.metric {
+        check_key(limits, m)?;
+    }
+    for (k, v) in &f.labels {
+        check_key(limits, k)?;
+        check_value(limits, v)?;
+    }
+    Ok(())
 }
 
 /// A finite number, the whole payload (surrounding whitespace allowed).
@@ -227,6 +284,13 @@ mod tests {
 
     fn tpl() -> TopicTemplate {
         "plant/{site}/{device_id}/{metric}".parse().unwrap()
+    }
+
+    fn opts1024() -> DecodeOptions {
+        DecodeOptions {
+            max_message_bytes: 1024,
+            ..DecodeOptions::default()
+        }
     }
 
     #[test]
@@ -254,7 +318,7 @@ mod tests {
             Some(&f),
             b" 21.5\n",
             7,
-            1024,
+            &opts1024(),
             &mut out,
         );
         assert_eq!(n, Ok(1));
@@ -265,7 +329,16 @@ mod tests {
         assert_eq!((out[0].value, out[0].ts_micros), (Some(21.5), 7));
         out.clear();
         let json = br#"{"value": 3, "ts": 1700000000000}"#;
-        decode_payload(MqttFormat::Json, "t", Some(&f), json, 7, 1024, &mut out).unwrap();
+        decode_payload(
+            MqttFormat::Json,
+            "t",
+            Some(&f),
+            json,
+            7,
+            &opts1024(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out[0].metric, "temp");
         assert_eq!(out[0].device_id, "d1");
         assert_eq!(out[0].ts_micros, 1_700_000_000_000_000);
@@ -278,7 +351,7 @@ mod tests {
             Some(&f),
             lp,
             7,
-            1024,
+            &opts1024(),
             &mut out,
         )
         .unwrap();
@@ -290,11 +363,35 @@ mod tests {
     fn bad_payloads_give_reasons() {
         let f = tpl().fields("plant/s1/d1/temp").unwrap();
         let mut out = Vec::new();
-        let e = decode_payload(MqttFormat::Number, "t", Some(&f), b"abc", 0, 1024, &mut out);
+        let e = decode_payload(
+            MqttFormat::Number,
+            "t",
+            Some(&f),
+            b"abc",
+            0,
+            &opts1024(),
+            &mut out,
+        );
         assert!(e.unwrap_err().contains("not a plain number"));
-        let e = decode_payload(MqttFormat::Number, "x/y", None, b"1", 0, 1024, &mut out);
+        let e = decode_payload(
+            MqttFormat::Number,
+            "x/y",
+            None,
+            b"1",
+            0,
+            &opts1024(),
+            &mut out,
+        );
         assert!(e.unwrap_err().contains("topic template"));
-        let e = decode_payload(MqttFormat::Json, "t", Some(&f), b"1,2", 0, 1024, &mut out);
+        let e = decode_payload(
+            MqttFormat::Json,
+            "t",
+            Some(&f),
+            b"1,2",
+            0,
+            &opts1024(),
+            &mut out,
+        );
         assert!(e.unwrap_err().contains("not a JSON"));
         let e = decode_payload(
             MqttFormat::Json,
@@ -302,12 +399,52 @@ mod tests {
             Some(&f),
             b"{\"v\":",
             0,
-            1024,
+            &opts1024(),
             &mut out,
         );
         assert!(e.unwrap_err().contains("invalid JSON"));
-        let e = decode_payload(MqttFormat::Auto, "t", Some(&f), b"NaN", 0, 1024, &mut out);
+        let e = decode_payload(
+            MqttFormat::Auto,
+            "t",
+            Some(&f),
+            b"NaN",
+            0,
+            &opts1024(),
+            &mut out,
+        );
         assert!(e.is_err(), "NaN is not a number and not line protocol");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn topic_labels_count_towards_the_limits() {
+        let f = tpl().fields("plant/s1/d1/temp").unwrap();
+        let tight = DecodeOptions {
+            limits: DecodeLimits {
+                labels_per_point: 1,
+                ..DecodeLimits::default()
+            },
+            ..DecodeOptions::default()
+        };
+        let mut out = Vec::new();
+        let json = br#"{"value": 3, "mode": "run"}"#;
+        let e = decode_payload(MqttFormat::Json, "t", Some(&f), json, 7, &tight, &mut out);
+        assert!(e.unwrap_err().contains("decode limit labels_per_point"));
+        assert!(out.is_empty(), "nothing of a rejected message is kept");
+        let long = TopicFields {
+            device_id: Some("d".repeat(5000)),
+            ..f.clone()
+        };
+        let e = decode_payload(
+            MqttFormat::Number,
+            "t",
+            Some(&long),
+            b"1",
+            7,
+            &tight,
+            &mut out,
+        );
+        assert!(e.unwrap_err().contains("decode limit value_bytes"));
         assert!(out.is_empty());
     }
 }

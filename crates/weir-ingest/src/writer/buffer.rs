@@ -17,7 +17,7 @@ use weir_catalog::watermark::Watermarks;
 use super::bronze::{Coordinates, DeadLetterBuilder, RawBatchBuilder};
 use super::obs::{CommitClock, PartMetrics};
 use super::{Flush, SinkFlush, Sinks};
-use crate::decode::{DecodeOptions, Format, Point, PointBatchBuilder, decode};
+use crate::decode::{DecodeLimits, DecodeOptions, Format, Point, PointBatchBuilder, decode};
 
 /// One source message.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +42,8 @@ pub struct BufferLimits {
     /// ...or when this many bytes are buffered.
     pub commit_bytes: usize,
     pub max_message_bytes: usize,
+    /// What one message may decode to.
+    pub decode: DecodeLimits,
 }
 
 struct Part {
@@ -268,6 +270,7 @@ impl IngestBuffer {
                 .key
                 .and_then(|k| std::str::from_utf8(k).ok())
                 .map(str::to_string),
+            limits: self.limits.decode,
         };
         self.scratch.clear();
         let payload = m.payload.unwrap_or_default();
@@ -521,6 +524,7 @@ pub(crate) mod tests {
             commit_interval: Duration::from_secs(10),
             commit_bytes: 1 << 30,
             max_message_bytes: 1024,
+            decode: DecodeLimits::default(),
         };
         (IngestBuffer::new("kafka", sinks, hot.clone(), limits), hot)
     }

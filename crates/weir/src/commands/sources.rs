@@ -152,6 +152,7 @@ pub fn kafka_options(cfg: &SourcesConfig) -> anyhow::Result<Option<KafkaOptions>
             commit_interval: Duration::from_millis(w.commit_interval_ms.max(1)),
             commit_bytes: w.commit_target_mb.max(1) << 20,
             max_message_bytes: w.max_message_bytes,
+            decode: decode_limits(&w.decode),
         },
         max_buffer_bytes: w.max_buffer_mb.max(1) << 20,
         writer_id: writer_id(),
@@ -210,6 +211,20 @@ fn buffer_limits(cfg: &SourcesConfig) -> BufferLimits {
         commit_interval: Duration::from_millis(w.commit_interval_ms.max(1)),
         commit_bytes: w.commit_target_mb.max(1) << 20,
         max_message_bytes: w.max_message_bytes,
+        decode: decode_limits(&w.decode),
+    }
+}
+
+fn decode_limits(d: &weir_config::DecodeLimitsConfig) -> weir_ingest::decode::DecodeLimits {
+    weir_ingest::decode::DecodeLimits {
+        labels_per_point: d.decode_max_labels_per_point,
+        points_per_message: d.decode_max_points_per_message,
+        labels_per_message: d.decode_max_labels_per_message,
+        fields_per_object: d.decode_max_fields_per_object,
+        depth: d.decode_max_depth,
+        key_bytes: d.decode_max_key_bytes,
+        value_bytes: d.decode_max_value_bytes,
+        decoded_bytes: d.decode_max_decoded_mb.saturating_mul(1 << 20),
     }
 }
 

@@ -1,8 +1,11 @@
 //! Decoder tests: one file per format plus cross-cutting behaviour here.
 
+mod alloc;
 mod batch;
 mod bench;
+mod duplicates;
 mod json;
+mod limits;
 mod line_protocol;
 
 use super::*;
@@ -78,8 +81,7 @@ fn payload_level_errors() {
     // Exactly at the limit is fine.
     let at = DecodeOptions {
         max_message_bytes: 11,
-        default_ts_micros: None,
-        device_id_from_key: None,
+        ..DecodeOptions::default()
     };
     assert_eq!(decode_with(Format::Auto, "m value=1 1", &at).len(), 1);
 
