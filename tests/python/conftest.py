@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -70,3 +71,14 @@ def broker(tmp_path_factory) -> Iterator[KafkaBroker]:
     b = KafkaBroker(tmp_path_factory.mktemp("kafka"))
     yield b
     b.stop()
+
+
+@pytest.fixture
+def pyarrow_cancel_quirk():
+    """pyarrow turns any CANCELLED status it receives into a simulated SIGINT
+    in the main thread (SignalStopHandler.__exit__ calls PyErr_SetInterrupt),
+    i.e. a KeyboardInterrupt far from the call; record it instead."""
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    yield received
+    signal.signal(signal.SIGINT, previous)

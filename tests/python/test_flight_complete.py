@@ -5,7 +5,6 @@ and a 50-connection soak, against the real `weir serve` binary."""
 from __future__ import annotations
 
 import datetime as dt
-import signal
 import threading
 import time
 
@@ -389,17 +388,6 @@ def test_adbc_cancel_stops_the_query(weir_server):
         worker.join(30)
         cur.close()
         conn.close()
-
-
-@pytest.fixture
-def pyarrow_cancel_quirk():
-    """pyarrow turns any CANCELLED status it receives into a simulated SIGINT
-    in the main thread (SignalStopHandler.__exit__ calls PyErr_SetInterrupt),
-    i.e. a KeyboardInterrupt far from the call; record it instead."""
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    yield received
-    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("action", ["CancelFlightInfo", "CancelQuery"])

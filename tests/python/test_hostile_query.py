@@ -302,17 +302,6 @@ def test_readers_see_and_cancel_only_their_own_queries(server, pyarrow_cancel_qu
         boss.close()
 
 
-@pytest.fixture
-def pyarrow_cancel_quirk():
-    """pyarrow turns a CANCELLED status into a simulated SIGINT; ignore it."""
-    import signal
-
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    yield received
-    signal.signal(signal.SIGINT, previous)
-
-
 def test_readers_cannot_lift_the_server_timeout(weir_factory, tmp_path, users_flag):
     srv = weir_factory(tmp_path / "timeout", ["--users", users_flag, "--query-timeout", "2s"])
     with connect(srv, "reader", session=True) as conn:
