@@ -143,3 +143,32 @@ def test_decode_limits_are_configurable(weir_factory, tmp_path, monkeypatch):
         conn.close()
     finally:
         broker.stop()
+
+
+def test_kafka_poison_message_does_not_crash_loop(broker, weir_factory, tmp_path):
+    """The report's path: the poison message on a Kafka topic, then a restart
+    that reads the partition again — a dead letter once, no crash, no
+    duplicate, and the records after it land."""
+    topic = broker.create_topic("hostile", 1)
+    producer = broker.producer()
+    big = poison(42_000, 42_000)
+    for i in range(5):
+        producer.produce(topic, value=good(i), partition=0)
+    producer.produce(topic, value=big, partition=0)
+    for i in range(5, 10):
+        producer.produce(topic, value=good(i), partition=0)
+    producer.flush(30)
+    args = ["--kafka-brokers", broker.bootstrap, "--kafka-topics", topic, *FAST]
+    data = tmp_path / "data"
+    for run in range(2):
+        server = weir_factory(data, args)
+        conn = connect(server.uri)
+        wait_until(lambda: fetch_scalar(conn, "SELECT count(*) FROM bronze.raw_messages") == 11,
+                   120, f"run {run}: every record committed")
+        assert server.proc.poll() is None, "weir exited"
+        dead = fetch_rows(conn, "SELECT source_offset, reason FROM bronze.dead_letters")
+        assert len(dead) == 1 and dead[0][0] == 5, dead
+        assert "(decode limit labels_per_point)" in dead[0][1], dead[0][1]
+        assert fetch_scalar(conn, "SELECT count(*) FROM silver.points WHERE device_id LIKE 'dev-%'") == 20
+        conn.close()
+        server.stop()
