@@ -18,7 +18,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -54,6 +54,9 @@ pub(crate) struct Activity {
     /// Milliseconds after `opened` of the last authenticated call.
     last_call_ms: Arc<AtomicU64>,
     called: Arc<AtomicBool>,
+    /// Calls whose response has not been produced yet (a long GetFlightInfo
+    /// that runs a CTAS); a connection is never closed under one.
+    answering: Arc<AtomicUsize>,
 }
 
 impl Activity {
@@ -62,6 +65,7 @@ impl Activity {
             opened: Instant::now(),
             last_call_ms: Arc::new(AtomicU64::new(0)),
             called: Arc::new(AtomicBool::new(false)),
+            answering: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -82,8 +86,14 @@ impl Activity {
         self.opened.elapsed().saturating_sub(last)
     }
 
+    fn answering(&self) -> bool {
+        self.answering.load(Ordering::Relaxed) > 0
+    }
+
     fn should_close(&self, limits: &ConnectionLimits) -> bool {
-        if self.ever_called() {
+        if self.answering() {
+            false
+        } else if self.ever_called() {
             self.quiet_for() > limits.idle_timeout
         } else {
             self.quiet_for() > limits.first_call_timeout
@@ -116,9 +126,13 @@ where
 
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
         let activity = self.activity.clone();
+        activity.answering.fetch_add(1, Ordering::Relaxed);
+        let answered = Answered(activity.answering.clone());
         let response = self.inner.call(request);
         Box::pin(async move {
-            let response = response.await?;
+            let response = response.await;
+            drop(answered);
+            let response = response?;
             let refused = response
                 .headers()
                 .get("grpc-status")
@@ -128,6 +142,16 @@ where
             }
             Ok(response)
         })
+    }
+}
+
+/// Counts a call as answered when dropped (also when the call is dropped
+/// unanswered: the client went away).
+struct Answered(Arc<AtomicUsize>);
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -181,7 +205,8 @@ pub(crate) async fn serve_connection<I, S, B>(
                     connection.as_mut().graceful_shutdown();
                     closing_since = Some(Instant::now());
                 }
-                Some(since) if !activity.ever_called() && since.elapsed() > limits.first_call_timeout => {
+                Some(since) if !activity.ever_called() && !activity.answering()
+                    && since.elapsed() > limits.first_call_timeout => {
                     tracing::debug!(%peer, "Flight SQL: dropping a connection that never made a call");
                     return;
                 }
@@ -215,5 +240,8 @@ mod tests {
         assert!(!a.should_close(&limits), "called, not idle for long yet");
         std::thread::sleep(Duration::from_millis(40));
         assert!(a.should_close(&limits));
+        // Never under a call that is still being answered.
+        a.answering.fetch_add(1, Ordering::Relaxed);
+        assert!(!a.should_close(&limits));
     }
 }
