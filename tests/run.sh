@@ -28,6 +28,7 @@ fi
 tests/scripts/mosquitto.sh install   # MQTT tests: Debian mosquitto, mosquitto-clients, openssl
 tests/scripts/postgres.sh >/dev/null  # PostgreSQL server binaries (federation, Modbus registry tests)
 tests/scripts/docker-compose.sh       # `docker-compose config` checks docker-compose.yml (no engine)
+tests/scripts/kafka.sh install >/dev/null   # Apache Kafka 4 (KRaft) from Maven Central for the Kafka tests (needs java, mvn)
 
 step "python test environment: $venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

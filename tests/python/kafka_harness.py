@@ -19,7 +19,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from weir_harness import REPO_ROOT, fetch_rows, weir_binary
 
-BROKER_SCRIPT = REPO_ROOT / "tests" / "scripts" / "kafka-broker.sh"
+# Apache Kafka 4 (KRaft, from Maven Central) by default; WEIR_TEST_KAFKA=emulator
+# runs the Kafka-protocol emulator the tests used before (kafka-broker.sh).
+APACHE_SCRIPT = REPO_ROOT / "tests" / "scripts" / "kafka.sh"
+EMULATOR_SCRIPT = REPO_ROOT / "tests" / "scripts" / "kafka-broker.sh"
 
 
 def free_port() -> int:
@@ -29,19 +32,34 @@ def free_port() -> int:
 
 
 class KafkaBroker:
-    """The project's broker script (PyPI noida-db), on a free port, fresh data."""
+    """A broker on a free port with fresh data: Apache Kafka (tests/scripts/kafka.sh)
+    unless WEIR_TEST_KAFKA=emulator."""
 
     def __init__(self, home: Path):
         self.port = free_port()
-        self.env = {**os.environ, "KAFKA_PORT": str(self.port), "KAFKA_HOME": str(home)}
-        subprocess.run(["bash", str(BROKER_SCRIPT), "up"], env=self.env, check=True,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.home = Path(home)
+        self.apache = os.environ.get("WEIR_TEST_KAFKA", "apache") != "emulator"
+        if self.apache:
+            self._run(["start", str(self.home / "data"), str(self.port)], check=True)
+        else:
+            self.env = {**os.environ, "KAFKA_PORT": str(self.port), "KAFKA_HOME": str(home)}
+            subprocess.run(["bash", str(EMULATOR_SCRIPT), "up"], env=self.env, check=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._topics = 0
 
+    def _run(self, args, check: bool) -> None:
+        out = subprocess.run(["bash", str(APACHE_SCRIPT), *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        if check and out.returncode != 0:
+            raise RuntimeError(f"kafka.sh {' '.join(args)} failed:\n{out.stdout}")
+
     def stop(self) -> None:
-        subprocess.run(["bash", str(BROKER_SCRIPT), "down"], env=self.env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.apache:
+            self._run(["stop", str(self.home / "data")], check=False)
+        else:
+            subprocess.run(["bash", str(EMULATOR_SCRIPT), "down"], env=self.env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def create_topic(self, prefix: str, partitions: int) -> str:
         self._topics += 1

@@ -377,7 +377,15 @@ impl FlightSqlService for WeirFlightSqlService {
         no_transactions(&query.transaction_id)?;
         tracing::debug!(sql = %query.query, "CreatePreparedStatement");
         let (statement, frame) = statements::prepare(self.engine(), &ctx, parsed).await?;
-        let dataset_schema = schema_bytes(&statement.dataset_schema)?;
+        // Flight SQL: a dataset schema only for statements with a result set.
+        // The JDBC driver runs a prepared statement without one as an update
+        // (DoPut → the affected-row count `executeUpdate` returns) and one
+        // with a schema as a query (update count -1).
+        let dataset_schema = if statement.kind == StatementKind::Query {
+            schema_bytes(&statement.dataset_schema)?
+        } else {
+            Bytes::new()
+        };
         let parameter_schema = if statement.parameter_names.is_empty() {
             Bytes::new()
         } else {
