@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from typing import Callable, List
 
@@ -55,6 +56,22 @@ def cancel_flight_info_body(info: flight.FlightInfo) -> bytes:
 def cancel_query_body(info: flight.FlightInfo) -> bytes:
     """Legacy ActionCancelQueryRequest{info = 1 (serialized FlightInfo)}, as Any."""
     return pack_any("ActionCancelQueryRequest", _bytes(1, info.serialize()))
+
+
+def read_in_background(reader) -> tuple:
+    """Reads a DoGet stream to its end on a thread: (thread, outcome), where
+    outcome gets "table" or the FlightError as "error"."""
+    outcome = {}
+
+    def read():
+        try:
+            outcome["table"] = reader.read_all()
+        except flight.FlightError as e:
+            outcome["error"] = e
+
+    worker = threading.Thread(target=read, daemon=True)
+    worker.start()
+    return worker, outcome
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:

@@ -18,6 +18,7 @@ from flight_complete_helpers import (
     cancel_query_body,
     connect_with_session,
     cpu_seconds,
+    read_in_background,
     rss_bytes,
     running_queries,
     session_options,
@@ -395,17 +396,7 @@ def test_cancel_actions_stop_a_running_query(weir_server, action, pyarrow_cancel
     client = flight.FlightClient(weir_server.uri)
     try:
         info = client.get_flight_info(flight.FlightDescriptor.for_command(command_statement_query(LONG_QUERY)))
-        reader = client.do_get(info.endpoints[0].ticket)
-        outcome = {}
-
-        def read():
-            try:
-                outcome["table"] = reader.read_all()
-            except flight.FlightError as e:
-                outcome["error"] = e
-
-        worker = threading.Thread(target=read)
-        worker.start()
+        worker, outcome = read_in_background(client.do_get(info.endpoints[0].ticket))
         wait_until(lambda: len(running_queries(weir_server.uri)) == 1, 30, "the query to run")
         body = cancel_flight_info_body(info) if action == "CancelFlightInfo" else cancel_query_body(info)
         result = list(client.do_action((action, body)))[0].body.to_pybytes()

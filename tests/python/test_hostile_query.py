@@ -22,7 +22,7 @@ import pyarrow.flight as flight
 import pytest
 from adbc_driver_flightsql import DatabaseOptions
 
-from flight_complete_helpers import cancel_flight_info_body, rss_bytes, wait_until
+from flight_complete_helpers import cancel_flight_info_body, read_in_background, rss_bytes, wait_until
 from flightsql_proto import command_statement_query
 from test_auth import PASSWORDS, ROLES, hash_password
 from weir_harness import WeirServer, execute, fetch_rows, fetch_scalar
@@ -263,17 +263,7 @@ def _start_long_query(srv, user):
     info = client.get_flight_info(
         flight.FlightDescriptor.for_command(command_statement_query(LONG_QUERY)), call_options(client)
     )
-    reader = client.do_get(info.endpoints[0].ticket, call_options(client))
-    outcome = {}
-
-    def read():
-        try:
-            outcome["table"] = reader.read_all()
-        except flight.FlightError as e:
-            outcome["error"] = e
-
-    worker = threading.Thread(target=read, daemon=True)
-    worker.start()
+    worker, outcome = read_in_background(client.do_get(info.endpoints[0].ticket, call_options(client)))
     return client, info, worker, outcome
 
 
