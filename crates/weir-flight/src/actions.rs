@@ -26,7 +26,7 @@ use crate::session_proto::{
     GET_SESSION_OPTIONS, GetSessionOptionsRequest, GetSessionOptionsResult, SET_SESSION_OPTIONS,
     SessionOptionValue, SetSessionOptionsError, SetSessionOptionsRequest, SetSessionOptionsResult,
 };
-use crate::sessions;
+use crate::sessions::{self, SessionKey};
 
 /// Lists the queries whose results are streaming.
 pub(crate) const RUNNING_QUERIES: &str = "weir.running_queries";
@@ -88,7 +88,9 @@ pub(crate) async fn do_action(
         SET_SESSION_OPTIONS => set_session_options(service, request),
         GET_SESSION_OPTIONS => {
             let _: GetSessionOptionsRequest = decode(request.get_ref(), GET_SESSION_OPTIONS)?;
-            let settings = service.sessions().settings(request.metadata())?;
+            let settings = service
+                .sessions()
+                .settings(&service.session_key(&request)?)?;
             let ctx = sessions::context(service.engine(), &settings)?;
             let result = GetSessionOptionsResult {
                 session_options: sessions::report(&settings, &ctx, service.server_timeout()),
@@ -97,7 +99,7 @@ pub(crate) async fn do_action(
         }
         CLOSE_SESSION => {
             let _: CloseSessionRequest = decode(request.get_ref(), CLOSE_SESSION)?;
-            let closed = service.sessions().close(request.metadata());
+            let closed = service.sessions().close(&service.session_key(&request)?);
             tracing::debug!(closed, "CloseSession");
             let result = CloseSessionResult {
                 status: CloseSessionStatus::Closed as i32,
@@ -151,9 +153,12 @@ fn set_session_options(service: &WeirFlightSqlService, request: Request<Action>)
             }
         }
     }
-    let (id, created) = service.sessions().update(request.metadata(), accepted);
+    let (id, had_cookie) =
+        service
+            .sessions()
+            .update(&service.session_key(&request)?, accepted, true)?;
     let mut response = Response::new(one_result(result.encode_to_vec()));
-    if created {
+    if !had_cookie {
         let cookie = MetadataValue::try_from(sessions::set_cookie(&id))
             .map_err(|e| internal("building the session cookie", e))?;
         response.metadata_mut().insert("set-cookie", cookie);
@@ -204,26 +209,27 @@ pub(crate) fn cancel_legacy(
     })
 }
 
-/// After a successful SQL `SET name = value` from a client with a session,
-/// keeps the setting in the session so later statements see it (the name
-/// and value come from the statement's parse, as the engine applied them).
+/// After a successful SQL `SET name = value`, keeps the setting in the
+/// request's session (opening one on its connection if it has none) so the
+/// connection's later statements see it (the name and value come from the
+/// statement's parse, as the engine applied them).
 pub(crate) fn remember_set(
     service: &WeirFlightSqlService,
-    metadata: &tonic::metadata::MetadataMap,
+    session: &SessionKey,
     statement: &weir_query::WeirStatement,
 ) {
     let Some((name, value)) = statement.set_variable() else {
         return;
     };
-    match service.sessions().settings(metadata) {
-        Ok(settings) if settings.id.is_some() => {
-            tracing::debug!(%name, %value, "SET kept in the session");
-            service.sessions().update(
-                metadata,
-                BTreeMap::from([(name, SessionOptionValue::string(value))]),
-            );
-        }
-        _ => {}
+    tracing::debug!(%name, %value, "SET kept in the session");
+    if let Err(e) = service.sessions().update(
+        session,
+        BTreeMap::from([(name, SessionOptionValue::string(value))]),
+        false,
+    ) {
+        // Its cookie named no session: the statement itself already failed
+        // with that NOT_FOUND before it ran.
+        tracing::debug!(error = %e, "SET not kept");
     }
 }
 

@@ -26,6 +26,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+use crate::sessions::ConnectionId;
+
 /// Connection limits of the Flight SQL listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -106,6 +108,7 @@ impl Activity {
 pub(crate) struct Tracked<S> {
     inner: S,
     activity: Activity,
+    connection: ConnectionId,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -124,7 +127,9 @@ where
     type Error = S::Error;
     type Future = BoxFuture<Result<http::Response<B>, S::Error>>;
 
-    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
+        // Names the connection's session for clients without cookies.
+        request.extensions_mut().insert(self.connection);
         let activity = self.activity.clone();
         activity.answering.fetch_add(1, Ordering::Relaxed);
         let answered = Answered(activity.answering.clone());
@@ -155,6 +160,19 @@ impl Drop for Answered {
     }
 }
 
+/// The sessions of a server, told when a connection ends.
+pub(crate) type SessionsHandle = crate::service::WeirFlightSqlService;
+
+static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+struct ConnectionEnded(ConnectionId, SessionsHandle);
+
+impl Drop for ConnectionEnded {
+    fn drop(&mut self) {
+        self.1.sessions().connection_closed(self.0);
+    }
+}
+
 /// Serves one connection until it ends, closing it when idle (see the
 /// module docs) or when `stop` turns true (server shutdown).
 pub(crate) async fn serve_connection<I, S, B>(
@@ -164,6 +182,7 @@ pub(crate) async fn serve_connection<I, S, B>(
     limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
     peer: std::net::SocketAddr,
+    sessions: SessionsHandle,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
@@ -177,9 +196,13 @@ pub(crate) async fn serve_connection<I, S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let activity = Activity::new();
+    let connection = ConnectionId(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
+    // Whichever way the connection ends, its session goes with it.
+    let _ended = ConnectionEnded(connection, sessions);
     let tracked = Tracked {
         inner: service,
         activity: activity.clone(),
+        connection,
     };
     let connection = http2.serve_connection(TokioIo::new(io), tracked);
     tokio::pin!(connection);

@@ -45,6 +45,7 @@ pub(crate) async fn serve_service(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), FlightServeError> {
+    let sessions = service.clone();
     let grpc =
         FlightServiceServer::new(service).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
     // Metrics outermost: calls the gate refuses are counted too.
@@ -84,10 +85,11 @@ pub(crate) async fn serve_service(
                 }
                 let (http2, service, stopped) = (http2.clone(), hyper_service.clone(), stopped.clone());
                 let tls = tls.clone();
+                let sessions = sessions.clone();
                 tokio::spawn(async move {
                     let _slot = slot;
                     let Some(tls) = tls else {
-                        serve_connection(http2, stream, service, limits, stopped, peer).await;
+                        serve_connection(http2, stream, service, limits, stopped, peer, sessions).await;
                         return;
                     };
                     let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
@@ -101,7 +103,7 @@ pub(crate) async fn serve_service(
                             return;
                         }
                     };
-                    serve_connection(http2, stream, service, limits, stopped, peer).await;
+                    serve_connection(http2, stream, service, limits, stopped, peer, sessions).await;
                 });
             }
             () = &mut shutdown => break,

@@ -46,7 +46,7 @@ use crate::cancel::RunningQueries;
 use crate::error::{internal, status_from, status_from_client_data, unimplemented};
 use crate::ingest;
 use crate::metadata;
-use crate::sessions::{self, Sessions, Settings};
+use crate::sessions::{self, ConnectionId, SessionKey, Sessions, Settings};
 use crate::sql_info::{SQL_INFO, XDBC_TYPE_INFO};
 use crate::statements::{
     self, Executable, FlightDataStream, PreparedStatements, StatementCache, StatementKind,
@@ -140,9 +140,16 @@ impl WeirFlightSqlService {
         Ok((principal, statement))
     }
 
+    /// What names the request's session (see `sessions.rs`).
+    pub(crate) fn session_key<T>(&self, request: &Request<T>) -> Result<SessionKey, Status> {
+        let user = self.authorize(request)?.name;
+        let connection = request.extensions().get::<ConnectionId>().copied();
+        Ok(SessionKey::new(request.metadata(), connection, user))
+    }
+
     /// The session settings the request runs with (see `sessions.rs`).
     fn settings<T>(&self, request: &Request<T>) -> Result<Settings, Status> {
-        self.inner.sessions.settings(request.metadata())
+        self.inner.sessions.settings(&self.session_key(request)?)
     }
 
     /// A fresh engine context with the request's session options, and the
@@ -296,7 +303,7 @@ impl FlightSqlService for WeirFlightSqlService {
                 .map_err(status_from)
         })
         .await?;
-        actions::remember_set(self, request.metadata(), &statement);
+        actions::remember_set(self, &self.session_key(&request)?, &statement);
         let schema = Arc::new(df.schema().as_arrow().clone());
         let handle = self.inner.statements.insert(Executable {
             schema: schema.clone(),
@@ -358,7 +365,7 @@ impl FlightSqlService for WeirFlightSqlService {
             statements::execute_update(vec![df]).await
         })
         .await?;
-        actions::remember_set(self, request.metadata(), &statement);
+        actions::remember_set(self, &self.session_key(&request)?, &statement);
         Ok(count)
     }
 
@@ -477,7 +484,7 @@ impl FlightSqlService for WeirFlightSqlService {
                 exec
             }
         };
-        actions::remember_set(self, request.metadata(), &statement.parsed);
+        actions::remember_set(self, &self.session_key(&request)?, &statement.parsed);
         let schema = exec.schema.clone();
         let handle = self.inner.statements.insert(exec);
         let ticket = TicketStatementQuery {
@@ -520,7 +527,7 @@ impl FlightSqlService for WeirFlightSqlService {
     ) -> Result<i64, Status> {
         let principal = self.authorize(&request)?;
         let (ctx, timeout) = self.context(&request)?;
-        let metadata = request.metadata().clone();
+        let session = self.session_key(&request)?;
         let handle = query.prepared_statement_handle;
         access::permit(
             &principal,
@@ -544,7 +551,7 @@ impl FlightSqlService for WeirFlightSqlService {
             statements::execute_update(exec.frames).await
         })
         .await?;
-        actions::remember_set(self, &metadata, &statement.parsed);
+        actions::remember_set(self, &session, &statement.parsed);
         Ok(count)
     }
 

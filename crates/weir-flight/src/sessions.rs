@@ -1,14 +1,20 @@
 //! Client sessions: options a client sets once (SetSessionOptions, or SQL
-//! `SET` on a connection that has a session) and that apply to its later
-//! statements.
+//! `SET` on any statement) and that apply to its later statements.
 //!
-//! A session is named by the `arrow_flight_session_id` cookie (the name
-//! `Flight.proto` suggests): SetSessionOptions without a valid cookie opens a
-//! session and answers `set-cookie`. The ADBC driver keeps the cookie when
-//! the connection has `adbc.flight.sql.rpc.with_cookie_middleware = true`.
-//! Requests without the cookie run with the server's defaults; requests with
-//! a cookie of a closed or expired session get NOT_FOUND (their settings
-//! would otherwise be silently lost, e.g. after a server restart).
+//! A request's session is named by the `arrow_flight_session_id` cookie (the
+//! name `Flight.proto` suggests) when it sends one, else by its connection:
+//! - SetSessionOptions opens a session if the request has none and answers
+//!   `set-cookie`; clients that keep cookies (ADBC with
+//!   `adbc.flight.sql.rpc.with_cookie_middleware = true`, the JDBC driver)
+//!   reach it from any connection until it is closed or idle;
+//! - SQL `SET` (and SetSessionOptions from a client that drops the cookie)
+//!   binds the session to the connection, as in PostgreSQL: every later
+//!   statement on that connection sees it, from the first statement on, and
+//!   it ends with the connection (unless a cookie was handed out).
+//! A session belongs to the user who opened it: another user's requests
+//! never see it (a cookie of another user's session is NOT_FOUND, as is a
+//! cookie of a closed or expired session — its settings would otherwise be
+//! silently lost, e.g. after a server restart).
 //!
 //! Options:
 //! - `catalog`, `schema`: the default catalog and schema of unqualified names
@@ -24,10 +30,11 @@
 //! A SessionOptionValue without a value unsets the option.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datafusion::config::ConfigOptions;
+use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::SessionContext;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
@@ -49,19 +56,100 @@ pub(crate) type Options = BTreeMap<String, SessionOptionValue>;
 struct Session {
     options: Options,
     last_used: Instant,
+    /// The user who opened it: nobody else may use it.
+    user: Arc<str>,
+    /// The connection it was opened on, while that connection is open.
+    connection: Option<ConnectionId>,
+    /// Whether the client was handed a cookie naming it (then it outlives
+    /// its connection until idle).
+    cookie_sent: bool,
 }
 
-/// Open sessions by id.
+/// Identifies one client connection (set on every request by
+/// `connections.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ConnectionId(pub u64);
+
+/// What names a request's session: the cookie if it has one, else its
+/// connection; always bound to the caller.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionKey {
+    pub cookie: Option<String>,
+    pub connection: Option<ConnectionId>,
+    pub user: Arc<str>,
+}
+
+impl SessionKey {
+    pub fn new(metadata: &MetadataMap, connection: Option<ConnectionId>, user: Arc<str>) -> Self {
+        SessionKey {
+            cookie: session_id(metadata),
+            connection,
+            user,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Entries {
+    by_id: HashMap<String, Session>,
+    by_connection: HashMap<ConnectionId, String>,
+}
+
+impl Entries {
+    fn remove(&mut self, id: &str) -> Option<Session> {
+        let session = self.by_id.remove(id)?;
+        if let Some(c) = session.connection {
+            self.by_connection.remove(&c);
+        }
+        Some(session)
+    }
+
+    /// The live session `key` names: `Err` for a cookie that names none
+    /// (closed, expired, or another user's).
+    fn find(&mut self, key: &SessionKey, idle: Duration) -> Result<Option<String>, Status> {
+        let now = Instant::now();
+        if let Some(id) = &key.cookie {
+            return match self.by_id.get(id) {
+                Some(s) if now.duration_since(s.last_used) <= idle && s.user == key.user => {
+                    Ok(Some(id.clone()))
+                }
+                Some(s) if s.user != key.user => Err(unknown_session()),
+                _ => {
+                    self.remove(id);
+                    Err(unknown_session())
+                }
+            };
+        }
+        let Some(c) = key.connection else {
+            return Ok(None);
+        };
+        let Some(id) = self.by_connection.get(&c).cloned() else {
+            return Ok(None);
+        };
+        match self.by_id.get(&id) {
+            Some(s) if now.duration_since(s.last_used) <= idle && s.user == key.user => {
+                Ok(Some(id))
+            }
+            // Expired, or another user on the same connection (a proxy
+            // multiplexing clients): not this caller's session.
+            Some(s) if s.user != key.user => Ok(None),
+            _ => {
+                self.remove(&id);
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Open sessions by id (and by connection, for clients without cookies).
 pub(crate) struct Sessions {
     idle_limit: Duration,
-    entries: Mutex<HashMap<String, Session>>,
+    entries: Mutex<Entries>,
 }
 
 /// The settings a request runs with.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Settings {
-    /// The session id, if the request named a live session.
-    pub id: Option<String>,
     pub options: Options,
 }
 
@@ -69,54 +157,85 @@ impl Sessions {
     pub fn new(idle_limit: Duration) -> Self {
         Sessions {
             idle_limit,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // A panic while holding the lock cannot leave the map inconsistent.
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The settings of the session the request names (defaults without a
-    /// cookie; NOT_FOUND for a cookie of a closed or expired session).
-    pub fn settings(&self, metadata: &MetadataMap) -> Result<Settings, Status> {
-        let Some(id) = session_id(metadata) else {
+    /// The settings of the request's session: the cookie's, else its
+    /// connection's, else the defaults. NOT_FOUND for a cookie of a closed
+    /// or expired session (its settings would otherwise be silently lost,
+    /// e.g. after a server restart) or of another user's.
+    pub fn settings(&self, key: &SessionKey) -> Result<Settings, Status> {
+        let mut entries = self.lock();
+        let Some(id) = entries.find(key, self.idle_limit)? else {
             return Ok(Settings::default());
         };
-        let mut entries = self.lock();
-        match entries.get_mut(&id) {
-            Some(session) if session.last_used.elapsed() <= self.idle_limit => {
-                session.last_used = Instant::now();
-                Ok(Settings {
-                    id: Some(id),
-                    options: session.options.clone(),
-                })
-            }
-            _ => {
-                entries.remove(&id);
-                Err(unknown_session())
-            }
-        }
+        let session = entries.by_id.get_mut(&id).expect("found above");
+        session.last_used = Instant::now();
+        Ok(Settings {
+            options: session.options.clone(),
+        })
     }
 
     /// Applies `updates` (already validated) to the request's session,
-    /// opening one if the request has none. Returns the session id and
-    /// whether it is new (then the client needs the cookie).
-    pub fn update(&self, metadata: &MetadataMap, updates: Options) -> (String, bool) {
+    /// opening one on its connection if it has none. `for_cookie`: the id
+    /// will be handed to the client as a cookie. Returns the session id and
+    /// whether the request named it by cookie already.
+    pub fn update(
+        &self,
+        key: &SessionKey,
+        updates: Options,
+        for_cookie: bool,
+    ) -> Result<(String, bool), Status> {
         let now = Instant::now();
         let mut entries = self.lock();
-        entries.retain(|_, s| now.duration_since(s.last_used) <= self.idle_limit);
-        let existing = session_id(metadata).filter(|id| entries.contains_key(id));
-        let created = existing.is_none();
-        let id = existing.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let session = entries.entry(id.clone()).or_insert_with(|| Session {
-            options: Options::new(),
-            last_used: now,
-        });
+        let idle = self.idle_limit;
+        let expired: Vec<String> = entries
+            .by_id
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.last_used) > idle)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            entries.remove(&id);
+        }
+        let found = entries.find(key, idle)?;
+        let had_cookie = key.cookie.is_some();
+        let id = match found {
+            Some(id) => id,
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                // A connection already bound to another user's session
+                // (a multiplexing proxy) keeps that binding.
+                let connection = key
+                    .connection
+                    .filter(|c| !entries.by_connection.contains_key(c));
+                if let Some(c) = connection {
+                    entries.by_connection.insert(c, id.clone());
+                }
+                entries.by_id.insert(
+                    id.clone(),
+                    Session {
+                        options: Options::new(),
+                        last_used: now,
+                        user: key.user.clone(),
+                        connection,
+                        cookie_sent: false,
+                    },
+                );
+                id
+            }
+        };
+        let session = entries.by_id.get_mut(&id).expect("inserted above");
         session.last_used = now;
+        session.cookie_sent |= for_cookie;
         for (name, value) in updates {
             if value.option_value.is_none() {
                 session.options.remove(&name);
@@ -124,17 +243,35 @@ impl Sessions {
                 session.options.insert(name, value);
             }
         }
-        (id, created)
+        Ok((id, had_cookie))
     }
 
     /// Closes the request's session; `false` if it named none that is open.
-    pub fn close(&self, metadata: &MetadataMap) -> bool {
-        session_id(metadata).is_some_and(|id| self.lock().remove(&id).is_some())
+    pub fn close(&self, key: &SessionKey) -> bool {
+        let mut entries = self.lock();
+        match entries.find(key, self.idle_limit) {
+            Ok(Some(id)) => entries.remove(&id).is_some(),
+            _ => false,
+        }
+    }
+
+    /// A connection ended: its session goes unless a cookie names it.
+    pub fn connection_closed(&self, connection: ConnectionId) {
+        let mut entries = self.lock();
+        let Some(id) = entries.by_connection.remove(&connection) else {
+            return;
+        };
+        if let Some(session) = entries.by_id.get_mut(&id) {
+            session.connection = None;
+            if !session.cookie_sent {
+                entries.by_id.remove(&id);
+            }
+        }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().by_id.len()
     }
 }
 
@@ -256,6 +393,19 @@ pub(crate) fn context(engine: &QueryEngine, settings: &Settings) -> Result<Sessi
                 Status::invalid_argument(format!("session option {name} = {text}: {e}"))
             })?;
         }
+        // Functions that read the configuration when built (`now()` takes
+        // the time zone) are rebuilt, as DataFusion's own `SET` does.
+        let config = state.config().options().clone();
+        let updated: Vec<_> = state
+            .scalar_functions()
+            .values()
+            .filter_map(|udf| udf.inner().with_updated_config(&config))
+            .collect();
+        for udf in updated {
+            state
+                .register_udf(std::sync::Arc::new(udf))
+                .map_err(|e| Status::internal(format!("session options: {e}")))?;
+        }
     }
     Ok(ctx)
 }
@@ -356,25 +506,39 @@ mod tests {
         assert_eq!(session_id(&with_cookie("arrow_flight_session_id=")), None);
     }
 
+    fn key(cookie: Option<&str>, connection: Option<u64>, user: &str) -> SessionKey {
+        SessionKey {
+            cookie: cookie.map(str::to_string),
+            connection: connection.map(ConnectionId),
+            user: user.into(),
+        }
+    }
+
     #[test]
     fn sessions_open_update_close() {
         let sessions = Sessions::new(Duration::from_secs(60));
-        let (id, created) = sessions.update(
-            &MetadataMap::new(),
-            Options::from([("schema".into(), SessionOptionValue::string("plant"))]),
-        );
-        assert!(created);
-        let m = with_cookie(&format!("{SESSION_COOKIE}={id}"));
-        let (same, created) = sessions.update(
-            &m,
-            Options::from([(
-                STATEMENT_TIMEOUT.into(),
-                SessionOptionValue {
-                    option_value: Some(OptionValue::Int64Value(1500)),
-                },
-            )]),
-        );
-        assert_eq!((same.as_str(), created), (id.as_str(), false));
+        let (id, had_cookie) = sessions
+            .update(
+                &key(None, Some(1), "ann"),
+                Options::from([("schema".into(), SessionOptionValue::string("plant"))]),
+                true,
+            )
+            .unwrap();
+        assert!(!had_cookie);
+        let m = key(Some(&id), Some(2), "ann");
+        let (same, had_cookie) = sessions
+            .update(
+                &m,
+                Options::from([(
+                    STATEMENT_TIMEOUT.into(),
+                    SessionOptionValue {
+                        option_value: Some(OptionValue::Int64Value(1500)),
+                    },
+                )]),
+                false,
+            )
+            .unwrap();
+        assert_eq!((same.as_str(), had_cookie), (id.as_str(), true));
         let settings = sessions.settings(&m).unwrap();
         assert_eq!(settings.options.len(), 2);
         assert_eq!(
@@ -382,15 +546,21 @@ mod tests {
             Some(Duration::from_millis(1500))
         );
         // Unset.
-        sessions.update(
-            &m,
-            Options::from([(STATEMENT_TIMEOUT.into(), SessionOptionValue::default())]),
-        );
+        sessions
+            .update(
+                &m,
+                Options::from([(STATEMENT_TIMEOUT.into(), SessionOptionValue::default())]),
+                false,
+            )
+            .unwrap();
         let settings = sessions.settings(&m).unwrap();
         assert_eq!(
             timeout(&settings, Some(Duration::from_secs(9)), Role::Read),
             Some(Duration::from_secs(9))
         );
+        // The cookie's session survives its first connection.
+        sessions.connection_closed(ConnectionId(1));
+        assert_eq!(sessions.settings(&m).unwrap().options.len(), 1);
         assert!(sessions.close(&m));
         assert!(!sessions.close(&m));
         assert_eq!(
@@ -400,13 +570,62 @@ mod tests {
         assert_eq!(sessions.len(), 0);
     }
 
+    /// Issue 20: a SQL `SET` as the first statement of a connection without
+    /// cookies applies to the connection's later statements, and goes with it.
+    #[test]
+    fn connection_sessions() {
+        let sessions = Sessions::new(Duration::from_secs(60));
+        let on = |c: u64| key(None, Some(c), "ann");
+        assert!(sessions.settings(&on(7)).unwrap().options.is_empty());
+        sessions
+            .update(
+                &on(7),
+                Options::from([("schema".into(), SessionOptionValue::string("plant"))]),
+                false,
+            )
+            .unwrap();
+        assert_eq!(sessions.settings(&on(7)).unwrap().options.len(), 1);
+        // Other connections and other users on the same connection don't see it.
+        assert!(sessions.settings(&on(8)).unwrap().options.is_empty());
+        assert!(
+            sessions
+                .settings(&key(None, Some(7), "bob"))
+                .unwrap()
+                .options
+                .is_empty()
+        );
+        sessions.connection_closed(ConnectionId(7));
+        assert_eq!(sessions.len(), 0);
+        assert!(sessions.settings(&on(7)).unwrap().options.is_empty());
+    }
+
+    /// Issue 24 (known gap): a session's cookie is no use to another user.
+    #[test]
+    fn sessions_belong_to_their_user() {
+        let sessions = Sessions::new(Duration::from_secs(60));
+        let (id, _) = sessions
+            .update(
+                &key(None, None, "boss"),
+                Options::from([("schema".into(), SessionOptionValue::string("plant"))]),
+                true,
+            )
+            .unwrap();
+        let stolen = key(Some(&id), None, "reader");
+        assert_eq!(
+            sessions.settings(&stolen).unwrap_err().code(),
+            tonic::Code::NotFound
+        );
+        assert!(sessions.update(&stolen, Options::new(), false).is_err());
+        assert!(!sessions.close(&stolen));
+        assert_eq!(sessions.len(), 1);
+    }
+
     /// Issue 24: a read user set statement_timeout = 0 and ran past the
     /// server's --query-timeout.
     #[test]
     fn only_admins_lift_the_server_timeout() {
         let server = Some(Duration::from_secs(60));
         let with = |v: &str| Settings {
-            id: None,
             options: Options::from([(STATEMENT_TIMEOUT.into(), SessionOptionValue::string(v))]),
         };
         assert_eq!(timeout(&with("0"), server, Role::Read), server);

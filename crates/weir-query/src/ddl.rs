@@ -254,10 +254,14 @@ pub(crate) fn table_creation(
     ident: &TableIdent,
     arrow: &Schema,
     partition: &[String],
-    properties: std::collections::HashMap<String, String>,
+    mut properties: std::collections::HashMap<String, String>,
 ) -> Result<TableCreation> {
-    let schema = arrow_schema_to_schema_auto_assign_ids(&iceberg_compatible(arrow))
+    let (compatible, zones) = iceberg_compatible(arrow);
+    let schema = arrow_schema_to_schema_auto_assign_ids(&compatible)
         .map_err(|e| QueryError::Invalid(format!("column types: {e}")))?;
+    for (column, zone) in zones {
+        properties.insert(format!("{SOURCE_TIME_ZONE}{column}"), zone);
+    }
     let spec = build_partition_spec(&schema, partition).map_err(QueryError::Invalid)?;
     Ok(TableCreation::builder()
         .name(ident.name().to_string())
@@ -267,16 +271,31 @@ pub(crate) fn table_creation(
         .build())
 }
 
+/// Table property prefix naming the time zone a `timestamptz` column's
+/// values came in (`weir.source-time-zone.<column>` = `Europe/Berlin`): the
+/// column stores UTC instants, as Iceberg's `timestamptz` does.
+pub const SOURCE_TIME_ZONE: &str = "weir.source-time-zone.";
+
 /// Maps Arrow types Iceberg v2 cannot store to the nearest ones it can
-/// (SQL `TIMESTAMP` is nanoseconds in DataFusion; Iceberg v2 stores micros).
-fn iceberg_compatible(schema: &Schema) -> Schema {
+/// (SQL `TIMESTAMP` is nanoseconds in DataFusion; Iceberg v2 stores micros;
+/// a timestamp with any time zone is an instant: `timestamptz`, UTC). Also
+/// returns the zones other than UTC that columns came with.
+fn iceberg_compatible(schema: &Schema) -> (Schema, Vec<(String, String)>) {
+    let mut zones = Vec::new();
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|f| {
             let dt = match f.data_type() {
-                DataType::Timestamp(_, tz) => {
-                    DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
+                DataType::Timestamp(_, None) => DataType::Timestamp(TimeUnit::Microsecond, None),
+                DataType::Timestamp(_, Some(tz)) => {
+                    if !is_utc(tz) {
+                        zones.push((f.name().clone(), tz.to_string()));
+                    }
+                    DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
+                }
+                DataType::Time32(_) | DataType::Time64(_) => {
+                    DataType::Time64(TimeUnit::Microsecond)
                 }
                 DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
                 DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
@@ -291,7 +310,17 @@ fn iceberg_compatible(schema: &Schema) -> Schema {
             Field::new(f.name(), dt, f.is_nullable())
         })
         .collect();
-    Schema::new(fields)
+    (Schema::new(fields), zones)
+}
+
+/// The zone name Iceberg's Arrow mapping reads as `timestamptz`.
+const UTC: &str = "+00:00";
+
+fn is_utc(tz: &str) -> bool {
+    matches!(
+        tz.to_ascii_uppercase().as_str(),
+        "UTC" | "+00:00" | "Z" | "+00" | "+0000" | "ETC/UTC" | "GMT"
+    )
 }
 
 async fn drop_table(lakehouse: &Lakehouse, drop: &DropTable) -> Result<()> {

@@ -279,7 +279,7 @@ impl QueryEngine {
             } => (statement.as_ref().clone(), partition),
         };
         self.refresh().await?;
-        let plan = ctx.state().statement_to_plan(statement).await?;
+        let plan = plan_statement(ctx, statement).await?;
         if !partition.is_empty()
             && !matches!(&plan, LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)))
         {
@@ -363,11 +363,9 @@ impl QueryEngine {
     ) -> Result<Option<LogicalPlan>> {
         match &statement.parsed {
             statement::Parsed::View(_) => Ok(None),
-            statement::Parsed::Sql { statement, .. } => Ok(Some(
-                ctx.state()
-                    .statement_to_plan(statement.as_ref().clone())
-                    .await?,
-            )),
+            statement::Parsed::Sql { statement, .. } => {
+                Ok(Some(plan_statement(ctx, statement.as_ref().clone()).await?))
+            }
         }
     }
 
@@ -383,6 +381,26 @@ impl QueryEngine {
         };
         Ok(ctx.execute_logical_plan(plan).await?)
     }
+}
+
+/// DataFusion's logical plan of a parsed statement. A CREATE TABLE is
+/// planned with a time zone (UTC unless the session set one): DataFusion
+/// types `TIMESTAMP WITH TIME ZONE` with the session's zone, and without one
+/// the column would silently become a timestamp without zone.
+async fn plan_statement(
+    ctx: &SessionContext,
+    statement: datafusion::sql::parser::Statement,
+) -> Result<LogicalPlan> {
+    let mut state = ctx.state();
+    let creates = matches!(
+        &statement,
+        datafusion::sql::parser::Statement::Statement(s)
+            if matches!(s.as_ref(), datafusion::sql::sqlparser::ast::Statement::CreateTable(_))
+    );
+    if creates && state.config_options().execution.time_zone.is_none() {
+        state.config_mut().options_mut().execution.time_zone = Some("+00:00".into());
+    }
+    Ok(state.statement_to_plan(statement).await?)
 }
 
 /// A planned statement: see [`QueryEngine::plan`].

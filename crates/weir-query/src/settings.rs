@@ -65,6 +65,17 @@ pub fn check(name: &str, value: &str) -> Result<()> {
         "datafusion.execution.batch_size" => bounded(MAX_BATCH_SIZE, 1),
         "datafusion.execution.target_partitions" => bounded(MAX_TARGET_PARTITIONS, 0),
         "datafusion.sql_parser.recursion_limit" => bounded(MAX_PARSER_RECURSION, 1),
+        // Checked here: DataFusion takes any text and fails on the first
+        // timestamp a query then renders.
+        "datafusion.execution.time_zone" if !value.trim().is_empty() => {
+            <arrow::array::timezone::Tz as std::str::FromStr>::from_str(value.trim())
+                .map(|_| ())
+                .map_err(|_| {
+                    QueryError::Invalid(format!(
+                        "unknown time zone {value:?}: use an IANA name (Europe/Berlin, UTC) or an offset (+01:00)"
+                    ))
+                })
+        }
         _ => Ok(()),
     }
 }

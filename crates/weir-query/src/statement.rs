@@ -112,9 +112,10 @@ impl WeirStatement {
             .ok_or_else(|| QueryError::Invalid(format!("unknown SQL dialect {dialect_name}")))?;
         let recursion = options.recursion_limit.min(MAX_PARSER_RECURSION);
         let (body, partition) = crate::ddl::split_partition_clause(&text)?;
-        let statement = stacker::grow(PARSE_STACK_BYTES, || {
+        let mut statement = stacker::grow(PARSE_STACK_BYTES, || {
             parse_checked(dialect.as_ref(), &body, recursion)
         })?;
+        normalize(&mut statement)?;
         let access = classify_df(&statement);
         Ok(WeirStatement {
             text,
@@ -313,6 +314,51 @@ fn setting_name(name: &ObjectName) -> String {
         "timezone" | "time.zone" => "datafusion.execution.time_zone".into(),
         _ => name,
     }
+}
+
+/// Rewrites statements DataFusion does not plan into equivalents it does:
+/// `SET TIME ZONE 'zone'` (PostgreSQL, SQL standard) becomes
+/// `SET datafusion.execution.time_zone = 'zone'` (`LOCAL`/`DEFAULT`: UTC).
+fn normalize(statement: &mut DfStatement) -> Result<()> {
+    let DfStatement::Statement(s) = statement else {
+        return Ok(());
+    };
+    let Statement::Set(Set::SetTimeZone {
+        local: false,
+        value,
+    }) = s.as_mut()
+    else {
+        if let Statement::Set(Set::SetTimeZone { local: true, .. }) = s.as_ref() {
+            return Err(QueryError::Unsupported(
+                "SET LOCAL TIME ZONE (there are no transactions); use SET TIME ZONE".into(),
+            ));
+        }
+        return Ok(());
+    };
+    let zone = match value {
+        Expr::Identifier(i)
+            if i.quote_style.is_none()
+                && (i.value.eq_ignore_ascii_case("local")
+                    || i.value.eq_ignore_ascii_case("default")) =>
+        {
+            Expr::value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(
+                "UTC".into(),
+            ))
+        }
+        other => other.clone(),
+    };
+    let variable = ObjectName::from(
+        ["datafusion", "execution", "time_zone"]
+            .map(datafusion::sql::sqlparser::ast::Ident::new)
+            .to_vec(),
+    );
+    **s = Statement::Set(Set::SingleAssignment {
+        scope: None,
+        hivevar: false,
+        variable,
+        values: vec![zone],
+    });
+    Ok(())
 }
 
 fn set_assignment(set: &Set) -> Option<(String, String)> {
