@@ -11,6 +11,7 @@
 //!   binds the session to the connection, as in PostgreSQL: every later
 //!   statement on that connection sees it, from the first statement on, and
 //!   it ends with the connection (unless a cookie was handed out).
+//!
 //! A session belongs to the user who opened it: another user's requests
 //! never see it (a cookie of another user's session is NOT_FOUND, as is a
 //! cookie of a closed or expired session — its settings would otherwise be
