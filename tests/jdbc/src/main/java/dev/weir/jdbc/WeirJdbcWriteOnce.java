@@ -275,7 +275,7 @@ public class WeirJdbcWriteOnce {
 
     for (Kind k : kinds) {
       for (Map.Entry<String, Pattern> e : PATTERNS.entrySet()) {
-        check(k.name + " × " + e.getKey(), () -> {
+        check(k.name + " via " + e.getKey(), () -> {
           k.setup();
           long before = k.effect();
           require(before == k.noEffect(), "before: effect " + before + ", want " + k.noEffect());
