@@ -4,7 +4,8 @@
 #   1. formatting and clippy checks,
 #   2. Rust unit tests and the sqllogictest files in tests/slt/,
 #   3. the Python end-to-end tests in tests/python/ against the real binary
-#      (ADBC Flight SQL driver, pyarrow.flight, PyIceberg).
+#      (ADBC Flight SQL driver, pyarrow.flight, PyIceberg, the Arrow Flight SQL
+#      JDBC driver).
 # Env: WEIR_TEST_VENV (default ~/.cache/weir/test-venv), WEIR_SKIP_CLIPPY=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,7 @@ tests/scripts/mosquitto.sh install   # MQTT tests: Debian mosquitto, mosquitto-c
 tests/scripts/postgres.sh >/dev/null  # PostgreSQL server binaries (federation, Modbus registry tests)
 tests/scripts/docker-compose.sh       # `docker-compose config` checks docker-compose.yml (no engine)
 tests/scripts/kafka.sh install >/dev/null   # Apache Kafka 4 (KRaft) from Maven Central for the Kafka tests (needs java, mvn)
+tests/scripts/jdbc.sh install >/dev/null    # Arrow Flight SQL JDBC driver from Maven + javac of tests/jdbc (test_jdbc.py)
 
 step "python test environment: $venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

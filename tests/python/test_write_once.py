@@ -140,6 +140,15 @@ def test_ctas(server, pattern):
     assert count(server, name) == 4
 
 
+@pytest.mark.parametrize("pattern", [p for p in PATTERNS if p.startswith("adbc")])
+def test_prepared_ctas_with_parameters(server, pattern):
+    # DDL runs while planned: the values go into the plan first (it used to
+    # fail with "Placeholder '$1' was not provided a value").
+    name = f"public.ctas_{uuid.uuid4().hex[:8]}"
+    PATTERNS[pattern](server, f"CREATE TABLE {name} AS SELECT value AS a FROM range(10) WHERE value < ?", (3,))
+    assert count(server, name) == 3
+
+
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_refresh_materialized_view(server, pattern):
     base = new_table(server, rows=3)

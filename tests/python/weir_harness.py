@@ -40,6 +40,19 @@ def weir_binary() -> Path:
     return path
 
 
+def hash_password(password: str) -> str:
+    """An Argon2 hash for ``--users`` (``weir hash-password``)."""
+    out = subprocess.run(
+        [str(weir_binary()), "hash-password"],
+        input=password,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return out.stdout.strip()
+
+
 def default_target_dir() -> Path:
     target = os.environ.get("CARGO_TARGET_DIR")
     return REPO_ROOT / target if target else REPO_ROOT / "target"

@@ -1,159 +1,101 @@
 #!/usr/bin/env bash
-# Smoke test of the Arrow Flight SQL JDBC driver (org.apache.arrow:flight-sql-jdbc-driver,
-# the jar DBeaver, DataGrip and Tableau load) against Weir: tests/jdbc/.../WeirJdbcSmoke.java.
+# The Arrow Flight SQL JDBC driver (org.apache.arrow:flight-sql-jdbc-driver, the shaded jar that
+# DBeaver, DataGrip and Tableau load) and the Java programs in tests/jdbc/ that run it against Weir.
+# tests/python/test_jdbc.py starts the servers and runs them; tests/run.sh calls `install`.
 #
-#   tests/scripts/jdbc.sh install            # driver jars into the cache (idempotent)
-#   tests/scripts/jdbc.sh run URI [USER PW]  # the smoke against a running server, e.g.
-#       tests/scripts/jdbc.sh run 'jdbc:arrow-flight-sql://127.0.0.1:50051?useEncryption=false' boss pw
-#   tests/scripts/jdbc.sh serve [WEIR_BIN]   # starts Weir twice on a temp data dir (no users,
-#       then with users boss:admin / reader:read, password pw) and runs the smoke against each
+#   tests/scripts/jdbc.sh install                  # driver jar from Maven + javac of tests/jdbc (idempotent;
+#                                                  # prints the class path)
+#   tests/scripts/jdbc.sh smoke URL [USER PW]      # WeirJdbcSmoke against a running server, e.g.
+#       tests/scripts/jdbc.sh smoke 'jdbc:arrow-flight-sql://127.0.0.1:50051?useEncryption=false' boss pw
+#   tests/scripts/jdbc.sh write-once URL [USER PW] # WeirJdbcWriteOnce: every data-changing statement ×
+#                                                  # every JDBC call pattern takes effect exactly once
+#                                                  # (env WEIR_JDBC_EXPORT_DIR: the server's --export-dir,
+#                                                  # enables the COPY cases)
 #
-# Env: WEIR_JDBC_CACHE (default ~/.cache/weir/jdbc), ARROW_JDBC_VERSION (default 19.0.0),
-#      JAVA (default java: 11+), WEIR_JDBC_TRACE=1 prints stack traces of failed checks.
-#
-# Where the driver comes from: first the shaded flight-sql-jdbc-driver jar from Maven Central.
-# Where that is not served (the registry here answers "not found" for flight-sql-jdbc-driver,
-# flight-sql-jdbc-core and flight-sql 19.0.0, while flight-core, arrow-vector, avatica... are
-# served), the same driver is compiled from Apache Arrow Java's sources of that release:
-# set ARROW_JAVA_SRC to a checkout of apache/arrow-java at tag v$ARROW_JDBC_VERSION (or
-# ARROW_JAVA_GIT to a git dir holding that tag). The modules flight-sql and flight-sql-jdbc-core
-# are compiled with javac against their dependencies from Maven (tests/jdbc/driver-deps.pom.xml)
-# and FlightSql.proto with Maven's protoc; nothing else is downloaded.
+# Env: ARROW_JDBC_VERSION (default: the newest of $candidates that Maven resolves; today 18.3.0,
+#      19.0.0 is not served by the registry here), WEIR_JDBC_CACHE (default ~/.cache/weir/jdbc),
+#      WEIR_JDBC_MAVEN_ARGS (extra mvn flags), JAVA_HOME (Java 17+; default: java/javac on PATH),
+#      WEIR_JDBC_TRACE=1 prints stack traces of failed checks.
+# Cache: flight-sql-jdbc-driver-$V.jar, classes/ (the compiled programs, rebuilt when a source or
+#      the driver changes), not-served-$V (a version Maven did not resolve; retried after a day).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${WEIR_JDBC_CACHE:-$HOME/.cache/weir/jdbc}
-version=${ARROW_JDBC_VERSION:-19.0.0}
-java=${JAVA:-java}
-classpath_file=$cache/classpath-$version
-smoke=$root/tests/jdbc/src/main/java/dev/weir/jdbc/WeirJdbcSmoke.java
+candidates=${ARROW_JDBC_VERSION:-19.0.0 18.3.0}
+java=${JAVA_HOME:+$JAVA_HOME/bin/}java
+javac=${JAVA_HOME:+$JAVA_HOME/bin/}javac
+src_dir=$root/tests/jdbc/src/main/java
+dependency_plugin=org.apache.maven.plugins:maven-dependency-plugin:3.11.0
 
 log() { printf 'jdbc.sh: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
 
-# 1. The shaded driver jar as published (one try; a "not found" is remembered).
-install_published() {
-  local dir=$cache/published-$version
-  [ -e "$cache/not-served-$version" ] && return 1
-  mkdir -p "$dir"
-  cat >"$dir/pom.xml" <<EOF
-<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
-<groupId>dev.weir.tests</groupId><artifactId>jdbc-driver</artifactId><version>1</version>
-<dependencies><dependency><groupId>org.apache.arrow</groupId><artifactId>flight-sql-jdbc-driver</artifactId>
-<version>$version</version></dependency></dependencies></project>
-EOF
-  if mvn -q -B -f "$dir/pom.xml" dependency:copy-dependencies -DoutputDirectory="$dir/lib" >"$dir/mvn.log" 2>&1; then
-    echo "$dir/lib/*" >"$classpath_file"
-    log "driver: org.apache.arrow:flight-sql-jdbc-driver:$version from Maven"
+# The driver jar of one version, from Maven; fails (quickly, when remembered) if not served.
+fetch_driver() {
+  local v=$1 jar=$cache/flight-sql-jdbc-driver-$1.jar
+  [ -s "$jar" ] && return 0
+  [ -n "$(find "$cache" -maxdepth 1 -name "not-served-$v" -mmin -1440 2>/dev/null)" ] && return 1
+  log "org.apache.arrow:flight-sql-jdbc-driver:$v from Maven"
+  # shellcheck disable=SC2086
+  if mvn -q -B ${WEIR_JDBC_MAVEN_ARGS:-} "$dependency_plugin:copy" \
+      -Dartifact="org.apache.arrow:flight-sql-jdbc-driver:$v" -Dmdep.overWriteReleases=true \
+      -DoutputDirectory="$cache/tmp-$v" >"$cache/mvn-$v.log" 2>&1 &&
+      [ -s "$cache/tmp-$v/flight-sql-jdbc-driver-$v.jar" ]; then
+    mv "$cache/tmp-$v/flight-sql-jdbc-driver-$v.jar" "$jar"
+    rm -rf "$cache/tmp-$v" "$cache/not-served-$v"
     return 0
   fi
-  if grep -q 'Could not find artifact org.apache.arrow:flight-sql-jdbc-driver' "$dir/mvn.log"; then
-    touch "$cache/not-served-$version"
-    log "org.apache.arrow:flight-sql-jdbc-driver:$version is not served by the registry"
+  rm -rf "$cache/tmp-$v"
+  if grep -q 'Could not find artifact\|was not found in\|Could not resolve' "$cache/mvn-$v.log"; then
+    touch "$cache/not-served-$v"
+    log "flight-sql-jdbc-driver:$v is not served by the Maven registry ($cache/mvn-$v.log)"
   else
-    log "maven failed (see $dir/mvn.log)"
+    log "maven failed for flight-sql-jdbc-driver:$v ($cache/mvn-$v.log)"
   fi
   return 1
 }
 
-# 2. The same driver compiled from the release's sources.
-install_from_source() {
-  local src=$cache/src-$version lib=$cache/lib-$version out=$cache/build-$version
-  local jar=$cache/flight-sql-jdbc-core-$version-from-source.jar
-  if [ ! -d "$src/flight/flight-sql-jdbc-core" ]; then
-    rm -rf "$src" && mkdir -p "$src"
-    local paths=(flight/flight-sql/src/main flight/flight-sql-jdbc-core/src/main arrow-format/FlightSql.proto)
-    if [ -n "${ARROW_JAVA_SRC:-}" ]; then
-      (cd "$ARROW_JAVA_SRC" && tar -cf - "${paths[@]}") | tar -xf - -C "$src"
-    elif [ -n "${ARROW_JAVA_GIT:-}" ]; then
-      git --git-dir="$ARROW_JAVA_GIT" archive "v$version" "${paths[@]}" | tar -xf - -C "$src"
-    else
-      rm -rf "$src"
-      log "the published driver is not available: set ARROW_JAVA_SRC (a checkout of apache/arrow-java"
-      log "at tag v$version) or ARROW_JAVA_GIT (a git dir with that tag) to build it from source"
-      return 1
-    fi
-  fi
-  log "dependencies from Maven (tests/jdbc/driver-deps.pom.xml) into $lib"
-  rm -rf "$lib"
-  mvn -q -B -f "$root/tests/jdbc/driver-deps.pom.xml" -Darrow.version="$version" \
-    dependency:copy-dependencies -DoutputDirectory="$lib" >&2
-  local pb
-  pb=$(basename "$(ls "$lib"/protobuf-java-4*.jar | head -1)" .jar)
-  pb=${pb#protobuf-java-}
-  mvn -q -B dependency:copy -Dartifact="com.google.protobuf:protoc:$pb:exe:linux-x86_64" \
-    -DoutputDirectory="$cache/protoc" >&2
-  local protoc=$cache/protoc/protoc-$pb-linux-x86_64.exe
-  chmod +x "$protoc"
-  rm -rf "$out" && mkdir -p "$out/wkt" "$out/gen" "$out/classes"
-  (cd "$out/wkt" && unzip -q "$lib/protobuf-java-$pb.jar" 'google/protobuf/*.proto')
-  "$protoc" -I"$out/wkt" -I"$src/arrow-format" --java_out="$out/gen" "$src/arrow-format/FlightSql.proto"
-  # The demo app needs commons-cli; module-info files are not used on the class path.
-  find "$src/flight" "$out/gen" -name '*.java' ! -name FlightSqlClientDemoApp.java ! -name module-info.java >"$out/sources.txt"
-  log "javac $(wc -l <"$out/sources.txt") files"
-  javac -nowarn -encoding UTF-8 --release 11 -proc:none -d "$out/classes" -cp "$lib/*" @"$out/sources.txt" 2>&1 |
-    grep -v '^Note:' >&2 || true
-  cp -r "$src/flight/flight-sql-jdbc-core/src/main/resources/." "$out/classes/"
-  sed -i "s/\${project.name}/Arrow Flight SQL JDBC Driver/; s/\${project.groupId}/org.apache.arrow/;
-          s/\${project.artifactId}/flight-sql-jdbc-core/; s/\${project.version}/$version/g" \
-    "$out/classes/properties/flight.properties"
-  jar cf "$jar" -C "$out/classes" .
-  echo "$jar:$lib/*" >"$classpath_file"
-  log "driver: flight-sql-jdbc-core $version compiled from source -> $jar"
+# Sets $driver_jar: the first candidate version that resolves.
+driver() {
+  local v
+  for v in $candidates; do
+    if fetch_driver "$v"; then driver_jar=$cache/flight-sql-jdbc-driver-$v.jar; return 0; fi
+  done
+  die "no flight-sql-jdbc-driver version resolved (tried: $candidates)"
 }
 
 install() {
   mkdir -p "$cache"
-  if [ -s "$classpath_file" ]; then
-    local first
-    first=$(cut -d: -f1 "$classpath_file")
-    if [ -e "${first%/\*}" ]; then return 0; fi
+  exec 9>"$cache/.lock"; flock 9   # two test runs installing at once
+  driver
+  # The programs, compiled against the driver jar when a source or the jar changed.
+  local stamp
+  stamp=$( (echo "$driver_jar"; cat "$src_dir"/dev/weir/jdbc/*.java) | sha256sum | cut -c1-16)
+  if [ "$(cat "$cache/classes/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$cache/classes.tmp" && mkdir -p "$cache/classes.tmp"
+    "$javac" -nowarn -encoding UTF-8 --release 17 -d "$cache/classes.tmp" -cp "$driver_jar" \
+      "$src_dir"/dev/weir/jdbc/*.java >&2
+    echo "$stamp" >"$cache/classes.tmp/.stamp"
+    rm -rf "$cache/classes" && mv "$cache/classes.tmp" "$cache/classes"
   fi
-  install_published || install_from_source
+  exec 9>&-
+  classpath=$driver_jar:$cache/classes
 }
 
-run() {
-  [ $# -ge 1 ] || { log "usage: jdbc.sh run URI [USER PASSWORD]"; exit 2; }
+run_main() { # CLASS ARGS...
+  local cls=$1
+  shift
+  [ $# -ge 1 ] || die "usage: jdbc.sh smoke|write-once URL [USER PASSWORD]"
   install
-  "$java" --add-opens=java.base/java.nio=ALL-UNNAMED -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
-    -cp "$(cat "$classpath_file")" "$smoke" "$@"
-}
-
-serve() {
-  local bin=${1:-$root/target/debug/weir}
-  install
-  local tmp rc=0
-  tmp=$(mktemp -d)
-  start() { # data-dir log [--users ...]
-    local data=$1 logf=$2
-    shift 2
-    "$bin" serve --listen 127.0.0.1:0 --data-dir "$data" --http-listen off --log debug "$@" >"$logf.out" 2>"$logf.err" &
-    server_pid=$!
-    for _ in $(seq 100); do
-      port=$(sed -n 's/^weir: Flight SQL listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$logf.out")
-      [ -n "$port" ] && return 0
-      sleep 0.2
-    done
-    log "weir did not start: $(tail -5 "$logf.err")"
-    kill "$server_pid"
-    return 1
-  }
-  local server_pid port hash
-  start "$tmp/data-anon" "$tmp/anon"
-  log "anonymous (no users) on port $port; server log $tmp/anon.err"
-  run "jdbc:arrow-flight-sql://127.0.0.1:$port?useEncryption=false" || rc=1
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
-  hash=$(printf %s pw | "$bin" hash-password)
-  start "$tmp/data-users" "$tmp/users" --users "boss:admin:$hash;reader:read:$hash"
-  log "user boss (admin) on port $port; server log $tmp/users.err"
-  run "jdbc:arrow-flight-sql://127.0.0.1:$port?useEncryption=false" boss pw || rc=1
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
-  return $rc
+  # Arrow's memory module reads direct buffers' addresses: java.nio must be open to it (Java 17+).
+  exec "$java" --add-opens=java.base/java.nio=ALL-UNNAMED -cp "$classpath" "dev.weir.jdbc.$cls" "$@"
 }
 
 cmd=${1:-}
 shift || true
 case $cmd in
-  install) install ;;
-  run) run "$@" ;;
-  serve) serve "$@" ;;
-  *) log "usage: jdbc.sh install | run URI [USER PASSWORD] | serve [WEIR_BIN]"; exit 2 ;;
+  install) install && echo "$classpath" ;;
+  smoke | run) run_main WeirJdbcSmoke "$@" ;;
+  write-once) run_main WeirJdbcWriteOnce "$@" ;;
+  *) die "usage: jdbc.sh install | smoke URL [USER PASSWORD] | write-once URL [USER PASSWORD]" ;;
 esac

@@ -447,6 +447,9 @@ pub(crate) async fn run_prepared(
     ctx: &datafusion::prelude::SessionContext,
     statement: &PreparedStatement,
 ) -> Result<Executable, Status> {
+    if statement.kind == StatementKind::Deferred && !statement.parameter_names.is_empty() {
+        return run_deferred_with_parameters(engine, ctx, statement).await;
+    }
     let planned = engine
         .plan(ctx, &statement.parsed)
         .await
@@ -485,6 +488,45 @@ pub(crate) async fn run_prepared(
         .unwrap_or_else(|| df.schema().as_arrow().clone());
     Ok(Executable {
         schema: Arc::new(schema),
+        frames,
+        owner: Arc::from(""),
+    })
+}
+
+/// DDL with parameters (CTAS … WHERE x < $1) runs while it is planned: the
+/// values of each bound row go into the plan first, one run per row.
+async fn run_deferred_with_parameters(
+    engine: &QueryEngine,
+    ctx: &datafusion::prelude::SessionContext,
+    statement: &PreparedStatement,
+) -> Result<Executable, Status> {
+    let Some(rows) = &statement.bound else {
+        return Err(Status::invalid_argument(format!(
+            "statement has {} parameter(s) but none were bound",
+            statement.parameter_names.len()
+        )));
+    };
+    let mut frames = Vec::with_capacity(rows.len());
+    for row in rows.iter() {
+        let values = param_values(statement, row)?;
+        let planned = engine
+            .plan_bound(ctx, &statement.parsed, Some(values))
+            .await
+            .map_err(status_from)?;
+        frames.push(if planned.writes {
+            weir_query::run_write(ctx, planned.frame)
+                .await
+                .map_err(status_from)?
+        } else {
+            planned.frame
+        });
+    }
+    let schema = frames
+        .first()
+        .map(|f| Arc::new(f.schema().as_arrow().clone()))
+        .unwrap_or_else(|| statement.dataset_schema.clone());
+    Ok(Executable {
+        schema,
         frames,
         owner: Arc::from(""),
     })

@@ -25,6 +25,7 @@ mod table;
 
 use std::sync::Arc;
 
+use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -264,6 +265,19 @@ impl QueryEngine {
     /// that prepared statements can bind parameters to it first — callers
     /// must run it at once ([`run_write`]) whether or not a client reads it.
     pub async fn plan(&self, ctx: &SessionContext, statement: &WeirStatement) -> Result<Planned> {
+        self.plan_bound(ctx, statement, None).await
+    }
+
+    /// [`QueryEngine::plan`] with parameter values bound into the logical
+    /// plan before anything runs: DDL runs while it is planned, so a
+    /// prepared `CREATE TABLE … AS SELECT … WHERE x < $1` needs its values
+    /// here, not on the resulting frame.
+    pub async fn plan_bound(
+        &self,
+        ctx: &SessionContext,
+        statement: &WeirStatement,
+        params: Option<ParamValues>,
+    ) -> Result<Planned> {
         let classified = statement.access();
         let (statement, partition) = match &statement.parsed {
             statement::Parsed::View(view) => {
@@ -280,6 +294,10 @@ impl QueryEngine {
         };
         self.refresh().await?;
         let plan = plan_statement(ctx, statement).await?;
+        let plan = match params {
+            Some(values) => plan.with_param_values(values)?,
+            None => plan,
+        };
         if !partition.is_empty()
             && !matches!(&plan, LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)))
         {

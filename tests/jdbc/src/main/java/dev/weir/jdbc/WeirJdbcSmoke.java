@@ -1,28 +1,45 @@
 // Smoke test of the Arrow Flight SQL JDBC driver (the driver DBeaver, DataGrip and
 // Tableau load) against a running Weir: what a BI tool does at connect time, then
-// plain statements, DML, prepared statements, errors and cancellation.
+// plain statements, DML, prepared statements, sessions, errors and cancellation.
 //
-// Single-file program: java --add-opens=java.base/java.nio=ALL-UNNAMED -cp 'DRIVER_JARS/*' \
-//   WeirJdbcSmoke.java 'jdbc:arrow-flight-sql://127.0.0.1:PORT?useEncryption=false' [USER PASSWORD]
-// (tests/scripts/jdbc.sh installs the jars and runs it.) Prints one line per check,
-// "OK name: detail" or "FAILED name: exception", then "N passed, N failed"; exits 1 on a failure.
+// tests/scripts/jdbc.sh installs the driver, compiles this and runs it:
+//   tests/scripts/jdbc.sh smoke 'jdbc:arrow-flight-sql://127.0.0.1:PORT?useEncryption=false' [USER PASSWORD]
+// (tests/python/test_jdbc.py does, against servers without and with users). Prints one line per
+// check: "OK     name: detail", "FAILED name: exception" or "GAP    name: detail" (a known gap of
+// the driver, not of Weir: not a failure), then "N passed, N failed, N known driver gaps";
+// exits 1 on a failure.
 package dev.weir.jdbc;
 
 import java.sql.*;
 import java.util.*;
 import java.util.concurrent.*;
+import java.util.logging.Level;
+import java.util.logging.Logger;
 
 public class WeirJdbcSmoke {
   interface Check { String run() throws Exception; }
 
-  static int passed = 0, failed = 0;
+  /** A known gap of the driver (what it does instead): reported, not failed. */
+  static final class KnownGap extends Exception {
+    KnownGap(String what) { super(what); }
+  }
+
+  static int passed = 0, failed = 0, gaps = 0;
   static final List<String> failures = new ArrayList<>();
+  // The driver logs through (shaded) java.util.logging: its INFO lines about Arrow's allocator
+  // are noise here. Held in a field: JUL keeps loggers weakly.
+  static final Logger ARROW_LOG = Logger.getLogger("org.apache.arrow");
+
+  static void quietDriverLogs() { ARROW_LOG.setLevel(Level.WARNING); }
 
   static void check(String name, Check c) {
     try {
       String detail = c.run();
       passed++;
       System.out.println("OK     " + name + (detail == null ? "" : ": " + detail));
+    } catch (KnownGap g) {
+      gaps++;
+      System.out.println("GAP    " + name + ": known driver gap: " + g.getMessage());
     } catch (Throwable t) {
       failed++;
       failures.add(name);
@@ -36,8 +53,24 @@ public class WeirJdbcSmoke {
     System.out.flush();
   }
 
+  static void summary() {
+    System.out.println(passed + " passed, " + failed + " failed, " + gaps + " known driver gaps"
+        + (failures.isEmpty() ? "" : "  (failed: " + String.join(", ", failures) + ")"));
+    System.out.flush();
+  }
+
   static void require(boolean cond, String what) {
     if (!cond) throw new AssertionError(what);
+  }
+
+  /** Statement.executeBatch of the driver: AvaticaConnection.prepareAndUpdateBatch gets null
+   *  from ArrowFlightMetaImpl.prepareAndExecuteBatch (a stub) and throws an NPE before
+   *  anything reaches the server. */
+  static boolean isStatementBatchNpe(Throwable t) {
+    for (; t != null; t = t.getCause()) {
+      if (t instanceof NullPointerException && String.valueOf(t.getMessage()).contains("prepareAndUpdateBatch")) return true;
+    }
+    return false;
   }
 
   /** First column of every row, rendered as strings. */
@@ -72,6 +105,22 @@ public class WeirJdbcSmoke {
     }
   }
 
+  /** On a new connection: SET the setting to 777, then SHOW it in a second statement; the
+   *  connection's close() exception (if any) goes to closeError[0]. */
+  static String sessionSetSurvives(String url, Properties props, String setting, Throwable[] closeError)
+      throws SQLException {
+    Connection c = DriverManager.getConnection(url, props);
+    try (Statement s = c.createStatement()) {
+      s.execute("SET " + setting + " = 777");
+      try (ResultSet rs = s.executeQuery("SHOW " + setting)) {
+        require(rs.next(), "SHOW returned no row");
+        return rs.getString(rs.getMetaData().getColumnCount());
+      }
+    } finally {
+      try { c.close(); } catch (SQLException e) { closeError[0] = e; }
+    }
+  }
+
   public static void main(String[] args) throws Exception {
     if (args.length < 1) {
       System.err.println("usage: WeirJdbcSmoke JDBC_URL [USER PASSWORD]");
@@ -84,6 +133,7 @@ public class WeirJdbcSmoke {
     String t = "jdbc_smoke_" + suffix;           // created in the default schema
     String tb = "jdbc_smoke_batch_" + suffix;
 
+    quietDriverLogs();
     Class.forName("org.apache.arrow.driver.jdbc.ArrowFlightJdbcDriver");
     final Connection[] holder = new Connection[1];
     check("connect", () -> {
@@ -92,7 +142,7 @@ public class WeirJdbcSmoke {
       return md.getDriverName() + " " + md.getDriverVersion() + " -> " + md.getDatabaseProductName() + " " + md.getDatabaseProductVersion();
     });
     Connection c = holder[0];
-    if (c == null) { System.out.println(passed + " passed, " + failed + " failed"); System.exit(1); }
+    if (c == null) { summary(); System.exit(1); }
     DatabaseMetaData md = c.getMetaData();
 
     // --- what a BI tool asks at connect time -----------------------------------------------
@@ -144,7 +194,9 @@ public class WeirJdbcSmoke {
     });
     check("metadata.getTypeInfo", () -> {
       List<String> s = col(md.getTypeInfo(), "TYPE_NAME");
-      require(!s.isEmpty(), "empty type info");
+      // The driver does not override getTypeInfo: Avatica's default answers an empty result
+      // without asking the server (Weir answers CommandGetXdbcTypeInfo: test_flight_sql.py).
+      if (s.isEmpty()) throw new KnownGap("getTypeInfo is empty: the driver never sends CommandGetXdbcTypeInfo");
       return s.size() + " types " + s;
     });
     check("metadata.getPrimaryKeys(silver.points)", () -> rows(md.getPrimaryKeys(null, "silver", "points"), 5));
@@ -270,11 +322,50 @@ public class WeirJdbcSmoke {
       }
     });
     check("Statement addBatch/executeBatch", () -> {
+      long before = count(c, t);
       try (Statement s = c.createStatement()) {
         s.addBatch("INSERT INTO " + t + " VALUES (20, 'x')");
         s.addBatch("INSERT INTO " + t + " VALUES (21, 'y')");
-        return "counts=" + Arrays.toString(s.executeBatch());
+        int[] r;
+        try {
+          r = s.executeBatch();
+        } catch (Exception e) {
+          if (!isStatementBatchNpe(e)) throw e;
+          long after = count(c, t);
+          require(after == before, "rows " + before + " -> " + after + " after the failed batch");
+          throw new KnownGap("Statement.executeBatch throws " + e + " (nothing runs; rows stay " + after + ")");
+        }
+        long after = count(c, t);
+        require(after == before + 2, "rows " + before + " -> " + after + ", want +2; counts=" + Arrays.toString(r));
+        return "counts=" + Arrays.toString(r) + " rows=" + after;
       }
+    });
+
+    // --- sessions ----------------------------------------------------------------------------
+    // The driver keeps cookies (connection property retainCookies, default true) but opens a
+    // Flight session only when it sends SetSessionOptions: with the connection property
+    // `catalog` (Weir: `weir`). A SQL SET then lasts for the connection.
+    final Throwable[] closeError = new Throwable[1];
+    check("session: SET lasts across statements only with catalog=weir", () -> {
+      String setting = "datafusion.execution.batch_size";
+      String plain = sessionSetSurvives(url, props, setting, new Throwable[1]);
+      require(!plain.equals("777"), "without a session, SET " + setting + " = 777 lasted: SHOW gave " + plain);
+      Properties withCatalog = new Properties();
+      withCatalog.putAll(props);
+      withCatalog.setProperty("catalog", "weir");
+      String session = sessionSetSurvives(url, withCatalog, setting, closeError);
+      require(session.equals("777"), "with catalog=weir: SET " + setting + " = 777, then SHOW gave " + session);
+      return "without catalog: SHOW after SET gave " + plain + "; with catalog=weir: " + session;
+    });
+    check("session: Connection.close with catalog=weir", () -> {
+      Throwable e = closeError[0];
+      if (e == null) return "closed";
+      // ArrowFlightConnection.close closes its client handler twice: the first close sends
+      // CloseSession and shuts the channel down, the second sends CloseSession again on it.
+      if (String.valueOf(e.getMessage()).contains("Channel shutdown invoked")) {
+        throw new KnownGap("Connection.close() throws " + e + " (the session was closed by the first CloseSession)");
+      }
+      throw new AssertionError("close() threw", e);
     });
 
     // --- errors and cancellation -----------------------------------------------------------
@@ -340,7 +431,7 @@ public class WeirJdbcSmoke {
     });
     check("close", () -> { c.close(); return null; });
 
-    System.out.println(passed + " passed, " + failed + " failed" + (failures.isEmpty() ? "" : "  (failed: " + String.join(", ", failures) + ")"));
+    summary();
     System.exit(failed == 0 ? 0 : 1);
   }
 }
