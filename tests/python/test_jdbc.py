@@ -101,7 +101,7 @@ def run_checks(program: str, srv: WeirServer, env: dict | None = None) -> str:
 def test_smoke(server):
     out = run_checks("smoke", server)
     assert "OK     connect: Arrow Flight SQL JDBC Driver" in out
-    assert "OK     session: SET lasts across statements only with catalog=weir" in out
+    assert "OK     session: SET lasts across statements of the connection" in out
 
 
 def test_write_once(server):

@@ -343,19 +343,27 @@ public class WeirJdbcSmoke {
 
     // --- sessions ----------------------------------------------------------------------------
     // The driver keeps cookies (connection property retainCookies, default true) but opens a
-    // Flight session only when it sends SetSessionOptions: with the connection property
-    // `catalog` (Weir: `weir`). A SQL SET then lasts for the connection.
+    // A SQL SET lasts for the connection: Weir keys sessions by cookie, else by connection
+    // (the driver sends SetSessionOptions, and so gets a cookie, only with the property
+    // `catalog`).
     final Throwable[] closeError = new Throwable[1];
-    check("session: SET lasts across statements only with catalog=weir", () -> {
+    check("session: SET lasts across statements of the connection", () -> {
       String setting = "datafusion.execution.batch_size";
       String plain = sessionSetSurvives(url, props, setting, new Throwable[1]);
-      require(!plain.equals("777"), "without a session, SET " + setting + " = 777 lasted: SHOW gave " + plain);
+      require(plain.equals("777"), "without catalog: SET " + setting + " = 777, then SHOW gave " + plain);
       Properties withCatalog = new Properties();
       withCatalog.putAll(props);
       withCatalog.setProperty("catalog", "weir");
       String session = sessionSetSurvives(url, withCatalog, setting, closeError);
       require(session.equals("777"), "with catalog=weir: SET " + setting + " = 777, then SHOW gave " + session);
-      return "without catalog: SHOW after SET gave " + plain + "; with catalog=weir: " + session;
+      try (Connection fresh = DriverManager.getConnection(url, props);
+           Statement s = fresh.createStatement();
+           ResultSet rs = s.executeQuery("SHOW " + setting)) {
+        require(rs.next(), "SHOW returned no row");
+        String other = rs.getString(rs.getMetaData().getColumnCount());
+        require(!other.equals("777"), "a new connection saw the other connection's SET: " + other);
+        return "without catalog: " + plain + "; with catalog=weir: " + session + "; new connection: " + other;
+      }
     });
     check("session: Connection.close with catalog=weir", () -> {
       Throwable e = closeError[0];
