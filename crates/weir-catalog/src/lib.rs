@@ -31,7 +31,7 @@ pub use lakehouse::{
 pub use location::{MAX_NAME_BYTES, TableLocation, validate_name};
 pub use manifests::{MergePolicy, merge_manifests_if_needed, rewrite_manifests};
 pub use obs::{record_table, refresh_table_metrics};
-pub use replace::{ReplaceOutcome, commit_replace};
+pub use replace::{ReplaceOutcome, commit_overwrite, commit_replace};
 pub use storage::{ObjectStores, S3Options, StoreLocation};
 pub use swap::commit_metadata;
 pub use watermark::Watermarks;

@@ -103,6 +103,7 @@ pub async fn rewrite_manifests(
         removed: &none,
         added: &[],
         merge: Some(policy),
+        changes_rows: false,
     };
     let props = HashMap::from([(
         "weir.maintenance.job".to_string(),

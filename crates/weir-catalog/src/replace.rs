@@ -50,10 +50,35 @@ pub async fn commit_replace(
         removed,
         added: &added,
         merge: None,
+        changes_rows: false,
     };
     commit_plan(lakehouse, ident, plan, properties)
         .await?
         .ok_or_else(|| replace_error(&ident.to_string(), "nothing to replace"))
+}
+
+/// Replaces `removed` by `added` in one snapshot that changes rows (a
+/// copy-on-write DELETE/UPDATE): an `overwrite` snapshot, or `delete` when
+/// nothing is added. Same validation as [`commit_replace`]: every removed
+/// file must still be live ([`CatalogError::Fenced`] otherwise — another
+/// writer rewrote it; re-plan and try again); appends that landed meanwhile
+/// are kept (Iceberg's `snapshot` isolation).
+pub async fn commit_overwrite(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    removed: &HashSet<String>,
+    added: Vec<DataFile>,
+    properties: HashMap<String, String>,
+) -> Result<ReplaceOutcome> {
+    let plan = Plan {
+        removed,
+        added: &added,
+        merge: None,
+        changes_rows: true,
+    };
+    commit_plan(lakehouse, ident, plan, properties)
+        .await?
+        .ok_or_else(|| replace_error(&ident.to_string(), "nothing to overwrite"))
 }
 
 /// What a rewrite commit does: remove files, add files, and/or merge small
@@ -64,6 +89,9 @@ pub(crate) struct Plan<'a> {
     /// Also merge data manifests smaller than this policy's target (each
     /// partition spec with at least two of them) into target-size manifests.
     pub merge: Option<MergePolicy>,
+    /// The added files hold different rows than the removed ones (an
+    /// `overwrite`), not the same rows rewritten (a `replace`).
+    pub changes_rows: bool,
 }
 
 /// Commits `plan` in one snapshot; `None` when it turned out to have nothing
@@ -107,6 +135,7 @@ async fn commit_plan_inner(
         removed,
         added,
         merge,
+        changes_rows,
     } = plan;
     let name = ident.to_string();
     let commit_id = Uuid::now_v7();
@@ -157,7 +186,7 @@ async fn commit_plan_inner(
             }
         };
         let s = staged.as_ref().expect("staged above");
-        let location = finish(&table, s, manifests, &properties, commit_id).await?;
+        let location = finish(&table, s, manifests, &properties, commit_id, changes_rows).await?;
         let current_location = table
             .metadata_location()
             .ok_or_else(|| replace_error(&name, "table has no metadata location"))?
@@ -431,6 +460,7 @@ async fn finish(
     manifests: Vec<ManifestFile>,
     properties: &HashMap<String, String>,
     commit_id: Uuid,
+    changes_rows: bool,
 ) -> Result<String> {
     let name = table.identifier().to_string();
     let fail = |reason: &str| replace_error(&name, reason);
@@ -512,6 +542,8 @@ async fn finish(
             // a manifest merge alone is a `replace` without data change.
             operation: if staged.added_files == 0 && staged.deleted_files > 0 {
                 Operation::Delete
+            } else if changes_rows {
+                Operation::Overwrite
             } else {
                 Operation::Replace
             },

@@ -113,9 +113,9 @@ impl From<CatalogError> for QueryError {
                 QueryError::NotFound(e.to_string())
             }
             CatalogError::TableExists { .. } => QueryError::AlreadyExists(e.to_string()),
-            CatalogError::CommitConflict { .. } | CatalogError::Fenced { .. } => {
-                QueryError::Conflict(e.to_string())
-            }
+            CatalogError::CommitConflict { .. }
+            | CatalogError::Fenced { .. }
+            | CatalogError::ReplaceContended { .. } => QueryError::Conflict(e.to_string()),
             CatalogError::TableSpec { .. }
             | CatalogError::InvalidName { .. }
             | CatalogError::LocationOverlap { .. } => QueryError::Invalid(e.to_string()),

@@ -9,6 +9,7 @@
 
 mod catalog;
 mod ddl;
+mod dml;
 mod error;
 mod export;
 pub mod file_cache;
@@ -363,6 +364,35 @@ impl QueryEngine {
                     ctx.execute_logical_plan(LogicalPlan::Copy(copy)).await?,
                 ))
             }
+            LogicalPlan::Dml(dml) if dml::RowLevel::from_plan(&dml)?.is_some() => {
+                let Some(statement) = dml::RowLevel::from_plan(&dml)? else {
+                    unreachable!("checked by the guard");
+                };
+                let resolved = {
+                    let state = ctx.state();
+                    let defaults = &state.config_options().catalog;
+                    statement
+                        .table
+                        .clone()
+                        .resolve(&defaults.default_catalog, &defaults.default_schema)
+                };
+                if resolved.catalog.as_ref() != CATALOG_NAME {
+                    return Err(QueryError::Unsupported(format!(
+                        "DELETE/UPDATE/TRUNCATE on catalog {}: only Iceberg tables (catalog {CATALOG_NAME}) can be changed",
+                        resolved.catalog
+                    )));
+                }
+                let ident = iceberg::TableIdent::new(
+                    iceberg::NamespaceIdent::new(resolved.schema.to_string()),
+                    resolved.table.to_string(),
+                );
+                let outcome = dml::execute(ctx, self.lakehouse(), &ident, &statement).await;
+                self.refresh().await?;
+                let outcome = outcome?;
+                tracing::info!(table = %ident, rows = outcome.rows, files_removed = outcome.files_removed,
+                    files_added = outcome.files_added, attempts = outcome.attempts, "row-level DML committed");
+                Ok(Planned::done(count_done(ctx, outcome.rows)?))
+            }
             LogicalPlan::Dml(dml) => Ok(Planned::write(
                 ctx.execute_logical_plan(LogicalPlan::Dml(dml)).await?,
             )),
@@ -480,10 +510,15 @@ fn mv_rewrite_enabled(ctx: &SessionContext) -> bool {
 
 /// The result of a DDL statement: `count = 0`, so clients always get a schema.
 fn ddl_done(ctx: &SessionContext) -> datafusion::error::Result<DataFrame> {
+    count_done(ctx, 0)
+}
+
+/// The `count` result of a statement that already ran.
+fn count_done(ctx: &SessionContext, rows: u64) -> datafusion::error::Result<DataFrame> {
     use arrow::array::{RecordBatch, UInt64Array};
     let batch = RecordBatch::try_new(
         count_schema(),
-        vec![Arc::new(UInt64Array::from(vec![0u64]))],
+        vec![Arc::new(UInt64Array::from(vec![rows]))],
     )?;
     ctx.read_batch(batch)
 }

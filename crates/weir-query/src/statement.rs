@@ -116,7 +116,11 @@ impl WeirStatement {
             parse_checked(dialect.as_ref(), &body, recursion)
         })?;
         normalize(&mut statement)?;
-        let access = classify_df(&statement);
+        let mut access = classify_df(&statement);
+        let default_schema = ctx.state().config_options().catalog.default_schema.clone();
+        if changes_pipeline_rows(&statement, &default_schema) {
+            access = Access::Admin;
+        }
         Ok(WeirStatement {
             text,
             parsed: Parsed::Sql {
@@ -384,6 +388,51 @@ fn set_assignment(set: &Set) -> Option<(String, String)> {
     }
 }
 
+/// Schemas of the ingest pipeline's tables: their rows are changed by SQL
+/// (DELETE, UPDATE, TRUNCATE, MERGE) only by admins.
+const PIPELINE_SCHEMAS: [&str; 3] = ["bronze", "silver", "gold"];
+
+/// Whether a row-level statement names a table of a pipeline schema
+/// (unqualified names resolve in the session's default schema).
+fn changes_pipeline_rows(statement: &DfStatement, default_schema: &str) -> bool {
+    let DfStatement::Statement(s) = statement else {
+        return false;
+    };
+    if !matches!(
+        s.as_ref(),
+        Statement::Delete(_) | Statement::Update(_) | Statement::Truncate(_) | Statement::Merge(_)
+    ) {
+        return false;
+    }
+    struct Names<'a>(&'a str, bool);
+    impl Visitor for Names<'_> {
+        type Break = ();
+        fn pre_visit_relation(&mut self, name: &ObjectName) -> ControlFlow<()> {
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .map(|p| match p.as_ident() {
+                    Some(i) => i.value.to_ascii_lowercase(),
+                    None => p.to_string().to_ascii_lowercase(),
+                })
+                .collect();
+            let schema = match parts.as_slice() {
+                [_] => self.0.to_ascii_lowercase(),
+                [.., schema, _] => schema.clone(),
+                [] => String::new(),
+            };
+            if PIPELINE_SCHEMAS.contains(&schema.as_str()) {
+                self.1 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut names = Names(default_schema, false);
+    let _ = s.visit(&mut names);
+    names.1
+}
+
 /// Collects the strictest access of the statements and queries it visits.
 struct Strictest(Access);
 
@@ -462,6 +511,11 @@ mod tests {
             ("WITH a AS (SELECT 1) SELECT * FROM a", Access::Read),
             ("VALUES (1), (2)", Access::Read),
             ("EXPLAIN SELECT 1", Access::Read),
+            ("DELETE FROM readings WHERE a = 1", Access::Write),
+            ("DELETE FROM silver.points WHERE a = 1", Access::Admin),
+            ("UPDATE weir.Bronze.raw_messages SET a = 1", Access::Admin),
+            ("TRUNCATE TABLE gold.points_1m", Access::Admin),
+            ("UPDATE public.t SET a = 1", Access::Write),
             ("EXPLAIN INSERT INTO t VALUES (1)", Access::Read),
             ("EXPLAIN ANALYZE INSERT INTO t VALUES (1)", Access::Write),
             ("DESCRIBE silver.points", Access::Read),

@@ -287,6 +287,15 @@ impl WeirTable {
         Ok((tasks, counts))
     }
 
+    /// The data files of the pinned snapshot that may hold rows matching
+    /// `filters` (manifest pruning in the snapshot's names).
+    pub(crate) async fn plan_files_for(&self, filters: &[Expr]) -> DFResult<Vec<FileScanTask>> {
+        let (tasks, _) = self
+            .plan_files(&self.filters_for_snapshot(filters)?)
+            .await?;
+        Ok(tasks)
+    }
+
     /// The file cache, when this table's files belong in it and the
     /// session has not turned it off (`SET weir.file_cache = false`).
     fn file_cache(&self, state: &dyn Session) -> Option<Arc<FileCache>> {

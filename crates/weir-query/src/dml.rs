@@ -1,0 +1,314 @@
+//! Row-level DML on Iceberg tables: `DELETE`, `UPDATE`, `TRUNCATE`, by
+//! copy-on-write (issue 20).
+//!
+//! Each data file that may hold a matching row (manifest pruning on the
+//! predicate) is read with its delete files applied; a file where no row
+//! matches stays; the others are rewritten without the deleted rows (or with
+//! the updated values) and swapped in one `overwrite` snapshot (`delete` when
+//! nothing is rewritten) through the replace commit, which checks that every
+//! file it removes is still live. When another writer rewrote one of them
+//! meanwhile (compaction, another DML), the statement is planned again on
+//! the new snapshot; appends that landed meanwhile are kept untouched
+//! (Iceberg's `snapshot` isolation: they were not there when it started).
+//!
+//! The statement is taken from DataFusion's *unoptimized* logical plan here,
+//! not through `TableProvider::delete_from`: DataFusion 53 collects the
+//! predicate from the optimized plan, where `WHERE 1 = 0` has become an empty
+//! relation without a filter, i.e. "delete every row".
+//!
+//! TODO(issue 20): merge-on-read (position delete files) chosen by
+//! `write.delete.mode`; MERGE INTO; INSERT OVERWRITE; serializable isolation.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::compute::{filter_record_batch, not};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, TableReference};
+use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp, cast, col, lit, when};
+use datafusion::prelude::SessionContext;
+use iceberg::TableIdent;
+use weir_catalog::{CatalogError, Lakehouse, commit_overwrite, write_data_files};
+
+use crate::error::{QueryError, Result};
+use crate::table::WeirTable;
+
+/// How often a statement is planned again after another writer rewrote
+/// files it was rewriting.
+const MAX_ATTEMPTS: u32 = 5;
+/// Name of the per-row "matches the predicate" flag while files are read.
+const MATCHED: &str = "__weir_dml_matched";
+
+/// What a row-level statement does to the rows its predicate matches.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    Delete,
+    /// New values (already cast to the column types) by column name.
+    Update(Vec<(String, Expr)>),
+}
+
+/// A DELETE/UPDATE/TRUNCATE taken from its logical plan.
+#[derive(Debug, Clone)]
+pub(crate) struct RowLevel {
+    pub table: TableReference,
+    /// `None`: every row.
+    pub predicate: Option<Expr>,
+    pub change: Change,
+}
+
+impl RowLevel {
+    /// `None` for DML that is not row-level (INSERT, CTAS).
+    pub fn from_plan(dml: &DmlStatement) -> Result<Option<Self>> {
+        let table = dml.table_name.clone();
+        let (predicate, change) = match dml.op {
+            WriteOp::Truncate => (None, Change::Delete),
+            WriteOp::Delete => (predicate_over_scan(&dml.input, &table)?, Change::Delete),
+            WriteOp::Update => {
+                let LogicalPlan::Projection(projection) = dml.input.as_ref() else {
+                    return Err(shape("UPDATE"));
+                };
+                let mut assignments = Vec::new();
+                for expr in &projection.expr {
+                    let Expr::Alias(alias) = expr else {
+                        return Err(shape("UPDATE"));
+                    };
+                    let unchanged = matches!(alias.expr.as_ref(),
+                        Expr::Column(c) if c.name == alias.name);
+                    if !unchanged {
+                        assignments.push((alias.name.clone(), unqualified(*alias.expr.clone())?));
+                    }
+                }
+                (
+                    predicate_over_scan(&projection.input, &table)?,
+                    Change::Update(assignments),
+                )
+            }
+            _ => return Ok(None),
+        };
+        if let Some(p) = &predicate {
+            reject_subqueries(p)?;
+        }
+        if let Change::Update(assignments) = &change {
+            for (_, e) in assignments {
+                reject_subqueries(e)?;
+            }
+        }
+        Ok(Some(RowLevel {
+            table,
+            predicate,
+            change,
+        }))
+    }
+}
+
+fn arrow_err(e: arrow::error::ArrowError) -> QueryError {
+    QueryError::from(datafusion::error::DataFusionError::from(e))
+}
+
+fn shape(what: &str) -> QueryError {
+    QueryError::Unsupported(format!(
+        "this form of {what}: only single-table statements with a WHERE clause on the \
+         table's own columns are supported (no FROM/USING joins)"
+    ))
+}
+
+/// The predicate of `[Filter] -> [SubqueryAlias] -> TableScan(table)`.
+fn predicate_over_scan(plan: &LogicalPlan, table: &TableReference) -> Result<Option<Expr>> {
+    let (predicate, below) = match plan {
+        LogicalPlan::Filter(filter) => {
+            (Some(unqualified(filter.predicate.clone())?), &filter.input)
+        }
+        other => (None, &Arc::new(other.clone())),
+    };
+    let scan = match below.as_ref() {
+        LogicalPlan::SubqueryAlias(alias) => alias.input.as_ref(),
+        other => other,
+    };
+    match scan {
+        LogicalPlan::TableScan(scan) if scan.table_name.resolved_eq(table) => Ok(predicate),
+        _ => Err(shape("DELETE/UPDATE")),
+    }
+}
+
+/// Column references without their table qualifier (the statement reads one
+/// table; its files are read without one).
+fn unqualified(expr: Expr) -> Result<Expr> {
+    Ok(expr
+        .transform(|e| match &e {
+            Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
+                Column::new_unqualified(c.name.clone()),
+            ))),
+            _ => Ok(Transformed::no(e)),
+        })?
+        .data)
+}
+
+fn reject_subqueries(expr: &Expr) -> Result<()> {
+    let mut found = false;
+    expr.apply(|e| {
+        if matches!(
+            e,
+            Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)
+        ) {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    if found {
+        return Err(QueryError::Unsupported(
+            "subqueries in DELETE/UPDATE; list the values (WHERE id IN (1, 2, 3))".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What a statement did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Outcome {
+    /// Rows deleted or updated.
+    pub rows: u64,
+    pub files_removed: usize,
+    pub files_added: usize,
+    pub attempts: u32,
+}
+
+/// Runs `statement` on `ident` (current snapshot, without the hot tier).
+pub(crate) async fn execute(
+    ctx: &SessionContext,
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    statement: &RowLevel,
+) -> Result<Outcome> {
+    for attempt in 1..=MAX_ATTEMPTS {
+        match attempt_once(ctx, lakehouse, ident, statement).await? {
+            Ok(mut outcome) => {
+                outcome.attempts = attempt;
+                return Ok(outcome);
+            }
+            Err(reason) => {
+                tracing::info!(table = %ident, attempt, %reason, "DML lost a race with another writer; planning again");
+            }
+        }
+    }
+    Err(QueryError::from(CatalogError::ReplaceContended {
+        table: ident.to_string(),
+        attempts: MAX_ATTEMPTS,
+    }))
+}
+
+/// One try: `Ok(Err(reason))` when another writer rewrote a file this one
+/// was rewriting (plan again).
+async fn attempt_once(
+    ctx: &SessionContext,
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    statement: &RowLevel,
+) -> Result<std::result::Result<Outcome, String>> {
+    let table = lakehouse.catalog().load_table(ident).await?;
+    let base = WeirTable::try_new(lakehouse.clone(), table.clone(), None)?;
+    if base.is_materialized_view() {
+        return Err(QueryError::Invalid(format!(
+            "{ident} is a materialized view: its rows come from its query (REFRESH MATERIALIZED VIEW)"
+        )));
+    }
+    let filters: Vec<Expr> = statement.predicate.iter().cloned().collect();
+    let tasks = base.plan_files_for(&filters).await?;
+    let matched = match &statement.predicate {
+        // NULL is not a match (SQL: the row is kept / not updated).
+        Some(p) => p.clone().is_true(),
+        None => lit(true),
+    };
+    let mut outcome = Outcome::default();
+    let mut removed = HashSet::new();
+    let mut rewritten: Vec<RecordBatch> = Vec::new();
+    let paths: Vec<String> = {
+        let mut seen = HashSet::new();
+        tasks
+            .into_iter()
+            .map(|t| t.data_file_path)
+            .filter(|p| seen.insert(p.clone()))
+            .collect()
+    };
+    let schema = datafusion::catalog::TableProvider::schema(&base);
+    for path in paths {
+        let one = base.restricted(
+            Some(Arc::new(HashSet::from([path.clone()]))),
+            false,
+            "DML".into(),
+        );
+        let mut exprs: Vec<Expr> = Vec::with_capacity(schema.fields().len() + 1);
+        for field in schema.fields() {
+            let name = field.name();
+            let current = col(Column::new_unqualified(name.clone()));
+            let value = match &statement.change {
+                Change::Update(assignments) => assignments
+                    .iter()
+                    .find(|(c, _)| c == name)
+                    .map(|(_, e)| {
+                        when(matched.clone(), cast(e.clone(), field.data_type().clone()))
+                            .otherwise(current.clone())
+                    })
+                    .transpose()?
+                    .unwrap_or(current),
+                Change::Delete => current,
+            };
+            exprs.push(value.alias(name));
+        }
+        exprs.push(matched.clone().alias(MATCHED));
+        let batches = ctx
+            .read_table(Arc::new(one))?
+            .select(exprs)?
+            .collect()
+            .await?;
+        let mut hits = 0u64;
+        let mut kept = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let flags = batch
+                .column(batch.num_columns() - 1)
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| QueryError::Internal("DML match flag is not boolean".into()))?
+                .clone();
+            hits += flags.true_count() as u64;
+            let mut rows = batch.clone();
+            rows.remove_column(rows.num_columns() - 1);
+            let rows = match statement.change {
+                Change::Delete => filter_record_batch(&rows, &not(&flags).map_err(arrow_err)?)
+                    .map_err(arrow_err)?,
+                Change::Update(_) => rows,
+            };
+            if rows.num_rows() > 0 {
+                kept.push(rows);
+            }
+        }
+        if hits == 0 {
+            continue;
+        }
+        outcome.rows += hits;
+        removed.insert(path);
+        rewritten.extend(kept);
+    }
+    if removed.is_empty() {
+        return Ok(Ok(outcome));
+    }
+    let added = write_data_files(&table, &rewritten, None)
+        .await
+        .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?;
+    outcome.files_removed = removed.len();
+    outcome.files_added = added.len();
+    let operation = match statement.change {
+        Change::Delete => "delete",
+        Change::Update(_) => "update",
+    };
+    let properties = std::collections::HashMap::from([
+        ("weir.dml".to_string(), operation.to_string()),
+        ("weir.dml.rows".to_string(), outcome.rows.to_string()),
+    ]);
+    match commit_overwrite(lakehouse, ident, &removed, added, properties).await {
+        Ok(_) => Ok(Ok(outcome)),
+        Err(CatalogError::Fenced { reason, .. }) => Ok(Err(reason)),
+        Err(e) => Err(e.into()),
+    }
+}
