@@ -59,7 +59,15 @@ def spark_conf(data_dir: Path, jar_dir: Path) -> dict[str, str]:
         "spark.ui.enabled": "false",
         "spark.sql.shuffle.partitions": "2",
         "spark.default.parallelism": "2",
-        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        # Tiny tables: skip adaptive re-planning and whole-stage code generation
+        # (compiling each new query costs more than running it).
+        "spark.sql.adaptive.enabled": "false",
+        "spark.sql.codegen.wholeStage": "false",
+        "spark.ui.showConsoleProgress": "false",
+        # Results reach Python through a local socket that the JVM closes when
+        # Python has not connected within this (15 s by default: once hit on a
+        # loaded 2-core machine).
+        "spark.python.authenticate.socketTimeout": "120s",
     }
 
 
