@@ -91,10 +91,24 @@ def spark(weir_server):
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
+    gateway = session.sparkContext._gateway
     try:
         yield session
     finally:
         session.stop()
+        # End the JVM this fixture started (it would otherwise hold its heap
+        # until pytest exits): it leaves when its stdin closes.
+        from pyspark import SparkContext
+
+        gateway.shutdown()
+        gateway.proc.stdin.close()
+        try:
+            gateway.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            gateway.proc.kill()
+            gateway.proc.wait()
+        SparkContext._gateway = None
+        SparkContext._jvm = None
         if old_tz is None:
             os.environ.pop("TZ", None)
         else:
