@@ -35,6 +35,9 @@ tests/scripts/jdbc.sh install >/dev/null    # Arrow Flight SQL JDBC driver from 
 step "python test environment: $venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
+# Apache Spark 4.1 (PySpark, its own cached dir) + the Iceberg Spark runtime and JDBC drivers from
+# Maven Central for tests/python/test_spark_interop.py (needs java, mvn; uses the venv's pip, so here)
+WEIR_SPARK_PIP="$venv/bin/pip" tests/scripts/spark.sh install >/dev/null
 
 step "format"
 cargo fmt --all -- --check

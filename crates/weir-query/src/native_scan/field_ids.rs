@@ -143,14 +143,22 @@ impl FieldIds {
 
     /// Whether iceberg-rust's manifest pruning, which binds filters by name
     /// to `snapshot`'s schema, may use filters on column `name`: the same
-    /// name and id there, and a type never promoted.
+    /// name and id there, a type never promoted, and not `float`:
+    /// iceberg-datafusion turns every floating-point literal into a `double`
+    /// datum, which iceberg-rust refuses to bind to a `float` column ("Can't
+    /// convert datum from double type to float type": every filter on a REAL
+    /// column failed), and narrowing the literal to `float` would prune
+    /// wrongly (`f > 0.1` holds for the float nearest 0.1).
     pub fn prunable_in(&self, name: &str, snapshot: &iceberg::spec::Schema) -> bool {
         self.name_in(name, snapshot) == Some(name)
             && self
                 .schema
                 .as_struct()
                 .field_by_name(name)
-                .is_some_and(|f| !self.promoted.contains(&f.id))
+                .is_some_and(|f| {
+                    !self.promoted.contains(&f.id)
+                        && *f.field_type != Type::Primitive(PrimitiveType::Float)
+                })
     }
 
     /// `file` with the table's names by field id, or `None` when every
@@ -643,6 +651,23 @@ mod tests {
         // No mapping at all: matched by name, as before.
         ids.name_mapping = None;
         assert!(ids.relabel(&file).unwrap().is_none());
+    }
+
+    #[test]
+    fn filters_on_float_columns_are_not_given_to_iceberg_rust() {
+        let schema = Arc::new(
+            IcebergSchema::builder()
+                .with_fields(vec![
+                    NestedField::optional(1, "f", Type::Primitive(PrimitiveType::Float)).into(),
+                    NestedField::optional(2, "d", Type::Primitive(PrimitiveType::Double)).into(),
+                ])
+                .build()
+                .unwrap(),
+        );
+        let arrow = iceberg::arrow::schema_to_arrow_schema(&schema).unwrap();
+        let ids = FieldIds::from_parts(schema.clone(), &arrow, &HashMap::new(), &[]);
+        assert!(!ids.prunable_in("f", &schema));
+        assert!(ids.prunable_in("d", &schema));
     }
 
     #[test]
