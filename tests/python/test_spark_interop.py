@@ -557,3 +557,81 @@ def test_equality_deletes_weir_answers(conn, spark, weir_server):
     maintain_compact(weir_server.data_dir, table)
     agree(conn, spark, f"SELECT * FROM {table}")
     agree(conn, spark, f"SELECT count(*), sum(id) FROM {table}")
+
+
+# --- Weir's row-level DML, read by Spark (issue 20) --------------------------------
+
+
+def weir_count(conn, sql: str) -> int:
+    """The affected-row count Weir answers for a DML statement."""
+    rows = fetch_rows(conn, sql)
+    assert len(rows) == 1, rows
+    return rows[0][0]
+
+
+def test_weir_dml_spark_reads(conn, spark):
+    spark_exec(spark, "USE weir.public")
+    weir_exec(
+        conn,
+        "CREATE TABLE dml_cow (ts TIMESTAMPTZ, dev VARCHAR, v DOUBLE, q INT) PARTITIONED BY (day(ts))",
+    )
+    # Three appends over three days: several files per partition.
+    for k in range(3):
+        weir_exec(
+            conn,
+            f"""INSERT INTO dml_cow SELECT
+                  to_timestamp_seconds(1704067200 + value * 2400 + {k}),
+                  'd' || (value % 5), CAST(value AS DOUBLE) + {k} * 0.5,
+                  CASE WHEN value % 7 = 0 THEN NULL ELSE CAST(value % 7 AS INT) END
+                FROM generate_series(0, 99) AS s(value)""",
+        )
+    full = "SELECT ts, dev, v, q FROM dml_cow"
+    stats = "SELECT count(*), sum(v), count(q), min(ts), max(ts) FROM dml_cow"
+    assert agree(conn, spark, stats)[0][0] == 300
+
+    # DELETE one device-hour-ish slice; NULL predicate results keep rows.
+    expected = spark_rows(spark, "SELECT count(*) FROM dml_cow WHERE dev = 'd1' AND q > 2")[0][0]
+    assert weir_count(conn, "DELETE FROM dml_cow WHERE dev = 'd1' AND q > 2") == expected > 0
+    agree(conn, spark, full)
+    # A predicate matching nothing changes nothing, also one the optimizer folds away.
+    before = spark_rows(spark, "SELECT count(*) FROM weir.public.dml_cow.snapshots")[0][0]
+    assert weir_count(conn, "DELETE FROM dml_cow WHERE 1 = 0") == 0
+    assert weir_count(conn, "DELETE FROM dml_cow WHERE dev = 'nobody'") == 0
+    assert spark_rows(spark, "SELECT count(*) FROM weir.public.dml_cow.snapshots")[0][0] == before
+    # UPDATE a few rows of one day (one partition rewritten), values and NULLs.
+    expected = spark_rows(
+        spark, "SELECT count(*) FROM dml_cow WHERE dev = 'd2' AND ts < TIMESTAMP '2024-01-02 00:00:00'"
+    )[0][0]
+    assert weir_count(
+        conn,
+        "UPDATE dml_cow SET v = v * 10, q = NULL WHERE dev = 'd2' AND ts < TIMESTAMPTZ '2024-01-02T00:00:00Z'",
+    ) == expected > 0
+    agree(conn, spark, full)
+    # UPDATE that moves rows to another partition (ts changes day).
+    moved = weir_count(conn, "UPDATE dml_cow SET ts = ts + INTERVAL '3 days' WHERE dev = 'd3' AND v < 20")
+    assert moved > 0
+    agree(conn, spark, full)
+    agree(conn, spark, "SELECT to_date(ts), count(*) FROM dml_cow GROUP BY to_date(ts)",
+          "SELECT to_date(ts), count(*) FROM dml_cow GROUP BY to_date(ts)")
+    agree(conn, spark, stats)
+    ops = [r[0] for r in spark_rows(spark, "SELECT operation FROM weir.public.dml_cow.snapshots")]
+    assert sorted(ops) == sorted(["append"] * 3 + ["overwrite"] * 3), ops
+
+    # Spark deletes merge-on-read (position delete files); Weir's next UPDATE
+    # rewrites files with those deletes applied; both engines still agree.
+    spark_exec(
+        spark,
+        "ALTER TABLE dml_cow SET TBLPROPERTIES ('write.delete.mode'='merge-on-read')",
+        "DELETE FROM dml_cow WHERE dev = 'd0' AND q = 3",
+    )
+    agree(conn, spark, full)
+    assert weir_count(conn, "UPDATE dml_cow SET dev = 'D0' WHERE dev = 'd0'") > 0
+    agree(conn, spark, full)
+    assert spark_rows(spark, "SELECT count(*) FROM dml_cow WHERE dev = 'd0'")[0][0] == 0
+
+    # TRUNCATE empties the table; Spark sees an empty table, later inserts count.
+    n = spark_rows(spark, "SELECT count(*) FROM dml_cow")[0][0]
+    assert weir_count(conn, "TRUNCATE TABLE dml_cow") == n
+    assert agree(conn, spark, "SELECT count(*) FROM dml_cow") == [(0,)]
+    weir_exec(conn, "INSERT INTO dml_cow VALUES (TIMESTAMPTZ '2024-02-01T00:00:00Z', 'd9', 1.5, 1)")
+    agree(conn, spark, full)

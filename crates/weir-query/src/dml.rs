@@ -213,9 +213,27 @@ async fn attempt_once(
             "{ident} is a materialized view: its rows come from its query (REFRESH MATERIALIZED VIEW)"
         )));
     }
-    let filters: Vec<Expr> = statement.predicate.iter().cloned().collect();
+    // Constant sub-expressions folded (`v < CAST(20 AS DOUBLE)` → `v < 20.0`),
+    // as the optimizer does before a scan's filters reach manifest pruning.
+    let predicate = match &statement.predicate {
+        Some(p) => {
+            let schema = datafusion::common::DFSchema::try_from(
+                datafusion::catalog::TableProvider::schema(&base)
+                    .as_ref()
+                    .clone(),
+            )?;
+            let context = datafusion::logical_expr::simplify::SimplifyContext::default()
+                .with_schema(Arc::new(schema));
+            Some(
+                datafusion::optimizer::simplify_expressions::ExprSimplifier::new(context)
+                    .simplify(p.clone())?,
+            )
+        }
+        None => None,
+    };
+    let filters: Vec<Expr> = predicate.iter().cloned().collect();
     let tasks = base.plan_files_for(&filters).await?;
-    let matched = match &statement.predicate {
+    let matched = match &predicate {
         // NULL is not a match (SQL: the row is kept / not updated).
         Some(p) => p.clone().is_true(),
         None => lit(true),

@@ -365,6 +365,18 @@ impl QueryEngine {
                 ))
             }
             LogicalPlan::Dml(dml) if dml::RowLevel::from_plan(&dml)?.is_some() => {
+                // Type coercion (the analyzer), not the optimizer: see dml.rs.
+                let state = ctx.state();
+                let analyzed = state.analyzer().execute_and_check(
+                    LogicalPlan::Dml(dml),
+                    state.config_options(),
+                    |_, _| {},
+                )?;
+                let LogicalPlan::Dml(dml) = analyzed else {
+                    return Err(QueryError::Internal(
+                        "the analyzer changed a DML plan".into(),
+                    ));
+                };
                 let Some(statement) = dml::RowLevel::from_plan(&dml)? else {
                     unreachable!("checked by the guard");
                 };
