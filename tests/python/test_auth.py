@@ -272,6 +272,10 @@ ADMIN_ONLY = [
     "REFRESH MATERIALIZED VIEW gold.points_1h",
     "DROP MATERIALIZED VIEW gold.points_1h",
     f"COPY (SELECT 1) TO '{COPY_TARGET}'",
+    # Rows of the pipeline's tables are changed by admins only (issue 20).
+    "DELETE FROM silver.points WHERE device_id = 'x'",
+    "UPDATE silver.points SET value = 0 WHERE device_id = 'x'",
+    "TRUNCATE TABLE gold.points_1m",
 ]
 WRITE = [
     "INSERT INTO public.roles_t VALUES (100)",
@@ -409,6 +413,10 @@ def test_writer_inserts_but_no_ddl(tls_server, certs, role_table):
         with conn.cursor() as cur:
             cur.executemany("INSERT INTO public.roles_t VALUES (?)", [(12,), (13,)])
         assert fetch_scalar(conn, "SELECT count(*) FROM public.roles_t") == before + 4
+        # Row-level DML on ordinary tables is a write (issue 20).
+        assert fetch_rows(conn, "UPDATE public.roles_t SET a = 20 WHERE a = 10") == [(1,)]
+        assert fetch_rows(conn, "DELETE FROM public.roles_t WHERE a IN (20, 11)") == [(2,)]
+        execute(conn, "INSERT INTO public.roles_t VALUES (10), (11)")
         for sql in ADMIN_ONLY:
             expect_denied(conn, sql)
     assert row_count(tls_server, certs) == before + 4
@@ -428,6 +436,7 @@ def test_admin_runs_everything(tls_server, certs, role_table):
         execute(conn, "REFRESH MATERIALIZED VIEW adm.t_1d")
         assert fetch_scalar(conn, "SELECT n FROM adm.t_1d") == 2
         execute(conn, "DROP MATERIALIZED VIEW adm.t_1d")
+        assert fetch_rows(conn, "DELETE FROM silver.points WHERE device_id = 'nobody'") == [(0,)]
         execute(conn, "DROP TABLE adm.t")
         execute(conn, "DROP SCHEMA adm")
         assert not {n for n in table_names(conn) if n.startswith("adm.")}
