@@ -29,7 +29,9 @@ pub use lakehouse::{
     CATALOG_NAME, DEFAULT_NAMESPACE, EnsureReport, Lakehouse, LakehouseOptions, TableListing,
 };
 pub use location::{MAX_NAME_BYTES, TableLocation, validate_name};
-pub use manifests::{MergePolicy, merge_manifests_if_needed, rewrite_manifests};
+pub use manifests::{
+    MergePolicy, merge_manifests_if_needed, purge_removed_entries, rewrite_manifests,
+};
 pub use obs::{record_table, refresh_table_metrics};
 pub use replace::{ReplaceOutcome, commit_overwrite, commit_replace};
 pub use storage::{ObjectStores, S3Options, StoreLocation};

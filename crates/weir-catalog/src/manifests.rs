@@ -104,10 +104,34 @@ pub async fn rewrite_manifests(
         added: &[],
         merge: Some(policy),
         changes_rows: false,
+        purge: false,
     };
     let props = HashMap::from([(
         "weir.maintenance.job".to_string(),
         "rewrite-manifests".to_string(),
+    )]);
+    commit_plan(lakehouse, ident, plan, props).await
+}
+
+/// Rewrites the current snapshot's data manifests that still list removed
+/// files (an Iceberg manifest keeps a DELETED entry, with the removed file's
+/// column bounds, until it is rewritten): the first step of erasing rows for
+/// good, before the older snapshots expire. `None` when none lists any.
+pub async fn purge_removed_entries(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+) -> Result<Option<ReplaceOutcome>> {
+    let none = HashSet::new();
+    let plan = Plan {
+        removed: &none,
+        added: &[],
+        merge: None,
+        changes_rows: false,
+        purge: true,
+    };
+    let props = HashMap::from([(
+        "weir.maintenance.job".to_string(),
+        "purge-removed-entries".to_string(),
     )]);
     commit_plan(lakehouse, ident, plan, props).await
 }

@@ -51,6 +51,7 @@ pub async fn commit_replace(
         added: &added,
         merge: None,
         changes_rows: false,
+        purge: false,
     };
     commit_plan(lakehouse, ident, plan, properties)
         .await?
@@ -75,6 +76,7 @@ pub async fn commit_overwrite(
         added: &added,
         merge: None,
         changes_rows: true,
+        purge: false,
     };
     commit_plan(lakehouse, ident, plan, properties)
         .await?
@@ -92,6 +94,9 @@ pub(crate) struct Plan<'a> {
     /// The added files hold different rows than the removed ones (an
     /// `overwrite`), not the same rows rewritten (a `replace`).
     pub changes_rows: bool,
+    /// Also rewrite every data manifest that still lists removed files
+    /// (DELETED entries keep the removed files' column bounds): erasure.
+    pub purge: bool,
 }
 
 /// Commits `plan` in one snapshot; `None` when it turned out to have nothing
@@ -136,6 +141,7 @@ async fn commit_plan_inner(
         added,
         merge,
         changes_rows,
+        purge,
     } = plan;
     let name = ident.to_string();
     let commit_id = Uuid::now_v7();
@@ -175,8 +181,16 @@ async fn commit_plan_inner(
                 reason,
             })?,
             None => {
-                let fresh =
-                    Staged::build(&table, list.entries(), removed, added, merge, commit_id).await?;
+                let fresh = Staged::build(
+                    &table,
+                    list.entries(),
+                    removed,
+                    added,
+                    merge,
+                    purge,
+                    commit_id,
+                )
+                .await?;
                 if fresh.is_noop() {
                     return Ok(None);
                 }
@@ -299,6 +313,7 @@ impl Staged {
         removed: &HashSet<String>,
         added: &[DataFile],
         merge: Option<MergePolicy>,
+        purge: bool,
         commit_id: Uuid,
     ) -> Result<Staged> {
         let name = table.identifier().to_string();
@@ -351,6 +366,7 @@ impl Staged {
             let merging = mergeable.contains(manifest.manifest_path.as_str());
             let loaded = manifest.load_manifest(file_io).await.map_err(ice)?;
             let touches = merging
+                || (purge && loaded.entries().iter().any(|e| !e.is_alive()))
                 || loaded
                     .entries()
                     .iter()

@@ -586,6 +586,28 @@ pub struct RetentionConfig {
     pub storage: StorageConfig,
 }
 
+/// `weir maintain erase`: delete rows for good (e.g. a data subject's
+/// erasure request): DELETE, refresh the materialized views that read the
+/// table, then expire every older snapshot of both, so no data file in the
+/// warehouse holds the rows any more.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EraseConfig {
+    /// The table (`namespace.table`).
+    #[arg(long)]
+    pub table: String,
+
+    /// The rows to erase: a SQL predicate over the table's columns, e.g.
+    /// `device_id = 'pump-7'`.
+    #[arg(long = "where")]
+    pub predicate: String,
+
+    #[command(flatten)]
+    pub run: JobRunConfig,
+
+    #[command(flatten)]
+    pub storage: StorageConfig,
+}
+
 /// `weir maintain orphans`: delete files no snapshot references.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OrphansConfig {

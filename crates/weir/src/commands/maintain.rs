@@ -8,8 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use weir_catalog::Lakehouse;
 use weir_catalog::iceberg::TableIdent;
 use weir_config::{
-    ClusterConfig, CompactConfig, ExpireConfig, ManifestsConfig, OrphansConfig, RetentionConfig,
-    ScheduleConfig,
+    ClusterConfig, CompactConfig, EraseConfig, ExpireConfig, ManifestsConfig, OrphansConfig,
+    RetentionConfig, ScheduleConfig,
 };
 use weir_maintain::{
     CLUSTER_COLUMNS_PROPERTY, CompactOptions, CompactReport, ExpireOptions, Layout,
@@ -30,6 +30,9 @@ pub enum MaintainCommand {
     Expire(ExpireConfig),
     /// Delete files under a table's location that no metadata references.
     Orphans(OrphansConfig),
+    /// Erase rows for good: DELETE them, refresh the materialized views
+    /// reading the table, expire every older snapshot of both (GDPR).
+    Erase(EraseConfig),
     /// Drop partitions older than the table's retention (`retention_days`
     /// policy), once the rollups it requires cover them.
     Retention(RetentionConfig),
@@ -50,6 +53,7 @@ pub async fn run(cmd: MaintainCommand) -> anyhow::Result<()> {
         MaintainCommand::Cluster(_) => "cluster",
         MaintainCommand::Expire(_) => "expire",
         MaintainCommand::Orphans(_) => "orphans",
+        MaintainCommand::Erase(_) => "erase",
         MaintainCommand::Retention(_) => "retention",
         MaintainCommand::RewriteManifests(_) => "rewrite_manifests",
     };
@@ -65,6 +69,7 @@ async fn run_job(cmd: MaintainCommand) -> anyhow::Result<()> {
         MaintainCommand::Cluster(cfg) => cluster(cfg).await,
         MaintainCommand::Expire(cfg) => expire(cfg).await,
         MaintainCommand::Orphans(cfg) => orphans(cfg).await,
+        MaintainCommand::Erase(cfg) => super::erase::erase(cfg).await,
         MaintainCommand::Retention(cfg) => retention(cfg).await,
         MaintainCommand::RewriteManifests(cfg) => rewrite_manifests(cfg).await,
         MaintainCommand::Schedule(cfg) => schedule(cfg).await,
@@ -141,7 +146,7 @@ async fn schedule(cfg: ScheduleConfig) -> anyhow::Result<()> {
 
 /// The tables named on the command line, or every table of the lakehouse's
 /// bronze, silver and gold namespaces.
-async fn resolve_tables(
+pub(super) async fn resolve_tables(
     lakehouse: &Lakehouse,
     names: &[String],
 ) -> anyhow::Result<Vec<TableIdent>> {
@@ -165,7 +170,7 @@ async fn resolve_tables(
         .collect()
 }
 
-fn spinner(message: String, json: bool) -> anyhow::Result<ProgressBar> {
+pub(super) fn spinner(message: String, json: bool) -> anyhow::Result<ProgressBar> {
     let bar = ProgressBar::new_spinner()
         .with_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}")?);
     if json {

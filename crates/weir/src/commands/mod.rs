@@ -1,5 +1,6 @@
 //! The `weir` subcommands.
 
+mod erase;
 mod import;
 mod ingest;
 mod maintain;
