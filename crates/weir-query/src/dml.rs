@@ -21,6 +21,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::{filter_record_batch, not};
@@ -174,8 +175,44 @@ pub(crate) struct Outcome {
     pub attempts: u32,
 }
 
+/// How long a statement waits for a compaction of its table to finish.
+const LEASE_WAIT: Duration = Duration::from_secs(120);
+/// The lease a statement holds; released at the end, expired if the
+/// process dies.
+const LEASE_TTL: Duration = Duration::from_secs(600);
+
 /// Runs `statement` on `ident` (current snapshot, without the hot tier).
+///
+/// Holds the table's `compact:<table>` lease meanwhile — the one compaction
+/// and clustering hold while they rewrite its files — so the statement and
+/// a compaction don't keep invalidating each other's rewrites (each would
+/// otherwise lose whenever the other commits first).
 pub(crate) async fn execute(
+    ctx: &SessionContext,
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    statement: &RowLevel,
+) -> Result<Outcome> {
+    let lease = format!("compact:{ident}");
+    let owner = format!("dml-{}", uuid::Uuid::new_v4());
+    let waited = Instant::now();
+    while !lakehouse.try_lease(&lease, &owner, LEASE_TTL).await? {
+        if waited.elapsed() > LEASE_WAIT {
+            return Err(QueryError::Conflict(format!(
+                "{ident} is being compacted (lease {lease} held by {}); try again later",
+                lakehouse.lease_owner(&lease).await?.unwrap_or_default()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let result = execute_leased(ctx, lakehouse, ident, statement).await;
+    if let Err(e) = lakehouse.release_lease(&lease, &owner).await {
+        tracing::warn!(table = %ident, error = %e, "could not release the DML lease; it expires on its own");
+    }
+    result
+}
+
+async fn execute_leased(
     ctx: &SessionContext,
     lakehouse: &Lakehouse,
     ident: &TableIdent,
