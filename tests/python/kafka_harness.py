@@ -176,7 +176,8 @@ class WeirIngest:
 
     def log_count(self, text: str) -> int:
         """How often the process's log (stderr) contains ``text`` so far."""
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         return self.stderr_path.read_text(errors="replace").count(text)
 
     def metrics(self) -> str:
@@ -214,13 +215,16 @@ class Feeder:
     outages (an idempotent producer retries until ``message.timeout.ms``).
     ``delivered`` counts the acknowledged records; ``join`` (``stop``: after
     the current batch) checks that every record produced was acknowledged
-    and returns the good/bad counts."""
+    and returns the good/bad counts. ``sync``: each batch is acknowledged
+    before the next one is produced (production stalls while the broker is
+    down instead of queueing up)."""
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, ids: Sequence[int],
-                 batch: int = 1000, pause: float = 0.1, poison_every: int = 0):
+                 batch: int = 1000, pause: float = 0.1, poison_every: int = 0, sync: bool = False):
+        self.sync = sync
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
                                   "enable.idempotence": True, "message.timeout.ms": 300_000,
-                                  "log_level": 3})
+                                  "log_level": 0})
         self.topic, self.partitions = topic, partitions
         self.ids = ids if isinstance(ids, range) else list(ids)
         self.batch, self.pause, self.poison_every = batch, pause, poison_every
@@ -260,6 +264,8 @@ class Feeder:
                     except BufferError:  # local queue full (e.g. the broker is down)
                         self.producer.poll(0.1)
             self.producer.poll(0)
+            while self.sync and self.producer.flush(1) > 0:
+                pass
             time.sleep(self.pause)
         while self.producer.flush(1) > 0:
             pass

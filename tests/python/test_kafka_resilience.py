@@ -12,6 +12,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from kafka_harness import (KafkaBroker, Feeder, WeirIngest, assert_exactly_once, point_message,
@@ -21,6 +23,22 @@ from weir_harness import REPO_ROOT, connect, fetch_rows, fetch_scalar
 FAST = ["--commit-interval-ms", "300", "--hot-interval-ms", "50"]
 # A member that dies without leaving is noticed after 6 s (the broker's minimum).
 GROUP_OPTS = ["--kafka-option", "session.timeout.ms=6000,heartbeat.interval.ms=500"]
+
+
+@pytest.fixture
+def ingests(tmp_path):
+    """Starts `weir ingest` processes (logs in tmp_path); kills leftovers at teardown."""
+    started = []
+
+    def start(data, broker, topics, args):
+        w = WeirIngest(data, broker, topics, args, log_dir=tmp_path)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        if w.proc.poll() is None:
+            w.kill9()
 
 
 def writers(conn) -> set:
@@ -35,7 +53,7 @@ def wait_caught_up(conn, broker: KafkaBroker, topic: str, partitions: int, timeo
     return ends
 
 
-def test_three_writers_in_one_group_through_rebalances(broker: KafkaBroker, weir_factory, tmp_path):
+def test_three_writers_in_one_group_through_rebalances(broker: KafkaBroker, weir_factory, ingests, tmp_path):
     """6 partitions, up to 3 processes in one group while 60,000 records
     arrive: the 2nd and 3rd join, one is killed -9, one leaves cleanly, the
     killed one comes back. Every rebalance moves partitions between writers
@@ -44,17 +62,17 @@ def test_three_writers_in_one_group_through_rebalances(broker: KafkaBroker, weir
     topic = broker.create_topic("rebalance", partitions)
     data = tmp_path / "data"
     args = FAST + ["--kafka-group", f"group-{topic}", *GROUP_OPTS]
-    a = WeirIngest(data, broker, topic, args, log_dir=tmp_path)
+    a = ingests(data, broker, topic, args)
     a.wait_log("partition assigned")
     server = weir_factory(data)
     conn = connect(server.uri)
     feeder = Feeder(broker.bootstrap, topic, partitions, range(total), batch=2000, pause=0.4,
                     poison_every=50)
     feeder.wait_delivered(8_000)
-    b = WeirIngest(data, broker, topic, args, log_dir=tmp_path)
+    b = ingests(data, broker, topic, args)
     b.wait_log("partition assigned")
     feeder.wait_delivered(16_000)
-    c = WeirIngest(data, broker, topic, args, log_dir=tmp_path)
+    c = ingests(data, broker, topic, args)
     c.wait_log("partition assigned")
     # All three hold partitions and commit.
     wait_until(lambda: len(writers(conn)) == 3 or writers(conn), 90, "three writers committing")
@@ -62,7 +80,7 @@ def test_three_writers_in_one_group_through_rebalances(broker: KafkaBroker, weir
     feeder.wait_delivered(30_000)
     assert c.stop() == 0  # leaves the group: an immediate rebalance
     feeder.wait_delivered(40_000)
-    b2 = WeirIngest(data, broker, topic, args, log_dir=tmp_path)  # the killed one restarts
+    b2 = ingests(data, broker, topic, args)  # the killed one restarts
     b2.wait_log("partition assigned")
     counts = feeder.join()
     ends = wait_caught_up(conn, broker, topic, partitions)
@@ -90,7 +108,12 @@ def metric_sum(text: str, name: str) -> float:
 OUTAGE_LOG = "kafka consumer error"
 
 
-def test_broker_restart_and_kill_mid_stream(weir_factory, tmp_path):
+def committed(conn, topic: str) -> int:
+    """Records of ``topic`` committed to the raw table (its watermarks' sum)."""
+    return sum(watermarks(conn, "bronze.raw_messages", topic).values())
+
+
+def test_broker_restart_and_kill_mid_stream(weir_factory, ingests, tmp_path):
     """The broker stops cleanly, later is killed -9, each time mid-stream,
     and comes back on the same port and log dir: the same `weir ingest`
     process carries on, reports each outage, and every record lands once."""
@@ -99,35 +122,42 @@ def test_broker_restart_and_kill_mid_stream(weir_factory, tmp_path):
         partitions, total = 3, 30_000
         topic = own.create_topic("outage", partitions)
         data = tmp_path / "data"
-        ingest = WeirIngest(data, own, topic, FAST + ["--kafka-group", "outage", *GROUP_OPTS],
-                            log_dir=tmp_path)
+        ingest = ingests(data, own, topic, FAST + ["--kafka-group", "outage", *GROUP_OPTS])
         ingest.wait_log("partition assigned")
-        feeder = Feeder(own.bootstrap, topic, partitions, range(total), batch=1000, pause=0.2,
-                        poison_every=100)
-        for n, kill in enumerate((False, True)):
-            feeder.wait_delivered(8_000 + n * 10_000)
+        server = weir_factory(data)
+        conn = connect(server.uri)
+        # Batch by batch, each acknowledged before the next: production stalls
+        # while the broker is down and resumes after it.
+        feeder = Feeder(own.bootstrap, topic, partitions, range(total), batch=600, pause=0.4,
+                        poison_every=100, sync=True)
+        feeder.wait_delivered(5_000)
+        wait_until(lambda: committed(conn, topic) >= 3_000 or committed(conn, topic), 90,
+                   "weir committing")
+        for kill in (False, True):
+            # Offsets at or past these (+ one batch in flight) reach the broker after the restart.
+            before = own.end_offsets(topic, partitions)
+            assert sum(before.values()) + 6_000 < total, "the outage must come mid-stream"
             reported = ingest.log_count(OUTAGE_LOG)
-            consumed = metric_sum(ingest.metrics(), "weir_ingest_messages_total")
             own.stop(kill=kill)
             # Weir notices the outage by itself (logs and the error counter).
             wait_until(lambda: ingest.log_count(OUTAGE_LOG) > reported or ingest.log_count(OUTAGE_LOG),
                        60, "the outage in weir's log")
             own.start()
-            # ... and consumes again once the broker is back.
-            wait_until(lambda: metric_sum(ingest.metrics(), "weir_ingest_messages_total") > consumed + 500
-                       or metric_sum(ingest.metrics(), "weir_ingest_messages_total"), 90,
-                       "consuming again after the restart")
+            # Weir consumes and commits records produced after the restart.
+            wait_until(lambda: all(o >= before[p] + 500 for p, o in
+                                   watermarks(conn, "bronze.raw_messages", topic).items())
+                       or watermarks(conn, "bronze.raw_messages", topic), 90,
+                       f"records after the restart committed (ends before it: {before})")
         counts = feeder.join()
-        server = weir_factory(data)
-        conn = connect(server.uri)
         ends = wait_caught_up(conn, own, topic, partitions)
         assert sum(ends.values()) == total
         assert ingest.proc.poll() is None, "weir ingest exited"
+        wait_until(lambda: metric_sum(ingest.metrics(), "weir_ingest_kafka_brokers_up") == 1, 30,
+                   "weir_ingest_kafka_brokers_up = 1")
         metrics = ingest.metrics()
         errors = metric_sum(metrics, "weir_ingest_source_errors_total")
         assert errors >= 2, metrics
         assert 'weir_ingest_source_errors_total{source="kafka",error="AllBrokersDown"}' in metrics
-        assert metric_sum(metrics, "weir_ingest_kafka_brokers_up") == 1
         assert ingest.log_count("kafka: no broker reachable") >= 1
         assert ingest.log_count("kafka: brokers reachable again") >= 1
         assert ingest.stop() == 0
@@ -228,14 +258,14 @@ def test_compacted_topic(broker: KafkaBroker, weir_factory, tmp_path):
     conn.close()
 
 
-def test_transactional_producer_committed_records_only(broker: KafkaBroker, weir_factory, tmp_path):
+def test_transactional_producer_committed_records_only(broker: KafkaBroker, weir_factory, ingests, tmp_path):
     """A transactional producer commits some transactions and aborts others,
     interleaved with a plain producer: Weir ingests exactly the committed
     records, no aborted one and no control record."""
     partitions = 3
     topic = broker.create_topic("txn", partitions)
     data = tmp_path / "data"
-    ingest = WeirIngest(data, broker, topic, FAST + ["--kafka-group", f"group-{topic}"], log_dir=tmp_path)
+    ingest = ingests(data, broker, topic, FAST + ["--kafka-group", f"group-{topic}"])
     ingest.wait_log("partition assigned")
     tx = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": f"weir-test-{topic}",
                    "linger.ms": 5})
