@@ -279,6 +279,7 @@ def test_transactional_producer_committed_records_only(broker: KafkaBroker, weir
         for n in ids:
             tx.produce(topic, value=point_message(n), partition=n % partitions)
         if t % 3 == 1:
+            tx.flush(30)  # on the broker before the abort (else the abort just drops them)
             tx.abort_transaction(30)
             aborted += ids
         else:
@@ -289,6 +290,10 @@ def test_transactional_producer_committed_records_only(broker: KafkaBroker, weir
         committed += list(range(i, i + 10))
         i += 10
         plain.flush(30)
+    # The log holds every record, aborted ones too, and a marker per
+    # transaction and partition.
+    ends = broker.end_offsets(topic, partitions)
+    assert sum(ends.values()) == len(committed) + len(aborted) + 40 * partitions
     server = weir_factory(data)
     conn = connect(server.uri)
     # Done when every partition's watermark passed its last data record.
