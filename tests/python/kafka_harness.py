@@ -40,7 +40,7 @@ class KafkaBroker:
         self.home = Path(home)
         self.apache = os.environ.get("WEIR_TEST_KAFKA", "apache") != "emulator"
         if self.apache:
-            self._run(["start", str(self.home / "data"), str(self.port)], check=True)
+            self.start()
         else:
             self.env = {**os.environ, "KAFKA_PORT": str(self.port), "KAFKA_HOME": str(home)}
             subprocess.run(["bash", str(EMULATOR_SCRIPT), "up"], env=self.env, check=True,
@@ -54,19 +54,25 @@ class KafkaBroker:
         if check and out.returncode != 0:
             raise RuntimeError(f"kafka.sh {' '.join(args)} failed:\n{out.stdout}")
 
-    def stop(self) -> None:
+    def start(self) -> None:
+        """Starts the broker (again: same port, same log dir, data kept)."""
+        self._run(["start", str(self.home / "data"), str(self.port)], check=True)
+
+    def stop(self, kill: bool = False) -> None:
+        """Clean shutdown (SIGTERM); ``kill``: SIGKILL at once."""
         if self.apache:
-            self._run(["stop", str(self.home / "data")], check=False)
+            self._run(["stop", str(self.home / "data"), *(["--kill"] if kill else [])], check=False)
         else:
             subprocess.run(["bash", str(EMULATOR_SCRIPT), "down"], env=self.env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def create_topic(self, prefix: str, partitions: int) -> str:
+    def create_topic(self, prefix: str, partitions: int,
+                     config: Optional[Dict[str, str]] = None) -> str:
         self._topics += 1
         name = f"{prefix}-{self._topics}-{os.getpid()}"
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        for fut in admin.create_topics([NewTopic(name, num_partitions=partitions,
-                                                 replication_factor=1)]).values():
+        for fut in admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                                 config=dict(config or {}))]).values():
             fut.result(timeout=30)
         return name
 
@@ -126,6 +132,7 @@ class WeirIngest:
         self.tail: deque = deque(maxlen=100)
         self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
         self.hot_addr: Optional[str] = None  # `--hot-listen`: the bound address
+        self.http_addr: Optional[str] = None  # /metrics, /health, /ready
         cmd = [str(weir_binary()), "ingest", "--data-dir", str(self.data_dir),
                "--kafka-brokers", broker.bootstrap, "--kafka-topics", topics, *extra_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -137,6 +144,8 @@ class WeirIngest:
         for line in self.proc.stdout:
             if line.startswith("weir: hot tier served on "):
                 self.hot_addr = line.rsplit(" ", 1)[1].strip()
+            if line.startswith("weir: HTTP listening on "):
+                self.http_addr = line.split()[4]
             self.tail.append(line.rstrip())
             self._lines.put(line.rstrip())
         self._lines.put(None)
@@ -165,6 +174,18 @@ class WeirIngest:
             time.sleep(0.02)
         raise RuntimeError(f"weir ingest: `{text}` not logged\n{self.logs()}")
 
+    def log_count(self, text: str) -> int:
+        """How often the process's log (stderr) contains ``text`` so far."""
+        if not self._stderr.closed:
+            self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace").count(text)
+
+    def metrics(self) -> str:
+        """The process's /metrics text (Prometheus)."""
+        import urllib.request
+        with urllib.request.urlopen(f"http://{self.http_addr}/metrics", timeout=10) as r:
+            return r.read().decode()
+
     def logs(self) -> str:
         self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")[-8000:]
@@ -185,6 +206,86 @@ class WeirIngest:
                 raise RuntimeError(f"weir ingest did not stop in time\n{self.logs()}")
         self._stderr.close()
         return self.proc.returncode
+
+
+class Feeder:
+    """Produces records ``ids`` (``point_message``, round-robin over the
+    partitions, every ``poison_every``-th a malformed one) in the background,
+    ``batch`` at a time with ``pause`` seconds between batches, through broker
+    outages (an idempotent producer retries until ``message.timeout.ms``).
+    ``delivered`` counts the acknowledged records; ``join`` (``stop``: after
+    the current batch) checks that every record produced was acknowledged
+    and returns the good/bad counts. ``sync``: each batch is acknowledged
+    before the next one is produced (production stalls while the broker is
+    down instead of queueing up)."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, ids: Sequence[int],
+                 batch: int = 1000, pause: float = 0.1, poison_every: int = 0, sync: bool = False):
+        self.sync = sync
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
+                                  "enable.idempotence": True, "message.timeout.ms": 300_000,
+                                  "log_level": 0})
+        self.topic, self.partitions = topic, partitions
+        self.ids = ids if isinstance(ids, range) else list(ids)
+        self.batch, self.pause, self.poison_every = batch, pause, poison_every
+        self.counts = {"good": 0, "bad": 0}
+        self.delivered = 0
+        self.errors: list = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _on_delivery(self, err, msg) -> None:
+        with self._lock:
+            if err is not None:
+                self.errors.append(str(err))
+            else:
+                self.delivered += 1
+
+    def _run(self) -> None:
+        pe = self.poison_every
+        for first in range(0, len(self.ids), self.batch):
+            if self._stop.is_set():
+                break
+            for i in self.ids[first:first + self.batch]:
+                if pe and i % pe == pe - 1:
+                    value = POISON[(i // pe) % len(POISON)]
+                    self.counts["bad"] += 1
+                else:
+                    value = point_message(i)
+                    self.counts["good"] += 1
+                while True:
+                    try:
+                        self.producer.produce(self.topic, value=value, key=f"dev{i % 97}".encode(),
+                                              partition=i % self.partitions, headers={"seq": str(i)},
+                                              on_delivery=self._on_delivery)
+                        break
+                    except BufferError:  # local queue full (e.g. the broker is down)
+                        self.producer.poll(0.1)
+            self.producer.poll(0)
+            while self.sync and self.producer.flush(1) > 0:
+                pass
+            time.sleep(self.pause)
+        while self.producer.flush(1) > 0:
+            pass
+
+    def wait_delivered(self, n: int, timeout: float = 120) -> None:
+        wait_until(lambda: self.delivered >= n or self.delivered, timeout, f"{n} records delivered")
+
+    def join(self, timeout: float = 400) -> Dict[str, int]:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the producer did not finish"
+        assert not self.errors, self.errors[:5]
+        produced = self.counts["good"] + self.counts["bad"]
+        if not self._stop.is_set():
+            assert produced == len(self.ids), (produced, len(self.ids))
+        assert self.delivered == produced, (self.delivered, produced)
+        return dict(self.counts)
+
+    def stop(self, timeout: float = 400) -> Dict[str, int]:
+        self._stop.set()
+        return self.join(timeout)
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):

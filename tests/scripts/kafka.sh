@@ -107,6 +107,7 @@ auto.create.topics.enable=false
 num.network.threads=2
 num.io.threads=2
 num.recovery.threads.per.data.dir=1
+log.cleaner.backoff.ms=500
 EOF
   cat >"$dir/log4j2.properties" <<EOF
 status = warn

@@ -197,12 +197,32 @@ struct WeirContext {
     inflight: Arc<AtomicUsize>,
     /// Per partition: (log start, high watermark) from librdkafka's statistics.
     offsets: Mutex<HashMap<(String, i32), (i64, i64)>>,
+    /// Brokers with an open connection at the last statistics (None: none yet).
+    brokers_up: Mutex<Option<usize>>,
 }
 
 impl ClientContext for WeirContext {
     /// librdkafka's periodic statistics (`statistics.interval.ms`): keeps each
     /// partition's high watermark for the lag metric.
     fn stats(&self, statistics: rdkafka::Statistics) {
+        // Connected brokers (cluster members, not the bootstrap entries):
+        // an outage and the recovery are logged once each.
+        let up = statistics
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0 && b.source == "learned" && b.state == "UP")
+            .count();
+        metrics::gauge!("weir_ingest_kafka_brokers_up").set(up as f64);
+        let mut last = self.brokers_up.lock().expect("brokers lock");
+        match (*last, up) {
+            (Some(n), 0) if n > 0 => {
+                tracing::warn!("kafka: no broker reachable; consuming resumes when one is back")
+            }
+            (Some(0), n) if n > 0 => tracing::info!(brokers = n, "kafka: brokers reachable again"),
+            _ => {}
+        }
+        *last = Some(up);
+        drop(last);
         let mut offsets = self.offsets.lock().expect("offsets lock");
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
@@ -457,6 +477,9 @@ fn consume(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
+        // Only committed records of transactional producers, never aborted
+        // ones (librdkafka's default too; set so the guarantee is explicit).
+        .set("isolation.level", "read_committed")
         .set(
             "auto.offset.reset",
             if opts.start == StartFrom::Latest {
@@ -487,6 +510,7 @@ fn consume(
         events: Mutex::new(Vec::new()),
         inflight: inflight.clone(),
         offsets: Mutex::new(HashMap::new()),
+        brokers_up: Mutex::new(None),
     };
     let consumer: BaseConsumer<WeirContext> = config.create_with_context(context)?;
     let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
@@ -598,8 +622,28 @@ fn consume(
                 };
                 buffer.push(msg, &headers);
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer error"),
+            Some(Err(e)) => {
+                let code = e
+                    .rdkafka_error_code()
+                    .map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
+                metrics::counter!("weir_ingest_source_errors_total", "source" => SOURCE, "error" => code)
+                    .increment(1);
+                tracing::warn!(error = %e, "kafka consumer error");
+            }
             None => {}
+        }
+        // A rebalance callback ran inside this poll: apply it (a revoke drops
+        // the revoked partitions' rows) before anything is flushed, or a
+        // flush would commit rows of partitions another writer now owns and
+        // that writer's first commit would be refused by the fence.
+        if !consumer
+            .context()
+            .events
+            .lock()
+            .expect("events lock")
+            .is_empty()
+        {
+            continue;
         }
         // 5. Seal hot chunks / flush.
         if buffer.seal_due() {

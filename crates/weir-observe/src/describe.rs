@@ -69,6 +69,18 @@ pub const METRICS: &[(&str, &str, &str, &str)] = &[
         "Kafka: the partition's high watermark minus the committed offset.",
     ),
     (
+        "weir_ingest_source_errors_total",
+        "counter",
+        "source, error",
+        "Kafka: consumer errors by librdkafka code (AllBrokersDown, BrokerTransportFailure, ...): a broker outage shows here.",
+    ),
+    (
+        "weir_ingest_kafka_brokers_up",
+        "gauge",
+        "",
+        "Kafka: brokers the consumer is connected to (librdkafka statistics, every second); 0 during an outage.",
+    ),
+    (
         "weir_ingest_flushes_total",
         "counter",
         "source, outcome",

@@ -28,7 +28,8 @@ use uuid::Uuid;
 use weir_catalog::hot::HotChunk;
 use weir_catalog::watermark::{Watermarks, table_watermarks};
 use weir_catalog::{
-    AppendOptions, CatalogError, FenceCheck, Lakehouse, append_data_files, write_data_files_named,
+    AppendOptions, CatalogError, FenceCheck, Lakehouse, append_data_files, find_commit,
+    write_data_files_named,
 };
 
 pub use buffer::{BufferLimits, BufferStats, IngestBuffer, Message};
@@ -141,12 +142,12 @@ pub enum FlushOutcome {
 /// Commits one flush: a fenced append per table, in sink order (recording
 /// the outcome and duration in the ingest metrics).
 ///
-/// TODO(issue 7): seen once while S3 conditional writes misbehaved: a
-/// non-retryable error on one table after an earlier table of the same flush
-/// had committed made the retries loop on "Cannot add files that are already
-/// referenced by table" instead of recognising the committed part by its
-/// commit id. Reproduce with a fault-injecting store and make the retry skip
-/// tables whose commit id is already in their history.
+/// A retry (same `written` files) skips the tables an earlier attempt
+/// already committed: each table's commit id is derived from its files, so
+/// it is found in the table's history. Without that, an error on a later
+/// table (e.g. the catalog's conflict retries exhausted by several writers
+/// committing at once) made every retry fail on "Cannot add files that are
+/// already referenced by table" until the writer gave up.
 pub async fn commit_flush(
     lakehouse: &Lakehouse,
     source: &str,
@@ -204,6 +205,21 @@ async fn commit_flush_inner(
     }
     for ((part, table), files) in flush.sinks.iter().zip(tables).zip(written.iter()) {
         let name = sinks.name(part.sink);
+        let commit_id = files_commit_id(files);
+        if let Some(id) = commit_id
+            && find_commit(&table, &id).is_some()
+        {
+            // An earlier attempt of this flush committed this table.
+            tracing::debug!(table = name, "committed by an earlier attempt");
+            if part.sink < sinks.dead() {
+                let marks = table_watermarks(&table, source);
+                lakehouse.hot().evict_committed(name, source, &marks);
+            }
+            if part.sink == sinks.raw() {
+                raw = part.claims.clone();
+            }
+            continue;
+        }
         let expected = part.expected.clone();
         let fence_source = source.to_string();
         let fence: FenceCheck = Arc::new(move |current| {
@@ -224,7 +240,7 @@ async fn commit_flush_inner(
         props.insert("weir.writer.epoch".into(), flush.epoch.to_string());
         let opts = AppendOptions {
             snapshot_properties: props,
-            commit_id: Some(Uuid::now_v7()),
+            commit_id: Some(commit_id.unwrap_or_else(Uuid::now_v7)),
             fence: Some(fence),
         };
         match append_data_files(lakehouse, &table, files.clone(), opts).await {
@@ -247,6 +263,23 @@ async fn commit_flush_inner(
         raw,
         elapsed: started.elapsed(),
     })
+}
+
+/// The commit id of appending `files`: the same for every attempt with the
+/// same files (their paths are unique), so a retry recognises its own commit.
+fn files_commit_id(files: &[DataFile]) -> Option<Uuid> {
+    use std::hash::{Hash, Hasher};
+    let first = files.first()?;
+    let mut halves = [0u64; 2];
+    for (salt, half) in halves.iter_mut().enumerate() {
+        // SipHash with fixed keys: stable within the process (retries run in it).
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (salt, first.file_path(), files.len()).hash(&mut h);
+        *half = h.finish();
+    }
+    Some(Uuid::from_u128(
+        (u128::from(halves[0]) << 64) | u128::from(halves[1]),
+    ))
 }
 
 /// Writes every sink's data files of `flush` at once, one task per table.
@@ -287,4 +320,86 @@ async fn write_flush_files(
         written.push(files);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::buffer::tests::{buffer, msg};
+    use weir_catalog::{LakehouseOptions, builtin_specs};
+
+    fn records(table: &Table) -> u64 {
+        table
+            .metadata()
+            .current_snapshot()
+            .and_then(|s| s.summary().additional_properties.get("total-records"))
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
+    /// A retried flush whose first attempt committed silver.points and then
+    /// failed on a later table (catalog conflict retries exhausted by other
+    /// writers) commits the rest, not silver's files a second time.
+    #[tokio::test]
+    async fn a_retry_skips_the_tables_an_earlier_attempt_committed() {
+        let dir = std::env::temp_dir().join(format!("weir-retry-{}", Uuid::now_v7()));
+        let lakehouse = Lakehouse::open(&LakehouseOptions {
+            data_dir: dir.clone(),
+            catalog_uri: None,
+            warehouse: None,
+            s3: Default::default(),
+        })
+        .await
+        .unwrap();
+        lakehouse
+            .ensure_tables(&builtin_specs().unwrap())
+            .await
+            .unwrap();
+        let (mut b, _) = buffer();
+        let sinks = Sinks::new(&[TableIdent::from_strs(["silver", "points"]).unwrap()]);
+        b.assign(
+            "t",
+            0,
+            crate::decode::Format::Auto,
+            0,
+            vec![None, None, None],
+        );
+        for o in 0..3 {
+            let payload =
+                format!(r#"{{"device_id":"d","metric":"m","value":{o},"ts":1700000000000}}"#);
+            b.push(msg(0, o, payload.as_bytes()), &[]);
+        }
+        let flush = b.take_flush(0).unwrap().unwrap();
+        let catalog = lakehouse.catalog();
+        let load = |sink: usize| {
+            let catalog = catalog.clone();
+            let ident = sinks.ident(sink).clone();
+            async move { catalog.load_table(&ident).await.unwrap() }
+        };
+        let mut tables = Vec::new();
+        for part in &flush.sinks {
+            tables.push(load(part.sink).await);
+        }
+        let mut written = write_flush_files(&sinks, &flush, &tables).await.unwrap();
+        // The first attempt: silver commits, then the attempt fails.
+        let silver = flush.sinks.iter().position(|p| p.sink == 0).unwrap();
+        let opts = AppendOptions {
+            snapshot_properties: HashMap::new(),
+            commit_id: files_commit_id(&written[silver]),
+            fence: None,
+        };
+        append_data_files(&lakehouse, &tables[silver], written[silver].clone(), opts)
+            .await
+            .unwrap();
+        // The retry with the same files.
+        let outcome = commit_flush(&lakehouse, "kafka", "w", &sinks, &flush, &mut written)
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, FlushOutcome::Committed { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(records(&load(0).await), 3, "silver.points once");
+        assert_eq!(records(&load(sinks.raw()).await), 3, "bronze.raw_messages");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
