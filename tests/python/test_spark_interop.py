@@ -629,6 +629,17 @@ def test_weir_dml_spark_reads(conn, spark):
     agree(conn, spark, full)
     assert spark_rows(spark, "SELECT count(*) FROM dml_cow WHERE dev = 'd0'")[0][0] == 0
 
+    # INSERT OVERWRITE replaces the days its rows fall into, keeps the others.
+    days_before = spark_rows(spark, "SELECT count(DISTINCT to_date(ts)) FROM dml_cow")[0][0]
+    assert weir_count(
+        conn,
+        "INSERT OVERWRITE dml_cow VALUES (TIMESTAMPTZ '2024-01-02T12:00:00Z', 'o1', 1.0, 1), "
+        "(TIMESTAMPTZ '2024-01-02T13:00:00Z', 'o2', 2.0, 2)",
+    ) == 2
+    agree(conn, spark, full)
+    assert agree(conn, spark, "SELECT count(*) FROM dml_cow WHERE to_date(ts) = DATE '2024-01-02'") == [(2,)]
+    assert spark_rows(spark, "SELECT count(DISTINCT to_date(ts)) FROM dml_cow")[0][0] == days_before
+
     # TRUNCATE empties the table; Spark sees an empty table, later inserts count.
     n = spark_rows(spark, "SELECT count(*) FROM dml_cow")[0][0]
     assert weir_count(conn, "TRUNCATE TABLE dml_cow") == n

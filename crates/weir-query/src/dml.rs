@@ -367,3 +367,58 @@ async fn attempt_once(
         Err(e) => Err(e.into()),
     }
 }
+
+/// `INSERT OVERWRITE t <query>`: dynamic partition overwrite (as Iceberg
+/// recommends and Trino does; Spark's static default would silently empty
+/// the rest of the table): the partitions the new rows fall into are
+/// replaced, the others kept; an unpartitioned table is replaced whole. One
+/// `overwrite` snapshot; appends committed meanwhile are kept.
+pub(crate) async fn insert_overwrite(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    batches: &[RecordBatch],
+) -> Result<u64> {
+    use iceberg::spec::ManifestContentType;
+    let table = lakehouse.catalog().load_table(ident).await?;
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let added = write_data_files(&table, batches, None)
+        .await
+        .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?;
+    let metadata = table.metadata();
+    let spec = metadata.default_partition_spec();
+    let partitions: HashSet<&iceberg::spec::Struct> = added.iter().map(|f| f.partition()).collect();
+    let mut removed = HashSet::new();
+    if let Some(snapshot) = metadata.current_snapshot() {
+        let list = table.manifest_list_reader(snapshot).load().await?;
+        for manifest in list.entries() {
+            if manifest.content != ManifestContentType::Data {
+                continue;
+            }
+            let loaded = manifest.load_manifest(table.file_io()).await?;
+            for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+                let file = entry.data_file();
+                let replaced = if spec.is_unpartitioned() {
+                    true
+                } else if manifest.partition_spec_id != spec.spec_id() {
+                    return Err(QueryError::Unsupported(format!(
+                        "INSERT OVERWRITE on {ident}: it has files of an older partition spec \
+                         ({}); compact the table first (weir maintain compact)",
+                        manifest.partition_spec_id
+                    )));
+                } else {
+                    partitions.contains(file.partition())
+                };
+                if replaced {
+                    removed.insert(file.file_path().to_string());
+                }
+            }
+        }
+    }
+    if removed.is_empty() && added.is_empty() {
+        return Ok(0);
+    }
+    let properties =
+        std::collections::HashMap::from([("weir.dml".to_string(), "insert-overwrite".to_string())]);
+    commit_overwrite(lakehouse, ident, &removed, added, properties).await?;
+    Ok(rows)
+}

@@ -522,9 +522,15 @@ impl TableProvider for WeirTable {
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        if insert_op != InsertOp::Append {
-            return Err(DataFusionError::NotImplemented(format!(
-                "INSERT {insert_op} into Iceberg tables; only appends are supported"
+        if insert_op == InsertOp::Replace {
+            return Err(DataFusionError::NotImplemented(
+                "REPLACE INTO Iceberg tables; use INSERT OVERWRITE (replaces the partitions the rows fall into)".into(),
+            ));
+        }
+        if self.is_materialized_view() {
+            return Err(DataFusionError::Plan(format!(
+                "{} is a materialized view: its rows come from its query (REFRESH MATERIALIZED VIEW)",
+                self.table.identifier()
             )));
         }
         if self.snapshot_id != self.table.metadata().current_snapshot_id() {
@@ -536,6 +542,7 @@ impl TableProvider for WeirTable {
             self.lakehouse.clone(),
             self.table.clone(),
             input,
+            insert_op == InsertOp::Overwrite,
         )))
     }
 }
@@ -764,11 +771,18 @@ pub struct WeirInsertExec {
     lakehouse: Lakehouse,
     table: Table,
     input: Arc<dyn ExecutionPlan>,
+    /// INSERT OVERWRITE: replace the partitions the rows fall into.
+    overwrite: bool,
     properties: Arc<PlanProperties>,
 }
 
 impl WeirInsertExec {
-    fn new(lakehouse: Lakehouse, table: Table, input: Arc<dyn ExecutionPlan>) -> Self {
+    fn new(
+        lakehouse: Lakehouse,
+        table: Table,
+        input: Arc<dyn ExecutionPlan>,
+        overwrite: bool,
+    ) -> Self {
         let schema = count_schema();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema),
@@ -780,6 +794,7 @@ impl WeirInsertExec {
             lakehouse,
             table,
             input,
+            overwrite,
             properties,
         }
     }
@@ -795,7 +810,8 @@ fn count_schema() -> SchemaRef {
 
 impl DisplayAs for WeirInsertExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WeirInsert: table={}", self.table.identifier())
+        let mode = if self.overwrite { " overwrite" } else { "" };
+        write!(f, "WeirInsert{mode}: table={}", self.table.identifier())
     }
 }
 
@@ -827,6 +843,7 @@ impl ExecutionPlan for WeirInsertExec {
             self.lakehouse.clone(),
             self.table.clone(),
             input,
+            self.overwrite,
         )))
     }
 
@@ -843,8 +860,16 @@ impl ExecutionPlan for WeirInsertExec {
         let input = self.input.clone();
         let lakehouse = self.lakehouse.clone();
         let ident = self.table.identifier().clone();
+        let overwrite = self.overwrite;
         let stream = futures::stream::once(async move {
             let batches = datafusion::physical_plan::collect(input, context).await?;
+            if overwrite {
+                let rows = crate::dml::insert_overwrite(&lakehouse, &ident, &batches)
+                    .await
+                    .map_err(to_df)?;
+                let count: ArrayRef = Arc::new(UInt64Array::from(vec![rows]));
+                return Ok(RecordBatch::try_new(count_schema(), vec![count])?);
+            }
             // Reload: the commit must build on the newest metadata.
             let table = lakehouse
                 .catalog()
