@@ -62,7 +62,9 @@ pub(crate) async fn plan_days(
     let Some(changes) = changes_since(base, since, until) else {
         return Ok(None);
     };
-    let files = added_data_files(base, &changes.appends).await?;
+    let Some(files) = changed_data_files(base, &changes).await? else {
+        return Ok(None);
+    };
     let Some(days) = days_of(&files, field_id, nanos) else {
         return Ok(None);
     };
@@ -73,17 +75,25 @@ pub(crate) async fn plan_days(
 pub(crate) struct Changes {
     /// The appends among them.
     pub appends: Vec<SnapshotRef>,
+    /// The `overwrite` and `delete` snapshots among them (row-level DML,
+    /// INSERT OVERWRITE, retention): rows went away or changed in the days
+    /// of the files they removed and added.
+    pub overwrites: Vec<SnapshotRef>,
     /// Whether a `replace` among them rewrote data files (compaction, as
-    /// opposed to a manifest merge): rows then moved between files.
+    /// opposed to a manifest merge) or an overwrite changed rows: the
+    /// view's stored rows of the touched days are stale, and a merge of
+    /// appended files' partials is not enough.
     pub files_rewritten: bool,
 }
 
-/// `None` unless only appends and replaces (which change no rows) happened
-/// since `since`, and `since` is an ancestor of `until`.
+/// `None` unless only appends, replaces (which change no rows), overwrites
+/// and deletes happened since `since`, and `since` is an ancestor of
+/// `until`.
 pub(crate) fn changes_since(base: &Table, since: i64, until: i64) -> Option<Changes> {
     let metadata = base.metadata();
     let mut changes = Changes {
         appends: Vec::new(),
+        overwrites: Vec::new(),
         files_rewritten: false,
     };
     let mut at = metadata.snapshot_by_id(until);
@@ -95,6 +105,22 @@ pub(crate) fn changes_since(base: &Table, since: i64, until: i64) -> Option<Chan
         }
         match snapshot.summary().operation {
             Operation::Append => changes.appends.push(snapshot.clone()),
+            // Retention drops whole days: as before, a full refresh and no
+            // rewrite until then (what views should keep of dropped days is
+            // the retention policy's business, not the refresh's).
+            Operation::Delete
+                if snapshot
+                    .summary()
+                    .additional_properties
+                    .get("weir.maintenance")
+                    .is_some_and(|job| job == "retention") =>
+            {
+                return None;
+            }
+            Operation::Overwrite | Operation::Delete => {
+                changes.overwrites.push(snapshot.clone());
+                changes.files_rewritten = true;
+            }
             Operation::Replace => {
                 let props = &snapshot.summary().additional_properties;
                 let count = |key: &str| props.get(key).and_then(|v| v.parse::<u64>().ok());
@@ -102,12 +128,45 @@ pub(crate) fn changes_since(base: &Table, since: i64, until: i64) -> Option<Chan
                     changes.files_rewritten = true;
                 }
             }
-            _ => return None,
         }
         at = snapshot
             .parent_snapshot_id()
             .and_then(|id| metadata.snapshot_by_id(id));
     }
+}
+
+/// The data files whose days changed: those the appends added, and those
+/// the overwrites added or removed (from the manifests each wrote). `None`
+/// when an overwrite added delete files (merge-on-read: which rows they
+/// hide is not told by bounds on the time column).
+pub(crate) async fn changed_data_files(
+    base: &Table,
+    changes: &Changes,
+) -> Result<Option<Vec<DataFile>>> {
+    let mut files = added_data_files(base, &changes.appends).await?;
+    for snapshot in &changes.overwrites {
+        let list = base.manifest_list_reader(snapshot).load().await?;
+        for manifest in list.entries() {
+            if manifest.added_snapshot_id != snapshot.snapshot_id() {
+                continue;
+            }
+            let loaded = manifest.load_manifest(base.file_io()).await?;
+            for entry in loaded.entries() {
+                let touched = matches!(
+                    entry.status(),
+                    ManifestStatus::Added | ManifestStatus::Deleted
+                ) && entry.snapshot_id() == Some(snapshot.snapshot_id());
+                if !touched {
+                    continue;
+                }
+                if entry.data_file().content_type() != DataContentType::Data {
+                    return Ok(None);
+                }
+                files.push(entry.data_file().clone());
+            }
+        }
+    }
+    Ok(Some(files))
 }
 
 /// The data files `appends` added (read from their own manifests, so later

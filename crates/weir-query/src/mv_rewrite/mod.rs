@@ -49,7 +49,9 @@ use iceberg::spec::{PrimitiveType, Type};
 use weir_catalog::CATALOG_NAME;
 
 use crate::error::Result;
-use crate::mv_incremental::{added_data_files, changes_since, day_filter, days_of};
+use crate::mv_incremental::{
+    added_data_files, changed_data_files, changes_since, day_filter, days_of,
+};
 use crate::table::WeirTable;
 use shape::{Measure, Merge, Rollup, bucket_of, column_name, merge_of, timestamp_nanos, unalias};
 
@@ -382,11 +384,14 @@ async fn delta(base: &WeirTable, since: i64, time_column: &str) -> Result<Option
     let Some(changes) = changes_since(table, since, until) else {
         return Ok(None);
     };
-    let files = added_data_files(table, &changes.appends).await?;
     if !changes.files_rewritten {
+        let files = added_data_files(table, &changes.appends).await?;
         let paths = files.iter().map(|f| f.file_path().to_string()).collect();
         return Ok(Some(Delta::Files(Arc::new(paths))));
     }
+    let Some(files) = changed_data_files(table, &changes).await? else {
+        return Ok(None);
+    };
     let Some(field) = table.metadata().current_schema().field_by_name(time_column) else {
         return Ok(None);
     };
