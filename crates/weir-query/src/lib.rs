@@ -438,6 +438,11 @@ impl QueryEngine {
         match &statement.parsed {
             statement::Parsed::View(_) | statement::Parsed::Alter(_) => Ok(None),
             statement::Parsed::Sql { statement, .. } => {
+                // SHOW CREATE TABLE is answered from the catalog, not by
+                // DataFusion's `information_schema.views` query.
+                if let Some(frame) = views::show_create(ctx, self.lakehouse(), statement).await? {
+                    return Ok(Some(frame.into_unoptimized_plan()));
+                }
                 Ok(Some(plan_statement(ctx, statement.as_ref().clone()).await?))
             }
         }
