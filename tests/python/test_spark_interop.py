@@ -646,3 +646,69 @@ def test_weir_dml_spark_reads(conn, spark):
     assert agree(conn, spark, "SELECT count(*) FROM dml_cow") == [(0,)]
     weir_exec(conn, "INSERT INTO dml_cow VALUES (TIMESTAMPTZ '2024-02-01T00:00:00Z', 'd9', 1.5, 1)")
     agree(conn, spark, full)
+
+
+# --- Weir evolves tables (ALTER TABLE), Spark reads and writes -------------------------
+
+
+def test_weir_alter_table_spark_agrees(conn, spark):
+    spark_exec(spark, "USE weir.public")
+    weir_exec(
+        conn,
+        "CREATE TABLE alter_ev (ts TIMESTAMPTZ, dev VARCHAR, n INT, f REAL, d DECIMAL(9, 2))",
+        """INSERT INTO alter_ev SELECT
+              to_timestamp_seconds(1704067200 + value * 3600), 'd' || (value % 3),
+              CAST(value AS INT), CAST(value AS REAL) / 4, CAST(value AS DECIMAL(9, 2)) / 8
+            FROM generate_series(0, 47) AS s(value)""",
+    )
+    full = "SELECT * FROM alter_ev"
+    agree(conn, spark, full)
+
+    # Columns: add, rename (old files keep their values), drop, re-add the
+    # dropped name (old rows read NULL), widen types, drop NOT NULL.
+    weir_exec(
+        conn,
+        "ALTER TABLE alter_ev ADD COLUMN note VARCHAR",
+        "ALTER TABLE alter_ev RENAME COLUMN dev TO device",
+        "ALTER TABLE alter_ev DROP COLUMN f",
+        "ALTER TABLE alter_ev ADD COLUMN f DOUBLE",
+        "ALTER TABLE alter_ev ALTER COLUMN n SET DATA TYPE BIGINT",
+        "ALTER TABLE alter_ev ALTER COLUMN d SET DATA TYPE DECIMAL(12, 2)",
+        "ALTER TABLE alter_ev SET TBLPROPERTIES ('team' = 'plant', 'write.parquet.compression-codec' = 'zstd')",
+    )
+    spark_cols = [(f.name, f.dataType.simpleString()) for f in spark.table("alter_ev").schema.fields]
+    assert spark_cols == [
+        ("ts", "timestamp"), ("device", "string"), ("n", "bigint"), ("d", "decimal(12,2)"),
+        ("note", "string"), ("f", "double"),
+    ], spark_cols
+    props = dict(spark_rows(spark, "SHOW TBLPROPERTIES alter_ev"))
+    assert props["team"] == "plant" and props["write.parquet.compression-codec"] == "zstd"
+    counts = agree(conn, spark, "SELECT count(*), count(f), count(note), sum(n), sum(d) FROM alter_ev")
+    assert counts[0][:4] == (48, 0, 0, sum(range(48))), counts
+    agree(conn, spark, "SELECT device, count(*) FROM alter_ev GROUP BY device")
+
+    # Partition evolution: Weir's new files go to day partitions.
+    weir_exec(
+        conn,
+        "ALTER TABLE alter_ev ADD PARTITION FIELD day(ts)",
+        "INSERT INTO alter_ev VALUES (TIMESTAMPTZ '2024-03-01T00:00:00Z', 'd9', 5000000000, 1.25, 'weir', 0.5)",
+    )
+    specs = spark_rows(spark, "SELECT DISTINCT spec_id FROM weir.public.alter_ev.files")
+    assert len(specs) == 2, specs
+    partitions = spark_rows(spark, "SELECT partition.ts_day FROM weir.public.alter_ev.files WHERE spec_id > 0")
+    assert partitions == [(dt.date(2024, 3, 1),)], partitions
+    agree(conn, spark, full)
+    agree(conn, spark, "SELECT * FROM alter_ev WHERE ts >= TIMESTAMP '2024-01-02 00:00:00'")
+
+    # Spark writes after Weir's changes; Weir reads them.
+    spark_exec(
+        spark,
+        "INSERT INTO alter_ev VALUES (TIMESTAMP '2024-03-02 12:00:00', 'd8', 7, 2.5, 'spark', 0.25)",
+    )
+    agree(conn, spark, full)
+    assert weir_rows(conn, "SELECT device, n, note, f FROM alter_ev WHERE ts >= TIMESTAMPTZ '2024-03-01T00:00:00Z'") == [
+        ("d8", 7, "spark", 0.25), ("d9", 5000000000, "weir", 0.5)
+    ]
+    # Spark's view of the evolved spec matches what SHOW CREATE TABLE prints.
+    definition = weir_rows(conn, "SHOW CREATE TABLE alter_ev")[0][3]
+    assert "PARTITIONED BY (day(ts))" in definition, definition

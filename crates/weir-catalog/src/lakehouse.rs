@@ -143,6 +143,13 @@ impl Lakehouse {
             context: "creating the lease table".into(),
             source: e,
         })?;
+        sqlx::query(crate::views::CREATE_VIEWS_TABLE)
+            .execute(&db)
+            .await
+            .map_err(|e| CatalogError::Database {
+                context: "creating the view table".into(),
+                source: e,
+            })?;
         let lakehouse = Lakehouse {
             catalog: Arc::new(catalog),
             db,
@@ -165,6 +172,14 @@ impl Lakehouse {
     /// readers and maintenance that address files directly.
     pub fn object_stores(&self) -> &Arc<ObjectStores> {
         &self.stores
+    }
+
+    pub(crate) fn db(&self) -> &sqlx::AnyPool {
+        &self.db
+    }
+
+    pub(crate) fn is_postgres(&self) -> bool {
+        self.postgres
     }
 
     /// The catalog database holds several processes (PostgreSQL).

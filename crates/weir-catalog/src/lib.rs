@@ -18,6 +18,7 @@ pub mod sort;
 pub mod spec;
 pub mod storage;
 mod swap;
+mod views;
 pub mod watermark;
 mod writer;
 
@@ -36,6 +37,7 @@ pub use obs::{record_table, refresh_table_metrics};
 pub use replace::{ReplaceOutcome, commit_overwrite, commit_replace};
 pub use storage::{ObjectStores, S3Options, StoreLocation};
 pub use swap::commit_metadata;
+pub use views::{ViewDefinition, ViewListing};
 pub use watermark::Watermarks;
 pub use writer::{
     AppendOptions, AppendOutcome, COMMIT_ID_KEY, append_batches, append_data_files, find_commit,

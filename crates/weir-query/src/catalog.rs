@@ -27,6 +27,10 @@ type Names = weir_catalog::TableListing;
 pub struct WeirCatalogProvider {
     lakehouse: Lakehouse,
     names: Arc<RwLock<Names>>,
+    /// SQL views (`views.rs`), read with the names.
+    views: Arc<RwLock<weir_catalog::ViewListing>>,
+    /// How many views deep the statement planning through this provider is.
+    view_depth: usize,
 }
 
 impl WeirCatalogProvider {
@@ -34,6 +38,8 @@ impl WeirCatalogProvider {
         let provider = WeirCatalogProvider {
             lakehouse,
             names: Arc::default(),
+            views: Arc::default(),
+            view_depth: 0,
         };
         provider.refresh().await?;
         Ok(provider)
@@ -46,7 +52,9 @@ impl WeirCatalogProvider {
     /// Re-reads namespace and table names from the catalog.
     pub async fn refresh(&self) -> Result<(), QueryError> {
         let names = self.lakehouse.list_tables_with_locations().await?;
+        let views = self.lakehouse.list_views().await?;
         *self.names.write().expect("catalog name cache poisoned") = names;
+        *self.views.write().expect("catalog view cache poisoned") = views;
         Ok(())
     }
 
@@ -82,6 +90,24 @@ impl WeirCatalogProvider {
 
     fn names(&self) -> std::sync::RwLockReadGuard<'_, Names> {
         self.names.read().expect("catalog name cache poisoned")
+    }
+
+    /// The SQL view `namespace.name`, as listed for this statement.
+    fn view(&self, namespace: &str, name: &str) -> Option<weir_catalog::ViewDefinition> {
+        self.views
+            .read()
+            .expect("catalog view cache poisoned")
+            .get(namespace)
+            .and_then(|v| v.get(name).cloned())
+    }
+
+    fn view_names(&self, namespace: &str) -> Vec<String> {
+        self.views
+            .read()
+            .expect("catalog view cache poisoned")
+            .get(namespace)
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -132,14 +158,32 @@ impl SchemaProvider for WeirSchemaProvider {
     }
 
     fn table_names(&self) -> Vec<String> {
-        self.catalog
+        let mut names: Vec<String> = self
+            .catalog
             .names()
             .get(&self.namespace)
             .map(|t| t.keys().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        names.extend(self.catalog.view_names(&self.namespace));
+        names
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(view) = self.catalog.view(&self.namespace, name) {
+            let deeper = WeirCatalogProvider {
+                view_depth: self.catalog.view_depth + 1,
+                ..self.catalog.clone()
+            };
+            return crate::views::view_table(
+                deeper,
+                &self.namespace,
+                name,
+                &view,
+                self.catalog.view_depth,
+            )
+            .await
+            .map(Some);
+        }
         let ident = TableIdent::new(
             NamespaceIdent::new(self.namespace.clone()),
             name.to_string(),
@@ -182,6 +226,9 @@ impl SchemaProvider for WeirSchemaProvider {
     /// `information_schema.tables` list a table whose metadata cannot be
     /// read (a base table, with a warning); reading it reports why.
     async fn table_type(&self, name: &str) -> DFResult<Option<TableType>> {
+        if self.catalog.view(&self.namespace, name).is_some() {
+            return Ok(Some(TableType::View));
+        }
         match self.table(name).await {
             Ok(table) => Ok(table.map(|t| t.table_type())),
             Err(e) => {
@@ -201,6 +248,7 @@ impl SchemaProvider for WeirSchemaProvider {
             .names()
             .get(&self.namespace)
             .is_some_and(|t| t.contains_key(name))
+            || self.catalog.view(&self.namespace, name).is_some()
     }
 
     fn register_table(

@@ -124,8 +124,19 @@ pub async fn execute_ddl(
     lakehouse: &Lakehouse,
     ddl: &DdlStatement,
     partition: &[String],
+    view: Option<&weir_catalog::ViewDefinition>,
 ) -> Result<DdlOutcome> {
     match ddl {
+        DdlStatement::CreateView(create) => {
+            let view = view
+                .ok_or_else(|| QueryError::Internal("CREATE VIEW without its query text".into()))?;
+            crate::views::create_view(lakehouse, create, view)
+                .await
+                .map(|_| DdlOutcome::Done)
+        }
+        DdlStatement::DropView(drop) => crate::views::drop_view(lakehouse, drop)
+            .await
+            .map(|_| DdlOutcome::Done),
         DdlStatement::CreateMemoryTable(create) => create_table(lakehouse, create, partition).await,
         DdlStatement::DropTable(drop) => {
             drop_table(lakehouse, drop).await.map(|_| DdlOutcome::Done)
@@ -169,6 +180,11 @@ async fn create_table(
     if catalog.table_exists(&ident).await? && leftover_of_ctas(lakehouse, &ident).await? {
         tracing::warn!(table = %ident, "dropping the table of a CREATE TABLE AS that did not finish");
         catalog.drop_table(&ident).await?;
+    }
+    if lakehouse.view(&ident).await?.is_some() {
+        return Err(QueryError::AlreadyExists(format!(
+            "{ident} is a view; DROP VIEW it first"
+        )));
     }
     if catalog.table_exists(&ident).await? {
         if create.if_not_exists {
@@ -280,7 +296,7 @@ pub const SOURCE_TIME_ZONE: &str = "weir.source-time-zone.";
 /// (SQL `TIMESTAMP` is nanoseconds in DataFusion; Iceberg v2 stores micros;
 /// a timestamp with any time zone is an instant: `timestamptz`, UTC). Also
 /// returns the zones other than UTC that columns came with.
-fn iceberg_compatible(schema: &Schema) -> (Schema, Vec<(String, String)>) {
+pub(crate) fn iceberg_compatible(schema: &Schema) -> (Schema, Vec<(String, String)>) {
     let mut zones = Vec::new();
     let fields: Vec<Field> = schema
         .fields()
@@ -327,6 +343,11 @@ async fn drop_table(lakehouse: &Lakehouse, drop: &DropTable) -> Result<()> {
     let ident = ident(&drop.name)?;
     let catalog = lakehouse.catalog();
     if !catalog.table_exists(&ident).await? {
+        if lakehouse.view(&ident).await?.is_some() {
+            return Err(QueryError::Invalid(format!(
+                "{ident} is a view; use DROP VIEW"
+            )));
+        }
         return if drop.if_exists {
             Ok(())
         } else {
@@ -389,9 +410,21 @@ async fn drop_schema(lakehouse: &Lakehouse, drop: &DropCatalogSchema) -> Result<
             tables.len()
         )));
     }
+    let views = lakehouse
+        .list_views()
+        .await?
+        .remove(&ns.join("."))
+        .unwrap_or_default();
+    if tables.is_empty() && !views.is_empty() && !drop.cascade {
+        return Err(QueryError::Invalid(format!(
+            "schema {name} is not empty ({} views); use DROP SCHEMA ... CASCADE",
+            views.len()
+        )));
+    }
     for t in &tables {
         catalog.drop_table(t).await?;
     }
+    lakehouse.drop_views_in(&ns).await?;
     catalog.drop_namespace(&ns).await?;
     Ok(())
 }

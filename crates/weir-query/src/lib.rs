@@ -7,6 +7,7 @@
 //! queries come back as unexecuted DataFrames. `QueryEngine::sql` does both
 //! (the sqllogictest runner, `weir` commands).
 
+mod alter;
 mod catalog;
 mod ddl;
 mod dml;
@@ -23,6 +24,7 @@ pub mod postgres;
 pub mod settings;
 mod statement;
 mod table;
+mod views;
 
 use std::sync::Arc;
 
@@ -288,12 +290,23 @@ impl QueryEngine {
                 outcome?;
                 return Ok(Planned::done(ddl_done(ctx)?));
             }
+            statement::Parsed::Alter(alter) => {
+                self.refresh().await?;
+                let outcome = alter::execute(ctx, self.lakehouse(), alter).await;
+                self.refresh().await?;
+                outcome?;
+                return Ok(Planned::done(ddl_done(ctx)?));
+            }
             statement::Parsed::Sql {
                 statement,
                 partition,
             } => (statement.as_ref().clone(), partition),
         };
         self.refresh().await?;
+        if let Some(frame) = views::show_create(ctx, self.lakehouse(), &statement).await? {
+            return Ok(Planned::query(frame));
+        }
+        let view = views::create_view_text(ctx, &statement)?;
         let plan = plan_statement(ctx, statement).await?;
         let plan = match params {
             Some(values) => plan.with_param_values(values)?,
@@ -308,7 +321,8 @@ impl QueryEngine {
         }
         match plan {
             LogicalPlan::Ddl(ddl) => {
-                let outcome = ddl::execute_ddl(self.lakehouse(), &ddl, partition).await;
+                let outcome =
+                    ddl::execute_ddl(self.lakehouse(), &ddl, partition, view.as_ref()).await;
                 self.refresh().await?;
                 match outcome? {
                     DdlOutcome::Done => Ok(Planned::done(ddl_done(ctx)?)),
@@ -422,8 +436,13 @@ impl QueryEngine {
         statement: &WeirStatement,
     ) -> Result<Option<LogicalPlan>> {
         match &statement.parsed {
-            statement::Parsed::View(_) => Ok(None),
+            statement::Parsed::View(_) | statement::Parsed::Alter(_) => Ok(None),
             statement::Parsed::Sql { statement, .. } => {
+                // SHOW CREATE TABLE is answered from the catalog, not by
+                // DataFusion's `information_schema.views` query.
+                if let Some(frame) = views::show_create(ctx, self.lakehouse(), statement).await? {
+                    return Ok(Some(frame.into_unoptimized_plan()));
+                }
                 Ok(Some(plan_statement(ctx, statement.as_ref().clone()).await?))
             }
         }
@@ -447,7 +466,7 @@ impl QueryEngine {
 /// planned with a time zone (UTC unless the session set one): DataFusion
 /// types `TIMESTAMP WITH TIME ZONE` with the session's zone, and without one
 /// the column would silently become a timestamp without zone.
-async fn plan_statement(
+pub(crate) async fn plan_statement(
     ctx: &SessionContext,
     statement: datafusion::sql::parser::Statement,
 ) -> Result<LogicalPlan> {

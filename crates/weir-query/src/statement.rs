@@ -83,6 +83,9 @@ pub struct WeirStatement {
 pub(crate) enum Parsed {
     /// CREATE/REFRESH/DROP MATERIALIZED VIEW (Weir's own syntax).
     View(MvStatement),
+    /// ALTER TABLE, from sqlparser's AST or Weir's reading of the
+    /// Spark/Iceberg forms (`alter.rs`).
+    Alter(crate::alter::AlterTable),
     /// Anything DataFusion's parser reads; `partition` is the
     /// `PARTITIONED BY` clause of a CREATE TABLE, taken off before parsing.
     Sql {
@@ -111,11 +114,32 @@ impl WeirStatement {
         let dialect = dialect_from_str(&dialect_name)
             .ok_or_else(|| QueryError::Invalid(format!("unknown SQL dialect {dialect_name}")))?;
         let recursion = options.recursion_limit.min(MAX_PARSER_RECURSION);
+        let lowercase = options.enable_ident_normalization;
+        if text
+            .get(..5)
+            .is_some_and(|head| head.eq_ignore_ascii_case("ALTER"))
+            && let Some(alter) = crate::alter::parse_extension(dialect.as_ref(), &text, lowercase)?
+        {
+            return Ok(WeirStatement {
+                text,
+                parsed: Parsed::Alter(alter),
+                access: Access::Admin,
+            });
+        }
         let (body, partition) = crate::ddl::split_partition_clause(&text)?;
         let mut statement = stacker::grow(PARSE_STACK_BYTES, || {
             parse_checked(dialect.as_ref(), &body, recursion)
         })?;
         normalize(&mut statement)?;
+        if let DfStatement::Statement(s) = &statement
+            && let Statement::AlterTable(alter) = s.as_ref()
+        {
+            return Ok(WeirStatement {
+                text,
+                parsed: Parsed::Alter(crate::alter::from_ast(alter, lowercase)?),
+                access: Access::Admin,
+            });
+        }
         let mut access = classify_df(&statement);
         let default_schema = ctx.state().config_options().catalog.default_schema.clone();
         if changes_pipeline_rows(&statement, &default_schema) {
@@ -152,7 +176,7 @@ impl WeirStatement {
                 },
                 _ => None,
             },
-            Parsed::View(_) => None,
+            Parsed::View(_) | Parsed::Alter(_) => None,
         }
     }
 }
@@ -554,6 +578,26 @@ mod tests {
             ("REFRESH MATERIALIZED VIEW gold.points_1h", Access::Admin),
             ("DROP MATERIALIZED VIEW gold.points_1h", Access::Admin),
             ("ALTER TABLE t ADD COLUMN b INT", Access::Admin),
+            ("ALTER TABLE t DROP COLUMN IF EXISTS b", Access::Admin),
+            ("ALTER TABLE t RENAME COLUMN a TO b", Access::Admin),
+            (
+                "ALTER TABLE t ALTER COLUMN a SET DATA TYPE BIGINT",
+                Access::Admin,
+            ),
+            ("ALTER TABLE t ALTER COLUMN a DROP NOT NULL", Access::Admin),
+            ("ALTER TABLE t RENAME TO u", Access::Admin),
+            ("ALTER TABLE t SET TBLPROPERTIES ('k' = 'v')", Access::Admin),
+            ("ALTER TABLE t UNSET TBLPROPERTIES ('k')", Access::Admin),
+            ("alter table t add partition field day(ts)", Access::Admin),
+            (
+                "ALTER TABLE t DROP PARTITION FIELD bucket(16, id)",
+                Access::Admin,
+            ),
+            ("ALTER TABLE t WRITE ORDERED BY (a, b)", Access::Admin),
+            ("CREATE OR REPLACE VIEW v AS SELECT * FROM t", Access::Admin),
+            ("DROP VIEW v", Access::Admin),
+            ("DROP VIEW IF EXISTS s.v", Access::Admin),
+            ("SHOW CREATE TABLE t", Access::Read),
             ("COPY (SELECT 1) TO '/tmp/x.parquet'", Access::Admin),
             (
                 "CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '/etc/'",
@@ -569,6 +613,10 @@ mod tests {
             "",
             "COMPACT silver.points",
             "SELECT 1; DROP TABLE t",
+            "ALTER TABLE t ADD COLUMN c INT NOT NULL",
+            "ALTER TABLE t ALTER COLUMN c SET NOT NULL",
+            "ALTER TABLE t UNSET TBLPROPERTIES",
+            "ALTER TABLE t WRITE ORDERED BY",
         ] {
             assert!(classify(sql).is_err(), "{sql}");
         }
