@@ -4,6 +4,7 @@
 # Usage: benches/run.sh [--sensors N] [--hours H] [--reps R] [--seed S]
 #        benches/run.sh ingest [--points N] [--rate P] [--seconds S]   (streaming ingest)
 #        benches/run.sh maintain [--files N] [--sensors N]              (compaction, Z-order)
+#        benches/run.sh dml [--sensors N] [--reps R]                    (DELETE/UPDATE vs DuckDB)
 #        benches/run.sh mqtt [--messages N]                             (MQTT ingest, Mosquitto)
 #        benches/run.sh federation [--devices N] [--points P]           (PostgreSQL federation)
 #        benches/run.sh auth [--reps R]                                 (TLS + auth connection cost)
@@ -29,6 +30,10 @@ fi
 if [ "${1:-}" = maintain ]; then
   shift
   exec "$venv/bin/python" benches/maintain.py "$@"
+fi
+if [ "${1:-}" = dml ]; then
+  shift
+  exec "$venv/bin/python" benches/dml.py "$@"
 fi
 if [ "${1:-}" = mqtt ]; then
   shift

@@ -21,7 +21,7 @@ import pytest
 
 import flightsql_proto as proto
 from tls_certs import make_server_certs, other_ca_pem
-from weir_harness import execute, fetch_rows, fetch_scalar, weir_binary
+from weir_harness import execute, fetch_rows, fetch_scalar, hash_password, weir_binary
 
 Status = adbc_driver_manager.AdbcStatusCode
 GRPC_PERMISSION_DENIED = 7
@@ -32,18 +32,6 @@ TLS_ROOT_CERTS = "adbc.flight.sql.client_option.tls_root_certs"
 
 PASSWORDS = {"reader": "r-secret", "writer": "w-secret", "boss": "b-secret"}
 ROLES = {"reader": "read", "writer": "write", "boss": "admin"}
-
-
-def hash_password(password: str) -> str:
-    out = subprocess.run(
-        [str(weir_binary()), "hash-password"],
-        input=password,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return out.stdout.strip()
 
 
 @pytest.fixture(scope="module")
