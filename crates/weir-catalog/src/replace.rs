@@ -46,16 +46,7 @@ pub async fn commit_replace(
     added: Vec<DataFile>,
     properties: HashMap<String, String>,
 ) -> Result<ReplaceOutcome> {
-    let plan = Plan {
-        removed,
-        added: &added,
-        merge: None,
-        changes_rows: false,
-        purge: false,
-    };
-    commit_plan(lakehouse, ident, plan, properties)
-        .await?
-        .ok_or_else(|| replace_error(&ident.to_string(), "nothing to replace"))
+    swap_files(lakehouse, ident, removed, &added, properties, false).await
 }
 
 /// Replaces `removed` by `added` in one snapshot that changes rows (a
@@ -71,16 +62,27 @@ pub async fn commit_overwrite(
     added: Vec<DataFile>,
     properties: HashMap<String, String>,
 ) -> Result<ReplaceOutcome> {
+    swap_files(lakehouse, ident, removed, &added, properties, true).await
+}
+
+async fn swap_files(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    removed: &HashSet<String>,
+    added: &[DataFile],
+    properties: HashMap<String, String>,
+    changes_rows: bool,
+) -> Result<ReplaceOutcome> {
     let plan = Plan {
         removed,
-        added: &added,
+        added,
         merge: None,
-        changes_rows: true,
+        changes_rows,
         purge: false,
     };
     commit_plan(lakehouse, ident, plan, properties)
         .await?
-        .ok_or_else(|| replace_error(&ident.to_string(), "nothing to overwrite"))
+        .ok_or_else(|| replace_error(&ident.to_string(), "nothing to commit"))
 }
 
 /// What a rewrite commit does: remove files, add files, and/or merge small

@@ -145,25 +145,14 @@ pub(crate) async fn changed_data_files(
 ) -> Result<Option<Vec<DataFile>>> {
     let mut files = added_data_files(base, &changes.appends).await?;
     for snapshot in &changes.overwrites {
-        let list = base.manifest_list_reader(snapshot).load().await?;
-        for manifest in list.entries() {
-            if manifest.added_snapshot_id != snapshot.snapshot_id() {
+        for (status, file) in written_by(base, snapshot).await? {
+            if status == ManifestStatus::Existing {
                 continue;
             }
-            let loaded = manifest.load_manifest(base.file_io()).await?;
-            for entry in loaded.entries() {
-                let touched = matches!(
-                    entry.status(),
-                    ManifestStatus::Added | ManifestStatus::Deleted
-                ) && entry.snapshot_id() == Some(snapshot.snapshot_id());
-                if !touched {
-                    continue;
-                }
-                if entry.data_file().content_type() != DataContentType::Data {
-                    return Ok(None);
-                }
-                files.push(entry.data_file().clone());
+            if file.content_type() != DataContentType::Data {
+                return Ok(None);
             }
+            files.push(file);
         }
     }
     Ok(Some(files))
@@ -177,22 +166,39 @@ pub(crate) async fn added_data_files(
 ) -> Result<Vec<DataFile>> {
     let mut files = Vec::new();
     for snapshot in appends {
-        let list = base.manifest_list_reader(snapshot).load().await?;
-        for manifest in list.entries() {
-            if manifest.added_snapshot_id != snapshot.snapshot_id() {
-                continue;
-            }
-            let loaded = manifest.load_manifest(base.file_io()).await?;
-            for entry in loaded.entries() {
-                if entry.status() == ManifestStatus::Added
-                    && entry.data_file().content_type() == DataContentType::Data
-                {
-                    files.push(entry.data_file().clone());
-                }
+        for (status, file) in written_by(base, snapshot).await? {
+            if status == ManifestStatus::Added && file.content_type() == DataContentType::Data {
+                files.push(file);
             }
         }
     }
     Ok(files)
+}
+
+/// The entries `snapshot` itself added or deleted, from the manifests it
+/// wrote (status and file; `Existing` entries it only carried over are
+/// skipped).
+async fn written_by(
+    base: &Table,
+    snapshot: &SnapshotRef,
+) -> Result<Vec<(ManifestStatus, DataFile)>> {
+    let mut out = Vec::new();
+    let list = base.manifest_list_reader(snapshot).load().await?;
+    for manifest in list.entries() {
+        if manifest.added_snapshot_id != snapshot.snapshot_id() {
+            continue;
+        }
+        let loaded = manifest.load_manifest(base.file_io()).await?;
+        for entry in loaded.entries() {
+            let own = entry.status() == ManifestStatus::Added
+                || (entry.status() == ManifestStatus::Deleted
+                    && entry.snapshot_id() == Some(snapshot.snapshot_id()));
+            if own {
+                out.push((entry.status(), entry.data_file().clone()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The UTC days the files' bounds of column `field_id` span; `None` when a
