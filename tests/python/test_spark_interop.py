@@ -14,6 +14,7 @@ import glob
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -172,6 +173,15 @@ def spark_exec(spark, *statements: str) -> None:
 def weir_exec(conn, *statements: str) -> None:
     for sql in statements:
         execute(conn, sql)
+
+
+def weir_maintain(data_dir: Path, *args: str) -> str:
+    out = subprocess.run(
+        [str(weir_binary()), "maintain", *args, "--data-dir", str(data_dir), "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
 
 
 def maintain_compact(data_dir: Path, table: str) -> str:
@@ -712,3 +722,142 @@ def test_weir_alter_table_spark_agrees(conn, spark):
     # Spark's view of the evolved spec matches what SHOW CREATE TABLE prints.
     definition = weir_rows(conn, "SHOW CREATE TABLE alter_ev")[0][3]
     assert "PARTITIONED BY (day(ts))" in definition, definition
+
+
+# --- Spark maintains a table while Weir appends to it (issue 18) ----------------------
+
+
+class WeirAppender(threading.Thread):
+    """Appends batches of ROWS rows (ids batch * 1000 + 0..ROWS-1, over three
+    days) to `table` through its own connection until stopped, and after each
+    append checks read-your-writes: Weir's count(*) == the rows committed."""
+
+    ROWS = 20
+
+    def __init__(self, uri: str, table: str, first_batch: int):
+        super().__init__(daemon=True)
+        self.uri, self.table, self.batch = uri, table, first_batch
+        self.committed: list[int] = []   # batches whose INSERT returned
+        self.rows = 0                    # rows committed (before this thread: set by the caller)
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        c = connect(self.uri)
+        try:
+            while not self.stop.is_set() and len(self.committed) < 2000:
+                b = self.batch
+                try:
+                    execute(
+                        c,
+                        f"INSERT INTO {self.table} SELECT {b} * 1000 + value, {b}, "
+                        f"to_timestamp_seconds(1775001600 + ({b} % 3) * 86400 + value * 60), "
+                        f"concat('d', value % 4), value * 0.25 + {b} FROM generate_series(0, {self.ROWS - 1})",
+                    )
+                except Exception as e:  # noqa: BLE001 - recorded, asserted by the test
+                    self.errors.append(f"INSERT batch {b}: {e}")
+                    self.batch += 1
+                    continue
+                self.committed.append(b)
+                self.rows += self.ROWS
+                self.batch += 1
+                n = fetch_rows(c, f"SELECT count(*) FROM {self.table}")[0][0]
+                if n != self.rows:
+                    self.errors.append(f"after batch {b}: count(*) = {n}, committed rows = {self.rows}")
+        except Exception as e:  # noqa: BLE001
+            self.errors.append(f"appender: {e}")
+        finally:
+            c.close()
+
+    def wait_for(self, batches: int, timeout: float = 30) -> None:
+        """Polls until `batches` more batches committed (or the thread failed)."""
+        target = len(self.committed) + batches
+        deadline = time.monotonic() + timeout
+        while len(self.committed) < target:
+            assert self.is_alive() and not self.errors, self.errors
+            assert time.monotonic() < deadline, f"appender committed {len(self.committed)}/{target} batches"
+            self.stop.wait(0.05)
+
+
+def test_spark_maintenance_while_weir_appends(conn, spark, weir_server):
+    """Spark's rewrite_data_files, rewrite_manifests and expire_snapshots run
+    while Weir keeps appending: every Weir append lands exactly once, Weir reads
+    its writes throughout, both engines agree; then `weir maintain compact` and
+    `weir maintain expire` on the table Spark maintained."""
+    table = "public.spark_maint"
+    weir_exec(
+        conn,
+        f"CREATE TABLE {table} (id BIGINT NOT NULL, batch INT NOT NULL, ts TIMESTAMP NOT NULL, "
+        "dev VARCHAR, v DOUBLE) PARTITIONED BY (day(ts))",
+    )
+    t0 = time.monotonic()
+    appender = WeirAppender(weir_server.uri, table, first_batch=0)
+    # Small files first: a dozen appends (before Spark runs).
+    appender.start()
+    appender.wait_for(12)
+    full = f"SELECT id, batch, ts, dev, v FROM {table}"
+
+    def spark_count_between() -> int:
+        lo = appender.rows
+        n = spark_rows(spark, f"SELECT count(*) FROM {table}")[0][0]
+        hi = appender.rows + WeirAppender.ROWS   # an append may commit before its INSERT returns
+        assert lo <= n <= hi and n % WeirAppender.ROWS == 0, (lo, n, hi)
+        return n
+
+    # Spark reads while Weir appends: whole batches, never fewer than committed.
+    spark_count_between()
+    before = len(appender.committed)
+    rewritten = spark.sql(
+        f"CALL weir.system.rewrite_data_files(table => '{table}', options => map('rewrite-all', 'true'))"
+    ).collect()[0].asDict()
+    assert rewritten["rewritten_data_files_count"] >= 12 and rewritten["failed_data_files_count"] == 0, rewritten
+    spark_count_between()
+    manifests = spark.sql(f"CALL weir.system.rewrite_manifests(table => '{table}')").collect()[0].asDict()
+    assert manifests["added_manifests_count"] >= 1, manifests
+    ops = [r[0] for r in spark_rows(spark, f"SELECT operation FROM {table}.snapshots")]
+    assert ops.count("replace") == 2, ops   # rewrite_data_files, rewrite_manifests
+    # Expire everything up to a Weir append after the rewrites (retain_last 1
+    # keeps the newest): the small files the rewrite replaced go.
+    appender.wait_for(1)
+    cutoff = dt.datetime.now(UTC).replace(tzinfo=None)
+    expired = spark.sql(
+        f"CALL weir.system.expire_snapshots(table => '{table}', "
+        f"older_than => TIMESTAMP '{cutoff:%Y-%m-%d %H:%M:%S.%f}', retain_last => 1)"
+    ).collect()[0].asDict()
+    assert expired["deleted_data_files_count"] >= 12, expired
+    spark_count_between()
+    during = len(appender.committed) - before
+    # Weir kept appending while Spark maintained (and after: more appends land on the new files).
+    appender.wait_for(5)
+    assert during > 0, "no Weir append happened while Spark's procedures ran"
+
+    assert [r[0] for r in spark_rows(spark, f"SELECT operation FROM {table}.snapshots")] == ["append"] * len(
+        spark_rows(spark, f"SELECT 1 FROM {table}.snapshots")
+    )   # expired: the replace snapshots and every earlier one
+    t_spark = time.monotonic()
+
+    # Weir's CLI maintenance on the table Spark maintained, the appender still running.
+    compact = weir_maintain(weir_server.data_dir, "compact", table)
+    expire = weir_maintain(weir_server.data_dir, "expire", table, "--older-than", "1s", "--retain-last", "1")
+    t_weir = time.monotonic()
+    appender.wait_for(3)
+    appender.stop.set()
+    appender.join(timeout=60)
+    assert not appender.is_alive()
+    assert not appender.errors, appender.errors
+
+    # Every batch Weir committed is there exactly once, nothing else is.
+    rows = agree(conn, spark, f"SELECT batch, count(*), count(DISTINCT id), sum(v) FROM {table} GROUP BY batch")
+    assert sorted(r[0] for r in rows) == sorted(appender.committed), (rows, appender.committed)
+    assert all(r[1] == r[2] == WeirAppender.ROWS for r in rows), rows
+    total = agree(conn, spark, f"SELECT count(*), sum(id), sum(v), min(ts), max(ts) FROM {table}")
+    assert total[0][0] == appender.rows == len(appender.committed) * WeirAppender.ROWS, (total, appender.rows)
+    assert total[0][1] == sum(b * 1000 * 20 + sum(range(20)) for b in appender.committed)
+    agree(conn, spark, f"SELECT count(*) FROM {table}")
+    agree(conn, spark, full)
+    agree(conn, spark, f"SELECT dev, count(*), sum(v) FROM {table} "
+          "WHERE ts >= TIMESTAMP '2026-04-02 00:00:00' AND ts < TIMESTAMP '2026-04-03 00:00:00' GROUP BY dev")
+    print(f"\nSpark phase {t_spark - t0:.1f} s, weir maintain {t_weir - t_spark:.1f} s, checks "
+          f"{time.monotonic() - t_weir:.1f} s; {len(appender.committed)} Weir appends ({during} during Spark's procedures); "
+          f"rewrite_data_files {rewritten}; rewrite_manifests {manifests}; expire_snapshots {expired}; "
+          f"weir maintain compact {compact.strip()[:300]}; expire {expire.strip()[:300]}")
