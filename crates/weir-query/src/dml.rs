@@ -245,6 +245,13 @@ async fn attempt_once(
 ) -> Result<std::result::Result<Outcome, String>> {
     let table = lakehouse.catalog().load_table(ident).await?;
     let base = WeirTable::try_new(lakehouse.clone(), table.clone(), None)?;
+    // Each file is read in one stream, in its row order, so the rewritten
+    // file keeps the layout (sort order, tight statistics) the old one had.
+    let ctx = {
+        let mut state = ctx.state();
+        state.config_mut().options_mut().execution.target_partitions = 1;
+        SessionContext::new_with_state(state)
+    };
     if base.is_materialized_view() {
         return Err(QueryError::Invalid(format!(
             "{ident} is a materialized view: its rows come from its query (REFRESH MATERIALIZED VIEW)"
