@@ -150,6 +150,29 @@ def test_prepared_ctas_with_parameters(server, pattern):
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
+def test_delete_update_truncate(server, pattern):
+    # Row-level DML (issue 20) runs at GetFlightInfo like the other writes.
+    name = new_table(server, rows=6)
+    PATTERNS[pattern](server, f"DELETE FROM {name} WHERE a < 2")
+    assert count(server, name) == 4
+    PATTERNS[pattern](server, f"UPDATE {name} SET b = 'y' WHERE a >= 4")
+    with connect(server) as conn:
+        assert fetch_scalar(conn, f"SELECT count(*) FROM {name} WHERE b = 'y'") == 2
+    PATTERNS[pattern](server, f"TRUNCATE TABLE {name}")
+    assert count(server, name) == 0
+
+
+@pytest.mark.parametrize("pattern", [p for p in PATTERNS if p.startswith("adbc")])
+def test_prepared_delete_and_update_with_parameters(server, pattern):
+    name = new_table(server, rows=6)
+    PATTERNS[pattern](server, f"DELETE FROM {name} WHERE a < ?", (2,))
+    assert count(server, name) == 4
+    PATTERNS[pattern](server, f"UPDATE {name} SET b = ? WHERE a >= ?", ("z", 4))
+    with connect(server) as conn:
+        assert fetch_scalar(conn, f"SELECT count(*) FROM {name} WHERE b = 'z'") == 2
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
 def test_refresh_materialized_view(server, pattern):
     base = new_table(server, rows=3)
     view = f"public.mv_{uuid.uuid4().hex[:8]}"

@@ -335,6 +335,17 @@ pub(crate) async fn prepare(
         Some(plan) => {
             let kind = match &plan {
                 LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => StatementKind::Deferred,
+                // Row-level DML runs while planned (weir-query dml.rs), like DDL.
+                LogicalPlan::Dml(d)
+                    if matches!(
+                        d.op,
+                        datafusion::logical_expr::WriteOp::Delete
+                            | datafusion::logical_expr::WriteOp::Update
+                            | datafusion::logical_expr::WriteOp::Truncate
+                    ) =>
+                {
+                    StatementKind::Deferred
+                }
                 LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => StatementKind::Update,
                 _ => StatementKind::Query,
             };

@@ -284,7 +284,9 @@ async fn attempt_once(
     };
     let mut outcome = Outcome::default();
     let mut removed = HashSet::new();
-    let mut rewritten: Vec<RecordBatch> = Vec::new();
+    // Written file by file: memory holds one file's rows, not every
+    // rewritten file's.
+    let mut added = Vec::new();
     let paths: Vec<String> = {
         let mut seen = HashSet::new();
         tasks
@@ -350,14 +352,15 @@ async fn attempt_once(
         }
         outcome.rows += hits;
         removed.insert(path);
-        rewritten.extend(kept);
+        added.extend(
+            write_data_files(&table, &kept, None)
+                .await
+                .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?,
+        );
     }
     if removed.is_empty() {
         return Ok(Ok(outcome));
     }
-    let added = write_data_files(&table, &rewritten, None)
-        .await
-        .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?;
     outcome.files_removed = removed.len();
     outcome.files_added = added.len();
     let operation = match statement.change {

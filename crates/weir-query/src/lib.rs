@@ -34,7 +34,7 @@ use datafusion::datasource::provider_as_source;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, Statement};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, Statement, WriteOp};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use weir_catalog::{CATALOG_NAME, DEFAULT_NAMESPACE, Lakehouse};
 
@@ -378,7 +378,12 @@ impl QueryEngine {
                     ctx.execute_logical_plan(LogicalPlan::Copy(copy)).await?,
                 ))
             }
-            LogicalPlan::Dml(dml) if dml::RowLevel::from_plan(&dml)?.is_some() => {
+            LogicalPlan::Dml(dml)
+                if matches!(
+                    dml.op,
+                    WriteOp::Delete | WriteOp::Update | WriteOp::Truncate
+                ) =>
+            {
                 // Type coercion (the analyzer), not the optimizer: see dml.rs.
                 let state = ctx.state();
                 let analyzed = state.analyzer().execute_and_check(
@@ -392,7 +397,10 @@ impl QueryEngine {
                     ));
                 };
                 let Some(statement) = dml::RowLevel::from_plan(&dml)? else {
-                    unreachable!("checked by the guard");
+                    return Err(QueryError::Internal(format!(
+                        "{} is not a row-level statement",
+                        dml.op
+                    )));
                 };
                 let resolved = {
                     let state = ctx.state();
