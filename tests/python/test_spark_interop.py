@@ -8,6 +8,7 @@ rewrites, and after `weir maintain compact`."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import glob
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -72,12 +74,15 @@ def spark_conf(data_dir: Path, jar_dir: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def spark(weir_server):
+@contextlib.contextmanager
+def start_spark(conf: dict[str, str], app: str = "weir-spark-interop") -> Iterator:
+    """A local[2] SparkSession with `conf` (its JVM ends on exit); skips the
+    test when `spark.sh install` was not run. Shared with
+    test_spark_s3_postgres.py."""
     install = spark_install()
     if install is None:
         pytest.skip("Spark is not installed: run `tests/scripts/spark.sh install` (tests/run.sh does)")
-    pydir, jar_dir = install
+    pydir, _ = install
     sys.path.insert(0, str(pydir))
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
     os.environ.pop("SPARK_HOME", None)
@@ -87,8 +92,8 @@ def spark(weir_server):
     time.tzset()
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.master("local[2]").appName("weir-spark-interop")
-    for key, value in spark_conf(weir_server.data_dir, jar_dir).items():
+    builder = SparkSession.builder.master("local[2]").appName(app)
+    for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
@@ -97,7 +102,7 @@ def spark(weir_server):
         yield session
     finally:
         session.stop()
-        # End the JVM this fixture started (it would otherwise hold its heap
+        # End the JVM this session started (it would otherwise hold its heap
         # until pytest exits): it leaves when its stdin closes.
         from pyspark import SparkContext
 
@@ -115,6 +120,15 @@ def spark(weir_server):
         else:
             os.environ["TZ"] = old_tz
         time.tzset()
+
+
+@pytest.fixture(scope="module")
+def spark(weir_server):
+    install = spark_install()
+    if install is None:
+        pytest.skip("Spark is not installed: run `tests/scripts/spark.sh install` (tests/run.sh does)")
+    with start_spark(spark_conf(weir_server.data_dir, install[1])) as session:
+        yield session
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@
 #   spark.sh install    PySpark into $WEIR_SPARK_HOME/pyspark-$VERSION (a `pip install --target` dir, put on
 #                       sys.path by the tests) and the jars Spark loads into $WEIR_SPARK_HOME/jars-$ICEBERG:
 #                       iceberg-spark-runtime, sqlite-jdbc (Weir's embedded catalog.db), postgresql (a
-#                       PostgreSQL catalog); idempotent, a no-op when warm; prints "PYTHONPATH JARDIR"
+#                       PostgreSQL catalog), iceberg-aws-bundle (the AWS SDK that the runtime's S3FileIO
+#                       needs: an s3:// warehouse); idempotent, a no-op when warm; prints "PYTHONPATH JARDIR"
 #   spark.sh env        prints the same line (exit 1 if not installed)
 #
 # env: WEIR_SPARK_VERSION (PySpark, 4.1.4), WEIR_ICEBERG_VERSION (1.12.0), WEIR_SPARK_HOME
@@ -47,8 +48,11 @@ install_pyspark() {
   rm -rf "$PYDIR"; mv "$PYDIR.tmp" "$PYDIR"
 }
 
+# Complete and current: a cache made before the AWS bundle joined the list is fetched again.
+jars_complete() { [ -f "$JARS/.complete" ] && [ -f "$JARS/iceberg-aws-bundle-$ICEBERG.jar" ]; }
+
 install_jars() {
-  [ -f "$JARS/.complete" ] && return 0
+  jars_complete && return 0
   cat >"$SHOME/pom.xml" <<EOF
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -61,6 +65,9 @@ install_jars() {
       <exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions></dependency>
     <dependency><groupId>org.postgresql</groupId><artifactId>postgresql</artifactId><version>$PG_JDBC</version>
       <exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions></dependency>
+    <!-- the AWS SDK, shaded, for org.apache.iceberg.aws.s3.S3FileIO (in the runtime jar, without the SDK) -->
+    <dependency><groupId>org.apache.iceberg</groupId><artifactId>iceberg-aws-bundle</artifactId><version>$ICEBERG</version>
+      <exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions></dependency>
   </dependencies>
 </project>
 EOF
@@ -71,12 +78,13 @@ EOF
       -DincludeScope=runtime -DoutputDirectory="$JARS.tmp" >"$SHOME/mvn.log" 2>&1 \
     || { cat "$SHOME/mvn.log" >&2; die "maven could not resolve the Spark jars (iceberg $ICEBERG, spark $SPARK_BINARY)"; }
   [ -f "$JARS.tmp/iceberg-spark-runtime-${SPARK_BINARY}_2.13-$ICEBERG.jar" ] || die "iceberg runtime jar missing after mvn"
+  [ -f "$JARS.tmp/iceberg-aws-bundle-$ICEBERG.jar" ] || die "iceberg-aws-bundle jar missing after mvn"
   touch "$JARS.tmp/.complete"
   rm -rf "$JARS"; mv "$JARS.tmp" "$JARS"
 }
 
 install() {
-  if [ -f "$PYDIR/.complete" ] && [ -f "$JARS/.complete" ]; then return 0; fi
+  if [ -f "$PYDIR/.complete" ] && jars_complete; then return 0; fi
   mkdir -p "$SHOME"
   exec 9>"$SHOME/.lock"; flock 9          # two test runs installing at once
   install_pyspark
