@@ -16,8 +16,10 @@
 //! predicate from the optimized plan, where `WHERE 1 = 0` has become an empty
 //! relation without a filter, i.e. "delete every row".
 //!
+//! MERGE INTO runs on the same lease, retries and commit (`merge.rs`).
+//!
 //! TODO(issue 20): merge-on-read (position delete files) chosen by
-//! `write.delete.mode`; MERGE INTO; INSERT OVERWRITE; serializable isolation.
+//! `write.delete.mode`; serializable isolation.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -181,7 +183,14 @@ const LEASE_WAIT: Duration = Duration::from_secs(120);
 /// process dies.
 const LEASE_TTL: Duration = Duration::from_secs(600);
 
-/// Runs `statement` on `ident` (current snapshot, without the hot tier).
+/// A row-level statement: DELETE/UPDATE/TRUNCATE or MERGE.
+#[derive(Debug, Clone)]
+pub(crate) enum Job {
+    RowLevel(RowLevel),
+    Merge(crate::merge::Merge),
+}
+
+/// Runs `job` on `ident` (current snapshot, without the hot tier).
 ///
 /// Holds the table's `compact:<table>` lease meanwhile — the one compaction
 /// and clustering hold while they rewrite its files — so the statement and
@@ -191,7 +200,7 @@ pub(crate) async fn execute(
     ctx: &SessionContext,
     lakehouse: &Lakehouse,
     ident: &TableIdent,
-    statement: &RowLevel,
+    job: &Job,
 ) -> Result<Outcome> {
     let lease = format!("compact:{ident}");
     let owner = format!("dml-{}", uuid::Uuid::new_v4());
@@ -205,7 +214,7 @@ pub(crate) async fn execute(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let result = execute_leased(ctx, lakehouse, ident, statement).await;
+    let result = execute_leased(ctx, lakehouse, ident, job).await;
     if let Err(e) = lakehouse.release_lease(&lease, &owner).await {
         tracing::warn!(table = %ident, error = %e, "could not release the DML lease; it expires on its own");
     }
@@ -216,10 +225,15 @@ async fn execute_leased(
     ctx: &SessionContext,
     lakehouse: &Lakehouse,
     ident: &TableIdent,
-    statement: &RowLevel,
+    job: &Job,
 ) -> Result<Outcome> {
     for attempt in 1..=MAX_ATTEMPTS {
-        match attempt_once(ctx, lakehouse, ident, statement).await? {
+        let target = Target::load(ctx, lakehouse, ident).await?;
+        let tried = match job {
+            Job::RowLevel(statement) => attempt_once(&target, ident, statement).await?,
+            Job::Merge(merge) => crate::merge::merge_once(ctx, &target, ident, merge).await?,
+        };
+        match tried {
             Ok(mut outcome) => {
                 outcome.attempts = attempt;
                 return Ok(outcome);
@@ -235,48 +249,132 @@ async fn execute_leased(
     }))
 }
 
-/// One try: `Ok(Err(reason))` when another writer rewrote a file this one
-/// was rewriting (plan again).
+/// The table one attempt works on: its current snapshot, and a session that
+/// reads each file in one stream, in its row order, so a rewritten file
+/// keeps the layout (sort order, tight statistics) the old one had.
+pub(crate) struct Target {
+    pub lakehouse: Lakehouse,
+    pub table: iceberg::table::Table,
+    pub base: WeirTable,
+    pub ctx: SessionContext,
+}
+
+impl Target {
+    async fn load(ctx: &SessionContext, lakehouse: &Lakehouse, ident: &TableIdent) -> Result<Self> {
+        let table = lakehouse.catalog().load_table(ident).await?;
+        let base = WeirTable::try_new(lakehouse.clone(), table.clone(), None)?;
+        if base.is_materialized_view() {
+            return Err(QueryError::Invalid(format!(
+                "{ident} is a materialized view: its rows come from its query (REFRESH MATERIALIZED VIEW)"
+            )));
+        }
+        let ctx = {
+            let mut state = ctx.state();
+            state.config_mut().options_mut().execution.target_partitions = 1;
+            SessionContext::new_with_state(state)
+        };
+        Ok(Target {
+            lakehouse: lakehouse.clone(),
+            table,
+            base,
+            ctx,
+        })
+    }
+}
+
+/// `expr` over `base`'s columns with constant sub-expressions folded
+/// (`v < CAST(20 AS DOUBLE)` → `v < 20.0`), as the optimizer does before a
+/// scan's filters reach manifest pruning.
+fn simplified(base: &WeirTable, expr: Expr) -> Result<Expr> {
+    let schema = datafusion::common::DFSchema::try_from(
+        datafusion::catalog::TableProvider::schema(base)
+            .as_ref()
+            .clone(),
+    )?;
+    let context = datafusion::logical_expr::simplify::SimplifyContext::default()
+        .with_schema(Arc::new(schema));
+    Ok(datafusion::optimizer::simplify_expressions::ExprSimplifier::new(context).simplify(expr)?)
+}
+
+/// The data files of `base` that may hold rows matching `filters`
+/// (manifest and file statistics pruning), each once.
+pub(crate) async fn file_paths(base: &WeirTable, filters: &[Expr]) -> Result<Vec<String>> {
+    let filters = filters
+        .iter()
+        .map(|f| simplified(base, f.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    let tasks = base.plan_files_for(&filters).await?;
+    let mut seen = HashSet::new();
+    Ok(tasks
+        .into_iter()
+        .map(|t| t.data_file_path)
+        .filter(|p| seen.insert(p.clone()))
+        .collect())
+}
+
+/// Refuses rows that put NULL into a required (NOT NULL) column.
+pub(crate) fn check_required(
+    schema: &arrow::datatypes::Schema,
+    batches: &[RecordBatch],
+    ident: &TableIdent,
+) -> Result<()> {
+    for (i, field) in schema.fields().iter().enumerate() {
+        if field.is_nullable() {
+            continue;
+        }
+        if batches
+            .iter()
+            .any(|b| b.num_columns() > i && b.column(i).null_count() > 0)
+        {
+            return Err(QueryError::Invalid(format!(
+                "column {} of {ident} is NOT NULL; the statement would store NULL in it",
+                field.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Commits one attempt: `removed` replaced by `added` in one `overwrite`
+/// snapshot (an `append` when nothing is removed). `Ok(Err(reason))` when
+/// another writer rewrote a removed file meanwhile (plan again).
+pub(crate) async fn commit(
+    target: &Target,
+    ident: &TableIdent,
+    removed: &HashSet<String>,
+    added: Vec<iceberg::spec::DataFile>,
+    properties: std::collections::HashMap<String, String>,
+) -> Result<std::result::Result<(), String>> {
+    if removed.is_empty() {
+        let opts = weir_catalog::AppendOptions {
+            snapshot_properties: properties,
+            ..Default::default()
+        };
+        weir_catalog::append_data_files(&target.lakehouse, &target.table, added, opts).await?;
+        return Ok(Ok(()));
+    }
+    match commit_overwrite(&target.lakehouse, ident, removed, added, properties).await {
+        Ok(_) => Ok(Ok(())),
+        Err(CatalogError::Fenced { reason, .. }) => Ok(Err(reason)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One try of a DELETE/UPDATE/TRUNCATE: `Ok(Err(reason))` when another
+/// writer rewrote a file this one was rewriting (plan again).
 async fn attempt_once(
-    ctx: &SessionContext,
-    lakehouse: &Lakehouse,
+    target: &Target,
     ident: &TableIdent,
     statement: &RowLevel,
 ) -> Result<std::result::Result<Outcome, String>> {
-    let table = lakehouse.catalog().load_table(ident).await?;
-    let base = WeirTable::try_new(lakehouse.clone(), table.clone(), None)?;
-    // Each file is read in one stream, in its row order, so the rewritten
-    // file keeps the layout (sort order, tight statistics) the old one had.
-    let ctx = {
-        let mut state = ctx.state();
-        state.config_mut().options_mut().execution.target_partitions = 1;
-        SessionContext::new_with_state(state)
-    };
-    if base.is_materialized_view() {
-        return Err(QueryError::Invalid(format!(
-            "{ident} is a materialized view: its rows come from its query (REFRESH MATERIALIZED VIEW)"
-        )));
-    }
-    // Constant sub-expressions folded (`v < CAST(20 AS DOUBLE)` → `v < 20.0`),
-    // as the optimizer does before a scan's filters reach manifest pruning.
+    let Target {
+        table, base, ctx, ..
+    } = target;
     let predicate = match &statement.predicate {
-        Some(p) => {
-            let schema = datafusion::common::DFSchema::try_from(
-                datafusion::catalog::TableProvider::schema(&base)
-                    .as_ref()
-                    .clone(),
-            )?;
-            let context = datafusion::logical_expr::simplify::SimplifyContext::default()
-                .with_schema(Arc::new(schema));
-            Some(
-                datafusion::optimizer::simplify_expressions::ExprSimplifier::new(context)
-                    .simplify(p.clone())?,
-            )
-        }
+        Some(p) => Some(simplified(base, p.clone())?),
         None => None,
     };
     let filters: Vec<Expr> = predicate.iter().cloned().collect();
-    let tasks = base.plan_files_for(&filters).await?;
     let matched = match &predicate {
         // NULL is not a match (SQL: the row is kept / not updated).
         Some(p) => p.clone().is_true(),
@@ -287,15 +385,8 @@ async fn attempt_once(
     // Written file by file: memory holds one file's rows, not every
     // rewritten file's.
     let mut added = Vec::new();
-    let paths: Vec<String> = {
-        let mut seen = HashSet::new();
-        tasks
-            .into_iter()
-            .map(|t| t.data_file_path)
-            .filter(|p| seen.insert(p.clone()))
-            .collect()
-    };
-    let schema = datafusion::catalog::TableProvider::schema(&base);
+    let paths = file_paths(base, &filters).await?;
+    let schema = datafusion::catalog::TableProvider::schema(base);
     for path in paths {
         let one = base.restricted(
             Some(Arc::new(HashSet::from([path.clone()]))),
@@ -350,10 +441,13 @@ async fn attempt_once(
         if hits == 0 {
             continue;
         }
+        if matches!(statement.change, Change::Update(_)) {
+            check_required(&schema, &kept, ident)?;
+        }
         outcome.rows += hits;
         removed.insert(path);
         added.extend(
-            write_data_files(&table, &kept, None)
+            write_data_files(table, &kept, None)
                 .await
                 .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?,
         );
@@ -371,11 +465,9 @@ async fn attempt_once(
         ("weir.dml".to_string(), operation.to_string()),
         ("weir.dml.rows".to_string(), outcome.rows.to_string()),
     ]);
-    match commit_overwrite(lakehouse, ident, &removed, added, properties).await {
-        Ok(_) => Ok(Ok(outcome)),
-        Err(CatalogError::Fenced { reason, .. }) => Ok(Err(reason)),
-        Err(e) => Err(e.into()),
-    }
+    Ok(commit(target, ident, &removed, added, properties)
+        .await?
+        .map(|()| outcome))
 }
 
 /// `INSERT OVERWRITE t <query>`: dynamic partition overwrite (as Iceberg

@@ -16,6 +16,7 @@ mod export;
 pub mod file_cache;
 mod functions;
 mod ingest;
+mod merge;
 pub mod mv;
 mod mv_incremental;
 mod mv_rewrite;
@@ -297,6 +298,17 @@ impl QueryEngine {
                 outcome?;
                 return Ok(Planned::done(ddl_done(ctx)?));
             }
+            statement::Parsed::Merge(merge) => {
+                self.refresh().await?;
+                let ident = iceberg_ident(ctx, &merge.target, "MERGE")?;
+                let job = dml::Job::Merge(merge.clone());
+                let outcome = dml::execute(ctx, self.lakehouse(), &ident, &job).await;
+                self.refresh().await?;
+                let outcome = outcome?;
+                tracing::info!(table = %ident, rows = outcome.rows, files_removed = outcome.files_removed,
+                    files_added = outcome.files_added, attempts = outcome.attempts, "MERGE committed");
+                return Ok(Planned::done(count_done(ctx, outcome.rows)?));
+            }
             statement::Parsed::Sql {
                 statement,
                 partition,
@@ -402,25 +414,9 @@ impl QueryEngine {
                         dml.op
                     )));
                 };
-                let resolved = {
-                    let state = ctx.state();
-                    let defaults = &state.config_options().catalog;
-                    statement
-                        .table
-                        .clone()
-                        .resolve(&defaults.default_catalog, &defaults.default_schema)
-                };
-                if resolved.catalog.as_ref() != CATALOG_NAME {
-                    return Err(QueryError::Unsupported(format!(
-                        "DELETE/UPDATE/TRUNCATE on catalog {}: only Iceberg tables (catalog {CATALOG_NAME}) can be changed",
-                        resolved.catalog
-                    )));
-                }
-                let ident = iceberg::TableIdent::new(
-                    iceberg::NamespaceIdent::new(resolved.schema.to_string()),
-                    resolved.table.to_string(),
-                );
-                let outcome = dml::execute(ctx, self.lakehouse(), &ident, &statement).await;
+                let ident = iceberg_ident(ctx, &statement.table, "DELETE/UPDATE/TRUNCATE")?;
+                let job = dml::Job::RowLevel(statement);
+                let outcome = dml::execute(ctx, self.lakehouse(), &ident, &job).await;
                 self.refresh().await?;
                 let outcome = outcome?;
                 tracing::info!(table = %ident, rows = outcome.rows, files_removed = outcome.files_removed,
@@ -444,7 +440,9 @@ impl QueryEngine {
         statement: &WeirStatement,
     ) -> Result<Option<LogicalPlan>> {
         match &statement.parsed {
-            statement::Parsed::View(_) | statement::Parsed::Alter(_) => Ok(None),
+            statement::Parsed::View(_)
+            | statement::Parsed::Alter(_)
+            | statement::Parsed::Merge(_) => Ok(None),
             statement::Parsed::Sql { statement, .. } => {
                 // SHOW CREATE TABLE is answered from the catalog, not by
                 // DataFusion's `information_schema.views` query.
@@ -553,6 +551,32 @@ fn ddl_done(ctx: &SessionContext) -> datafusion::error::Result<DataFrame> {
 }
 
 /// The `count` result of a statement that already ran.
+/// The Iceberg table a row-level statement changes: `table` resolved in
+/// the session's default catalog and schema; only Weir's catalog.
+fn iceberg_ident(
+    ctx: &SessionContext,
+    table: &datafusion::common::TableReference,
+    what: &str,
+) -> Result<iceberg::TableIdent> {
+    let resolved = {
+        let state = ctx.state();
+        let defaults = &state.config_options().catalog;
+        table
+            .clone()
+            .resolve(&defaults.default_catalog, &defaults.default_schema)
+    };
+    if resolved.catalog.as_ref() != CATALOG_NAME {
+        return Err(QueryError::Unsupported(format!(
+            "{what} on catalog {}: only Iceberg tables (catalog {CATALOG_NAME}) can be changed",
+            resolved.catalog
+        )));
+    }
+    Ok(iceberg::TableIdent::new(
+        iceberg::NamespaceIdent::new(resolved.schema.to_string()),
+        resolved.table.to_string(),
+    ))
+}
+
 fn count_done(ctx: &SessionContext, rows: u64) -> datafusion::error::Result<DataFrame> {
     use arrow::array::{RecordBatch, UInt64Array};
     let batch = RecordBatch::try_new(

@@ -86,6 +86,8 @@ pub(crate) enum Parsed {
     /// ALTER TABLE, from sqlparser's AST or Weir's reading of the
     /// Spark/Iceberg forms (`alter.rs`).
     Alter(crate::alter::AlterTable),
+    /// MERGE INTO (DataFusion plans none; `merge.rs`).
+    Merge(crate::merge::Merge),
     /// Anything DataFusion's parser reads; `partition` is the
     /// `PARTITIONED BY` clause of a CREATE TABLE, taken off before parsing.
     Sql {
@@ -145,6 +147,15 @@ impl WeirStatement {
         if changes_pipeline_rows(&statement, &default_schema) {
             access = Access::Admin;
         }
+        if let DfStatement::Statement(s) = &statement
+            && let Statement::Merge(merge) = s.as_ref()
+        {
+            return Ok(WeirStatement {
+                text,
+                parsed: Parsed::Merge(crate::merge::Merge::from_ast(merge, lowercase)?),
+                access,
+            });
+        }
         Ok(WeirStatement {
             text,
             parsed: Parsed::Sql {
@@ -176,7 +187,7 @@ impl WeirStatement {
                 },
                 _ => None,
             },
-            Parsed::View(_) | Parsed::Alter(_) => None,
+            Parsed::View(_) | Parsed::Alter(_) | Parsed::Merge(_) => None,
         }
     }
 }

@@ -1,0 +1,586 @@
+//! `MERGE INTO target USING source ON … WHEN [NOT] MATCHED [BY SOURCE] …`
+//! by copy-on-write (issue 20), on the same lease, retry loop and replace
+//! commit as DELETE/UPDATE (`dml.rs`).
+//!
+//! DataFusion 53 plans no MERGE, so Weir runs it as joins of its own:
+//! - the source is read once per attempt and held in memory;
+//! - each data file of the target that may hold a matching row is read in
+//!   its row order, numbered, left-joined to the source on the `ON`
+//!   condition, and every row gets the first `WHEN MATCHED` (or, without a
+//!   match, `WHEN NOT MATCHED BY SOURCE`) clause whose condition holds; the
+//!   file is rewritten (updated values, deleted rows dropped, row order
+//!   kept) when any row's clause changes it, and stays otherwise;
+//! - source rows without a match (`source LEFT ANTI JOIN target`, over the
+//!   same snapshot) get the first `WHEN NOT MATCHED` clause that holds and
+//!   are written as new files;
+//! - all of it is one snapshot (`overwrite`, or `append` when only rows were
+//!   inserted).
+//!
+//! A target row matched by more than one source row is an error when a
+//! `WHEN MATCHED` clause exists (SQL's cardinality rule, as in Spark and
+//! Trino): which source row's values would win is undefined.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Int32Type, Int64Type};
+use datafusion::common::{Column, DFSchema, JoinType, TableReference};
+use datafusion::datasource::MemTable;
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{Expr, cast, col, lit, when};
+use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::sql::sqlparser::ast::{
+    self as ast, AssignmentTarget, MergeAction, MergeClauseKind, MergeInsertKind, TableFactor,
+};
+use iceberg::TableIdent;
+use weir_catalog::{CatalogError, write_data_files};
+
+use crate::dml::{self, Outcome};
+use crate::error::{QueryError, Result};
+
+/// Helper columns while the joins run.
+const ROW: &str = "__weir_merge_row";
+const SOURCE_PRESENT: &str = "__weir_merge_source";
+const ACTION: &str = "__weir_merge_action";
+
+/// A MERGE statement, taken from sqlparser's AST when it is parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct Merge {
+    /// The target table as written.
+    pub target: TableReference,
+    /// What the statement calls the target (its alias, else its name).
+    target_alias: String,
+    /// `SELECT * FROM <source>` (a table or a subquery, with its alias).
+    source_sql: String,
+    source_alias: String,
+    on: String,
+    clauses: Vec<Clause>,
+}
+
+#[derive(Debug, Clone)]
+struct Clause {
+    kind: Kind,
+    /// `WHEN … AND <condition>`.
+    condition: Option<String>,
+    action: Action,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Matched,
+    NotMatched,
+    NotMatchedBySource,
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    /// Column (by name) ← expression.
+    Update(Vec<(String, String)>),
+    Delete,
+    /// Column names (empty: all, in table order) and their values.
+    Insert(Vec<String>, Vec<String>),
+}
+
+fn unsupported(what: &str) -> QueryError {
+    QueryError::Unsupported(format!("MERGE with {what}"))
+}
+
+/// An identifier as the planner will see it (unquoted names lower-cased
+/// when the session normalizes identifiers).
+fn normalized(ident: &ast::Ident, lowercase: bool) -> String {
+    if ident.quote_style.is_none() && lowercase {
+        ident.value.to_lowercase()
+    } else {
+        ident.value.clone()
+    }
+}
+
+fn column_name(name: &ast::ObjectName, lowercase: bool) -> Result<String> {
+    // `SET t.v = …` names the target's column with its qualifier.
+    let last = name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .ok_or_else(|| QueryError::Invalid(format!("not a column name: {name}")))?;
+    Ok(normalized(last, lowercase))
+}
+
+impl Merge {
+    pub fn from_ast(merge: &ast::Merge, lowercase: bool) -> Result<Self> {
+        if merge.output.is_some() {
+            return Err(unsupported("an OUTPUT clause"));
+        }
+        let TableFactor::Table { name, alias, .. } = &merge.table else {
+            return Err(QueryError::Invalid(format!(
+                "MERGE INTO needs a table, not {}",
+                merge.table
+            )));
+        };
+        let target = TableReference::parse_str(&name.to_string());
+        let target_alias = match alias {
+            Some(a) => normalized(&a.name, lowercase),
+            None => target.table().to_string(),
+        };
+        let source_alias = match &merge.source {
+            TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
+                normalized(&a.name, lowercase)
+            }
+            TableFactor::Table { name, alias: None, .. } => {
+                TableReference::parse_str(&name.to_string()).table().to_string()
+            }
+            TableFactor::Derived { alias: None, .. } => {
+                return Err(QueryError::Invalid(
+                    "MERGE … USING (subquery) needs an alias: USING (SELECT …) AS s".into(),
+                ));
+            }
+            other => return Err(unsupported(&format!("the source {other}"))),
+        };
+        if source_alias == target_alias {
+            return Err(QueryError::Invalid(format!(
+                "MERGE: target and source are both called {target_alias}; give one an alias"
+            )));
+        }
+        let mut clauses = Vec::with_capacity(merge.clauses.len());
+        for clause in &merge.clauses {
+            let kind = match clause.clause_kind {
+                MergeClauseKind::Matched => Kind::Matched,
+                MergeClauseKind::NotMatched | MergeClauseKind::NotMatchedByTarget => {
+                    Kind::NotMatched
+                }
+                MergeClauseKind::NotMatchedBySource => Kind::NotMatchedBySource,
+            };
+            let action = match &clause.action {
+                MergeAction::Delete { .. } if kind != Kind::NotMatched => Action::Delete,
+                MergeAction::Update(update) if kind != Kind::NotMatched => {
+                    if update.update_predicate.is_some() || update.delete_predicate.is_some() {
+                        return Err(unsupported("UPDATE … WHERE / DELETE WHERE (Oracle forms)"));
+                    }
+                    let mut assignments = Vec::with_capacity(update.assignments.len());
+                    for a in &update.assignments {
+                        let AssignmentTarget::ColumnName(name) = &a.target else {
+                            return Err(unsupported("tuple assignments"));
+                        };
+                        assignments.push((column_name(name, lowercase)?, a.value.to_string()));
+                    }
+                    Action::Update(assignments)
+                }
+                MergeAction::Insert(insert) if kind == Kind::NotMatched => {
+                    if insert.insert_predicate.is_some() {
+                        return Err(unsupported("INSERT … WHERE"));
+                    }
+                    let MergeInsertKind::Values(values) = &insert.kind else {
+                        return Err(unsupported("INSERT ROW"));
+                    };
+                    let [row] = values.rows.as_slice() else {
+                        return Err(QueryError::Invalid(
+                            "MERGE … INSERT takes one row of VALUES".into(),
+                        ));
+                    };
+                    let columns = insert
+                        .columns
+                        .iter()
+                        .map(|c| column_name(c, lowercase))
+                        .collect::<Result<Vec<_>>>()?;
+                    if !columns.is_empty() && columns.len() != row.len() {
+                        return Err(QueryError::Invalid(format!(
+                            "MERGE … INSERT names {} columns but gives {} values",
+                            columns.len(),
+                            row.len()
+                        )));
+                    }
+                    Action::Insert(columns, row.iter().map(|e| e.to_string()).collect())
+                }
+                other => {
+                    return Err(QueryError::Invalid(format!(
+                        "WHEN {} THEN {other}: {}",
+                        clause.clause_kind,
+                        if kind == Kind::NotMatched {
+                            "a source row without a target row can only be inserted"
+                        } else {
+                            "a target row can only be updated or deleted"
+                        }
+                    )));
+                }
+            };
+            clauses.push(Clause {
+                kind,
+                condition: clause.predicate.as_ref().map(|p| p.to_string()),
+                action,
+            });
+        }
+        Ok(Merge {
+            target,
+            target_alias,
+            source_sql: format!("SELECT * FROM {}", merge.source),
+            source_alias,
+            on: merge.on.to_string(),
+            clauses,
+        })
+    }
+
+    fn has(&self, kind: Kind) -> bool {
+        self.clauses.iter().any(|c| c.kind == kind)
+    }
+}
+
+/// The `CASE` that numbers, per row, the first clause of `kind` whose
+/// condition holds (1-based index into the clauses; 0: none).
+fn action_case(
+    ctx: &SessionContext,
+    merge: &Merge,
+    schema: &DFSchema,
+    applies: &[(Kind, Expr)],
+) -> Result<Expr> {
+    let mut branches: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
+        None;
+    for (i, clause) in merge.clauses.iter().enumerate() {
+        let Some((_, base)) = applies.iter().find(|(k, _)| *k == clause.kind) else {
+            continue;
+        };
+        let condition = match &clause.condition {
+            Some(c) => base.clone().and(ctx.parse_sql_expr(c, schema)?.is_true()),
+            None => base.clone(),
+        };
+        let index = lit(i as i32 + 1);
+        branches = Some(match branches {
+            None => when(condition, index),
+            Some(mut b) => b.when(condition, index),
+        });
+    }
+    Ok(match branches {
+        Some(mut b) => b.otherwise(lit(0i32))?,
+        None => lit(0i32),
+    })
+}
+
+/// One try (see `dml::attempt_once`).
+pub(crate) async fn merge_once(
+    ctx: &SessionContext,
+    target: &dml::Target,
+    ident: &TableIdent,
+    merge: &Merge,
+) -> Result<std::result::Result<Outcome, String>> {
+    let dml::Target { table, base, ctx: one_ctx, .. } = target;
+    let schema = datafusion::catalog::TableProvider::schema(base);
+    // The source, read once (in the caller's session: its options and
+    // catalog) and held in memory for the per-file joins.
+    let source_frame = ctx.sql(&merge.source_sql).await?;
+    let source_schema = Arc::new(source_frame.schema().as_arrow().clone());
+    let source_batches = source_frame.collect().await?;
+    let source_rows: usize = source_batches.iter().map(|b| b.num_rows()).sum();
+    let source_table = Arc::new(MemTable::try_new(source_schema, vec![source_batches])?);
+    let source = || -> Result<DataFrame> {
+        Ok(one_ctx
+            .read_table(source_table.clone())?
+            .with_column(SOURCE_PRESENT, lit(true))?
+            .alias(&merge.source_alias)?)
+    };
+    let target_alias = TableReference::bare(merge.target_alias.clone());
+    let target_col = |name: &str| col(Column::new(Some(target_alias.clone()), name));
+    let source_present = col(Column::new(
+        Some(TableReference::bare(merge.source_alias.clone())),
+        SOURCE_PRESENT,
+    ));
+
+    let mut outcome = Outcome::default();
+    let mut removed = HashSet::new();
+    let mut added = Vec::new();
+    let rewrites = merge.has(Kind::Matched) || merge.has(Kind::NotMatchedBySource);
+    let paths = if merge.has(Kind::NotMatchedBySource) {
+        dml::file_paths(base, &[]).await?
+    } else if rewrites && source_rows > 0 {
+        let filters = source_ranges(ctx, one_ctx, merge, base, &source_table).await?;
+        dml::file_paths(base, &filters).await?
+    } else {
+        Vec::new()
+    };
+    let deletes: HashSet<i32> = merge
+        .clauses
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c.action, Action::Delete))
+        .map(|(i, _)| i as i32 + 1)
+        .collect();
+    for path in paths {
+        let file = base.restricted(
+            Some(Arc::new(HashSet::from([path.clone()]))),
+            false,
+            "MERGE".into(),
+        );
+        let numbered = one_ctx
+            .read_table(Arc::new(file))?
+            .window(vec![row_number().alias(ROW)])?
+            .alias(&merge.target_alias)?;
+        let joined_schema = numbered.schema().join(source()?.schema())?;
+        let on = ctx.parse_sql_expr(&merge.on, &joined_schema)?;
+        let joined = numbered.join_on(source()?, JoinType::Left, [on])?;
+        let action = action_case(
+            ctx,
+            merge,
+            &joined_schema,
+            &[
+                (Kind::Matched, source_present.clone().is_not_null()),
+                (Kind::NotMatchedBySource, source_present.clone().is_null()),
+            ],
+        )?;
+        let joined = joined.with_column(ACTION, action)?;
+        let action_col = col(ACTION);
+        let mut exprs = Vec::with_capacity(schema.fields().len() + 2);
+        for field in schema.fields() {
+            let name = field.name();
+            let mut value: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
+                None;
+            for (i, clause) in merge.clauses.iter().enumerate() {
+                let Action::Update(assignments) = &clause.action else {
+                    continue;
+                };
+                let Some((_, e)) = assignments.iter().find(|(c, _)| c == name) else {
+                    continue;
+                };
+                let e = cast(
+                    ctx.parse_sql_expr(e, &joined_schema)?,
+                    field.data_type().clone(),
+                );
+                let test = action_col.clone().eq(lit(i as i32 + 1));
+                value = Some(match value {
+                    None => when(test, e),
+                    Some(mut b) => b.when(test, e),
+                });
+            }
+            let value = match value {
+                Some(mut b) => b.otherwise(target_col(name))?,
+                None => target_col(name),
+            };
+            exprs.push(value.alias(name));
+        }
+        exprs.push(action_col.clone());
+        exprs.push(target_col(ROW).alias(ROW));
+        let batches = joined
+            .select(exprs)?
+            .sort(vec![col(ROW).sort(true, false)])?
+            .collect()
+            .await?;
+        let Some((rows, changed)) =
+            apply_actions(batches, &deletes, merge.has(Kind::Matched), &path)?
+        else {
+            continue;
+        };
+        dml::check_required(&schema, &rows, ident)?;
+        outcome.rows += changed;
+        removed.insert(path);
+        added.extend(
+            write_data_files(table, &rows, None)
+                .await
+                .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?,
+        );
+    }
+    outcome.files_removed = removed.len();
+
+    if merge.has(Kind::NotMatched) && source_rows > 0 {
+        let target_all = one_ctx
+            .read_table(Arc::new(base.restricted(None, false, "MERGE".into())))?
+            .alias(&merge.target_alias)?;
+        let joined_schema = source()?.schema().join(target_all.schema())?;
+        let on = ctx.parse_sql_expr(&merge.on, &joined_schema)?;
+        let unmatched = source()?.join_on(target_all, JoinType::LeftAnti, [on])?;
+        let source_schema = unmatched.schema().clone();
+        let action = action_case(ctx, merge, &source_schema, &[(Kind::NotMatched, lit(true))])?;
+        let unmatched = unmatched.with_column(ACTION, action)?;
+        let mut exprs = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            let name = field.name();
+            let mut value: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
+                None;
+            for (i, clause) in merge.clauses.iter().enumerate() {
+                let Action::Insert(columns, values) = &clause.action else {
+                    continue;
+                };
+                let position = if columns.is_empty() {
+                    let index = schema.index_of(name).map_err(|e| QueryError::Internal(e.to_string()))?;
+                    if values.len() != schema.fields().len() {
+                        return Err(QueryError::Invalid(format!(
+                            "MERGE … INSERT VALUES gives {} values; {} has {} columns (or name them)",
+                            values.len(),
+                            ident,
+                            schema.fields().len()
+                        )));
+                    }
+                    Some(index)
+                } else {
+                    columns.iter().position(|c| c == name)
+                };
+                let Some(position) = position else { continue };
+                let e = cast(
+                    ctx.parse_sql_expr(&values[position], &source_schema)?,
+                    field.data_type().clone(),
+                );
+                let test = col(ACTION).eq(lit(i as i32 + 1));
+                value = Some(match value {
+                    None => when(test, e),
+                    Some(mut b) => b.when(test, e),
+                });
+            }
+            let value = match value {
+                Some(mut b) => b.otherwise(cast(lit(datafusion::scalar::ScalarValue::Null), field.data_type().clone()))?,
+                None => cast(lit(datafusion::scalar::ScalarValue::Null), field.data_type().clone()),
+            };
+            exprs.push(value.alias(name));
+        }
+        let inserted = unmatched
+            .filter(col(ACTION).not_eq(lit(0i32)))?
+            .select(exprs)?
+            .collect()
+            .await?;
+        let count: u64 = inserted.iter().map(|b| b.num_rows() as u64).sum();
+        if count > 0 {
+            dml::check_required(&schema, &inserted, ident)?;
+            outcome.rows += count;
+            added.extend(
+                write_data_files(table, &inserted, None)
+                    .await
+                    .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?,
+            );
+        }
+    }
+    outcome.files_added = added.len();
+    if added.is_empty() && removed.is_empty() {
+        return Ok(Ok(outcome));
+    }
+    let properties = std::collections::HashMap::from([
+        ("weir.dml".to_string(), "merge".to_string()),
+        ("weir.dml.rows".to_string(), outcome.rows.to_string()),
+    ]);
+    Ok(dml::commit(target, ident, &removed, added, properties)
+        .await?
+        .map(|()| outcome))
+}
+
+/// The rows of one joined file, sorted by their row number, with each row's
+/// clause: `None` when no clause changes the file; otherwise the file's new
+/// rows and how many rows were updated or deleted.
+fn apply_actions(
+    batches: Vec<RecordBatch>,
+    deletes: &HashSet<i32>,
+    has_matched: bool,
+    path: &str,
+) -> Result<Option<(Vec<RecordBatch>, u64)>> {
+    let mut changed = 0u64;
+    let mut previous: Option<i64> = None;
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let n = batch.num_columns();
+        let rows = arrow::compute::cast(batch.column(n - 1), &DataType::Int64)
+            .map_err(|e| QueryError::from(datafusion::error::DataFusionError::from(e)))?;
+        let rows = rows.as_primitive::<Int64Type>();
+        let actions = batch
+            .column(n - 2)
+            .as_primitive_opt::<Int32Type>()
+            .ok_or_else(|| QueryError::Internal("MERGE actions are not Int32".into()))?
+            .clone();
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            let row = rows.value(i);
+            let action = if actions.is_null(i) { 0 } else { actions.value(i) };
+            let repeated = previous == Some(row);
+            previous = Some(row);
+            if repeated {
+                // A second source row matched this target row.
+                if has_matched {
+                    return Err(QueryError::Invalid(format!(
+                        "MERGE: a target row (row {row} of {path}) matches more than one source row; \
+                         make the ON condition unique per target row"
+                    )));
+                }
+                keep.push(false);
+                continue;
+            }
+            if action != 0 {
+                changed += 1;
+            }
+            keep.push(!deletes.contains(&action));
+        }
+        let mut rows_only = filter_record_batch(&batch, &BooleanArray::from(keep))
+            .map_err(|e| QueryError::from(datafusion::error::DataFusionError::from(e)))?;
+        rows_only.remove_column(n - 1);
+        rows_only.remove_column(n - 2);
+        if rows_only.num_rows() > 0 {
+            out.push(rows_only);
+        }
+    }
+    Ok((changed > 0).then_some((out, changed)))
+}
+
+/// Filters on the target that only files which may match a source row pass:
+/// for each `target.a = source.b` of the ON condition, `a` between the
+/// least and greatest `b` of the source (a day's corrections rewrite that
+/// day's files, not the table's).
+async fn source_ranges(
+    ctx: &SessionContext,
+    one_ctx: &SessionContext,
+    merge: &Merge,
+    base: &crate::table::WeirTable,
+    source_table: &Arc<MemTable>,
+) -> Result<Vec<Expr>> {
+    use datafusion::functions_aggregate::expr_fn::{max, min};
+    use datafusion::logical_expr::{BinaryExpr, Operator, utils::split_conjunction};
+    let target = one_ctx
+        .read_table(Arc::new(base.restricted(None, false, "MERGE".into())))?
+        .alias(&merge.target_alias)?;
+    let source = one_ctx
+        .read_table(source_table.clone())?
+        .alias(&merge.source_alias)?;
+    let schema = target.schema().join(source.schema())?;
+    let on = ctx.parse_sql_expr(&merge.on, &schema)?;
+    let is = |c: &Column, alias: &str| c.relation.as_ref().is_some_and(|r| r.table() == alias);
+    let mut filters = Vec::new();
+    for conjunct in split_conjunction(&on) {
+        let Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) = conjunct
+        else {
+            continue;
+        };
+        let (Expr::Column(l), Expr::Column(r)) = (left.as_ref(), right.as_ref()) else {
+            continue;
+        };
+        let (t, s) = if is(l, &merge.target_alias) && is(r, &merge.source_alias) {
+            (l, r)
+        } else if is(r, &merge.target_alias) && is(l, &merge.source_alias) {
+            (r, l)
+        } else {
+            continue;
+        };
+        let Ok(field) = target.schema().field_with_unqualified_name(&t.name) else {
+            continue;
+        };
+        let bounds = one_ctx
+            .read_table(source_table.clone())?
+            .aggregate(
+                vec![],
+                vec![min(col(Column::new_unqualified(&s.name))), max(col(Column::new_unqualified(&s.name)))],
+            )?
+            .collect()
+            .await?;
+        let Some(batch) = bounds.first().filter(|b| b.num_rows() == 1) else {
+            continue;
+        };
+        let low = datafusion::scalar::ScalarValue::try_from_array(batch.column(0), 0)?;
+        let high = datafusion::scalar::ScalarValue::try_from_array(batch.column(1), 0)?;
+        if low.is_null() || high.is_null() {
+            continue;
+        }
+        let column = col(Column::new_unqualified(&t.name));
+        let data_type = field.data_type().clone();
+        filters.push(
+            column
+                .clone()
+                .gt_eq(cast(lit(low), data_type.clone()))
+                .and(column.lt_eq(cast(lit(high), data_type))),
+        );
+    }
+    Ok(filters)
+}
