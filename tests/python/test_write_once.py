@@ -173,6 +173,26 @@ def test_prepared_delete_and_update_with_parameters(server, pattern):
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
+def test_merge(server, pattern):
+    # MERGE INTO (issue 20) runs at GetFlightInfo like the other writes:
+    # rows 0..5; 4 and 5 updated, 1 deleted, 10 inserted.
+    name = new_table(server, rows=6)
+    PATTERNS[pattern](
+        server,
+        f"""MERGE INTO {name} t USING (SELECT 1 AS a, 'd' AS op UNION ALL SELECT 4, 'u'
+              UNION ALL SELECT 5, 'u' UNION ALL SELECT 10, 'i') s ON t.a = s.a
+            WHEN MATCHED AND s.op = 'd' THEN DELETE
+            WHEN MATCHED THEN UPDATE SET b = 'm'
+            WHEN NOT MATCHED THEN INSERT (a, b) VALUES (s.a, 'new')""",
+    )
+    assert count(server, name) == 6
+    with connect(server) as conn:
+        assert fetch_scalar(conn, f"SELECT count(*) FROM {name} WHERE b = 'm'") == 2
+        assert fetch_scalar(conn, f"SELECT count(*) FROM {name} WHERE a = 10 AND b = 'new'") == 1
+        assert fetch_scalar(conn, f"SELECT count(*) FROM {name} WHERE a = 1") == 0
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
 def test_refresh_materialized_view(server, pattern):
     base = new_table(server, rows=3)
     view = f"public.mv_{uuid.uuid4().hex[:8]}"

@@ -15,6 +15,7 @@ mod error;
 mod export;
 pub mod file_cache;
 mod functions;
+mod iceberg_files;
 mod ingest;
 mod merge;
 pub mod mv;

@@ -445,6 +445,26 @@ impl WeirTable {
         let plan = inner_provider
             .scan(state, Some(&inner_projection), &inner_filters, limit)
             .await?;
+        // The provider reads every file of the snapshot; a table restricted
+        // to some files (DML, a view refresh) reads only those.
+        let plan = match &self.only_files {
+            Some(only) => {
+                let columns = inner_projection
+                    .iter()
+                    .map(|i| inner_schema.field(*i).name().clone())
+                    .collect();
+                crate::iceberg_files::scan(
+                    self.table.clone(),
+                    snapshot_id,
+                    plan.schema(),
+                    columns,
+                    convert_filters_to_predicate(&inner_filters),
+                    only.clone(),
+                    limit,
+                )?
+            }
+            None => plan,
+        };
         if !renamed {
             return Ok(plan);
         }
