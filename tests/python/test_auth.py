@@ -264,10 +264,12 @@ ADMIN_ONLY = [
     "DELETE FROM silver.points WHERE device_id = 'x'",
     "UPDATE silver.points SET value = 0 WHERE device_id = 'x'",
     "TRUNCATE TABLE gold.points_1m",
+    "MERGE INTO silver.points t USING public.roles_t s ON t.value = s.a WHEN MATCHED THEN DELETE",
 ]
 WRITE = [
     "INSERT INTO public.roles_t VALUES (100)",
     "DELETE FROM public.roles_t WHERE a = 1",
+    "MERGE INTO public.roles_t t USING (SELECT 100 AS a) s ON t.a = s.a WHEN NOT MATCHED THEN INSERT VALUES (s.a)",
 ]
 
 
@@ -404,7 +406,11 @@ def test_writer_inserts_but_no_ddl(tls_server, certs, role_table):
         # Row-level DML on ordinary tables is a write (issue 20).
         assert fetch_rows(conn, "UPDATE public.roles_t SET a = 20 WHERE a = 10") == [(1,)]
         assert fetch_rows(conn, "DELETE FROM public.roles_t WHERE a IN (20, 11)") == [(2,)]
-        execute(conn, "INSERT INTO public.roles_t VALUES (10), (11)")
+        assert fetch_rows(
+            conn,
+            "MERGE INTO public.roles_t t USING (SELECT 10 AS a UNION ALL SELECT 11) s ON t.a = s.a "
+            "WHEN NOT MATCHED THEN INSERT VALUES (s.a)",
+        ) == [(2,)]
         for sql in ADMIN_ONLY:
             expect_denied(conn, sql)
     assert row_count(tls_server, certs) == before + 4
