@@ -124,6 +124,7 @@ pub async fn execute_ddl(
     lakehouse: &Lakehouse,
     ddl: &DdlStatement,
     partition: &[String],
+    column_types: &[(String, DataType)],
     view: Option<&weir_catalog::ViewDefinition>,
 ) -> Result<DdlOutcome> {
     match ddl {
@@ -137,7 +138,9 @@ pub async fn execute_ddl(
         DdlStatement::DropView(drop) => crate::views::drop_view(lakehouse, drop)
             .await
             .map(|_| DdlOutcome::Done),
-        DdlStatement::CreateMemoryTable(create) => create_table(lakehouse, create, partition).await,
+        DdlStatement::CreateMemoryTable(create) => {
+            create_table(lakehouse, create, partition, column_types).await
+        }
         DdlStatement::DropTable(drop) => {
             drop_table(lakehouse, drop).await.map(|_| DdlOutcome::Done)
         }
@@ -171,6 +174,7 @@ async fn create_table(
     lakehouse: &Lakehouse,
     create: &CreateMemoryTable,
     partition: &[String],
+    column_types: &[(String, DataType)],
 ) -> Result<DdlOutcome> {
     if create.temporary {
         return Err(QueryError::Unsupported("temporary tables".into()));
@@ -201,12 +205,19 @@ async fn create_table(
     if is_ctas {
         properties.insert(CTAS_PENDING.to_string(), "true".to_string());
     }
-    let creation = table_creation(
-        &ident,
-        create.input.schema().as_arrow(),
-        partition,
-        properties,
-    )?;
+    let mut arrow = create.input.schema().as_arrow().clone();
+    if !column_types.is_empty() {
+        let fields: Vec<Field> = arrow
+            .fields()
+            .iter()
+            .map(|f| match column_types.iter().find(|(c, _)| c == f.name()) {
+                Some((_, t)) => Field::new(f.name(), t.clone(), f.is_nullable()),
+                None => f.as_ref().clone(),
+            })
+            .collect();
+        arrow = Schema::new(fields);
+    }
+    let creation = table_creation(&ident, &arrow, partition, properties)?;
     lakehouse
         .create_table(&ident.namespace().to_url_string(), creation)
         .await?;
@@ -445,4 +456,77 @@ mod tests {
         assert_eq!(same, "SELECT 'PARTITIONED BY (x)'");
         assert!(none.is_empty());
     }
+}
+
+/// CREATE TABLE columns of types DataFusion 53's SQL planner does not know
+/// (`MAP(K, V)`; sqlparser reads only this parenthesised form, not Spark's
+/// `MAP<K, V>`): each becomes VARCHAR in the statement, and
+/// its Arrow type is returned to be put in the table's schema. The key and
+/// value types are planned by DataFusion itself (`CAST(NULL AS type)`).
+pub(crate) fn take_map_columns(
+    ctx: &datafusion::prelude::SessionContext,
+    statement: &mut datafusion::sql::parser::Statement,
+    lowercase: bool,
+) -> Result<Vec<(String, DataType)>> {
+    use datafusion::sql::sqlparser::ast::{DataType as SqlType, Statement};
+    let datafusion::sql::parser::Statement::Statement(s) = statement else {
+        return Ok(Vec::new());
+    };
+    let Statement::CreateTable(create) = s.as_mut() else {
+        return Ok(Vec::new());
+    };
+    let mut found = Vec::new();
+    for column in &mut create.columns {
+        if !matches!(column.data_type, SqlType::Map(..)) {
+            continue;
+        }
+        let arrow = arrow_type_of(ctx, &column.data_type)?;
+        let name = if column.name.quote_style.is_none() && lowercase {
+            column.name.value.to_lowercase()
+        } else {
+            column.name.value.clone()
+        };
+        found.push((name, arrow));
+        column.data_type = SqlType::Varchar(None);
+    }
+    if !found.is_empty() && create.query.is_some() {
+        return Err(QueryError::Unsupported(
+            "MAP columns declared in CREATE TABLE … AS; the query's types decide them".into(),
+        ));
+    }
+    Ok(found)
+}
+
+/// The Arrow type of an SQL type, MAP included (entries named as Arrow and
+/// Iceberg's mapping expect: `key` required, `value` optional).
+fn arrow_type_of(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &datafusion::sql::sqlparser::ast::DataType,
+) -> Result<DataType> {
+    use datafusion::common::DFSchema;
+    use datafusion::logical_expr::ExprSchemable;
+    use datafusion::sql::sqlparser::ast::DataType as SqlType;
+    if let SqlType::Map(key, value) = sql {
+        let entries = Field::new(
+            "key_value",
+            DataType::Struct(
+                vec![
+                    Field::new("key", arrow_type_of(ctx, key)?, false),
+                    Field::new("value", arrow_type_of(ctx, value)?, true),
+                ]
+                .into(),
+            ),
+            false,
+        );
+        return Ok(DataType::Map(std::sync::Arc::new(entries), false));
+    }
+    let empty = DFSchema::empty();
+    let expr = ctx
+        .state()
+        .create_logical_expr(&format!("CAST(NULL AS {sql})"), &empty)?;
+    let data_type = expr.get_type(&empty)?;
+    Ok(match data_type {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        other => other,
+    })
 }

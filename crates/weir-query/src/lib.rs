@@ -284,7 +284,7 @@ impl QueryEngine {
         params: Option<ParamValues>,
     ) -> Result<Planned> {
         let classified = statement.access();
-        let (statement, partition) = match &statement.parsed {
+        let (statement, partition, column_types) = match &statement.parsed {
             statement::Parsed::View(view) => {
                 self.refresh().await?;
                 let outcome = mv::execute(self.lakehouse(), ctx, view.clone()).await;
@@ -313,7 +313,8 @@ impl QueryEngine {
             statement::Parsed::Sql {
                 statement,
                 partition,
-            } => (statement.as_ref().clone(), partition),
+                column_types,
+            } => (statement.as_ref().clone(), partition, column_types),
         };
         self.refresh().await?;
         if let Some(frame) = views::show_create(ctx, self.lakehouse(), &statement).await? {
@@ -325,7 +326,7 @@ impl QueryEngine {
             Some(values) => plan.with_param_values(values)?,
             None => plan,
         };
-        if !partition.is_empty()
+        if !(partition.is_empty() && column_types.is_empty())
             && !matches!(&plan, LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)))
         {
             return Err(QueryError::Invalid(
@@ -335,7 +336,14 @@ impl QueryEngine {
         match plan {
             LogicalPlan::Ddl(ddl) => {
                 let outcome =
-                    ddl::execute_ddl(self.lakehouse(), &ddl, partition, view.as_ref()).await;
+                    ddl::execute_ddl(
+                    self.lakehouse(),
+                    &ddl,
+                    partition,
+                    column_types,
+                    view.as_ref(),
+                )
+                .await;
                 self.refresh().await?;
                 match outcome? {
                     DdlOutcome::Done => Ok(Planned::done(ddl_done(ctx)?)),

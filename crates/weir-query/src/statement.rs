@@ -89,10 +89,14 @@ pub(crate) enum Parsed {
     /// MERGE INTO (DataFusion plans none; `merge.rs`).
     Merge(crate::merge::Merge),
     /// Anything DataFusion's parser reads; `partition` is the
-    /// `PARTITIONED BY` clause of a CREATE TABLE, taken off before parsing.
+    /// `PARTITIONED BY` clause of a CREATE TABLE, taken off before parsing;
+    /// `column_types` the CREATE TABLE columns of types DataFusion's SQL
+    /// planner has none for (MAP), planned as VARCHAR and given their type
+    /// when the table is created.
     Sql {
         statement: Box<DfStatement>,
         partition: Vec<String>,
+        column_types: Vec<(String, arrow::datatypes::DataType)>,
     },
 }
 
@@ -133,6 +137,7 @@ impl WeirStatement {
             parse_checked(dialect.as_ref(), &body, recursion)
         })?;
         normalize(&mut statement)?;
+        let column_types = crate::ddl::take_map_columns(ctx, &mut statement, lowercase)?;
         if let DfStatement::Statement(s) = &statement
             && let Statement::AlterTable(alter) = s.as_ref()
         {
@@ -161,6 +166,7 @@ impl WeirStatement {
             parsed: Parsed::Sql {
                 statement: Box::new(statement),
                 partition,
+                column_types,
             },
             access,
         })
