@@ -440,24 +440,6 @@ async fn drop_schema(lakehouse: &Lakehouse, drop: &DropCatalogSchema) -> Result<
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_partition_clause() {
-        let (sql, parts) = split_partition_clause(
-            "CREATE TABLE t (ts TIMESTAMP, id VARCHAR) PARTITIONED BY (day(ts), bucket(16, id))",
-        )
-        .unwrap();
-        assert_eq!(parts, vec!["day(ts)", "bucket(16, id)"]);
-        assert!(!sql.to_ascii_uppercase().contains("PARTITIONED"));
-        let (same, none) = split_partition_clause("SELECT 'PARTITIONED BY (x)'").unwrap();
-        assert_eq!(same, "SELECT 'PARTITIONED BY (x)'");
-        assert!(none.is_empty());
-    }
-}
-
 /// CREATE TABLE columns of types DataFusion 53's SQL planner does not know
 /// (`MAP(K, V)`; sqlparser reads only this parenthesised form, not Spark's
 /// `MAP<K, V>`): each becomes VARCHAR in the statement, and
@@ -529,4 +511,22 @@ fn arrow_type_of(
         DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
         other => other,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_partition_clause() {
+        let (sql, parts) = split_partition_clause(
+            "CREATE TABLE t (ts TIMESTAMP, id VARCHAR) PARTITIONED BY (day(ts), bucket(16, id))",
+        )
+        .unwrap();
+        assert_eq!(parts, vec!["day(ts)", "bucket(16, id)"]);
+        assert!(!sql.to_ascii_uppercase().contains("PARTITIONED"));
+        let (same, none) = split_partition_clause("SELECT 'PARTITIONED BY (x)'").unwrap();
+        assert_eq!(same, "SELECT 'PARTITIONED BY (x)'");
+        assert!(none.is_empty());
+    }
 }

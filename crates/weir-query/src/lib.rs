@@ -326,17 +326,15 @@ impl QueryEngine {
             Some(values) => plan.with_param_values(values)?,
             None => plan,
         };
-        if !(partition.is_empty() && column_types.is_empty())
-            && !matches!(&plan, LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)))
-        {
+        let extras = !partition.is_empty() || !column_types.is_empty();
+        if extras && !matches!(&plan, LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_))) {
             return Err(QueryError::Invalid(
                 "PARTITIONED BY is only valid in CREATE TABLE".into(),
             ));
         }
         match plan {
             LogicalPlan::Ddl(ddl) => {
-                let outcome =
-                    ddl::execute_ddl(
+                let outcome = ddl::execute_ddl(
                     self.lakehouse(),
                     &ddl,
                     partition,
