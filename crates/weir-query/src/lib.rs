@@ -320,6 +320,10 @@ impl QueryEngine {
         if let Some(frame) = views::show_create(ctx, self.lakehouse(), &statement).await? {
             return Ok(Planned::query(frame));
         }
+        if let Some((ident, job)) = explain_merge(ctx, &statement)? {
+            let weir = dml::explain(ctx, self.lakehouse(), &ident, &job).await?;
+            return Ok(Planned::query(explain_frame(ctx, None, weir)?));
+        }
         let view = views::create_view_text(ctx, &statement)?;
         let plan = plan_statement(ctx, statement).await?;
         let plan = match params {
@@ -397,32 +401,25 @@ impl QueryEngine {
                     ctx.execute_logical_plan(LogicalPlan::Copy(copy)).await?,
                 ))
             }
+            LogicalPlan::Explain(explain)
+                if matches!(explain.plan.as_ref(), LogicalPlan::Dml(d)
+                    if matches!(d.op, WriteOp::Delete | WriteOp::Update | WriteOp::Truncate)) =>
+            {
+                let LogicalPlan::Dml(dml) = explain.plan.as_ref().clone() else {
+                    return Err(QueryError::Internal("EXPLAIN of DML lost its plan".into()));
+                };
+                let logical = format!("{}", explain.plan.display_indent());
+                let (ident, job) = row_level_job(ctx, dml)?;
+                let weir = dml::explain(ctx, self.lakehouse(), &ident, &job).await?;
+                Ok(Planned::query(explain_frame(ctx, Some(logical), weir)?))
+            }
             LogicalPlan::Dml(dml)
                 if matches!(
                     dml.op,
                     WriteOp::Delete | WriteOp::Update | WriteOp::Truncate
                 ) =>
             {
-                // Type coercion (the analyzer), not the optimizer: see dml.rs.
-                let state = ctx.state();
-                let analyzed = state.analyzer().execute_and_check(
-                    LogicalPlan::Dml(dml),
-                    state.config_options(),
-                    |_, _| {},
-                )?;
-                let LogicalPlan::Dml(dml) = analyzed else {
-                    return Err(QueryError::Internal(
-                        "the analyzer changed a DML plan".into(),
-                    ));
-                };
-                let Some(statement) = dml::RowLevel::from_plan(&dml)? else {
-                    return Err(QueryError::Internal(format!(
-                        "{} is not a row-level statement",
-                        dml.op
-                    )));
-                };
-                let ident = iceberg_ident(ctx, &statement.table, "DELETE/UPDATE/TRUNCATE")?;
-                let job = dml::Job::RowLevel(statement);
+                let (ident, job) = row_level_job(ctx, dml)?;
                 let outcome = dml::execute(ctx, self.lakehouse(), &ident, &job).await;
                 self.refresh().await?;
                 let outcome = outcome?;
@@ -557,7 +554,92 @@ fn ddl_done(ctx: &SessionContext) -> datafusion::error::Result<DataFrame> {
     count_done(ctx, 0)
 }
 
-/// The `count` result of a statement that already ran.
+/// A DELETE/UPDATE/TRUNCATE from its logical plan, with the table it
+/// changes. Type coercion (the analyzer) applied, not the optimizer: see
+/// dml.rs.
+fn row_level_job(
+    ctx: &SessionContext,
+    dml: datafusion::logical_expr::DmlStatement,
+) -> Result<(iceberg::TableIdent, dml::Job)> {
+    let state = ctx.state();
+    let analyzed = state.analyzer().execute_and_check(
+        LogicalPlan::Dml(dml),
+        state.config_options(),
+        |_, _| {},
+    )?;
+    let LogicalPlan::Dml(dml) = analyzed else {
+        return Err(QueryError::Internal(
+            "the analyzer changed a DML plan".into(),
+        ));
+    };
+    let Some(statement) = dml::RowLevel::from_plan(&dml)? else {
+        return Err(QueryError::Internal(format!(
+            "{} is not a row-level statement",
+            dml.op
+        )));
+    };
+    let ident = iceberg_ident(ctx, &statement.table, "DELETE/UPDATE/TRUNCATE")?;
+    Ok((ident, dml::Job::RowLevel(statement)))
+}
+
+/// `EXPLAIN MERGE …` (DataFusion plans no MERGE, so no EXPLAIN of it
+/// either): the MERGE and its table. EXPLAIN ANALYZE is not taken here.
+fn explain_merge(
+    ctx: &SessionContext,
+    statement: &datafusion::sql::parser::Statement,
+) -> Result<Option<(iceberg::TableIdent, dml::Job)>> {
+    use datafusion::sql::parser::Statement as DfStatement;
+    let DfStatement::Explain(explain) = statement else {
+        return Ok(None);
+    };
+    let DfStatement::Statement(inner) = explain.statement.as_ref() else {
+        return Ok(None);
+    };
+    let datafusion::sql::sqlparser::ast::Statement::Merge(merge) = inner.as_ref() else {
+        return Ok(None);
+    };
+    if explain.analyze {
+        return Err(QueryError::Unsupported(
+            "EXPLAIN ANALYZE MERGE; EXPLAIN MERGE shows the plan".into(),
+        ));
+    }
+    let lowercase = ctx
+        .state()
+        .config_options()
+        .sql_parser
+        .enable_ident_normalization;
+    let merge = merge::Merge::from_ast(merge, lowercase)?;
+    let ident = iceberg_ident(ctx, &merge.target, "MERGE")?;
+    Ok(Some((ident, dml::Job::Merge(merge))))
+}
+
+/// EXPLAIN's answer (`plan_type`, `plan`) for statements Weir runs itself.
+fn explain_frame(ctx: &SessionContext, logical: Option<String>, weir: String) -> Result<DataFrame> {
+    use arrow::array::{RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let mut types = Vec::new();
+    let mut plans = Vec::new();
+    if let Some(l) = logical {
+        types.push("logical_plan".to_string());
+        plans.push(l);
+    }
+    types.push("weir_plan".to_string());
+    plans.push(weir);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("plan_type", DataType::Utf8, false),
+        Field::new("plan", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(types)),
+            Arc::new(StringArray::from(plans)),
+        ],
+    )
+    .map_err(datafusion::error::DataFusionError::from)?;
+    Ok(ctx.read_batch(batch)?)
+}
+
 /// The Iceberg table a row-level statement changes: `table` resolved in
 /// the session's default catalog and schema; only Weir's catalog.
 fn iceberg_ident(
@@ -584,6 +666,7 @@ fn iceberg_ident(
     ))
 }
 
+/// The `count` result of a statement that already ran.
 fn count_done(ctx: &SessionContext, rows: u64) -> datafusion::error::Result<DataFrame> {
     use arrow::array::{RecordBatch, UInt64Array};
     let batch = RecordBatch::try_new(

@@ -221,6 +221,46 @@ impl Merge {
         })
     }
 
+    /// The statement's parts, one per line (EXPLAIN).
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "  target: {} AS {}\n  source: {}\n  on: {}\n",
+            self.target,
+            self.target_alias,
+            self.source_sql.trim_start_matches("SELECT * FROM "),
+            self.on
+        );
+        for clause in &self.clauses {
+            let kind = match clause.kind {
+                Kind::Matched => "MATCHED",
+                Kind::NotMatched => "NOT MATCHED",
+                Kind::NotMatchedBySource => "NOT MATCHED BY SOURCE",
+            };
+            let condition = clause
+                .condition
+                .as_ref()
+                .map(|c| format!(" AND {c}"))
+                .unwrap_or_default();
+            let action = match &clause.action {
+                Action::Delete => "DELETE".to_string(),
+                Action::Update(a) => format!(
+                    "UPDATE SET {}",
+                    a.iter()
+                        .map(|(c, e)| format!("{c} = {e}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Action::Insert(columns, values) => format!(
+                    "INSERT ({}) VALUES ({})",
+                    columns.join(", "),
+                    values.join(", ")
+                ),
+            };
+            out.push_str(&format!("  when {kind}{condition}: {action}\n"));
+        }
+        out
+    }
+
     fn has(&self, kind: Kind) -> bool {
         self.clauses.iter().any(|c| c.kind == kind)
     }
