@@ -725,6 +725,49 @@ def test_weir_dml_spark_reads(conn, spark):
     agree(conn, spark, full)
 
 
+def test_weir_merge_on_read_spark_reads(conn, spark):
+    """Weir's merge-on-read DELETE/UPDATE (position delete files) read by
+    Spark equal to Weir, also after Spark's own merge-on-read delete and
+    Spark's compaction."""
+    spark_exec(spark, "USE weir.public")
+    weir_exec(
+        conn,
+        "CREATE TABLE dml_mor (ts TIMESTAMPTZ, dev VARCHAR, v DOUBLE, q INT) PARTITIONED BY (day(ts))",
+        "ALTER TABLE dml_mor SET TBLPROPERTIES ('write.delete.mode' = 'merge-on-read', "
+        "'write.update.mode' = 'merge-on-read')",
+    )
+    for k in range(3):
+        weir_exec(
+            conn,
+            f"""INSERT INTO dml_mor SELECT
+                  to_timestamp_seconds(1704067200 + value * 2400 + {k}),
+                  'd' || (value % 5), CAST(value AS DOUBLE) + {k} * 0.5, CAST(value % 7 AS INT)
+                FROM generate_series(0, 99) AS s(value)""",
+        )
+    full = "SELECT ts, dev, v, q FROM dml_mor"
+    expected = spark_rows(spark, "SELECT count(*) FROM dml_mor WHERE dev = 'd1' AND q > 2")[0][0]
+    assert weir_count(conn, "DELETE FROM dml_mor WHERE dev = 'd1' AND q > 2") == expected > 0
+    agree(conn, spark, full)
+    deletes = spark_rows(spark, "SELECT count(*) FROM weir.public.dml_mor.delete_files")[0][0]
+    assert deletes > 0
+    data_files = spark_rows(spark, "SELECT count(*) FROM weir.public.dml_mor.data_files")[0][0]
+    assert data_files == 9  # nothing rewritten: 3 appends x 3 days
+    expected = spark_rows(spark, "SELECT count(*) FROM dml_mor WHERE dev = 'd2'")[0][0]
+    assert weir_count(conn, "UPDATE dml_mor SET v = v + 1000 WHERE dev = 'd2'") == expected
+    agree(conn, spark, full)
+    assert spark_rows(spark, "SELECT count(*) FROM dml_mor WHERE v >= 1000")[0][0] == expected
+    # Spark deletes merge-on-read too; Weir's next DELETE then rewrites the
+    # files that carry delete files.
+    spark_exec(spark, "DELETE FROM dml_mor WHERE dev = 'd3' AND q = 1")
+    agree(conn, spark, full)
+    assert weir_count(conn, "DELETE FROM dml_mor WHERE dev = 'd4'") > 0
+    agree(conn, spark, full)
+    # Spark compacts (applies the deletes); Weir still agrees.
+    spark_exec(spark, "CALL weir.system.rewrite_data_files(table => 'public.dml_mor', options => map('min-input-files','1','delete-file-threshold','1'))")
+    agree(conn, spark, full)
+    agree(conn, spark, "SELECT dev, count(*), sum(v) FROM dml_mor GROUP BY dev")
+
+
 # --- Weir evolves tables (ALTER TABLE), Spark reads and writes -------------------------
 
 

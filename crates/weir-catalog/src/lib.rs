@@ -13,6 +13,7 @@ pub mod location;
 pub mod manifests;
 mod obs;
 pub mod parquet_props;
+pub mod position_deletes;
 pub mod replace;
 pub mod sort;
 pub mod spec;
@@ -34,7 +35,8 @@ pub use manifests::{
     MergePolicy, merge_manifests_if_needed, purge_removed_entries, rewrite_manifests,
 };
 pub use obs::{record_table, refresh_table_metrics};
-pub use replace::{ReplaceOutcome, commit_overwrite, commit_replace};
+pub use position_deletes::write_position_deletes;
+pub use replace::{ReplaceOutcome, commit_overwrite, commit_replace, commit_row_changes};
 pub use storage::{ObjectStores, S3Options, StoreLocation};
 pub use swap::commit_metadata;
 pub use views::{ViewDefinition, ViewListing};

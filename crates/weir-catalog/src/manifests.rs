@@ -105,6 +105,8 @@ pub async fn rewrite_manifests(
         merge: Some(policy),
         changes_rows: false,
         purge: false,
+        deletes: &[],
+        referenced: &none,
     };
     let props = HashMap::from([(
         "weir.maintenance.job".to_string(),
@@ -128,6 +130,8 @@ pub async fn purge_removed_entries(
         merge: None,
         changes_rows: false,
         purge: true,
+        deletes: &[],
+        referenced: &none,
     };
     let props = HashMap::from([(
         "weir.maintenance.job".to_string(),

@@ -65,6 +65,37 @@ pub async fn commit_overwrite(
     swap_files(lakehouse, ident, removed, &added, properties, true).await
 }
 
+/// A row-level change: data files removed and added (copy-on-write) and
+/// position delete files added (merge-on-read), in one snapshot — an
+/// `overwrite`, or a `delete` when it only removes files or adds deletes.
+/// Validated as [`commit_overwrite`], and every data file a delete file
+/// points at must still be live ([`CatalogError::Fenced`] otherwise).
+pub async fn commit_row_changes(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    removed: &HashSet<String>,
+    added: Vec<DataFile>,
+    deletes: Vec<(i32, DataFile)>,
+    properties: HashMap<String, String>,
+) -> Result<ReplaceOutcome> {
+    let referenced: HashSet<String> = deletes
+        .iter()
+        .filter_map(|(_, d)| d.referenced_data_file())
+        .collect();
+    let plan = Plan {
+        removed,
+        added: &added,
+        merge: None,
+        changes_rows: true,
+        purge: false,
+        deletes: &deletes,
+        referenced: &referenced,
+    };
+    commit_plan(lakehouse, ident, plan, properties)
+        .await?
+        .ok_or_else(|| replace_error(&ident.to_string(), "nothing to commit"))
+}
+
 async fn swap_files(
     lakehouse: &Lakehouse,
     ident: &TableIdent,
@@ -79,6 +110,8 @@ async fn swap_files(
         merge: None,
         changes_rows,
         purge: false,
+        deletes: &[],
+        referenced: &HashSet::new(),
     };
     commit_plan(lakehouse, ident, plan, properties)
         .await?
@@ -99,6 +132,12 @@ pub(crate) struct Plan<'a> {
     /// Also rewrite every data manifest that still lists removed files
     /// (DELETED entries keep the removed files' column bounds): erasure.
     pub purge: bool,
+    /// Position delete files to add (merge-on-read DELETE/UPDATE/MERGE),
+    /// with their partition spec id.
+    pub deletes: &'a [(i32, DataFile)],
+    /// Data files those delete files point at: each must still be live
+    /// (a concurrent rewrite of one would resurrect the deleted rows).
+    pub referenced: &'a HashSet<String>,
 }
 
 /// Commits `plan` in one snapshot; `None` when it turned out to have nothing
@@ -144,6 +183,8 @@ async fn commit_plan_inner(
         merge,
         changes_rows,
         purge,
+        deletes,
+        referenced,
     } = plan;
     let name = ident.to_string();
     let commit_id = Uuid::now_v7();
@@ -186,8 +227,12 @@ async fn commit_plan_inner(
                 let fresh = Staged::build(
                     &table,
                     list.entries(),
-                    removed,
-                    added,
+                    Changes {
+                        removed,
+                        added,
+                        deletes,
+                        referenced,
+                    },
                     merge,
                     purge,
                     commit_id,
@@ -248,6 +293,14 @@ fn rand_ms(max: u64) -> u64 {
     a % max.max(1)
 }
 
+/// The files a commit removes and adds.
+struct Changes<'a> {
+    removed: &'a HashSet<String>,
+    added: &'a [DataFile],
+    deletes: &'a [(i32, DataFile)],
+    referenced: &'a HashSet<String>,
+}
+
 /// Manifests written once for a replace: the base manifests that touched the
 /// removed files, rewritten with those entries DELETED, and one manifest of
 /// the added files. Sequence numbers are left unassigned (inherited from the
@@ -266,6 +319,9 @@ struct Staged {
     added_files: u64,
     added_rows: u64,
     added_bytes: u64,
+    added_delete_files: u64,
+    added_position_deletes: u64,
+    added_delete_bytes: u64,
     /// Base manifests replaced by rewritten ones.
     manifests_replaced: u64,
     /// Live entries copied into rewritten manifests.
@@ -274,7 +330,10 @@ struct Staged {
 
 impl Staged {
     fn is_noop(&self) -> bool {
-        self.added_files == 0 && self.deleted_files == 0 && self.manifests_replaced == 0
+        self.added_files == 0
+            && self.deleted_files == 0
+            && self.manifests_replaced == 0
+            && self.added_delete_files == 0
     }
 
     fn manifests(&self) -> Vec<ManifestFile> {
@@ -312,12 +371,17 @@ impl Staged {
     async fn build(
         table: &Table,
         list: &[ManifestFile],
-        removed: &HashSet<String>,
-        added: &[DataFile],
+        changes: Changes<'_>,
         merge: Option<MergePolicy>,
         purge: bool,
         commit_id: Uuid,
     ) -> Result<Staged> {
+        let Changes {
+            removed,
+            added,
+            deletes,
+            referenced,
+        } = changes;
         let name = table.identifier().to_string();
         let fail = |reason: String| CatalogError::Replace {
             table: name.clone(),
@@ -343,6 +407,9 @@ impl Staged {
             added_files: 0,
             added_rows: 0,
             added_bytes: 0,
+            added_delete_files: 0,
+            added_position_deletes: 0,
+            added_delete_bytes: 0,
             manifests_replaced: 0,
             entries_processed: 0,
         };
@@ -352,6 +419,7 @@ impl Staged {
             None => HashSet::new(),
         };
         let mut found: HashSet<String> = HashSet::new();
+        let mut live_referenced: HashSet<String> = HashSet::new();
         // Touched manifests are merged into one rewritten manifest per
         // partition spec (removed files DELETED, the rest EXISTING), so a
         // compaction of N small appends leaves one manifest, not N.
@@ -367,6 +435,14 @@ impl Staged {
             }
             let merging = mergeable.contains(manifest.manifest_path.as_str());
             let loaded = manifest.load_manifest(file_io).await.map_err(ice)?;
+            if !referenced.is_empty() {
+                for e in loaded.entries().iter().filter(|e| e.is_alive()) {
+                    let path = e.data_file().file_path();
+                    if referenced.contains(path) && !removed.contains(path) {
+                        live_referenced.insert(path.to_string());
+                    }
+                }
+            }
             let touches = merging
                 || (purge && loaded.entries().iter().any(|e| !e.is_alive()))
                 || loaded
@@ -444,6 +520,44 @@ impl Staged {
                 ),
             });
         }
+        if live_referenced.len() != referenced.len() {
+            return Err(CatalogError::Fenced {
+                table: name.clone(),
+                reason: format!(
+                    "{} of the data files the new delete files point at are no longer live; another job rewrote them",
+                    referenced.len() - live_referenced.len()
+                ),
+            });
+        }
+        // One delete manifest per partition spec (a position delete file
+        // lies in its data file's spec and partition).
+        let mut by_spec: BTreeMap<i32, Vec<&DataFile>> = BTreeMap::new();
+        for (spec_id, file) in deletes {
+            by_spec.entry(*spec_id).or_default().push(file);
+        }
+        for (spec_id, files) in by_spec {
+            let spec = metadata
+                .partition_spec_by_id(spec_id)
+                .ok_or_else(|| fail(format!("unknown partition spec {spec_id}")))?;
+            let path = format!("{meta_dir}/{commit_id}-{attempt}-d{spec_id}.avro");
+            let out = file_io.new_output(&path).map_err(ice)?;
+            let mut writer = ManifestWriterBuilder::new(
+                out,
+                Some(snapshot_id),
+                metadata.current_schema().clone(),
+                spec.as_ref().clone(),
+            )
+            .build_v2_deletes();
+            for file in files {
+                staged.added_delete_files += 1;
+                staged.added_position_deletes += file.record_count();
+                staged.added_delete_bytes += file.file_size_in_bytes();
+                writer.add_file(file.clone(), -1).map_err(ice)?;
+            }
+            staged
+                .written
+                .push(writer.write_manifest_file().await.map_err(ice)?);
+        }
         if !added.is_empty() {
             let path = format!("{meta_dir}/{commit_id}-{attempt}-a.avro");
             let out = file_io.new_output(&path).map_err(ice)?;
@@ -515,10 +629,22 @@ async fn finish(
         ("deleted-data-files", staged.deleted_files),
         ("added-records", staged.added_rows),
         ("deleted-records", staged.deleted_rows),
-        ("added-files-size", staged.added_bytes),
+        (
+            "added-files-size",
+            staged.added_bytes + staged.added_delete_bytes,
+        ),
         ("removed-files-size", staged.deleted_bytes),
     ] {
         props.insert(k.into(), v.to_string());
+    }
+    if staged.added_delete_files > 0 {
+        for (k, v) in [
+            ("added-delete-files", staged.added_delete_files),
+            ("added-position-delete-files", staged.added_delete_files),
+            ("added-position-deletes", staged.added_position_deletes),
+        ] {
+            props.insert(k.into(), v.to_string());
+        }
     }
     if staged.manifests_replaced > 0 {
         let created = staged.written.len() as u64;
@@ -541,13 +667,20 @@ async fn finish(
             props.insert(k.into(), (total + plus).saturating_sub(minus).to_string());
         }
     }
-    for k in [
-        "total-delete-files",
-        "total-position-deletes",
-        "total-equality-deletes",
+    for (k, plus) in [
+        ("total-delete-files", staged.added_delete_files),
+        ("total-position-deletes", staged.added_position_deletes),
+        ("total-equality-deletes", 0),
     ] {
-        if let Some(v) = totals.get(k) {
-            props.insert(k.into(), v.clone());
+        let total = totals.get(k).and_then(|v| v.parse::<u64>().ok());
+        match total {
+            Some(t) => {
+                props.insert(k.into(), (t + plus).to_string());
+            }
+            None if plus > 0 => {
+                props.insert(k.into(), plus.to_string());
+            }
+            None => {}
         }
     }
     let snapshot = Snapshot::builder()
@@ -558,7 +691,9 @@ async fn finish(
         .with_summary(Summary {
             // Removing files without replacements drops rows (retention);
             // a manifest merge alone is a `replace` without data change.
-            operation: if staged.added_files == 0 && staged.deleted_files > 0 {
+            operation: if staged.added_files == 0
+                && (staged.deleted_files > 0 || staged.added_delete_files > 0)
+            {
                 Operation::Delete
             } else if changes_rows {
                 Operation::Overwrite

@@ -42,6 +42,8 @@ use crate::table::WeirTable;
 const MAX_ATTEMPTS: u32 = 5;
 /// Name of the per-row "matches the predicate" flag while files are read.
 const MATCHED: &str = "__weir_dml_matched";
+/// Name of the per-row position (1-based) while files are read.
+const POSITION: &str = "__weir_dml_position";
 
 /// What a row-level statement does to the rows its predicate matches.
 #[derive(Debug, Clone)]
@@ -174,6 +176,8 @@ pub(crate) struct Outcome {
     pub rows: u64,
     pub files_removed: usize,
     pub files_added: usize,
+    /// Position delete files written (merge-on-read).
+    pub delete_files: usize,
     pub attempts: u32,
 }
 
@@ -281,8 +285,10 @@ pub(crate) async fn explain(
             };
             let filters: Vec<Expr> = predicate.iter().cloned().collect();
             let read = file_paths(&target.base, &filters).await?.len();
+            let mode = Mode::of(&target.table, &statement.change);
             out.push_str(&format!(
-                "RowLevelDml: op={op} mode=copy-on-write table={ident}\n"
+                "RowLevelDml: op={op} mode={} table={ident}\n",
+                mode.name()
             ));
             if !change.is_empty() {
                 out.push_str(&format!("  set: {change}\n"));
@@ -291,7 +297,11 @@ pub(crate) async fn explain(
                 out.push_str(&format!("  predicate: {p}\n"));
             }
             out.push_str(&format!(
-                "  files: {read} of {total} read (manifest and statistics pruning); those with a matching row rewritten\n"
+                "  files: {read} of {total} read (manifest and statistics pruning); {}\n",
+                match mode {
+                    Mode::CopyOnWrite => "those with a matching row rewritten",
+                    Mode::MergeOnRead => "matching rows named in position delete files (files with delete files already: rewritten)",
+                }
             ));
         }
         Job::Merge(merge) => {
@@ -357,9 +367,19 @@ fn simplified(base: &WeirTable, expr: Expr) -> Result<Expr> {
     Ok(datafusion::optimizer::simplify_expressions::ExprSimplifier::new(context).simplify(expr)?)
 }
 
+/// A data file a statement may change.
+#[derive(Debug, Clone)]
+pub(crate) struct FileRef {
+    pub path: String,
+    /// Delete files apply to it.
+    pub has_deletes: bool,
+    pub partition: Option<iceberg::spec::Struct>,
+    pub spec: Option<Arc<iceberg::spec::PartitionSpec>>,
+}
+
 /// The data files of `base` that may hold rows matching `filters`
 /// (manifest and file statistics pruning), each once.
-pub(crate) async fn file_paths(base: &WeirTable, filters: &[Expr]) -> Result<Vec<String>> {
+pub(crate) async fn file_paths(base: &WeirTable, filters: &[Expr]) -> Result<Vec<FileRef>> {
     let filters = filters
         .iter()
         .map(|f| simplified(base, f.clone()))
@@ -368,8 +388,13 @@ pub(crate) async fn file_paths(base: &WeirTable, filters: &[Expr]) -> Result<Vec
     let mut seen = HashSet::new();
     Ok(tasks
         .into_iter()
-        .map(|t| t.data_file_path)
-        .filter(|p| seen.insert(p.clone()))
+        .filter(|t| seen.insert(t.data_file_path.clone()))
+        .map(|t| FileRef {
+            has_deletes: !t.deletes.is_empty(),
+            partition: t.partition.clone(),
+            spec: t.partition_spec.clone(),
+            path: t.data_file_path,
+        })
         .collect())
 }
 
@@ -404,8 +429,25 @@ pub(crate) async fn commit(
     ident: &TableIdent,
     removed: &HashSet<String>,
     added: Vec<iceberg::spec::DataFile>,
+    deletes: Vec<(i32, iceberg::spec::DataFile)>,
     properties: std::collections::HashMap<String, String>,
 ) -> Result<std::result::Result<(), String>> {
+    if !deletes.is_empty() {
+        return match weir_catalog::commit_row_changes(
+            &target.lakehouse,
+            ident,
+            removed,
+            added,
+            deletes,
+            properties,
+        )
+        .await
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(CatalogError::Fenced { reason, .. }) => Ok(Err(reason)),
+            Err(e) => Err(e.into()),
+        };
+    }
     if removed.is_empty() {
         let opts = weir_catalog::AppendOptions {
             snapshot_properties: properties,
@@ -448,13 +490,22 @@ async fn attempt_once(
     let mut added = Vec::new();
     let paths = file_paths(base, &filters).await?;
     let schema = datafusion::catalog::TableProvider::schema(base);
-    for path in paths {
+    let mode = Mode::of(table, &statement.change);
+    let mut deletes = Vec::new();
+    for file in paths {
+        let path = file.path.clone();
         let one = base.restricted(
             Some(Arc::new(HashSet::from([path.clone()]))),
             false,
             "DML".into(),
         );
-        let mut exprs: Vec<Expr> = Vec::with_capacity(schema.fields().len() + 1);
+        // Merge-on-read needs each row's position in the file: read without
+        // delete files (a file that has some is rewritten instead).
+        let positional = match (mode, &file.partition) {
+            (Mode::MergeOnRead, Some(p)) if !file.has_deletes => Some(p.clone()),
+            _ => None,
+        };
+        let mut exprs: Vec<Expr> = Vec::with_capacity(schema.fields().len() + 2);
         for field in schema.fields() {
             let name = field.name();
             let current = col(Column::new_unqualified(name.clone()));
@@ -472,14 +523,18 @@ async fn attempt_once(
             };
             exprs.push(value.alias(name));
         }
+        let mut frame = ctx.read_table(Arc::new(one))?;
+        if positional.is_some() {
+            frame = frame.window(vec![
+                datafusion::functions_window::expr_fn::row_number().alias(POSITION),
+            ])?;
+            exprs.push(col(POSITION));
+        }
         exprs.push(matched.clone().alias(MATCHED));
-        let batches = ctx
-            .read_table(Arc::new(one))?
-            .select(exprs)?
-            .collect()
-            .await?;
+        let batches = frame.select(exprs)?.collect().await?;
         let mut hits = 0u64;
         let mut kept = Vec::with_capacity(batches.len());
+        let mut positions: Vec<i64> = Vec::new();
         for batch in batches {
             let flags = batch
                 .column(batch.num_columns() - 1)
@@ -490,11 +545,35 @@ async fn attempt_once(
             hits += flags.true_count() as u64;
             let mut rows = batch.clone();
             rows.remove_column(rows.num_columns() - 1);
-            let rows = match statement.change {
-                Change::Delete => filter_record_batch(&rows, &not(&flags).map_err(arrow_err)?)
-                    .map_err(arrow_err)?,
-                Change::Update(_) => rows,
-            };
+            if positional.is_some() {
+                // row_number() counts from 1; Iceberg positions from 0.
+                let numbers = arrow::compute::cast(
+                    rows.column(rows.num_columns() - 1),
+                    &arrow::datatypes::DataType::Int64,
+                )
+                .map_err(arrow_err)?;
+                let numbers = numbers
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .ok_or_else(|| QueryError::Internal("row numbers are not Int64".into()))?;
+                positions.extend(
+                    (0..rows.num_rows())
+                        .filter(|&i| arrow::array::Array::is_valid(&flags, i) && flags.value(i))
+                        .map(|i| numbers.value(i) - 1),
+                );
+                rows.remove_column(rows.num_columns() - 1);
+                // Only the changed rows are written again (UPDATE).
+                rows = filter_record_batch(&rows, &flags).map_err(arrow_err)?;
+                if matches!(statement.change, Change::Delete) {
+                    continue;
+                }
+            } else {
+                rows = match statement.change {
+                    Change::Delete => filter_record_batch(&rows, &not(&flags).map_err(arrow_err)?)
+                        .map_err(arrow_err)?,
+                    Change::Update(_) => rows,
+                };
+            }
             if rows.num_rows() > 0 {
                 kept.push(rows);
             }
@@ -506,18 +585,33 @@ async fn attempt_once(
             check_required(&schema, &kept, ident)?;
         }
         outcome.rows += hits;
-        removed.insert(path);
-        added.extend(
-            write_data_files(table, &kept, None)
-                .await
-                .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?,
-        );
+        if let Some(partition) = positional {
+            let spec = file
+                .spec
+                .clone()
+                .unwrap_or_else(|| table.metadata().default_partition_spec().clone());
+            let delete =
+                weir_catalog::write_position_deletes(table, &path, &spec, &partition, &positions)
+                    .await
+                    .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?;
+            deletes.push((spec.spec_id(), delete));
+        } else {
+            removed.insert(path);
+        }
+        if !kept.is_empty() {
+            added.extend(
+                write_data_files(table, &kept, None)
+                    .await
+                    .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?,
+            );
+        }
     }
-    if removed.is_empty() {
+    if removed.is_empty() && deletes.is_empty() {
         return Ok(Ok(outcome));
     }
     outcome.files_removed = removed.len();
     outcome.files_added = added.len();
+    outcome.delete_files = deletes.len();
     let operation = match statement.change {
         Change::Delete => "delete",
         Change::Update(_) => "update",
@@ -525,10 +619,53 @@ async fn attempt_once(
     let properties = std::collections::HashMap::from([
         ("weir.dml".to_string(), operation.to_string()),
         ("weir.dml.rows".to_string(), outcome.rows.to_string()),
+        ("weir.dml.mode".to_string(), mode.name().to_string()),
     ]);
-    Ok(commit(target, ident, &removed, added, properties)
+    Ok(commit(target, ident, &removed, added, deletes, properties)
         .await?
         .map(|()| outcome))
+}
+
+/// How a statement changes rows of a file (Iceberg's `write.delete.mode`,
+/// `write.update.mode`, `write.merge.mode`; copy-on-write by default, as in
+/// Iceberg).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    CopyOnWrite,
+    /// Position delete files name the deleted (or replaced) rows; updated
+    /// rows are appended. Files that already carry delete files are
+    /// rewritten (copy-on-write) instead: their positions would need the
+    /// deletes applied and counted, which iceberg-rust 0.10's reader does
+    /// not expose (no `_pos` column).
+    MergeOnRead,
+}
+
+impl Mode {
+    fn of(table: &iceberg::table::Table, change: &Change) -> Self {
+        let key = match change {
+            Change::Delete => "write.delete.mode",
+            Change::Update(_) => "write.update.mode",
+        };
+        Self::from_property(table, key)
+    }
+
+    pub(crate) fn from_property(table: &iceberg::table::Table, key: &str) -> Self {
+        match table.metadata().properties().get(key).map(String::as_str) {
+            Some("merge-on-read")
+                if table.metadata().format_version() >= iceberg::spec::FormatVersion::V2 =>
+            {
+                Mode::MergeOnRead
+            }
+            _ => Mode::CopyOnWrite,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mode::CopyOnWrite => "copy-on-write",
+            Mode::MergeOnRead => "merge-on-read",
+        }
+    }
 }
 
 /// `INSERT OVERWRITE t <query>`: dynamic partition overwrite (as Iceberg

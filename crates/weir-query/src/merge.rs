@@ -348,7 +348,7 @@ pub(crate) async fn merge_once(
         .filter(|(_, c)| matches!(c.action, Action::Delete))
         .map(|(i, _)| i as i32 + 1)
         .collect();
-    for path in paths {
+    for path in paths.into_iter().map(|f| f.path) {
         let file = base.restricted(
             Some(Arc::new(HashSet::from([path.clone()]))),
             false,
@@ -505,9 +505,11 @@ pub(crate) async fn merge_once(
         ("weir.dml".to_string(), "merge".to_string()),
         ("weir.dml.rows".to_string(), outcome.rows.to_string()),
     ]);
-    Ok(dml::commit(target, ident, &removed, added, properties)
-        .await?
-        .map(|()| outcome))
+    Ok(
+        dml::commit(target, ident, &removed, added, Vec::new(), properties)
+            .await?
+            .map(|()| outcome),
+    )
 }
 
 /// The rows of one joined file, sorted by their row number, with each row's
