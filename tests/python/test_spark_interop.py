@@ -756,6 +756,31 @@ def test_weir_merge_on_read_spark_reads(conn, spark):
     assert weir_count(conn, "UPDATE dml_mor SET v = v + 1000 WHERE dev = 'd2'") == expected
     agree(conn, spark, full)
     assert spark_rows(spark, "SELECT count(*) FROM dml_mor WHERE v >= 1000")[0][0] == expected
+    # MERGE merge-on-read: the same statement by Spark on a copy (the oracle).
+    spark_exec(
+        spark,
+        "CREATE TABLE dml_mor_oracle USING iceberg PARTITIONED BY (days(ts)) AS SELECT * FROM dml_mor",
+    )
+    weir_exec(
+        conn,
+        "ALTER TABLE dml_mor SET TBLPROPERTIES ('write.merge.mode' = 'merge-on-read')",
+        "CREATE TABLE dml_mor_fix (ts TIMESTAMPTZ, dev VARCHAR, v DOUBLE, op VARCHAR)",
+        """INSERT INTO dml_mor_fix SELECT ts, dev, v * 2, CASE WHEN q = 0 THEN 'drop' ELSE 'fix' END
+             FROM dml_mor WHERE dev = 'd0' AND v < 60""",
+        "INSERT INTO dml_mor_fix VALUES (TIMESTAMPTZ '2024-01-03T00:00:00Z', 'n1', 1.0, 'new')",
+    )
+    before_files = spark_rows(spark, "SELECT count(*) FROM weir.public.dml_mor.delete_files")[0][0]
+    merge = """MERGE INTO {target} t USING dml_mor_fix s ON t.dev = s.dev AND t.ts = s.ts
+        WHEN MATCHED AND s.op = 'drop' THEN DELETE
+        WHEN MATCHED THEN UPDATE SET v = s.v
+        WHEN NOT MATCHED THEN INSERT (ts, dev, v, q) VALUES (s.ts, s.dev, s.v, 0)"""
+    spark_exec(spark, merge.format(target="dml_mor_oracle"))
+    assert weir_count(conn, merge.format(target="dml_mor")) > 5
+    assert weir_rows(conn, full) == spark_rows(spark, "SELECT ts, dev, v, q FROM dml_mor_oracle")
+    agree(conn, spark, full)
+    assert spark_rows(spark, "SELECT count(*) FROM weir.public.dml_mor.delete_files")[0][0] > before_files
+    spark_exec(spark, "DROP TABLE dml_mor_oracle", "DROP TABLE dml_mor_fix")
+
     # Spark deletes merge-on-read too; Weir's next DELETE then rewrites the
     # files that carry delete files.
     spark_exec(spark, "DELETE FROM dml_mor WHERE dev = 'd3' AND q = 1")

@@ -306,7 +306,8 @@ pub(crate) async fn explain(
         }
         Job::Merge(merge) => {
             out.push_str(&format!(
-                "Merge: mode=copy-on-write table={ident}\n{}",
+                "Merge: mode={} table={ident}\n{}",
+                Mode::from_property(&target.table, "write.merge.mode").name(),
                 merge.describe()
             ));
             out.push_str(&format!(

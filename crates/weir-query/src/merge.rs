@@ -348,14 +348,17 @@ pub(crate) async fn merge_once(
         .filter(|(_, c)| matches!(c.action, Action::Delete))
         .map(|(i, _)| i as i32 + 1)
         .collect();
-    for path in paths.into_iter().map(|f| f.path) {
-        let file = base.restricted(
+    let mode = dml::Mode::from_property(table, "write.merge.mode");
+    let mut delete_files = Vec::new();
+    for file in paths {
+        let path = file.path.clone();
+        let one = base.restricted(
             Some(Arc::new(HashSet::from([path.clone()]))),
             false,
             "MERGE".into(),
         );
         let numbered = one_ctx
-            .read_table(Arc::new(file))?
+            .read_table(Arc::new(one))?
             .window(vec![row_number().alias(ROW)])?
             .alias(&merge.target_alias)?;
         let joined_schema = numbered.schema().join(source()?.schema())?;
@@ -407,21 +410,53 @@ pub(crate) async fn merge_once(
             .sort(vec![col(ROW).sort(true, false)])?
             .collect()
             .await?;
-        let Some((rows, changed)) =
-            apply_actions(batches, &deletes, merge.has(Kind::Matched), &path)?
+        let positional = match (mode, &file.partition) {
+            (dml::Mode::MergeOnRead, Some(p)) if !file.has_deletes => Some(p.clone()),
+            _ => None,
+        };
+        let Some(change) = apply_actions(
+            batches,
+            &deletes,
+            merge.has(Kind::Matched),
+            positional.is_some(),
+            &path,
+        )?
         else {
             continue;
         };
-        dml::check_required(&schema, &rows, ident)?;
-        outcome.rows += changed;
-        removed.insert(path);
-        added.extend(
-            write_data_files(table, &rows, None)
+        dml::check_required(&schema, &change.rows, ident)?;
+        outcome.rows += change.changed;
+        match positional {
+            Some(partition) => {
+                let spec = file
+                    .spec
+                    .clone()
+                    .unwrap_or_else(|| table.metadata().default_partition_spec().clone());
+                let delete = weir_catalog::write_position_deletes(
+                    table,
+                    &path,
+                    &spec,
+                    &partition,
+                    &change.positions,
+                )
                 .await
-                .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?,
-        );
+                .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?;
+                delete_files.push((spec.spec_id(), delete));
+            }
+            None => {
+                removed.insert(path);
+            }
+        }
+        if !change.rows.is_empty() {
+            added.extend(
+                write_data_files(table, &change.rows, None)
+                    .await
+                    .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?,
+            );
+        }
     }
     outcome.files_removed = removed.len();
+    outcome.delete_files = delete_files.len();
 
     if merge.has(Kind::NotMatched) && source_rows > 0 {
         let target_all = one_ctx
@@ -498,30 +533,43 @@ pub(crate) async fn merge_once(
         }
     }
     outcome.files_added = added.len();
-    if added.is_empty() && removed.is_empty() {
+    if added.is_empty() && removed.is_empty() && delete_files.is_empty() {
         return Ok(Ok(outcome));
     }
     let properties = std::collections::HashMap::from([
         ("weir.dml".to_string(), "merge".to_string()),
         ("weir.dml.rows".to_string(), outcome.rows.to_string()),
+        ("weir.dml.mode".to_string(), mode.name().to_string()),
     ]);
     Ok(
-        dml::commit(target, ident, &removed, added, Vec::new(), properties)
+        dml::commit(target, ident, &removed, added, delete_files, properties)
             .await?
             .map(|()| outcome),
     )
 }
 
+/// What the clauses do to one file.
+struct FileChange {
+    /// Copy-on-write: the file's new rows (in order). Merge-on-read: the
+    /// updated rows only.
+    rows: Vec<RecordBatch>,
+    /// Merge-on-read: positions (0-based) of the rows updated or deleted.
+    positions: Vec<i64>,
+    /// Rows updated or deleted.
+    changed: u64,
+}
+
 /// The rows of one joined file, sorted by their row number, with each row's
-/// clause: `None` when no clause changes the file; otherwise the file's new
-/// rows and how many rows were updated or deleted.
+/// clause: `None` when no clause changes the file.
 fn apply_actions(
     batches: Vec<RecordBatch>,
     deletes: &HashSet<i32>,
     has_matched: bool,
+    positional: bool,
     path: &str,
-) -> Result<Option<(Vec<RecordBatch>, u64)>> {
+) -> Result<Option<FileChange>> {
     let mut changed = 0u64;
+    let mut positions = Vec::new();
     let mut previous: Option<i64> = None;
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
@@ -557,8 +605,17 @@ fn apply_actions(
             }
             if action != 0 {
                 changed += 1;
+                if positional {
+                    // row_number() counts from 1.
+                    positions.push(row - 1);
+                }
             }
-            keep.push(!deletes.contains(&action));
+            let kept = !deletes.contains(&action);
+            keep.push(if positional {
+                kept && action != 0
+            } else {
+                kept
+            });
         }
         let mut rows_only = filter_record_batch(&batch, &BooleanArray::from(keep))
             .map_err(|e| QueryError::from(datafusion::error::DataFusionError::from(e)))?;
@@ -568,7 +625,11 @@ fn apply_actions(
             out.push(rows_only);
         }
     }
-    Ok((changed > 0).then_some((out, changed)))
+    Ok((changed > 0).then_some(FileChange {
+        rows: out,
+        positions,
+        changed,
+    }))
 }
 
 /// Filters on the target that only files which may match a source row pass:
