@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kafka_harness import wait_until
-from mqtt_harness import Mosquitto
+from mqtt_harness import Mosquitto, wait_log
 from pg_harness import PASSWORD, USER, PostgresServer
 from s3_harness import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, S3Server
 from test_spark_interop import rows_of, weir_rows
@@ -142,8 +142,6 @@ def pipeline(lake: Lakehouse, tmp_path_factory) -> None:
             "--mqtt-client-id", "weir-trino", "--commit-interval-ms", "300", "--maintenance=false",
         ])
         try:
-            from mqtt_harness import wait_log
-
             wait_log(server.stderr_path, "MQTT subscribed", proc=server.proc)
             broker.publish(MESSAGES)
             conn = connect(server.uri)
