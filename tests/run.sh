@@ -5,7 +5,7 @@
 #   2. Rust unit tests and the sqllogictest files in tests/slt/,
 #   3. the Python end-to-end tests in tests/python/ against the real binary
 #      (ADBC Flight SQL driver, pyarrow.flight, PyIceberg, the Arrow Flight SQL
-#      JDBC driver).
+#      JDBC driver, Spark, Trino).
 # Env: WEIR_TEST_VENV (default ~/.cache/weir/test-venv), WEIR_SKIP_CLIPPY=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +38,9 @@ step "python test environment: $venv"
 # Apache Spark 4.1 (PySpark, its own cached dir) + the Iceberg Spark runtime and JDBC drivers from
 # Maven Central for tests/python/test_spark_interop.py (needs java, mvn; uses the venv's pip, so here)
 WEIR_SPARK_PIP="$venv/bin/pip" tests/scripts/spark.sh install >/dev/null
+# Trino 476 (its Iceberg connector only, ~280 MB kept) from Maven Central for
+# tests/python/test_trino.py; it runs on Java 25 (trino.sh sets JAVA_HOME for Trino alone)
+tests/scripts/trino.sh install >/dev/null
 
 step "format"
 cargo fmt --all -- --check
