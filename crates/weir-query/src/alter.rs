@@ -440,6 +440,27 @@ pub(crate) async fn execute(
             types.insert(name.clone(), iceberg_type(ctx, name, data_type).await?);
         }
     }
+    // A view's query names the columns it reads: renaming or dropping one
+    // would leave a view that can never be refreshed.
+    let touched: Vec<&String> = alter
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            AlterOp::RenameColumn { from, .. } => Some(from),
+            AlterOp::DropColumn { name, .. } => Some(name),
+            _ => None,
+        })
+        .collect();
+    if !touched.is_empty() {
+        for (view, columns) in crate::mv::views_reading_columns(lakehouse, ctx, &ident).await? {
+            if let Some(column) = touched.iter().find(|c| columns.contains(c.as_str())) {
+                return Err(QueryError::Invalid(format!(
+                    "column {column} of {ident} is read by materialized view {view}; \
+                     DROP MATERIALIZED VIEW {view} first and CREATE it again after the change"
+                )));
+            }
+        }
+    }
     let name = ident.to_string();
     let mut failure = None;
     let outcome = weir_catalog::commit_metadata(lakehouse, &ident, |table| {

@@ -199,7 +199,13 @@ pub async fn refresh(
             "{ident} is a table, not a materialized view"
         )));
     };
-    let plan = ctx.state().create_logical_plan(&query).await?;
+    let plan = ctx.state().create_logical_plan(&query).await.map_err(|e| {
+        QueryError::Invalid(format!(
+            "materialized view {ident}: its query no longer plans against its base tables \
+                 ({e}); a column or table it reads was renamed or dropped (by Weir, Spark or \
+                 Trino). DROP MATERIALIZED VIEW {ident} and CREATE it again"
+        ))
+    })?;
     // Pin every Weir table the query reads to the snapshot it was planned
     // at, without hot-tier rows: the MV reflects exactly those snapshots.
     let mut bases: BTreeMap<String, (i64, i64)> = BTreeMap::new();
@@ -468,4 +474,56 @@ mod tests {
         assert!(parse("REFRESH MATERIALIZED VIEW").is_err());
         assert!(parse("REFRESH MATERIALIZED VIEW m now").is_err());
     }
+}
+
+/// The materialized views whose query reads columns of `base`, each with
+/// the columns it reads (from the optimized plan's projections). Views whose
+/// query no longer plans are left out (their refresh says why).
+pub(crate) async fn views_reading_columns(
+    lakehouse: &Lakehouse,
+    ctx: &SessionContext,
+    base: &iceberg::TableIdent,
+) -> Result<Vec<(iceberg::TableIdent, std::collections::BTreeSet<String>)>> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let catalog = lakehouse.catalog();
+    let mut found = Vec::new();
+    for ns in catalog.list_namespaces(None).await? {
+        for table in catalog.list_tables(&ns).await? {
+            let Ok(loaded) = catalog.load_table(&table).await else {
+                continue;
+            };
+            let Some(query) = loaded.metadata().properties().get(DEFINITION).cloned() else {
+                continue;
+            };
+            let state = ctx.state();
+            let Ok(plan) = state.create_logical_plan(&query).await else {
+                continue;
+            };
+            let Ok(plan) = state.optimize(&plan) else {
+                continue;
+            };
+            let mut columns = std::collections::BTreeSet::new();
+            plan.apply(|node| {
+                if let LogicalPlan::TableScan(scan) = node {
+                    let name = scan.table_name.table();
+                    let schema = scan.table_name.schema();
+                    if name == base.name()
+                        && schema.is_none_or(|s| s == base.namespace().to_url_string())
+                    {
+                        columns.extend(
+                            scan.projected_schema
+                                .fields()
+                                .iter()
+                                .map(|f| f.name().clone()),
+                        );
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+            if !columns.is_empty() {
+                found.push((table, columns));
+            }
+        }
+    }
+    Ok(found)
 }
