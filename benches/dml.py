@@ -1,11 +1,10 @@
 """Row-level DML benchmark (issue 20): on a table of `sensors` x 1 day at 1 Hz
 (2,000 sensors: 172.8 M rows), DELETE one device-hour and UPDATE 1 % of the
-devices, in Weir (copy-on-write Iceberg) and in DuckDB (its own table, same
-rows): seconds, rows changed, bytes Weir rewrote (snapshot summary), and the
-query times before/after each statement beside DuckDB, with results compared.
-
-Merge-on-read (position delete files / deletion vectors) is not written by
-Weir yet: its rows print as "n/a".
+devices, in Weir — two copies of the table, one copy-on-write, one
+merge-on-read (`write.delete.mode` / `write.update.mode`: position delete
+files) — and in DuckDB (its own table, same rows): seconds, rows changed,
+bytes Weir wrote and removed (snapshot summary), and the query times
+before/after each statement beside DuckDB, with results compared.
 
 Usage: benches/run.sh dml [--sensors 2000] [--reps 3]
 """
@@ -81,49 +80,61 @@ def main() -> int:
                 cur.execute(sql)
                 return cur.fetch_arrow_table()
 
-        weir("CREATE TABLE public.d (ts TIMESTAMP NOT NULL, device_id VARCHAR NOT NULL, value DOUBLE, "
-             "quality INT) PARTITIONED BY (day(ts))")
-        subprocess.run([str(args.weir_bin), "import", "--json", "--data-dir", str(data), "--table", "public.d",
-                        *map(str, sorted(src.glob("*.parquet")))], check=True, capture_output=True, text=True)
-        subprocess.run([str(args.weir_bin), "maintain", "compact", "public.d", "--data-dir", str(data), "--json"],
-                       check=True, capture_output=True, text=True)
-        files = weir("SELECT count(*) AS n FROM iceberg_snapshots('public.d')").column(0)[0].as_py()
-        print(f"loaded {rows:,} rows ({files} snapshots)", flush=True)
+        tables = {"copy-on-write": "public.d_cow", "merge-on-read": "public.d_mor"}
+        for mode, table in tables.items():
+            weir(f"CREATE TABLE {table} (ts TIMESTAMP NOT NULL, device_id VARCHAR NOT NULL, value DOUBLE, "
+                 "quality INT) PARTITIONED BY (day(ts))")
+            if mode == "merge-on-read":
+                weir(f"ALTER TABLE {table} SET TBLPROPERTIES ('write.delete.mode' = 'merge-on-read', "
+                     "'write.update.mode' = 'merge-on-read')")
+            t0 = time.perf_counter()
+            subprocess.run([str(args.weir_bin), "import", "--json", "--data-dir", str(data), "--table", table,
+                            *map(str, sorted(src.glob("*.parquet")))], check=True, capture_output=True, text=True)
+            subprocess.run([str(args.weir_bin), "maintain", "compact", table, "--data-dir", str(data), "--json"],
+                           check=True, capture_output=True, text=True)
+            print(f"loaded {rows:,} rows into {table} ({time.perf_counter() - t0:.1f} s incl. compaction)",
+                  flush=True)
         duck = duckdb.connect()
         duck.execute(f"CREATE TABLE d AS SELECT * FROM read_parquet('{src}/*.parquet')")
 
-        def measure(stage: str) -> None:
+        def measure(stage: str, mode: str) -> None:
+            table = tables[mode]
             for name, sql in queries(args.sensors):
-                wt, wr = timed(lambda q=sql.format(t="public.d"): weir(q), args.reps)
+                wt, wr = timed(lambda q=sql.format(t=table): weir(q), args.reps)
                 dtm, dr = timed(lambda q=sql.format(t="d"): duck.execute(q).fetch_arrow_table(), args.reps)
-                r = {"stage": stage, "query": name, "weir_ms": statistics.median(wt) * 1e3,
+                r = {"stage": stage, "mode": mode, "query": name, "weir_ms": statistics.median(wt) * 1e3,
                      "duckdb_ms": statistics.median(dtm) * 1e3, "match": same_result(wr, dr)}
                 r["ratio"] = r["weir_ms"] / r["duckdb_ms"]
                 results["queries"].append(r)
-                print(f"{stage:22s} {name:20s} weir {r['weir_ms']:9.1f} ms  duckdb {r['duckdb_ms']:9.1f} ms  "
-                      f"ratio {r['ratio']:6.2f}  {'ok' if r['match'] else 'MISMATCH'}", flush=True)
+                print(f"{stage:24s} {mode:14s} {name:20s} weir {r['weir_ms']:9.1f} ms  "
+                      f"duckdb {r['duckdb_ms']:9.1f} ms  ratio {r['ratio']:6.2f}  "
+                      f"{'ok' if r['match'] else 'MISMATCH'}", flush=True)
 
-        measure("before")
+        measure("before", "copy-on-write")
         for name, sql in statements(args.sensors):
-            t0 = time.perf_counter()
-            changed = weir(sql.format(t="public.d")).column(0)[0].as_py()
-            weir_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             duck_changed = duck.execute(sql.format(t="d")).fetchone()[0]
             duck_s = time.perf_counter() - t0
-            summary = json.loads(weir("SELECT summary FROM iceberg_snapshots('public.d') "
-                                      "ORDER BY sequence_number DESC LIMIT 1").column(0)[0].as_py())
-            r = {"statement": name, "mode": "copy-on-write", "rows": changed, "duckdb_rows": duck_changed,
-                 "weir_s": weir_s, "duckdb_s": duck_s,
-                 "bytes_removed": int(summary.get("removed-files-size", 0)),
-                 "bytes_added": int(summary.get("added-files-size", 0)),
-                 "files_removed": int(summary.get("deleted-data-files", 0)),
-                 "files_added": int(summary.get("added-data-files", 0))}
-            results["statements"].append(r)
-            print(f"{name}: {changed:,} rows (duckdb {duck_changed:,}) weir {weir_s:.2f} s, duckdb {duck_s:.2f} s, "
-                  f"rewrote {r['files_removed']} files / {r['bytes_removed'] / (1 << 20):.1f} MiB -> "
-                  f"{r['files_added']} files / {r['bytes_added'] / (1 << 20):.1f} MiB; merge-on-read: n/a", flush=True)
-            measure(f"after {name}")
+            for mode, table in tables.items():
+                t0 = time.perf_counter()
+                changed = weir(sql.format(t=table)).column(0)[0].as_py()
+                weir_s = time.perf_counter() - t0
+                summary = json.loads(weir(f"SELECT summary FROM iceberg_snapshots('{table}') "
+                                          "ORDER BY sequence_number DESC LIMIT 1").column(0)[0].as_py())
+                r = {"statement": name, "mode": mode, "rows": changed, "duckdb_rows": duck_changed,
+                     "weir_s": weir_s, "duckdb_s": duck_s,
+                     "bytes_removed": int(summary.get("removed-files-size", 0)),
+                     "bytes_added": int(summary.get("added-files-size", 0)),
+                     "files_removed": int(summary.get("deleted-data-files", 0)),
+                     "files_added": int(summary.get("added-data-files", 0)),
+                     "delete_files": int(summary.get("added-delete-files", 0))}
+                results["statements"].append(r)
+                print(f"{name} [{mode}]: {changed:,} rows (duckdb {duck_changed:,}) weir {weir_s:.2f} s, "
+                      f"duckdb {duck_s:.2f} s, data files {r['files_removed']} -> {r['files_added']}, "
+                      f"{r['delete_files']} delete files, {r['bytes_removed'] / (1 << 20):.1f} MiB removed, "
+                      f"{r['bytes_added'] / (1 << 20):.1f} MiB written", flush=True)
+            for mode in tables:
+                measure(f"after {name}", mode)
         conn.close()
         proc.terminate()
         proc.wait(timeout=60)
@@ -150,23 +161,26 @@ def write_report(out: Path, args, rows: int, results: dict) -> None:
         f"{dt.datetime.now():%Y-%m-%d %H:%M}, {rows:,} rows ({args.sensors} sensors x 1 day at 1 Hz), "
         f"binary `{args.weir_bin}`, `benches/run.sh dml`",
         "",
-        "| statement | mode | rows | Weir s | DuckDB s | files rewritten | MiB removed | MiB added |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| statement | mode | rows | Weir s | DuckDB s | data files removed → added | delete files | MiB removed | MiB written |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["statements"]:
         lines.append(f"| {r['statement']} | {r['mode']} | {r['rows']:,} | {r['weir_s']:.2f} | {r['duckdb_s']:.2f} | "
-                     f"{r['files_removed']} → {r['files_added']} | {r['bytes_removed'] / (1 << 20):.1f} | "
-                     f"{r['bytes_added'] / (1 << 20):.1f} |")
-        lines.append(f"| {r['statement']} | merge-on-read | n/a | n/a | | | | |")
-    lines += ["", "| stage | query | Weir ms | DuckDB ms | ratio | same result |", "|---|---|---:|---:|---:|---|"]
+                     f"{r['files_removed']} → {r['files_added']} | {r['delete_files']} | "
+                     f"{r['bytes_removed'] / (1 << 20):.1f} | {r['bytes_added'] / (1 << 20):.1f} |")
+    lines += ["", "| stage | table | query | Weir ms | DuckDB ms | ratio | same result |",
+              "|---|---|---|---:|---:|---:|---|"]
     for r in results["queries"]:
-        lines.append(f"| {r['stage']} | {r['query']} | {r['weir_ms']:.1f} | {r['duckdb_ms']:.1f} | "
+        lines.append(f"| {r['stage']} | {r['mode']} | {r['query']} | {r['weir_ms']:.1f} | {r['duckdb_ms']:.1f} | "
                      f"{r['ratio']:.2f} | {'yes' if r['match'] else 'NO'} |")
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    names = [r["statement"] for r in results["statements"]]
+    cow = [r for r in results["statements"] if r["mode"] == "copy-on-write"]
+    mor = [r for r in results["statements"] if r["mode"] == "merge-on-read"]
+    names = [r["statement"] for r in cow]
     xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], [r["weir_s"] for r in results["statements"]], 0.4, label="Weir (copy-on-write)")
-    ax.bar([x + 0.2 for x in xs], [r["duckdb_s"] for r in results["statements"]], 0.4, label="DuckDB (own table)")
+    ax.bar([x - 0.27 for x in xs], [r["weir_s"] for r in cow], 0.27, label="Weir copy-on-write")
+    ax.bar(list(xs), [r["weir_s"] for r in mor], 0.27, label="Weir merge-on-read")
+    ax.bar([x + 0.27 for x in xs], [r["duckdb_s"] for r in cow], 0.27, label="DuckDB (own table)")
     ax.set_xticks(list(xs), names)
     ax.set_ylabel("seconds")
     ax.legend()
