@@ -135,27 +135,73 @@ pub(crate) fn changes_since(base: &Table, since: i64, until: i64) -> Option<Chan
     }
 }
 
-/// The data files whose days changed: those the appends added, and those
-/// the overwrites added or removed (from the manifests each wrote). `None`
-/// when an overwrite added delete files (merge-on-read: which rows they
-/// hide is not told by bounds on the time column).
+/// The data files whose days changed: those the appends added, those the
+/// overwrites added or removed (from the manifests each wrote), and those
+/// the overwrites' position delete files point at (merge-on-read: the
+/// deleted rows lie within their data file's bounds). `None` when an
+/// overwrite added equality deletes (which rows they hide is not told by
+/// bounds on the time column) or a position delete file whose data file
+/// cannot be told.
 pub(crate) async fn changed_data_files(
     base: &Table,
     changes: &Changes,
 ) -> Result<Option<Vec<DataFile>>> {
     let mut files = added_data_files(base, &changes.appends).await?;
     for snapshot in &changes.overwrites {
+        let mut referenced = std::collections::HashSet::new();
         for (status, file) in written_by(base, snapshot).await? {
             if status == ManifestStatus::Existing {
                 continue;
             }
-            if file.content_type() != DataContentType::Data {
-                return Ok(None);
+            match file.content_type() {
+                DataContentType::Data => files.push(file),
+                DataContentType::PositionDeletes if status == ManifestStatus::Added => {
+                    match referenced_data_file(&file) {
+                        Some(path) => {
+                            referenced.insert(path);
+                        }
+                        None => return Ok(None),
+                    }
+                }
+                _ => return Ok(None),
             }
-            files.push(file);
+        }
+        if referenced.is_empty() {
+            continue;
+        }
+        let mut found = 0;
+        let list = base.manifest_list_reader(snapshot).load().await?;
+        for manifest in list.entries() {
+            if manifest.content != iceberg::spec::ManifestContentType::Data {
+                continue;
+            }
+            let loaded = manifest.load_manifest(base.file_io()).await?;
+            for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+                if referenced.contains(entry.data_file().file_path()) {
+                    found += 1;
+                    files.push(entry.data_file().clone());
+                }
+            }
+        }
+        if found != referenced.len() {
+            return Ok(None);
         }
     }
     Ok(Some(files))
+}
+
+/// The one data file a position delete file points at: its
+/// `referenced_data_file`, else equal bounds on its `file_path` column.
+fn referenced_data_file(file: &DataFile) -> Option<String> {
+    if let Some(path) = file.referenced_data_file() {
+        return Some(path);
+    }
+    let id = iceberg::metadata_columns::RESERVED_FIELD_ID_DELETE_FILE_PATH;
+    let (lo, hi) = (file.lower_bounds().get(&id)?, file.upper_bounds().get(&id)?);
+    match (lo.literal(), hi.literal()) {
+        (PrimitiveLiteral::String(a), PrimitiveLiteral::String(b)) if a == b => Some(a.clone()),
+        _ => None,
+    }
 }
 
 /// The data files `appends` added (read from their own manifests, so later
