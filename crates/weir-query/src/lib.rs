@@ -24,6 +24,7 @@ mod mv_rewrite;
 mod native_scan;
 pub mod postgres;
 pub mod settings;
+mod sql_ext;
 mod statement;
 mod table;
 mod views;

@@ -21,7 +21,7 @@ use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use weir_catalog::{AppendOptions, Lakehouse, append_data_files, commit_replace, write_data_files};
 
-use crate::ddl::{ident, parenthesised, split_top_level_commas, table_creation};
+use crate::ddl::{ident, table_creation};
 use crate::error::{QueryError, Result};
 use crate::mv_incremental;
 use crate::table::WeirTable;
@@ -48,86 +48,12 @@ pub enum MvStatement {
 }
 
 /// Recognises the MV statements (DataFusion's SQL layer has none of them);
-/// `None` for any other statement.
-pub fn parse(sql: &str) -> Result<Option<MvStatement>> {
-    let mut rest = sql.trim();
-    let statement = if eat(&mut rest, &["CREATE", "MATERIALIZED", "VIEW"]) {
-        let if_not_exists = eat(&mut rest, &["IF", "NOT", "EXISTS"]);
-        let name = take_name(&mut rest)?;
-        let mut partition = Vec::new();
-        if eat(&mut rest, &["PARTITIONED", "BY"]) {
-            let (inside, after) = parenthesised(rest)?;
-            partition = split_top_level_commas(inside);
-            rest = after.trim_start();
-        }
-        if !eat(&mut rest, &["AS"]) {
-            return Err(QueryError::Syntax(
-                "CREATE MATERIALIZED VIEW name [PARTITIONED BY (...)] AS SELECT ...".into(),
-            ));
-        }
-        MvStatement::Create {
-            name,
-            if_not_exists,
-            partition,
-            query: rest.to_string(),
-        }
-    } else if eat(&mut rest, &["REFRESH", "MATERIALIZED", "VIEW"]) {
-        MvStatement::Refresh {
-            name: take_name(&mut rest)?,
-        }
-    } else if eat(&mut rest, &["DROP", "MATERIALIZED", "VIEW"]) {
-        let if_exists = eat(&mut rest, &["IF", "EXISTS"]);
-        MvStatement::Drop {
-            name: take_name(&mut rest)?,
-            if_exists,
-        }
-    } else {
-        return Ok(None);
-    };
-    if let MvStatement::Refresh { .. } | MvStatement::Drop { .. } = &statement
-        && !rest.trim().is_empty()
-    {
-        return Err(QueryError::Syntax(format!(
-            "unexpected `{}` after the view name",
-            rest.trim()
-        )));
-    }
-    Ok(Some(statement))
-}
-
-/// Consumes `words` (case-insensitive, whitespace-separated) if `rest`
-/// starts with all of them.
-fn eat(rest: &mut &str, words: &[&str]) -> bool {
-    let mut s = *rest;
-    for word in words {
-        let Some(head) = s.get(..word.len()) else {
-            return false;
-        };
-        let boundary = s[word.len()..]
-            .chars()
-            .next()
-            .is_none_or(|c| c.is_whitespace() || c == '(');
-        if !head.eq_ignore_ascii_case(word) || !boundary {
-            return false;
-        }
-        s = s[word.len()..].trim_start();
-    }
-    *rest = s;
-    true
-}
-
-fn take_name(rest: &mut &str) -> Result<String> {
-    let end = rest
-        .find(|c: char| c.is_whitespace() || c == '(' || c == ';')
-        .unwrap_or(rest.len());
-    let name = &rest[..end];
-    if name.is_empty() {
-        return Err(QueryError::Syntax(
-            "a materialized view name is missing".into(),
-        ));
-    }
-    *rest = rest[end..].trim_start();
-    Ok(name.to_string())
+/// `None` for any other statement. See `sql_ext.rs`.
+pub fn parse(
+    dialect: &dyn datafusion::sql::sqlparser::dialect::Dialect,
+    sql: &str,
+) -> Result<Option<MvStatement>> {
+    crate::sql_ext::parse_mv(dialect, sql)
 }
 
 /// Runs an MV statement.
@@ -437,45 +363,6 @@ async fn drop_view(lakehouse: &Lakehouse, name: &str, if_exists: bool) -> Result
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_three_statements() {
-        assert_eq!(
-            parse(
-                "create materialized view if not exists gold.m PARTITIONED BY (day(b)) AS SELECT 1"
-            )
-            .unwrap(),
-            Some(MvStatement::Create {
-                name: "gold.m".into(),
-                if_not_exists: true,
-                partition: vec!["day(b)".into()],
-                query: "SELECT 1".into(),
-            })
-        );
-        assert_eq!(
-            parse("REFRESH MATERIALIZED VIEW gold.m").unwrap(),
-            Some(MvStatement::Refresh {
-                name: "gold.m".into()
-            })
-        );
-        assert_eq!(
-            parse("DROP MATERIALIZED VIEW IF EXISTS m").unwrap(),
-            Some(MvStatement::Drop {
-                name: "m".into(),
-                if_exists: true
-            })
-        );
-        assert_eq!(parse("SELECT 1").unwrap(), None);
-        assert_eq!(parse("CREATE VIEW v AS SELECT 1").unwrap(), None);
-        assert!(parse("CREATE MATERIALIZED VIEW m SELECT 1").is_err());
-        assert!(parse("REFRESH MATERIALIZED VIEW").is_err());
-        assert!(parse("REFRESH MATERIALIZED VIEW m now").is_err());
-    }
-}
-
 /// The materialized views whose query reads columns of `base`, each with
 /// the columns it reads (from the optimized plan's projections). Views whose
 /// query no longer plans are left out (their refresh says why).
@@ -526,4 +413,48 @@ pub(crate) async fn views_reading_columns(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+    #[test]
+    fn parses_the_three_statements() {
+        assert_eq!(
+            parse(
+                &GenericDialect {},
+                "create materialized view if not exists gold.m PARTITIONED BY (day(b)) AS SELECT 1"
+            )
+            .unwrap(),
+            Some(MvStatement::Create {
+                name: "gold.m".into(),
+                if_not_exists: true,
+                partition: vec!["day(b)".into()],
+                query: "SELECT 1".into(),
+            })
+        );
+        assert_eq!(
+            parse(&GenericDialect {}, "REFRESH MATERIALIZED VIEW gold.m").unwrap(),
+            Some(MvStatement::Refresh {
+                name: "gold.m".into()
+            })
+        );
+        assert_eq!(
+            parse(&GenericDialect {}, "DROP MATERIALIZED VIEW IF EXISTS m").unwrap(),
+            Some(MvStatement::Drop {
+                name: "m".into(),
+                if_exists: true
+            })
+        );
+        assert_eq!(parse(&GenericDialect {}, "SELECT 1").unwrap(), None);
+        assert_eq!(
+            parse(&GenericDialect {}, "CREATE VIEW v AS SELECT 1").unwrap(),
+            None
+        );
+        assert!(parse(&GenericDialect {}, "CREATE MATERIALIZED VIEW m SELECT 1").is_err());
+        assert!(parse(&GenericDialect {}, "REFRESH MATERIALIZED VIEW").is_err());
+        assert!(parse(&GenericDialect {}, "REFRESH MATERIALIZED VIEW m now").is_err());
+    }
 }

@@ -104,13 +104,6 @@ impl WeirStatement {
     /// Parses one statement with `ctx`'s dialect.
     pub fn parse(ctx: &SessionContext, sql: &str) -> Result<Self> {
         let text = sql.trim().trim_end_matches(';').trim().to_string();
-        if let Some(view) = mv::parse(&text)? {
-            return Ok(WeirStatement {
-                text,
-                parsed: Parsed::View(view),
-                access: Access::Admin,
-            });
-        }
         let (options, dialect_name) = {
             let state = ctx.state();
             let options = state.config_options().sql_parser.clone();
@@ -121,9 +114,14 @@ impl WeirStatement {
             .ok_or_else(|| QueryError::Invalid(format!("unknown SQL dialect {dialect_name}")))?;
         let recursion = options.recursion_limit.min(MAX_PARSER_RECURSION);
         let lowercase = options.enable_ident_normalization;
-        if text
-            .get(..5)
-            .is_some_and(|head| head.eq_ignore_ascii_case("ALTER"))
+        if let Some(view) = mv::parse(dialect.as_ref(), &text)? {
+            return Ok(WeirStatement {
+                text,
+                parsed: Parsed::View(view),
+                access: Access::Admin,
+            });
+        }
+        if crate::sql_ext::starts_with(dialect.as_ref(), &text, &["ALTER"])?
             && let Some(alter) = crate::alter::parse_extension(dialect.as_ref(), &text, lowercase)?
         {
             return Ok(WeirStatement {
@@ -132,7 +130,7 @@ impl WeirStatement {
                 access: Access::Admin,
             });
         }
-        let (body, partition) = crate::ddl::split_partition_clause(&text)?;
+        let (body, partition) = crate::sql_ext::split_partition_clause(dialect.as_ref(), &text)?;
         let mut statement = stacker::grow(PARSE_STACK_BYTES, || {
             parse_checked(dialect.as_ref(), &body, recursion)
         })?;
