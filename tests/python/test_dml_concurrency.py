@@ -14,6 +14,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from weir_harness import WeirServer, connect, execute, fetch_rows, fetch_scalar, weir_binary
 
 BATCHES = 24
@@ -31,7 +33,10 @@ def insert_batch(conn, batch: int) -> None:
     )
 
 
-def test_dml_during_streaming_appends_and_compaction(tmp_path):
+@pytest.mark.parametrize("mode", ["copy-on-write", "merge-on-read"])
+def test_dml_during_streaming_appends_and_compaction(tmp_path, mode):
+    # merge-on-read: position delete files pointing at data files that the
+    # compactor rewrites meanwhile (the commit checks they are still live).
     data = tmp_path / "data"
     server = WeirServer(data, ["--demo"])
     stop = threading.Event()
@@ -44,6 +49,12 @@ def test_dml_during_streaming_appends_and_compaction(tmp_path):
         while fetch_scalar(conn, "SELECT count(*) FROM silver.points WHERE source <> 'dml-test' OR source IS NULL") == 0:
             assert time.monotonic() < deadline, "no demo rows"
             time.sleep(0.2)
+
+        execute(
+            conn,
+            f"ALTER TABLE silver.points SET TBLPROPERTIES ('write.delete.mode' = '{mode}', "
+            f"'write.update.mode' = '{mode}')",
+        )
 
         def appender():
             try:
@@ -101,7 +112,13 @@ def test_dml_during_streaming_appends_and_compaction(tmp_path):
         # The demo's rows were never touched by the statements.
         assert fetch_scalar(conn, "SELECT count(*) FROM silver.points WHERE device_id LIKE 'dml-%' AND source <> 'dml-test'") == 0
         assert compactions and compactions[0] >= 1
-        print(f"{statements} DML statements, {compactions[0]} compactions, {total} rows appended")
+        if mode == "merge-on-read":
+            assert fetch_scalar(
+                conn,
+                "SELECT count(*) FROM iceberg_snapshots('silver.points') "
+                "WHERE summary LIKE '%\"added-position-deletes\"%'",
+            ) > 0, "no statement wrote position deletes"
+        print(f"{mode}: {statements} DML statements, {compactions[0]} compactions, {total} rows appended")
         writer_conn.close()
         conn.close()
     finally:

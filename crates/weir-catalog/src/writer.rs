@@ -99,6 +99,9 @@ pub async fn append_batches(
 /// Commits data files already written for `table` (e.g. by
 /// [`write_data_files`]) as one `append` snapshot, then merges small
 /// manifests as [`append_batches`] does.
+///
+/// TODO(issue 19): one commit/retry loop for every commit kind (this,
+/// `replace.rs`, `swap.rs` and the sources' loops).
 pub async fn append_data_files(
     lakehouse: &Lakehouse,
     table: &Table,
@@ -122,44 +125,59 @@ pub async fn append_data_files(
     let mut props = opts.snapshot_properties;
     props.insert(COMMIT_ID_KEY.to_string(), commit_id.to_string());
 
-    let tx = Transaction::new(table);
-    let action = tx
-        .fast_append()
-        .set_commit_uuid(commit_id)
-        .set_snapshot_properties(props)
-        .add_data_files(files);
-    let tx = action
-        .apply(tx)
-        .map_err(|e| CatalogError::iceberg(&name, e))?;
-    // Transaction::commit reloads and retries on conflicts (appends commute);
-    // a fence runs again on every attempt.
-    let fenced = opts.fence.map(|check| FencedCatalog::new(catalog, check));
     let span =
         tracing::debug_span!("commit", table = %name, operation = "append", rows, data_files);
     let started = std::time::Instant::now();
-    let result = match &fenced {
-        Some(f) => tx.commit(f).instrument(span.clone()).await,
-        None => tx.commit(catalog).instrument(span.clone()).await,
-    };
-    let committed = match result {
-        Ok(t) => t,
-        Err(e) => {
-            if let Some(reason) = fenced.as_ref().and_then(|f| f.refused.lock().ok()?.take()) {
-                crate::obs::record_commit(&name, "append", started, "fenced");
-                return Err(CatalogError::Fenced {
-                    table: name,
-                    reason,
-                });
-            }
-            // Unknown outcome (e.g. the catalog update ran but the reply was lost):
-            // the commit id in the snapshot summary tells.
-            let reloaded = catalog.load_table(table.identifier()).await.ok();
-            match reloaded.filter(|t| find_commit(t, &commit_id).is_some()) {
-                Some(t) => t,
-                None => {
-                    crate::obs::record_commit(&name, "append", started, "error");
-                    return Err(CatalogError::iceberg(&name, e));
+    let mut attempt = 0u32;
+    let committed = loop {
+        attempt += 1;
+        let tx = Transaction::new(table);
+        let action = tx
+            .fast_append()
+            .set_commit_uuid(commit_id)
+            .set_snapshot_properties(props.clone())
+            .add_data_files(files.clone());
+        let tx = action
+            .apply(tx)
+            .map_err(|e| CatalogError::iceberg(&name, e))?;
+        // Transaction::commit reloads and retries on conflicts (appends
+        // commute) a few times (`commit.retry.num-retries`); a fence runs
+        // again on every attempt.
+        let fenced = opts
+            .fence
+            .clone()
+            .map(|check| FencedCatalog::new(catalog, check));
+        let result = match &fenced {
+            Some(f) => tx.commit(f).instrument(span.clone()).await,
+            None => tx.commit(catalog).instrument(span.clone()).await,
+        };
+        match result {
+            Ok(t) => break t,
+            Err(e) => {
+                if let Some(reason) = fenced.as_ref().and_then(|f| f.refused.lock().ok()?.take()) {
+                    crate::obs::record_commit(&name, "append", started, "fenced");
+                    return Err(CatalogError::Fenced {
+                        table: name,
+                        reason,
+                    });
                 }
+                // Unknown outcome (e.g. the catalog update ran but the reply was
+                // lost): the commit id in the snapshot summary tells.
+                let reloaded = catalog.load_table(table.identifier()).await.ok();
+                if let Some(t) = reloaded.filter(|t| find_commit(t, &commit_id).is_some()) {
+                    break t;
+                }
+                // Busy tables (a streaming writer, DML, compaction and SQL
+                // appends at once) can outrun iceberg-rust's few retries:
+                // appends commute, so try again after a jittered backoff.
+                if e.kind() == ErrorKind::CatalogCommitConflicts && attempt < APPEND_ATTEMPTS {
+                    let backoff =
+                        (25u64 << attempt.min(6)) + u64::from(Uuid::new_v4().as_u128() as u8);
+                    tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+                    continue;
+                }
+                crate::obs::record_commit(&name, "append", started, "error");
+                return Err(CatalogError::iceberg(&name, e));
             }
         }
     };
@@ -190,6 +208,10 @@ pub async fn append_data_files(
         rows,
     })
 }
+
+/// How often an append is tried against concurrent commits (each try is
+/// iceberg-rust's own commit with its retries).
+const APPEND_ATTEMPTS: u32 = 12;
 
 /// The snapshot committed with `commit_id`, if any (newest first).
 pub fn find_commit(table: &Table, commit_id: &Uuid) -> Option<i64> {
