@@ -53,13 +53,16 @@ pub(crate) enum Change {
     Update(Vec<(String, Expr)>),
 }
 
-/// A DELETE/UPDATE/TRUNCATE taken from its logical plan.
+/// A DELETE/UPDATE/TRUNCATE taken from its logical plan (or an INSERT
+/// OVERWRITE … PARTITION (…): a DELETE of the partition plus `append`).
 #[derive(Debug, Clone)]
 pub(crate) struct RowLevel {
     pub table: TableReference,
     /// `None`: every row.
     pub predicate: Option<Expr>,
     pub change: Change,
+    /// Rows added in the same snapshot.
+    pub append: Vec<RecordBatch>,
 }
 
 impl RowLevel {
@@ -103,6 +106,7 @@ impl RowLevel {
             table,
             predicate,
             change,
+            append: Vec::new(),
         }))
     }
 }
@@ -607,13 +611,22 @@ async fn attempt_once(
             );
         }
     }
-    if removed.is_empty() && deletes.is_empty() {
+    if !statement.append.is_empty() {
+        check_required(&schema, &statement.append, ident)?;
+        added.extend(
+            write_data_files(table, &statement.append, None)
+                .await
+                .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?,
+        );
+    }
+    if removed.is_empty() && deletes.is_empty() && added.is_empty() {
         return Ok(Ok(outcome));
     }
     outcome.files_removed = removed.len();
     outcome.files_added = added.len();
     outcome.delete_files = deletes.len();
     let operation = match statement.change {
+        Change::Delete if !statement.append.is_empty() => "insert-overwrite",
         Change::Delete => "delete",
         Change::Update(_) => "update",
     };

@@ -285,7 +285,7 @@ impl QueryEngine {
         params: Option<ParamValues>,
     ) -> Result<Planned> {
         let classified = statement.access();
-        let (statement, partition, column_types) = match &statement.parsed {
+        let (statement, partition, column_types, overwrite_filter) = match &statement.parsed {
             statement::Parsed::View(view) => {
                 self.refresh().await?;
                 let outcome = mv::execute(self.lakehouse(), ctx, view.clone()).await;
@@ -315,7 +315,13 @@ impl QueryEngine {
                 statement,
                 partition,
                 column_types,
-            } => (statement.as_ref().clone(), partition, column_types),
+                overwrite_filter,
+            } => (
+                statement.as_ref().clone(),
+                partition,
+                column_types,
+                overwrite_filter,
+            ),
         };
         self.refresh().await?;
         if let Some(frame) = views::show_create(ctx, self.lakehouse(), &statement).await? {
@@ -336,6 +342,15 @@ impl QueryEngine {
             return Err(QueryError::Invalid(
                 "PARTITIONED BY is only valid in CREATE TABLE".into(),
             ));
+        }
+        if let Some(filter) = overwrite_filter {
+            let LogicalPlan::Dml(dml) = plan else {
+                return Err(QueryError::Internal(
+                    "INSERT OVERWRITE … PARTITION did not plan as an insert".into(),
+                ));
+            };
+            let rows = self.overwrite_partition(ctx, dml, filter).await?;
+            return Ok(Planned::done(count_done(ctx, rows)?));
         }
         match plan {
             LogicalPlan::Ddl(ddl) => {
@@ -433,6 +448,44 @@ impl QueryEngine {
             )),
             plan => Ok(Planned::query(self.query_frame(ctx, plan).await?)),
         }
+    }
+
+    /// `INSERT OVERWRITE t PARTITION (filter) query`: the query's rows must
+    /// all satisfy `filter`; the table's rows matching it are deleted and
+    /// the new rows added in one snapshot (copy-on-write or merge-on-read by
+    /// `write.delete.mode`).
+    async fn overwrite_partition(
+        &self,
+        ctx: &SessionContext,
+        dml: datafusion::logical_expr::DmlStatement,
+        filter: &str,
+    ) -> Result<u64> {
+        let ident = iceberg_ident(ctx, &dml.table_name, "INSERT OVERWRITE")?;
+        let schema = datafusion::common::DFSchema::try_from(dml.target.schema().as_ref().clone())?;
+        let predicate = ctx.parse_sql_expr(filter, &schema)?;
+        let rows = ctx.execute_logical_plan(dml.input.as_ref().clone()).await?;
+        let outside = rows
+            .clone()
+            .filter(predicate.clone().is_not_true())?
+            .count()
+            .await?;
+        if outside > 0 {
+            return Err(QueryError::Invalid(format!(
+                "INSERT OVERWRITE … PARTITION ({filter}): {outside} of the new rows are outside it"
+            )));
+        }
+        let batches = rows.collect().await?;
+        let count: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let job = dml::Job::RowLevel(dml::RowLevel {
+            table: dml.table_name.clone(),
+            predicate: Some(predicate),
+            change: dml::Change::Delete,
+            append: batches,
+        });
+        let outcome = dml::execute(ctx, self.lakehouse(), &ident, &job).await;
+        self.refresh().await?;
+        outcome?;
+        Ok(count)
     }
 
     /// DataFusion's logical plan of a parsed statement, without running

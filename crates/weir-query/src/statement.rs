@@ -97,6 +97,9 @@ pub(crate) enum Parsed {
         statement: Box<DfStatement>,
         partition: Vec<String>,
         column_types: Vec<(String, arrow::datatypes::DataType)>,
+        /// `INSERT OVERWRITE t PARTITION (a = 1, …)`: the clause as a
+        /// predicate (`a = 1 AND …`), taken off the INSERT.
+        overwrite_filter: Option<String>,
     },
 }
 
@@ -136,6 +139,7 @@ impl WeirStatement {
         })?;
         normalize(&mut statement)?;
         let column_types = crate::ddl::take_map_columns(ctx, &mut statement, lowercase)?;
+        let overwrite_filter = take_overwrite_partition(&mut statement)?;
         if let DfStatement::Statement(s) = &statement
             && let Statement::AlterTable(alter) = s.as_ref()
         {
@@ -165,6 +169,7 @@ impl WeirStatement {
                 statement: Box::new(statement),
                 partition,
                 column_types,
+                overwrite_filter,
             },
             access,
         })
@@ -425,6 +430,52 @@ fn set_assignment(set: &Set) -> Option<(String, String)> {
         }
         _ => None,
     }
+}
+
+/// `INSERT OVERWRITE t PARTITION (a = 1, b = 'x') query` (Spark's static
+/// overwrite): the clause as a predicate; the INSERT keeps no PARTITION
+/// clause (DataFusion plans none). Weir runs it as a DELETE of the rows the
+/// predicate matches plus the new rows, in one snapshot.
+fn take_overwrite_partition(statement: &mut DfStatement) -> Result<Option<String>> {
+    let DfStatement::Statement(s) = statement else {
+        return Ok(None);
+    };
+    let Statement::Insert(insert) = s.as_mut() else {
+        return Ok(None);
+    };
+    let Some(partition) = insert.partitioned.take() else {
+        return Ok(None);
+    };
+    if !insert.overwrite {
+        return Err(QueryError::Unsupported(
+            "INSERT INTO … PARTITION (…): rows go to the partitions their values fall into; \
+             leave the PARTITION clause out"
+                .into(),
+        ));
+    }
+    let mut terms = Vec::with_capacity(partition.len());
+    for expr in &partition {
+        match expr {
+            Expr::BinaryOp {
+                left,
+                op: datafusion::sql::sqlparser::ast::BinaryOperator::Eq,
+                right,
+            } if matches!(
+                left.as_ref(),
+                Expr::Identifier(_) | Expr::CompoundIdentifier(_)
+            ) =>
+            {
+                terms.push(format!("{left} = {right}"));
+            }
+            other => {
+                return Err(QueryError::Unsupported(format!(
+                    "INSERT OVERWRITE … PARTITION ({other}): only `column = value` terms; \
+                     without the clause the partitions the rows fall into are replaced"
+                )));
+            }
+        }
+    }
+    Ok(Some(terms.join(" AND ")))
 }
 
 /// Schemas of the ingest pipeline's tables: their rows are changed by SQL
