@@ -124,12 +124,13 @@ impl Merge {
             None => target.table().to_string(),
         };
         let source_alias = match &merge.source {
-            TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
-                normalized(&a.name, lowercase)
-            }
-            TableFactor::Table { name, alias: None, .. } => {
-                TableReference::parse_str(&name.to_string()).table().to_string()
-            }
+            TableFactor::Table { alias: Some(a), .. }
+            | TableFactor::Derived { alias: Some(a), .. } => normalized(&a.name, lowercase),
+            TableFactor::Table {
+                name, alias: None, ..
+            } => TableReference::parse_str(&name.to_string())
+                .table()
+                .to_string(),
             TableFactor::Derived { alias: None, .. } => {
                 return Err(QueryError::Invalid(
                     "MERGE … USING (subquery) needs an alias: USING (SELECT …) AS s".into(),
@@ -233,8 +234,7 @@ fn action_case(
     schema: &DFSchema,
     applies: &[(Kind, Expr)],
 ) -> Result<Expr> {
-    let mut branches: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
-        None;
+    let mut branches: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> = None;
     for (i, clause) in merge.clauses.iter().enumerate() {
         let Some((_, base)) = applies.iter().find(|(k, _)| *k == clause.kind) else {
             continue;
@@ -262,7 +262,12 @@ pub(crate) async fn merge_once(
     ident: &TableIdent,
     merge: &Merge,
 ) -> Result<std::result::Result<Outcome, String>> {
-    let dml::Target { table, base, ctx: one_ctx, .. } = target;
+    let dml::Target {
+        table,
+        base,
+        ctx: one_ctx,
+        ..
+    } = target;
     let schema = datafusion::catalog::TableProvider::schema(base);
     // The source, read once (in the caller's session: its options and
     // catalog) and held in memory for the per-file joins.
@@ -398,7 +403,9 @@ pub(crate) async fn merge_once(
                     continue;
                 };
                 let position = if columns.is_empty() {
-                    let index = schema.index_of(name).map_err(|e| QueryError::Internal(e.to_string()))?;
+                    let index = schema
+                        .index_of(name)
+                        .map_err(|e| QueryError::Internal(e.to_string()))?;
                     if values.len() != schema.fields().len() {
                         return Err(QueryError::Invalid(format!(
                             "MERGE … INSERT VALUES gives {} values; {} has {} columns (or name them)",
@@ -423,8 +430,14 @@ pub(crate) async fn merge_once(
                 });
             }
             let value = match value {
-                Some(mut b) => b.otherwise(cast(lit(datafusion::scalar::ScalarValue::Null), field.data_type().clone()))?,
-                None => cast(lit(datafusion::scalar::ScalarValue::Null), field.data_type().clone()),
+                Some(mut b) => b.otherwise(cast(
+                    lit(datafusion::scalar::ScalarValue::Null),
+                    field.data_type().clone(),
+                ))?,
+                None => cast(
+                    lit(datafusion::scalar::ScalarValue::Null),
+                    field.data_type().clone(),
+                ),
             };
             exprs.push(value.alias(name));
         }
@@ -482,7 +495,11 @@ fn apply_actions(
         let mut keep = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let row = rows.value(i);
-            let action = if actions.is_null(i) { 0 } else { actions.value(i) };
+            let action = if actions.is_null(i) {
+                0
+            } else {
+                actions.value(i)
+            };
             let repeated = previous == Some(row);
             previous = Some(row);
             if repeated {
@@ -561,7 +578,10 @@ async fn source_ranges(
             .read_table(source_table.clone())?
             .aggregate(
                 vec![],
-                vec![min(col(Column::new_unqualified(&s.name))), max(col(Column::new_unqualified(&s.name)))],
+                vec![
+                    min(col(Column::new_unqualified(&s.name))),
+                    max(col(Column::new_unqualified(&s.name))),
+                ],
             )?
             .collect()
             .await?;
