@@ -41,6 +41,10 @@ CASES = [
     ("SELECT date_trunc('minute')", INVALID_ARGUMENT, "'date_trunc' expects 2 arguments"),
     ("SELECT * FROM iceberg_snapshots(1)", INVALID_ARGUMENT, "expected a string literal"),
     ("SELECT date_bin(INTERVAL '0 minute', ts) FROM public.t", INVALID_ARGUMENT, "stride must be non-zero"),
+    # time-series functions (time_series.rs)
+    ("SELECT last(v) FROM public.t", INVALID_ARGUMENT, "last(value, time) takes 2 arguments, got 1"),
+    ("SELECT selector_last(v, 1) FROM public.t", INVALID_ARGUMENT, "the second argument must be a timestamp"),
+    ("SELECT time_bucket(INTERVAL '1 hour') FROM public.t", INVALID_ARGUMENT, "takes 2 or 3 arguments"),
     # --- unknown columns, shapes
     ("SELECT nope FROM public.t", INVALID_ARGUMENT, "No field named nope"),
     # was INTERNAL: two unknown columns (Collection)

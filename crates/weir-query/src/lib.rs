@@ -25,6 +25,7 @@ pub mod postgres;
 pub mod settings;
 mod statement;
 mod table;
+mod time_series;
 mod views;
 
 use std::sync::Arc;
@@ -49,7 +50,6 @@ pub use statement::{
 pub use table::{WeirInsertExec, WeirScanExec, WeirTable};
 
 use crate::ddl::DdlOutcome;
-use crate::functions::{TimeTravel, TimeTravelFunction};
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -208,15 +208,7 @@ impl QueryEngine {
                 Arc::new(postgres::PostgresCatalogProvider(pg.clone())),
             );
         }
-        for (name, kind) in TimeTravel::ALL {
-            ctx.register_udtf(
-                name,
-                Arc::new(TimeTravelFunction {
-                    kind,
-                    lakehouse: self.lakehouse().clone(),
-                }),
-            );
-        }
+        functions::register(&ctx, self.lakehouse());
         ctx
     }
 
