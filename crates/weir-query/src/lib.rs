@@ -8,6 +8,7 @@
 //! (the sqllogictest runner, `weir` commands).
 
 mod alter;
+mod asof;
 mod catalog;
 mod ddl;
 mod dml;

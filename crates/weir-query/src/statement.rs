@@ -130,7 +130,7 @@ impl WeirStatement {
         }
         let (body, partition) = crate::ddl::split_partition_clause(&text)?;
         let mut statement = stacker::grow(PARSE_STACK_BYTES, || {
-            parse_checked(dialect.as_ref(), &body, recursion)
+            parse_checked(dialect.as_ref(), &body, recursion, lowercase)
         })?;
         normalize(&mut statement)?;
         if let DfStatement::Statement(s) = &statement
@@ -192,9 +192,14 @@ impl WeirStatement {
     }
 }
 
-/// Parses exactly one statement and checks its shape. Runs on the parse
-/// stack: a rejected AST is dropped here too.
-fn parse_checked(dialect: &dyn Dialect, sql: &str, recursion: usize) -> Result<DfStatement> {
+/// Parses exactly one statement, checks its shape and rewrites ASOF JOINs
+/// (`asof.rs`). Runs on the parse stack: a rejected AST is dropped here too.
+fn parse_checked(
+    dialect: &dyn Dialect,
+    sql: &str,
+    recursion: usize,
+    lowercase: bool,
+) -> Result<DfStatement> {
     check_set_operations(dialect, sql)?;
     let mut statements = DFParserBuilder::new(sql)
         .with_dialect(dialect)
@@ -230,6 +235,8 @@ fn parse_checked(dialect: &dyn Dialect, sql: &str, recursion: usize) -> Result<D
         )));
     }
     refuse_ignored_clauses(&statement)?;
+    let mut statement = statement;
+    crate::asof::rewrite(&mut statement, dialect, lowercase)?;
     Ok(statement)
 }
 
