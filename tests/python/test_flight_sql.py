@@ -335,6 +335,36 @@ def test_aggregate_via_raw_flight_matches_adbc(adbc_conn, flight_sql_client, poi
     assert raw.table.to_pylist() == adbc_table.to_pylist()
 
 
+def test_time_series_functions_over_flight(adbc_conn, points):
+    """first/last, selector structs and time_bucket reach ADBC clients as
+    Arrow values (the selector as a struct of value and time)."""
+    table = fetch_table(
+        adbc_conn,
+        "SELECT device_id, first(value, ts) AS f, last(value, ts) AS l, "
+        "selector_max(value, ts) AS mx, time_bucket(INTERVAL '1 week', max(ts)) AS week "
+        "FROM silver.points GROUP BY device_id ORDER BY device_id",
+    )
+    assert table.schema.field("mx").type == pa.struct(
+        [pa.field("value", pa.float64()), pa.field("time", pa.timestamp("us", tz="UTC"))]
+    )
+    assert table.to_pylist() == [
+        {
+            "device_id": "dev-a",
+            "f": 1.5,
+            "l": 2.5,
+            "mx": {"value": 2.5, "time": dt.datetime(2024, 5, 1, 0, 1, tzinfo=UTC)},
+            "week": dt.datetime(2024, 4, 29, tzinfo=UTC),  # a Monday
+        },
+        {
+            "device_id": "dev-b",
+            "f": 10.0,
+            "l": 10.0,
+            "mx": {"value": 10.0, "time": dt.datetime(2024, 5, 2, 12, 0, tzinfo=UTC)},
+            "week": dt.datetime(2024, 4, 29, tzinfo=UTC),
+        },
+    ]
+
+
 # --- errors ---------------------------------------------------------------------
 
 

@@ -637,11 +637,32 @@ pub(crate) fn stream_executable(exec: Executable) -> FlightDataStream {
                 .and_then(|b| conform_batch(b, &target).map_err(status_from_arrow))
                 .map_err(|status| FlightError::Tonic(Box::new(status)))
         });
+    // A panic inside DataFusion while the query runs (a bug there, e.g.
+    // `overlay('abc' placing 'x' from -5)` in DataFusion 53) ends the stream
+    // with INTERNAL and the panic's message instead of a reset stream
+    // (CANCELLED, no message).
+    let batches = std::panic::AssertUnwindSafe(batches)
+        .catch_unwind()
+        .map(|item| {
+            item.unwrap_or_else(|panic| Err(FlightError::Tonic(Box::new(panicked(panic)))))
+        });
     let encoded = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .build(batches)
         .map_err(Status::from);
     Box::pin(encoded)
+}
+
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> Status {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    tracing::warn!(panic = %message, "a query panicked while running");
+    Status::internal(format!(
+        "the query failed inside the engine (a bug): {message}"
+    ))
 }
 
 /// `stream`, cut off with DEADLINE_EXCEEDED once `timeout` has passed

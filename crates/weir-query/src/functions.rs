@@ -3,6 +3,8 @@
 //! `iceberg_at_sequence('ns.t', n)`, `iceberg_as_of('ns.t', '2026-11-23T12:00:00Z')`,
 //! plus `weir_watermarks('ns.t')` (committed source positions).
 //!
+//! Also [`register`]: every function Weir adds to a session.
+//!
 //! DataFusion's SQL layer has no `FOR SYSTEM_TIME AS OF`/`VERSION AS OF`
 //! clause for table providers, so table functions carry time travel.
 
@@ -17,6 +19,7 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::Expr;
+use datafusion::prelude::SessionContext;
 use iceberg::table::Table;
 use iceberg::{Catalog, NamespaceIdent, TableIdent};
 use weir_catalog::watermark::{table_sources, table_watermarks};
@@ -25,6 +28,22 @@ use weir_catalog::{DEFAULT_NAMESPACE, Lakehouse};
 use crate::QueryError;
 use crate::error::to_df;
 use crate::table::WeirTable;
+
+/// Registers Weir's functions with a session: the table functions below and
+/// the time-series functions of `time_series.rs` (`first`/`last`,
+/// `selector_*`, `time_bucket`).
+pub(crate) fn register(ctx: &SessionContext, lakehouse: &Lakehouse) {
+    crate::time_series::register(ctx);
+    for (name, kind) in TimeTravel::ALL {
+        ctx.register_udtf(
+            name,
+            Arc::new(TimeTravelFunction {
+                kind,
+                lakehouse: lakehouse.clone(),
+            }),
+        );
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub enum TimeTravel {

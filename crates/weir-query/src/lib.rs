@@ -8,6 +8,7 @@
 //! (the sqllogictest runner, `weir` commands).
 
 mod alter;
+mod asof;
 mod catalog;
 mod ddl;
 mod dml;
@@ -27,6 +28,7 @@ pub mod settings;
 mod sql_ext;
 mod statement;
 mod table;
+mod time_series;
 mod views;
 
 use std::sync::Arc;
@@ -51,7 +53,6 @@ pub use statement::{
 pub use table::{WeirInsertExec, WeirScanExec, WeirTable};
 
 use crate::ddl::DdlOutcome;
-use crate::functions::{TimeTravel, TimeTravelFunction};
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -210,15 +211,7 @@ impl QueryEngine {
                 Arc::new(postgres::PostgresCatalogProvider(pg.clone())),
             );
         }
-        for (name, kind) in TimeTravel::ALL {
-            ctx.register_udtf(
-                name,
-                Arc::new(TimeTravelFunction {
-                    kind,
-                    lakehouse: self.lakehouse().clone(),
-                }),
-            );
-        }
+        functions::register(&ctx, self.lakehouse());
         ctx
     }
 

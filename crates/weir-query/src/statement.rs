@@ -26,7 +26,7 @@ use std::ops::ControlFlow;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
-    DescribeAlias, Expr, ObjectName, Query, Set, SetExpr, Statement, Visit, Visitor,
+    DescribeAlias, Expr, ObjectName, Query, Set, SetExpr, Statement, TableFactor, Visit, Visitor,
 };
 use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -135,7 +135,7 @@ impl WeirStatement {
         }
         let (body, partition) = crate::sql_ext::split_partition_clause(dialect.as_ref(), &text)?;
         let mut statement = stacker::grow(PARSE_STACK_BYTES, || {
-            parse_checked(dialect.as_ref(), &body, recursion)
+            parse_checked(dialect.as_ref(), &body, recursion, lowercase)
         })?;
         normalize(&mut statement)?;
         let column_types = crate::ddl::take_map_columns(ctx, &mut statement, lowercase)?;
@@ -201,9 +201,14 @@ impl WeirStatement {
     }
 }
 
-/// Parses exactly one statement and checks its shape. Runs on the parse
-/// stack: a rejected AST is dropped here too.
-fn parse_checked(dialect: &dyn Dialect, sql: &str, recursion: usize) -> Result<DfStatement> {
+/// Parses exactly one statement, checks its shape and rewrites ASOF JOINs
+/// (`asof.rs`). Runs on the parse stack: a rejected AST is dropped here too.
+fn parse_checked(
+    dialect: &dyn Dialect,
+    sql: &str,
+    recursion: usize,
+    lowercase: bool,
+) -> Result<DfStatement> {
     check_set_operations(dialect, sql)?;
     let mut statements = DFParserBuilder::new(sql)
         .with_dialect(dialect)
@@ -238,7 +243,61 @@ fn parse_checked(dialect: &dyn Dialect, sql: &str, recursion: usize) -> Result<D
              split the statement or use IN lists"
         )));
     }
+    refuse_ignored_clauses(&statement)?;
+    let mut statement = statement;
+    crate::asof::rewrite(&mut statement, dialect, lowercase)?;
     Ok(statement)
+}
+
+/// Table clauses sqlparser reads and DataFusion's planner drops without a
+/// word: `TABLESAMPLE`/`SAMPLE` (every row would come back) and
+/// `FOR SYSTEM_TIME AS OF` / `TIMESTAMP AS OF` / `VERSION AS OF` (the
+/// current snapshot would be read). UNIMPLEMENTED rather than a wrong answer.
+fn refuse_ignored_clauses(statement: &DfStatement) -> Result<()> {
+    struct Ignored;
+    impl Visitor for Ignored {
+        type Break = QueryError;
+
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<QueryError> {
+            let (sample, version) = match factor {
+                TableFactor::Table {
+                    sample, version, ..
+                } => (sample.is_some(), version.is_some()),
+                TableFactor::Derived { sample, .. } => (sample.is_some(), false),
+                _ => (false, false),
+            };
+            if sample {
+                return ControlFlow::Break(QueryError::Unsupported(format!(
+                    "TABLESAMPLE / SAMPLE (in `{factor}`): Weir reads every row; \
+                     sample with a WHERE clause, e.g. `WHERE random() < 0.1`"
+                )));
+            }
+            if version {
+                return ControlFlow::Break(QueryError::Unsupported(format!(
+                    "time travel clauses (in `{factor}`); use the table functions \
+                     iceberg_at_snapshot('ns.t', id), iceberg_at_sequence('ns.t', n) \
+                     or iceberg_as_of('ns.t', 'timestamp')"
+                )));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let walked = match statement {
+        DfStatement::Statement(s) => s.visit(&mut Ignored),
+        DfStatement::Explain(e) => match e.statement.as_ref() {
+            DfStatement::Statement(s) => s.visit(&mut Ignored),
+            _ => ControlFlow::Continue(()),
+        },
+        DfStatement::CopyTo(copy) => match &copy.source {
+            datafusion::sql::parser::CopyToSource::Query(q) => q.visit(&mut Ignored),
+            datafusion::sql::parser::CopyToSource::Relation(_) => ControlFlow::Continue(()),
+        },
+        _ => ControlFlow::Continue(()),
+    };
+    match walked {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
 }
 
 /// Counts UNION/INTERSECT/EXCEPT before parsing: each nests the query one

@@ -185,6 +185,7 @@ pub(crate) async fn view_table(
         .parquet
         .schema_force_view_types = false;
     let ctx = SessionContext::new_with_config(config);
+    crate::time_series::register(&ctx);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
     let plan = ctx.state().create_logical_plan(&definition.sql).await?;
     let text = format!(
