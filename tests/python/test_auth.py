@@ -264,6 +264,8 @@ ADMIN_ONLY = [
     "DELETE FROM silver.points WHERE device_id = 'x'",
     "UPDATE silver.points SET value = 0 WHERE device_id = 'x'",
     "TRUNCATE TABLE gold.points_1m",
+    "INSERT OVERWRITE silver.points SELECT * FROM silver.points WHERE false",
+    "INSERT OVERWRITE silver.points PARTITION (device_id = 'x') SELECT * FROM silver.points WHERE false",
     "MERGE INTO silver.points t USING public.roles_t s ON t.value = s.a WHEN MATCHED THEN DELETE",
 ]
 WRITE = [

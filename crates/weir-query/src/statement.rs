@@ -547,6 +547,18 @@ fn changes_pipeline_rows(statement: &DfStatement, default_schema: &str) -> bool 
     let DfStatement::Statement(s) = statement else {
         return false;
     };
+    // INSERT OVERWRITE replaces rows too: only its target counts (it may
+    // read pipeline tables like any query).
+    if let Statement::Insert(insert) = s.as_ref()
+        && insert.overwrite
+    {
+        let datafusion::sql::sqlparser::ast::TableObject::TableName(name) = &insert.table else {
+            return true;
+        };
+        let mut names = Names(default_schema, false);
+        let _ = names.pre_visit_relation(name);
+        return names.1;
+    }
     if !matches!(
         s.as_ref(),
         Statement::Delete(_) | Statement::Update(_) | Statement::Truncate(_) | Statement::Merge(_)
@@ -662,6 +674,15 @@ mod tests {
             ("EXPLAIN SELECT 1", Access::Read),
             ("DELETE FROM readings WHERE a = 1", Access::Write),
             ("DELETE FROM silver.points WHERE a = 1", Access::Admin),
+            (
+                "INSERT OVERWRITE silver.points SELECT * FROM t",
+                Access::Admin,
+            ),
+            (
+                "INSERT OVERWRITE t SELECT * FROM silver.points",
+                Access::Write,
+            ),
+            ("INSERT INTO silver.points SELECT * FROM t", Access::Write),
             ("UPDATE weir.Bronze.raw_messages SET a = 1", Access::Admin),
             ("TRUNCATE TABLE gold.points_1m", Access::Admin),
             ("UPDATE public.t SET a = 1", Access::Write),
