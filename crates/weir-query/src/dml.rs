@@ -382,6 +382,46 @@ pub(crate) struct FileRef {
     pub spec: Option<Arc<iceberg::spec::PartitionSpec>>,
 }
 
+impl FileRef {
+    /// `base` restricted to this file (no hot tier).
+    pub(crate) fn table(&self, base: &WeirTable, label: &str) -> WeirTable {
+        base.restricted(
+            Some(Arc::new(HashSet::from([self.path.clone()]))),
+            false,
+            label.into(),
+        )
+    }
+
+    /// Its partition when `mode` changes it by position deletes: merge-on-read
+    /// needs each row's position, read without delete files (a file that
+    /// has some is rewritten instead).
+    pub(crate) fn positional(&self, mode: Mode) -> Option<iceberg::spec::Struct> {
+        match (mode, &self.partition) {
+            (Mode::MergeOnRead, Some(p)) if !self.has_deletes => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    /// Writes a position delete file naming `positions` of this file.
+    pub(crate) async fn write_deletes(
+        &self,
+        table: &iceberg::table::Table,
+        partition: &iceberg::spec::Struct,
+        positions: &[i64],
+        ident: &TableIdent,
+    ) -> Result<(i32, iceberg::spec::DataFile)> {
+        let spec = self
+            .spec
+            .clone()
+            .unwrap_or_else(|| table.metadata().default_partition_spec().clone());
+        let file =
+            weir_catalog::write_position_deletes(table, &self.path, &spec, partition, positions)
+                .await
+                .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?;
+        Ok((spec.spec_id(), file))
+    }
+}
+
 /// The data files of `base` that may hold rows matching `filters`
 /// (manifest and file statistics pruning), each once.
 pub(crate) async fn file_paths(base: &WeirTable, filters: &[Expr]) -> Result<Vec<FileRef>> {
@@ -499,17 +539,8 @@ async fn attempt_once(
     let mut deletes = Vec::new();
     for file in paths {
         let path = file.path.clone();
-        let one = base.restricted(
-            Some(Arc::new(HashSet::from([path.clone()]))),
-            false,
-            "DML".into(),
-        );
-        // Merge-on-read needs each row's position in the file: read without
-        // delete files (a file that has some is rewritten instead).
-        let positional = match (mode, &file.partition) {
-            (Mode::MergeOnRead, Some(p)) if !file.has_deletes => Some(p.clone()),
-            _ => None,
-        };
+        let one = file.table(base, "DML");
+        let positional = file.positional(mode);
         let mut exprs: Vec<Expr> = Vec::with_capacity(schema.fields().len() + 2);
         for field in schema.fields() {
             let name = field.name();
@@ -591,15 +622,10 @@ async fn attempt_once(
         }
         outcome.rows += hits;
         if let Some(partition) = positional {
-            let spec = file
-                .spec
-                .clone()
-                .unwrap_or_else(|| table.metadata().default_partition_spec().clone());
-            let delete =
-                weir_catalog::write_position_deletes(table, &path, &spec, &partition, &positions)
-                    .await
-                    .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?;
-            deletes.push((spec.spec_id(), delete));
+            deletes.push(
+                file.write_deletes(table, &partition, &positions, ident)
+                    .await?,
+            );
         } else {
             removed.insert(path);
         }

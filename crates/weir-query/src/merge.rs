@@ -352,13 +352,8 @@ pub(crate) async fn merge_once(
     let mut delete_files = Vec::new();
     for file in paths {
         let path = file.path.clone();
-        let one = base.restricted(
-            Some(Arc::new(HashSet::from([path.clone()]))),
-            false,
-            "MERGE".into(),
-        );
         let numbered = one_ctx
-            .read_table(Arc::new(one))?
+            .read_table(Arc::new(file.table(base, "MERGE")))?
             .window(vec![row_number().alias(ROW)])?
             .alias(&merge.target_alias)?;
         let joined_schema = numbered.schema().join(source()?.schema())?;
@@ -410,10 +405,7 @@ pub(crate) async fn merge_once(
             .sort(vec![col(ROW).sort(true, false)])?
             .collect()
             .await?;
-        let positional = match (mode, &file.partition) {
-            (dml::Mode::MergeOnRead, Some(p)) if !file.has_deletes => Some(p.clone()),
-            _ => None,
-        };
+        let positional = file.positional(mode);
         let Some(change) = apply_actions(
             batches,
             &deletes,
@@ -428,20 +420,10 @@ pub(crate) async fn merge_once(
         outcome.rows += change.changed;
         match positional {
             Some(partition) => {
-                let spec = file
-                    .spec
-                    .clone()
-                    .unwrap_or_else(|| table.metadata().default_partition_spec().clone());
-                let delete = weir_catalog::write_position_deletes(
-                    table,
-                    &path,
-                    &spec,
-                    &partition,
-                    &change.positions,
-                )
-                .await
-                .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?;
-                delete_files.push((spec.spec_id(), delete));
+                delete_files.push(
+                    file.write_deletes(table, &partition, &change.positions, ident)
+                        .await?,
+                );
             }
             None => {
                 removed.insert(path);
