@@ -430,17 +430,63 @@ pub(crate) async fn file_paths(base: &WeirTable, filters: &[Expr]) -> Result<Vec
         .map(|f| simplified(base, f.clone()))
         .collect::<Result<Vec<_>>>()?;
     let tasks = base.plan_files_for(&filters).await?;
+    // iceberg-rust attaches a position delete file to every data file of its
+    // partition; the file it names is the one it applies to.
+    let targets = if tasks.iter().any(|t| {
+        t.deletes
+            .iter()
+            .any(|d| d.file_type == iceberg::spec::DataContentType::PositionDeletes)
+    }) {
+        position_delete_targets(base).await?
+    } else {
+        std::collections::HashMap::new()
+    };
     let mut seen = HashSet::new();
     Ok(tasks
         .into_iter()
         .filter(|t| seen.insert(t.data_file_path.clone()))
         .map(|t| FileRef {
-            has_deletes: !t.deletes.is_empty(),
+            has_deletes: t.deletes.iter().any(|d| {
+                d.file_type != iceberg::spec::DataContentType::PositionDeletes
+                    || targets
+                        .get(&d.file_path)
+                        .is_none_or(|target| target == &t.data_file_path)
+            }),
             partition: t.partition.clone(),
             spec: t.partition_spec.clone(),
             path: t.data_file_path,
         })
         .collect())
+}
+
+/// The data file each live position delete file of `base`'s snapshot names
+/// (its `referenced_data_file`, or equal bounds on `file_path`); files that
+/// name several are absent (they may apply anywhere in their partition).
+async fn position_delete_targets(
+    base: &WeirTable,
+) -> Result<std::collections::HashMap<String, String>> {
+    let table = base.iceberg_table();
+    let mut targets = std::collections::HashMap::new();
+    let Some(snapshot) = base
+        .snapshot_id()
+        .and_then(|id| table.metadata().snapshot_by_id(id))
+    else {
+        return Ok(targets);
+    };
+    let list = table.manifest_list_reader(snapshot).load().await?;
+    for manifest in list.entries() {
+        if manifest.content != iceberg::spec::ManifestContentType::Deletes {
+            continue;
+        }
+        let loaded = manifest.load_manifest(table.file_io()).await?;
+        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+            let file = entry.data_file();
+            if let Some(target) = crate::mv_incremental::referenced_data_file(file) {
+                targets.insert(file.file_path().to_string(), target);
+            }
+        }
+    }
+    Ok(targets)
 }
 
 /// Refuses rows that put NULL into a required (NOT NULL) column.

@@ -192,7 +192,7 @@ pub(crate) async fn changed_data_files(
 
 /// The one data file a position delete file points at: its
 /// `referenced_data_file`, else equal bounds on its `file_path` column.
-fn referenced_data_file(file: &DataFile) -> Option<String> {
+pub(crate) fn referenced_data_file(file: &DataFile) -> Option<String> {
     if let Some(path) = file.referenced_data_file() {
         return Some(path);
     }

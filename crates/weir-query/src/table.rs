@@ -214,6 +214,11 @@ impl WeirTable {
         self.snapshot_id
     }
 
+    /// The Iceberg table behind it.
+    pub(crate) fn iceberg_table(&self) -> &Table {
+        &self.table
+    }
+
     /// The Iceberg schema of the pinned snapshot (may lack newer columns, or
     /// name a column differently after a rename).
     fn snapshot_schema(&self) -> DFResult<iceberg::spec::SchemaRef> {
