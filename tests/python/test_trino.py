@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pyarrow.parquet as pq
 import pytest
+from trino.exceptions import TrinoQueryError
 
 from kafka_harness import wait_until
 from mqtt_harness import Mosquitto, wait_log
@@ -189,26 +191,34 @@ def trino(lake: Lakehouse, server: WeirServer, tmp_path_factory):
 # --- comparing answers -------------------------------------------------------------
 
 
+def trino_fetch(trino, sql: str) -> list:
+    """Runs one statement in Trino. NO_NODES_AVAILABLE (Trino has not yet seen
+    its own node announce a catalog; the harness waits for that, but a catalog's
+    node list is refreshed every 5 s) is retried for a while, any other error is not."""
+    deadline = time.monotonic() + 30
+    while True:
+        cur = trino.cursor()
+        try:
+            cur.execute(sql)
+            return cur.fetchall()
+        except TrinoQueryError as e:
+            if e.error_name != "NO_NODES_AVAILABLE" or time.monotonic() > deadline:
+                raise
+        finally:
+            cur.close()
+        time.sleep(0.5)
+
+
 def trino_rows(trino, sql: str) -> list[tuple]:
-    cur = trino.cursor()
-    try:
-        cur.execute(sql)
-        return rows_of(cur.fetchall())
-    finally:
-        cur.close()
+    return rows_of(trino_fetch(trino, sql))
 
 
 def trino_exec(trino, *statements: str) -> list:
     """Runs each statement; the row counts Trino reports for DML."""
     counts = []
     for sql in statements:
-        cur = trino.cursor()
-        try:
-            cur.execute(sql)
-            rows = cur.fetchall()
-            counts.append(rows[0][0] if rows and len(rows[0]) == 1 else None)
-        finally:
-            cur.close()
+        rows = trino_fetch(trino, sql)
+        counts.append(rows[0][0] if rows and len(rows[0]) == 1 else None)
     return counts
 
 

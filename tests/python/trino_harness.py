@@ -38,6 +38,7 @@ class TrinoServer:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.user = user
+        self.catalogs = list(catalogs)
         files: List[str] = []
         for name, props in catalogs.items():
             path = self.home / f"{name}.properties"
@@ -59,27 +60,31 @@ class TrinoServer:
 
     def _wait_for_worker(self, timeout: float = 120) -> None:
         """Started is not yet schedulable: the coordinator runs queries once it
-        has discovered itself as a worker (before that: NO_NODES_AVAILABLE)."""
+        has discovered itself as a worker *with each catalog loaded* (the node's
+        announcement lists its catalogs; before it is seen: NO_NODES_AVAILABLE).
+        An active node in ``system.runtime.nodes`` is not enough: a query on a
+        connector catalog can still fail for a few seconds after it (CI, stop 27),
+        so each configured catalog is queried until it answers."""
         import trino
 
         deadline = time.monotonic() + timeout
-        while True:
-            conn = self.connect(catalog="system")
-            try:
-                cur = conn.cursor()
-                cur.execute("SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'")
-                if cur.fetchall()[0][0] >= 1:
-                    return
-                last = "no active node"
-            except trino.exceptions.TrinoQueryError as e:
-                if e.error_name != "NO_NODES_AVAILABLE":
-                    raise
-                last = e.message
-            finally:
-                conn.close()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Trino has no worker after {timeout} s ({last}):\n{self.logs()}")
-            time.sleep(0.2)
+        for catalog in self.catalogs:
+            while True:
+                conn = self.connect(catalog=catalog)
+                try:
+                    cur = conn.cursor()
+                    cur.execute(f'SELECT count(*) FROM "{catalog}".information_schema.schemata')
+                    cur.fetchall()
+                    break
+                except trino.exceptions.TrinoQueryError as e:
+                    if e.error_name != "NO_NODES_AVAILABLE":
+                        raise
+                    last = e.message
+                finally:
+                    conn.close()
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Trino cannot run queries on catalog {catalog} after {timeout} s ({last}):\n{self.logs()}")
+                time.sleep(0.2)
 
     def info(self) -> dict:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v1/info", timeout=10) as r:
