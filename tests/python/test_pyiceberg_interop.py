@@ -153,3 +153,71 @@ def test_weir_sees_pyiceberg_changes_while_running(weir_factory, tmp_path):
     finally:
         catalog.engine.dispose()
         conn.close()
+
+
+def test_uuid_columns_both_ways(weir_factory, tmp_path):
+    """An Iceberg `uuid` column written by PyIceberg reads in Weir as canonical
+    text; Weir's INSERT, UPDATE and ADBC bulk ingest (text and pyarrow's
+    `pa.uuid()`) write 16-byte uuids PyIceberg reads back as the same values."""
+    import uuid
+
+    from pyiceberg.types import UUIDType
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "warehouse").mkdir()
+    py_ids = [uuid.UUID(int=i * 0x1111) for i in range(1, 4)] + [uuid.uuid4()]
+    catalog = open_catalog(data_dir)
+    try:
+        catalog.create_namespace("interop")
+        schema = Schema(
+            NestedField(1, "id", UUIDType(), required=False),
+            NestedField(2, "n", LongType(), required=False),
+        )
+        table = catalog.create_table("interop.uuids", schema=schema)
+        table.append(pa.table({
+            "id": pa.array([u.bytes for u in py_ids], pa.uuid()),
+            "n": pa.array(range(len(py_ids)), pa.int64()),
+        }))
+    finally:
+        catalog.engine.dispose()
+
+    server = weir_factory(data_dir)
+    conn = connect(server.uri)
+    weir_ids = [uuid.uuid4() for _ in range(3)]
+    try:
+        assert fetch_rows(conn, "SELECT id, n FROM interop.uuids ORDER BY n") == [
+            (str(u), i) for i, u in enumerate(py_ids)
+        ]
+        assert fetch_rows(conn, f"SELECT n FROM interop.uuids WHERE id = '{py_ids[2]}'") == [(2,)]
+        execute(conn, f"INSERT INTO interop.uuids VALUES ('{str(weir_ids[0]).upper()}', 10)")
+        execute(conn, f"UPDATE interop.uuids SET id = '{weir_ids[1].hex}' WHERE n = 0")
+        cur = conn.cursor()
+        try:
+            cur.adbc_ingest("uuids", pa.table({
+                "id": pa.array([weir_ids[2].bytes, None], pa.uuid()),
+                "n": pa.array([11, 12], pa.int64()),
+            }), mode="append", db_schema_name="interop")
+            cur.adbc_ingest("uuids", pa.table({
+                "id": pa.array([str(py_ids[3])], pa.string()),
+                "n": pa.array([13], pa.int64()),
+            }), mode="append", db_schema_name="interop")
+        finally:
+            cur.close()
+        via_weir = fetch_rows(conn, "SELECT n, id FROM interop.uuids ORDER BY n")
+    finally:
+        conn.close()
+
+    expected = [(0, weir_ids[1]), (1, py_ids[1]), (2, py_ids[2]), (3, py_ids[3]), (10, weir_ids[0]),
+                (11, weir_ids[2]), (12, None), (13, py_ids[3])]
+    assert via_weir == [(n, None if u is None else str(u)) for n, u in expected]
+    catalog = open_catalog(data_dir)
+    try:
+        table = catalog.load_table("interop.uuids")
+        assert isinstance(table.schema().find_field("id").field_type, UUIDType)
+        scanned = table.scan().to_arrow().sort_by("n")
+        got = [(n, b if b is None or isinstance(b, uuid.UUID) else uuid.UUID(bytes=bytes(b)))
+               for n, b in zip(scanned.column("n").to_pylist(), scanned.column("id").to_pylist())]
+        assert got == expected
+    finally:
+        catalog.engine.dispose()

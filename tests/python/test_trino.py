@@ -617,3 +617,28 @@ def test_trino_changes_silver_weir_rollups_agree(conn, trino):
         execute(conn, f"REFRESH MATERIALIZED VIEW {view}")
     for view in GOLD:
         check_gold(conn, trino, view)
+
+
+def test_uuid_columns_both_ways(conn, trino):
+    """Trino's `uuid` type and Weir's UUID columns are one Iceberg `uuid`: Trino
+    writes, deletes (position delete files) and adds a uuid column later; Weir
+    reads the values as text; Weir writes, Trino reads them as uuids."""
+    ids = [str(uuid.UUID(int=(i + 1) * 0x10001)) for i in range(6)]
+    weir_exec(conn, "CREATE SCHEMA IF NOT EXISTS lake")
+    trino_exec(trino, "CREATE TABLE lake.uuids (id uuid, n bigint) WITH (format_version = 2)",
+               "INSERT INTO lake.uuids VALUES " + ", ".join(f"(UUID '{u}', {i})" for i, u in enumerate(ids)),
+               "DELETE FROM lake.uuids WHERE n = 1",
+               "ALTER TABLE lake.uuids ADD COLUMN parent uuid",
+               "ALTER TABLE lake.uuids ADD COLUMN at time(6)",
+               f"INSERT INTO lake.uuids VALUES (UUID '{ids[0]}', 10, UUID '{ids[2]}', TIME '12:34:56.789')")
+    agree(conn, trino, "SELECT id, n, parent, at FROM lake.uuids",
+          "SELECT CAST(id AS VARCHAR), n, CAST(parent AS VARCHAR), at FROM lake.uuids")
+    agree(conn, trino, f"SELECT n FROM lake.uuids WHERE id = '{ids[0]}'",
+          f"SELECT n FROM lake.uuids WHERE id = UUID '{ids[0]}'")
+    weir_exec(conn, f"INSERT INTO lake.uuids (id, n, parent) VALUES ('{ids[5].upper()}', 20, '{ids[4]}')",
+              f"UPDATE lake.uuids SET parent = '{ids[3]}' WHERE n = 2",
+              f"DELETE FROM lake.uuids WHERE id = '{ids[4]}'")
+    rows = agree(conn, trino, "SELECT id, n, parent FROM lake.uuids",
+                 "SELECT CAST(id AS VARCHAR), n, CAST(parent AS VARCHAR) FROM lake.uuids")
+    assert len(rows) == 6, rows
+    assert trino_rows(trino, f"SELECT n FROM lake.uuids WHERE parent = UUID '{ids[3]}'") == [(2,)]

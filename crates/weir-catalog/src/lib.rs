@@ -19,6 +19,7 @@ pub mod sort;
 pub mod spec;
 pub mod storage;
 mod swap;
+pub mod uuid_columns;
 mod views;
 pub mod watermark;
 mod writer;

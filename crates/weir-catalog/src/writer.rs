@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::compute::cast;
-use arrow::datatypes::SchemaRef as ArrowSchemaRef;
+use arrow::datatypes::{DataType, SchemaRef as ArrowSchemaRef};
 use iceberg::arrow::{FieldMatchMode, RecordBatchPartitionSplitter, schema_to_arrow_schema};
 use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
@@ -280,7 +280,7 @@ async fn write_files(
     let conformed = batches
         .iter()
         .filter(|b| b.num_rows() > 0)
-        .map(|b| conform(b, &arrow_schema))
+        .map(|b| conform(b, &arrow_schema, &schema))
         .collect::<iceberg::Result<Vec<_>>>()?;
     // The partition splitter keeps row order, so one sort serves every
     // partition's files.
@@ -325,17 +325,36 @@ async fn write_files(
 
 /// Rearranges a batch into the table's column order and types (by name),
 /// filling absent optional columns with nulls.
-fn conform(batch: &RecordBatch, target: &ArrowSchemaRef) -> iceberg::Result<RecordBatch> {
+/// Text in an Iceberg `uuid` column (how Weir's SQL shows it) is parsed
+/// back to its 16 bytes.
+fn conform(
+    batch: &RecordBatch,
+    target: &ArrowSchemaRef,
+    schema: &iceberg::spec::Schema,
+) -> iceberg::Result<RecordBatch> {
     let columns = target
         .fields()
         .iter()
-        .map(|field| {
+        .zip(schema.as_struct().fields())
+        .map(|(field, iceberg_field)| {
             let idx = batch.schema().index_of(field.name()).ok();
             let column: ArrayRef = match idx {
                 Some(i) => {
                     let col = batch.column(i);
                     if col.data_type() == field.data_type() {
                         col.clone()
+                    } else if crate::uuid_columns::is_iceberg_uuid(iceberg_field)
+                        && matches!(
+                            col.data_type(),
+                            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                        )
+                    {
+                        Arc::new(crate::uuid_columns::from_text(col).map_err(|e| {
+                            IcebergError::new(
+                                ErrorKind::DataInvalid,
+                                format!("column `{}`: {e}", field.name()),
+                            )
+                        })?)
                     } else {
                         cast(col, field.data_type()).map_err(|e| {
                             IcebergError::new(

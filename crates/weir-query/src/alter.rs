@@ -554,6 +554,9 @@ async fn rename_table(
 /// The Iceberg type of a SQL type, as CREATE TABLE maps it (DataFusion's
 /// planner, then Iceberg's Arrow mapping); primitive types only.
 async fn iceberg_type(ctx: &SessionContext, column: &str, data_type: &DataType) -> Result<Type> {
+    if matches!(data_type, DataType::Uuid) {
+        return Ok(Type::Primitive(iceberg::spec::PrimitiveType::Uuid));
+    }
     let create = ast::helpers::stmt_create_table::CreateTableBuilder::new(ObjectName::from(vec![
         Ident::new("__weir_alter_type"),
     ]))

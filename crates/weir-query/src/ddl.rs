@@ -117,6 +117,10 @@ async fn create_table(
             .fields()
             .iter()
             .map(|f| match column_types.iter().find(|(c, _)| c == f.name()) {
+                // Only a declared UUID comes as 16 fixed bytes.
+                Some((_, DataType::FixedSizeBinary(16))) => {
+                    weir_catalog::uuid_columns::uuid_field(f.name(), f.is_nullable())
+                }
                 Some((_, t)) => Field::new(f.name(), t.clone(), f.is_nullable()),
                 None => f.as_ref().clone(),
             })
@@ -189,8 +193,15 @@ pub(crate) fn table_creation(
     partition: &[String],
     mut properties: std::collections::HashMap<String, String>,
 ) -> Result<TableCreation> {
+    let uuids: Vec<String> = arrow
+        .fields()
+        .iter()
+        .filter(|f| weir_catalog::uuid_columns::is_arrow_uuid(f))
+        .map(|f| f.name().clone())
+        .collect();
     let (compatible, zones) = iceberg_compatible(arrow);
     let schema = arrow_schema_to_schema_auto_assign_ids(&compatible)
+        .and_then(|s| weir_catalog::uuid_columns::with_uuid_columns(s, &uuids))
         .map_err(|e| QueryError::Invalid(format!("column types: {e}")))?;
     for (column, zone) in zones {
         properties.insert(format!("{SOURCE_TIME_ZONE}{column}"), zone);
@@ -348,10 +359,11 @@ async fn drop_schema(lakehouse: &Lakehouse, drop: &DropCatalogSchema) -> Result<
 
 /// CREATE TABLE columns of types DataFusion 53's SQL planner does not know
 /// (`MAP(K, V)`; sqlparser reads only this parenthesised form, not Spark's
-/// `MAP<K, V>`): each becomes VARCHAR in the statement, and
+/// `MAP<K, V>`; `UUID`, returned as `FixedSizeBinary(16)`, an Iceberg
+/// `uuid`): each becomes VARCHAR in the statement, and
 /// its Arrow type is returned to be put in the table's schema. The key and
 /// value types are planned by DataFusion itself (`CAST(NULL AS type)`).
-pub(crate) fn take_map_columns(
+pub(crate) fn take_declared_columns(
     ctx: &datafusion::prelude::SessionContext,
     statement: &mut datafusion::sql::parser::Statement,
     lowercase: bool,
@@ -365,10 +377,11 @@ pub(crate) fn take_map_columns(
     };
     let mut found = Vec::new();
     for column in &mut create.columns {
-        if !matches!(column.data_type, SqlType::Map(..)) {
-            continue;
-        }
-        let arrow = arrow_type_of(ctx, &column.data_type)?;
+        let arrow = match &column.data_type {
+            SqlType::Map(..) => arrow_type_of(ctx, &column.data_type)?,
+            SqlType::Uuid => DataType::FixedSizeBinary(16),
+            _ => continue,
+        };
         let name = if column.name.quote_style.is_none() && lowercase {
             column.name.value.to_lowercase()
         } else {
@@ -379,7 +392,8 @@ pub(crate) fn take_map_columns(
     }
     if !found.is_empty() && create.query.is_some() {
         return Err(QueryError::Unsupported(
-            "MAP columns declared in CREATE TABLE … AS; the query's types decide them".into(),
+            "MAP or UUID columns declared in CREATE TABLE … AS; the query's types decide them"
+                .into(),
         ));
     }
     Ok(found)

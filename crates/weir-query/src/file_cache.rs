@@ -156,7 +156,9 @@ impl FileCache {
     /// Whether `task` may be served from memory (a whole file, small
     /// enough; the caller checked the Parquet scan can read it).
     pub fn admits(&self, task: &FileScanTask) -> bool {
-        task.start == 0
+        // A file with deleted rows is read with its row selection instead.
+        task.deletes.is_empty()
+            && task.start == 0
             && task.length == task.file_size_in_bytes
             && task.file_size_in_bytes <= self.max_file_bytes
     }
@@ -212,6 +214,7 @@ pub async fn read_whole_file(
         &[],
         None,
         false,
+        &crate::native_scan::DeletedRows::default(),
     )?
     .ok_or_else(|| {
         DataFusionError::Internal(format!(

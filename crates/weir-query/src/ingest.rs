@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arrow::compute::can_cast_types;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrameWriteOptions;
@@ -141,10 +141,10 @@ impl QueryEngine {
             }
         }
         self.refresh().await?;
-        let table_schema = self
+        let (table_schema, file_schema) = self
             .check_ingest_allowed(ctx, &namespace, &target.table)
             .await?;
-        let projection = project_by_name(&incoming, &table_schema, &name)?;
+        let projection = project_by_name(&incoming, &table_schema, &file_schema, &name)?;
         let source =
             StreamingTable::try_new(incoming.clone(), vec![Arc::new(OneShot::new(input))])?;
         let df = ctx.read_table(Arc::new(source))?.select(projection)?;
@@ -163,7 +163,7 @@ impl QueryEngine {
         ctx: &SessionContext,
         namespace: &str,
         table: &str,
-    ) -> Result<SchemaRef> {
+    ) -> Result<(SchemaRef, SchemaRef)> {
         let reference = TableReference::full(CATALOG_NAME, namespace, table);
         let provider = ctx.table_provider(reference).await?;
         let weir = provider
@@ -192,7 +192,7 @@ impl QueryEngine {
                 "{namespace}.{table} does not accept bulk ingestion: schema {namespace} is written by Weir's exactly-once pipeline, which a bulk append would bypass; ingest into a table of another schema (e.g. public), or set the table property {INGEST_ALLOWED_PROPERTY} = true"
             )));
         }
-        Ok(provider.schema())
+        Ok((provider.schema(), weir.file_schema()))
     }
 
     async fn create_ingest_table(&self, ident: &TableIdent, schema: &Schema) -> Result<()> {
@@ -207,8 +207,15 @@ impl QueryEngine {
 
 /// One expression per table column: the incoming column of the same name
 /// (exact, else case-insensitive), cast to the table's type; NULL for
-/// nullable columns the client did not send.
-fn project_by_name(incoming: &Schema, table: &Schema, name: &str) -> Result<Vec<Expr>> {
+/// nullable columns the client did not send. 16-byte values for an Iceberg
+/// `uuid` column (`table` shows it as text, `files` as bytes) go as hex
+/// text, which the writer parses back.
+fn project_by_name(
+    incoming: &Schema,
+    table: &Schema,
+    files: &Schema,
+    name: &str,
+) -> Result<Vec<Expr>> {
     let find = |wanted: &str| {
         incoming
             .fields()
@@ -237,7 +244,20 @@ fn project_by_name(incoming: &Schema, table: &Schema, name: &str) -> Result<Vec<
     table
         .fields()
         .iter()
-        .map(|target| match find(target.name()) {
+        .zip(files.fields())
+        .map(|(target, stored)| match find(target.name()) {
+            Some(source)
+                if source.data_type() == &DataType::FixedSizeBinary(16)
+                    && stored.data_type() == &DataType::FixedSizeBinary(16)
+                    && target.data_type() == &DataType::Utf8 =>
+            {
+                let column = col(datafusion::common::Column::new_unqualified(source.name()));
+                Ok(datafusion::functions::expr_fn::encode(
+                    cast(column, DataType::Binary),
+                    lit("hex"),
+                )
+                .alias(target.name()))
+            }
             Some(source) => {
                 if !can_cast_types(source.data_type(), target.data_type()) {
                     return Err(QueryError::Invalid(format!(
@@ -358,7 +378,7 @@ mod tests {
             Field::new("VALUE", DataType::Float32, true),
             Field::new("id", DataType::Int32, true),
         ]);
-        let exprs = project_by_name(&incoming, &table(), "t").unwrap();
+        let exprs = project_by_name(&incoming, &table(), &table(), "t").unwrap();
         let names: Vec<String> = exprs.iter().map(|e| e.schema_name().to_string()).collect();
         assert_eq!(names, ["id", "name", "value"]);
         let text = format!("{exprs:?}");
@@ -371,21 +391,21 @@ mod tests {
             Field::new("id", DataType::Int64, false),
             Field::new("extra", DataType::Int64, true),
         ]);
-        let e = project_by_name(&extra, &table(), "t").unwrap_err();
+        let e = project_by_name(&extra, &table(), &table(), "t").unwrap_err();
         assert!(
             e.to_string()
                 .contains("column extra does not exist in table t"),
             "{e}"
         );
         let no_id = Schema::new(vec![Field::new("name", DataType::Utf8, true)]);
-        let e = project_by_name(&no_id, &table(), "t").unwrap_err();
+        let e = project_by_name(&no_id, &table(), &table(), "t").unwrap_err();
         assert!(e.to_string().contains("id of table t is NOT NULL"), "{e}");
         let list = Schema::new(vec![Field::new(
             "id",
             DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
             false,
         )]);
-        let e = project_by_name(&list, &table(), "t").unwrap_err();
+        let e = project_by_name(&list, &table(), &table(), "t").unwrap_err();
         assert!(matches!(e, QueryError::Invalid(_)), "{e}");
     }
 }

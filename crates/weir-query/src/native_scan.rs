@@ -11,8 +11,9 @@
 //! read their old values, dropped ones never come back under a new column of
 //! the same name, columns added later read as NULL (or their initial
 //! default), and pruning uses the statistics of the file's column of the
-//! right id. Files with delete files are not handled here: the caller falls
-//! back to the Iceberg reader.
+//! right id. Position delete files are applied as row selections
+//! (`deletes`); files with equality deletes are not handled here: the caller
+//! falls back to the Iceberg reader.
 
 use std::sync::Arc;
 
@@ -33,13 +34,19 @@ use datafusion::physical_plan::ExecutionPlan;
 use iceberg::scan::FileScanTask;
 use iceberg::spec::DataFileFormat;
 
+mod deletes;
 mod field_ids;
+pub use deletes::{
+    DeletedRows, position_deletes, position_deletes_only as natively_readable_deletes,
+};
 use field_ids::FieldIdAdapterFactory;
 pub use field_ids::FieldIds;
 
 /// A DataFusion Parquet scan over `tasks`, or `None` when they need the
-/// Iceberg reader (delete files, non-Parquet files, unregistered stores).
-/// `table_schema` is the Arrow form of `field_ids`' Iceberg schema.
+/// Iceberg reader (equality deletes, non-Parquet files, unregistered
+/// stores). `table_schema` is the Arrow form of `field_ids`' Iceberg schema;
+/// `deleted` the row selections of the files with position deletes
+/// ([`position_deletes`]).
 #[allow(clippy::too_many_arguments)]
 pub fn parquet_scan(
     state: &dyn Session,
@@ -50,11 +57,16 @@ pub fn parquet_scan(
     filters: &[Expr],
     limit: Option<usize>,
     bloom_filters: bool,
+    deleted: &DeletedRows,
 ) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
     let mut files = Vec::with_capacity(tasks.len());
     let mut root: Option<String> = None;
+    let mut selections = false;
     for task in tasks {
-        if !task.deletes.is_empty() || task.data_file_format != DataFileFormat::Parquet {
+        if !deletes::position_deletes_only(task)
+            || task.data_file_format != DataFileFormat::Parquet
+            || (!task.deletes.is_empty() && !deleted.covers(&task.data_file_path))
+        {
             return Ok(None);
         }
         // One store per scan (a table's files share its location's store).
@@ -67,13 +79,16 @@ pub fn parquet_scan(
             None => root = Some(file_root),
         }
         let whole = task.start == 0 && task.length == task.file_size_in_bytes;
-        files.push(if whole {
-            // Row counts from the manifest: exact for a whole file without
-            // deletes, so DataFusion answers `count(*)` without reading it.
+        let plan = deleted.plan(&task.data_file_path);
+        let file = if whole {
+            // Row counts from the manifest less the deleted positions: exact
+            // for a whole file, so DataFusion answers `count(*)` without
+            // reading it.
             let mut stats = Statistics::new_unknown(&table_schema);
-            stats.num_rows = task
-                .record_count
-                .map_or(Precision::Absent, |n| Precision::Exact(n as usize));
+            let dropped = plan.map_or(0, |(_, n)| *n);
+            stats.num_rows = task.record_count.map_or(Precision::Absent, |n| {
+                Precision::Exact((n as usize).saturating_sub(dropped))
+            });
             stats.total_byte_size = Precision::Inexact(task.file_size_in_bytes as usize);
             PartitionedFile::new(path, task.file_size_in_bytes).with_statistics(Arc::new(stats))
         } else {
@@ -83,8 +98,19 @@ pub fn parquet_scan(
                 task.start as i64,
                 (task.start + task.length) as i64,
             )
+        };
+        files.push(match plan {
+            Some((access, _)) => {
+                selections = true;
+                file.with_extensions(Arc::new(access.clone()))
+            }
+            None => file,
         });
     }
+    // DataFusion's limit pruning replaces the access plan of row groups
+    // whose statistics fully match the filter with a plain scan, which would
+    // bring deleted rows back; the limit is applied above the scan anyway.
+    let limit = if selections { None } else { limit };
 
     let mut options = TableParquetOptions {
         global: state.config_options().execution.parquet.clone(),
@@ -200,15 +226,23 @@ fn with_statistics(
     Ok((out, total))
 }
 
-/// Whether the Parquet scan can read `task` on its own: no delete files, a
+/// Whether the Parquet scan can read `task` on its own: Parquet position deletes only, a
 /// Parquet file, in a store the engine registered. Otherwise the Iceberg
 /// reader reads the table.
 pub fn natively_readable(state: &dyn Session, task: &FileScanTask) -> bool {
-    task.deletes.is_empty()
+    deletes::position_deletes_only(task)
         && task.data_file_format == DataFileFormat::Parquet
         && store_key(&task.data_file_path)
             .and_then(|(root, _)| store_url(Some(&root)).ok())
             .is_some_and(|url| state.runtime_env().object_store(&url).is_ok())
+}
+
+/// The DataFusion object-store URL and key of a data file location.
+fn store_and_key(location: &str) -> DFResult<(ObjectStoreUrl, String)> {
+    let (root, key) = store_key(location).ok_or_else(|| {
+        datafusion::error::DataFusionError::Plan(format!("not a storage location: {location}"))
+    })?;
+    Ok((store_url(Some(&root))?, key))
 }
 
 /// The DataFusion object-store URL of a store root (`None`: local files).

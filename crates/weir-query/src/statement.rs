@@ -138,7 +138,7 @@ impl WeirStatement {
             parse_checked(dialect.as_ref(), &body, recursion, lowercase)
         })?;
         normalize(&mut statement)?;
-        let column_types = crate::ddl::take_map_columns(ctx, &mut statement, lowercase)?;
+        let column_types = crate::ddl::take_declared_columns(ctx, &mut statement, lowercase)?;
         let overwrite_filter = take_overwrite_partition(&mut statement)?;
         if let DfStatement::Statement(s) = &statement
             && let Statement::AlterTable(alter) = s.as_ref()

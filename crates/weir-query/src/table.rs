@@ -14,7 +14,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt64Array, new_null_array};
+use arrow::array::{
+    ArrayRef, AsArray, RecordBatch, RecordBatchOptions, UInt64Array, new_null_array,
+};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
@@ -48,7 +50,10 @@ use weir_catalog::{AppendOptions, Lakehouse, append_batches};
 
 use crate::error::to_df;
 use crate::file_cache::{self, BatchCounts, FileCache};
-use crate::native_scan::{FieldIds, natively_readable, parquet_scan};
+use crate::native_scan::{
+    DeletedRows, FieldIds, natively_readable, natively_readable_deletes, parquet_scan,
+    position_deletes,
+};
 
 /// A table pinned to one snapshot (the current one unless time-travelling).
 #[derive(Clone)]
@@ -57,7 +62,11 @@ pub struct WeirTable {
     table: Table,
     snapshot_id: Option<i64>,
     schema: SchemaRef,
-    /// How data files match `schema` (by Iceberg field id).
+    /// `schema` as the file scans produce it: Iceberg `uuid` columns as
+    /// their 16 bytes (`schema` shows them as text, see
+    /// `weir_catalog::uuid_columns`); otherwise the same.
+    file_schema: SchemaRef,
+    /// How data files match `file_schema` (by Iceberg field id).
     field_ids: Arc<FieldIds>,
     /// Uncommitted rows from this process's streaming writers (current-snapshot reads only).
     hot: Vec<Arc<HotChunk>>,
@@ -126,13 +135,15 @@ impl WeirTable {
             ),
         };
         let arrow = schema_to_arrow_schema(&iceberg_schema).map_err(to_df)?;
-        let schema = client_schema(&arrow);
-        let field_ids = FieldIds::new(iceberg_schema, &schema, metadata);
+        let file_schema = client_schema(&arrow);
+        let schema = uuid_as_text(&file_schema, &iceberg_schema);
+        let field_ids = FieldIds::new(iceberg_schema, &file_schema, metadata);
         Ok(WeirTable {
             lakehouse,
             table,
             snapshot_id,
             schema: Arc::new(schema),
+            file_schema: Arc::new(file_schema),
             field_ids: Arc::new(field_ids),
             hot: Vec::new(),
             only_files: None,
@@ -214,6 +225,11 @@ impl WeirTable {
         self.snapshot_id
     }
 
+    /// The schema as data files are read (Iceberg `uuid` columns as bytes).
+    pub(crate) fn file_schema(&self) -> SchemaRef {
+        self.file_schema.clone()
+    }
+
     /// The Iceberg table behind it.
     pub(crate) fn iceberg_table(&self) -> &Table {
         &self.table
@@ -240,12 +256,29 @@ impl WeirTable {
         Ok(filters
             .iter()
             .filter(|e| {
-                e.column_refs()
-                    .iter()
-                    .all(|c| self.field_ids.prunable_in(&c.name, &snapshot))
+                !self.on_uuid_text(e)
+                    && e.column_refs()
+                        .iter()
+                        .all(|c| self.field_ids.prunable_in(&c.name, &snapshot))
             })
             .cloned()
             .collect())
+    }
+
+    /// Whether `filter` reads an Iceberg `uuid` column, which it compares as
+    /// text where files and manifests hold bytes: it cannot prune.
+    fn on_uuid_text(&self, filter: &Expr) -> bool {
+        filter.column_refs().iter().any(|c| {
+            self.schema
+                .field_with_name(&c.name)
+                .ok()
+                .map(|f| f.data_type())
+                != self
+                    .file_schema
+                    .field_with_name(&c.name)
+                    .ok()
+                    .map(|f| f.data_type())
+        })
     }
 
     /// The data files of the pinned snapshot that survive `filters` (manifest
@@ -347,8 +380,12 @@ impl WeirTable {
             let (cached, other): (Vec<_>, Vec<_>) = rest.into_iter().partition(|t| cache.admits(t));
             rest = other;
             for task in &cached {
-                let read =
-                    file_cache::read_whole_file(state, self.schema.clone(), &self.field_ids, task);
+                let read = file_cache::read_whole_file(
+                    state,
+                    self.file_schema.clone(),
+                    &self.field_ids,
+                    task,
+                );
                 let schema_id = self.field_ids.schema_id();
                 decoded.push(cache.get(task, schema_id, read).await?);
             }
@@ -361,15 +398,21 @@ impl WeirTable {
             let bloom_filters = weir_catalog::parquet_props::declares_bloom_filters(
                 self.table.metadata().properties(),
             );
+            let deleted = if rest.iter().all(natively_readable_deletes) {
+                position_deletes(state, self.table.file_io(), &rest).await?
+            } else {
+                DeletedRows::default() // the Iceberg reader applies them
+            };
             match parquet_scan(
                 state,
-                self.schema.clone(),
+                self.file_schema.clone(),
                 &self.field_ids,
                 &rest,
                 projection,
                 filters,
                 limit,
                 bloom_filters,
+                &deleted,
             )? {
                 Some(plan) => parts.push(plan),
                 None => {
@@ -379,10 +422,10 @@ impl WeirTable {
             }
         }
         if !decoded.is_empty() {
-            let table_schema = self.schema.clone();
+            let table_schema = self.file_schema.clone();
             let (plan, batches) = file_cache::memory_scan(
                 state,
-                &self.schema,
+                &self.file_schema,
                 &decoded,
                 projection,
                 filters,
@@ -504,9 +547,12 @@ impl TableProvider for WeirTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let schema = match projection {
-            Some(p) => Arc::new(self.schema.project(p)?),
-            None => self.schema.clone(),
+        let (schema, file_schema) = match projection {
+            Some(p) => (
+                Arc::new(self.schema.project(p)?),
+                Arc::new(self.file_schema.project(p)?),
+            ),
+            None => (self.schema.clone(), self.file_schema.clone()),
         };
         // Manifest pruning may only use filters on columns the snapshot knows.
         let (tasks, counts) = self
@@ -514,12 +560,20 @@ impl TableProvider for WeirTable {
             .await?;
         let (inner, counts) = if tasks.is_empty() {
             (
-                Arc::new(EmptyExec::new(schema.clone())) as Arc<dyn ExecutionPlan>,
+                Arc::new(EmptyExec::new(file_schema)) as Arc<dyn ExecutionPlan>,
                 counts,
             )
         } else {
-            self.scan_files(state, &schema, tasks, counts, projection, filters, limit)
-                .await?
+            self.scan_files(
+                state,
+                &file_schema,
+                tasks,
+                counts,
+                projection,
+                filters,
+                limit,
+            )
+            .await?
         };
         let files: Arc<dyn ExecutionPlan> = Arc::new(WeirScanExec::new(
             inner,
@@ -538,7 +592,18 @@ impl TableProvider for WeirTable {
         filters: &[&Expr],
     ) -> DFResult<Vec<TableProviderFilterPushDown>> {
         // Inexact: pruning uses them, DataFusion still applies them row by row.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // Not on `uuid` columns: the files hold bytes where the filter
+        // compares text.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.on_uuid_text(f) {
+                    TableProviderFilterPushDown::Unsupported
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 
     async fn insert_into(
@@ -580,6 +645,24 @@ fn client_schema(arrow: &Schema) -> Schema {
             .fields()
             .iter()
             .map(|f| client_field(f))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// `file_schema` with its top-level Iceberg `uuid` columns as text.
+fn uuid_as_text(file_schema: &Schema, iceberg: &iceberg::spec::Schema) -> Schema {
+    Schema::new(
+        file_schema
+            .fields()
+            .iter()
+            .zip(iceberg.as_struct().fields())
+            .map(|(f, i)| {
+                if weir_catalog::uuid_columns::is_iceberg_uuid(i) {
+                    Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable()))
+                } else {
+                    f.clone()
+                }
+            })
             .collect::<Vec<_>>(),
     )
 }
@@ -773,6 +856,16 @@ fn conform_batch(batch: RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch
         .iter()
         .map(|field| match batch.column_by_name(field.name()) {
             Some(col) if col.data_type() == field.data_type() => Ok(col.clone()),
+            // An Iceberg `uuid` column, shown as text.
+            Some(col)
+                if field.data_type() == &DataType::Utf8
+                    && col.data_type() == &DataType::FixedSizeBinary(16) =>
+            {
+                let bytes = col.as_fixed_size_binary_opt().ok_or_else(|| {
+                    DataFusionError::Internal("uuid column is not FixedSizeBinary".into())
+                })?;
+                Ok(weir_catalog::uuid_columns::to_text(bytes))
+            }
             Some(col) => cast(col, field.data_type()).map_err(DataFusionError::from),
             None => Ok(new_null_array(field.data_type(), batch.num_rows())),
         })
