@@ -15,6 +15,7 @@ mod obs;
 pub mod parquet_props;
 pub mod position_deletes;
 pub mod replace;
+pub mod retry;
 pub mod sort;
 pub mod spec;
 pub mod storage;

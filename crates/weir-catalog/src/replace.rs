@@ -11,7 +11,6 @@
 //! lost race retries; a removed file that vanished aborts (never half-applied).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
 
 use iceberg::TableIdent;
 use iceberg::spec::{
@@ -25,6 +24,7 @@ use uuid::Uuid;
 use crate::error::{CatalogError, Result};
 use crate::lakehouse::Lakehouse;
 use crate::manifests::MergePolicy;
+use crate::retry::{Backoff, Retry};
 use crate::swap::write_next_metadata;
 use crate::watermark::{table_sources, table_watermarks};
 use crate::writer::COMMIT_ID_KEY;
@@ -189,7 +189,9 @@ async fn commit_plan_inner(
     let name = ident.to_string();
     let commit_id = Uuid::now_v7();
     let mut staged: Option<Staged> = None;
-    for attempt in 1..=MAX_ATTEMPTS {
+    let mut retry = Retry::new("replace", &name, Backoff::RACE);
+    loop {
+        let attempt = retry.attempt();
         let table = lakehouse
             .catalog()
             .load_table(ident)
@@ -267,30 +269,23 @@ async fn commit_plan_inner(
                 attempts: attempt,
             }));
         }
-        tracing::debug!(table = %name, attempt, "replace commit lost a race; retrying");
-        // A short jittered pause: the rebase makes an attempt cheap, so the
+        // The rebase makes an attempt cheap: short jittered pauses, so the
         // commit wins as soon as it lands between two writer commits.
-        let jitter = rand_ms(5 + 5 * u64::from(attempt.min(20)));
-        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        retry.follow_table(table.metadata().properties());
+        if !retry.again(&"another commit landed first").await {
+            return Err(CatalogError::ReplaceContended {
+                table: name,
+                attempts: attempt,
+            });
+        }
     }
-    Err(CatalogError::ReplaceContended {
-        table: name,
-        attempts: MAX_ATTEMPTS,
-    })
 }
-
-const MAX_ATTEMPTS: u32 = 50;
 
 fn replace_error(table: &str, reason: &str) -> CatalogError {
     CatalogError::Replace {
         table: table.to_string(),
         reason: reason.to_string(),
     }
-}
-
-fn rand_ms(max: u64) -> u64 {
-    let (a, _) = Uuid::new_v4().as_u64_pair();
-    a % max.max(1)
 }
 
 /// The files a commit removes and adds.

@@ -3,7 +3,6 @@
 //! race with the change recomputed from the fresh table.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
@@ -11,8 +10,7 @@ use iceberg::{MetadataLocation, TableIdent};
 
 use crate::error::{CatalogError, Result};
 use crate::lakehouse::Lakehouse;
-
-const MAX_ATTEMPTS: u32 = 50;
+use crate::retry::{Backoff, Retry};
 
 /// Writes `metadata` as the version after `table`'s; returns its location.
 pub(crate) async fn write_next_metadata(table: &Table, metadata: &TableMetadata) -> Result<String> {
@@ -46,7 +44,8 @@ where
     F: FnMut(&Table) -> Result<Option<TableMetadata>>,
 {
     let name = ident.to_string();
-    for attempt in 1..=MAX_ATTEMPTS {
+    let mut retry = Retry::new("metadata", &name, Backoff::RACE);
+    loop {
         let table = lakehouse
             .catalog()
             .load_table(ident)
@@ -67,11 +66,12 @@ where
         }
         // The metadata file just written is unreferenced: orphan cleanup
         // removes it later (never delete a file whose commit state is unknown).
-        tracing::debug!(table = %name, attempt, "metadata commit lost a race; retrying");
-        tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt.min(20)))).await;
+        retry.follow_table(table.metadata().properties());
+        if !retry.again(&"another commit landed first").await {
+            return Err(CatalogError::ReplaceContended {
+                table: name,
+                attempts: retry.attempt(),
+            });
+        }
     }
-    Err(CatalogError::ReplaceContended {
-        table: name,
-        attempts: MAX_ATTEMPTS,
-    })
 }

@@ -34,6 +34,7 @@ use crate::error::{CatalogError, Result};
 use crate::fence::{FenceCheck, FencedCatalog};
 use crate::lakehouse::Lakehouse;
 use crate::manifests::merge_manifests_if_needed;
+use crate::retry::{Backoff, Retry};
 
 /// Snapshot summary key holding the writer's commit id.
 pub const COMMIT_ID_KEY: &str = "weir.commit-id";
@@ -128,9 +129,9 @@ pub async fn append_data_files(
     let span =
         tracing::debug_span!("commit", table = %name, operation = "append", rows, data_files);
     let started = std::time::Instant::now();
-    let mut attempt = 0u32;
+    let mut retry = Retry::new("append", &name, Backoff::APPEND);
+    retry.follow_table(table.metadata().properties());
     let committed = loop {
-        attempt += 1;
         let tx = Transaction::new(table);
         let action = tx
             .fast_append()
@@ -170,10 +171,7 @@ pub async fn append_data_files(
                 // Busy tables (a streaming writer, DML, compaction and SQL
                 // appends at once) can outrun iceberg-rust's few retries:
                 // appends commute, so try again after a jittered backoff.
-                if e.kind() == ErrorKind::CatalogCommitConflicts && attempt < APPEND_ATTEMPTS {
-                    let backoff =
-                        (25u64 << attempt.min(6)) + u64::from(Uuid::new_v4().as_u128() as u8);
-                    tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+                if e.kind() == ErrorKind::CatalogCommitConflicts && retry.again(&e).await {
                     continue;
                 }
                 crate::obs::record_commit(&name, "append", started, "error");
@@ -208,10 +206,6 @@ pub async fn append_data_files(
         rows,
     })
 }
-
-/// How often an append is tried against concurrent commits (each try is
-/// iceberg-rust's own commit with its retries).
-const APPEND_ATTEMPTS: u32 = 12;
 
 /// The snapshot committed with `commit_id`, if any (newest first).
 pub fn find_commit(table: &Table, commit_id: &Uuid) -> Option<i64> {

@@ -26,7 +26,7 @@ use weir_catalog::watermark::Watermarks;
 
 use crate::decode::Format;
 use crate::writer::{
-    BufferLimits, BufferStats, FlushOutcome, IngestBuffer, Message, Sinks, commit_flush,
+    BufferLimits, BufferStats, FlushOutcome, IngestBuffer, Message, Sinks, commit_flush_with_retry,
 };
 
 /// Watermark namespace of this source in snapshot summaries.
@@ -423,38 +423,27 @@ async fn commit_with_retry(
     sinks: &Sinks,
     flush: &crate::writer::Flush,
 ) -> Feedback {
-    let mut delay = Duration::from_millis(200);
-    // Data files written by the first attempt, committed by every retry.
-    let mut written = Vec::new();
-    for attempt in 1.. {
-        match commit_flush(lakehouse, SOURCE, writer_id, sinks, flush, &mut written).await {
-            Ok(FlushOutcome::Committed { raw, elapsed }) => {
-                tracing::debug!(?elapsed, raw = %raw, "flush committed");
-                return Feedback::Committed {
-                    epoch: flush.epoch,
-                    raw,
-                };
+    match commit_flush_with_retry(lakehouse, SOURCE, writer_id, sinks, flush).await {
+        Ok(FlushOutcome::Committed { raw, elapsed }) => {
+            tracing::debug!(?elapsed, raw = %raw, "flush committed");
+            Feedback::Committed {
+                epoch: flush.epoch,
+                raw,
             }
-            Ok(FlushOutcome::Fenced { table, reason }) => {
-                tracing::warn!(
-                    table,
-                    reason,
-                    "commit refused by the watermark fence; resuming from the tables"
-                );
-                return Feedback::Fenced {
-                    epoch: flush.epoch,
-                    reason,
-                };
-            }
-            Err(e) if attempt < 30 => {
-                tracing::warn!(error = %e, attempt, "commit failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => return Feedback::Failed(e.to_string()),
         }
+        Ok(FlushOutcome::Fenced { table, reason }) => {
+            tracing::warn!(
+                table,
+                reason,
+                "commit refused by the watermark fence; resuming from the tables"
+            );
+            Feedback::Fenced {
+                epoch: flush.epoch,
+                reason,
+            }
+        }
+        Err(e) => Feedback::Failed(e.to_string()),
     }
-    unreachable!("the retry loop returns")
 }
 
 #[allow(clippy::too_many_arguments)]

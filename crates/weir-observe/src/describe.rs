@@ -106,6 +106,12 @@ pub const METRICS: &[(&str, &str, &str, &str)] = &[
         "Catalog commit latency (the compare-and-swap, retries included).",
     ),
     (
+        "weir_commit_retries_total",
+        "counter",
+        "kind",
+        "Commit attempts retried (kind replace, metadata, append, flush): lost races and failed flushes.",
+    ),
+    (
         "weir_commit_rows_total",
         "counter",
         "table",

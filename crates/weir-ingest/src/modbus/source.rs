@@ -23,7 +23,8 @@ use super::poller::{Poll, PollCounters, PollerOptions, STATUS_METRIC, run_device
 use super::registry::{Device, RegistryLoader};
 use crate::decode::Format;
 use crate::writer::{
-    BufferLimits, BufferStats, Flush, FlushOutcome, IngestBuffer, Message, Sinks, commit_flush,
+    BufferLimits, BufferStats, Flush, FlushOutcome, IngestBuffer, Message, Sinks,
+    commit_flush_with_retry,
 };
 
 /// Watermark namespace of this source in snapshot summaries.
@@ -326,35 +327,24 @@ async fn commit_with_retry(
     sinks: &Sinks,
     flush: &Flush,
 ) -> Feedback {
-    let mut delay = Duration::from_millis(200);
-    // Data files written by the first attempt, committed by every retry.
-    let mut written = Vec::new();
-    for attempt in 1.. {
-        match commit_flush(lakehouse, SOURCE, writer_id, sinks, flush, &mut written).await {
-            Ok(FlushOutcome::Committed { elapsed, .. }) => {
-                tracing::debug!(?elapsed, "modbus flush committed");
-                return Feedback::Committed { epoch: flush.epoch };
-            }
-            Ok(FlushOutcome::Fenced { table, reason }) => {
-                tracing::warn!(
-                    table,
-                    reason,
-                    "modbus commit refused by the watermark fence"
-                );
-                return Feedback::Fenced {
-                    epoch: flush.epoch,
-                    reason,
-                };
-            }
-            Err(e) if attempt < 30 => {
-                tracing::warn!(error = %e, attempt, "modbus commit failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => return Feedback::Failed(e.to_string()),
+    match commit_flush_with_retry(lakehouse, SOURCE, writer_id, sinks, flush).await {
+        Ok(FlushOutcome::Committed { elapsed, .. }) => {
+            tracing::debug!(?elapsed, "modbus flush committed");
+            Feedback::Committed { epoch: flush.epoch }
         }
+        Ok(FlushOutcome::Fenced { table, reason }) => {
+            tracing::warn!(
+                table,
+                reason,
+                "modbus commit refused by the watermark fence"
+            );
+            Feedback::Fenced {
+                epoch: flush.epoch,
+                reason,
+            }
+        }
+        Err(e) => Feedback::Failed(e.to_string()),
     }
-    unreachable!("the retry loop returns")
 }
 
 /// Limits used when a caller has no writer configuration (tests, benches).

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use rumqttc::{Publish, QoS};
 use tokio::sync::mpsc;
@@ -15,7 +14,7 @@ use super::dedupe::RecentKeys;
 use super::{BrokerReport, MqttCounters, MqttSourceError, MqttSourceOptions, SOURCE, template};
 use crate::decode::DecodeOptions;
 use crate::decode::Point;
-use crate::writer::{Flush, FlushOutcome, IngestBuffer, Message, Sinks, commit_flush};
+use crate::writer::{Flush, FlushOutcome, IngestBuffer, Message, Sinks, commit_flush_with_retry};
 
 /// The buffer side of one broker.
 pub(super) struct State {
@@ -163,43 +162,20 @@ impl State {
         sinks: &Sinks,
         flush: &Flush,
     ) -> Result<(), MqttSourceError> {
-        let mut delay = Duration::from_millis(200);
-        let mut written = Vec::new();
-        for attempt in 1.. {
-            match commit_flush(
-                lakehouse,
-                SOURCE,
-                &opts.writer_id,
-                sinks,
-                flush,
-                &mut written,
-            )
-            .await
-            {
-                Ok(FlushOutcome::Committed { elapsed, .. }) => {
-                    tracing::debug!(broker = %self.name, ?elapsed, "MQTT flush committed");
-                    return Ok(());
-                }
-                Ok(FlushOutcome::Fenced { reason, .. }) => {
-                    return Err(MqttSourceError::Fenced {
-                        broker: self.name.clone(),
-                        reason,
-                    });
-                }
-                Err(e) if attempt < 30 => {
-                    tracing::warn!(broker = %self.name, error = %e, attempt, "commit failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => {
-                    return Err(MqttSourceError::CommitFailed {
-                        broker: self.name.clone(),
-                        message: e.to_string(),
-                    });
-                }
+        match commit_flush_with_retry(lakehouse, SOURCE, &opts.writer_id, sinks, flush).await {
+            Ok(FlushOutcome::Committed { elapsed, .. }) => {
+                tracing::debug!(broker = %self.name, ?elapsed, "MQTT flush committed");
+                Ok(())
             }
+            Ok(FlushOutcome::Fenced { reason, .. }) => Err(MqttSourceError::Fenced {
+                broker: self.name.clone(),
+                reason,
+            }),
+            Err(e) => Err(MqttSourceError::CommitFailed {
+                broker: self.name.clone(),
+                message: e.to_string(),
+            }),
         }
-        unreachable!("the retry loop returns")
     }
 }
 

@@ -26,6 +26,7 @@ use iceberg::spec::DataFile;
 use iceberg::table::Table;
 use uuid::Uuid;
 use weir_catalog::hot::HotChunk;
+use weir_catalog::retry::{Backoff, Retry};
 use weir_catalog::watermark::{Watermarks, table_watermarks};
 use weir_catalog::{
     AppendOptions, CatalogError, FenceCheck, Lakehouse, append_data_files, find_commit,
@@ -171,6 +172,27 @@ pub async fn commit_flush(
         Err(_) => obs::record_flush(source, "failed", None),
     }
     result
+}
+
+/// [`commit_flush`] until it commits, is fenced, or the flush backoff
+/// (`weir_catalog::retry::Backoff::FLUSH`, storage or catalog down) is spent;
+/// the files written by the first attempt are committed by every retry.
+/// Every source commits its flushes through this.
+pub async fn commit_flush_with_retry(
+    lakehouse: &Lakehouse,
+    source: &'static str,
+    writer_id: &str,
+    sinks: &Sinks,
+    flush: &Flush,
+) -> Result<FlushOutcome, CatalogError> {
+    let mut retry = Retry::new("flush", source, Backoff::FLUSH);
+    let mut written = Vec::new();
+    loop {
+        match commit_flush(lakehouse, source, writer_id, sinks, flush, &mut written).await {
+            Err(e) if retry.again(&e).await => continue,
+            other => return other,
+        }
+    }
 }
 
 async fn commit_flush_inner(
