@@ -5,6 +5,7 @@
 #        benches/run.sh ingest [--points N] [--rate P] [--seconds S]   (streaming ingest)
 #        benches/run.sh maintain [--files N] [--sensors N]              (compaction, Z-order)
 #        benches/run.sh dml [--sensors N] [--reps R]                    (DELETE/UPDATE vs DuckDB)
+#        benches/run.sh generic [--sensors N] [--hours H] [--reps R]    (plain table vs DuckDB, chDB)
 #        benches/run.sh mqtt [--messages N]                             (MQTT ingest, Mosquitto)
 #        benches/run.sh federation [--devices N] [--points P]           (PostgreSQL federation)
 #        benches/run.sh auth [--reps R]                                 (TLS + auth connection cost)
@@ -34,6 +35,10 @@ fi
 if [ "${1:-}" = dml ]; then
   shift
   exec "$venv/bin/python" benches/dml.py "$@"
+fi
+if [ "${1:-}" = generic ]; then
+  shift
+  exec "$venv/bin/python" benches/generic.py "$@"
 fi
 if [ "${1:-}" = mqtt ]; then
   shift
