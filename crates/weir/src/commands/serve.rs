@@ -107,6 +107,23 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
         )
     });
 
+    if cfg.console
+        && let (Some(addr), Some(metrics)) = (obs.addr, obs.metrics.clone())
+    {
+        let auth = std::sync::Arc::new(weir_flight::Authenticator::new(
+            &flight_options.auth,
+            cfg.listen,
+        )?);
+        let console = weir_console::Console::new(weir_console::ConsoleOptions {
+            engine: engine.clone(),
+            auth,
+            query_timeout: flight_options.query_timeout,
+            metrics: std::sync::Arc::new(move || metrics.render()),
+        });
+        obs.fallback.set(std::sync::Arc::new(console));
+        println!("weir: console at http://{addr}/");
+    }
+
     let (stop_serving, serving_stopped) = watch::channel(false);
     let mut server = tokio::spawn(weir_flight::serve(
         engine,

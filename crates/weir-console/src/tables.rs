@@ -1,0 +1,174 @@
+//! The Tables page: every namespace and table (one catalog round trip, sizes
+//! from the table gauges the server refreshes), and one table's details
+//! from its metadata (sizes, small files, partitioning, snapshots, the
+//! console's maintenance jobs on it, a view's last refresh).
+
+use std::collections::HashMap;
+
+use hyper::Request;
+use hyper::body::Incoming;
+use weir_catalog::iceberg::{NamespaceIdent, TableIdent};
+use weir_observe::HttpResponse;
+
+use crate::Inner;
+use crate::pipeline::parse;
+use crate::web::{ApiError, ok, query_param};
+
+/// Average data file below this (with more than [`SMALL_FILES_MIN`] files)
+/// is worth a compaction.
+const SMALL_FILE_BYTES: f64 = 16.0 * 1024.0 * 1024.0;
+const SMALL_FILES_MIN: f64 = 10.0;
+/// Snapshots shown in a table's timeline (the newest).
+const TIMELINE: usize = 100;
+
+/// `GET /api/tables`.
+pub async fn list(inner: &Inner) -> Result<HttpResponse, ApiError> {
+    let listing = inner
+        .engine
+        .lakehouse()
+        .list_tables_with_locations()
+        .await
+        .map_err(|e| ApiError::internal(format!("listing tables: {e}")))?;
+    let mut gauges: HashMap<String, serde_json::Map<String, serde_json::Value>> = HashMap::new();
+    for sample in parse(&(inner.metrics)()) {
+        let field = match sample.name.as_str() {
+            "weir_table_rows" => "rows",
+            "weir_table_data_bytes" => "bytes",
+            "weir_table_data_files" => "files",
+            "weir_table_snapshots" => "snapshots",
+            _ => continue,
+        };
+        if let Some(table) = sample.labels.get("table") {
+            gauges
+                .entry(table.clone())
+                .or_default()
+                .insert(field.into(), sample.value.into());
+        }
+    }
+    let namespaces: Vec<serde_json::Value> = listing
+        .into_iter()
+        .map(|(namespace, tables)| {
+            let tables: Vec<serde_json::Value> = tables
+                .into_keys()
+                .map(|name| {
+                    let mut fields = gauges
+                        .remove(&format!("{namespace}.{name}"))
+                        .unwrap_or_default();
+                    fields.insert("name".into(), name.into());
+                    serde_json::Value::Object(fields)
+                })
+                .collect();
+            serde_json::json!({ "name": namespace, "tables": tables })
+        })
+        .collect();
+    ok(serde_json::json!({ "namespaces": namespaces }))
+}
+
+/// `namespace` and `table` query parameters as an identifier.
+pub fn ident_of(namespace: &str, table: &str) -> Result<TableIdent, ApiError> {
+    if namespace.is_empty() || table.is_empty() {
+        return Err(ApiError::bad_request(
+            "give the table as namespace and table",
+        ));
+    }
+    Ok(TableIdent::new(
+        NamespaceIdent::new(namespace.to_string()),
+        table.to_string(),
+    ))
+}
+
+/// `GET /api/table?namespace=…&table=…`.
+pub async fn detail(inner: &Inner, req: &Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let namespace = query_param(req, "namespace").unwrap_or_default();
+    let name = query_param(req, "table").unwrap_or_default();
+    let ident = ident_of(&namespace, &name)?;
+    let table = inner
+        .engine
+        .lakehouse()
+        .load_table_cached(&ident)
+        .await
+        .map_err(|e| match e.kind() {
+            weir_catalog::iceberg::ErrorKind::TableNotFound => {
+                ApiError::not_found(format!("no table {ident}"))
+            }
+            _ => ApiError::internal(format!("loading {ident}: {e}")),
+        })?;
+    let metadata = table.metadata();
+    let summary = metadata
+        .current_snapshot()
+        .map(|s| s.summary().additional_properties.clone())
+        .unwrap_or_default();
+    let total = |key: &str| -> f64 {
+        summary
+            .get(key)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (rows, bytes, files) = (
+        total("total-records"),
+        total("total-files-size"),
+        total("total-data-files"),
+    );
+    let average = if files > 0.0 { bytes / files } else { 0.0 };
+    let small_files = files > SMALL_FILES_MIN && average < SMALL_FILE_BYTES;
+    let mut snapshots: Vec<_> = metadata.snapshots().collect();
+    snapshots.sort_by_key(|s| s.timestamp_ms());
+    let count = snapshots.len();
+    let timeline: Vec<serde_json::Value> = snapshots
+        .iter()
+        .skip(count.saturating_sub(TIMELINE))
+        .map(|s| {
+            let p = &s.summary().additional_properties;
+            serde_json::json!({
+                "id": s.snapshot_id().to_string(),
+                "timestamp_ms": s.timestamp_ms(),
+                "operation": s.summary().operation.as_str(),
+                "added_records": p.get("added-records"),
+                "added_files": p.get("added-data-files"),
+                "removed_files": p.get("deleted-data-files"),
+                "total_records": p.get("total-records"),
+            })
+        })
+        .collect();
+    let spec = metadata.default_partition_spec();
+    let schema = metadata.current_schema();
+    let partitioning: Vec<String> = spec
+        .fields()
+        .iter()
+        .map(|f| {
+            let source = schema
+                .field_by_id(f.source_id)
+                .map(|c| c.name.clone())
+                .unwrap_or_else(|| f.source_id.to_string());
+            format!("{}({source})", f.transform)
+        })
+        .collect();
+    let properties = metadata.properties();
+    let view = properties.get(weir_catalog::MV_DEFINITION_PROPERTY);
+    let last_commit_ms = metadata.current_snapshot().map(|s| s.timestamp_ms());
+    let qualified = ident.to_string();
+    ok(serde_json::json!({
+        "namespace": namespace,
+        "table": name,
+        "rows": rows,
+        "bytes": bytes,
+        "files": files,
+        "delete_files": total("total-delete-files"),
+        "average_file_bytes": average,
+        "small_files": small_files,
+        "partitioning": partitioning,
+        "partitions_changed_last": summary.get("changed-partition-count"),
+        "snapshot_count": count,
+        "snapshots": timeline,
+        "last_commit_ms": last_commit_ms,
+        "materialized_view": view,
+        "columns": schema.as_struct().fields().iter().map(|f| serde_json::json!({
+            "name": f.name, "type": f.field_type.to_string(),
+        })).collect::<Vec<_>>(),
+        "jobs": inner.jobs.for_table(&qualified),
+        "policy": properties.iter()
+            .filter(|(k, _)| k.starts_with("weir.maintenance") || k.starts_with("weir.cluster"))
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
+            .collect::<serde_json::Map<_, _>>(),
+    }))
+}
