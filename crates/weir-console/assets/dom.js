@@ -9,7 +9,7 @@ export function h(tag, attrs, ...children) {
     else if (key === 'class') el.className = value;
     else el.setAttribute(key, value === true ? '' : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -17,7 +17,7 @@ export function h(tag, attrs, ...children) {
 }
 
 export function mount(parent, ...children) {
-  parent.replaceChildren(...children.flat().filter((c) => c));
+  parent.replaceChildren(...children.flat(Infinity).filter((c) => c));
 }
 
 export function fmtNumber(v, digits = 0) {
