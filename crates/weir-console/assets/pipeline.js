@@ -47,6 +47,7 @@ export function render(main, ctx) {
       mount(body, h('h2', {}, 'Sources'), sources, h('h2', {}, 'Hot tier (not yet committed)'),
         data.hot.length ? hot : h('p', { class: 'muted' }, 'Nothing in the hot tier.'));
       status.textContent = `Updated ${new Date().toLocaleTimeString()} (every 2 s)`;
+      performance.mark('weir:pipeline-rendered');
     } catch (e) {
       mount(body, errorBox(e));
     }
