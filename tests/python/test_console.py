@@ -84,6 +84,10 @@ def test_open_a_table(browser, demo):
     wait(browser, lambda b: "day(ts)" in text_of(b, "[data-testid=facts]"))
     facts = text_of(browser, "[data-testid=facts]")
     assert "Snapshots" in facts and "Data files" in facts, facts
+    # The scheduler's plan for the table: each job kind with its next run.
+    wait(browser, lambda b: "compact" in text_of(b, "[data-testid=scheduled]"))
+    scheduled = text_of(browser, "[data-testid=scheduled]")
+    assert "expire" in scheduled and "not yet" in scheduled, scheduled
 
 
 def test_query_shows_a_chart(browser, demo):
@@ -173,3 +177,31 @@ def test_reader_cannot_compact(browser, secured):
     assert status == 403 and "role" in body["error"], body
     status, body = api(browser, "POST", "/api/query", {"sql": "SELECT count(*) AS n FROM small_files"})
     assert status == 200 and body["rows"] == [[6]], body
+
+
+SLOW_SQL = "SELECT count(*) AS n FROM generate_series(1, 100000000000) AS s(v) WHERE v % 7 = 3"
+
+
+def test_a_running_query_can_be_cancelled(browser, demo):
+    _, base = demo
+    browser.get(base + "/#/explore")
+    editor = find(browser, "[data-testid=sql]")
+    editor.clear()
+    editor.send_keys(SLOW_SQL)
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=run]").click()
+    wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, "[data-testid=cancel]").is_enabled())
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=cancel]").click()
+    wait(browser, lambda b: "cancelled" in text_of(b, "main .error"), message="no cancel message")
+    assert browser.find_element(By.CSS_SELECTOR, "[data-testid=run]").is_enabled()
+
+
+def test_statement_timeout_applies(browser, tmp_path):
+    server = WeirServer(tmp_path / "data", ["--http-listen", "127.0.0.1:0", "--query-timeout", "1s"])
+    try:
+        base = f"http://127.0.0.1:{http_port(server)}"
+        browser.get(base + "/")
+        wait(browser, lambda b: text_of(b, "[data-testid=user]") == "anonymous")
+        status, body = api(browser, "POST", "/api/query", {"sql": SLOW_SQL})
+        assert status == 504 and "query timeout" in body["error"], body
+    finally:
+        server.discard()

@@ -76,11 +76,22 @@ export function render(main, sql) {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) execute();
   });
   cancel.addEventListener('click', async () => {
-    if (!running) return;
-    try {
-      await post('/api/query/cancel', { id: running });
-    } catch (e) {
-      mount(output, errorBox(e));
+    const id = running;
+    if (!id) return;
+    status.textContent = 'Cancelling…';
+    // The server may not have registered a just-sent statement yet: retry
+    // while it is still running here.
+    for (let attempt = 0; attempt < 20 && running === id; attempt += 1) {
+      try {
+        await post('/api/query/cancel', { id });
+        return;
+      } catch (e) {
+        if (e.status !== 404) {
+          mount(output, errorBox(e));
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 150));
+      }
     }
   });
   pick.addEventListener('click', () => {

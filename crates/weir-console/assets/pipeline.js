@@ -5,8 +5,13 @@ import { get } from './api.js';
 import { h, mount, fmtNumber, fmtAge, fmtBytes, fmtTime, sqlString, errorBox } from './dom.js';
 
 export function deadLetterQuery(source) {
+  // Kafka rows carry their topic and partition; MQTT rows carry the message
+  // topic (not the broker the metrics are labelled with), Modbus its device.
   const where = [`source = ${sqlString(source.source)}`];
-  if (source.stream && source.stream !== source.source) where.push(`topic = ${sqlString(source.stream)}`);
+  if (source.source === 'kafka') {
+    where.push(`topic = ${sqlString(source.stream)}`);
+    if (/^\d+$/.test(source.partition)) where.push(`source_partition = ${source.partition}`);
+  }
   return `SELECT received_at, source, topic, source_partition, source_offset, stage, reason, payload\n` +
     `FROM bronze.dead_letters\nWHERE ${where.join(' AND ')}\nORDER BY received_at DESC\nLIMIT 100`;
 }

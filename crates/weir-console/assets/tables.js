@@ -82,6 +82,21 @@ function jobRow(j) {
     h('td', {}, j.user), h('td', { class: 'outcome' }, outcome));
 }
 
+function scheduled(jobs) {
+  if (!jobs) return h('p', { class: 'muted' }, 'Scheduled maintenance is off in this server.');
+  const kinds = Object.keys(jobs);
+  if (!kinds.length) return h('p', { class: 'muted' }, 'The scheduler has not looked at this table yet.');
+  return h('table', { class: 'grid', 'data-testid': 'scheduled' },
+    h('thead', {}, h('tr', {}, ['Job', 'Last run', 'Outcome', 'Next due'].map((x) => h('th', {}, x)))),
+    h('tbody', {}, kinds.map((k) => {
+      const j = jobs[k];
+      const state = j.last_ok === null || j.last_ok === undefined ? '' : j.last_ok ? 'succeeded' : 'failed';
+      return h('tr', {}, h('td', {}, k), h('td', {}, j.last_finished_ms ? fmtTime(j.last_finished_ms) : 'not yet'),
+        h('td', { class: `outcome state-${state}` }, j.last_outcome ?? ''),
+        h('td', {}, j.next_due_ms ? fmtTime(j.next_due_ms) : '–'));
+    })));
+}
+
 export function renderDetail(main, namespace, table) {
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   const message = h('p', { 'data-testid': 'action-message' });
@@ -122,6 +137,8 @@ export function renderDetail(main, namespace, table) {
           `Small files: ${fmtNumber(t.files)} files averaging ${fmtBytes(t.average_file_bytes)} — compaction would help.`) : null,
         h('dl', { class: 'facts', 'data-testid': 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
         buttons,
+        h('h2', {}, 'Scheduled maintenance'),
+        scheduled(t.scheduled),
         h('h2', {}, 'Maintenance started here'),
         t.jobs.length ? h('table', { class: 'grid', 'data-testid': 'jobs' },
           h('thead', {}, h('tr', {}, ['Job', 'State', 'Started', 'Finished', 'By', 'Outcome'].map((x) => h('th', {}, x)))),

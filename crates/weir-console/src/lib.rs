@@ -40,6 +40,9 @@ pub struct ConsoleOptions {
     /// `--query-timeout` (`None`: no limit).
     pub query_timeout: Option<Duration>,
     pub metrics: MetricsSource,
+    /// The maintenance scheduler's last and next runs (`None`: maintenance
+    /// is off in this process).
+    pub schedule: Option<weir_maintain::ScheduleStatus>,
 }
 
 /// The console: install it into the endpoint's [`weir_observe::FallbackSlot`].
@@ -53,6 +56,7 @@ struct Inner {
     auth: Arc<Authenticator>,
     query_timeout: Option<Duration>,
     metrics: MetricsSource,
+    schedule: Option<weir_maintain::ScheduleStatus>,
     sessions: session::Sessions,
     rates: pipeline::Rates,
     queries: query::Running,
@@ -67,6 +71,7 @@ impl Console {
                 auth: options.auth,
                 query_timeout: options.query_timeout,
                 metrics: options.metrics,
+                schedule: options.schedule,
                 sessions: session::Sessions::default(),
                 rates: pipeline::Rates::default(),
                 queries: query::Running::default(),

@@ -166,6 +166,7 @@ pub async fn detail(inner: &Inner, req: &Request<Incoming>) -> Result<HttpRespon
             "name": f.name, "type": f.field_type.to_string(),
         })).collect::<Vec<_>>(),
         "jobs": inner.jobs.for_table(&qualified),
+        "scheduled": inner.schedule.as_ref().map(|s| s.table(&qualified)),
         "policy": properties.iter()
             .filter(|(k, _)| k.starts_with("weir.maintenance") || k.starts_with("weir.cluster"))
             .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))

@@ -95,16 +95,16 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
     });
 
     let (stop_maintenance, maintenance_stopped) = watch::channel(false);
+    let schedule_status = weir_maintain::ScheduleStatus::default();
     let maintenance = cfg.maintenance.enabled.then(|| {
-        tokio::spawn(
-            super::maintain::scheduler(
-                lakehouse.clone(),
-                policies,
-                cfg.maintenance.maintenance_tick,
-                engine.clone(),
-            )
-            .run(maintenance_stopped),
-        )
+        let mut scheduler = super::maintain::scheduler(
+            lakehouse.clone(),
+            policies,
+            cfg.maintenance.maintenance_tick,
+            engine.clone(),
+        );
+        scheduler.status = schedule_status.clone();
+        tokio::spawn(scheduler.run(maintenance_stopped))
     });
 
     if cfg.console
@@ -118,6 +118,7 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
             engine: engine.clone(),
             auth,
             query_timeout: flight_options.query_timeout,
+            schedule: cfg.maintenance.enabled.then_some(schedule_status),
             metrics: std::sync::Arc::new(move || metrics.render()),
         });
         obs.fallback.set(std::sync::Arc::new(console));
