@@ -100,6 +100,9 @@ export function render(main, sql) {
     execute();
   });
 
+  // Opened with a query (a click-through from another page): run it.
+  if (sql) execute();
+
   (async () => {
     try {
       const sensors = await post('/api/query', {

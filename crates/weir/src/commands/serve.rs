@@ -110,19 +110,31 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
     if cfg.console
         && let (Some(addr), Some(metrics)) = (obs.addr, obs.metrics.clone())
     {
-        let auth = std::sync::Arc::new(weir_flight::Authenticator::new(
-            &flight_options.auth,
-            cfg.listen,
-        )?);
-        let console = weir_console::Console::new(weir_console::ConsoleOptions {
-            engine: engine.clone(),
-            auth,
-            query_timeout: flight_options.query_timeout,
-            schedule: cfg.maintenance.enabled.then_some(schedule_status),
-            metrics: std::sync::Arc::new(move || metrics.render()),
-        });
-        obs.fallback.set(std::sync::Arc::new(console));
-        println!("weir: console at http://{addr}/");
+        // Flight's rules, checked against the more exposed of the two
+        // addresses: a loopback Flight port must not leave a public HTTP
+        // port open without authentication.
+        let exposed = if cfg.listen.ip().is_loopback() {
+            addr
+        } else {
+            cfg.listen
+        };
+        match weir_flight::Authenticator::new(&flight_options.auth, exposed) {
+            Ok(auth) => {
+                let console = weir_console::Console::new(weir_console::ConsoleOptions {
+                    engine: engine.clone(),
+                    auth: std::sync::Arc::new(auth),
+                    query_timeout: flight_options.query_timeout,
+                    schedule: cfg.maintenance.enabled.then_some(schedule_status),
+                    metrics: std::sync::Arc::new(move || metrics.render()),
+                });
+                obs.fallback.set(std::sync::Arc::new(console));
+                println!("weir: console at http://{addr}/");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the web console is off");
+                println!("weir: console off: {e}");
+            }
+        }
     }
 
     let (stop_serving, serving_stopped) = watch::channel(false);
