@@ -255,3 +255,16 @@ def test_no_open_console_on_a_public_address_without_users(tmp_path):
         assert not any(line.startswith("weir: console at") for line in lines), lines
     finally:
         server.discard()
+
+
+def test_refresh_a_gold_view_and_see_its_staleness(browser, demo):
+    _, base = demo
+    browser.get(base + "/#/tables/gold/points_1m")
+    wait(browser, lambda b: "Stalenessnever refreshed" in text_of(b, "[data-testid=facts]"))
+    find(browser, "[data-testid=action-refresh]").click()
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "tr[data-testid=job][data-kind=refresh][data-state=succeeded]"),
+         message="the refresh did not finish")
+    # The demo keeps writing: the view is up to date or behind silver.points by a little.
+    wait(browser, lambda b: "never refreshed" not in text_of(b, "[data-testid=facts]"))
+    facts = text_of(browser, "[data-testid=facts]")
+    assert "up to date" in facts or "silver.points: behind by" in facts, facts

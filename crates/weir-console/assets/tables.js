@@ -131,6 +131,11 @@ export function renderDetail(main, namespace, table) {
       if (t.materialized_view) {
         facts.push(['Materialized view: last refresh', t.last_commit_ms
           ? `${fmtAge((Date.now() - t.last_commit_ms) / 1000)} ago` : 'never']);
+        const bases = t.view_bases || [];
+        const stale = bases.filter((b) => b.stale_since_ms);
+        facts.push(['Staleness', !t.last_commit_ms ? 'never refreshed'
+          : stale.length === 0 ? 'up to date with its base tables'
+            : stale.map((b) => `${b.base}: behind by ${fmtAge((Date.now() - b.stale_since_ms) / 1000)}`).join('; ')]);
       }
       mount(body,
         t.small_files ? h('p', { class: 'warning', 'data-testid': 'small-files' },

@@ -146,6 +146,10 @@ pub async fn detail(inner: &Inner, req: &Request<Incoming>) -> Result<HttpRespon
     let properties = metadata.properties();
     let view = properties.get(weir_catalog::MV_DEFINITION_PROPERTY);
     let last_commit_ms = metadata.current_snapshot().map(|s| s.timestamp_ms());
+    let staleness = match view {
+        Some(_) => Some(view_staleness(inner, &summary).await),
+        None => None,
+    };
     let qualified = ident.to_string();
     ok(serde_json::json!({
         "namespace": namespace,
@@ -162,6 +166,7 @@ pub async fn detail(inner: &Inner, req: &Request<Incoming>) -> Result<HttpRespon
         "snapshots": timeline,
         "last_commit_ms": last_commit_ms,
         "materialized_view": view,
+        "view_bases": staleness,
         "columns": schema.as_struct().fields().iter().map(|f| serde_json::json!({
             "name": f.name, "type": f.field_type.to_string(),
         })).collect::<Vec<_>>(),
@@ -172,4 +177,45 @@ pub async fn detail(inner: &Inner, req: &Request<Incoming>) -> Result<HttpRespon
             .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
             .collect::<serde_json::Map<_, _>>(),
     }))
+}
+
+/// Per base table of a materialized view: the snapshot the view reflects,
+/// the base's current one, and since when the view lags it (the commit time
+/// of the oldest base snapshot it does not reflect; `null`: up to date).
+async fn view_staleness(
+    inner: &Inner,
+    summary: &std::collections::HashMap<String, String>,
+) -> Vec<serde_json::Value> {
+    const PREFIX: &str = "weir.mv.base-sequence.";
+    let mut out = Vec::new();
+    for (key, sequence) in summary {
+        let Some(base) = key.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let reflected: i64 = sequence.parse().unwrap_or(-1);
+        let Some((namespace, table)) = base.split_once('.') else {
+            continue;
+        };
+        let Ok(ident) = ident_of(namespace, table) else {
+            continue;
+        };
+        let stale_since_ms = match inner.engine.lakehouse().load_table_cached(&ident).await {
+            Ok(base_table) => base_table
+                .metadata()
+                .snapshots()
+                .filter(|s| s.sequence_number() > reflected)
+                .map(|s| s.timestamp_ms())
+                .min(),
+            Err(e) => {
+                out.push(serde_json::json!({"base": base, "error": e.to_string()}));
+                continue;
+            }
+        };
+        out.push(serde_json::json!({
+            "base": base,
+            "reflected_sequence": reflected,
+            "stale_since_ms": stale_since_ms,
+        }));
+    }
+    out
 }
