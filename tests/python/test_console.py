@@ -57,6 +57,14 @@ def secured(tmp_path_factory):
     server.discard()
 
 
+def fact(browser, name: str) -> str:
+    """The value next to ``name`` in a table's facts."""
+    return browser.execute_script(
+        """for (const dt of document.querySelectorAll('[data-testid=facts] dt'))
+             if (dt.textContent === arguments[0]) return dt.nextElementSibling.textContent;
+           return null;""", name) or ""
+
+
 def number(text: str) -> float:
     return float(text.replace(",", "")) if text.strip() not in ("", "–") else -1.0
 
@@ -85,6 +93,8 @@ def test_open_a_table(browser, demo):
     wait(browser, lambda b: "day(ts)" in text_of(b, "[data-testid=facts]"))
     facts = text_of(browser, "[data-testid=facts]")
     assert "Snapshots" in facts and "Data files" in facts, facts
+    # One day of demo data: one day(ts) partition (or two around midnight UTC).
+    assert fact(browser, "Partitions") in ("1", "2"), facts
     # The scheduler's plan for the table: each job kind with its next run.
     wait(browser, lambda b: "compact" in text_of(b, "[data-testid=scheduled]"))
     scheduled = text_of(browser, "[data-testid=scheduled]")

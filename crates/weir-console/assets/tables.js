@@ -125,6 +125,7 @@ export function renderDetail(main, namespace, table) {
         ['Data files', fmtNumber(t.files)], ['Delete files', fmtNumber(t.delete_files)],
         ['Average file', fmtBytes(t.average_file_bytes)],
         ['Partitioning', t.partitioning.length ? t.partitioning.join(', ') : 'unpartitioned'],
+        ['Partitions', t.partitions],
         ['Partitions changed by the last commit', t.partitions_changed_last ?? '–'],
         ['Snapshots', fmtNumber(t.snapshot_count)], ['Last commit', fmtTime(t.last_commit_ms)],
       ];

@@ -61,6 +61,7 @@ struct Inner {
     rates: pipeline::Rates,
     queries: query::Running,
     jobs: jobs::Jobs,
+    partitions: tables::PartitionCounts,
 }
 
 impl Console {
@@ -76,6 +77,7 @@ impl Console {
                 rates: pipeline::Rates::default(),
                 queries: query::Running::default(),
                 jobs: jobs::Jobs::default(),
+                partitions: tables::PartitionCounts::default(),
             }),
         }
     }

@@ -151,7 +151,12 @@ pub async fn detail(inner: &Inner, req: &Request<Incoming>) -> Result<HttpRespon
         None => None,
     };
     let qualified = ident.to_string();
+    let partitions = match partition_count(inner, &table).await {
+        Ok(n) => serde_json::Value::from(n),
+        Err(e) => serde_json::Value::from(format!("unknown: {e}")),
+    };
     ok(serde_json::json!({
+        "partitions": partitions,
         "namespace": namespace,
         "table": name,
         "rows": rows,
@@ -218,4 +223,57 @@ async fn view_staleness(
         }));
     }
     out
+}
+
+/// Partitions holding live data files in the current snapshot (reads every
+/// data manifest once per snapshot; the count is cached by snapshot id).
+async fn partition_count(
+    inner: &Inner,
+    table: &weir_catalog::iceberg::table::Table,
+) -> Result<usize, weir_catalog::iceberg::Error> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok(0);
+    };
+    let name = table.identifier().to_string();
+    let id = snapshot.snapshot_id();
+    if let Some(n) = inner.partitions.get(&name, id) {
+        return Ok(n);
+    }
+    let list = table.manifest_list_reader(snapshot).load().await?;
+    let mut seen = std::collections::HashSet::new();
+    for manifest in list.entries() {
+        if manifest.content != weir_catalog::iceberg::spec::ManifestContentType::Data {
+            continue;
+        }
+        let loaded = manifest.load_manifest(table.file_io()).await?;
+        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+            seen.insert((
+                manifest.partition_spec_id,
+                format!("{:?}", entry.data_file().partition()),
+            ));
+        }
+    }
+    inner.partitions.put(name, id, seen.len());
+    Ok(seen.len())
+}
+
+/// Partition counts by table, for the snapshot they were counted at.
+#[derive(Default)]
+pub struct PartitionCounts(std::sync::Mutex<HashMap<String, (i64, usize)>>);
+
+impl PartitionCounts {
+    fn get(&self, table: &str, snapshot: i64) -> Option<usize> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(table)
+            .filter(|(s, _)| *s == snapshot)
+            .map(|(_, n)| *n)
+    }
+
+    fn put(&self, table: String, snapshot: i64, count: usize) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(table, (snapshot, count));
+    }
 }
