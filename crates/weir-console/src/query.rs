@@ -269,3 +269,56 @@ fn values(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::{Field, Schema, TimeUnit};
+
+    use super::*;
+
+    #[test]
+    fn results_become_json_values() {
+        let schema = Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("x", DataType::Float64, true),
+            Field::new("s", DataType::Utf8, true),
+            Field::new("b", DataType::Boolean, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+        ]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(7), None])),
+                Arc::new(Float64Array::from(vec![Some(1.5), Some(f64::NAN)])),
+                Arc::new(StringArray::from(vec![Some("<b>x</b>"), None])),
+                Arc::new(BooleanArray::from(vec![Some(true), None])),
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![Some(1_767_225_600_000_000), None])
+                        .with_timezone("UTC"),
+                ),
+            ],
+        )
+        .unwrap();
+        let mut rows = Vec::new();
+        append(&batch, &mut rows).unwrap();
+        assert_eq!(rows[0][0], serde_json::json!(7.0));
+        assert_eq!(rows[0][1], serde_json::json!(1.5));
+        assert_eq!(rows[0][2], serde_json::json!("<b>x</b>"));
+        assert_eq!(rows[0][3], serde_json::json!(true));
+        assert_eq!(rows[0][4], serde_json::json!("2026-01-01T00:00:00Z"));
+        // NaN and nulls are JSON null.
+        assert!(rows[1].iter().all(|v| v.is_null()), "{:?}", rows[1]);
+        assert_eq!(kind(batch.schema().field(4).data_type()), "time");
+        assert_eq!(kind(&DataType::Int64), "number");
+        assert_eq!(kind(&DataType::Utf8), "text");
+    }
+}

@@ -197,3 +197,25 @@ pub fn logout(inner: &Inner, req: &Request<Incoming>) -> Result<HttpResponse, Ap
     );
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csrf_tokens_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+
+    #[test]
+    fn sessions_hold_their_csrf_token() {
+        let sessions = Sessions::default();
+        let csrf = sessions.open("token-1");
+        assert_eq!(sessions.csrf("token-1"), Some(csrf.clone()));
+        assert_eq!(sessions.csrf("token-2"), None);
+        assert_ne!(sessions.open("token-2"), csrf);
+    }
+}
