@@ -82,9 +82,10 @@ function jobRow(j) {
     h('td', {}, j.user), h('td', { class: 'outcome' }, outcome));
 }
 
-function scheduled(jobs) {
+function scheduled(jobs, isView) {
   if (!jobs) return h('p', { class: 'muted' }, 'Scheduled maintenance is off in this server.');
-  const kinds = Object.keys(jobs);
+  // Refreshes only apply to materialized views.
+  const kinds = Object.keys(jobs).filter((k) => k !== 'refresh' || isView);
   if (!kinds.length) return h('p', { class: 'muted' }, 'The scheduler has not looked at this table yet.');
   return h('table', { class: 'grid', 'data-testid': 'scheduled' },
     h('thead', {}, h('tr', {}, ['Job', 'Last run', 'Outcome', 'Next due'].map((x) => h('th', {}, x)))),
@@ -144,7 +145,7 @@ export function renderDetail(main, namespace, table) {
         h('dl', { class: 'facts', 'data-testid': 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
         buttons,
         h('h2', {}, 'Scheduled maintenance'),
-        scheduled(t.scheduled),
+        scheduled(t.scheduled, Boolean(t.materialized_view)),
         h('h2', {}, 'Maintenance started here'),
         t.jobs.length ? h('table', { class: 'grid', 'data-testid': 'jobs' },
           h('thead', {}, h('tr', {}, ['Job', 'State', 'Started', 'Finished', 'By', 'Outcome'].map((x) => h('th', {}, x)))),
