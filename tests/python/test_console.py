@@ -278,3 +278,14 @@ def test_refresh_a_gold_view_and_see_its_staleness(browser, demo):
     wait(browser, lambda b: "never refreshed" not in text_of(b, "[data-testid=facts]"))
     facts = text_of(browser, "[data-testid=facts]")
     assert "up to date" in facts or "silver.points: behind by" in facts, facts
+
+
+def test_tables_list_updates_without_reload(browser, demo):
+    _, base = demo
+    browser.get(base + "/#/tables")
+    find(browser, "tr[data-table='silver.points']")
+    browser.execute_script("window.__sameDocument = true")
+    status, body = api(browser, "POST", "/api/query", {"sql": "CREATE TABLE appears_live (a INT)"})
+    assert status == 200, body
+    find(browser, "tr[data-table='public.appears_live']")
+    assert browser.execute_script("return window.__sameDocument") is True

@@ -36,16 +36,23 @@ export function renderList(main) {
     performance.mark('weir:tables-rendered');
   }
   filter.addEventListener('input', draw);
+  let last = null;
   async function refresh() {
     try {
-      namespaces = (await get('/api/tables')).namespaces;
+      const data = await get('/api/tables');
+      // Redraw (1,000 rows) only when something changed.
+      const key = JSON.stringify(data);
+      if (key === last) return;
+      last = key;
+      namespaces = data.namespaces;
       draw();
     } catch (e) {
+      last = null;
       mount(body, errorBox(e));
     }
   }
   refresh();
-  return setInterval(refresh, 10000);
+  return setInterval(refresh, 2000);
 }
 
 function timeline(snapshots) {
