@@ -5,7 +5,7 @@
 #   2. Rust unit tests and the sqllogictest files in tests/slt/,
 #   3. the Python end-to-end tests in tests/python/ against the real binary
 #      (ADBC Flight SQL driver, pyarrow.flight, PyIceberg, the Arrow Flight SQL
-#      JDBC driver, Spark, Trino).
+#      JDBC driver, Spark, Trino, the web console in headless Chromium).
 # Env: WEIR_TEST_VENV (default ~/.cache/weir/test-venv), WEIR_SKIP_CLIPPY=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 tests/scripts/mosquitto.sh install   # MQTT tests: Debian mosquitto, mosquitto-clients, openssl
+tests/scripts/chromium.sh install    # web console tests (test_console.py): Debian chromium, chromium-driver
 tests/scripts/postgres.sh >/dev/null  # PostgreSQL server binaries (federation, Modbus registry tests)
 tests/scripts/docker-compose.sh       # `docker-compose config` checks docker-compose.yml (no engine)
 tests/scripts/kafka.sh install >/dev/null   # Apache Kafka 4 (KRaft) from Maven Central for the Kafka tests (needs java, mvn)

@@ -680,6 +680,11 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub sources: SourcesConfig,
+
+    /// Serve the web console at `/` of the HTTP endpoint (`--http-listen`),
+    /// with Flight SQL's users and roles: `true` or `false`.
+    #[arg(long, env = "WEIR_CONSOLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub console: bool,
 }
 
 /// `weir import`: bulk-append Parquet files to a table (one snapshot per file).

@@ -28,7 +28,7 @@ fn required_role(access: Access) -> Role {
 }
 
 /// PERMISSION_DENIED unless `principal`'s role allows `access`.
-pub(crate) fn permit(principal: &Principal, access: Access) -> Result<(), Status> {
+pub fn permit(principal: &Principal, access: Access) -> Result<(), Status> {
     let needed = required_role(access);
     if principal.role >= needed {
         return Ok(());
@@ -45,7 +45,7 @@ pub(crate) fn permit(principal: &Principal, access: Access) -> Result<(), Status
 
 /// Parses `sql` with the session's dialect and checks that `principal` may
 /// run it; the statement returned is what the engine must run.
-pub(crate) fn permit_sql(
+pub fn permit_sql(
     principal: &Principal,
     ctx: &datafusion::prelude::SessionContext,
     sql: &str,

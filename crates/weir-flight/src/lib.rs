@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use weir_query::QueryEngine;
 
-pub use access::{Access, classify};
-pub use auth::{AuthMode, AuthOptions, Principal};
+pub use access::{Access, classify, permit, permit_sql};
+pub use auth::{AuthMode, AuthOptions, Authenticator, Principal};
 pub use connections::ConnectionLimits;
 pub use error::{FlightServeError, status_from};
 pub use metadata::like_match;
@@ -104,4 +104,25 @@ fn prepare_security(
     let auth = Arc::new(auth::Authenticator::new(&options.auth, listen)?);
     let tls = options.tls.as_ref().map(tls::acceptor).transpose()?;
     Ok((auth, tls))
+}
+
+/// Runs `sql` for `principal` the way a Flight SQL statement runs: parsed
+/// with the session's dialect, role-checked, then planned (DDL and writes
+/// take effect here) within `timeout`. Queries come back unexecuted: the
+/// caller streams the frame under the same deadline (the web console).
+pub async fn execute_as(
+    engine: &QueryEngine,
+    ctx: &datafusion::prelude::SessionContext,
+    principal: &Principal,
+    sql: &str,
+    timeout: Option<Duration>,
+) -> Result<datafusion::dataframe::DataFrame, tonic::Status> {
+    let statement = access::permit_sql(principal, ctx, sql)?;
+    statements::within(timeout, async {
+        engine
+            .execute(ctx, &statement)
+            .await
+            .map_err(error::status_from)
+    })
+    .await
 }

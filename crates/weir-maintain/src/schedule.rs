@@ -152,6 +152,49 @@ pub type Refresher = std::sync::Arc<
     dyn Fn(TableIdent) -> futures::future::BoxFuture<'static, Result<String, String>> + Send + Sync,
 >;
 
+/// The last run and next due time of one job on one table.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct JobStatus {
+    /// Unix milliseconds.
+    pub next_due_ms: Option<u64>,
+    pub last_started_ms: Option<u64>,
+    pub last_finished_ms: Option<u64>,
+    pub last_ok: Option<bool>,
+    /// The run's summary line, or its error.
+    pub last_outcome: Option<String>,
+}
+
+/// What the scheduler did and will do, by table (`ns.t`) and job name, for
+/// the web console. Cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleStatus(
+    std::sync::Arc<std::sync::Mutex<HashMap<String, BTreeMap<&'static str, JobStatus>>>>,
+);
+
+impl ScheduleStatus {
+    fn update(&self, table: &str, job: Job, change: impl FnOnce(&mut JobStatus)) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        change(
+            map.entry(table.to_string())
+                .or_default()
+                .entry(job.name())
+                .or_default(),
+        );
+    }
+
+    /// The jobs of `table` (`ns.t`) the scheduler knows of, by job name.
+    pub fn table(&self, table: &str) -> BTreeMap<&'static str, JobStatus> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(table).cloned().unwrap_or_default()
+    }
+}
+
+fn unix_ms(at: std::time::SystemTime) -> Option<u64> {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as u64)
+}
+
 /// Runs the jobs of every table when they are due, until `stop` turns true.
 pub struct Scheduler {
     pub lakehouse: Lakehouse,
@@ -163,6 +206,8 @@ pub struct Scheduler {
     pub namespaces: Vec<String>,
     /// Refreshes materialized views; without it `refresh_every` is ignored.
     pub refresher: Option<Refresher>,
+    /// Last and next run of each job, for whoever shows them.
+    pub status: ScheduleStatus,
 }
 
 impl Scheduler {
@@ -185,13 +230,27 @@ impl Scheduler {
                     };
                     let since = last.get(&(name.clone(), job)).copied().unwrap_or(started);
                     if since.elapsed() < every {
+                        let due = std::time::SystemTime::now() + (every - since.elapsed());
+                        self.status
+                            .update(&name, job, |s| s.next_due_ms = unix_ms(due));
                         continue;
                     }
                     last.insert((name.clone(), job), Instant::now());
+                    let begun = std::time::SystemTime::now();
                     // A job stops at the next group/commit boundary when the
                     // server shuts down: racing it against `stop` would drop
                     // the future mid-commit, which is safe but wasteful.
-                    self.run_job(&ident, job, &policy, &run_id).await;
+                    let outcome = self.run_job(&ident, job, &policy, &run_id).await;
+                    let finished = std::time::SystemTime::now();
+                    self.status.update(&name, job, |s| {
+                        s.next_due_ms = unix_ms(finished + every);
+                        if let Some(outcome) = outcome {
+                            s.last_started_ms = unix_ms(begun);
+                            s.last_finished_ms = unix_ms(finished);
+                            s.last_ok = Some(outcome.is_ok());
+                            s.last_outcome = Some(outcome.unwrap_or_else(|e| e));
+                        }
+                    });
                 }
             }
             tokio::select! {
@@ -217,19 +276,28 @@ impl Scheduler {
         out
     }
 
-    async fn run_job(&self, ident: &TableIdent, job: Job, policy: &TablePolicy, run_id: &str) {
+    /// Runs `job` on `ident`: its summary or error, or `None` when the job
+    /// does not apply to the table (no clustering columns, not a view, no
+    /// retention).
+    async fn run_job(
+        &self,
+        ident: &TableIdent,
+        job: Job,
+        policy: &TablePolicy,
+        run_id: &str,
+    ) -> Option<Result<String, String>> {
         let lh = &self.lakehouse;
         let started = std::time::Instant::now();
         let outcome: Result<String, String> = match job {
             Job::Compact | Job::Cluster => {
                 let layout = if job == Job::Cluster {
                     let Ok(table) = lh.catalog().load_table(ident).await else {
-                        return;
+                        return None;
                     };
-                    let Some(columns) = table.metadata().properties().get(CLUSTER_COLUMNS_PROPERTY)
-                    else {
-                        return;
-                    };
+                    let columns = table
+                        .metadata()
+                        .properties()
+                        .get(CLUSTER_COLUMNS_PROPERTY)?;
                     Layout::ZOrder(columns.split(',').map(|c| c.trim().to_string()).collect())
                 } else {
                     Layout::SortOrder
@@ -266,18 +334,16 @@ impl Scheduler {
                     .map_err(|e| e.to_string())
             }
             Job::Refresh => {
-                let Some(refresher) = &self.refresher else {
-                    return;
-                };
+                let refresher = self.refresher.as_ref()?;
                 let Ok(table) = lh.catalog().load_table(ident).await else {
-                    return;
+                    return None;
                 };
                 if !table
                     .metadata()
                     .properties()
                     .contains_key(weir_catalog::MV_DEFINITION_PROPERTY)
                 {
-                    return;
+                    return None;
                 }
                 refresher(ident.clone()).await
             }
@@ -286,9 +352,7 @@ impl Scheduler {
                 .map(|r| format!("{} orphans deleted", r.orphans_deleted))
                 .map_err(|e| e.to_string()),
             Job::Retention => {
-                let Some(retention) = policy.retention else {
-                    return;
-                };
+                let retention = policy.retention?;
                 let opts = RetentionOptions {
                     retention,
                     requires: policy.retention_requires.clone(),
@@ -308,7 +372,7 @@ impl Scheduler {
             }
         };
         crate::record_job_run(job.name(), started.elapsed(), outcome.is_ok());
-        match outcome {
+        match &outcome {
             Ok(summary) => {
                 tracing::info!(table = %ident, job = ?job, summary, "scheduled maintenance")
             }
@@ -316,6 +380,7 @@ impl Scheduler {
                 tracing::warn!(table = %ident, job = ?job, error, "scheduled maintenance failed")
             }
         }
+        Some(outcome)
     }
 }
 

@@ -4,11 +4,16 @@
 //!
 //! Served with hyper (already in the tree for Flight) rather than the
 //! exporter's own listener, which only serves `/metrics`.
+//!
+//! Every other path goes to the [`Fallback`] installed in the endpoint's
+//! [`FallbackSlot`] once the rest of the process is up (the web console of
+//! `weir serve`), else answers 404.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -49,9 +54,44 @@ impl HttpEndpoint {
     }
 }
 
+/// A response of the endpoint.
+pub type HttpResponse = Response<Full<Bytes>>;
+/// What a [`Fallback`] answers with.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
+
+/// Serves the paths the endpoint does not know itself.
+pub trait Fallback: Send + Sync {
+    fn handle(&self, req: Request<Incoming>) -> HandlerFuture;
+}
+
+/// Where the fallback is installed once it exists (the endpoint starts
+/// before the query engine does).
+#[derive(Clone, Default)]
+pub struct FallbackSlot(Arc<OnceLock<Arc<dyn Fallback>>>);
+
+impl FallbackSlot {
+    /// Installs `fallback`; false when one is installed already.
+    pub fn set(&self, fallback: Arc<dyn Fallback>) -> bool {
+        self.0.set(fallback).is_ok()
+    }
+
+    fn get(&self) -> Option<Arc<dyn Fallback>> {
+        self.0.get().cloned()
+    }
+}
+
+impl std::fmt::Debug for FallbackSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("FallbackSlot")
+            .field(&self.0.get().is_some())
+            .finish()
+    }
+}
+
 struct State {
     metrics: PrometheusHandle,
     readiness: Readiness,
+    fallback: FallbackSlot,
 }
 
 /// Serves the endpoint until `shutdown` resolves (open requests finish).
@@ -59,9 +99,14 @@ pub async fn serve_http(
     endpoint: HttpEndpoint,
     metrics: PrometheusHandle,
     readiness: Readiness,
+    fallback: FallbackSlot,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let state = Arc::new(State { metrics, readiness });
+    let state = Arc::new(State {
+        metrics,
+        readiness,
+        fallback,
+    });
     let graceful = GracefulShutdown::new();
     let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
     tokio::pin!(shutdown);
@@ -79,7 +124,15 @@ pub async fn serve_http(
                 let state = state.clone();
                 let service = service_fn(move |req| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(route(&req, &state)) }
+                    async move {
+                        let path = req.uri().path();
+                        let own = matches!(path, "/metrics" | "/health" | "/ready");
+                        let response = match state.fallback.get() {
+                            Some(fallback) if !own => fallback.handle(req).await,
+                            _ => route(&req, &state),
+                        };
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let connection = graceful.watch(
                     hyper::server::conn::http1::Builder::new()

@@ -15,7 +15,7 @@ mod ready;
 
 pub use describe::{METRICS, describe};
 pub use error::ObserveError;
-pub use http::{HttpEndpoint, serve_http};
+pub use http::{Fallback, FallbackSlot, HandlerFuture, HttpEndpoint, HttpResponse, serve_http};
 pub use logs::init_logging;
 pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use ready::Readiness;

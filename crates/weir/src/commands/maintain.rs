@@ -105,6 +105,7 @@ pub(crate) fn scheduler(
         tick,
         namespaces,
         refresher: Some(refresher),
+        status: Default::default(),
     }
 }
 

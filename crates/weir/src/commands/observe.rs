@@ -21,6 +21,10 @@ pub struct Observability {
     pub readiness: Readiness,
     /// The bound address, if serving.
     pub addr: Option<SocketAddr>,
+    /// The web console goes here once the engine exists (`weir serve`).
+    pub fallback: weir_observe::FallbackSlot,
+    /// Renders the metrics (the console reads the source counters from it).
+    pub metrics: Option<weir_observe::PrometheusHandle>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -39,6 +43,8 @@ impl Observability {
             return Ok(Observability {
                 readiness,
                 addr: None,
+                fallback: weir_observe::FallbackSlot::default(),
+                metrics: None,
                 stop,
                 tasks: Vec::new(),
             });
@@ -46,11 +52,13 @@ impl Observability {
         let endpoint = weir_observe::HttpEndpoint::bind(addr).await?;
         let handle = weir_observe::install_recorder()?;
         let addr = endpoint.addr;
+        let fallback = weir_observe::FallbackSlot::default();
         metrics::gauge!("weir_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         let task = tokio::spawn(weir_observe::serve_http(
             endpoint,
-            handle,
+            handle.clone(),
             readiness.clone(),
+            fallback.clone(),
             wait_true(stopped),
         ));
         // Scripts and tests find the port here (as with the Flight line).
@@ -60,6 +68,8 @@ impl Observability {
         Ok(Observability {
             readiness,
             addr: Some(addr),
+            fallback,
+            metrics: Some(handle),
             stop,
             tasks: vec![task],
         })

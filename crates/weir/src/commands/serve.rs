@@ -95,17 +95,47 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
     });
 
     let (stop_maintenance, maintenance_stopped) = watch::channel(false);
+    let schedule_status = weir_maintain::ScheduleStatus::default();
     let maintenance = cfg.maintenance.enabled.then(|| {
-        tokio::spawn(
-            super::maintain::scheduler(
-                lakehouse.clone(),
-                policies,
-                cfg.maintenance.maintenance_tick,
-                engine.clone(),
-            )
-            .run(maintenance_stopped),
-        )
+        let mut scheduler = super::maintain::scheduler(
+            lakehouse.clone(),
+            policies,
+            cfg.maintenance.maintenance_tick,
+            engine.clone(),
+        );
+        scheduler.status = schedule_status.clone();
+        tokio::spawn(scheduler.run(maintenance_stopped))
     });
+
+    if cfg.console
+        && let (Some(addr), Some(metrics)) = (obs.addr, obs.metrics.clone())
+    {
+        // Flight's rules, checked against the more exposed of the two
+        // addresses: a loopback Flight port must not leave a public HTTP
+        // port open without authentication.
+        let exposed = if cfg.listen.ip().is_loopback() {
+            addr
+        } else {
+            cfg.listen
+        };
+        match weir_flight::Authenticator::new(&flight_options.auth, exposed) {
+            Ok(auth) => {
+                let console = weir_console::Console::new(weir_console::ConsoleOptions {
+                    engine: engine.clone(),
+                    auth: std::sync::Arc::new(auth),
+                    query_timeout: flight_options.query_timeout,
+                    schedule: cfg.maintenance.enabled.then_some(schedule_status),
+                    metrics: std::sync::Arc::new(move || metrics.render()),
+                });
+                obs.fallback.set(std::sync::Arc::new(console));
+                println!("weir: console at http://{addr}/");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the web console is off");
+                println!("weir: console off: {e}");
+            }
+        }
+    }
 
     let (stop_serving, serving_stopped) = watch::channel(false);
     let mut server = tokio::spawn(weir_flight::serve(
