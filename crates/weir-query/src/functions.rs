@@ -34,6 +34,7 @@ use crate::table::WeirTable;
 /// `selector_*`, `time_bucket`).
 pub(crate) fn register(ctx: &SessionContext, lakehouse: &Lakehouse) {
     crate::time_series::register(ctx);
+    crate::utc_date_trunc::register(ctx);
     for (name, kind) in TimeTravel::ALL {
         ctx.register_udtf(
             name,

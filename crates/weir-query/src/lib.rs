@@ -29,6 +29,7 @@ mod sql_ext;
 mod statement;
 mod table;
 mod time_series;
+mod utc_date_trunc;
 mod views;
 
 use std::sync::Arc;
