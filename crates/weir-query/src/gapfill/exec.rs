@@ -365,9 +365,6 @@ impl ExecutionPlan for GapFillExec {
             .register(context.memory_pool());
         let params = self.params.clone();
         let batch_size = context.session_config().batch_size();
-        // Without group columns the one group has buckets even without
-        // rows, in the one partition.
-        let fill_empty = self.params.series.is_empty();
         let out_schema = schema.clone();
         let stream = futures::stream::once(async move {
             let mut batches = Vec::new();
@@ -379,7 +376,7 @@ impl ExecutionPlan for GapFillExec {
             }
             let all = concat_batches(&out_schema, &batches)?;
             drop(batches);
-            let filler = Filler::new(all, params, batch_size, fill_empty, reservation)?;
+            let filler = Filler::new(all, params, batch_size, reservation)?;
             Ok::<_, DataFusionError>(futures::stream::iter(filler))
         })
         .try_flatten();
@@ -405,7 +402,6 @@ impl Filler {
         input: RecordBatch,
         params: Params,
         batch_size: usize,
-        fill_empty: bool,
         reservation: MemoryReservation,
     ) -> Result<Self> {
         let time = input.column(params.time);
@@ -422,12 +418,10 @@ impl Filler {
         let times = cast(time, &DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()))?
             .as_primitive::<TimestampNanosecondType>()
             .clone();
+        // Without group columns, the one group (in the one partition) has
+        // its buckets even without rows.
         let mut groups = if params.series.is_empty() {
-            if input.num_rows() > 0 || fill_empty {
-                std::iter::once(0..input.num_rows()).collect()
-            } else {
-                vec![]
-            }
+            std::iter::once(0..input.num_rows()).collect()
         } else {
             let keys: Vec<ArrayRef> = params
                 .series
