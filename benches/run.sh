@@ -9,6 +9,7 @@
 #        benches/run.sh mqtt [--messages N]                             (MQTT ingest, Mosquitto)
 #        benches/run.sh federation [--devices N] [--points P]           (PostgreSQL federation)
 #        benches/run.sh auth [--reps R]                                 (TLS + auth connection cost)
+#        benches/run.sh gapfill [--sensors N] [--reps R]                (gap filling vs DuckDB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${WEIR_BENCH_VENV:-$HOME/.cache/weir/bench-venv}
@@ -39,6 +40,10 @@ fi
 if [ "${1:-}" = generic ]; then
   shift
   exec "$venv/bin/python" benches/generic.py "$@"
+fi
+if [ "${1:-}" = gapfill ]; then
+  shift
+  exec "$venv/bin/python" benches/gapfill.py "$@"
 fi
 if [ "${1:-}" = mqtt ]; then
   shift

@@ -45,6 +45,12 @@ CASES = [
     ("SELECT last(v) FROM public.t", INVALID_ARGUMENT, "last(value, time) takes 2 arguments, got 1"),
     ("SELECT selector_last(v, 1) FROM public.t", INVALID_ARGUMENT, "the second argument must be a timestamp"),
     ("SELECT time_bucket(INTERVAL '1 hour') FROM public.t", INVALID_ARGUMENT, "takes 2 or 3 arguments"),
+    # gap filling (gapfill/): no time range; the interval checked when the plan is made; locf elsewhere
+    ("SELECT date_bin_gapfill(INTERVAL '1 minute', ts) AS m, avg(v) FROM public.t GROUP BY m", INVALID_ARGUMENT,
+     "date_bin_gapfill requires a time range in WHERE: ts >= … AND ts < …"),
+    ("SELECT date_bin_gapfill(INTERVAL '1 month', ts) AS m, avg(v) FROM public.t "
+     "WHERE ts >= '2024-01-01' AND ts < '2024-02-01' GROUP BY m", INVALID_ARGUMENT, "must not have months"),
+    ("SELECT locf(v) FROM public.t", INVALID_ARGUMENT, "locf may only be used in the SELECT list"),
     # --- unknown columns, shapes
     ("SELECT nope FROM public.t", INVALID_ARGUMENT, "No field named nope"),
     # was INTERNAL: two unknown columns (Collection)

@@ -16,6 +16,7 @@ mod error;
 mod export;
 pub mod file_cache;
 mod functions;
+mod gapfill;
 mod iceberg_files;
 mod ingest;
 mod merge;
@@ -201,7 +202,13 @@ impl QueryEngine {
             .parquet
             .schema_force_view_types = false;
         let ctx = if self.postgres.is_empty() {
-            SessionContext::new_with_config_rt(config, self.runtime.clone())
+            let state = datafusion::execution::session_state::SessionStateBuilder::new()
+                .with_config(config)
+                .with_runtime_env(self.runtime.clone())
+                .with_default_features()
+                .with_query_planner(Arc::new(WeirQueryPlanner))
+                .build();
+            SessionContext::new_with_state(state)
         } else {
             postgres::federated_context(config, self.runtime.clone())
         };
@@ -732,4 +739,25 @@ fn count_schema() -> arrow::datatypes::SchemaRef {
         DataType::UInt64,
         false,
     )]))
+}
+
+/// DataFusion's planner with Weir's extension nodes (`gapfill`); the
+/// federated planner (`postgres::federation`) adds the same.
+#[derive(Debug)]
+struct WeirQueryPlanner;
+
+#[async_trait::async_trait]
+impl datafusion::execution::context::QueryPlanner for WeirQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session_state: &datafusion::execution::context::SessionState,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::physical_planner::PhysicalPlanner;
+        datafusion::physical_planner::DefaultPhysicalPlanner::with_extension_planners(
+            gapfill::extension_planners(),
+        )
+        .create_physical_plan(logical_plan, session_state)
+        .await
+    }
 }

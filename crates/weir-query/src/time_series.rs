@@ -58,7 +58,13 @@ pub fn register(ctx: &SessionContext) {
     for kind in Kind::ALL {
         ctx.register_udaf(AggregateUDF::from(TimeSelector::new(kind)));
     }
-    ctx.register_udf(ScalarUDF::from(TimeBucket::new()));
+    ctx.register_udf(time_bucket_udf());
+    crate::gapfill::register(ctx);
+}
+
+/// `time_bucket` (the bucketing of `time_bucket_gapfill`).
+pub(crate) fn time_bucket_udf() -> ScalarUDF {
+    ScalarUDF::from(TimeBucket::new())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

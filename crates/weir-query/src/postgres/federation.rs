@@ -204,12 +204,14 @@ impl QueryPlanner for WeirFederatedQueryPlanner {
         logical_plan: &LogicalPlan,
         session_state: &SessionState,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        DefaultPhysicalPlanner::with_extension_planners(vec![
+        let mut planners: Vec<Arc<dyn ExtensionPlanner + Send + Sync>> = vec![
             Arc::new(SealedFederatedPlanner),
             Arc::new(FederatedPlanner::new()),
-        ])
-        .create_physical_plan(logical_plan, session_state)
-        .await
+        ];
+        planners.extend(crate::gapfill::extension_planners());
+        DefaultPhysicalPlanner::with_extension_planners(planners)
+            .create_physical_plan(logical_plan, session_state)
+            .await
     }
 }
 
