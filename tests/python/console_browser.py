@@ -5,7 +5,6 @@ error, never a skip."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -14,19 +13,9 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from weir_harness import WeirServer
+from weir_harness import WeirServer, http_port  # noqa: F401 (http_port re-exported for test_console)
 
-HTTP_RE = re.compile(r"weir: HTTP listening on 127\.0\.0\.1:(\d+) ")
 WAIT_S = 30
-
-
-def http_port(server: WeirServer) -> int:
-    """The endpoint's port, from the line printed before the Flight one."""
-    for line in server.stdout_tail:
-        m = HTTP_RE.match(line)
-        if m:
-            return int(m.group(1))
-    raise AssertionError(f"no HTTP listening line\n{server.logs()}")
 
 
 def chrome(width: int = 1400, height: int = 1000) -> webdriver.Chrome:

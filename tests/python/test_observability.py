@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import signal
 import urllib.error
 import urllib.request
@@ -18,21 +17,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kafka_harness import (POISON, KafkaBroker, WeirIngest, free_port, point_message, produce,
                            wait_until)
-from weir_harness import WeirServer, connect, fetch_scalar
+from weir_harness import HTTP_RE, WeirServer, connect, fetch_scalar, http_port
 
 FAST = ["--commit-interval-ms", "300", "--hot-interval-ms", "50"]
-HTTP_RE = re.compile(r"weir: HTTP listening on 127\.0\.0\.1:(\d+) ")
 
 Samples = Dict[Tuple[str, FrozenSet[Tuple[str, str]]], float]
-
-
-def http_port(server: WeirServer) -> int:
-    """The endpoint's port, from the line printed before the Flight one."""
-    for line in server.stdout_tail:
-        m = HTTP_RE.match(line)
-        if m:
-            return int(m.group(1))
-    raise AssertionError(f"no HTTP listening line\n{server.logs()}")
 
 
 def get(port: int, path: str) -> Tuple[int, str]:

@@ -179,3 +179,15 @@ def execute(conn, sql: str) -> None:
     with conn.cursor() as cur:
         cur.execute(sql)
         cur.fetchall()
+
+
+HTTP_RE = re.compile(r"weir: HTTP listening on 127\.0\.0\.1:(\d+) ")
+
+
+def http_port(server: WeirServer) -> int:
+    """The endpoint's port, from the line printed before the Flight one."""
+    for line in server.stdout_tail:
+        m = HTTP_RE.match(line)
+        if m:
+            return int(m.group(1))
+    raise AssertionError(f"no HTTP listening line\n{server.logs()}")
