@@ -44,17 +44,59 @@ impl HotChunk {
     }
 }
 
+/// Rows as a writer sealed them, for evaluators that watch new rows (alert
+/// rules, the last-value index): see [`HotTier::subscribe`].
+#[derive(Debug, Clone)]
+pub struct FeedBatch {
+    /// `namespace.table`.
+    pub table: Arc<str>,
+    pub batch: RecordBatch,
+}
+
+/// Sealed batches a subscriber may fall behind by before it misses some
+/// (it is told how many: `broadcast::error::RecvError::Lagged`).
+pub const FEED_CAPACITY: usize = 16_384;
+
 /// Hot rows per table (`namespace.table`), shared by writers and the query engine.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HotTier {
     tables: RwLock<HashMap<String, Vec<Arc<HotChunk>>>>,
+    feed: tokio::sync::broadcast::Sender<FeedBatch>,
+}
+
+impl Default for HotTier {
+    fn default() -> Self {
+        HotTier {
+            tables: RwLock::default(),
+            feed: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
+        }
+    }
 }
 
 impl HotTier {
+    /// Every batch sealed from now on, by any writer of this process
+    /// (through [`HotTier::push`] or [`HotTier::publish`]).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<FeedBatch> {
+        self.feed.subscribe()
+    }
+
+    /// Tells subscribers about rows a writer commits without holding them
+    /// in the hot tier (the demo devices); `push` does this itself.
+    pub fn publish(&self, table: &str, batch: &RecordBatch) {
+        if batch.num_rows() > 0 && self.feed.receiver_count() > 0 {
+            // No subscriber left between the check and the send is fine.
+            let _ = self.feed.send(FeedBatch {
+                table: table.into(),
+                batch: batch.clone(),
+            });
+        }
+    }
+
     pub fn push(&self, table: &str, chunk: Arc<HotChunk>) {
         if chunk.batch.num_rows() == 0 {
             return;
         }
+        self.publish(table, &chunk.batch);
         gauge_hot(table, std::slice::from_ref(&chunk), 1.0);
         self.tables
             .write()

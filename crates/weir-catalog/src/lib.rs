@@ -28,7 +28,7 @@ mod writer;
 pub use builtin::{MV_DEFINITION_PROPERTY, builtin_specs};
 pub use error::{CatalogError, Result};
 pub use fence::FenceCheck;
-pub use hot::{HotChunk, HotTier};
+pub use hot::{FeedBatch, HotChunk, HotTier};
 pub use lakehouse::{
     CATALOG_NAME, DEFAULT_NAMESPACE, EnsureReport, Lakehouse, LakehouseOptions, TableListing,
 };

@@ -135,6 +135,8 @@ async fn commit(lakehouse: &Lakehouse, batch: &RecordBatch, seq: u64) -> Result<
     let outcome = append_batches(lakehouse, &table, std::slice::from_ref(batch), opts)
         .await
         .map_err(write_err)?;
+    // Committed at once, so never in the hot tier; rules still see the rows.
+    lakehouse.hot().publish("silver.points", batch);
     Ok(outcome.rows)
 }
 
