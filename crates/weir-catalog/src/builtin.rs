@@ -18,6 +18,7 @@ const DEFINITIONS: &[(&str, &str)] = definitions!(
     "gold/points_1h.toml",
     "gold/points_1d.toml",
     "gold/fleet_1m.toml",
+    "gold/alerts.toml",
 );
 
 /// Queries of the declared tables that are materialized views (`sql/`).

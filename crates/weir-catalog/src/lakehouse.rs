@@ -491,6 +491,42 @@ impl Lakehouse {
         report
     }
 
+    /// Creates one declared table if it does not exist (without
+    /// [`Lakehouse::ensure_tables`]'s DDL lock, whose future is not `Send`
+    /// the way request handlers need; another process creating it at the
+    /// same moment is fine). Returns whether it was created here.
+    pub async fn create_if_missing(&self, spec: &TableSpec) -> Result<bool> {
+        let qualified = spec.qualified_name();
+        let ident = TableIdent::new(
+            NamespaceIdent::new(spec.namespace.clone()),
+            spec.name.clone(),
+        );
+        let exists = self
+            .catalog
+            .table_exists(&ident)
+            .await
+            .map_err(|e| CatalogError::iceberg(&qualified, e))?;
+        if exists {
+            return Ok(false);
+        }
+        self.ensure_namespace(&spec.namespace).await?;
+        let schema = spec.schema().map_err(|message| CatalogError::TableSpec {
+            file: qualified.clone(),
+            message,
+        })?;
+        match self.create_from_spec(spec, schema).await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let now = self
+                    .catalog
+                    .table_exists(&ident)
+                    .await
+                    .map_err(|e| CatalogError::iceberg(&qualified, e))?;
+                if now { Ok(false) } else { Err(e) }
+            }
+        }
+    }
+
     async fn ddl_lock(&self) -> Result<Option<sqlx::AnyConnection>> {
         ddl_lock(&self.uri, self.postgres).await
     }

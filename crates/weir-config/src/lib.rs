@@ -432,6 +432,25 @@ pub struct SourcesConfig {
     pub writer: WriterConfig,
 }
 
+/// Standing alert rules (`CREATE ALERT`, or declared in TOML), evaluated
+/// on the rows this process ingests.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AlertsConfig {
+    /// Evaluate alert rules on the rows this process's sources (or the
+    /// demo) ingest: `true` or `false`. Run it in the process that ingests.
+    #[arg(long = "alerts", env = "WEIR_ALERTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub alerts_enabled: bool,
+
+    /// Alert rules declared in TOML: a file, or a directory of `*.toml`
+    /// (`[[alert]]` entries; see crates/weir-alert/README.md).
+    #[arg(long, env = "WEIR_ALERT_RULES")]
+    pub alert_rules: Option<PathBuf>,
+
+    /// How often silent series are checked and alert transitions committed.
+    #[arg(long, env = "WEIR_ALERT_TICK", value_parser = humantime::parse_duration, default_value = "250ms")]
+    pub alert_tick: Duration,
+}
+
 /// `weir ingest`: run the configured sources without serving SQL.
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestConfig {
@@ -451,6 +470,9 @@ pub struct IngestConfig {
 
     #[command(flatten)]
     pub sources: SourcesConfig,
+
+    #[command(flatten)]
+    pub alerts: AlertsConfig,
 }
 
 /// How a `weir maintain` job runs: for real or as a plan, and how it reports.
@@ -680,6 +702,9 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub sources: SourcesConfig,
+
+    #[command(flatten)]
+    pub alerts: AlertsConfig,
 
     /// Serve the web console at `/` of the HTTP endpoint (`--http-listen`),
     /// with Flight SQL's users and roles: `true` or `false`.

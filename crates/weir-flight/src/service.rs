@@ -161,6 +161,7 @@ impl WeirFlightSqlService {
         let settings = self.settings(request)?;
         let principal = self.authorize(request)?;
         let ctx = sessions::context(self.engine(), &settings)?;
+        weir_query::set_actor(&ctx, &principal.name);
         let timeout = sessions::timeout(&settings, self.inner.query_timeout, principal.role);
         Ok((ctx, timeout))
     }

@@ -211,6 +211,55 @@ pub const METRICS: &[(&str, &str, &str, &str)] = &[
         "job",
         "Maintenance job runs that failed.",
     ),
+    // Standing alert rules (weir-alert), in the process that ingests.
+    (
+        "weir_alert_rules",
+        "gauge",
+        "",
+        "Alert rules being evaluated.",
+    ),
+    (
+        "weir_alert_firing",
+        "gauge",
+        "rule",
+        "Open alerts (ACTIVE or ACKNOWLEDGED) per rule.",
+    ),
+    (
+        "weir_alert_rows_evaluated_total",
+        "counter",
+        "",
+        "Rows run through alert rules (a row counts once per rule reading it).",
+    ),
+    (
+        "weir_alert_transitions_total",
+        "counter",
+        "state",
+        "Alert transitions committed to gold.alerts (ACTIVE, RESOLVED).",
+    ),
+    (
+        "weir_alert_notifications_total",
+        "counter",
+        "target, outcome",
+        "Alert notification attempts by target kind (mqtt, kafka, webhook) and outcome (sent, retried, failed).",
+    ),
+    (
+        "weir_alert_evaluation_errors_total",
+        "counter",
+        "rule",
+        "Batches a rule could not be evaluated on (e.g. a column it reads is gone).",
+    ),
+    (
+        "weir_alert_commit_failures_total",
+        "counter",
+        "",
+        "Failed commits of alert transitions (retried at the next tick).",
+    ),
+    (
+        "weir_alert_feed_lagged_total",
+        "counter",
+        "",
+        "Sealed batches the alert evaluator missed because it fell behind the writers.",
+    ),
 ];
 
 /// Registers the descriptions (call after installing the recorder).

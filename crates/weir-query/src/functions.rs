@@ -35,6 +35,12 @@ use crate::table::WeirTable;
 pub(crate) fn register(ctx: &SessionContext, lakehouse: &Lakehouse) {
     crate::time_series::register(ctx);
     crate::utc_date_trunc::register(ctx);
+    ctx.register_udtf(
+        "alert_rules",
+        Arc::new(AlertRulesFunction {
+            lakehouse: lakehouse.clone(),
+        }),
+    );
     for (name, kind) in TimeTravel::ALL {
         ctx.register_udtf(
             name,
@@ -250,6 +256,50 @@ fn serde_json_map(map: &std::collections::HashMap<String, String>) -> String {
 ///
 /// Table functions are synchronous in DataFusion; the catalog is async, so
 /// this blocks the (multi-threaded) runtime worker for one catalog read.
+/// `alert_rules()`: the standing alert rules (`CREATE ALERT`, declared
+/// ones included) with their definition.
+#[derive(Debug)]
+pub struct AlertRulesFunction {
+    pub lakehouse: Lakehouse,
+}
+
+impl TableFunctionImpl for AlertRulesFunction {
+    fn call(&self, args: &[Expr]) -> DFResult<Arc<dyn TableProvider>> {
+        if !args.is_empty() {
+            return Err(plan("alert_rules() takes no arguments"));
+        }
+        let rules = match load_blocking(self.lakehouse.catalog(), "gold.alerts") {
+            Ok(table) => crate::alerts::stored_rules(&table),
+            Err(_) => Vec::new(),
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("severity", DataType::Utf8, false),
+            Field::new("declared", DataType::Boolean, false),
+            Field::new("definition", DataType::Utf8, false),
+        ]));
+        let column = |f: &dyn Fn(&crate::alerts::AlertRule) -> String| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(
+                rules.iter().map(|(r, _)| f(r)),
+            ))
+        };
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                column(&|r| r.name.clone()),
+                column(&|r| r.table.clone()),
+                column(&|r| r.severity.clone()),
+                Arc::new(arrow::array::BooleanArray::from_iter(
+                    rules.iter().map(|(_, d)| Some(*d)),
+                )),
+                column(&|r| r.to_sql()),
+            ],
+        )?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
+
 fn load_blocking(catalog: Arc<dyn Catalog>, name: &str) -> DFResult<Table> {
     let parts: Vec<&str> = name.split('.').collect();
     let (ns, table) = match parts.as_slice() {

@@ -7,6 +7,7 @@
 //! queries come back as unexecuted DataFrames. `QueryEngine::sql` does both
 //! (the sqllogictest runner, `weir` commands).
 
+pub mod alerts;
 mod alter;
 mod asof;
 mod catalog;
@@ -44,6 +45,27 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, Statement, WriteOp};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use weir_catalog::{CATALOG_NAME, DEFAULT_NAMESPACE, Lakehouse};
+
+/// Who runs a session's statements (Flight sets it from the authenticated
+/// user); recorded by statements that keep an author, such as
+/// `ACKNOWLEDGE ALERT`.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+/// Sets the [`Actor`] of `ctx`.
+pub fn set_actor(ctx: &SessionContext, name: &str) {
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .set_extension(std::sync::Arc::new(Actor(name.to_string())));
+}
+
+fn actor(ctx: &SessionContext) -> String {
+    ctx.state()
+        .config()
+        .get_extension::<Actor>()
+        .map_or_else(|| "sql".to_string(), |a| a.0.clone())
+}
 
 pub use catalog::WeirCatalogProvider;
 pub use error::{QueryError, Result};
@@ -294,6 +316,17 @@ impl QueryEngine {
                 outcome?;
                 return Ok(Planned::done(ddl_done(ctx)?));
             }
+            statement::Parsed::Alert(alert) => {
+                self.refresh().await?;
+                let outcome = alerts::execute(self.lakehouse(), ctx, alert, &actor(ctx)).await;
+                self.refresh().await?;
+                let rows = outcome?;
+                return Ok(Planned::done(if alert.is_write() {
+                    count_done(ctx, rows)?
+                } else {
+                    ddl_done(ctx)?
+                }));
+            }
             statement::Parsed::Alter(alter) => {
                 self.refresh().await?;
                 let outcome = alter::execute(ctx, self.lakehouse(), alter).await;
@@ -501,6 +534,7 @@ impl QueryEngine {
         match &statement.parsed {
             statement::Parsed::View(_)
             | statement::Parsed::Alter(_)
+            | statement::Parsed::Alert(_)
             | statement::Parsed::Merge(_) => Ok(None),
             statement::Parsed::Sql { statement, .. } => {
                 // SHOW CREATE TABLE is answered from the catalog, not by

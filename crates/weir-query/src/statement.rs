@@ -83,6 +83,8 @@ pub struct WeirStatement {
 pub(crate) enum Parsed {
     /// CREATE/REFRESH/DROP MATERIALIZED VIEW (Weir's own syntax).
     View(MvStatement),
+    /// CREATE/DROP/ACKNOWLEDGE ALERT (`alerts/`).
+    Alert(crate::alerts::AlertStatement),
     /// ALTER TABLE, from sqlparser's AST or Weir's reading of the
     /// Spark/Iceberg forms (`alter.rs`).
     Alter(crate::alter::AlterTable),
@@ -122,6 +124,18 @@ impl WeirStatement {
                 text,
                 parsed: Parsed::View(view),
                 access: Access::Admin,
+            });
+        }
+        if let Some(alert) = crate::alerts::parse(dialect.as_ref(), &text)? {
+            let access = if alert.is_write() {
+                Access::Write
+            } else {
+                Access::Admin
+            };
+            return Ok(WeirStatement {
+                text,
+                parsed: Parsed::Alert(alert),
+                access,
             });
         }
         if crate::sql_ext::starts_with(dialect.as_ref(), &text, &["ALTER"])?
@@ -196,7 +210,7 @@ impl WeirStatement {
                 },
                 _ => None,
             },
-            Parsed::View(_) | Parsed::Alter(_) | Parsed::Merge(_) => None,
+            Parsed::View(_) | Parsed::Alter(_) | Parsed::Merge(_) | Parsed::Alert(_) => None,
         }
     }
 }

@@ -29,6 +29,7 @@ pub async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::Result<(
             "no sources configured (set --kafka-brokers and --kafka-topics, --mqtt-broker and --mqtt-subscribe, or --modbus-registry)"
         );
     }
+    let alerts = super::alerts::start(&lakehouse, &cfg.alerts, true)?;
     // The hot tier for `weir serve --hot-tier-from`, stopped after the
     // sources' final commit (then it is empty: readers lose nothing).
     let (stop_feed, feed_stopped) = tokio::sync::watch::channel(false);
@@ -116,6 +117,7 @@ pub async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::Result<(
             running.modbus = None;
         }
         let stopped = running.stop().await;
+        alerts.stop().await;
         stop_feed().await;
         let report = result?;
         stopped?;
@@ -123,6 +125,7 @@ pub async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::Result<(
         return Ok(());
     }
     let stopped = running.stop().await;
+    alerts.stop().await;
     stop_feed().await;
     stopped?;
     println!("weir: ingest stopped");

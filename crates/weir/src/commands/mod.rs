@@ -1,5 +1,6 @@
 //! The `weir` subcommands.
 
+mod alerts;
 mod erase;
 mod import;
 mod ingest;

@@ -94,6 +94,13 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
         ))
     });
 
+    // Declared alert rules fail the start, not the first evaluation.
+    let alerts = super::alerts::start(
+        &lakehouse,
+        &cfg.alerts,
+        !sources.is_empty() || cfg.demo.demo,
+    )?;
+
     let (stop_maintenance, maintenance_stopped) = watch::channel(false);
     let schedule_status = weir_maintain::ScheduleStatus::default();
     let maintenance = cfg.maintenance.enabled.then(|| {
@@ -170,7 +177,8 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
     };
 
     // Order: not ready any more, maintenance (finishes its current
-    // commit), sources (flush and commit what they hold), then serving.
+    // commit), sources (flush and commit what they hold), alert rules
+    // (evaluate those last rows, commit), then serving.
     obs.readiness.shutting_down();
     let _ = stop_maintenance.send(true);
     if let Some(task) = maintenance
@@ -189,6 +197,7 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
             Err(e) => tracing::error!(error = %e, "demo task panicked"),
         }
     }
+    alerts.stop().await;
     let _ = stop_serving.send(true);
     let result = match early_exit {
         Some(result) => result,

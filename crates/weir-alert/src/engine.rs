@@ -1,0 +1,572 @@
+//! The evaluator loop.
+//!
+//! Rows: every batch this process's writers seal (the hot tier's feed,
+//! `HotTier::subscribe`), within milliseconds of decoding, before any
+//! commit. Each tick ([`AlertOptions::tick`]) checks absence rules, commits
+//! the transitions decided since the last commit to `gold.alerts` (one
+//! append, its commit id kept across attempts so a retry after an unknown
+//! outcome never writes twice), then notifies them. Every
+//! [`AlertOptions::rules_poll`] the rules are re-read when `gold.alerts`
+//! changed (SQL in any process edits them).
+//!
+//! Exactly once in `gold.alerts`: the open alerts are recovered from the
+//! table at start (an alert's state is its latest row), so a restart — kill
+//! -9 included — neither repeats an ACTIVE that landed nor forgets one; a
+//! transition decided but not committed before a crash is decided again by
+//! the next rows.
+//!
+//! One evaluator per series: run it in the process that ingests the rows
+//! (`weir serve` with its sources, or `weir ingest`). Several `weir ingest`
+//! processes of one Kafka group each evaluate the partitions they own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use futures::TryStreamExt;
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+use weir_catalog::{AppendOptions, FeedBatch, Lakehouse, append_batches, find_commit};
+use weir_query::alerts::{
+    self, ACKNOWLEDGED, ACTIVE, ALERTS_NAMESPACE, ALERTS_TABLE, AlertRule, RESOLVED, Target,
+    Transition,
+};
+
+use crate::AlertError;
+use crate::notify::{Message, Notifier};
+use crate::state::{Decision, Open, RuleState};
+
+/// Snapshot summary key: the evaluator's notifications are done up to here.
+pub const DELIVERED_KEY: &str = "weir.alerts.delivered-seq";
+
+#[derive(Debug, Clone)]
+pub struct AlertOptions {
+    /// How often absence is checked and transitions are committed.
+    pub tick: Duration,
+    /// How often `gold.alerts` is checked for changed rules.
+    pub rules_poll: Duration,
+    /// Rules declared in TOML.
+    pub declared: Vec<AlertRule>,
+    /// Who writes the transitions (`host-pid`).
+    pub actor: String,
+}
+
+impl Default for AlertOptions {
+    fn default() -> Self {
+        AlertOptions {
+            tick: Duration::from_millis(250),
+            rules_poll: Duration::from_secs(2),
+            declared: Vec::new(),
+            actor: format!("weir-{}", std::process::id()),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AlertReport {
+    pub rules: usize,
+    pub transitions: u64,
+    pub rows_evaluated: u64,
+}
+
+/// Runs the evaluator until `stop` flips to true; commits what it decided
+/// before returning.
+pub async fn run(
+    lakehouse: Lakehouse,
+    opts: AlertOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Result<AlertReport, AlertError> {
+    // Subscribed before recovery: rows sealed meanwhile wait in the feed.
+    let mut feed = lakehouse.hot().subscribe();
+    alerts::ensure_alerts_table(&lakehouse).await?;
+    crate::declared::sync(&lakehouse, &opts.declared).await?;
+    let mut engine = Engine::new(lakehouse, opts.clone());
+    engine.reload_rules(true).await?;
+    engine.recover().await?;
+    tracing::info!(
+        rules = engine.rules.len(),
+        open = engine.open(),
+        "alert rules evaluating"
+    );
+    let mut tick = tokio::time::interval(opts.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_poll = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            msg = feed.recv() => match msg {
+                Ok(batch) => engine.on_batch(&batch),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(batches = n, "alert evaluator fell behind the writers; batches skipped");
+                    metrics::counter!("weir_alert_feed_lagged_total").increment(n);
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            _ = tick.tick() => {
+                engine.on_tick().await;
+                if last_poll.elapsed() >= opts.rules_poll {
+                    last_poll = tokio::time::Instant::now();
+                    if let Err(e) = engine.reload_rules(false).await {
+                        tracing::warn!(error = %e, "re-reading alert rules failed; keeping the current ones");
+                    }
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    // Rows sealed before the stop are still in the feed.
+    while let Ok(batch) = feed.try_recv() {
+        engine.on_batch(&batch);
+    }
+    engine.on_tick().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while engine.notifier.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(engine.report())
+}
+
+struct Engine {
+    lakehouse: Lakehouse,
+    opts: AlertOptions,
+    rules: BTreeMap<String, RuleState>,
+    targets: HashMap<String, Vec<Target>>,
+    /// Rules per table (`ns.t`).
+    by_table: HashMap<String, Vec<String>>,
+    metadata_location: Option<String>,
+    seq: i64,
+    /// Decided, not yet committed.
+    pending: Vec<Transition>,
+    /// Being committed: its commit id is kept across attempts.
+    committing: Option<(Uuid, Vec<Transition>)>,
+    notifier: Notifier,
+    report: AlertReport,
+    /// Rules whose evaluation failed, reported once each.
+    failing: std::collections::HashSet<String>,
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// The id of one alert episode: the same rule, series and start always give
+/// the same id (UUID v5), so a transition decided twice is recognisable.
+fn alert_id(rule: &str, series: &str, at_micros: i64) -> String {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x5745_4952_414c_4552_5453_0000_0000_0001);
+    Uuid::new_v5(
+        &NAMESPACE,
+        format!("{rule}\u{1f}{series}\u{1f}{at_micros}").as_bytes(),
+    )
+    .to_string()
+}
+
+impl Engine {
+    fn new(lakehouse: Lakehouse, opts: AlertOptions) -> Self {
+        Engine {
+            lakehouse,
+            opts,
+            rules: BTreeMap::new(),
+            targets: HashMap::new(),
+            by_table: HashMap::new(),
+            metadata_location: None,
+            seq: 0,
+            pending: Vec::new(),
+            committing: None,
+            notifier: Notifier::default(),
+            report: AlertReport::default(),
+            failing: Default::default(),
+        }
+    }
+
+    fn open(&self) -> usize {
+        self.rules.values().map(RuleState::open_alerts).sum()
+    }
+
+    fn report(&self) -> AlertReport {
+        AlertReport {
+            rules: self.rules.len(),
+            ..self.report.clone()
+        }
+    }
+
+    /// Re-reads the rules when `gold.alerts` changed (always when `force`).
+    async fn reload_rules(&mut self, force: bool) -> Result<(), AlertError> {
+        let ident = alerts::alerts_ident();
+        let location = self.lakehouse.metadata_location(&ident).await?;
+        if !force && location == self.metadata_location {
+            return Ok(());
+        }
+        let table = self
+            .lakehouse
+            .load_table(ALERTS_NAMESPACE, ALERTS_TABLE)
+            .await?;
+        self.metadata_location = location;
+        let stored = alerts::stored_rules(&table);
+        let mut old = std::mem::take(&mut self.rules);
+        self.targets.clear();
+        self.by_table.clear();
+        for (rule, _) in stored {
+            let name = rule.name.clone();
+            let mut state = RuleState::new(rule.clone());
+            if let Some(prev) = old.remove(&name) {
+                if prev.rule != rule {
+                    tracing::info!(rule = %name, "alert rule changed");
+                    self.failing.remove(&name);
+                }
+                state.adopt(prev);
+            } else if !force {
+                tracing::info!(rule = %name, table = %rule.table, "alert rule added");
+            }
+            let targets = rule
+                .notify
+                .iter()
+                .filter_map(|t| Target::parse(t).ok())
+                .collect();
+            self.targets.insert(name.clone(), targets);
+            self.by_table
+                .entry(rule.table.clone())
+                .or_default()
+                .push(name.clone());
+            self.rules.insert(name, state);
+        }
+        // A dropped rule's open alerts end with it.
+        let now = now_micros();
+        for (name, state) in old {
+            tracing::info!(rule = %name, "alert rule dropped");
+            metrics::gauge!("weir_alert_firing", "rule" => name.clone()).set(0.0);
+            for (series, open) in state.open_series() {
+                self.decided(
+                    &state.rule,
+                    Decision {
+                        series,
+                        state: RESOLVED,
+                        at_micros: now,
+                        value: None,
+                        alert_id: open.alert_id,
+                    },
+                    Some("rule dropped"),
+                );
+            }
+        }
+        metrics::gauge!("weir_alert_rules").set(self.rules.len() as f64);
+        Ok(())
+    }
+
+    /// Open alerts and the sequence from `gold.alerts`; notifications past
+    /// the last recorded delivery are sent again.
+    async fn recover(&mut self) -> Result<(), AlertError> {
+        let table = self
+            .lakehouse
+            .load_table(ALERTS_NAMESPACE, ALERTS_TABLE)
+            .await?;
+        let delivered = delivered_seq(&table);
+        let rows = read_transitions(&table).await?;
+        let mut latest: HashMap<&str, &Transition> = HashMap::new();
+        let mut started: HashMap<&str, i64> = HashMap::new();
+        let rank = |s: &str| match s {
+            RESOLVED => 2,
+            ACKNOWLEDGED => 1,
+            _ => 0,
+        };
+        for t in &rows {
+            self.seq = self.seq.max(t.seq.unwrap_or(0));
+            if t.state == ACTIVE {
+                started.insert(&t.alert_id, t.at_micros);
+            }
+            let newer = latest
+                .get(t.alert_id.as_str())
+                .is_none_or(|l| (t.at_micros, rank(t.state)) >= (l.at_micros, rank(l.state)));
+            if newer {
+                latest.insert(&t.alert_id, t);
+            }
+        }
+        let now = now_micros();
+        for (id, t) in latest {
+            if t.state == RESOLVED {
+                continue;
+            }
+            match self.rules.get_mut(&t.rule) {
+                Some(rule) => rule.recover(
+                    &t.series,
+                    Open {
+                        alert_id: id.to_string(),
+                        since_micros: started.get(id).copied().unwrap_or(t.at_micros),
+                    },
+                    now,
+                ),
+                // Its rule was dropped while no evaluator ran.
+                None => self.pending.push(Transition {
+                    at_micros: now,
+                    alert_id: id.to_string(),
+                    state: RESOLVED,
+                    rule: t.rule.clone(),
+                    series: t.series.clone(),
+                    severity: t.severity.clone(),
+                    value: None,
+                    message: Some("rule dropped".into()),
+                    actor: self.opts.actor.clone(),
+                    seq: None,
+                }),
+            }
+        }
+        for t in self.pending.iter_mut() {
+            self.seq += 1;
+            t.seq = Some(self.seq);
+        }
+        self.notifier.start_after(delivered.unwrap_or(self.seq));
+        if let Some(delivered) = delivered {
+            let mut resend: Vec<&Transition> = rows
+                .iter()
+                .filter(|t| t.seq.is_some_and(|s| s > delivered))
+                .collect();
+            resend.sort_by_key(|t| t.seq);
+            for t in resend {
+                tracing::info!(alert = %t.alert_id, state = t.state, "notifying again after restart");
+                self.notify(t);
+            }
+        }
+        for (name, rule) in &self.rules {
+            metrics::gauge!("weir_alert_firing", "rule" => name.clone())
+                .set(rule.open_alerts() as f64);
+        }
+        Ok(())
+    }
+
+    fn on_batch(&mut self, batch: &FeedBatch) {
+        let Some(names) = self.by_table.get(batch.table.as_ref()) else {
+            return;
+        };
+        let names = names.clone();
+        let now = now_micros();
+        let mut id = alert_id;
+        for name in names {
+            let Some(rule) = self.rules.get_mut(&name) else {
+                continue;
+            };
+            match rule.apply(&batch.batch, now, &mut id) {
+                Ok(decisions) => {
+                    self.report.rows_evaluated += batch.batch.num_rows() as u64;
+                    metrics::counter!("weir_alert_rows_evaluated_total")
+                        .increment(batch.batch.num_rows() as u64);
+                    if !decisions.is_empty() {
+                        let rule = rule.rule.clone();
+                        for d in decisions {
+                            self.decided(&rule, d, None);
+                        }
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!("weir_alert_evaluation_errors_total", "rule" => name.clone())
+                        .increment(1);
+                    if self.failing.insert(name.clone()) {
+                        tracing::warn!(rule = %name, error = %e, "alert rule cannot be evaluated on these rows");
+                    }
+                }
+            }
+        }
+    }
+
+    fn decided(&mut self, rule: &AlertRule, d: Decision, note: Option<&str>) {
+        self.seq += 1;
+        let message = note.map(str::to_string).or_else(|| {
+            Some(match &rule.message {
+                Some(m) => m.clone(),
+                None => format!("{}: {}", rule.name, rule.when),
+            })
+        });
+        self.pending.push(Transition {
+            at_micros: d.at_micros,
+            alert_id: d.alert_id,
+            state: d.state,
+            rule: rule.name.clone(),
+            series: d.series,
+            severity: rule.severity.clone(),
+            value: d.value,
+            message,
+            actor: self.opts.actor.clone(),
+            seq: Some(self.seq),
+        });
+    }
+
+    async fn on_tick(&mut self) {
+        let now = now_micros();
+        let mut id = alert_id;
+        let mut silent = Vec::new();
+        for rule in self.rules.values_mut() {
+            for d in rule.check_silence(now, &mut id) {
+                silent.push((rule.rule.clone(), d));
+            }
+        }
+        for (rule, d) in silent {
+            self.decided(&rule, d, None);
+        }
+        if self.committing.is_none() && !self.pending.is_empty() {
+            self.committing = Some((Uuid::now_v7(), std::mem::take(&mut self.pending)));
+        }
+        let Some((commit_id, rows)) = &self.committing else {
+            return;
+        };
+        match self.commit(*commit_id, rows).await {
+            Ok(()) => {
+                let (_, rows) = self.committing.take().expect("committing");
+                self.report.transitions += rows.len() as u64;
+                for t in &rows {
+                    metrics::counter!("weir_alert_transitions_total", "state" => t.state)
+                        .increment(1);
+                    tracing::info!(rule = %t.rule, series = %t.series, state = t.state, alert = %t.alert_id,
+                        value = t.value, "alert transition");
+                    self.notify(t);
+                }
+                for (name, rule) in &self.rules {
+                    metrics::gauge!("weir_alert_firing", "rule" => name.clone())
+                        .set(rule.open_alerts() as f64);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, transitions = rows.len(), "committing alert transitions failed; retrying");
+                metrics::counter!("weir_alert_commit_failures_total").increment(1);
+            }
+        }
+    }
+
+    async fn commit(&self, commit_id: Uuid, rows: &[Transition]) -> Result<(), AlertError> {
+        let table = self
+            .lakehouse
+            .load_table(ALERTS_NAMESPACE, ALERTS_TABLE)
+            .await?;
+        if find_commit(&table, &commit_id).is_some() {
+            return Ok(());
+        }
+        let batch = alerts::transitions_batch(&table, rows)?;
+        let mut opts = AppendOptions {
+            commit_id: Some(commit_id),
+            ..Default::default()
+        };
+        let props = &mut opts.snapshot_properties;
+        props.insert("weir.source".into(), "alerts".into());
+        props.insert("weir.alerts.actor".into(), self.opts.actor.clone());
+        props.insert(
+            DELIVERED_KEY.into(),
+            self.notifier.delivered_through().to_string(),
+        );
+        append_batches(&self.lakehouse, &table, &[batch], opts).await?;
+        Ok(())
+    }
+
+    fn notify(&self, t: &Transition) {
+        let targets = self.targets.get(&t.rule).cloned().unwrap_or_default();
+        let Some(seq) = t.seq else { return };
+        let body = serde_json::json!({
+            "transition_id": format!("{}:{}", t.alert_id, t.state),
+            "alert_id": t.alert_id,
+            "state": t.state,
+            "rule": t.rule,
+            "series": t.series,
+            "severity": t.severity,
+            "value": t.value,
+            "message": t.message,
+            "at": chrono::DateTime::from_timestamp_micros(t.at_micros).map(|d| d.to_rfc3339()),
+            "seq": seq,
+        });
+        self.notifier.send(
+            &targets,
+            Message {
+                seq,
+                alert_id: t.alert_id.clone(),
+                transition_id: format!("{}:{}", t.alert_id, t.state),
+                body: Arc::new(body.to_string().into_bytes()),
+            },
+        );
+    }
+}
+
+/// The latest delivery mark an evaluator committed (walking back from the
+/// current snapshot).
+fn delivered_seq(table: &iceberg::table::Table) -> Option<i64> {
+    let metadata = table.metadata();
+    let mut snapshot = metadata.current_snapshot().cloned();
+    while let Some(s) = snapshot {
+        if let Some(v) = s.summary().additional_properties.get(DELIVERED_KEY) {
+            return v.parse().ok();
+        }
+        snapshot = s
+            .parent_snapshot_id()
+            .and_then(|p| metadata.snapshot_by_id(p).cloned());
+    }
+    None
+}
+
+/// Every row of `gold.alerts` (a table of transitions stays small: rows per
+/// alert episode, not per data row).
+async fn read_transitions(table: &iceberg::table::Table) -> Result<Vec<Transition>, AlertError> {
+    if table.metadata().current_snapshot().is_none() {
+        return Ok(Vec::new());
+    }
+    let read = |e: iceberg::Error| AlertError::Read(e.to_string());
+    let batches: Vec<RecordBatch> = table
+        .scan()
+        .build()
+        .map_err(read)?
+        .to_arrow()
+        .await
+        .map_err(read)?
+        .try_collect()
+        .await
+        .map_err(read)?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let col = |name: &str| b.column_by_name(name).cloned();
+        let text = |name: &str| -> Option<StringArray> {
+            let c = col(name)?;
+            let c = arrow::compute::cast(&c, &arrow::datatypes::DataType::Utf8).ok()?;
+            c.as_any().downcast_ref::<StringArray>().cloned()
+        };
+        let (Some(at), Some(id), Some(state), Some(rule), Some(series)) = (
+            col("at").and_then(|c| {
+                arrow::compute::cast(&c, &arrow::datatypes::DataType::Int64)
+                    .ok()
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
+            }),
+            text("alert_id"),
+            text("state"),
+            text("rule"),
+            text("series"),
+        ) else {
+            return Err(AlertError::Read("gold.alerts lacks its columns".into()));
+        };
+        let severity = text("severity");
+        let message = text("message");
+        let actor = text("actor");
+        let value = col("value").and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned());
+        let seq = col("seq").and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned());
+        let s = |a: &Option<StringArray>, i: usize| {
+            a.as_ref()
+                .and_then(|a| (!a.is_null(i)).then(|| a.value(i).to_string()))
+        };
+        for i in 0..b.num_rows() {
+            let state = match state.value(i) {
+                ACTIVE => ACTIVE,
+                ACKNOWLEDGED => ACKNOWLEDGED,
+                RESOLVED => RESOLVED,
+                _ => continue,
+            };
+            out.push(Transition {
+                at_micros: at.value(i),
+                alert_id: id.value(i).to_string(),
+                state,
+                rule: rule.value(i).to_string(),
+                series: series.value(i).to_string(),
+                severity: s(&severity, i).unwrap_or_default(),
+                value: value
+                    .as_ref()
+                    .and_then(|v| (!v.is_null(i)).then(|| v.value(i))),
+                message: s(&message, i),
+                actor: s(&actor, i).unwrap_or_default(),
+                seq: seq
+                    .as_ref()
+                    .and_then(|v| (!v.is_null(i)).then(|| v.value(i))),
+            });
+        }
+    }
+    Ok(out)
+}

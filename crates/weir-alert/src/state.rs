@@ -1,0 +1,515 @@
+//! One rule's state per series and its transitions.
+//!
+//! Per series: quiet → (condition holds) pending → (held for `FOR`) ACTIVE →
+//! (clear condition holds) RESOLVED → quiet. ACKNOWLEDGED is written by
+//! users (`ACKNOWLEDGE ALERT`) and changes nothing here: an acknowledged
+//! alert still resolves when its series recovers. Pending is not written:
+//! a restart starts it again, the next rows decide.
+//!
+//! Time: conditions run on event time (the rows' time column), so `FOR`,
+//! `rate` and `zscore` mean the same whether rows arrive live or late;
+//! absence runs on the clock (no rows arrive to tell the time).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use arrow::array::{Array, RecordBatch};
+use weir_query::alerts::compile::{Compiled, CompiledRule, Evaluated, Values};
+use weir_query::alerts::{AlertRule, Condition};
+
+/// A transition the evaluator decided (written and notified by the engine).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub series: String,
+    /// `ACTIVE` or `RESOLVED`.
+    pub state: &'static str,
+    pub at_micros: i64,
+    pub value: Option<f64>,
+    /// The alert's id (one per episode, from its ACTIVE).
+    pub alert_id: String,
+}
+
+/// An open alert of a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Open {
+    pub alert_id: String,
+    pub since_micros: i64,
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    /// Latest row (event time, measured value) for `rate`.
+    last: Option<(i64, f64)>,
+    /// Clock time (µs) of the latest row, for absence.
+    seen_micros: i64,
+    /// Event time the condition started to hold.
+    pending_since: Option<i64>,
+    open: Option<Open>,
+    window: Option<Window>,
+}
+
+/// `zscore`'s rolling window: event time cut in [`SLOTS`] slots with count,
+/// sum and sum of squares each, so memory per series is fixed whatever the
+/// rate (a window of exact points would hold 600 values per series for 10
+/// minutes at 1 Hz, 120 M for 200,000 series).
+#[derive(Debug)]
+struct Window {
+    slot_micros: i64,
+    slots: VecDeque<(i64, u64, f64, f64)>,
+}
+
+const SLOTS: i64 = 20;
+/// Points a window needs before its z-scores count.
+pub const ZSCORE_MIN_POINTS: u64 = 10;
+
+impl Window {
+    fn new(window: Duration) -> Self {
+        Window {
+            slot_micros: (window.as_micros() as i64 / SLOTS).max(1),
+            slots: VecDeque::new(),
+        }
+    }
+
+    /// |x − mean| / stddev of the window before `ts` (None until it has
+    /// enough points, or when every point is equal).
+    fn score(&mut self, ts: i64, x: f64) -> Option<f64> {
+        let oldest = ts.div_euclid(self.slot_micros) - SLOTS;
+        while self.slots.front().is_some_and(|s| s.0 < oldest) {
+            self.slots.pop_front();
+        }
+        let (n, sum, sq) = self
+            .slots
+            .iter()
+            .filter(|s| s.0 >= oldest)
+            .fold((0u64, 0.0, 0.0), |(n, s, q), slot| {
+                (n + slot.1, s + slot.2, q + slot.3)
+            });
+        if n < ZSCORE_MIN_POINTS {
+            return None;
+        }
+        let mean = sum / n as f64;
+        let var = (sq / n as f64 - mean * mean).max(0.0) * n as f64 / (n - 1) as f64;
+        let sd = var.sqrt();
+        (sd > f64::EPSILON * mean.abs().max(1.0)).then(|| (x - mean).abs() / sd)
+    }
+
+    fn add(&mut self, ts: i64, x: f64) {
+        let slot = ts.div_euclid(self.slot_micros);
+        match self.slots.iter_mut().rev().find(|s| s.0 == slot) {
+            Some(s) => {
+                s.1 += 1;
+                s.2 += x;
+                s.3 += x * x;
+            }
+            None => {
+                // Rows a little out of order land in their own slot, kept sorted.
+                let at = self.slots.partition_point(|s| s.0 < slot);
+                self.slots.insert(at, (slot, 1, x, x * x));
+            }
+        }
+    }
+}
+
+/// A rule with its series.
+#[derive(Debug)]
+pub struct RuleState {
+    pub rule: AlertRule,
+    /// The rule planned per batch schema (tables evolve).
+    compiled: Vec<(arrow::datatypes::SchemaRef, CompiledRule)>,
+    series: HashMap<String, Series>,
+}
+
+impl RuleState {
+    pub fn new(rule: AlertRule) -> Self {
+        RuleState {
+            rule,
+            compiled: Vec::new(),
+            series: HashMap::new(),
+        }
+    }
+
+    /// Carries the series of `old` over (the rule's text changed in a way
+    /// that keeps its meaning per series, or was re-read unchanged).
+    pub fn adopt(&mut self, old: RuleState) {
+        self.series = old.series;
+    }
+
+    /// Marks `series` as having an open alert (recovered from `gold.alerts`).
+    pub fn recover(&mut self, series: &str, open: Open, now_micros: i64) {
+        let s = self.series.entry(series.to_string()).or_default();
+        s.open = Some(open);
+        s.seen_micros = now_micros;
+    }
+
+    /// Series known to be alive (absence watches them) without an alert.
+    pub fn know(&mut self, series: &str, seen_micros: i64) {
+        let s = self.series.entry(series.to_string()).or_default();
+        s.seen_micros = s.seen_micros.max(seen_micros);
+    }
+
+    pub fn open_alerts(&self) -> usize {
+        self.series.values().filter(|s| s.open.is_some()).count()
+    }
+
+    /// The series with an open alert.
+    pub fn open_series(&self) -> Vec<(String, Open)> {
+        self.series
+            .iter()
+            .filter_map(|(k, s)| s.open.clone().map(|o| (k.clone(), o)))
+            .collect()
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    fn compiled_for(&mut self, batch: &RecordBatch) -> weir_query::Result<&CompiledRule> {
+        let schema = batch.schema();
+        let at = match self
+            .compiled
+            .iter()
+            .position(|(s, _)| std::sync::Arc::ptr_eq(s, &schema) || **s == *schema)
+        {
+            Some(i) => i,
+            None => {
+                let c = CompiledRule::new(&self.rule, &schema)?;
+                // Few schemas per table; keep the latest few.
+                if self.compiled.len() >= 4 {
+                    self.compiled.remove(0);
+                }
+                self.compiled.push((schema, c));
+                self.compiled.len() - 1
+            }
+        };
+        Ok(&self.compiled[at].1)
+    }
+
+    /// Runs the rule over a batch of its table; returns the transitions.
+    pub fn apply(
+        &mut self,
+        batch: &RecordBatch,
+        now_micros: i64,
+        new_id: &mut dyn FnMut(&str, &str, i64) -> String,
+    ) -> weir_query::Result<Vec<Decision>> {
+        let hold = self.rule.hold.as_micros() as i64;
+        let zwindow = match &self.rule.when {
+            Condition::ZScore { window, .. } => Some(*window),
+            _ => None,
+        };
+        let absent = matches!(self.rule.when, Condition::Absent { .. });
+        let compiled = self.compiled_for(batch)?;
+        let when = compiled.when.clone();
+        let clear = compiled.clear.clone();
+        let ev: Evaluated = compiled.evaluate(batch)?;
+        let mut out = Vec::new();
+        for (i, key) in ev.series.iter().enumerate() {
+            let ts = match &ev.ts {
+                Some(t) if !t.is_null(i) => t.value(i),
+                Some(_) => continue,
+                None => now_micros,
+            };
+            let s = self.series.entry(key.clone()).or_default();
+            s.seen_micros = now_micros;
+            if absent {
+                if let Some(open) = s.open.take() {
+                    out.push(Decision {
+                        series: key.clone(),
+                        state: weir_query::alerts::RESOLVED,
+                        at_micros: now_micros,
+                        value: None,
+                        alert_id: open.alert_id,
+                    });
+                }
+                continue;
+            }
+            // (condition holds, clear holds, reported value); None: no decision.
+            let verdict = match (&when, &ev.when) {
+                (Compiled::Row { .. }, Values::Row { test, value }) => {
+                    if test.is_null(i) {
+                        None
+                    } else {
+                        let holds = test.value(i);
+                        let cleared = match &ev.clear {
+                            Some(Values::Row { test: c, .. }) => !c.is_null(i) && c.value(i),
+                            _ => !holds,
+                        };
+                        let v = value
+                            .as_ref()
+                            .and_then(|v| (!v.is_null(i)).then(|| v.value(i)));
+                        Some((holds, cleared, v))
+                    }
+                }
+                (Compiled::Measure { op, limit, .. }, Values::Measure(values)) => {
+                    if values.is_null(i) {
+                        None
+                    } else {
+                        let x = values.value(i);
+                        let measured = match zwindow {
+                            None => {
+                                let prev = s.last;
+                                if prev.is_none_or(|(t, _)| ts > t) {
+                                    s.last = Some((ts, x));
+                                }
+                                match prev {
+                                    Some((t, p)) if ts > t => {
+                                        Some((x - p) / ((ts - t) as f64 / 1e6))
+                                    }
+                                    _ => None,
+                                }
+                            }
+                            Some(w) => {
+                                let win = s.window.get_or_insert_with(|| Window::new(w));
+                                let z = win.score(ts, x);
+                                win.add(ts, x);
+                                z
+                            }
+                        };
+                        measured.map(|m| {
+                            let holds = op.holds(m, *limit);
+                            let cleared = match &clear {
+                                Some(Compiled::Measure { op, limit, .. }) => op.holds(m, *limit),
+                                _ => !holds,
+                            };
+                            (holds, cleared, Some(m))
+                        })
+                    }
+                }
+                _ => None,
+            };
+            let Some((holds, cleared, value)) = verdict else {
+                continue;
+            };
+            match &s.open {
+                None if holds => {
+                    let since = *s.pending_since.get_or_insert(ts);
+                    if ts - since >= hold {
+                        let alert_id = new_id(&self.rule.name, key, ts);
+                        s.open = Some(Open {
+                            alert_id: alert_id.clone(),
+                            since_micros: ts,
+                        });
+                        s.pending_since = None;
+                        out.push(Decision {
+                            series: key.clone(),
+                            state: weir_query::alerts::ACTIVE,
+                            at_micros: ts,
+                            value,
+                            alert_id,
+                        });
+                    }
+                }
+                None => s.pending_since = None,
+                Some(open) if cleared => {
+                    out.push(Decision {
+                        series: key.clone(),
+                        state: weir_query::alerts::RESOLVED,
+                        at_micros: ts.max(open.since_micros),
+                        value,
+                        alert_id: open.alert_id.clone(),
+                    });
+                    s.open = None;
+                    s.pending_since = None;
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Absence: series silent for the rule's interval get an alert.
+    pub fn check_silence(
+        &mut self,
+        now_micros: i64,
+        new_id: &mut dyn FnMut(&str, &str, i64) -> String,
+    ) -> Vec<Decision> {
+        let Condition::Absent { after } = self.rule.when else {
+            return Vec::new();
+        };
+        let after = after.as_micros() as i64;
+        let mut out = Vec::new();
+        for (key, s) in &mut self.series {
+            if s.open.is_none() && now_micros - s.seen_micros >= after {
+                let alert_id = new_id(&self.rule.name, key, now_micros);
+                s.open = Some(Open {
+                    alert_id: alert_id.clone(),
+                    since_micros: now_micros,
+                });
+                out.push(Decision {
+                    series: key.clone(),
+                    state: weir_query::alerts::ACTIVE,
+                    at_micros: now_micros,
+                    value: Some((now_micros - s.seen_micros) as f64 / 1e6),
+                    alert_id,
+                });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+    use super::*;
+
+    fn rule(sql: &str) -> RuleState {
+        RuleState::new(weir_query::alerts::rule::parse_create(&GenericDialect {}, sql).unwrap())
+    }
+
+    fn batch(rows: &[(&str, i64, f64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                false,
+            ),
+            Field::new("value", DataType::Float64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(
+                        rows.iter().map(|r| r.1 * 1_000_000),
+                    )
+                    .with_timezone("+00:00"),
+                ),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn ids() -> impl FnMut(&str, &str, i64) -> String {
+        |rule: &str, series: &str, at: i64| format!("{rule}/{series}/{at}")
+    }
+
+    fn states(d: &[Decision]) -> Vec<(String, &'static str, i64)> {
+        d.iter()
+            .map(|d| (d.series.clone(), d.state, d.at_micros / 1_000_000))
+            .collect()
+    }
+
+    #[test]
+    fn threshold_with_hold_and_hysteresis() {
+        let mut r = rule(
+            "CREATE ALERT hot ON t BY device_id WHEN value > 80 CLEAR WHEN value < 75 FOR INTERVAL '2 seconds'",
+        );
+        let mut id = ids();
+        let d = r
+            .apply(
+                &batch(&[
+                    ("a", 1, 81.0),
+                    ("b", 1, 90.0),
+                    ("a", 2, 82.0),
+                    ("a", 3, 85.0),
+                ]),
+                0,
+                &mut id,
+            )
+            .unwrap();
+        assert_eq!(states(&d), [("device_id=a".into(), "ACTIVE", 3)]);
+        // 78 is neither hot nor cleared (hysteresis); 74 clears.
+        let d = r
+            .apply(
+                &batch(&[("a", 4, 78.0), ("a", 5, 74.0), ("b", 5, 70.0)]),
+                0,
+                &mut id,
+            )
+            .unwrap();
+        assert_eq!(states(&d), [("device_id=a".into(), "RESOLVED", 5)]);
+        // b was hot once only (1 s < FOR): never fired.
+        assert_eq!(r.open_alerts(), 0);
+    }
+
+    #[test]
+    fn rate_and_zscore() {
+        let mut r = rule("CREATE ALERT jump ON t BY device_id WHEN rate(value) > 5");
+        let mut id = ids();
+        let d = r
+            .apply(
+                &batch(&[
+                    ("a", 0, 10.0),
+                    ("a", 1, 12.0),
+                    ("a", 2, 30.0),
+                    ("a", 3, 31.0),
+                ]),
+                0,
+                &mut id,
+            )
+            .unwrap();
+        assert_eq!(
+            states(&d),
+            [
+                ("device_id=a".into(), "ACTIVE", 2),
+                ("device_id=a".into(), "RESOLVED", 3)
+            ]
+        );
+        let mut z = rule(
+            "CREATE ALERT odd ON t BY device_id WHEN zscore(value, INTERVAL '100 seconds') > 4",
+        );
+        let rows: Vec<(&str, i64, f64)> = (0..50)
+            .map(|i| ("a", i, 10.0 + if i % 2 == 0 { 0.5 } else { -0.5 }))
+            .chain([("a", 50, 40.0), ("a", 51, 10.0)])
+            .collect();
+        let d = z.apply(&batch(&rows), 0, &mut id).unwrap();
+        assert_eq!(
+            states(&d),
+            [
+                ("device_id=a".into(), "ACTIVE", 50),
+                ("device_id=a".into(), "RESOLVED", 51)
+            ]
+        );
+    }
+
+    #[test]
+    fn absence_fires_on_the_clock_and_resolves_on_data() {
+        let mut r = rule("CREATE ALERT quiet ON t BY device_id WHEN absent(INTERVAL '30 seconds')");
+        let mut id = ids();
+        let s = 1_000_000;
+        assert!(
+            r.apply(&batch(&[("a", 0, 1.0), ("b", 0, 1.0)]), 0, &mut id)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            r.apply(&batch(&[("b", 20, 1.0)]), 20 * s, &mut id)
+                .unwrap()
+                .is_empty()
+        );
+        let d = r.check_silence(31 * s, &mut id);
+        assert_eq!(states(&d), [("device_id=a".into(), "ACTIVE", 31)]);
+        assert!(r.check_silence(32 * s, &mut id).is_empty(), "fires once");
+        let d = r.apply(&batch(&[("a", 40, 1.0)]), 40 * s, &mut id).unwrap();
+        assert_eq!(states(&d), [("device_id=a".into(), "RESOLVED", 40)]);
+    }
+
+    #[test]
+    fn recovered_alerts_resolve_and_do_not_fire_again() {
+        let mut r = rule("CREATE ALERT hot ON t BY device_id WHEN value > 80");
+        let mut id = ids();
+        r.recover(
+            "device_id=a",
+            Open {
+                alert_id: "x".into(),
+                since_micros: 0,
+            },
+            0,
+        );
+        assert!(
+            r.apply(&batch(&[("a", 1, 90.0)]), 0, &mut id)
+                .unwrap()
+                .is_empty()
+        );
+        let d = r.apply(&batch(&[("a", 2, 10.0)]), 0, &mut id).unwrap();
+        assert_eq!(d[0].alert_id, "x");
+        assert_eq!(d[0].state, "RESOLVED");
+    }
+}

@@ -1,0 +1,265 @@
+//! A rule's SQL expressions planned by DataFusion against a table's Arrow
+//! schema into physical expressions, evaluated batch by batch (the
+//! evaluator sees rows as writers seal them, not through a query).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Schema, TimeUnit};
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::{Expr, ExprSchemable, cast};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+
+use super::rule::{AlertRule, Comparison, Condition};
+use crate::error::{QueryError, Result};
+
+/// A condition ready to evaluate.
+#[derive(Debug, Clone)]
+pub enum Compiled {
+    /// A boolean per row, and the reported value.
+    Row {
+        test: Arc<dyn PhysicalExpr>,
+        value: Option<Arc<dyn PhysicalExpr>>,
+    },
+    /// `rate(value)`/`zscore(value, …)` compared with `limit`.
+    Measure {
+        value: Arc<dyn PhysicalExpr>,
+        op: Comparison,
+        limit: f64,
+    },
+    Absent,
+}
+
+/// A rule planned against one schema.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    pub rule: AlertRule,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    keys: Vec<(String, Arc<dyn PhysicalExpr>)>,
+    time: Option<Arc<dyn PhysicalExpr>>,
+    pub when: Compiled,
+    pub clear: Option<Compiled>,
+}
+
+/// One batch through a rule: the rows it keeps, in batch order.
+#[derive(Debug)]
+pub struct Evaluated {
+    /// Series key text per row (`device_id=d1,metric=m`).
+    pub series: Vec<String>,
+    /// Event time (µs since the epoch) per row; None without a time column.
+    pub ts: Option<Int64Array>,
+    pub when: Values,
+    pub clear: Option<Values>,
+}
+
+/// A condition's result per row.
+#[derive(Debug)]
+pub enum Values {
+    Row {
+        test: BooleanArray,
+        value: Option<Float64Array>,
+    },
+    Measure(Float64Array),
+    Absent,
+}
+
+fn invalid(rule: &AlertRule, what: &str, e: impl std::fmt::Display) -> QueryError {
+    QueryError::Invalid(format!("alert {}: {what}: {e}", rule.name))
+}
+
+impl CompiledRule {
+    pub fn new(rule: &AlertRule, schema: &Schema) -> Result<Self> {
+        let ctx = SessionContext::new();
+        let df = DFSchema::try_from(schema.clone()).map_err(|e| invalid(rule, "schema", e))?;
+        let plan = |text: &str, what: &str, as_double: bool| -> Result<Arc<dyn PhysicalExpr>> {
+            let mut expr = ctx
+                .parse_sql_expr(text, &df)
+                .map_err(|e| invalid(rule, what, e))?;
+            if as_double {
+                let t = expr.get_type(&df).map_err(|e| invalid(rule, what, e))?;
+                if !t.is_numeric() {
+                    return Err(invalid(
+                        rule,
+                        what,
+                        format!("`{text}` is {t}, not a number"),
+                    ));
+                }
+                expr = cast(expr, DataType::Float64);
+            } else if let Ok(t) = expr.get_type(&df)
+                && what != "BY"
+                && t != DataType::Boolean
+            {
+                return Err(invalid(
+                    rule,
+                    what,
+                    format!("`{text}` is {t}, not true/false"),
+                ));
+            }
+            ctx.create_physical_expr(expr, &df)
+                .map_err(|e| invalid(rule, what, e))
+        };
+        let condition = |c: &Condition, what: &str| -> Result<Compiled> {
+            Ok(match c {
+                Condition::Row { expr, value } => Compiled::Row {
+                    test: plan(expr, what, false)?,
+                    value: match value {
+                        Some(v) => plan(v, what, true).ok(),
+                        None => None,
+                    },
+                },
+                Condition::Rate { value, op, limit }
+                | Condition::ZScore {
+                    value, op, limit, ..
+                } => Compiled::Measure {
+                    value: plan(value, what, true)?,
+                    op: *op,
+                    limit: *limit,
+                },
+                Condition::Absent { .. } => Compiled::Absent,
+            })
+        };
+        let time_column = schema
+            .fields()
+            .iter()
+            .find(|f| f.name() == "ts" && matches!(f.data_type(), DataType::Timestamp(..)))
+            .or_else(|| {
+                schema
+                    .fields()
+                    .iter()
+                    .find(|f| matches!(f.data_type(), DataType::Timestamp(..)))
+            })
+            .map(|f| f.name().clone());
+        let time = match time_column {
+            Some(name) => {
+                let e = cast(
+                    Expr::Column(datafusion::common::Column::from_name(name)),
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                );
+                Some(
+                    ctx.create_physical_expr(e, &df)
+                        .map_err(|e| invalid(rule, "time column", e))?,
+                )
+            }
+            None => None,
+        };
+        let keys = rule
+            .by
+            .iter()
+            .map(|k| {
+                let e = ctx
+                    .parse_sql_expr(&format!("\"{}\"", k.replace('"', "\"\"")), &df)
+                    .map_err(|e| invalid(rule, "BY", e))?;
+                let e = cast(e, DataType::Utf8);
+                Ok((
+                    k.clone(),
+                    ctx.create_physical_expr(e, &df)
+                        .map_err(|e| invalid(rule, "BY", e))?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CompiledRule {
+            rule: rule.clone(),
+            filter: match &rule.filter {
+                Some(f) => Some(plan(f, "WHERE", false)?),
+                None => None,
+            },
+            keys,
+            time,
+            when: condition(&rule.when, "WHEN")?,
+            clear: match &rule.clear {
+                Some(c) => Some(condition(c, "CLEAR WHEN")?),
+                None => None,
+            },
+        })
+    }
+
+    pub fn has_time(&self) -> bool {
+        self.time.is_some()
+    }
+
+    /// The rule over one batch: rows the filter keeps, with their series,
+    /// time and condition values.
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<Evaluated> {
+        let run = |e: &Arc<dyn PhysicalExpr>, b: &RecordBatch| -> Result<ArrayRef> {
+            e.evaluate(b)
+                .and_then(|v| v.into_array(b.num_rows()))
+                .map_err(|e| invalid(&self.rule, "evaluating", e))
+        };
+        let kept;
+        let batch = match &self.filter {
+            Some(f) => {
+                let mask = run(f, batch)?;
+                let mask = mask
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| invalid(&self.rule, "WHERE", "not a boolean"))?;
+                kept = arrow::compute::filter_record_batch(batch, mask)
+                    .map_err(|e| invalid(&self.rule, "WHERE", e))?;
+                &kept
+            }
+            None => batch,
+        };
+        let n = batch.num_rows();
+        let keys = self
+            .keys
+            .iter()
+            .map(|(name, e)| Ok((name, run(e, batch)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let series = (0..n)
+            .map(|i| {
+                keys.iter()
+                    .map(|(name, a)| {
+                        let a = a.as_any().downcast_ref::<arrow::array::StringArray>();
+                        match a {
+                            Some(a) if !a.is_null(i) => format!("{name}={}", a.value(i)),
+                            _ => format!("{name}="),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        let ts = match &self.time {
+            Some(t) => {
+                let a = run(t, batch)?;
+                let a = arrow::compute::cast(&a, &DataType::Int64)
+                    .map_err(|e| invalid(&self.rule, "time column", e))?;
+                a.as_any().downcast_ref::<Int64Array>().cloned()
+            }
+            None => None,
+        };
+        let values = |c: &Compiled| -> Result<Values> {
+            Ok(match c {
+                Compiled::Row { test, value } => Values::Row {
+                    test: run(test, batch)?
+                        .as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .cloned()
+                        .ok_or_else(|| invalid(&self.rule, "WHEN", "not a boolean"))?,
+                    value: match value {
+                        Some(v) => run(v, batch)?
+                            .as_any()
+                            .downcast_ref::<Float64Array>()
+                            .cloned(),
+                        None => None,
+                    },
+                },
+                Compiled::Measure { value, .. } => Values::Measure(
+                    run(value, batch)?
+                        .as_any()
+                        .downcast_ref::<Float64Array>()
+                        .cloned()
+                        .ok_or_else(|| invalid(&self.rule, "WHEN", "not a number"))?,
+                ),
+                Compiled::Absent => Values::Absent,
+            })
+        };
+        Ok(Evaluated {
+            series,
+            ts,
+            when: values(&self.when)?,
+            clear: self.clear.as_ref().map(values).transpose()?,
+        })
+    }
+}

@@ -1,0 +1,62 @@
+//! Starting and stopping the alert evaluator (shared by `weir serve` and
+//! `weir ingest`): it runs where rows are ingested, and stops after the
+//! sources (their last rows are evaluated and committed first).
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use weir_catalog::Lakehouse;
+use weir_config::AlertsConfig;
+
+type Task = JoinHandle<Result<weir_alert::AlertReport, weir_alert::AlertError>>;
+
+/// The running evaluator, if any.
+pub struct Alerts {
+    task: Option<(Task, watch::Sender<bool>)>,
+}
+
+/// Starts the evaluator when `--alerts` is on and this process ingests rows.
+pub fn start(lakehouse: &Lakehouse, cfg: &AlertsConfig, ingests: bool) -> anyhow::Result<Alerts> {
+    if !cfg.alerts_enabled || !ingests {
+        return Ok(Alerts { task: None });
+    }
+    let declared = match &cfg.alert_rules {
+        Some(path) => weir_alert::declared::load(path)
+            .with_context(|| format!("reading alert rules from {}", path.display()))?,
+        None => Vec::new(),
+    };
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "weir".into());
+    let opts = weir_alert::AlertOptions {
+        tick: cfg.alert_tick.max(std::time::Duration::from_millis(10)),
+        declared,
+        actor: format!("{host}-{}", std::process::id()),
+        ..Default::default()
+    };
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(weir_alert::run(lakehouse.clone(), opts, stopped));
+    Ok(Alerts {
+        task: Some((task, stop)),
+    })
+}
+
+impl Alerts {
+    /// Stops the evaluator after it committed what it decided.
+    pub async fn stop(self) {
+        let Some((task, stop)) = self.task else {
+            return;
+        };
+        let _ = stop.send(true);
+        match task.await {
+            Ok(Ok(report)) => tracing::info!(
+                rules = report.rules,
+                transitions = report.transitions,
+                rows_evaluated = report.rows_evaluated,
+                "alert evaluator stopped"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "alert evaluator failed"),
+            Err(e) => tracing::error!(error = %e, "alert evaluator panicked"),
+        }
+    }
+}
