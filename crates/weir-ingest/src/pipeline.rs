@@ -633,3 +633,251 @@ impl SourceStatus {
             .then(|| (self.waiting)(resumed, self.pipelines))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use weir_catalog::{LakehouseOptions, builtin_specs};
+
+    use super::*;
+    use crate::decode::Format;
+    use crate::writer::Message;
+
+    /// A scripted source: one stream, a log of `payloads` (offset = index)
+    /// read from the position the pipeline gives it, then idle.
+    struct Script {
+        payloads: Vec<Vec<u8>>,
+        next: i64,
+        /// Start as a stale writer would: as if no table held a watermark.
+        stale: bool,
+        /// The raw watermark of each acknowledgement.
+        acked: Arc<Mutex<Vec<Option<i64>>>>,
+        resets: Arc<AtomicUsize>,
+        /// Cannot replay (like MQTT): a refused commit stops it.
+        fail_on_fence: bool,
+    }
+
+    const STREAM: &str = "s";
+
+    impl Script {
+        fn new(len: i64, stale: bool) -> Self {
+            Script {
+                payloads: (0..len)
+                    .map(|v| {
+                        format!(
+                            r#"{{"device_id":"d","metric":"m","value":{v},"ts":{}}}"#,
+                            1_700_000_000_000i64 + v
+                        )
+                        .into_bytes()
+                    })
+                    .collect(),
+                next: 0,
+                stale,
+                acked: Arc::default(),
+                resets: Arc::default(),
+                fail_on_fence: false,
+            }
+        }
+    }
+
+    impl Source for Script {
+        const NAME: &'static str = "script";
+
+        fn label(&self) -> String {
+            "script".into()
+        }
+
+        fn silver_tables(&self) -> Vec<TableIdent> {
+            vec![TableIdent::from_strs(["silver", "points"]).unwrap()]
+        }
+
+        async fn start(
+            &mut self,
+            _ctx: &Context,
+            buffer: &mut IngestBuffer,
+            marks: &[Watermarks],
+        ) -> Result<(), SourceError> {
+            let per_sink = if self.stale {
+                vec![None; marks.len()]
+            } else {
+                marks.iter().map(|m| m.get(STREAM, 0)).collect()
+            };
+            self.next = buffer
+                .assign(STREAM, 0, Format::Auto, 0, per_sink)
+                .unwrap_or(0);
+            Ok(())
+        }
+
+        async fn poll(&mut self, buffer: &mut IngestBuffer) -> Result<Polled, SourceError> {
+            match self.payloads.get(self.next as usize) {
+                Some(payload) => {
+                    buffer.push(
+                        Message {
+                            stream: STREAM,
+                            partition: 0,
+                            offset: self.next,
+                            key: None,
+                            payload: Some(payload),
+                            source_ts_micros: None,
+                            received_micros: 0,
+                        },
+                        &[],
+                    );
+                    self.next += 1;
+                }
+                None => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+            Ok(Polled::More)
+        }
+
+        fn acknowledge(&mut self, raw: &Watermarks, _closing: bool) {
+            self.acked.lock().unwrap().push(raw.get(STREAM, 0));
+        }
+
+        fn fenced(&mut self, reason: &str) -> Option<SourceError> {
+            self.fail_on_fence
+                .then(|| SourceError::Config(format!("fenced: {reason}")))
+        }
+
+        async fn reset(
+            &mut self,
+            buffer: &mut IngestBuffer,
+            held: Vec<(Arc<str>, i32)>,
+            marks: &[Watermarks],
+        ) -> Result<(), SourceError> {
+            assert_eq!(held, vec![(Arc::from(STREAM), 0)]);
+            self.resets.fetch_add(1, Ordering::SeqCst);
+            self.stale = false;
+            let per_sink = marks.iter().map(|m| m.get(STREAM, 0)).collect();
+            self.next = buffer
+                .assign(STREAM, 0, Format::Auto, 0, per_sink)
+                .unwrap_or(0);
+            Ok(())
+        }
+    }
+
+    async fn lakehouse(dir: &std::path::Path) -> Lakehouse {
+        let lakehouse = Lakehouse::open(&LakehouseOptions {
+            data_dir: dir.to_path_buf(),
+            catalog_uri: None,
+            warehouse: None,
+            s3: Default::default(),
+        })
+        .await
+        .unwrap();
+        lakehouse
+            .ensure_tables(&builtin_specs().unwrap())
+            .await
+            .unwrap();
+        lakehouse
+    }
+
+    fn pipeline(lakehouse: &Lakehouse) -> Pipeline {
+        let mut limits = crate::modbus::source::default_limits();
+        limits.seal_interval = Duration::from_millis(10);
+        limits.commit_interval = Duration::from_millis(50);
+        Pipeline {
+            lakehouse: lakehouse.clone(),
+            limits,
+            max_buffer_bytes: 64 << 20,
+            writer_id: "test".into(),
+            counters: Arc::default(),
+        }
+    }
+
+    /// Runs `source` until a commit acknowledged `until`, then stops it.
+    async fn run_until(lakehouse: &Lakehouse, source: Script, until: i64) -> PipelineReport {
+        let acked = source.acked.clone();
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(pipeline(lakehouse).run(source, stopped));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !acked.lock().unwrap().contains(&Some(until)) {
+            assert!(Instant::now() < deadline, "never acknowledged {until}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap()
+    }
+
+    async fn silver_rows(lakehouse: &Lakehouse) -> u64 {
+        let ident = TableIdent::from_strs(["silver", "points"]).unwrap();
+        let table = lakehouse.catalog().load_table(&ident).await.unwrap();
+        table
+            .metadata()
+            .current_snapshot()
+            .and_then(|s| s.summary().additional_properties.get("total-records"))
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
+    /// Records are committed with the watermark, then acknowledged; a
+    /// restart resumes at the watermark.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_then_acknowledges_and_resumes_at_the_watermark() {
+        let dir = std::env::temp_dir().join(format!("weir-pipeline-{}", uuid::Uuid::now_v7()));
+        let lakehouse = lakehouse(&dir).await;
+        let report = run_until(&lakehouse, Script::new(3, false), 3).await;
+        assert_eq!(report.stats.messages, 3);
+        assert_eq!(report.stats.points, 3);
+        assert!(report.flushes >= 1);
+        assert_eq!(report.resets, 0);
+        assert_eq!(silver_rows(&lakehouse).await, 3);
+        // A second run starts at offset 3.
+        let source = Script::new(5, false);
+        let acked = source.acked.clone();
+        let report = run_until(&lakehouse, source, 5).await;
+        assert_eq!(report.stats.messages, 2);
+        assert_eq!(silver_rows(&lakehouse).await, 5);
+        assert!(
+            acked
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|n| n.is_some_and(|n| n > 3))
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A writer that starts behind the tables is refused by the fence: the
+    /// pipeline resets it from the tables' watermarks, nothing is written
+    /// twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fenced_commit_resets_the_source_from_the_tables() {
+        let dir = std::env::temp_dir().join(format!("weir-pipeline-{}", uuid::Uuid::now_v7()));
+        let lakehouse = lakehouse(&dir).await;
+        run_until(&lakehouse, Script::new(3, false), 3).await;
+        // Stale: offsets 0.. again, as if nothing were committed. Its first
+        // flush is refused; after the reset it reads on from offset 3.
+        let source = Script::new(8, true);
+        let resets = source.resets.clone();
+        let report = run_until(&lakehouse, source, 8).await;
+        assert_eq!(resets.load(Ordering::SeqCst), 1);
+        assert_eq!(report.resets, 1);
+        assert_eq!(silver_rows(&lakehouse).await, 8, "each point once");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A source that cannot replay stops at a refused commit, acknowledging
+    /// nothing of it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fenced_commit_stops_a_source_that_cannot_replay() {
+        let dir = std::env::temp_dir().join(format!("weir-pipeline-{}", uuid::Uuid::now_v7()));
+        let lakehouse = lakehouse(&dir).await;
+        run_until(&lakehouse, Script::new(3, false), 3).await;
+        let mut source = Script::new(5, true);
+        source.fail_on_fence = true;
+        let acked = source.acked.clone();
+        let (_stop, stopped) = watch::channel(false);
+        let result = tokio::time::timeout(
+            Duration::from_secs(60),
+            pipeline(&lakehouse).run(source, stopped),
+        )
+        .await
+        .expect("the source stops by itself");
+        let err = result.expect_err("refused").to_string();
+        assert!(err.starts_with("fenced: "), "{err}");
+        assert!(acked.lock().unwrap().is_empty());
+        assert_eq!(silver_rows(&lakehouse).await, 3);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
