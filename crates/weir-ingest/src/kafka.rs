@@ -1,10 +1,12 @@
-//! Kafka source: a consumer-group member that feeds the streaming writer.
+//! Kafka source: a consumer-group member feeding the ingest pipeline
+//! (`crate::pipeline`).
 //!
-//! The consumer runs on its own thread (librdkafka's poll loop is blocking,
-//! and the rebalance callback must load table watermarks before it assigns
-//! partitions); commits run on a tokio task. Partitions start at the raw
-//! table's watermark, never at the group's committed offset, which is only
-//! written afterwards as a hint for lag monitoring.
+//! The consumer and its pipeline run on their own thread (librdkafka's poll
+//! is blocking, and the rebalance callback must load table watermarks before
+//! it assigns partitions); commits run on the pipeline's tokio task.
+//! Partitions start at the raw table's watermark, never at the group's
+//! committed offset, which is only written afterwards (`acknowledge`) as a
+//! hint for lag monitoring.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
