@@ -1,13 +1,15 @@
-//! Kafka source: a consumer-group member that feeds the streaming writer.
+//! Kafka source: a consumer-group member feeding the ingest pipeline
+//! (`crate::pipeline`).
 //!
-//! The consumer runs on its own thread (librdkafka's poll loop is blocking,
-//! and the rebalance callback must load table watermarks before it assigns
-//! partitions); commits run on a tokio task. Partitions start at the raw
-//! table's watermark, never at the group's committed offset, which is only
-//! written afterwards as a hint for lag monitoring.
+//! The consumer and its pipeline run on their own thread (librdkafka's poll
+//! is blocking, and the rebalance callback must load table watermarks before
+//! it assigns partitions); commits run on the pipeline's tokio task.
+//! Partitions start at the raw table's watermark, never at the group's
+//! committed offset, which is only written afterwards (`acknowledge`) as a
+//! hint for lag monitoring.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -15,7 +17,6 @@ use iceberg::TableIdent;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message as _};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
@@ -25,9 +26,11 @@ use weir_catalog::Lakehouse;
 use weir_catalog::watermark::Watermarks;
 
 use crate::decode::Format;
-use crate::writer::{
-    BufferLimits, BufferStats, FlushOutcome, IngestBuffer, Message, Sinks, commit_flush_with_retry,
+use crate::pipeline::{
+    Context, Pipeline, PipelineReport, Polled, RunningSource, Source, SourceCounters, SourceError,
+    load_marks,
 };
+use crate::writer::{BufferLimits, IngestBuffer, Message, Sinks};
 
 /// Watermark namespace of this source in snapshot summaries.
 pub const SOURCE: &str = "kafka";
@@ -143,49 +146,9 @@ impl KafkaOptions {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum KafkaSourceError {
-    #[error("kafka client: {0}")]
-    Client(#[from] KafkaError),
-    #[error("{0}")]
-    Config(String),
-    #[error(transparent)]
-    Catalog(#[from] weir_catalog::CatalogError),
-    #[error("building a batch failed: {0}")]
-    Batch(#[from] arrow::error::ArrowError),
-    #[error("the kafka consumer thread stopped unexpectedly")]
-    Thread,
-}
-
-/// What a run did, for the shutdown summary.
-#[derive(Debug, Default, Clone)]
-pub struct KafkaReport {
-    pub stats: BufferStats,
-    pub flushes: u64,
-    pub resets: u64,
-}
-
-/// Live counters, readable while the source runs.
-#[derive(Debug, Default)]
-pub struct KafkaCounters {
-    pub messages: AtomicU64,
-    pub points: AtomicU64,
-    pub dead_letters: AtomicU64,
-    pub flushes: AtomicU64,
-    /// Set once the first partition assignment was positioned at the
-    /// tables' watermarks (readiness).
-    pub resumed: std::sync::atomic::AtomicBool,
-}
-
 enum Event {
     Assigned(Vec<(String, i32, Vec<Option<i64>>)>),
     Revoked(Vec<(String, i32)>),
-}
-
-enum Feedback {
-    Committed { epoch: u64, raw: Watermarks },
-    Fenced { epoch: u64, reason: String },
-    Failed(String),
 }
 
 struct WeirContext {
@@ -251,22 +214,16 @@ fn record_lag(consumer: &BaseConsumer<WeirContext>, buffer: &IngestBuffer) {
 }
 
 impl WeirContext {
-    /// Each table's watermarks, retried until the catalog answers.
+    /// Each table's watermarks, retried until the catalog answers (on the
+    /// runtime's workers: this thread is inside the pipeline's `block_on`).
     fn load_marks(&self) -> Vec<Watermarks> {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match self
-                .handle
-                .block_on(self.sinks.load_watermarks(&self.lakehouse, SOURCE))
-            {
-                Ok(m) => return m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot load watermarks; retrying");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
+        let (tx, rx) = mpsc::channel();
+        let (lakehouse, sinks) = (self.lakehouse.clone(), self.sinks.clone());
+        self.handle.spawn(async move {
+            let _ = tx.send(load_marks(&lakehouse, &sinks, SOURCE).await);
+        });
+        rx.recv()
+            .expect("the runtime stopped while loading watermarks")
     }
 
     fn wait_idle(&self, limit: Duration) {
@@ -352,224 +309,205 @@ impl ConsumerContext for WeirContext {
     }
 }
 
+/// Starts the Kafka source (its consumer thread).
+pub fn spawn(
+    lakehouse: Lakehouse,
+    opts: KafkaOptions,
+    shutdown: watch::Receiver<bool>,
+) -> RunningSource {
+    RunningSource::spawn(
+        SOURCE,
+        1,
+        |_, _| "kafka is waiting for its partition assignment".into(),
+        |counters| async move {
+            run(lakehouse, opts, counters, shutdown)
+                .await
+                .map(|r| vec![r])
+        },
+    )
+}
+
 /// Runs the Kafka source until `shutdown` turns true, then flushes and
-/// commits what it holds.
+/// commits what it holds. The pipeline runs on the consumer's own thread:
+/// librdkafka's poll blocks, and its rebalance callbacks must apply
+/// assignments to the buffer before the next flush.
 pub async fn run(
     lakehouse: Lakehouse,
     opts: KafkaOptions,
-    counters: Arc<KafkaCounters>,
+    counters: Arc<SourceCounters>,
     shutdown: watch::Receiver<bool>,
-) -> Result<KafkaReport, KafkaSourceError> {
-    let sinks = Sinks::new(&opts.silver_tables());
-    // Every target table must exist before anything is consumed.
-    sinks.load_watermarks(&lakehouse, SOURCE).await?;
-
-    let (flush_tx, mut flush_rx) = tokio::sync::mpsc::channel(1);
-    let (fb_tx, fb_rx) = mpsc::channel::<Feedback>();
-    let epoch = Arc::new(AtomicU64::new(0));
-    let inflight = Arc::new(AtomicUsize::new(0));
-
-    let committer = {
-        let lakehouse = lakehouse.clone();
-        let sinks = sinks.clone();
-        let epoch = epoch.clone();
-        let inflight = inflight.clone();
-        let writer_id = opts.writer_id.clone();
-        let counters = counters.clone();
-        tokio::spawn(async move {
-            while let Some(flush) = flush_rx.recv().await {
-                let flush: crate::writer::Flush = flush;
-                if flush.epoch == epoch.load(Ordering::SeqCst) {
-                    let feedback = commit_with_retry(&lakehouse, &writer_id, &sinks, &flush).await;
-                    if matches!(feedback, Feedback::Committed { .. }) {
-                        counters.flushes.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let _ = fb_tx.send(feedback);
-                }
-                inflight.fetch_sub(1, Ordering::SeqCst);
-            }
-        })
-    };
-
+) -> Result<PipelineReport, SourceError> {
     let handle = tokio::runtime::Handle::current();
+    let pipeline = Pipeline {
+        lakehouse,
+        limits: opts.limits.clone(),
+        max_buffer_bytes: opts.max_buffer_bytes,
+        writer_id: opts.writer_id.clone(),
+        counters,
+    };
+    let source = KafkaSource::new(opts, handle.clone());
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let thread_lakehouse = lakehouse.clone();
+    let stopped = || SourceError::Stopped("the kafka consumer thread".into());
     std::thread::Builder::new()
         .name("weir-kafka".into())
         .spawn(move || {
-            let result = consume(
-                handle,
-                thread_lakehouse,
-                opts,
-                sinks,
-                counters,
-                shutdown,
-                flush_tx,
-                fb_rx,
-                epoch,
-                inflight,
-            );
-            let _ = done_tx.send(result);
+            let _ = done_tx.send(handle.block_on(pipeline.run(source, shutdown)));
         })
-        .map_err(|_| KafkaSourceError::Thread)?;
-    let result = done_rx.await.map_err(|_| KafkaSourceError::Thread)?;
-    let _ = committer.await;
-    result
+        .map_err(|_| stopped())?;
+    done_rx.await.map_err(|_| stopped())?
 }
 
-async fn commit_with_retry(
-    lakehouse: &Lakehouse,
-    writer_id: &str,
-    sinks: &Sinks,
-    flush: &crate::writer::Flush,
-) -> Feedback {
-    match commit_flush_with_retry(lakehouse, SOURCE, writer_id, sinks, flush).await {
-        Ok(FlushOutcome::Committed { raw, elapsed }) => {
-            tracing::debug!(?elapsed, raw = %raw, "flush committed");
-            Feedback::Committed {
-                epoch: flush.epoch,
-                raw,
-            }
-        }
-        Ok(FlushOutcome::Fenced { table, reason }) => {
-            tracing::warn!(
-                table,
-                reason,
-                "commit refused by the watermark fence; resuming from the tables"
-            );
-            Feedback::Fenced {
-                epoch: flush.epoch,
-                reason,
-            }
-        }
-        Err(e) => Feedback::Failed(e.to_string()),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn consume(
-    handle: tokio::runtime::Handle,
-    lakehouse: Lakehouse,
+/// The Kafka side of the pipeline: a consumer-group member.
+pub struct KafkaSource {
     opts: KafkaOptions,
-    sinks: Sinks,
-    counters: Arc<KafkaCounters>,
-    shutdown: watch::Receiver<bool>,
-    flush_tx: tokio::sync::mpsc::Sender<crate::writer::Flush>,
-    fb_rx: mpsc::Receiver<Feedback>,
-    epoch: Arc<AtomicU64>,
-    inflight: Arc<AtomicUsize>,
-) -> Result<KafkaReport, KafkaSourceError> {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &opts.brokers)
-        .set("group.id", &opts.group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        // Only committed records of transactional producers, never aborted
-        // ones (librdkafka's default too; set so the guarantee is explicit).
-        .set("isolation.level", "read_committed")
-        .set(
-            "auto.offset.reset",
-            if opts.start == StartFrom::Latest {
-                "latest"
-            } else {
-                "earliest"
-            },
-        )
-        .set("client.id", &opts.writer_id)
-        // Throughput defaults (each overridable by --kafka-option): larger
-        // fetches per partition than librdkafka's 1 MiB, and a receive limit
-        // that tolerates brokers that overshoot the fetch limits (some
-        // Kafka-protocol brokers return whole segments; librdkafka's 100 MB
-        // default then fails every fetch and consumption stalls).
-        .set("max.partition.fetch.bytes", "8388608")
-        .set("fetch.max.bytes", "67108864")
-        .set("receive.message.max.bytes", "1000000000")
-        // High watermarks for the lag metric (weir_ingest_lag_messages).
-        .set("statistics.interval.ms", "1000");
-    for (k, v) in &opts.client_options {
-        config.set(k, v);
-    }
-    let context = WeirContext {
-        handle: handle.clone(),
-        lakehouse: lakehouse.clone(),
-        sinks: sinks.clone(),
-        start: opts.start,
-        events: Mutex::new(Vec::new()),
-        inflight: inflight.clone(),
-        offsets: Mutex::new(HashMap::new()),
-        brokers_up: Mutex::new(None),
-    };
-    let consumer: BaseConsumer<WeirContext> = config.create_with_context(context)?;
-    let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
-    if topics.is_empty() {
-        return Err(KafkaSourceError::Config(
-            "no Kafka topics configured".into(),
-        ));
-    }
-    consumer.subscribe(&topics)?;
-    tracing::info!(group = %opts.group, topics = ?opts.topics, "kafka source subscribed");
+    handle: tokio::runtime::Handle,
+    consumer: Option<BaseConsumer<WeirContext>>,
+    /// Per topic: its decoder and Silver sink.
+    routes: HashMap<String, (Format, usize)>,
+    sinks: Option<Sinks>,
+    counters: Arc<SourceCounters>,
+    headers: Vec<(String, String)>,
+}
 
-    let mut buffer = IngestBuffer::new(
-        SOURCE,
-        sinks.clone(),
-        lakehouse.hot().clone(),
-        opts.limits.clone(),
-    );
-    let mut routes: HashMap<String, (Format, usize)> = HashMap::new();
-    let mut report = KafkaReport::default();
-    let mut failure: Option<String> = None;
-    let mut headers: Vec<(String, String)> = Vec::new();
-    let mut last_log = Instant::now();
-
-    let route_for = |topic: &str, routes: &mut HashMap<String, (Format, usize)>| {
-        *routes.entry(topic.to_string()).or_insert_with(|| {
-            let (format, table) = opts.route(topic);
-            (format, sinks.silver_index(&table).unwrap_or(0))
-        })
-    };
-
-    loop {
-        // 1. Commit results.
-        while let Ok(fb) = fb_rx.try_recv() {
-            match fb {
-                Feedback::Committed { epoch: e, raw } if e == epoch.load(Ordering::SeqCst) => {
-                    report.flushes += 1;
-                    commit_group_offsets(&consumer, &raw, CommitMode::Async);
-                }
-                Feedback::Fenced { epoch: e, reason } if e == epoch.load(Ordering::SeqCst) => {
-                    report.resets += 1;
-                    epoch.fetch_add(1, Ordering::SeqCst);
-                    tracing::warn!(reason, "resetting the writer from the tables' watermarks");
-                    reset(
-                        &consumer,
-                        &mut buffer,
-                        &sinks,
-                        &handle,
-                        &lakehouse,
-                        &opts,
-                        &mut routes,
-                    )?;
-                }
-                Feedback::Failed(e) => failure = Some(e),
-                _ => {}
-            }
+impl KafkaSource {
+    pub fn new(opts: KafkaOptions, handle: tokio::runtime::Handle) -> Self {
+        KafkaSource {
+            opts,
+            handle,
+            consumer: None,
+            routes: HashMap::new(),
+            sinks: None,
+            counters: Arc::default(),
+            headers: Vec::new(),
         }
-        if failure.is_some() {
-            break;
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let opts = &self.opts;
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &opts.brokers)
+            .set("group.id", &opts.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            // Only committed records of transactional producers, never aborted
+            // ones (librdkafka's default too; set so the guarantee is explicit).
+            .set("isolation.level", "read_committed")
+            .set(
+                "auto.offset.reset",
+                if opts.start == StartFrom::Latest {
+                    "latest"
+                } else {
+                    "earliest"
+                },
+            )
+            .set("client.id", &opts.writer_id)
+            // Throughput defaults (each overridable by --kafka-option): larger
+            // fetches per partition than librdkafka's 1 MiB, and a receive limit
+            // that tolerates brokers that overshoot the fetch limits (some
+            // Kafka-protocol brokers return whole segments; librdkafka's 100 MB
+            // default then fails every fetch and consumption stalls).
+            .set("max.partition.fetch.bytes", "8388608")
+            .set("fetch.max.bytes", "67108864")
+            .set("receive.message.max.bytes", "1000000000")
+            // High watermarks for the lag metric (weir_ingest_lag_messages).
+            .set("statistics.interval.ms", "1000");
+        for (k, v) in &opts.client_options {
+            config.set(k, v);
         }
-        // 2. Rebalance events (before any message of a new assignment).
+        config
+    }
+
+    /// The decoder and Silver sink of `topic`.
+    fn route(&mut self, topic: &str) -> (Format, usize) {
+        let sinks = self.sinks.as_ref().expect("started");
+        route_for(&mut self.routes, &self.opts, sinks, topic)
+    }
+}
+
+fn route_for(
+    routes: &mut HashMap<String, (Format, usize)>,
+    opts: &KafkaOptions,
+    sinks: &Sinks,
+    topic: &str,
+) -> (Format, usize) {
+    *routes.entry(topic.to_string()).or_insert_with(|| {
+        let (format, table) = opts.route(topic);
+        (format, sinks.silver_index(&table).unwrap_or(0))
+    })
+}
+
+impl Source for KafkaSource {
+    const NAME: &'static str = SOURCE;
+
+    fn label(&self) -> String {
+        SOURCE.to_string()
+    }
+
+    fn silver_tables(&self) -> Vec<TableIdent> {
+        self.opts.silver_tables()
+    }
+
+    async fn start(
+        &mut self,
+        ctx: &Context,
+        _buffer: &mut IngestBuffer,
+        _marks: &[Watermarks],
+    ) -> Result<(), SourceError> {
+        self.sinks = Some(ctx.sinks.clone());
+        self.counters = ctx.counters.clone();
+        let context = WeirContext {
+            handle: self.handle.clone(),
+            lakehouse: ctx.lakehouse.clone(),
+            sinks: ctx.sinks.clone(),
+            start: self.opts.start,
+            events: Mutex::new(Vec::new()),
+            inflight: ctx.inflight.clone(),
+            offsets: Mutex::new(HashMap::new()),
+            brokers_up: Mutex::new(None),
+        };
+        let consumer: BaseConsumer<WeirContext> =
+            self.client_config().create_with_context(context)?;
+        let topics: Vec<&str> = self.opts.topics.iter().map(String::as_str).collect();
+        if topics.is_empty() {
+            return Err(SourceError::Config("no Kafka topics configured".into()));
+        }
+        consumer.subscribe(&topics)?;
+        tracing::info!(group = %self.opts.group, topics = ?self.opts.topics, "kafka source subscribed");
+        self.consumer = Some(consumer);
+        Ok(())
+    }
+
+    async fn poll(&mut self, buffer: &mut IngestBuffer) -> Result<Polled, SourceError> {
+        let KafkaSource {
+            opts,
+            consumer,
+            routes,
+            sinks,
+            counters,
+            headers,
+            ..
+        } = self;
+        let (Some(consumer), Some(sinks)) = (consumer.as_ref(), sinks.as_ref()) else {
+            return Ok(Polled::Ended);
+        };
+        let polled = consumer.poll(Duration::from_millis(20));
+        // A rebalance callback ran inside this poll: apply it (a revoke drops
+        // the revoked partitions' rows) before its records and before
+        // anything is flushed, or a flush would commit rows of partitions
+        // another writer now owns and that writer's first commit would be
+        // refused by the fence.
         let events: Vec<Event> =
             std::mem::take(&mut *consumer.context().events.lock().expect("events lock"));
         for event in events {
             match event {
                 Event::Assigned(parts) => {
                     for (topic, partition, marks) in parts {
-                        let (format, silver) = route_for(&topic, &mut routes);
+                        let (format, silver) = route_for(routes, opts, sinks, &topic);
                         buffer.assign(&topic, partition, format, silver, marks);
                     }
-                    counters.resumed.store(true, Ordering::SeqCst);
+                    counters.resumed.fetch_max(1, Ordering::SeqCst);
                 }
                 Event::Revoked(parts) => {
                     for (topic, partition) in parts {
@@ -578,17 +516,7 @@ fn consume(
                 }
             }
         }
-        if *shutdown.borrow() {
-            break;
-        }
-        // 3. Backpressure: a slow object store pauses consumption.
-        if buffer.bytes() >= opts.max_buffer_bytes {
-            std::thread::sleep(Duration::from_millis(5));
-            maybe_flush(&mut buffer, &epoch, &inflight, &flush_tx)?;
-            continue;
-        }
-        // 4. Next message.
-        match consumer.poll(Duration::from_millis(20)) {
+        match polled {
             Some(Ok(m)) => {
                 headers.clear();
                 if let Some(h) = m.headers() {
@@ -599,7 +527,6 @@ fn consume(
                         headers.push((header.key.to_string(), value.unwrap_or_default()));
                     }
                 }
-                let now = chrono::Utc::now().timestamp_micros();
                 let msg = Message {
                     stream: m.topic(),
                     partition: m.partition(),
@@ -607,9 +534,9 @@ fn consume(
                     key: m.key(),
                     payload: m.payload(),
                     source_ts_micros: m.timestamp().to_millis().map(|ms| ms * 1000),
-                    received_micros: now,
+                    received_micros: chrono::Utc::now().timestamp_micros(),
                 };
-                buffer.push(msg, &headers);
+                buffer.push(msg, headers);
             }
             Some(Err(e)) => {
                 let code = e
@@ -621,128 +548,60 @@ fn consume(
             }
             None => {}
         }
-        // A rebalance callback ran inside this poll: apply it (a revoke drops
-        // the revoked partitions' rows) before anything is flushed, or a
-        // flush would commit rows of partitions another writer now owns and
-        // that writer's first commit would be refused by the fence.
-        if !consumer
-            .context()
-            .events
-            .lock()
-            .expect("events lock")
-            .is_empty()
-        {
-            continue;
-        }
-        // 5. Seal hot chunks / flush.
-        if buffer.seal_due() {
-            buffer.seal()?;
-            publish(&counters, &buffer.stats);
-            record_lag(&consumer, &buffer);
-        }
-        if buffer.flush_due() {
-            maybe_flush(&mut buffer, &epoch, &inflight, &flush_tx)?;
-        }
-        if last_log.elapsed() >= Duration::from_secs(10) {
-            last_log = Instant::now();
-            let s = buffer.stats;
-            tracing::info!(
-                messages = s.messages,
-                points = s.points,
-                dead_letters = s.dead_letters,
-                flushes = report.flushes,
-                "kafka source progress"
-            );
+        Ok(Polled::More)
+    }
+
+    /// Records the group offsets (only a hint for lag monitoring: partitions
+    /// start at the tables' watermarks).
+    fn acknowledge(&mut self, raw: &Watermarks, closing: bool) {
+        if let Some(consumer) = &self.consumer {
+            let mode = if closing {
+                CommitMode::Sync
+            } else {
+                CommitMode::Async
+            };
+            commit_group_offsets(consumer, raw, mode);
         }
     }
 
-    // Ordered stop: flush what is buffered, wait for the commits, record the
-    // group offsets, leave the group.
-    if failure.is_none() {
-        maybe_flush(&mut buffer, &epoch, &inflight, &flush_tx)?;
-    }
-    drop(flush_tx);
-    while inflight.load(Ordering::SeqCst) > 0 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    while let Ok(fb) = fb_rx.try_recv() {
-        match fb {
-            Feedback::Committed { raw, .. } => {
-                report.flushes += 1;
-                commit_group_offsets(&consumer, &raw, CommitMode::Sync);
+    /// Seeks every held partition back to the tables' watermarks.
+    async fn reset(
+        &mut self,
+        buffer: &mut IngestBuffer,
+        held: Vec<(Arc<str>, i32)>,
+        marks: &[Watermarks],
+    ) -> Result<(), SourceError> {
+        for (topic, partition) in held {
+            let per_sink: Vec<Option<i64>> =
+                marks.iter().map(|m| m.get(&topic, partition)).collect();
+            let (format, silver) = self.route(&topic);
+            let start = buffer.assign(&topic, partition, format, silver, per_sink);
+            let offset = match start {
+                Some(o) => Offset::Offset(o),
+                None if self.opts.start == StartFrom::Latest => Offset::End,
+                None => Offset::Beginning,
+            };
+            let consumer = self.consumer.as_ref().expect("started");
+            if let Err(e) = consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
+                tracing::error!(%topic, partition, error = %e, "seek after reset failed");
+                return Err(e.into());
             }
-            Feedback::Failed(e) => failure = Some(e),
-            Feedback::Fenced { .. } => report.resets += 1,
+        }
+        Ok(())
+    }
+
+    fn sealed(&mut self, buffer: &IngestBuffer) {
+        if let Some(consumer) = &self.consumer {
+            record_lag(consumer, buffer);
         }
     }
-    publish(&counters, &buffer.stats);
-    report.stats = buffer.stats;
-    consumer.unsubscribe();
-    match failure {
-        Some(e) => Err(KafkaSourceError::Config(format!(
-            "commits keep failing: {e}"
-        ))),
-        None => Ok(report),
-    }
-}
 
-fn publish(counters: &KafkaCounters, stats: &BufferStats) {
-    counters.messages.store(stats.messages, Ordering::Relaxed);
-    counters.points.store(stats.points, Ordering::Relaxed);
-    counters
-        .dead_letters
-        .store(stats.dead_letters, Ordering::Relaxed);
-}
-
-fn maybe_flush(
-    buffer: &mut IngestBuffer,
-    epoch: &AtomicU64,
-    inflight: &AtomicUsize,
-    flush_tx: &tokio::sync::mpsc::Sender<crate::writer::Flush>,
-) -> Result<(), KafkaSourceError> {
-    if let Some(flush) = buffer.take_flush(epoch.load(Ordering::SeqCst))? {
-        inflight.fetch_add(1, Ordering::SeqCst);
-        // Blocks while a commit is in flight and another is queued.
-        if flush_tx.blocking_send(flush).is_err() {
-            inflight.fetch_sub(1, Ordering::SeqCst);
-            return Err(KafkaSourceError::Thread);
+    /// Leaves the group (after the last commits).
+    async fn close(&mut self, _report: &mut PipelineReport) {
+        if let Some(consumer) = &self.consumer {
+            consumer.unsubscribe();
         }
     }
-    Ok(())
-}
-
-/// After a refused commit: drop everything uncommitted, reload the tables'
-/// watermarks and seek every held partition back to them.
-fn reset(
-    consumer: &BaseConsumer<WeirContext>,
-    buffer: &mut IngestBuffer,
-    sinks: &Sinks,
-    handle: &tokio::runtime::Handle,
-    lakehouse: &Lakehouse,
-    opts: &KafkaOptions,
-    routes: &mut HashMap<String, (Format, usize)>,
-) -> Result<(), KafkaSourceError> {
-    let held = buffer.reset();
-    let marks = consumer.context().load_marks();
-    let _ = (handle, lakehouse);
-    for (topic, partition) in held {
-        let per_sink: Vec<Option<i64>> = marks.iter().map(|m| m.get(&topic, partition)).collect();
-        let (format, silver) = *routes.entry(topic.to_string()).or_insert_with(|| {
-            let (format, table) = opts.route(&topic);
-            (format, sinks.silver_index(&table).unwrap_or(0))
-        });
-        let start = buffer.assign(&topic, partition, format, silver, per_sink);
-        let offset = match start {
-            Some(o) => Offset::Offset(o),
-            None if opts.start == StartFrom::Latest => Offset::End,
-            None => Offset::Beginning,
-        };
-        if let Err(e) = consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
-            tracing::error!(%topic, partition, error = %e, "seek after reset failed");
-            return Err(e.into());
-        }
-    }
-    Ok(())
 }
 
 fn commit_group_offsets(consumer: &BaseConsumer<WeirContext>, raw: &Watermarks, mode: CommitMode) {

@@ -1,6 +1,8 @@
 //! Weir ingest: sources, decoders and the table writer.
 //!
 //! - `decode`: JSON status, JSON points, line protocol → canonical points;
+//! - `pipeline`: the [`Source`] trait and the one loop every source runs in
+//!   (buffer → hot tier → flush → fenced commit → acknowledge);
 //! - `writer`: buffered rows → fenced Iceberg appends with source watermarks,
 //!   hot-tier chunks, dead letters (source-agnostic);
 //! - `kafka`: the Kafka consumer-group source feeding the writer;
@@ -9,7 +11,6 @@
 //! - `demo`: the device simulator behind `weir serve --demo`;
 //! - `fuzz`: the decoders' fuzz harness (tests and `benches/fuzz_decoders.sh`).
 //!
-//! TODO(issue 4): the Modbus source on the same writer.
 
 pub mod decode;
 pub mod demo;
@@ -17,7 +18,12 @@ pub mod fuzz;
 pub mod kafka;
 pub mod modbus;
 pub mod mqtt;
+pub mod pipeline;
 pub mod writer;
+
+pub use pipeline::{
+    Pipeline, PipelineReport, RunningSource, Source, SourceCounters, SourceError, SourceStatus,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

@@ -20,9 +20,9 @@ use std::path::PathBuf;
 pub use poller::{PollCounters, PollerOptions, Status};
 pub use registry::{Device, RegistryLoader, Tag, TomlRegistry};
 pub use registry_pg::PostgresRegistry;
-pub use source::{ModbusOptions, ModbusReport, SOURCE, run};
+pub use source::{ModbusOptions, ModbusSource, SOURCE, run, spawn};
 
-/// What failed in the Modbus source.
+/// What is specific to the Modbus source's failures (the registry).
 #[derive(Debug, thiserror::Error)]
 pub enum ModbusError {
     #[error("cannot read the device registry {path}: {source}")]
@@ -39,10 +39,4 @@ pub enum ModbusError {
     RegistryInvalid { path: PathBuf, message: String },
     #[error("the device registry lists no enabled Modbus TCP device with tags")]
     NoDevices,
-    #[error(transparent)]
-    Catalog(#[from] weir_catalog::CatalogError),
-    #[error("building a batch failed: {0}")]
-    Batch(#[from] arrow::error::ArrowError),
-    #[error("commits keep failing: {0}")]
-    Commit(String),
 }

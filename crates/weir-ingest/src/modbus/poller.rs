@@ -86,9 +86,6 @@ pub struct PollCounters {
     pub missed: AtomicU64,
     pub failures: AtomicU64,
     pub reconnects: AtomicU64,
-    /// Set once every device's sequence resumed from the tables' watermarks
-    /// (readiness).
-    pub resumed: std::sync::atomic::AtomicBool,
 }
 
 /// The outcome of one read of a poll, kept raw for Bronze.

@@ -16,7 +16,8 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::sync::mpsc;
 
-use super::MqttSourceError;
+use super::MqttError;
+use crate::pipeline::SourceError;
 
 /// One configured broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +35,8 @@ pub struct BrokerAddress {
 impl BrokerAddress {
     /// Parses `mqtt://[user[:pass]@]host[:port][#name]` or `mqtts://…`
     /// (default ports 1883 and 8883).
-    pub fn parse(spec: &str) -> Result<Self, MqttSourceError> {
-        let bad = |why: String| MqttSourceError::Config(format!("--mqtt-broker `{spec}`: {why}"));
+    pub fn parse(spec: &str) -> Result<Self, SourceError> {
+        let bad = |why: String| SourceError::Config(format!("--mqtt-broker `{spec}`: {why}"));
         let url = url::Url::parse(spec).map_err(|e| bad(e.to_string()))?;
         let tls = match url.scheme() {
             "mqtt" | "tcp" => false,
@@ -95,7 +96,7 @@ pub struct ConnectOptions {
 pub fn mqtt_options(
     broker: &BrokerAddress,
     opts: &ConnectOptions,
-) -> Result<MqttOptions, MqttSourceError> {
+) -> Result<MqttOptions, SourceError> {
     let mut o = MqttOptions::new(opts.client_id.clone(), broker.host.clone(), broker.port);
     o.set_clean_session(false)
         .set_manual_acks(true)
@@ -112,36 +113,36 @@ pub fn mqtt_options(
     Ok(o)
 }
 
-fn tls_config(opts: &ConnectOptions) -> Result<TlsConfiguration, MqttSourceError> {
+fn tls_config(opts: &ConnectOptions) -> Result<TlsConfiguration, SourceError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     match &opts.ca_file {
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| MqttSourceError::Tls(format!("{}: {e}", path.display())))?;
+                .map_err(|e| MqttError::Tls(format!("{}: {e}", path.display())))?;
             if certs.is_empty() {
-                return Err(MqttSourceError::Tls(format!(
+                return Err(SourceError::from(MqttError::Tls(format!(
                     "{}: no PEM certificate found",
                     path.display()
-                )));
+                ))));
             }
             for cert in certs {
                 roots
                     .add(cert)
-                    .map_err(|e| MqttSourceError::Tls(format!("{}: {e}", path.display())))?;
+                    .map_err(|e| MqttError::Tls(format!("{}: {e}", path.display())))?;
             }
         }
         None => {
             // TODO(issue 4): system roots for mqtts:// without --mqtt-ca-file.
-            return Err(MqttSourceError::Config(
+            return Err(SourceError::Config(
                 "mqtts:// needs --mqtt-ca-file (the PEM CA certificates to trust)".into(),
             ));
         }
     }
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| MqttSourceError::Tls(e.to_string()))?
+        .map_err(|e| MqttError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(TlsConfiguration::Rustls(Arc::new(config)))
@@ -151,7 +152,13 @@ fn tls_config(opts: &ConnectOptions) -> Result<TlsConfiguration, MqttSourceError
 pub(super) enum Ev {
     Connected { session: u64, session_present: bool },
     Publish { session: u64, publish: Publish },
-    Fatal(MqttSourceError),
+    Fatal(SourceError),
+}
+
+impl Ev {
+    fn fatal(e: impl Into<SourceError>) -> Self {
+        Ev::Fatal(e.into())
+    }
 }
 
 /// Polls the rumqttc event loop: forwards PUBLISHes, (re)subscribes when the
@@ -179,7 +186,7 @@ pub(super) async fn connection_loop(
                     && let Err(e) = client.try_subscribe_many(filters.clone())
                 {
                     let _ = tx
-                        .send(Ev::Fatal(MqttSourceError::Config(format!(
+                        .send(Ev::Fatal(SourceError::Config(format!(
                             "subscribing on {name}: {e}"
                         ))))
                         .await;
@@ -214,7 +221,7 @@ pub(super) async fn connection_loop(
                 {
                     let filters: Vec<&str> = filters.iter().map(|f| f.path.as_str()).collect();
                     let _ = tx
-                        .send(Ev::Fatal(MqttSourceError::Refused {
+                        .send(Ev::fatal(MqttError::Refused {
                             broker: name.clone(),
                             reason: format!(
                                 "subscription to {filters:?} refused (not authorized?)"
@@ -240,7 +247,7 @@ pub(super) async fn connection_loop(
                     ConnectReturnCode::Success => "refused",
                 };
                 let _ = tx
-                    .send(Ev::Fatal(MqttSourceError::Refused {
+                    .send(Ev::fatal(MqttError::Refused {
                         broker: name.clone(),
                         reason: reason.into(),
                     }))
@@ -250,7 +257,7 @@ pub(super) async fn connection_loop(
             Err(ConnectionError::RequestsDone) => return,
             Err(ConnectionError::Tls(e)) if !connected_once => {
                 let _ = tx
-                    .send(Ev::Fatal(MqttSourceError::Connect {
+                    .send(Ev::fatal(MqttError::Connect {
                         broker: name.clone(),
                         message: format!("TLS: {e}"),
                     }))

@@ -19,8 +19,9 @@ use iceberg::table::Table;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::MqttSourceError;
+use super::MqttError;
 use crate::decode::Point;
+use crate::pipeline::SourceError;
 
 /// A 128-bit hash of (device_id, metric, ts): 32 bytes per remembered key
 /// (set + order) instead of two strings; a false match needs a 128-bit
@@ -97,9 +98,9 @@ pub async fn load_recent(
     label: &str,
     commits: usize,
     keys: &mut RecentKeys,
-) -> Result<usize, MqttSourceError> {
+) -> Result<usize, SourceError> {
     let name = table.identifier().to_string();
-    let ice = |e: iceberg::Error| MqttSourceError::Dedupe {
+    let ice = |e: iceberg::Error| MqttError::Dedupe {
         table: name.clone(),
         message: e.to_string(),
     };
@@ -146,11 +147,10 @@ pub async fn load_recent(
                     .read()
                     .await
                     .map_err(ice)?;
-                loaded +=
-                    read_keys(bytes, label, keys).map_err(|message| MqttSourceError::Dedupe {
-                        table: format!("{name} ({path})"),
-                        message,
-                    })?;
+                loaded += read_keys(bytes, label, keys).map_err(|message| MqttError::Dedupe {
+                    table: format!("{name} ({path})"),
+                    message,
+                })?;
             }
         }
     }

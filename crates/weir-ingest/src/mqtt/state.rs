@@ -1,49 +1,123 @@
-//! The buffer side of one MQTT broker: decode, dedupe, buffer, then commit
-//! and acknowledge.
+//! One MQTT broker as a pipeline source: connect, decode, dedupe, then
+//! acknowledge what the pipeline committed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use rumqttc::{Publish, QoS};
+use iceberg::TableIdent;
+use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
 use tokio::sync::mpsc;
-use weir_catalog::Lakehouse;
+use tokio::task::JoinHandle;
+use weir_catalog::watermark::{Watermarks, property_key};
 
-use super::dedupe::RecentKeys;
-use super::{BrokerReport, MqttCounters, MqttSourceError, MqttSourceOptions, SOURCE, template};
-use crate::decode::DecodeOptions;
-use crate::decode::Point;
-use crate::writer::{Flush, FlushOutcome, IngestBuffer, Message, Sinks, commit_flush_with_retry};
+use super::connect::{self, BrokerAddress, Ev, connection_loop};
+use super::dedupe::{self, RecentKeys};
+use super::{DEDUPE_COMMITS, MqttError, MqttSourceOptions, SOURCE, template};
+use crate::decode::{DecodeOptions, Format, Point};
+use crate::pipeline::{Context, PipelineReport, Polled, Source, SourceError};
+use crate::writer::{IngestBuffer, Message};
 
-/// The buffer side of one broker.
-pub(super) struct State {
-    pub(super) name: String,
-    pub(super) buffer: IngestBuffer,
-    pub(super) keys: RecentKeys,
-    pub(super) seq: i64,
-    /// QoS 1 messages buffered since the last flush: (connection generation, ack).
-    pub(super) pending: Vec<(u64, Publish)>,
-    pub(super) ack_tx: mpsc::UnboundedSender<(u64, Publish)>,
-    pub(super) scratch: Vec<Point>,
-    pub(super) report: BrokerReport,
-    pub(super) epoch: u64,
+/// One broker: stream = broker name, partition 0, offsets = a sequence
+/// numbered by the writer.
+pub struct BrokerSource {
+    opts: MqttSourceOptions,
+    broker: BrokerAddress,
+    name: String,
+    keys: RecentKeys,
+    seq: i64,
+    /// QoS 1 messages buffered and not yet committed, in sequence order:
+    /// (offset, connection generation, ack).
+    pending: VecDeque<(i64, u64, Publish)>,
+    ack_tx: Option<mpsc::UnboundedSender<(u64, Publish)>>,
+    scratch: Vec<Point>,
+    points_deduped: u64,
+    reconnects: u64,
+    connected_once: bool,
     /// Receive time of each unacknowledged QoS 1 packet id, with a hash of
     /// its topic and payload: a redelivery (DUP) of the same message after a
     /// reconnect keeps its first receive time, so points timestamped with it
     /// dedupe too.
-    pub(super) unacked: HashMap<u16, (u64, i64)>,
-    pub(super) session: Arc<AtomicU64>,
+    unacked: HashMap<u16, (u64, i64)>,
+    session: Arc<AtomicU64>,
+    rx: Option<mpsc::Receiver<Ev>>,
+    client: Option<AsyncClient>,
+    reader: Option<JoinHandle<()>>,
+    acker: Option<JoinHandle<()>>,
+    ticker: tokio::time::Interval,
 }
 
-impl State {
-    pub(super) fn push(
-        &mut self,
-        opts: &MqttSourceOptions,
-        session: u64,
-        p: Publish,
-        counters: &MqttCounters,
-    ) {
+impl BrokerSource {
+    pub fn new(opts: MqttSourceOptions, broker: BrokerAddress) -> Self {
+        let mut ticker = tokio::time::interval(super::tick(&opts.limits));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        BrokerSource {
+            keys: RecentKeys::new(opts.dedupe_keys),
+            name: broker.name.clone(),
+            opts,
+            broker,
+            seq: 0,
+            pending: VecDeque::new(),
+            ack_tx: None,
+            scratch: Vec::new(),
+            points_deduped: 0,
+            reconnects: 0,
+            connected_once: false,
+            unacked: HashMap::new(),
+            session: Arc::new(AtomicU64::new(0)),
+            rx: None,
+            client: None,
+            reader: None,
+            acker: None,
+            ticker,
+        }
+    }
+
+    /// Connects: the connection task forwards deliveries, the ack task
+    /// sends PUBACKs (so a full request channel never blocks the reader).
+    fn connect(&mut self) -> Result<(), SourceError> {
+        let options = connect::mqtt_options(&self.broker, &self.opts.connect)?;
+        let (client, eventloop) = AsyncClient::new(options, 1024);
+        let (tx, rx) = mpsc::channel::<Ev>(4096);
+        let filters: Vec<SubscribeFilter> = self
+            .opts
+            .subscriptions
+            .iter()
+            .map(|s| SubscribeFilter::new(s.filter.clone(), s.qos))
+            .collect();
+        self.reader = Some(tokio::spawn(connection_loop(
+            eventloop,
+            client.clone(),
+            filters,
+            tx,
+            self.name.clone(),
+            self.session.clone(),
+        )));
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<(u64, Publish)>();
+        let acker = {
+            let client = client.clone();
+            let session = self.session.clone();
+            tokio::spawn(async move {
+                while let Some((g, p)) = ack_rx.recv().await {
+                    // A reconnect started a new session delivery: the broker
+                    // resends what was unacknowledged, acked on its next flush.
+                    if g == session.load(Ordering::SeqCst) && client.ack(&p).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        self.acker = Some(acker);
+        self.ack_tx = Some(ack_tx);
+        self.client = Some(client);
+        self.rx = Some(rx);
+        Ok(())
+    }
+
+    fn push(&mut self, buffer: &mut IngestBuffer, session: u64, p: Publish) {
+        let opts = &self.opts;
         let mut received = chrono::Utc::now().timestamp_micros();
         if p.qos != QoS::AtMostOnce {
             let hash = message_hash(&p.topic, &p.payload);
@@ -74,11 +148,7 @@ impl State {
             &mut self.scratch,
         );
         if decoded.is_ok() {
-            let dropped = self.keys.retain_new(&mut self.scratch) as u64;
-            self.report.points_deduped += dropped;
-            counters
-                .points_deduped
-                .fetch_add(dropped, Ordering::Relaxed);
+            self.points_deduped += self.keys.retain_new(&mut self.scratch) as u64;
         }
         let headers = [
             ("broker".to_string(), self.name.clone()),
@@ -97,23 +167,15 @@ impl State {
             received_micros: received,
         };
         let points = &self.scratch[..];
-        let taken = self.buffer.push_decoded(
+        buffer.push_decoded(
             msg,
             &p.topic,
             &headers,
             opts.format.as_str(),
             decoded.as_ref().map(|_| points).map_err(String::as_str),
         );
+        let offset = self.seq;
         self.seq += 1;
-        if taken {
-            counters.messages.fetch_add(1, Ordering::Relaxed);
-            match &decoded {
-                Ok(_) => counters
-                    .points
-                    .fetch_add(points.len() as u64, Ordering::Relaxed),
-                Err(_) => counters.dead_letters.fetch_add(1, Ordering::Relaxed),
-            };
-        }
         if p.qos != QoS::AtMostOnce {
             // Only qos and packet id matter for the PUBACK.
             let ack = Publish {
@@ -124,58 +186,158 @@ impl State {
                 pkid: p.pkid,
                 payload: Default::default(),
             };
-            self.pending.push((session, ack));
+            self.pending.push_back((offset, session, ack));
         }
     }
+}
 
-    /// Commits everything buffered, then acknowledges its messages.
-    pub(super) async fn flush(
+impl Source for BrokerSource {
+    const NAME: &'static str = SOURCE;
+
+    fn label(&self) -> String {
+        format!("MQTT broker {}", self.name)
+    }
+
+    fn silver_tables(&self) -> Vec<TableIdent> {
+        vec![self.opts.table.clone()]
+    }
+
+    async fn start(
         &mut self,
-        lakehouse: &Lakehouse,
-        opts: &MqttSourceOptions,
-        sinks: &Sinks,
-        counters: &MqttCounters,
-    ) -> Result<(), MqttSourceError> {
-        let Some(flush) = self.buffer.take_flush(self.epoch)? else {
-            return Ok(());
+        ctx: &Context,
+        buffer: &mut IngestBuffer,
+        marks: &[Watermarks],
+    ) -> Result<(), SourceError> {
+        let name = self.name.clone();
+        let per_sink: Vec<Option<i64>> = marks.iter().map(|m| m.get(&name, 0)).collect();
+        let silver = ctx.sinks.silver_index(&self.opts.table).unwrap_or(0);
+        buffer.assign(&name, 0, Format::Auto, silver, per_sink.clone());
+        ctx.counters.resumed.fetch_add(1, Ordering::SeqCst);
+        // Continue after the highest watermark: offsets below a table's own
+        // watermark would be skipped for that table, and MQTT sequence
+        // numbers are not the same messages after a restart.
+        self.seq = per_sink.iter().flatten().max().copied().unwrap_or(0);
+
+        let label = format!("{SOURCE}:{name}/0");
+        let table = ctx
+            .lakehouse
+            .catalog()
+            .load_table(&self.opts.table)
+            .await
+            .map_err(|e| weir_catalog::CatalogError::iceberg(self.opts.table.to_string(), e))?;
+        let loaded = dedupe::load_recent(
+            &table,
+            &property_key(SOURCE, &name),
+            &label,
+            DEDUPE_COMMITS,
+            &mut self.keys,
+        )
+        .await?;
+        tracing::info!(broker = %name, next_sequence = self.seq, dedupe_keys_loaded = loaded, "MQTT broker starting");
+        self.connect()
+    }
+
+    async fn poll(&mut self, buffer: &mut IngestBuffer) -> Result<Polled, SourceError> {
+        let Some(rx) = self.rx.as_mut() else {
+            return Ok(Polled::Ended);
         };
-        let acks = std::mem::take(&mut self.pending);
-        self.commit(lakehouse, opts, sinks, &flush).await?;
-        self.report.flushes += 1;
-        counters.flushes.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(Ev::Publish { session, publish }) => self.push(buffer, session, publish),
+                Some(Ev::Connected { session, session_present }) => {
+                    if self.connected_once {
+                        self.reconnects += 1;
+                    }
+                    self.connected_once = true;
+                    tracing::info!(broker = %self.name, session_present, generation = session, "MQTT connected");
+                }
+                Some(Ev::Fatal(e)) => return Err(e),
+                None => {
+                    return Err(SourceError::Stopped(format!(
+                        "the MQTT connection task of {}",
+                        self.name
+                    )));
+                }
+            },
+            _ = self.ticker.tick() => {}
+        }
+        Ok(Polled::More)
+    }
+
+    /// Acknowledges the messages the commit covered (offsets below the raw
+    /// table's new watermark).
+    fn acknowledge(&mut self, raw: &Watermarks, _closing: bool) {
+        let Some(next) = raw.get(&self.name, 0) else {
+            return;
+        };
         let current = self.session.load(Ordering::SeqCst);
-        for (session, ack) in &acks {
-            if *session == current {
+        let n = self
+            .pending
+            .iter()
+            .take_while(|(offset, _, _)| *offset < next)
+            .count();
+        for (_, session, ack) in self.pending.drain(..n) {
+            if session == current {
                 self.unacked.remove(&ack.pkid);
             }
+            if let Some(tx) = &self.ack_tx {
+                let _ = tx.send((session, ack));
+            }
         }
-        for ack in acks {
-            let _ = self.ack_tx.send(ack);
-        }
-        Ok(())
     }
 
-    async fn commit(
-        &mut self,
-        lakehouse: &Lakehouse,
-        opts: &MqttSourceOptions,
-        sinks: &Sinks,
-        flush: &Flush,
-    ) -> Result<(), MqttSourceError> {
-        match commit_flush_with_retry(lakehouse, SOURCE, &opts.writer_id, sinks, flush).await {
-            Ok(FlushOutcome::Committed { elapsed, .. }) => {
-                tracing::debug!(broker = %self.name, ?elapsed, "MQTT flush committed");
-                Ok(())
+    /// Sequence numbers are this writer's own: a refused commit means
+    /// another writer uses the same broker name, which nothing can repair.
+    fn fenced(&mut self, reason: &str) -> Option<SourceError> {
+        Some(
+            MqttError::Fenced {
+                broker: self.name.clone(),
+                reason: reason.to_string(),
             }
-            Ok(FlushOutcome::Fenced { reason, .. }) => Err(MqttSourceError::Fenced {
-                broker: self.name.clone(),
-                reason,
-            }),
-            Err(e) => Err(MqttSourceError::CommitFailed {
-                broker: self.name.clone(),
-                message: e.to_string(),
-            }),
+            .into(),
+        )
+    }
+
+    async fn reset(
+        &mut self,
+        _buffer: &mut IngestBuffer,
+        _held: Vec<(Arc<str>, i32)>,
+        _marks: &[Watermarks],
+    ) -> Result<(), SourceError> {
+        Ok(()) // never reached: `fenced` stops the source
+    }
+
+    /// Sends the queued acks, then disconnects (the acks go out before the
+    /// DISCONNECT).
+    async fn close(&mut self, report: &mut PipelineReport) {
+        // Deliveries still arriving are dropped unacknowledged (the broker
+        // keeps them for the session); draining them keeps the connection
+        // task polling, so the acks and the DISCONNECT go out.
+        let drainer = self
+            .rx
+            .take()
+            .map(|mut rx| tokio::spawn(async move { while rx.recv().await.is_some() {} }));
+        drop(self.ack_tx.take());
+        if let Some(acker) = self.acker.take() {
+            let _ = acker.await;
         }
+        if let Some(client) = self.client.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), client.disconnect()).await;
+        }
+        if let Some(reader) = self.reader.take()
+            && tokio::time::timeout(Duration::from_secs(5), reader)
+                .await
+                .is_err()
+        {
+            tracing::warn!(broker = %self.name, "MQTT connection did not close in time");
+        }
+        if let Some(d) = drainer {
+            d.abort();
+        }
+        report.detail = vec![
+            ("points_deduped", self.points_deduped),
+            ("reconnects", self.reconnects),
+        ];
     }
 }
 

@@ -23,7 +23,7 @@ pub async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::Result<(
     obs.readiness.set_ready("catalog");
     obs.refresh_tables(&lakehouse);
     let running = sources::start(&lakehouse, &cfg.sources)?;
-    obs.watch_sources(&running, &cfg.sources);
+    obs.watch_sources(&running);
     if running.is_empty() {
         bail!(
             "no sources configured (set --kafka-brokers and --kafka-topics, --mqtt-broker and --mqtt-subscribe, or --modbus-registry)"
@@ -69,53 +69,20 @@ pub async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::Result<(
     let mut running = running;
     // A source that ends by itself (fatal error) ends the process, after the
     // other sources stopped in order.
-    let has = (
-        running.kafka.is_some(),
-        running.mqtt.is_some(),
-        running.modbus.is_some(),
-    );
-    let ended: Option<anyhow::Result<String>> = {
-        let kafka = running.kafka.as_mut().map(|(task, _)| task);
-        let mqtt = running.mqtt.as_mut().map(|(task, _)| task);
-        let modbus = running.modbus.as_mut().map(|(task, _)| task);
-        tokio::select! {
-            signal = super::serve::shutdown_signal() => {
-                tracing::info!(signal, "shutting down");
-                None
-            }
-            result = async { kafka.expect("guarded").await }, if has.0 => Some(
-                result
-                    .map_err(anyhow::Error::from)
-                    .and_then(|r| r.map(|report| format!("kafka: {report:?}")).map_err(anyhow::Error::from)),
-            ),
-            result = async { mqtt.expect("guarded").await }, if has.1 => Some(
-                result
-                    .map_err(anyhow::Error::from)
-                    .and_then(|r| r.map(|report| format!("mqtt: {report:?}")).map_err(anyhow::Error::from)),
-            ),
-            result = async { modbus.expect("guarded").await }, if has.2 => Some(
-                result
-                    .map_err(anyhow::Error::from)
-                    .and_then(|r| r.map(|report| format!("modbus: {report:?}")).map_err(anyhow::Error::from)),
-            ),
+    let ended = tokio::select! {
+        signal = super::serve::shutdown_signal() => {
+            tracing::info!(signal, "shutting down");
+            None
         }
+        (name, result) = running.ended() => Some(
+            result
+                .map_err(anyhow::Error::from)
+                .and_then(|r| r.map(|report| format!("{name}: {report:?}")).map_err(anyhow::Error::from)),
+        ),
     };
     obs.readiness.shutting_down();
     if let Some(result) = ended {
-        // The finished task is done: take it out before stopping the rest.
-        if running.kafka.as_ref().is_some_and(|(t, _)| t.is_finished()) {
-            running.kafka = None;
-        }
-        if running.mqtt.as_ref().is_some_and(|(t, _)| t.is_finished()) {
-            running.mqtt = None;
-        }
-        if running
-            .modbus
-            .as_ref()
-            .is_some_and(|(t, _)| t.is_finished())
-        {
-            running.modbus = None;
-        }
+        // The finished task is out of the list: stop the rest.
         let stopped = running.stop().await;
         alerts.stop().await;
         stop_feed().await;

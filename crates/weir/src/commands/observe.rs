@@ -96,50 +96,17 @@ impl Observability {
 
     /// Readiness waits for every configured source to resume from its
     /// watermarks.
-    pub fn watch_sources(&self, sources: &Sources, cfg: &weir_config::SourcesConfig) {
-        use std::sync::atomic::Ordering::SeqCst;
-        let kafka = sources.kafka.as_ref().map(|(_, c)| c.clone());
-        let modbus = sources.modbus.as_ref().map(|(_, c)| c.clone());
-        let mqtt = sources.mqtt.as_ref().map(|(_, c)| c.clone());
-        let brokers = cfg.mqtt.mqtt_brokers.len();
+    pub fn watch_sources(&self, sources: &Sources) {
         // A source task that ended (a fatal error) makes the process unready.
-        let tasks: Vec<(&'static str, tokio::task::AbortHandle)> = [
-            (
-                "kafka",
-                sources.kafka.as_ref().map(|(t, _)| t.abort_handle()),
-            ),
-            (
-                "modbus",
-                sources.modbus.as_ref().map(|(t, _)| t.abort_handle()),
-            ),
-            ("mqtt", sources.mqtt.as_ref().map(|(t, _)| t.abort_handle())),
-        ]
-        .into_iter()
-        .filter_map(|(name, task)| Some((name, task?)))
-        .collect();
+        let statuses: Vec<weir_ingest::SourceStatus> =
+            sources.running.iter().map(|s| s.status()).collect();
         self.readiness.check("sources", move || {
-            let stopped = |name: &str| {
-                tasks
-                    .iter()
-                    .any(|(n, task)| *n == name && task.is_finished())
-            };
-            let mut waiting: Vec<String> = ["kafka", "modbus", "mqtt"]
-                .into_iter()
-                .filter(|name| stopped(name))
-                .map(|name| format!("the {name} source stopped (see the log)"))
+            let mut waiting: Vec<String> = statuses
+                .iter()
+                .filter(|s| s.stopped())
+                .map(|s| format!("the {} source stopped (see the log)", s.name))
                 .collect();
-            if kafka.as_ref().is_some_and(|c| !c.resumed.load(SeqCst)) && !stopped("kafka") {
-                waiting.push("kafka is waiting for its partition assignment".to_string());
-            }
-            if modbus.as_ref().is_some_and(|c| !c.resumed.load(SeqCst)) && !stopped("modbus") {
-                waiting.push("modbus is loading its registry and watermarks".to_string());
-            }
-            if let Some(c) = mqtt.as_ref().filter(|_| !stopped("mqtt")) {
-                let resumed = c.brokers_resumed.load(SeqCst);
-                if resumed < brokers {
-                    waiting.push(format!("mqtt: {resumed} of {brokers} brokers resumed"));
-                }
-            }
+            waiting.extend(statuses.iter().filter_map(|s| s.waiting()));
             if waiting.is_empty() {
                 Ok(())
             } else {

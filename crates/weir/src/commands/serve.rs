@@ -80,7 +80,7 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
     let addr = listener.local_addr()?;
 
     let sources = super::sources::start(&lakehouse, &cfg.sources)?;
-    obs.watch_sources(&sources, &cfg.sources);
+    obs.watch_sources(&sources);
     let (stop_sources, sources_stopped) = watch::channel(false);
     let demo = cfg.demo.demo.then(|| {
         tokio::spawn(weir_ingest::demo::run(

@@ -5,29 +5,44 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use weir_catalog::Lakehouse;
 use weir_config::SourcesConfig;
-use weir_ingest::kafka::{self, KafkaCounters, KafkaOptions, KafkaReport, Route, StartFrom};
-use weir_ingest::modbus::{self, ModbusOptions, ModbusReport, PollCounters, PollerOptions};
-use weir_ingest::mqtt::{self, MqttCounters, MqttReport, MqttSourceOptions};
+use weir_ingest::kafka::{self, KafkaOptions, Route, StartFrom};
+use weir_ingest::modbus::{self, ModbusOptions, PollerOptions};
+use weir_ingest::mqtt::{self, MqttSourceOptions};
 use weir_ingest::writer::BufferLimits;
-
-type KafkaTask = JoinHandle<Result<KafkaReport, kafka::KafkaSourceError>>;
-type ModbusTask = JoinHandle<Result<ModbusReport, modbus::ModbusError>>;
-pub type MqttTask = JoinHandle<Result<MqttReport, mqtt::MqttSourceError>>;
+use weir_ingest::{PipelineReport, RunningSource, SourceError};
 
 /// Running sources; `stop` flushes and commits what they hold.
 pub struct Sources {
-    pub kafka: Option<(KafkaTask, Arc<KafkaCounters>)>,
-    pub modbus: Option<(ModbusTask, Arc<PollCounters>)>,
-    pub mqtt: Option<(MqttTask, Arc<MqttCounters>)>,
+    pub running: Vec<RunningSource>,
     stop: watch::Sender<bool>,
 }
 
 impl Sources {
     pub fn is_empty(&self) -> bool {
-        self.kafka.is_none() && self.modbus.is_none() && self.mqtt.is_none()
+        self.running.is_empty()
+    }
+
+    /// Waits until a source ends by itself (a fatal error) and takes it out
+    /// of the list: its name and result. Pending forever without sources.
+    pub async fn ended(
+        &mut self,
+    ) -> (
+        &'static str,
+        Result<Result<Vec<PipelineReport>, SourceError>, tokio::task::JoinError>,
+    ) {
+        let running = &mut self.running;
+        let (i, result) = std::future::poll_fn(|cx| {
+            for (i, source) in running.iter_mut().enumerate() {
+                if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut source.task).poll(cx) {
+                    return std::task::Poll::Ready((i, r));
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        (self.running.remove(i).name, result)
     }
 
     /// A one-line description for the startup banner.
@@ -67,37 +82,13 @@ impl Sources {
     /// whether all ended cleanly.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        if let Some((task, _)) = self.kafka {
-            let report = task.await.context("kafka source task")??;
-            let s = report.stats;
-            tracing::info!(
-                messages = s.messages,
-                points = s.points,
-                dead_letters = s.dead_letters,
-                duplicates_skipped = s.duplicates_skipped,
-                flushes = report.flushes,
-                resets = report.resets,
-                "kafka source stopped"
-            );
-        }
-        if let Some((task, counters)) = self.modbus {
-            let report = task.await.context("modbus source task")??;
-            log_modbus_report(&report, &counters);
-        }
-        if let Some((task, _)) = self.mqtt {
-            let report = task.await.context("mqtt source task")??;
-            for b in report.brokers {
-                let s = b.stats;
-                tracing::info!(
-                    broker = b.broker,
-                    messages = s.messages,
-                    points = s.points,
-                    dead_letters = s.dead_letters,
-                    points_deduped = b.points_deduped,
-                    flushes = b.flushes,
-                    reconnects = b.reconnects,
-                    "mqtt source stopped"
-                );
+        for source in self.running {
+            let reports = source
+                .task
+                .await
+                .with_context(|| format!("{} source task", source.name))??;
+            for report in reports {
+                report.log();
             }
         }
         Ok(())
@@ -157,22 +148,6 @@ pub fn kafka_options(cfg: &SourcesConfig) -> anyhow::Result<Option<KafkaOptions>
         max_buffer_bytes: w.max_buffer_mb.max(1) << 20,
         writer_id: writer_id(),
     }))
-}
-
-pub fn log_modbus_report(report: &ModbusReport, counters: &PollCounters) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let s = report.stats;
-    tracing::info!(
-        devices = report.devices,
-        polls = counters.polls.load(Relaxed),
-        missed_polls = counters.missed.load(Relaxed),
-        failures = counters.failures.load(Relaxed),
-        messages = s.messages,
-        points = s.points,
-        flushes = report.flushes,
-        resets = report.resets,
-        "modbus source stopped"
-    );
 }
 
 /// `postgres://...` reads the PostgreSQL registry, anything else is a TOML file.
@@ -273,33 +248,18 @@ pub fn mqtt_options(cfg: &SourcesConfig) -> anyhow::Result<Option<MqttSourceOpti
     }))
 }
 
-/// Spawns a source task with fresh counters.
-fn spawn<C, F>(run: impl FnOnce(Arc<C>) -> F) -> (JoinHandle<F::Output>, Arc<C>)
-where
-    C: Default,
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let counters = Arc::new(C::default());
-    (tokio::spawn(run(counters.clone())), counters)
-}
-
 /// Starts every configured source.
 pub fn start(lakehouse: &Lakehouse, cfg: &SourcesConfig) -> anyhow::Result<Sources> {
     let (stop, stopped) = watch::channel(false);
-    let kafka = kafka_options(cfg)?.map(|opts| {
-        spawn(|counters| kafka::run(lakehouse.clone(), opts, counters, stopped.clone()))
-    });
-    let modbus = modbus_options(cfg).map(|opts| {
-        spawn(|counters| modbus::run(lakehouse.clone(), opts, counters, stopped.clone()))
-    });
-    let mqtt = mqtt_options(cfg)?.map(|opts| {
-        spawn(|counters| mqtt::run(lakehouse.clone(), opts, counters, stopped.clone()))
-    });
-    Ok(Sources {
-        kafka,
-        modbus,
-        mqtt,
-        stop,
-    })
+    let mut running = Vec::new();
+    if let Some(opts) = kafka_options(cfg)? {
+        running.push(kafka::spawn(lakehouse.clone(), opts, stopped.clone()));
+    }
+    if let Some(opts) = modbus_options(cfg) {
+        running.push(modbus::spawn(lakehouse.clone(), opts, stopped.clone()));
+    }
+    if let Some(opts) = mqtt_options(cfg)? {
+        running.push(mqtt::spawn(lakehouse.clone(), opts, stopped.clone()));
+    }
+    Ok(Sources { running, stop })
 }
