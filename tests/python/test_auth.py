@@ -267,8 +267,12 @@ ADMIN_ONLY = [
     "INSERT OVERWRITE silver.points SELECT * FROM silver.points WHERE false",
     "INSERT OVERWRITE silver.points PARTITION (device_id = 'x') SELECT * FROM silver.points WHERE false",
     "MERGE INTO silver.points t USING public.roles_t s ON t.value = s.a WHEN MATCHED THEN DELETE",
+    # Alert rules (issue 22).
+    "CREATE ALERT denied ON public.roles_t WHEN a > 1",
+    "DROP ALERT IF EXISTS denied",
 ]
 WRITE = [
+    "ACKNOWLEDGE ALERT 'no-such-alert'",
     "INSERT INTO public.roles_t VALUES (100)",
     "DELETE FROM public.roles_t WHERE a = 1",
     "MERGE INTO public.roles_t t USING (SELECT 100 AS a) s ON t.a = s.a WHEN NOT MATCHED THEN INSERT VALUES (s.a)",
