@@ -10,6 +10,7 @@
 #        benches/run.sh federation [--devices N] [--points P]           (PostgreSQL federation)
 #        benches/run.sh auth [--reps R]                                 (TLS + auth connection cost)
 #        benches/run.sh gapfill [--sensors N] [--reps R]                (gap filling vs DuckDB)
+#        benches/run.sh alerts [--rules N] [--points N]                 (alert rule evaluation cost)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${WEIR_BENCH_VENV:-$HOME/.cache/weir/bench-venv}
@@ -44,6 +45,11 @@ fi
 if [ "${1:-}" = gapfill ]; then
   shift
   exec "$venv/bin/python" benches/gapfill.py "$@"
+fi
+if [ "${1:-}" = alerts ]; then
+  shift
+  cargo build --release --locked -p weir-alert --example rule_bench
+  exec "$venv/bin/python" benches/alerts.py "$@"
 fi
 if [ "${1:-}" = mqtt ]; then
   shift

@@ -339,20 +339,27 @@ impl Engine {
         let names = names.clone();
         let now = now_micros();
         let mut id = alert_id;
-        for name in names {
-            let Some(rule) = self.rules.get_mut(&name) else {
-                continue;
-            };
-            match rule.apply(&batch.batch, now, &mut id) {
+        let mut rules: Vec<&mut RuleState> = self
+            .rules
+            .iter_mut()
+            .filter(|(name, _)| names.contains(name))
+            .map(|(_, r)| r)
+            .collect();
+        let results = crate::state::evaluate_batch(&mut rules, &batch.batch, now, &mut id);
+        let names: Vec<(String, AlertRule)> = rules
+            .iter()
+            .map(|r| (r.rule.name.clone(), r.rule.clone()))
+            .collect();
+        drop(rules);
+        let rows = batch.batch.num_rows() as u64;
+        self.report.rows_evaluated += rows;
+        metrics::counter!("weir_alert_rows_evaluated_total").increment(rows);
+        for (i, result) in results {
+            let (name, rule) = &names[i];
+            match result {
                 Ok(decisions) => {
-                    self.report.rows_evaluated += batch.batch.num_rows() as u64;
-                    metrics::counter!("weir_alert_rows_evaluated_total")
-                        .increment(batch.batch.num_rows() as u64);
-                    if !decisions.is_empty() {
-                        let rule = rule.rule.clone();
-                        for d in decisions {
-                            self.decided(&rule, d, None);
-                        }
+                    for d in decisions {
+                        self.decided(rule, d, None);
                     }
                 }
                 Err(e) => {

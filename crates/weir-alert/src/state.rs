@@ -114,14 +114,17 @@ impl Window {
 #[derive(Debug)]
 pub struct RuleState {
     pub rule: AlertRule,
+    /// `column = 'text'` its filter requires ([`AlertRule::equality_key`]).
+    key: Option<(String, String)>,
     /// The rule planned per batch schema (tables evolve).
     compiled: Vec<(arrow::datatypes::SchemaRef, CompiledRule)>,
-    series: HashMap<String, Series>,
+    series: HashMap<std::sync::Arc<str>, Series>,
 }
 
 impl RuleState {
     pub fn new(rule: AlertRule) -> Self {
         RuleState {
+            key: rule.equality_key(),
             rule,
             compiled: Vec::new(),
             series: HashMap::new(),
@@ -136,14 +139,14 @@ impl RuleState {
 
     /// Marks `series` as having an open alert (recovered from `gold.alerts`).
     pub fn recover(&mut self, series: &str, open: Open, now_micros: i64) {
-        let s = self.series.entry(series.to_string()).or_default();
+        let s = self.series.entry(series.into()).or_default();
         s.open = Some(open);
         s.seen_micros = now_micros;
     }
 
     /// Series known to be alive (absence watches them) without an alert.
     pub fn know(&mut self, series: &str, seen_micros: i64) {
-        let s = self.series.entry(series.to_string()).or_default();
+        let s = self.series.entry(series.into()).or_default();
         s.seen_micros = s.seen_micros.max(seen_micros);
     }
 
@@ -155,7 +158,7 @@ impl RuleState {
     pub fn open_series(&self) -> Vec<(String, Open)> {
         self.series
             .iter()
-            .filter_map(|(k, s)| s.open.clone().map(|o| (k.clone(), o)))
+            .filter_map(|(k, s)| s.open.clone().map(|o| (k.to_string(), o)))
             .collect()
     }
 
@@ -209,11 +212,12 @@ impl RuleState {
                 None => now_micros,
             };
             let s = self.series.entry(key.clone()).or_default();
+            let key: &str = key;
             s.seen_micros = now_micros;
             if absent {
                 if let Some(open) = s.open.take() {
                     out.push(Decision {
-                        series: key.clone(),
+                        series: key.to_string(),
                         state: weir_query::alerts::RESOLVED,
                         at_micros: now_micros,
                         value: None,
@@ -290,7 +294,7 @@ impl RuleState {
                         });
                         s.pending_since = None;
                         out.push(Decision {
-                            series: key.clone(),
+                            series: key.to_string(),
                             state: weir_query::alerts::ACTIVE,
                             at_micros: ts,
                             value,
@@ -301,7 +305,7 @@ impl RuleState {
                 None => s.pending_since = None,
                 Some(open) if cleared => {
                     out.push(Decision {
-                        series: key.clone(),
+                        series: key.to_string(),
                         state: weir_query::alerts::RESOLVED,
                         at_micros: ts.max(open.since_micros),
                         value,
@@ -335,7 +339,7 @@ impl RuleState {
                     since_micros: now_micros,
                 });
                 out.push(Decision {
-                    series: key.clone(),
+                    series: key.to_string(),
                     state: weir_query::alerts::ACTIVE,
                     at_micros: now_micros,
                     value: Some((now_micros - s.seen_micros) as f64 / 1e6),
@@ -345,6 +349,66 @@ impl RuleState {
         }
         out
     }
+}
+
+/// Runs `rules` (all of one table) over a batch: a rule whose filter requires
+/// `column = 'text'` gets only the rows with that value (the batch is grouped
+/// once per such column), the others get every row. Returns each rule's
+/// transitions (by position in `rules`) and the errors.
+pub fn evaluate_batch(
+    rules: &mut [&mut RuleState],
+    batch: &RecordBatch,
+    now_micros: i64,
+    new_id: &mut dyn FnMut(&str, &str, i64) -> String,
+) -> Vec<(usize, weir_query::Result<Vec<Decision>>)> {
+    use arrow::array::{StringArray, UInt32Array};
+    // column → value → row indices, for string columns only.
+    let mut groups: HashMap<String, Option<HashMap<String, Vec<u32>>>> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, rule) in rules.iter_mut().enumerate() {
+        let routed = rule.key.as_ref().and_then(|(column, value)| {
+            let grouped = groups.entry(column.clone()).or_insert_with(|| {
+                let array = batch.column_by_name(column)?;
+                if !matches!(
+                    array.data_type(),
+                    arrow::datatypes::DataType::Utf8
+                        | arrow::datatypes::DataType::LargeUtf8
+                        | arrow::datatypes::DataType::Utf8View
+                        | arrow::datatypes::DataType::Dictionary(..)
+                ) {
+                    return None;
+                }
+                let text = arrow::compute::cast(array, &arrow::datatypes::DataType::Utf8).ok()?;
+                let text = text.as_any().downcast_ref::<StringArray>()?.clone();
+                let mut map: HashMap<String, Vec<u32>> = HashMap::new();
+                for (row, v) in text.iter().enumerate() {
+                    if let Some(v) = v {
+                        match map.get_mut(v) {
+                            Some(rows) => rows.push(row as u32),
+                            None => {
+                                map.insert(v.to_string(), vec![row as u32]);
+                            }
+                        }
+                    }
+                }
+                Some(map)
+            });
+            grouped.as_ref().map(|g| g.get(value))
+        });
+        let result = match routed {
+            // No row has the value: nothing to evaluate.
+            Some(None) => continue,
+            Some(Some(rows)) if rows.len() < batch.num_rows() => {
+                let indices = UInt32Array::from(rows.clone());
+                arrow::compute::take_record_batch(batch, &indices)
+                    .map_err(|e| weir_query::QueryError::Internal(e.to_string()))
+                    .and_then(|sub| rule.apply(&sub, now_micros, new_id))
+            }
+            _ => rule.apply(batch, now_micros, new_id),
+        };
+        out.push((i, result));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -228,7 +228,7 @@ pub const METRICS: &[(&str, &str, &str, &str)] = &[
         "weir_alert_rows_evaluated_total",
         "counter",
         "",
-        "Rows run through alert rules (a row counts once per rule reading it).",
+        "Rows of tables with alert rules run through their rules.",
     ),
     (
         "weir_alert_transitions_total",

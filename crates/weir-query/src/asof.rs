@@ -81,10 +81,10 @@ pub(crate) fn rewrite(
     }
 }
 
-struct Rewriter<'a> {
+pub(crate) struct Rewriter<'a> {
     dialect: &'a dyn Dialect,
-    lowercase: bool,
-    next_id: usize,
+    pub(crate) lowercase: bool,
+    pub(crate) next_id: usize,
 }
 
 impl VisitorMut for Rewriter<'_> {
@@ -116,6 +116,8 @@ impl Rewriter<'_> {
         for from in &mut select.from {
             self.joins(from, &mut helpers)?;
         }
+        // `(SELECT … ORDER BY t DESC LIMIT 1)` select items (asof_subquery.rs).
+        self.scalar_subqueries(select, &mut helpers)?;
         if !helpers.is_empty() {
             exclude_helpers(&mut select.projection, &helpers, self.lowercase);
         }
@@ -209,7 +211,7 @@ impl Rewriter<'_> {
         Ok(alias)
     }
 
-    fn parse<T>(
+    pub(crate) fn parse<T>(
         &self,
         sql: &str,
         f: impl FnOnce(
@@ -225,7 +227,7 @@ impl Rewriter<'_> {
 }
 
 /// The name the right side's columns are qualified with.
-fn right_alias(relation: &TableFactor) -> Result<Ident> {
+pub(crate) fn right_alias(relation: &TableFactor) -> Result<Ident> {
     match relation {
         TableFactor::Table { alias: Some(a), .. }
         | TableFactor::Derived { alias: Some(a), .. }
@@ -254,16 +256,16 @@ fn right_alias(relation: &TableFactor) -> Result<Ident> {
 }
 
 /// Tells expressions over the right side from the others.
-struct Side<'a> {
-    alias: &'a Ident,
-    lowercase: bool,
+pub(crate) struct Side<'a> {
+    pub(crate) alias: &'a Ident,
+    pub(crate) lowercase: bool,
 }
 
 #[derive(Default)]
-struct Refs {
-    right: bool,
-    other: bool,
-    unqualified: bool,
+pub(crate) struct Refs {
+    pub(crate) right: bool,
+    pub(crate) other: bool,
+    pub(crate) unqualified: bool,
 }
 
 impl Side<'_> {
@@ -278,7 +280,7 @@ impl Side<'_> {
         norm(a) == norm(b)
     }
 
-    fn refs(&self, expr: &Expr) -> Refs {
+    pub(crate) fn refs(&self, expr: &Expr) -> Refs {
         struct Collect<'a, 'b> {
             side: &'a Side<'b>,
             refs: Refs,

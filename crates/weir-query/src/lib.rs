@@ -10,6 +10,7 @@
 pub mod alerts;
 mod alter;
 mod asof;
+mod asof_subquery;
 mod catalog;
 mod ddl;
 mod dml;

@@ -46,7 +46,7 @@ pub struct CompiledRule {
 #[derive(Debug)]
 pub struct Evaluated {
     /// Series key text per row (`device_id=d1,metric=m`).
-    pub series: Vec<String>,
+    pub series: Vec<Arc<str>>,
     /// Event time (µs since the epoch) per row; None without a time column.
     pub ts: Option<Int64Array>,
     pub when: Values,
@@ -206,20 +206,61 @@ impl CompiledRule {
             .iter()
             .map(|(name, e)| Ok((name, run(e, batch)?)))
             .collect::<Result<Vec<_>>>()?;
-        let series = (0..n)
-            .map(|i| {
-                keys.iter()
-                    .map(|(name, a)| {
-                        let a = a.as_any().downcast_ref::<arrow::array::StringArray>();
-                        match a {
-                            Some(a) if !a.is_null(i) => format!("{name}={}", a.value(i)),
-                            _ => format!("{name}="),
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",")
+        let keys: Vec<(&String, Option<&arrow::array::StringArray>)> = keys
+            .iter()
+            .map(|(name, a)| {
+                (
+                    *name,
+                    a.as_any().downcast_ref::<arrow::array::StringArray>(),
+                )
             })
             .collect();
+        // One text per distinct key in the batch, shared by its rows.
+        if let [(name, Some(a))] = keys.as_slice() {
+            let mut known: std::collections::HashMap<Option<&str>, Arc<str>> =
+                std::collections::HashMap::new();
+            let series = a
+                .iter()
+                .map(|v| {
+                    known
+                        .entry(v)
+                        .or_insert_with(|| format!("{name}={}", v.unwrap_or_default()).into())
+                        .clone()
+                })
+                .collect();
+            return self.finish(batch, series);
+        }
+        let mut known: std::collections::HashMap<Vec<Option<&str>>, Arc<str>> =
+            std::collections::HashMap::new();
+        let series = (0..n)
+            .map(|i| {
+                let values: Vec<Option<&str>> = keys
+                    .iter()
+                    .map(|(_, a)| a.and_then(|a| (!a.is_null(i)).then(|| a.value(i))))
+                    .collect();
+                if let Some(text) = known.get(&values) {
+                    return text.clone();
+                }
+                let text: Arc<str> = keys
+                    .iter()
+                    .zip(&values)
+                    .map(|((name, _), v)| format!("{name}={}", v.unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .into();
+                known.insert(values, text.clone());
+                text
+            })
+            .collect();
+        self.finish(batch, series)
+    }
+
+    fn finish(&self, batch: &RecordBatch, series: Vec<Arc<str>>) -> Result<Evaluated> {
+        let run = |e: &Arc<dyn PhysicalExpr>, b: &RecordBatch| -> Result<ArrayRef> {
+            e.evaluate(b)
+                .and_then(|v| v.into_array(b.num_rows()))
+                .map_err(|e| invalid(&self.rule, "evaluating", e))
+        };
         let ts = match &self.time {
             Some(t) => {
                 let a = run(t, batch)?;

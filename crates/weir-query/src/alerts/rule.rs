@@ -193,6 +193,51 @@ fn quote(s: &str) -> String {
 }
 
 impl AlertRule {
+    /// `column = 'text'` when the filter requires it (a top-level AND term):
+    /// the evaluator hands such a rule only the rows with that value,
+    /// grouping each batch once by the column instead of running every
+    /// rule's filter over every row.
+    pub fn equality_key(&self) -> Option<(String, String)> {
+        let filter = self.filter.as_ref()?;
+        let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+        let expr = Parser::new(&dialect)
+            .try_with_sql(filter)
+            .ok()?
+            .parse_expr()
+            .ok()?;
+        fn find(e: &Expr) -> Option<(String, String)> {
+            match e {
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::And,
+                    right,
+                } => find(left).or_else(|| find(right)),
+                Expr::Nested(e) => find(e),
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } => match (left.as_ref(), right.as_ref()) {
+                    (Expr::Identifier(c), v) | (v, Expr::Identifier(c)) => {
+                        let Expr::Value(v) = v else { return None };
+                        let Value::SingleQuotedString(s) = &v.value else {
+                            return None;
+                        };
+                        // Unquoted names are folded to lower case, as the planner does.
+                        let column = match c.quote_style {
+                            Some(_) => c.value.clone(),
+                            None => c.value.to_ascii_lowercase(),
+                        };
+                        Some((column, s.clone()))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+        find(&expr)
+    }
+
     /// The rule as the `CREATE ALERT` statement that makes it (what the
     /// catalog stores; [`parse_create`] reads it back to the same rule).
     pub fn to_sql(&self) -> String {
@@ -623,6 +668,28 @@ mod tests {
             if window == Duration::from_secs(600) && limit == 3.0));
         let r = parse_create(&GenericDialect {}, cases[4]).unwrap();
         assert_eq!(r.hold, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn equality_keys_route_rules() {
+        let key = |sql: &str| {
+            parse_create(&GenericDialect {}, sql)
+                .unwrap()
+                .equality_key()
+        };
+        assert_eq!(
+            key("CREATE ALERT a ON t WHERE metric = 'temp' AND quality = 0 WHEN v > 1"),
+            Some(("metric".into(), "temp".into()))
+        );
+        assert_eq!(
+            key("CREATE ALERT a ON t WHERE (q > 1 AND 'x' = Dev) WHEN v > 1"),
+            Some(("dev".into(), "x".into()))
+        );
+        assert_eq!(
+            key("CREATE ALERT a ON t WHERE metric = 'a' OR metric = 'b' WHEN v > 1"),
+            None
+        );
+        assert_eq!(key("CREATE ALERT a ON t WHEN v > 1"), None);
     }
 
     #[test]
