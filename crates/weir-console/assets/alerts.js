@@ -22,16 +22,16 @@ function firingRow(a, act) {
       title: canWrite() ? 'ACKNOWLEDGE ALERT' : 'write role needed', onclick: () => act(a) }, 'Acknowledge');
   return h('tr', { 'data-testid': 'alert', 'data-alert-id': a.alert_id, 'data-state': a.state,
     'data-rule': a.rule, 'data-series': a.series },
-  h('td', { class: `sev sev-${a.severity}` }, a.severity), h('td', {}, a.rule), h('td', {}, a.series),
+  h('td', { class: `sev sev-${a.severity}` }, a.severity), h('td', {}, a.rule), h('td', { class: 'nowrap' }, a.series),
   h('td', { class: `alert-${a.state}`, 'data-testid': 'alert-state' }, a.state),
-  h('td', {}, a.since_ms ? since(a.since_ms) : '–'),
+  h('td', { class: 'nowrap' }, a.since_ms ? since(a.since_ms) : '–'),
   h('td', { class: 'num' }, value(a.value)), h('td', {}, a.message ?? ''), h('td', {}, action));
 }
 
 function transitionRow(t) {
   return h('tr', { 'data-testid': 'transition', 'data-state': t.state },
-    h('td', {}, fmtTime(t.at_ms)), h('td', { class: `alert-${t.state}` }, t.state),
-    h('td', { class: `sev sev-${t.severity}` }, t.severity), h('td', {}, t.rule), h('td', {}, t.series),
+    h('td', { class: 'nowrap' }, fmtTime(t.at_ms)), h('td', { class: `alert-${t.state}` }, t.state),
+    h('td', { class: `sev sev-${t.severity}` }, t.severity), h('td', {}, t.rule), h('td', { class: 'nowrap' }, t.series),
     h('td', { class: 'num' }, value(t.value)), h('td', {}, t.message ?? ''), h('td', {}, t.actor ?? ''),
     h('td', { class: 'muted id' }, t.alert_id));
 }
