@@ -165,7 +165,158 @@ pub async fn acknowledge(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, TimestampMicrosecondArray};
+    use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
     use super::*;
+
+    /// `gold.alerts` rows: (at in seconds, alert id, state, seq).
+    async fn alerts_table(rows: &[(i64, &str, &str, Option<i64>)]) -> SessionContext {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                false,
+            ),
+            Field::new("alert_id", DataType::Utf8, false),
+            Field::new("state", DataType::Utf8, false),
+            Field::new("rule", DataType::Utf8, false),
+            Field::new("series", DataType::Utf8, false),
+            Field::new("severity", DataType::Utf8, false),
+            Field::new("value", DataType::Float64, true),
+            Field::new("message", DataType::Utf8, true),
+            Field::new("actor", DataType::Utf8, true),
+            Field::new("seq", DataType::Int64, true),
+        ]));
+        let strings = |f: &dyn Fn(&(i64, &str, &str, Option<i64>)) -> String| {
+            Arc::new(StringArray::from_iter_values(rows.iter().map(f))) as Arc<dyn Array>
+        };
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(
+                        rows.iter().map(|r| r.0 * 1_000_000),
+                    )
+                    .with_timezone("+00:00"),
+                ),
+                strings(&|r| r.1.to_string()),
+                strings(&|r| r.2.to_string()),
+                strings(&|_| "warm".to_string()),
+                strings(&|r| format!("device_id={}", r.1)),
+                strings(&|r| if r.1 == "c" { "critical" } else { "warning" }.to_string()),
+                Arc::new(Float64Array::from_iter(
+                    rows.iter().map(|r| Some(r.0 as f64)),
+                )),
+                Arc::new(StringArray::from_iter(rows.iter().map(|_| None::<&str>))),
+                Arc::new(StringArray::from_iter(
+                    rows.iter()
+                        .map(|r| Some(if r.3.is_some() { "evaluator" } else { "boss" })),
+                )),
+                Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.3))),
+            ],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        ctx.sql("CREATE SCHEMA gold").await.unwrap();
+        ctx.register_table(
+            "gold.alerts",
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+        )
+        .unwrap();
+        ctx
+    }
+
+    async fn run(ctx: &SessionContext, sql: &str) -> Vec<serde_json::Value> {
+        let frame = ctx.sql(sql).await.unwrap();
+        let schema = frame.schema().as_arrow().clone();
+        let batches = frame.collect().await.unwrap();
+        let mut rows = Vec::new();
+        for batch in &batches {
+            crate::query::append(batch, &mut rows).unwrap();
+        }
+        crate::query::Outcome {
+            columns: schema
+                .fields()
+                .iter()
+                .map(|f| serde_json::json!({"name": f.name()}))
+                .collect(),
+            rows,
+            truncated: false,
+        }
+        .records()
+    }
+
+    #[tokio::test]
+    async fn firing_is_the_latest_transition_active_or_acknowledged() {
+        let ctx = alerts_table(&[
+            // a: active, then acknowledged at the same instant (ties go to
+            // the later state).
+            (100, "a", "ACTIVE", Some(1)),
+            (100, "a", "ACKNOWLEDGED", None),
+            // b: active, acknowledged, resolved: not firing.
+            (110, "b", "ACTIVE", Some(2)),
+            (120, "b", "ACKNOWLEDGED", None),
+            (130, "b", "RESOLVED", Some(3)),
+            // c: critical and active, shown first.
+            (90, "c", "ACTIVE", Some(4)),
+            // d: resolved in the same instant it fired.
+            (140, "d", "ACTIVE", Some(5)),
+            (140, "d", "RESOLVED", Some(6)),
+            // e: active.
+            (150, "e", "ACTIVE", Some(7)),
+        ])
+        .await;
+        let firing = run(&ctx, &firing_sql()).await;
+        let got: Vec<(&str, &str, i64)> = firing
+            .iter()
+            .map(|a| {
+                (
+                    a["alert_id"].as_str().unwrap(),
+                    a["state"].as_str().unwrap(),
+                    a["since_ms"].as_f64().unwrap() as i64,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("c", "ACTIVE", 90_000),
+                ("e", "ACTIVE", 150_000),
+                ("a", "ACKNOWLEDGED", 100_000),
+            ]
+        );
+        assert_eq!(firing[2]["actor"], "boss");
+        assert_eq!(firing[2]["changed_ms"].as_f64(), Some(100_000.0));
+
+        let recent = run(&ctx, &recent_sql()).await;
+        let order: Vec<(&str, &str)> = recent
+            .iter()
+            .take(4)
+            .map(|t| {
+                (
+                    t["alert_id"].as_str().unwrap(),
+                    t["state"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                ("e", "ACTIVE"),
+                ("d", "RESOLVED"),
+                ("d", "ACTIVE"),
+                ("b", "RESOLVED")
+            ]
+        );
+        assert_eq!(recent.len(), 9);
+        assert_eq!(recent[0]["at_ms"].as_f64(), Some(150_000.0));
+    }
 
     #[test]
     fn alert_ids_are_quoted() {

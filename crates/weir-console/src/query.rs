@@ -231,7 +231,10 @@ fn kind(data_type: &DataType) -> &'static str {
     }
 }
 
-fn append(batch: &RecordBatch, rows: &mut Vec<Vec<serde_json::Value>>) -> Result<(), ApiError> {
+pub(crate) fn append(
+    batch: &RecordBatch,
+    rows: &mut Vec<Vec<serde_json::Value>>,
+) -> Result<(), ApiError> {
     let failed = |e: arrow::error::ArrowError| ApiError::internal(format!("encoding results: {e}"));
     let options = FormatOptions::default().with_null("");
     let start = rows.len();
