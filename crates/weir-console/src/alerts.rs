@@ -175,8 +175,10 @@ mod tests {
 
     use super::*;
 
-    /// `gold.alerts` rows: (at in seconds, alert id, state, seq).
-    async fn alerts_table(rows: &[(i64, &str, &str, Option<i64>)]) -> SessionContext {
+    /// A `gold.alerts` row: (at in seconds, alert id, state, seq).
+    type Row<'a> = (i64, &'a str, &'a str, Option<i64>);
+
+    async fn alerts_table(rows: &[Row<'_>]) -> SessionContext {
         let schema = Arc::new(Schema::new(vec![
             Field::new(
                 "at",
@@ -193,7 +195,7 @@ mod tests {
             Field::new("actor", DataType::Utf8, true),
             Field::new("seq", DataType::Int64, true),
         ]));
-        let strings = |f: &dyn Fn(&(i64, &str, &str, Option<i64>)) -> String| {
+        let strings = |f: &dyn Fn(&Row<'_>) -> String| {
             Arc::new(StringArray::from_iter_values(rows.iter().map(f))) as Arc<dyn Array>
         };
         let batch = RecordBatch::try_new(
