@@ -8,8 +8,9 @@ tables, and screenshots of each page for the README.
 console in headless Chromium `--reps` times (fresh page load each) and reads
 `performance` marks the pages set once drawn: Tables (every table listed)
 and Pipeline, in ms from navigation start (HTML, modules, API call,
-rendering). `screenshots` runs `weir serve --demo`, compacts a table and
-runs a query, then saves Pipeline, Tables, a table and Explore as PNG.
+rendering). `screenshots` runs `weir serve --demo`, compacts a table, runs
+a query and creates an alert rule (one alert acknowledged), then saves
+Pipeline, Tables, a table, Explore and Alerts as PNG.
 
 Needs the test venv (selenium, ADBC) and tests/scripts/chromium.sh install;
 WEIR_BIN picks the binary (default target/debug/weir).
@@ -111,7 +112,18 @@ def screenshots(args) -> None:
             browser.find_element(By.CSS_SELECTOR, "[data-testid=pick]").click()
             find(browser, "svg[data-testid=chart]")
             browser.save_screenshot(str(out / "explore.png"))
-            print(f"screenshots in {out}: pipeline.png tables.png table.png explore.png")
+            conn = flightsql.connect(server.uri, autocommit=True)
+            execute(conn, "CREATE ALERT warm ON silver.points WHERE metric = 'temperature' BY device_id "
+                          "WHEN value > 20 SEVERITY 'warning' MESSAGE 'warmer than 20'")
+            execute(conn, "CREATE ALERT pressure_high ON silver.points WHERE metric = 'pressure' BY device_id "
+                          "WHEN value > 100 CLEAR WHEN value < 90 SEVERITY 'critical'")
+            conn.close()
+            browser.get(base + "/#/alerts")
+            find(browser, "tr[data-testid=alert] [data-testid=acknowledge]").click()
+            wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "tr[data-testid=alert][data-state=ACKNOWLEDGED]"))
+            time.sleep(1)
+            browser.save_screenshot(str(out / "alerts.png"))
+            print(f"screenshots in {out}: pipeline.png tables.png table.png explore.png alerts.png")
         finally:
             browser.quit()
             server.discard()

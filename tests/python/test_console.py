@@ -1,6 +1,7 @@
 """The web console (issue 23) in a real headless Chromium: log in, watch the
 demo source's rate move, open a table, run a query and see its chart,
-compact a table as admin and see it finish, and a read-only user cannot.
+compact a table as admin and see it finish, and a read-only user cannot;
+see alerts fire, acknowledge one as admin, and a read-only user cannot.
 Needs Debian chromium + chromium-driver (tests/scripts/chromium.sh install,
 called by tests/run.sh); a missing browser fails the tests."""
 
@@ -16,8 +17,8 @@ from console_browser import api, chrome, find, http_port, login, text_of, wait
 from mqtt_harness import Mosquitto, wait_log
 from weir_harness import WeirServer, execute, hash_password
 
-PASSWORDS = {"boss": "b-secret", "reader": "r-secret"}
-ROLES = {"boss": "admin", "reader": "read"}
+PASSWORDS = {"boss": "b-secret", "reader": "r-secret", "writer": "w-secret"}
+ROLES = {"boss": "admin", "reader": "read", "writer": "write"}
 
 
 @pytest.fixture(scope="module")
@@ -289,3 +290,99 @@ def test_tables_list_updates_without_reload(browser, demo):
     assert status == 200, body
     find(browser, "tr[data-table='public.appears_live']")
     assert browser.execute_script("return window.__sameDocument") is True
+
+
+DEMO_DEVICES = 3
+
+
+@pytest.fixture(scope="module")
+def alerting(tmp_path_factory):
+    """Users configured and the demo source running, with a rule that fires
+    at once for every demo device (created over Flight SQL by the admin)."""
+    users = ";".join(f"{n}:{ROLES[n]}:{hash_password(p)}" for n, p in PASSWORDS.items())
+    server = WeirServer(
+        tmp_path_factory.mktemp("console-alerts") / "data",
+        ["--http-listen", "127.0.0.1:0", "--users", users, "--demo", "--demo-devices", str(DEMO_DEVICES),
+         "--demo-interval-ms", "200", "--commit-interval-ms", "300", "--hot-interval-ms", "50",
+         "--maintenance=false"],
+    )
+    conn = flightsql.connect(
+        server.uri, db_kwargs={"username": "boss", "password": PASSWORDS["boss"]}, autocommit=True
+    )
+    execute(conn, "CREATE ALERT warm ON silver.points WHERE metric = 'temperature' "
+                  "BY device_id WHEN value > -1000 SEVERITY 'warning' MESSAGE 'warm enough'")
+    conn.close()
+    yield server, f"http://127.0.0.1:{http_port(server)}"
+    server.discard()
+
+
+def alert_rows(browser, state: str | None = None) -> list:
+    """(alert id, state) of each firing alert shown."""
+    css = "tr[data-testid=alert][data-rule=warm]" + (f"[data-state={state}]" if state else "")
+    return browser.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map((r) => [r.dataset.alertId, r.dataset.state]);",
+        css)
+
+
+def test_alerts_fire_and_an_admin_acknowledges(browser, alerting):
+    _, base = alerting
+    browser.delete_all_cookies()
+    login(browser, base, "boss", PASSWORDS["boss"])
+    # The badge counts firing alerts on any page.
+    wait(browser, lambda b: text_of(b, "[data-testid=alert-badge]") == str(DEMO_DEVICES),
+         message="the navigation's badge did not count the firing alerts")
+    find(browser, "#nav a[data-page=alerts]").click()
+    wait(browser, lambda b: len(alert_rows(b, "ACTIVE")) == DEMO_DEVICES,
+         message="the firing alerts did not show")
+    firing = text_of(browser, "[data-testid=firing]")
+    assert "device_id=sim-0001" in firing and "warning" in firing and "warm enough" in firing, firing
+    assert "WHEN value > -1000" in text_of(browser, "tr[data-testid=rule][data-rule=warm]")
+    assert "ACTIVE" in text_of(browser, "[data-testid=transitions]")
+    browser.execute_script("window.__sameDocument = true")
+    alert_id = alert_rows(browser)[0][0]
+    find(browser, f"tr[data-alert-id='{alert_id}'] [data-testid=acknowledge]").click()
+    # Live: the row changes state without a reload, with who acknowledged.
+    wait(browser, lambda b: b.find_elements(
+        By.CSS_SELECTOR, f"tr[data-alert-id='{alert_id}'][data-state=ACKNOWLEDGED]"),
+        message="the acknowledged alert did not change state")
+    assert "by boss" in text_of(browser, f"tr[data-alert-id='{alert_id}']")
+    assert browser.execute_script("return window.__sameDocument") is True
+    wait(browser, lambda b: "ACKNOWLEDGED" in text_of(b, "[data-testid=transitions]"))
+    assert len(alert_rows(browser, "ACTIVE")) == DEMO_DEVICES - 1
+    # Still firing (acknowledged, not resolved): the badge keeps counting it.
+    assert text_of(browser, "[data-testid=alert-badge]") == str(DEMO_DEVICES)
+    # Only an ACTIVE alert can be acknowledged; the engine says why not.
+    status, body = api(browser, "POST", "/api/alerts/acknowledge", {"alert_id": alert_id})
+    assert status == 400 and "only an ACTIVE alert" in body["error"], body
+    status, body = api(browser, "POST", "/api/alerts/acknowledge", {"alert_id": "no-such-alert"})
+    assert status == 404, body
+
+
+def test_a_reader_sees_alerts_but_cannot_acknowledge(browser, alerting):
+    _, base = alerting
+    browser.delete_all_cookies()
+    login(browser, base, "reader", PASSWORDS["reader"])
+    browser.get(base + "/#/alerts")
+    wait(browser, lambda b: len(alert_rows(b, "ACTIVE")) >= 1, message="the reader sees no alerts")
+    buttons = browser.find_elements(By.CSS_SELECTOR, "tr[data-testid=alert] [data-testid=acknowledge]")
+    assert buttons and all(b.get_attribute("disabled") is not None for b in buttons)
+    alert_id = alert_rows(browser, "ACTIVE")[0][0]
+    # A forged request is refused by the server (the statement's role check),
+    # and the alert stays ACTIVE.
+    status, body = api(browser, "POST", "/api/alerts/acknowledge", {"alert_id": alert_id})
+    assert status == 403 and "role write is needed" in body["error"], body
+    status, body = api(browser, "POST", "/api/query", {"sql": f"ACKNOWLEDGE ALERT '{alert_id}'"})
+    assert status == 403, body
+    status, body = api(browser, "POST", "/api/alerts/acknowledge", {"alert_id": alert_id}, csrf=False)
+    assert status == 403 and "x-weir-csrf" in body["error"], body
+    status, body = api(browser, "GET", "/api/alerts", None)
+    assert status == 200, body
+    assert {a["alert_id"]: a["state"] for a in body["firing"]}[alert_id] == "ACTIVE", body
+    # The Write role is enough.
+    browser.delete_all_cookies()
+    login(browser, base, "writer", PASSWORDS["writer"])
+    browser.get(base + "/#/alerts")
+    find(browser, f"tr[data-alert-id='{alert_id}'] [data-testid=acknowledge]:enabled").click()
+    wait(browser, lambda b: b.find_elements(
+        By.CSS_SELECTOR, f"tr[data-alert-id='{alert_id}'][data-state=ACKNOWLEDGED]"))
+    assert "by writer" in text_of(browser, f"tr[data-alert-id='{alert_id}']")

@@ -37,3 +37,4 @@ async function call(method, path, body) {
 export const get = (path) => call('GET', path);
 export const post = (path, body) => call('POST', path, body ?? {});
 export const isAdmin = () => session.me && session.me.role === 'admin';
+export const canWrite = () => session.me && (session.me.role === 'write' || session.me.role === 'admin');

@@ -1,16 +1,38 @@
 // The console's entry: session (login form when needed), navigation by URL
-// hash, one polling timer per page (live updates without reloading).
+// hash, one polling timer per page (live updates without reloading), and
+// the count of firing alerts in the navigation (polled too).
 
 import { get, post, session, ApiError } from './api.js';
 import { h, mount, errorBox } from './dom.js';
 import * as pipeline from './pipeline.js';
 import * as tables from './tables.js';
 import * as explore from './explore.js';
+import * as alerts from './alerts.js';
 
 const main = document.getElementById('main');
 const who = document.getElementById('who');
 let timer = null;
+let badgeTimer = null;
+let page = null;
 let pendingSql = null;
+
+// The firing alerts' count beside "Alerts" (hidden at 0).
+function badge(count) {
+  const el = document.getElementById('alert-badge');
+  el.textContent = String(count);
+  el.hidden = !count;
+  el.title = `${count} firing alert${count === 1 ? '' : 's'}`;
+}
+
+async function pollBadge() {
+  // The Alerts page keeps the badge itself.
+  if (!session.me || page === 'alerts') return;
+  try {
+    badge((await get('/api/alerts/summary')).firing);
+  } catch (e) {
+    // Shown by the page; the badge keeps its last count.
+  }
+}
 
 function openQuery(sql) {
   pendingSql = sql;
@@ -32,6 +54,9 @@ function showUser() {
 
 function loginForm(message) {
   clearInterval(timer);
+  clearInterval(badgeTimer);
+  badgeTimer = null;
+  badge(0);
   const user = h('input', { name: 'user', autocomplete: 'username', 'data-testid': 'login-user', required: true });
   const password = h('input', { name: 'password', type: 'password', autocomplete: 'current-password',
     'data-testid': 'login-password' });
@@ -45,6 +70,7 @@ function loginForm(message) {
       session.me = await post('/api/login', { user: user.value, password: password.value });
       showUser();
       route();
+      startBadge();
     } catch (err) {
       mount(error, err.message);
       error.className = 'error';
@@ -60,18 +86,25 @@ function route() {
   timer = null;
   if (!session.me) return;
   const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
-  const page = parts[0] || 'pipeline';
+  page = parts[0] || 'pipeline';
   for (const a of document.querySelectorAll('#nav a')) {
     a.classList.toggle('active', a.dataset.page === page);
   }
-  const ctx = { openQuery };
+  const ctx = { openQuery, badge };
   if (page === 'tables' && parts.length >= 3) timer = tables.renderDetail(main, parts[1], parts[2]);
   else if (page === 'tables') timer = tables.renderList(main);
   else if (page === 'explore') {
     const sql = pendingSql;
     pendingSql = null;
     timer = explore.render(main, sql);
-  } else timer = pipeline.render(main, ctx);
+  } else if (page === 'alerts') timer = alerts.render(main, ctx);
+  else timer = pipeline.render(main, ctx);
+}
+
+function startBadge() {
+  clearInterval(badgeTimer);
+  pollBadge();
+  badgeTimer = setInterval(pollBadge, 2000);
 }
 
 async function start() {
@@ -79,6 +112,7 @@ async function start() {
     session.me = await get('/api/me');
     showUser();
     route();
+    startBadge();
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) loginForm();
     else mount(main, errorBox(e));

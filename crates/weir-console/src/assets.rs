@@ -56,6 +56,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../assets/explore.js"),
     ),
+    (
+        "alerts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/alerts.js"),
+    ),
 ];
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

@@ -7,6 +7,7 @@
 //! SameSite=Strict cookie, and every state-changing call must also carry
 //! the session's CSRF token in the `x-weir-csrf` header.
 
+mod alerts;
 mod assets;
 mod jobs;
 mod pipeline;
@@ -62,6 +63,7 @@ struct Inner {
     queries: query::Running,
     jobs: jobs::Jobs,
     partitions: tables::PartitionCounts,
+    alerts: alerts::Cache,
 }
 
 impl Console {
@@ -78,6 +80,7 @@ impl Console {
                 queries: query::Running::default(),
                 jobs: jobs::Jobs::default(),
                 partitions: tables::PartitionCounts::default(),
+                alerts: alerts::Cache::default(),
             }),
         }
     }
@@ -112,6 +115,20 @@ impl Console {
             (Method::POST, "/api/jobs") => {
                 let principal = self.acting(&req, Role::Admin).await?;
                 jobs::start(&self.inner, principal, req).await
+            }
+            (Method::GET, "/api/alerts") => {
+                let principal = self.reader(&req).await?;
+                alerts::list(&self.inner, &principal).await
+            }
+            (Method::GET, "/api/alerts/summary") => {
+                let principal = self.reader(&req).await?;
+                alerts::summary(&self.inner, &principal).await
+            }
+            (Method::POST, "/api/alerts/acknowledge") => {
+                // `ACKNOWLEDGE ALERT` needs the Write role: the statement's
+                // check (as over Flight SQL) refuses anyone below.
+                let principal = self.acting(&req, Role::Read).await?;
+                alerts::acknowledge(&self.inner, principal, req).await
             }
             (Method::POST, "/api/query") => {
                 // The statement's own class decides the role needed.

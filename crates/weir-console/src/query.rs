@@ -49,10 +49,25 @@ struct RunRequest {
     id: Option<String>,
 }
 
-struct Outcome {
-    columns: Vec<serde_json::Value>,
-    rows: Vec<Vec<serde_json::Value>>,
-    truncated: bool,
+pub struct Outcome {
+    pub columns: Vec<serde_json::Value>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+    pub truncated: bool,
+}
+
+impl Outcome {
+    /// The rows as objects keyed by column name.
+    pub fn records(self) -> Vec<serde_json::Value> {
+        let names: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        self.rows
+            .into_iter()
+            .map(|row| serde_json::Value::Object(names.iter().cloned().zip(row).collect()))
+            .collect()
+    }
 }
 
 /// `POST /api/query {sql, id}`.
@@ -75,28 +90,8 @@ pub async fn run(
     let timeout = inner.query_timeout;
     let started = Instant::now();
     let owner = principal.name.clone();
-    let task = tokio::spawn(async move {
-        // Planning and streaming share one deadline, as in Flight.
-        let work = async {
-            let ctx = engine.new_context();
-            let frame = weir_flight::execute_as(&engine, &ctx, &principal, &body.sql, timeout)
-                .await
-                .map_err(|s| ApiError::from_status(&s))?;
-            collect(frame).await
-        };
-        match timeout {
-            None => work.await,
-            Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-                Err(ApiError::new(
-                    hyper::StatusCode::GATEWAY_TIMEOUT,
-                    format!(
-                        "the statement ran longer than the query timeout ({:.0} s) and was cancelled",
-                        limit.as_secs_f64()
-                    ),
-                ))
-            }),
-        }
-    });
+    let task =
+        tokio::spawn(async move { statement(&engine, &principal, &body.sql, timeout).await });
     if !id.is_empty() {
         inner.queries.lock().insert(
             id.clone(),
@@ -127,6 +122,39 @@ pub async fn run(
         "max_rows": MAX_ROWS,
         "elapsed_ms": started.elapsed().as_secs_f64() * 1000.0,
     }))
+}
+
+/// Runs `sql` as `principal` through Flight's own path
+/// ([`weir_flight::execute_as`]: parse, role check, engine, timeout) and
+/// collects at most [`MAX_ROWS`] rows; the statement's author (e.g. of an
+/// `ACKNOWLEDGE ALERT`) is the principal.
+pub async fn statement(
+    engine: &weir_query::QueryEngine,
+    principal: &Principal,
+    sql: &str,
+    timeout: Option<std::time::Duration>,
+) -> Result<Outcome, ApiError> {
+    // Planning and streaming share one deadline, as in Flight.
+    let work = async {
+        let ctx = engine.new_context();
+        weir_query::set_actor(&ctx, &principal.name);
+        let frame = weir_flight::execute_as(engine, &ctx, principal, sql, timeout)
+            .await
+            .map_err(|s| ApiError::from_status(&s))?;
+        collect(frame).await
+    };
+    match timeout {
+        None => work.await,
+        Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(ApiError::new(
+                hyper::StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "the statement ran longer than the query timeout ({:.0} s) and was cancelled",
+                    limit.as_secs_f64()
+                ),
+            ))
+        }),
+    }
 }
 
 #[derive(Deserialize)]
@@ -203,7 +231,10 @@ fn kind(data_type: &DataType) -> &'static str {
     }
 }
 
-fn append(batch: &RecordBatch, rows: &mut Vec<Vec<serde_json::Value>>) -> Result<(), ApiError> {
+pub(crate) fn append(
+    batch: &RecordBatch,
+    rows: &mut Vec<Vec<serde_json::Value>>,
+) -> Result<(), ApiError> {
     let failed = |e: arrow::error::ArrowError| ApiError::internal(format!("encoding results: {e}"));
     let options = FormatOptions::default().with_null("");
     let start = rows.len();
