@@ -221,6 +221,19 @@ severity = "warning"
         broker.publish([("plant/s1/quiet/v", b"2", 1)])
         wait_until(lambda: [r[1] for r in transitions(conn, "device_silent")] == ["ACTIVE", "RESOLVED"],
                    10, "absence resolved")
+        # After a restart the rule knows the series from the table: `quiet`,
+        # silent again, raises its alert without sending anything new.
+        conn.close()
+        server.stop()
+        server = weir_factory(tmp_path / "data", [*mqtt_source(broker, "weir-absent"), *FAST,
+                                                  "--alert-rules", str(rules)])
+        conn = connect(server.uri)
+        stop = time.monotonic() + 4
+        while time.monotonic() < stop:
+            broker.publish([("plant/s1/chatty/v", b"1", 1)])
+            time.sleep(0.25)
+        wait_until(lambda: [r[1:3] for r in transitions(conn, "device_silent")][2:] ==
+                   [("ACTIVE", "device_id=quiet")], 10, "absence alert after the restart")
     finally:
         broker.stop()
 

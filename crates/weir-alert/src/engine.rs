@@ -84,6 +84,7 @@ pub async fn run(
     let mut engine = Engine::new(lakehouse, opts.clone());
     engine.reload_rules(true).await?;
     engine.recover().await?;
+    engine.seed_absence().await;
     tracing::info!(
         rules = engine.rules.len(),
         open = engine.open(),
@@ -332,6 +333,51 @@ impl Engine {
         Ok(())
     }
 
+    /// Absence rules learn the series that sent rows recently (the last
+    /// day, committed and hot), so a device silent since before the start
+    /// still raises its alert. A failure is logged: the rules then watch
+    /// the series they see from now on.
+    async fn seed_absence(&mut self) {
+        let absent: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|(_, r)| matches!(r.rule.when, weir_query::alerts::Condition::Absent { .. }))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if absent.is_empty() {
+            return;
+        }
+        let engine = match weir_query::QueryEngine::new(
+            self.lakehouse.clone(),
+            weir_query::EngineOptions::default(),
+        )
+        .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "absence rules: cannot query the tables for known series");
+                return;
+            }
+        };
+        for name in absent {
+            let Some(rule) = self.rules.get(&name).map(|r| r.rule.clone()) else {
+                continue;
+            };
+            match seed_query(&engine, &rule).await {
+                Ok(series) => {
+                    let state = self.rules.get_mut(&name).expect("rule");
+                    for (key, seen) in &series {
+                        state.know(key, *seen);
+                    }
+                    tracing::info!(rule = %name, series = series.len(), "absence rule knows the recent series");
+                }
+                Err(e) => {
+                    tracing::warn!(rule = %name, error = %e, "absence rule: cannot read the recent series")
+                }
+            }
+        }
+    }
+
     fn on_batch(&mut self, batch: &FeedBatch) {
         let Some(names) = self.by_table.get(batch.table.as_ref()) else {
             return;
@@ -485,6 +531,77 @@ impl Engine {
             },
         );
     }
+}
+
+/// (series text, last time in µs) of the rule's series with rows in the
+/// last day, in the evaluator's series text (`col=value,…`).
+async fn seed_query(
+    engine: &weir_query::QueryEngine,
+    rule: &AlertRule,
+) -> Result<Vec<(String, i64)>, AlertError> {
+    let ctx = engine.new_context();
+    let provider = ctx
+        .table_provider(rule.table.as_str())
+        .await
+        .map_err(|e| AlertError::Read(e.to_string()))?;
+    let Some(time) = weir_query::alerts::compile::time_column(&provider.schema()) else {
+        return Ok(Vec::new());
+    };
+    let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    let series = if rule.by.is_empty() {
+        "''".to_string()
+    } else {
+        let parts: Vec<String> = rule
+            .by
+            .iter()
+            .map(|c| {
+                format!(
+                    "'{}=' || coalesce(CAST({} AS VARCHAR), '')",
+                    c.replace('\'', "''"),
+                    quote(c)
+                )
+            })
+            .collect();
+        parts.join(" || ',' || ")
+    };
+    let mut filter = format!("{} > now() - INTERVAL '1 day'", quote(&time));
+    if let Some(f) = &rule.filter {
+        filter += &format!(" AND ({f})");
+    }
+    let sql = format!(
+        "SELECT {series} AS series, max({t}) AS seen FROM {table} WHERE {filter} GROUP BY 1",
+        t = quote(&time),
+        table = rule.table
+    );
+    let batches = engine
+        .sql(&ctx, &sql)
+        .await?
+        .collect()
+        .await
+        .map_err(|e| AlertError::Read(e.to_string()))?;
+    let mut out = Vec::new();
+    for b in batches {
+        let keys = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| AlertError::Read(e.to_string()))?;
+        let seen = arrow::compute::cast(
+            b.column(1),
+            &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+        )
+        .and_then(|a| arrow::compute::cast(&a, &arrow::datatypes::DataType::Int64))
+        .map_err(|e| AlertError::Read(e.to_string()))?;
+        let (Some(keys), Some(seen)) = (
+            keys.as_any().downcast_ref::<StringArray>(),
+            seen.as_any().downcast_ref::<Int64Array>(),
+        ) else {
+            continue;
+        };
+        for i in 0..b.num_rows() {
+            if !keys.is_null(i) && !seen.is_null(i) {
+                out.push((keys.value(i).to_string(), seen.value(i)));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The latest delivery mark an evaluator committed (walking back from the

@@ -14,6 +14,22 @@ use datafusion::prelude::SessionContext;
 use super::rule::{AlertRule, Comparison, Condition};
 use crate::error::{QueryError, Result};
 
+/// The column a rule reads event time from: `ts` if it is a timestamp, else
+/// the first timestamp column.
+pub fn time_column(schema: &Schema) -> Option<String> {
+    schema
+        .fields()
+        .iter()
+        .find(|f| f.name() == "ts" && matches!(f.data_type(), DataType::Timestamp(..)))
+        .or_else(|| {
+            schema
+                .fields()
+                .iter()
+                .find(|f| matches!(f.data_type(), DataType::Timestamp(..)))
+        })
+        .map(|f| f.name().clone())
+}
+
 /// A condition ready to evaluate.
 #[derive(Debug, Clone)]
 pub enum Compiled {
@@ -119,18 +135,7 @@ impl CompiledRule {
                 Condition::Absent { .. } => Compiled::Absent,
             })
         };
-        let time_column = schema
-            .fields()
-            .iter()
-            .find(|f| f.name() == "ts" && matches!(f.data_type(), DataType::Timestamp(..)))
-            .or_else(|| {
-                schema
-                    .fields()
-                    .iter()
-                    .find(|f| matches!(f.data_type(), DataType::Timestamp(..)))
-            })
-            .map(|f| f.name().clone());
-        let time = match time_column {
+        let time = match time_column(schema) {
             Some(name) => {
                 let e = cast(
                     Expr::Column(datafusion::common::Column::from_name(name)),
