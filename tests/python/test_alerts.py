@@ -11,6 +11,7 @@ import json
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -275,3 +276,45 @@ def test_kafka_notifications_and_dropping_a_rule(weir_factory, tmp_path, broker)
         assert fetch_rows(conn, "SELECT name FROM alert_rules()") == []
     finally:
         consumer.close()
+
+
+def test_rules_from_the_postgresql_alert_registry(weir_factory, tmp_path):
+    """The gateway schema's alert_rules (sql/postgres/alerts.sql) are rules;
+    transitions land in gold.alerts and, with the same id, in alert_history."""
+    from pg_harness import REGISTRY_DDL, PostgresServer
+    alerts_ddl = (Path(__file__).resolve().parents[2] / "sql" / "postgres" / "alerts.sql").read_text()
+    pg = PostgresServer()
+    broker = Mosquitto(tmp_path / "mqtt")
+    try:
+        pg.psql(REGISTRY_DDL + alerts_ddl + """
+            INSERT INTO devices (name, protocol, endpoint) VALUES ('boiler-9', 'Mqtt', 'tcp://x');
+            INSERT INTO tags (device_id, name, address, data_type)
+              SELECT id, 'temperature', 't', 'Double' FROM devices WHERE name = 'boiler-9';
+            INSERT INTO alert_rules (name, device_id, tag_id, condition_expression, op, threshold_value, level)
+              SELECT 'Boiler 9 hot', d.id, t.id, 'value', 'GT', 80, 'CRITICAL'
+              FROM devices d JOIN tags t ON t.device_id = d.id;
+            INSERT INTO alert_rules (name, condition_expression, op, threshold_low, threshold_high, level, enabled)
+              VALUES ('off', 'value', 'BETWEEN', 1, 2, 'INFO', false);""")
+        server = weir_factory(tmp_path / "data", [*mqtt_source(broker, "weir-pgrules"), *FAST,
+                                                  "--alert-rules", pg.url])
+        conn = connect(server.uri)
+        wait_until(lambda: metric(server, "weir_alert_rules") == 1, 30, "registry rule loaded")
+        (name, declared, definition) = fetch_rows(conn, "SELECT name, declared, definition FROM alert_rules()")[0]
+        assert (name, declared) == ("boiler_9_hot", True)
+        assert "WHERE device_id = 'boiler-9' AND metric = 'temperature'" in definition
+        assert "WHEN (value) > 80" in definition and "SEVERITY 'critical'" in definition
+
+        broker.publish([("plant/s1/boiler-9/temperature", b"90", 1),
+                        ("plant/s1/boiler-8/temperature", b"99", 1)])   # another device: no rule
+        wait_until(lambda: pg.psql("SELECT count(*) FROM alert_history")[0][0] == "1", 15, "alert_history row")
+        (alert_id,) = fetch_rows(conn, "SELECT alert_id FROM gold.alerts WHERE state = 'ACTIVE'")[0]
+        row = pg.psql("SELECT h.id, h.status, h.triggered_value, h.threshold_value, h.level, r.name "
+                      "FROM alert_history h JOIN alert_rules r ON r.id = h.rule_id")[0]
+        assert row == [alert_id, "ACTIVE", "90", "80", "CRITICAL", "Boiler 9 hot"]
+        broker.publish([("plant/s1/boiler-9/temperature", b"70", 1)])
+        wait_until(lambda: pg.psql("SELECT status FROM alert_history")[0][0] == "RESOLVED", 15,
+                   "alert_history resolved")
+        assert pg.psql("SELECT resolved_at >= fired_at AND duration IS NOT NULL FROM alert_history") == [["t"]]
+    finally:
+        broker.stop()
+        pg.destroy()

@@ -48,6 +48,9 @@ pub struct AlertOptions {
     pub rules_poll: Duration,
     /// Rules declared in TOML.
     pub declared: Vec<AlertRule>,
+    /// The PostgreSQL alert registry (`alert_rules`), read again every
+    /// [`crate::registry_pg::RELOAD`].
+    pub registry: Option<String>,
     /// Who writes the transitions (`host-pid`).
     pub actor: String,
 }
@@ -58,6 +61,7 @@ impl Default for AlertOptions {
             tick: Duration::from_millis(250),
             rules_poll: Duration::from_secs(2),
             declared: Vec::new(),
+            registry: None,
             actor: format!("weir-{}", std::process::id()),
         }
     }
@@ -80,7 +84,8 @@ pub async fn run(
     // Subscribed before recovery: rows sealed meanwhile wait in the feed.
     let mut feed = lakehouse.hot().subscribe();
     alerts::ensure_alerts_table(&lakehouse).await?;
-    crate::declared::sync(&lakehouse, &opts.declared).await?;
+    sync_declared(&lakehouse, &opts).await?;
+    let mut last_registry = tokio::time::Instant::now();
     let mut engine = Engine::new(lakehouse, opts.clone());
     engine.reload_rules(true).await?;
     engine.recover().await?;
@@ -105,6 +110,12 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 engine.on_tick().await;
+                if opts.registry.is_some() && last_registry.elapsed() >= crate::registry_pg::RELOAD {
+                    last_registry = tokio::time::Instant::now();
+                    if let Err(e) = sync_declared(&engine.lakehouse, &opts).await {
+                        tracing::warn!(error = %e, "syncing the alert registry failed");
+                    }
+                }
                 if last_poll.elapsed() >= opts.rules_poll {
                     last_poll = tokio::time::Instant::now();
                     if let Err(e) = engine.reload_rules(false).await {
@@ -125,6 +136,31 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(engine.report())
+}
+
+/// Writes the declared rules (TOML, and the PostgreSQL registry's) to
+/// `gold.alerts`. When the registry cannot be read, nothing changes (its
+/// rules stay; a database outage is not a reason to drop them).
+async fn sync_declared(lakehouse: &Lakehouse, opts: &AlertOptions) -> Result<(), AlertError> {
+    let mut rules = opts.declared.clone();
+    if let Some(url) = &opts.registry {
+        match crate::registry_pg::load(url).await {
+            Ok(more) => {
+                for rule in more {
+                    if rules.iter().any(|r| r.name == rule.name) {
+                        tracing::warn!(rule = %rule.name, "alert_rules row named like a TOML rule; the TOML rule wins");
+                    } else {
+                        rules.push(rule);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "alert registry unreadable; keeping the declared rules as they are");
+                return Ok(());
+            }
+        }
+    }
+    crate::declared::sync(lakehouse, &rules).await
 }
 
 struct Engine {

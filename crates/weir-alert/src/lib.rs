@@ -12,6 +12,7 @@
 pub mod declared;
 pub mod engine;
 pub mod notify;
+pub mod registry_pg;
 pub mod state;
 
 pub use engine::{AlertOptions, AlertReport, run};

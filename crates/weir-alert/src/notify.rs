@@ -127,7 +127,7 @@ fn spawn_worker(target: Target) -> Queue {
         let mut sender = match Sender::new(&target) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(target = ?target, error = %e, "alert notification target unusable");
+                tracing::error!(target = %describe(&target), error = %e, "alert notification target unusable");
                 while let Some((_, pending)) = rx.recv().await {
                     metrics::counter!("weir_alert_notifications_total", "target" => kind, "outcome" => "failed").increment(1);
                     pending.done();
@@ -150,12 +150,12 @@ fn spawn_worker(target: Target) -> Queue {
                             _ => "timed out".to_string(),
                         };
                         if started.elapsed() >= GIVE_UP_AFTER {
-                            tracing::error!(target = ?target, transition = %message.transition_id, %error,
+                            tracing::error!(target = %describe(&target), transition = %message.transition_id, %error,
                                 "alert notification given up");
                             metrics::counter!("weir_alert_notifications_total", "target" => kind, "outcome" => "failed").increment(1);
                             break;
                         }
-                        tracing::warn!(target = ?target, transition = %message.transition_id, %error,
+                        tracing::warn!(target = %describe(&target), transition = %message.transition_id, %error,
                             retry_in_ms = delay.as_millis() as u64, "alert notification failed; retrying");
                         metrics::counter!("weir_alert_notifications_total", "target" => kind, "outcome" => "retried").increment(1);
                         tokio::time::sleep(delay).await;
@@ -167,6 +167,16 @@ fn spawn_worker(target: Target) -> Queue {
         }
     });
     tx
+}
+
+/// A target for logs (credentials of database URLs left out).
+fn describe(target: &Target) -> String {
+    match target {
+        Target::Postgres { url } => crate::registry_pg::redact(url),
+        Target::Webhook { url } => url.clone(),
+        Target::Mqtt { host, port, topic } => format!("mqtt://{host}:{port}/{topic}"),
+        Target::Kafka { brokers, topic } => format!("kafka://{brokers}/{topic}"),
+    }
 }
 
 enum Sender {
@@ -182,6 +192,10 @@ enum Sender {
     Webhook {
         client: reqwest::Client,
         url: String,
+    },
+    Postgres {
+        url: String,
+        client: Option<tokio_postgres::Client>,
     },
 }
 
@@ -243,6 +257,10 @@ impl Sender {
                     topic: topic.clone(),
                 }
             }
+            Target::Postgres { url } => Sender::Postgres {
+                url: url.clone(),
+                client: None,
+            },
             Target::Webhook { url } => Sender::Webhook {
                 client: reqwest::Client::builder()
                     .timeout(ATTEMPT_TIMEOUT)
@@ -291,6 +309,15 @@ impl Sender {
                     .await
                     .map(|_| ())
                     .map_err(|(e, _)| e.to_string())
+            }
+            Sender::Postgres { url, client } => {
+                if client.as_ref().is_none_or(|c| c.is_closed()) {
+                    *client = Some(crate::registry_pg::connect(url).await?);
+                }
+                let body: serde_json::Value =
+                    serde_json::from_slice(&m.body).map_err(|e| e.to_string())?;
+                let client = client.as_ref().expect("connected above");
+                crate::registry_pg::record(client, &body).await
             }
             Sender::Webhook { client, url } => {
                 let response = client

@@ -441,8 +441,10 @@ pub struct AlertsConfig {
     #[arg(long = "alerts", env = "WEIR_ALERTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub alerts_enabled: bool,
 
-    /// Alert rules declared in TOML: a file, or a directory of `*.toml`
-    /// (`[[alert]]` entries; see crates/weir-alert/README.md).
+    /// Alert rules declared in TOML (a file, or a directory of `*.toml` with
+    /// `[[alert]]` entries), or the PostgreSQL alert registry
+    /// (`postgres://…`: its `alert_rules`, transitions mirrored into
+    /// `alert_history`); see crates/weir-alert/README.md.
     #[arg(long, env = "WEIR_ALERT_RULES")]
     pub alert_rules: Option<PathBuf>,
 

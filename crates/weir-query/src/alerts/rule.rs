@@ -418,18 +418,22 @@ pub enum Target {
     Kafka { brokers: String, topic: String },
     /// `http://…` or `https://…`: POST of the transition as JSON.
     Webhook { url: String },
+    /// `postgres://…`: the gateway schema's `alert_history` (rules of that
+    /// database's `alert_rules`; `weir-alert` `registry_pg.rs`).
+    Postgres { url: String },
 }
 
 impl Target {
     pub fn parse(text: &str) -> Result<Target> {
         let bad = |why: &str| {
             QueryError::Invalid(format!(
-                "NOTIFY '{text}': {why} (mqtt://host:port/topic, kafka://host:port/topic or http(s)://…)"
+                "NOTIFY '{text}': {why} (mqtt://host:port/topic, kafka://host:port/topic, http(s)://… or postgres://…)"
             ))
         };
         let (scheme, rest) = text.split_once("://").ok_or_else(|| bad("no scheme"))?;
         match scheme.to_ascii_lowercase().as_str() {
             "http" | "https" => Ok(Target::Webhook { url: text.into() }),
+            "postgres" | "postgresql" => Ok(Target::Postgres { url: text.into() }),
             "mqtt" => {
                 let (addr, topic) = rest.split_once('/').ok_or_else(|| bad("no topic"))?;
                 let (host, port) = match addr.rsplit_once(':') {
@@ -465,6 +469,7 @@ impl Target {
             Target::Mqtt { .. } => "mqtt",
             Target::Kafka { .. } => "kafka",
             Target::Webhook { .. } => "webhook",
+            Target::Postgres { .. } => "postgres",
         }
     }
 }

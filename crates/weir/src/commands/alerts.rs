@@ -20,10 +20,17 @@ pub fn start(lakehouse: &Lakehouse, cfg: &AlertsConfig, ingests: bool) -> anyhow
     if !cfg.alerts_enabled || !ingests {
         return Ok(Alerts { task: None });
     }
-    let declared = match &cfg.alert_rules {
-        Some(path) => weir_alert::declared::load(path)
-            .with_context(|| format!("reading alert rules from {}", path.display()))?,
-        None => Vec::new(),
+    // A file or directory of TOML rules, or the PostgreSQL alert registry.
+    let (declared, registry) = match &cfg.alert_rules {
+        Some(path) if path.to_string_lossy().starts_with("postgres") => {
+            (Vec::new(), Some(path.to_string_lossy().into_owned()))
+        }
+        Some(path) => (
+            weir_alert::declared::load(path)
+                .with_context(|| format!("reading alert rules from {}", path.display()))?,
+            None,
+        ),
+        None => (Vec::new(), None),
     };
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
@@ -31,6 +38,7 @@ pub fn start(lakehouse: &Lakehouse, cfg: &AlertsConfig, ingests: bool) -> anyhow
     let opts = weir_alert::AlertOptions {
         tick: cfg.alert_tick.max(std::time::Duration::from_millis(10)),
         declared,
+        registry,
         actor: format!("{host}-{}", std::process::id()),
         ..Default::default()
     };

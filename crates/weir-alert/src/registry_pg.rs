@@ -1,0 +1,241 @@
+//! The production alert registry: the gateway schema's PostgreSQL
+//! `alert_rules` and `alert_history` (shared/seeds/001 section 2.3,
+//! `sql/postgres/alerts.sql`), `--alert-rules postgres://…`.
+//!
+//! Rules: each enabled `alert_rules` row becomes the rule
+//!
+//! ```sql
+//! CREATE ALERT <name> ON silver.points
+//!   WHERE device_id = '<devices.name>' AND metric = '<tags.name>'   -- when set
+//!   BY device_id, metric
+//!   WHEN (<condition_expression>) <op> <threshold_value>           -- or [NOT] BETWEEN low AND high
+//!   FOR <eval_duration> SEVERITY <level> NOTIFY '<this database>'
+//! ```
+//!
+//! (`name` lower-cased with other characters than letters, digits, `_` and
+//! `-` made `_`; FATAL is `critical`; `eval_interval` and `cooldown_duration`
+//! do not apply: rules run on every row, and hysteresis is `CLEAR WHEN`.)
+//! The rows are read again every [`RELOAD`]; a changed row changes the rule.
+//!
+//! History: the `postgres://` notification target mirrors transitions into
+//! `alert_history` with Weir's alert id as its `id`: ACTIVE inserts (`ON
+//! CONFLICT DO NOTHING`), RESOLVED sets `resolved_at`, `duration` and the
+//! status. Both are idempotent, so delivering at least once writes each
+//! exactly once. Acknowledgements are made over SQL (`ACKNOWLEDGE ALERT`)
+//! and stay in `gold.alerts`.
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+use weir_query::alerts::AlertRule;
+
+use crate::AlertError;
+
+/// How often the rules are read again.
+pub const RELOAD: Duration = Duration::from_secs(30);
+
+/// `alert_rules.name` as a Weir alert name.
+pub fn rule_name(name: &str) -> String {
+    name.trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+pub(crate) async fn connect(url: &str) -> Result<Client, String> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| format!("{}: {e}", redact(url)))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "alert registry connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// `postgres://user:secret@host/db` without the secret, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The enabled rules of `alert_rules`.
+pub async fn load(url: &str) -> Result<Vec<AlertRule>, AlertError> {
+    let failed = |message: String| AlertError::Declared {
+        file: redact(url),
+        message,
+    };
+    let client = connect(url).await.map_err(failed)?;
+    let rows = client
+        .query(
+            "SELECT r.name, r.condition_expression, r.op::text, r.threshold_value, \
+                    r.threshold_high, r.threshold_low, r.level::text, \
+                    EXTRACT(EPOCH FROM r.eval_duration)::float8, d.name, t.name \
+             FROM alert_rules r LEFT JOIN devices d ON d.id = r.device_id \
+                  LEFT JOIN tags t ON t.id = r.tag_id \
+             WHERE r.enabled ORDER BY r.name",
+            &[],
+        )
+        .await
+        .map_err(|e| failed(format!("reading alert_rules: {e}")))?;
+    let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+    let mut rules = Vec::new();
+    for row in rows {
+        let name: String = row.get(0);
+        let expr: String = row.get(1);
+        let op: String = row.get(2);
+        let value: Option<f64> = row.get(3);
+        let high: Option<f64> = row.get(4);
+        let low: Option<f64> = row.get(5);
+        let level: String = row.get(6);
+        let hold: Option<f64> = row.get(7);
+        let device: Option<String> = row.get(8);
+        let tag: Option<String> = row.get(9);
+        let cmp = |o: &str| value.map(|v| format!("({expr}) {o} {v}"));
+        let when = match op.as_str() {
+            "GT" => cmp(">"),
+            "GTE" => cmp(">="),
+            "LT" => cmp("<"),
+            "LTE" => cmp("<="),
+            "EQ" => cmp("="),
+            "NE" => cmp("<>"),
+            "BETWEEN" | "NOT_BETWEEN" => match (low, high) {
+                (Some(l), Some(h)) => Some(format!(
+                    "({expr}) {}BETWEEN {l} AND {h}",
+                    if op == "NOT_BETWEEN" { "NOT " } else { "" }
+                )),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(when) = when else {
+            tracing::warn!(rule = %name, op, "alert_rules row without the thresholds its op needs; skipped");
+            continue;
+        };
+        let mut filters = Vec::new();
+        if let Some(d) = &device {
+            filters.push(format!("device_id = {}", quote(d)));
+        }
+        if let Some(t) = &tag {
+            filters.push(format!("metric = {}", quote(t)));
+        }
+        let mut sql = format!("CREATE ALERT {} ON silver.points", rule_name(&name));
+        if !filters.is_empty() {
+            sql += &format!(" WHERE {}", filters.join(" AND "));
+        }
+        sql += &format!(" BY device_id, metric WHEN {when}");
+        if let Some(h) = hold.filter(|h| *h > 0.0) {
+            sql += &format!(
+                " FOR INTERVAL '{} milliseconds'",
+                (h * 1000.0).round() as u64
+            );
+        }
+        let severity = match level.as_str() {
+            "INFO" => "info",
+            "WARNING" => "warning",
+            _ => "critical",
+        };
+        sql += &format!(" SEVERITY '{severity}' NOTIFY {}", quote(url));
+        sql += &format!(" MESSAGE {}", quote(&name));
+        match weir_query::alerts::rule::parse_create(&dialect, &sql) {
+            Ok(rule) => rules.push(rule),
+            Err(e) => {
+                tracing::warn!(rule = %name, error = %e, "alert_rules row is not a rule Weir can run; skipped")
+            }
+        }
+    }
+    Ok(rules)
+}
+
+/// Writes one transition into `alert_history` (idempotent).
+pub(crate) async fn record(client: &Client, body: &serde_json::Value) -> Result<(), String> {
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (id, state, rule, at) = (text("alert_id"), text("state"), text("rule"), text("at"));
+    let value = body.get("value").and_then(|v| v.as_f64());
+    match state.as_str() {
+        "ACTIVE" => {
+            // The rule's row, found by its Weir name.
+            let rules = client
+                .query(
+                    "SELECT id::text, name, device_id::text, tag_id::text, threshold_value, level::text \
+                     FROM alert_rules",
+                    &[],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(r) = rules
+                .iter()
+                .find(|r| rule_name(r.get::<_, &str>(1)) == rule)
+            else {
+                return Err(format!("no alert_rules row named {rule}"));
+            };
+            let (rule_id, device, tag, threshold, level): (
+                String,
+                Option<String>,
+                Option<String>,
+                Option<f64>,
+                String,
+            ) = (r.get(0), r.get(2), r.get(3), r.get(4), r.get(5));
+            client
+                .execute(
+                    "INSERT INTO alert_history (id, rule_id, device_id, tag_id, fired_at, \
+                       triggered_value, threshold_value, level, status, message, details) \
+                     VALUES ($1::text::uuid, $2::text::uuid, $3::text::uuid, $4::text::uuid, \
+                       $5::text::timestamptz, $6, $7, $8::text::alert_level, 'ACTIVE', $9, \
+                       jsonb_build_object('series', $10::text)) \
+                     ON CONFLICT (id) DO NOTHING",
+                    &[
+                        &id,
+                        &rule_id,
+                        &device,
+                        &tag,
+                        &at,
+                        &value,
+                        &threshold,
+                        &level,
+                        &text("message"),
+                        &text("series"),
+                    ],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        "RESOLVED" => {
+            client
+                .execute(
+                    "UPDATE alert_history SET status = 'RESOLVED', \
+                       resolved_at = greatest(fired_at, $2::text::timestamptz), \
+                       duration = greatest(fired_at, $2::text::timestamptz) - fired_at \
+                     WHERE id = $1::text::uuid AND status <> 'RESOLVED'",
+                    &[&id, &at],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
