@@ -318,3 +318,24 @@ def test_rules_from_the_postgresql_alert_registry(weir_factory, tmp_path):
     finally:
         broker.stop()
         pg.destroy()
+
+
+def test_rules_on_a_user_table_fed_by_insert_and_bulk_ingest(weir_factory, tmp_path):
+    """`--alerts true` on a server without sources: rows written by INSERT and
+    by ADBC bulk ingestion go through the rules of their table."""
+    import pyarrow as pa
+    server = weir_factory(tmp_path / "data", [*FAST, "--alerts", "true"])
+    conn = connect(server.uri)
+    execute(conn, "CREATE TABLE public.tank (ts TIMESTAMP, tank VARCHAR, level DOUBLE)")
+    execute(conn, "CREATE ALERT low_level ON tank BY tank WHEN level < 10 CLEAR WHEN level > 20")
+    wait_until(lambda: metric(server, "weir_alert_rules") == 1, 30, "rule picked up")
+    execute(conn, "INSERT INTO public.tank VALUES (now(), 't1', 50), (now(), 't2', 5)")
+    wait_until(lambda: [r[1:3] for r in transitions(conn, "low_level")] == [("ACTIVE", "tank=t2")], 10,
+               "ACTIVE from INSERT")
+    with conn.cursor() as cur:
+        cur.adbc_ingest("tank", pa.table({
+            "ts": pa.array([time.time_ns() // 1000] * 2, pa.timestamp("us")),
+            "tank": ["t2", "t1"], "level": [25.0, 3.0]}), mode="append", db_schema_name="public")
+    wait_until(lambda: sorted(r[1:3] for r in transitions(conn, "low_level")) ==
+               [("ACTIVE", "tank=t1"), ("ACTIVE", "tank=t2"), ("RESOLVED", "tank=t2")], 10,
+               "transitions from bulk ingestion")

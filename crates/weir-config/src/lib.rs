@@ -432,14 +432,24 @@ pub struct SourcesConfig {
     pub writer: WriterConfig,
 }
 
+/// When the alert evaluator runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertsMode {
+    Auto,
+    True,
+    False,
+}
+
 /// Standing alert rules (`CREATE ALERT`, or declared in TOML), evaluated
 /// on the rows this process ingests.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AlertsConfig {
-    /// Evaluate alert rules on the rows this process's sources (or the
-    /// demo) ingest: `true` or `false`. Run it in the process that ingests.
-    #[arg(long = "alerts", env = "WEIR_ALERTS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub alerts_enabled: bool,
+    /// Evaluate alert rules on the rows this process writes (its sources,
+    /// the demo, INSERT and bulk ingestion): `auto` (when it runs sources or
+    /// the demo: where the rows arrive), `true` or `false`.
+    #[arg(long = "alerts", env = "WEIR_ALERTS", default_value = "auto")]
+    pub alerts_enabled: AlertsMode,
 
     /// Alert rules declared in TOML (a file, or a directory of `*.toml` with
     /// `[[alert]]` entries), or the PostgreSQL alert registry

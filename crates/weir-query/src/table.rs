@@ -997,6 +997,12 @@ impl ExecutionPlan for WeirInsertExec {
             let outcome = append_batches(&lakehouse, &table, &batches, AppendOptions::default())
                 .await
                 .map_err(to_df)?;
+            // Alert rules of this process see inserted rows as they see
+            // streamed ones (a no-op without an evaluator).
+            let name = format!("{}.{}", ident.namespace().join("."), ident.name());
+            for batch in &batches {
+                lakehouse.hot().publish(&name, batch);
+            }
             let count: ArrayRef = Arc::new(UInt64Array::from(vec![outcome.rows]));
             Ok(RecordBatch::try_new(count_schema(), vec![count])?)
         });

@@ -15,9 +15,15 @@ pub struct Alerts {
     task: Option<(Task, watch::Sender<bool>)>,
 }
 
-/// Starts the evaluator when `--alerts` is on and this process ingests rows.
+/// Starts the evaluator: `--alerts true`, or `auto` when this process
+/// ingests rows (sources, the demo).
 pub fn start(lakehouse: &Lakehouse, cfg: &AlertsConfig, ingests: bool) -> anyhow::Result<Alerts> {
-    if !cfg.alerts_enabled || !ingests {
+    let on = match cfg.alerts_enabled {
+        weir_config::AlertsMode::True => true,
+        weir_config::AlertsMode::False => false,
+        weir_config::AlertsMode::Auto => ingests,
+    };
+    if !on {
         return Ok(Alerts { task: None });
     }
     // A file or directory of TOML rules, or the PostgreSQL alert registry.
