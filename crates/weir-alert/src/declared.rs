@@ -52,37 +52,22 @@ struct Entry {
     message: Option<String>,
 }
 
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 impl Entry {
     fn to_sql(&self) -> String {
-        let mut s = format!("CREATE ALERT {} ON {}", self.name, self.on);
-        if let Some(f) = &self.filter {
-            s += &format!(" WHERE {f}");
+        let hold = self.hold.as_deref().map(alerts::rule::quote);
+        alerts::rule::CreateText {
+            name: &self.name,
+            on: &self.on,
+            filter: self.filter.as_deref(),
+            by: &self.by,
+            when: &self.when,
+            clear: self.clear.as_deref(),
+            hold: hold.as_deref(),
+            severity: self.severity.as_deref(),
+            notify: &self.notify,
+            message: self.message.as_deref(),
         }
-        if !self.by.is_empty() {
-            s += &format!(" BY {}", self.by.join(", "));
-        }
-        s += &format!(" WHEN {}", self.when);
-        if let Some(c) = &self.clear {
-            s += &format!(" CLEAR WHEN {c}");
-        }
-        if let Some(h) = &self.hold {
-            s += &format!(" FOR {}", quote(h));
-        }
-        if let Some(v) = &self.severity {
-            s += &format!(" SEVERITY {}", quote(v));
-        }
-        if !self.notify.is_empty() {
-            let t: Vec<String> = self.notify.iter().map(|t| quote(t)).collect();
-            s += &format!(" NOTIFY {}", t.join(", "));
-        }
-        if let Some(m) = &self.message {
-            s += &format!(" MESSAGE {}", quote(m));
-        }
-        s
+        .to_sql()
     }
 }
 

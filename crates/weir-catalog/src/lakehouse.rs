@@ -496,35 +496,28 @@ impl Lakehouse {
     /// the way request handlers need; another process creating it at the
     /// same moment is fine). Returns whether it was created here.
     pub async fn create_if_missing(&self, spec: &TableSpec) -> Result<bool> {
-        let qualified = spec.qualified_name();
-        let ident = TableIdent::new(
-            NamespaceIdent::new(spec.namespace.clone()),
-            spec.name.clone(),
-        );
-        let exists = self
-            .catalog
-            .table_exists(&ident)
-            .await
-            .map_err(|e| CatalogError::iceberg(&qualified, e))?;
-        if exists {
+        let (qualified, ident, schema) = spec_parts(spec)?;
+        if self.table_exists(&qualified, &ident).await? {
             return Ok(false);
         }
         self.ensure_namespace(&spec.namespace).await?;
-        let schema = spec.schema().map_err(|message| CatalogError::TableSpec {
-            file: qualified.clone(),
-            message,
-        })?;
         match self.create_from_spec(spec, schema).await {
             Ok(_) => Ok(true),
             Err(e) => {
-                let now = self
-                    .catalog
-                    .table_exists(&ident)
-                    .await
-                    .map_err(|e| CatalogError::iceberg(&qualified, e))?;
-                if now { Ok(false) } else { Err(e) }
+                if self.table_exists(&qualified, &ident).await? {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
             }
         }
+    }
+
+    async fn table_exists(&self, qualified: &str, ident: &TableIdent) -> Result<bool> {
+        self.catalog
+            .table_exists(ident)
+            .await
+            .map_err(|e| CatalogError::iceberg(qualified, e))
     }
 
     async fn ddl_lock(&self) -> Result<Option<sqlx::AnyConnection>> {
@@ -535,21 +528,8 @@ impl Lakehouse {
         let mut report = EnsureReport::default();
         for spec in specs {
             self.ensure_namespace(&spec.namespace).await?;
-            let qualified = spec.qualified_name();
-            let schema = spec.schema().map_err(|message| CatalogError::TableSpec {
-                file: qualified.clone(),
-                message,
-            })?;
-            let ident = TableIdent::new(
-                NamespaceIdent::new(spec.namespace.clone()),
-                spec.name.clone(),
-            );
-            let exists = self
-                .catalog
-                .table_exists(&ident)
-                .await
-                .map_err(|e| CatalogError::iceberg(&qualified, e))?;
-            if !exists {
+            let (qualified, ident, schema) = spec_parts(spec)?;
+            if !self.table_exists(&qualified, &ident).await? {
                 self.create_from_spec(spec, schema).await?;
                 info!(table = %qualified, "created declared table");
                 report.created.push(qualified);
@@ -847,4 +827,18 @@ mod tests {
             "sqlite:/tmp/c.db?mode=rwc"
         );
     }
+}
+
+/// A declared table's qualified name, identifier and schema.
+fn spec_parts(spec: &TableSpec) -> Result<(String, TableIdent, Schema)> {
+    let qualified = spec.qualified_name();
+    let schema = spec.schema().map_err(|message| CatalogError::TableSpec {
+        file: qualified.clone(),
+        message,
+    })?;
+    let ident = TableIdent::new(
+        NamespaceIdent::new(spec.namespace.clone()),
+        spec.name.clone(),
+    );
+    Ok((qualified, ident, schema))
 }

@@ -188,7 +188,8 @@ fn interval(d: Duration) -> String {
     }
 }
 
-fn quote(s: &str) -> String {
+/// `s` as a SQL string literal.
+pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
@@ -241,26 +242,65 @@ impl AlertRule {
     /// The rule as the `CREATE ALERT` statement that makes it (what the
     /// catalog stores; [`parse_create`] reads it back to the same rule).
     pub fn to_sql(&self) -> String {
-        let mut s = format!("CREATE ALERT {} ON {}", self.name, self.table);
-        if let Some(f) = &self.filter {
+        let clear = self.clear.as_ref().map(ToString::to_string);
+        let hold = (!self.hold.is_zero()).then(|| interval(self.hold));
+        CreateText {
+            name: &self.name,
+            on: &self.table,
+            filter: self.filter.as_deref(),
+            by: &self.by,
+            when: &self.when.to_string(),
+            clear: clear.as_deref(),
+            hold: hold.as_deref(),
+            severity: Some(&self.severity),
+            notify: &self.notify,
+            message: self.message.as_deref(),
+        }
+        .to_sql()
+    }
+}
+
+/// The clauses of a `CREATE ALERT` as text (conditions, filter and `FOR`
+/// interval as SQL; severity, targets and message as plain strings, quoted
+/// here): the one place its text is assembled, for stored rules and for
+/// rules declared in TOML.
+pub struct CreateText<'a> {
+    pub name: &'a str,
+    pub on: &'a str,
+    pub filter: Option<&'a str>,
+    pub by: &'a [String],
+    pub when: &'a str,
+    pub clear: Option<&'a str>,
+    pub hold: Option<&'a str>,
+    pub severity: Option<&'a str>,
+    pub notify: &'a [String],
+    pub message: Option<&'a str>,
+}
+
+impl CreateText<'_> {
+    pub fn to_sql(&self) -> String {
+        let mut s = format!("CREATE ALERT {} ON {}", self.name, self.on);
+        if let Some(f) = self.filter {
             s += &format!(" WHERE {f}");
         }
         if !self.by.is_empty() {
             s += &format!(" BY {}", self.by.join(", "));
         }
         s += &format!(" WHEN {}", self.when);
-        if let Some(c) = &self.clear {
+        if let Some(c) = self.clear {
             s += &format!(" CLEAR WHEN {c}");
         }
-        if !self.hold.is_zero() {
-            s += &format!(" FOR {}", interval(self.hold));
+        if let Some(h) = self.hold {
+            s += &format!(" FOR {h}");
         }
-        s += &format!(" SEVERITY {}", quote(&self.severity));
+        if let Some(v) = self.severity {
+            s += &format!(" SEVERITY {}", quote(v));
+        }
         if !self.notify.is_empty() {
             let targets: Vec<String> = self.notify.iter().map(|t| quote(t)).collect();
             s += &format!(" NOTIFY {}", targets.join(", "));
         }
-        if let Some(m) = &self.message {
+        if let Some(m) = self.message {
             s += &format!(" MESSAGE {}", quote(m));
         }
         s
