@@ -207,6 +207,33 @@ impl WeirTable {
         &self.table
     }
 
+    pub(crate) fn lakehouse(&self) -> &Lakehouse {
+        &self.lakehouse
+    }
+
+    /// Whether this is a restricted view of the snapshot (see `restricted`).
+    pub(crate) fn is_restricted(&self) -> bool {
+        self.only_files.is_some() || self.label.is_some()
+    }
+
+    /// The hot rows not covered by `snapshot_id` of `metadata` (this
+    /// table's snapshot, or a later one of the same table), in the table's
+    /// schema.
+    pub(crate) fn visible_hot(
+        &self,
+        metadata: &iceberg::spec::TableMetadata,
+        snapshot_id: Option<i64>,
+    ) -> DFResult<Vec<RecordBatch>> {
+        if self.hot.is_empty() {
+            return Ok(Vec::new());
+        }
+        visible_batches(&self.hot, metadata, snapshot_id)?
+            .into_iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| conform_batch(b, &self.schema))
+            .collect()
+    }
+
     /// Whether hot-tier rows came with the table (they may all be committed).
     pub(crate) fn has_hot(&self) -> bool {
         !self.hot.is_empty()

@@ -70,6 +70,7 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
                 .iter()
                 .map(|s| s.parse())
                 .collect::<Result<_, _>>()?,
+            ..Default::default()
         },
     )
     .await?;

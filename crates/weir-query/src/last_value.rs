@@ -1,0 +1,1051 @@
+//! The last-value index (issue 22 item 3): the latest row of every series
+//! of a table, kept in memory, so that "last point per device/metric" and
+//! "which devices are there" are answered without reading the table.
+//!
+//! **Declaration.** Two table properties (no new statement needed):
+//!
+//! ```sql
+//! ALTER TABLE silver.points SET TBLPROPERTIES (
+//!   'weir.last-value.keys' = 'device_id, metric',  -- the series key columns
+//!   'weir.last-value.time' = 'ts')                 -- optional, default `ts`
+//! ```
+//!
+//! Any table may declare it (generic tables name their own columns). A
+//! declaration naming a missing column, or a time column that is not a
+//! timestamp, date or integer, is ignored (queries take the normal plan).
+//! `UNSET TBLPROPERTIES ('weir.last-value.keys')` drops it.
+//!
+//! **Use.** `last_cache('ns.table')` (InfluxDB 3's name) is a table of the
+//! last row per series, all columns. An optimizer rule also answers the
+//! usual SQL from the index, so dashboards need no special SQL:
+//!
+//! - `SELECT k…, last(x, ts), max(ts) FROM t [WHERE …] GROUP BY k…` where
+//!   the group columns are *all* the keys: becomes a projection of the
+//!   index rows (`last(x, ts)` is `x` of the series' last row, NULL when the
+//!   series has no row with a time, as `last` says; `max(ts)` is its time);
+//! - the same grouping by *some* of the keys, and `SELECT DISTINCT k… FROM t`
+//!   (or `GROUP BY k…` without aggregates): the aggregate stays, over the
+//!   index rows instead of the table. The last row of a group of series is
+//!   the last of their last rows, and every series has an index row;
+//! - the WHERE clause may filter on key columns, and bound the time from
+//!   below (`ts > now() - INTERVAL '1 hour'`, `>=`): a series has rows after
+//!   the bound exactly when its last row is after it, and then that row is
+//!   its last one there. Anything else (other columns, upper time bounds,
+//!   other aggregates, `selector_last`, which skips NULL values) keeps the
+//!   normal plan.
+//!
+//! EXPLAIN shows `LastValueIndexExec` with the series count and the hot
+//! rows merged in. `SET weir.last_value_index = false` turns the rewrite off
+//! for a session (the results must be, and in tests are, the same).
+//!
+//! **Exact and fresh.** The index of a table holds the last row per series
+//! of one committed snapshot S (ties on the time: any of the tied rows, as
+//! for `last`; rows with a NULL time lose to any row with one, so a series
+//! whose rows all lack a time is still listed). When a query pins snapshot
+//! P (its table is loaded for each statement, so P is the current one):
+//!
+//! - P = S: used as it is;
+//! - S is an ancestor of P and only appends (and `replace` snapshots, which
+//!   change no rows: compaction) happened in between: the index folds in the
+//!   data files those appends added (read from the appends' own snapshots
+//!   when a compaction rewrote files since) and moves to P;
+//! - anything else (row-level DELETE/UPDATE/MERGE, INSERT OVERWRITE,
+//!   retention, a rollback, a schema change): rebuilt from P;
+//! - P older than S (another query moved the index on meanwhile, P an
+//!   ancestor of S): S is used, with the hot rows visible over S — a later
+//!   state of the table than P, never an inconsistent one.
+//!
+//! The hot tier's rows visible over the index's snapshot (see
+//! `weir_catalog::hot`: so every record counts once) are merged at query
+//! time: their last row per series replaces the index row when it is later.
+//! So a result is the last row per series of (snapshot ∪ hot rows), the same
+//! as the normal plan's.
+//!
+//! **Memory.** Each index costs about its rows' Arrow size plus the encoded
+//! keys; gauges `weir_last_value_series` / `weir_last_value_bytes` (per
+//! table) report it. An index beyond the engine's budget
+//! (`EngineOptions::last_value_memory`) is not kept: the rule stops using it
+//! (a warning is logged), `last_cache` computes the rows per query.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::{
+    cast, concat_batches, filter_record_batch, interleave_record_batch, take_record_batch,
+};
+use arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use arrow::row::{RowConverter, SortField};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableFunctionImpl, TableProvider};
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::datasource::{TableType, provider_as_source, source_as_provider};
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{
+    Aggregate, Expr, ExprSchemable, LogicalPlan, Operator, Projection, TableProviderFilterPushDown,
+    TableScan, when,
+};
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, execute_stream,
+};
+use futures::StreamExt;
+use iceberg::table::Table;
+use weir_catalog::Lakehouse;
+
+use crate::mv_incremental::{added_data_files, changes_since};
+use crate::table::WeirTable;
+
+/// Table property: the series key columns, comma-separated.
+pub const KEYS_PROPERTY: &str = "weir.last-value.keys";
+/// Table property: the time column (default `ts`).
+pub const TIME_PROPERTY: &str = "weir.last-value.time";
+/// Default memory budget of all last-value indexes of an engine.
+pub const DEFAULT_MEMORY: usize = 512 << 20;
+
+/// Output batches of the index scan.
+const BATCH_ROWS: usize = 8192;
+
+/// A table's declared index: its key and time columns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Declaration {
+    keys: Vec<String>,
+    time: String,
+    /// Positions in the table's schema.
+    key_idx: Vec<usize>,
+    time_idx: usize,
+}
+
+impl Declaration {
+    /// The declaration of `table`, if it has a valid one.
+    pub(crate) fn of(table: &WeirTable) -> Option<Self> {
+        let props = table.iceberg_table().metadata().properties();
+        let keys: Vec<String> = props
+            .get(KEYS_PROPERTY)?
+            .split(',')
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect();
+        let time = props
+            .get(TIME_PROPERTY)
+            .map(|t| t.trim().to_string())
+            .unwrap_or_else(|| "ts".into());
+        let schema = TableProvider::schema(table);
+        let mut key_idx = Vec::new();
+        for k in &keys {
+            key_idx.push(schema.index_of(k).ok()?);
+        }
+        let time_idx = schema.index_of(&time).ok()?;
+        let time_ok = matches!(
+            schema.field(time_idx).data_type(),
+            DataType::Timestamp(..)
+                | DataType::Date32
+                | DataType::Date64
+                | DataType::Int64
+                | DataType::Int32
+        );
+        if keys.is_empty() || !time_ok || keys.contains(&time) {
+            return None;
+        }
+        Some(Declaration {
+            keys,
+            time,
+            key_idx,
+            time_idx,
+        })
+    }
+
+    fn is_key(&self, name: &str) -> bool {
+        self.keys.iter().any(|k| k == name)
+    }
+
+    fn converter(&self, schema: &SchemaRef) -> DFResult<RowConverter> {
+        let fields = self
+            .key_idx
+            .iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect();
+        Ok(RowConverter::new(fields)?)
+    }
+}
+
+/// The time column as i64 (NULLs kept).
+fn times(column: &ArrayRef) -> DFResult<ArrayRef> {
+    Ok(cast(column, &DataType::Int64)?)
+}
+
+fn time_at(times: &ArrayRef, row: usize) -> Option<i64> {
+    let t = times.as_primitive::<Int64Type>();
+    t.is_valid(row).then(|| t.value(row))
+}
+
+/// Whether a row at `new` replaces the series' row at `old` (later wins; a
+/// row with a time beats one without; ties: the row seen later).
+fn wins(new: Option<i64>, old: Option<i64>) -> bool {
+    match (new, old) {
+        (Some(n), Some(o)) => n >= o,
+        (Some(_), None) | (None, None) => true,
+        (None, Some(_)) => false,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    batch: u32,
+    row: u32,
+    time: Option<i64>,
+}
+
+/// Folds batches into the last row per series.
+struct Folder {
+    schema: SchemaRef,
+    decl: Declaration,
+    converter: RowConverter,
+    map: HashMap<Box<[u8]>, Slot>,
+    batches: Vec<RecordBatch>,
+    rows_held: usize,
+}
+
+impl Folder {
+    fn new(schema: SchemaRef, decl: &Declaration) -> DFResult<Self> {
+        Ok(Folder {
+            converter: decl.converter(&schema)?,
+            schema,
+            decl: decl.clone(),
+            map: HashMap::new(),
+            batches: Vec::new(),
+            rows_held: 0,
+        })
+    }
+
+    /// A folder holding `state`'s rows (to fold more into).
+    fn from_state(state: &State) -> DFResult<Self> {
+        let mut folder = Folder::new(state.schema.clone(), &state.decl)?;
+        let t = times(state.batch.column(state.decl.time_idx))?;
+        folder.map = state
+            .map
+            .iter()
+            .map(|(k, &row)| {
+                (
+                    k.clone(),
+                    Slot {
+                        batch: 0,
+                        row,
+                        time: time_at(&t, row as usize),
+                    },
+                )
+            })
+            .collect();
+        folder.rows_held = state.batch.num_rows();
+        folder.batches.push(state.batch.clone());
+        Ok(folder)
+    }
+
+    fn push(&mut self, batch: RecordBatch) -> DFResult<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let keys: Vec<ArrayRef> = self
+            .decl
+            .key_idx
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
+        let rows = self.converter.convert_columns(&keys)?;
+        let t = times(batch.column(self.decl.time_idx))?;
+        let b = self.batches.len() as u32;
+        let mut used = false;
+        for i in 0..n {
+            let slot = Slot {
+                batch: b,
+                row: i as u32,
+                time: time_at(&t, i),
+            };
+            let key = rows.row(i);
+            match self.map.get_mut(key.as_ref()) {
+                Some(old) => {
+                    if wins(slot.time, old.time) {
+                        *old = slot;
+                        used = true;
+                    }
+                }
+                None => {
+                    self.map.insert(key.as_ref().into(), slot);
+                    used = true;
+                }
+            }
+        }
+        if used {
+            self.batches.push(batch);
+            self.rows_held += n;
+            // Keep memory about the size of the result, not of the input.
+            if self.rows_held > 4 * self.map.len() + 65_536 {
+                self.compact()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gathers the winning rows into one batch.
+    fn compact(&mut self) -> DFResult<()> {
+        let indices: Vec<(usize, usize)> = self
+            .map
+            .values()
+            .map(|s| (s.batch as usize, s.row as usize))
+            .collect();
+        let batch = if self.batches.is_empty() {
+            RecordBatch::new_empty(self.schema.clone())
+        } else {
+            let refs: Vec<&RecordBatch> = self.batches.iter().collect();
+            interleave_record_batch(&refs, &indices)?
+        };
+        for (i, s) in self.map.values_mut().enumerate() {
+            s.batch = 0;
+            s.row = i as u32;
+        }
+        self.rows_held = batch.num_rows();
+        self.batches = vec![batch];
+        Ok(())
+    }
+
+    fn finish(mut self, table: Table, snapshot_id: Option<i64>) -> DFResult<State> {
+        self.compact()?;
+        let batch = self.batches.pop().expect("compacted");
+        let map: HashMap<Box<[u8]>, u32> = self.map.into_iter().map(|(k, s)| (k, s.row)).collect();
+        let keys: usize = map.keys().map(|k| k.len() + 32).sum();
+        let bytes = batch.get_array_memory_size() + keys;
+        Ok(State {
+            table,
+            snapshot_id,
+            schema: self.schema,
+            decl: self.decl,
+            batch,
+            map,
+            bytes,
+        })
+    }
+}
+
+/// The index of one table at one snapshot.
+pub(crate) struct State {
+    /// The table's metadata at `snapshot_id` (for the hot rows' watermarks).
+    table: Table,
+    snapshot_id: Option<i64>,
+    schema: SchemaRef,
+    decl: Declaration,
+    /// One row per series.
+    batch: RecordBatch,
+    /// Encoded key → row of `batch`.
+    map: HashMap<Box<[u8]>, u32>,
+    bytes: usize,
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State")
+            .field("snapshot_id", &self.snapshot_id)
+            .field("series", &self.batch.num_rows())
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl State {
+    /// The index rows with the hot rows' last row per series merged in.
+    fn merged(&self, hot: &[RecordBatch]) -> DFResult<RecordBatch> {
+        if hot.iter().all(|b| b.num_rows() == 0) {
+            return Ok(self.batch.clone());
+        }
+        let mut folder = Folder::new(self.schema.clone(), &self.decl)?;
+        for b in hot {
+            folder.push(b.clone())?;
+        }
+        folder.compact()?;
+        let hot_batch = folder.batches.pop().expect("compacted");
+        let hot_times = times(hot_batch.column(self.decl.time_idx))?;
+        let index_times = times(self.batch.column(self.decl.time_idx))?;
+        let mut keep = vec![true; self.batch.num_rows()];
+        let mut take = Vec::new();
+        for (key, slot) in &folder.map {
+            let hot_time = time_at(&hot_times, slot.row as usize);
+            match self.map.get(key) {
+                Some(&row) => {
+                    if wins(hot_time, time_at(&index_times, row as usize)) {
+                        keep[row as usize] = false;
+                        take.push(slot.row);
+                    }
+                }
+                None => take.push(slot.row),
+            }
+        }
+        let kept = filter_record_batch(&self.batch, &BooleanArray::from(keep))?;
+        let added = take_record_batch(&hot_batch, &UInt32Array::from(take))?;
+        Ok(concat_batches(&self.schema, [&kept, &added])?)
+    }
+}
+
+/// How the index served a scan (EXPLAIN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// At the pinned snapshot (or a later one) already.
+    Kept,
+    /// Moved forward by reading the files appended since.
+    Appended { files: usize },
+    Rebuilt,
+    /// Over the memory budget: computed for this query only.
+    Unkept,
+}
+
+impl fmt::Display for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Served::Kept => write!(f, "index up to date"),
+            Served::Appended { files } => write!(f, "index refreshed from {files} appended files"),
+            Served::Rebuilt => write!(f, "index rebuilt"),
+            Served::Unkept => write!(f, "over the memory budget: computed for this query"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Entry {
+    state: Option<Arc<State>>,
+}
+
+/// The engine's last-value indexes, by table and declaration.
+#[derive(Default)]
+pub struct LastValueIndexes {
+    budget: usize,
+    entries: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Entry>>>>,
+    /// Indexes found too big: the rule leaves their tables alone.
+    over_budget: Mutex<HashSet<String>>,
+    /// Bytes of every kept index, by entry.
+    sizes: Mutex<HashMap<String, usize>>,
+}
+
+impl fmt::Debug for LastValueIndexes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LastValueIndexes")
+            .field("budget", &self.budget)
+            .finish()
+    }
+}
+
+fn entry_key(table: &WeirTable, decl: &Declaration) -> String {
+    format!(
+        "{}|{}|{}",
+        table.iceberg_table().identifier(),
+        decl.keys.join(","),
+        decl.time
+    )
+}
+
+impl LastValueIndexes {
+    pub fn new(budget: usize) -> Self {
+        LastValueIndexes {
+            budget,
+            ..Default::default()
+        }
+    }
+
+    fn is_over_budget(&self, key: &str) -> bool {
+        self.over_budget.lock().expect("lvi lock").contains(key)
+    }
+
+    /// The index of `table` (pinned to its snapshot), brought up to date.
+    async fn state_for(
+        &self,
+        table: &WeirTable,
+        decl: &Declaration,
+        session: &dyn Session,
+    ) -> DFResult<(Arc<State>, Served)> {
+        let key = entry_key(table, decl);
+        let entry = self
+            .entries
+            .lock()
+            .expect("lvi lock")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let mut guard = entry.lock().await;
+        let pinned = table.snapshot_id();
+        let schema = TableProvider::schema(table);
+        let mut start = None;
+        if let Some(s) = &guard.state
+            && s.schema == schema
+            && s.decl == *decl
+        {
+            if s.snapshot_id == pinned {
+                return Ok((s.clone(), Served::Kept));
+            }
+            if let (Some(p), Some(at)) = (pinned, s.snapshot_id) {
+                // The index is ahead of this query: a later state.
+                if changes_since(&s.table, p, at).is_some() {
+                    return Ok((s.clone(), Served::Kept));
+                }
+                start = Some(s.clone());
+            }
+        }
+        let (state, served) = match start {
+            Some(s) => match self.appended(&s, table, session).await? {
+                Some((state, files)) => (state, Served::Appended { files }),
+                None => (rebuild(table, decl, session).await?, Served::Rebuilt),
+            },
+            None => (rebuild(table, decl, session).await?, Served::Rebuilt),
+        };
+        let state = Arc::new(state);
+        let name = table.iceberg_table().identifier().to_string();
+        let others: usize = self
+            .sizes
+            .lock()
+            .expect("lvi lock")
+            .iter()
+            .filter(|(k, _)| **k != key)
+            .map(|(_, v)| *v)
+            .sum();
+        if others + state.bytes > self.budget {
+            tracing::warn!(table = %name, bytes = state.bytes, budget = self.budget,
+                "last-value index over the memory budget: not kept, queries take the normal plan");
+            guard.state = None;
+            self.sizes.lock().expect("lvi lock").remove(&key);
+            self.over_budget.lock().expect("lvi lock").insert(key);
+            ::metrics::gauge!("weir_last_value_bytes", "table" => name.clone()).set(0.0);
+            ::metrics::gauge!("weir_last_value_series", "table" => name).set(0.0);
+            return Ok((state, Served::Unkept));
+        }
+        self.sizes
+            .lock()
+            .expect("lvi lock")
+            .insert(key, state.bytes);
+        ::metrics::gauge!("weir_last_value_bytes", "table" => name.clone()).set(state.bytes as f64);
+        ::metrics::gauge!("weir_last_value_series", "table" => name)
+            .set(state.batch.num_rows() as f64);
+        guard.state = Some(state.clone());
+        Ok((state, served))
+    }
+
+    /// `from` moved to `table`'s snapshot by folding in the files appended
+    /// since; `None` when something else than appends and compactions
+    /// happened.
+    async fn appended(
+        &self,
+        from: &State,
+        table: &WeirTable,
+        session: &dyn Session,
+    ) -> DFResult<Option<(State, usize)>> {
+        let (Some(since), Some(until)) = (from.snapshot_id, table.snapshot_id()) else {
+            return Ok(None);
+        };
+        let iceberg = table.iceberg_table();
+        let Some(changes) = changes_since(iceberg, since, until) else {
+            return Ok(None);
+        };
+        if !changes.overwrites.is_empty() {
+            return Ok(None);
+        }
+        let mut folder = Folder::from_state(from)?;
+        let mut count = 0;
+        if changes.files_rewritten {
+            // A compaction since: read each append's files at its own
+            // snapshot (they may be gone from the pinned one).
+            for append in changes.appends.iter().rev() {
+                let files = added_data_files(iceberg, std::slice::from_ref(append))
+                    .await
+                    .map_err(crate::error::to_df)?;
+                count += files.len();
+                let paths = files.iter().map(|f| f.file_path().to_string()).collect();
+                let at = WeirTable::pinned_in_current_schema(
+                    table.lakehouse().clone(),
+                    iceberg.clone(),
+                    Some(append.snapshot_id()),
+                )?
+                .restricted(Some(Arc::new(paths)), false, "last-value index".into());
+                read_into(&mut folder, &at, session).await?;
+            }
+        } else {
+            let files = added_data_files(iceberg, &changes.appends)
+                .await
+                .map_err(crate::error::to_df)?;
+            count = files.len();
+            if count > 0 {
+                let paths = files.iter().map(|f| f.file_path().to_string()).collect();
+                let at =
+                    table.restricted(Some(Arc::new(paths)), false, "last-value index".into());
+                read_into(&mut folder, &at, session).await?;
+            }
+        }
+        Ok(Some((
+            folder.finish(iceberg.clone(), table.snapshot_id())?,
+            count,
+        )))
+    }
+}
+
+/// The index of `table`'s snapshot, from all its rows.
+async fn rebuild(table: &WeirTable, decl: &Declaration, session: &dyn Session) -> DFResult<State> {
+    let mut folder = Folder::new(TableProvider::schema(table), decl)?;
+    if table.snapshot_id().is_some() {
+        let all = table.restricted(None, false, "last-value index rebuild".into());
+        read_into(&mut folder, &all, session).await?;
+    }
+    folder.finish(table.iceberg_table().clone(), table.snapshot_id())
+}
+
+async fn read_into(folder: &mut Folder, table: &WeirTable, session: &dyn Session) -> DFResult<()> {
+    let plan = table.scan(session, None, &[], None).await?;
+    let mut stream = execute_stream(plan, session.task_ctx())?;
+    while let Some(batch) = stream.next().await {
+        folder.push(batch?)?;
+    }
+    Ok(())
+}
+
+/// The last row per series of a table (with its hot rows): what
+/// `last_cache('t')` reads, and what the rewrite puts under aggregates.
+pub(crate) struct LastValueTable {
+    table: WeirTable,
+    decl: Declaration,
+    indexes: Arc<LastValueIndexes>,
+}
+
+impl fmt::Debug for LastValueTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LastValueTable({:?})", self.table)
+    }
+}
+
+#[async_trait]
+impl TableProvider for LastValueTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        TableProvider::schema(&self.table)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        session: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let (state, served) = self
+            .indexes
+            .state_for(&self.table, &self.decl, session)
+            .await?;
+        let hot = self
+            .table
+            .visible_hot(state.table.metadata(), state.snapshot_id)?;
+        let schema = match projection {
+            Some(p) => Arc::new(state.schema.project(p)?),
+            None => state.schema.clone(),
+        };
+        Ok(Arc::new(LastValueExec {
+            table: self.table.iceberg_table().identifier().to_string(),
+            state,
+            served,
+            hot,
+            projection: projection.cloned(),
+            properties: Arc::new(PlanProperties::new(
+                EquivalenceProperties::new(schema.clone()),
+                Partitioning::UnknownPartitioning(1),
+                EmissionType::Incremental,
+                Boundedness::Bounded,
+            )),
+            schema,
+        }))
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+}
+
+/// Reads the index rows, with the hot rows merged in.
+#[derive(Debug)]
+pub struct LastValueExec {
+    table: String,
+    state: Arc<State>,
+    served: Served,
+    hot: Vec<RecordBatch>,
+    projection: Option<Vec<usize>>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl DisplayAs for LastValueExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hot: usize = self.hot.iter().map(|b| b.num_rows()).sum();
+        write!(
+            f,
+            "LastValueIndexExec: table={}, keys=[{}], time={}, series={}, hot rows={hot} ({})",
+            self.table,
+            self.state.decl.keys.join(", "),
+            self.state.decl.time,
+            self.state.batch.num_rows(),
+            self.served
+        )
+    }
+}
+
+impl ExecutionPlan for LastValueExec {
+    fn name(&self) -> &str {
+        "LastValueIndexExec"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal(
+                "LastValueIndexExec has no children".into(),
+            ))
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DFResult<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "LastValueIndexExec has one partition, got {partition}"
+            )));
+        }
+        let merged = self.state.merged(&self.hot)?;
+        let batch = match &self.projection {
+            Some(p) => merged.project(p)?,
+            None => merged,
+        };
+        let n = batch.num_rows();
+        let slices: Vec<DFResult<RecordBatch>> = (0..n.div_ceil(BATCH_ROWS))
+            .map(|i| {
+                let at = i * BATCH_ROWS;
+                Ok(batch.slice(at, BATCH_ROWS.min(n - at)))
+            })
+            .collect();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::stream::iter(slices),
+        )))
+    }
+}
+
+/// `last_cache('ns.table')`: the last row per series of a table with a
+/// declared index.
+#[derive(Debug)]
+pub(crate) struct LastCacheFunction {
+    pub lakehouse: Lakehouse,
+    pub indexes: Arc<LastValueIndexes>,
+}
+
+impl TableFunctionImpl for LastCacheFunction {
+    fn call(&self, args: &[Expr]) -> DFResult<Arc<dyn TableProvider>> {
+        let [Expr::Literal(ScalarValue::Utf8(Some(name)), _)] = args else {
+            return Err(DataFusionError::Plan(
+                "last_cache('ns.table') takes one table name".into(),
+            ));
+        };
+        let table = crate::functions::load_with_hot(&self.lakehouse, name)?;
+        let decl = Declaration::of(&table).ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "{name} has no last-value index: declare one with ALTER TABLE {name} SET TBLPROPERTIES \
+                 ('{KEYS_PROPERTY}' = 'key, …', '{TIME_PROPERTY}' = 'ts')"
+            ))
+        })?;
+        Ok(Arc::new(LastValueTable {
+            table,
+            decl,
+            indexes: self.indexes.clone(),
+        }))
+    }
+}
+
+/// Answers aggregates of the shapes in the module docs from the index.
+#[derive(Debug)]
+pub(crate) struct LastValueRule {
+    pub indexes: Arc<LastValueIndexes>,
+}
+
+impl OptimizerRule for LastValueRule {
+    fn name(&self) -> &str {
+        "weir_last_value_index"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn OptimizerConfig,
+    ) -> DFResult<Transformed<LogicalPlan>> {
+        let on = config
+            .options()
+            .extensions
+            .get::<crate::WeirSessionOptions>()
+            .is_none_or(|o| o.last_value_index);
+        if !on {
+            return Ok(Transformed::no(plan));
+        }
+        let LogicalPlan::Aggregate(agg) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        match self.try_rewrite(agg)? {
+            Some(new) => Ok(Transformed::yes(new)),
+            None => Ok(Transformed::no(plan)),
+        }
+    }
+}
+
+/// What an aggregate expression is, in terms of the index.
+enum Agg {
+    /// `last(x, time)`.
+    Last(Expr),
+    /// `max(time)`.
+    MaxTime,
+}
+
+impl LastValueRule {
+    fn try_rewrite(&self, agg: &Aggregate) -> DFResult<Option<LogicalPlan>> {
+        // Down to the scan through filters and plain column projections.
+        let mut filters: Vec<Expr> = Vec::new();
+        let mut node = agg.input.as_ref();
+        loop {
+            match node {
+                LogicalPlan::Filter(f) => {
+                    filters.extend(split_conjunction(&f.predicate).into_iter().cloned());
+                    node = f.input.as_ref();
+                }
+                LogicalPlan::Projection(p)
+                    if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) =>
+                {
+                    node = p.input.as_ref();
+                }
+                LogicalPlan::SubqueryAlias(a) => node = a.input.as_ref(),
+                LogicalPlan::TableScan(_) => break,
+                _ => return Ok(None),
+            }
+        }
+        let LogicalPlan::TableScan(scan) = node else {
+            return Ok(None);
+        };
+        if scan.fetch.is_some() {
+            return Ok(None);
+        }
+        let Ok(provider) = source_as_provider(&scan.source) else {
+            return Ok(None);
+        };
+        let Some(table) = provider.as_any().downcast_ref::<WeirTable>() else {
+            return Ok(None);
+        };
+        if table.is_restricted()
+            || table.snapshot_id() != table.iceberg_table().metadata().current_snapshot_id()
+        {
+            return Ok(None);
+        }
+        let Some(decl) = Declaration::of(table) else {
+            return Ok(None);
+        };
+        if self.is_over_budget(table, &decl) {
+            return Ok(None);
+        }
+        for f in scan.filters.iter() {
+            filters.extend(split_conjunction(f).into_iter().cloned());
+        }
+        if !filters.iter().all(|f| filter_ok(f, &decl)) {
+            return Ok(None);
+        }
+        // Group columns: keys only.
+        let mut grouped = HashSet::new();
+        for g in &agg.group_expr {
+            match g {
+                Expr::Column(c) if decl.is_key(&c.name) => {
+                    grouped.insert(c.name.clone());
+                }
+                _ => return Ok(None),
+            }
+        }
+        let mut aggs = Vec::new();
+        for a in &agg.aggr_expr {
+            match classify(a, &decl) {
+                Some(x) => aggs.push(x),
+                None => return Ok(None),
+            }
+        }
+        let new_scan = LogicalPlan::TableScan(TableScan {
+            source: provider_as_source(Arc::new(LastValueTable {
+                table: table.clone(),
+                decl: decl.clone(),
+                indexes: self.indexes.clone(),
+            })),
+            ..scan.clone()
+        });
+        let input = replace_scan(agg.input.as_ref(), &new_scan)?;
+        if grouped.len() == decl.keys.len() {
+            // One group per series: its index row is the answer.
+            let time = time_column(&input, &decl)?;
+            let mut exprs = Vec::new();
+            for (i, (qualifier, field)) in agg.schema.iter().enumerate() {
+                let e = if i < agg.group_expr.len() {
+                    // A column keeps its (qualified) name.
+                    exprs.push(agg.group_expr[i].clone());
+                    continue;
+                } else {
+                    match &aggs[i - agg.group_expr.len()] {
+                        Agg::MaxTime => time.clone(),
+                        Agg::Last(x) => {
+                            let null = ScalarValue::try_from(x.get_type(input.schema())?)?;
+                            when(time.clone().is_null(), Expr::Literal(null, None))
+                                .otherwise(x.clone())?
+                        }
+                    }
+                };
+                exprs.push(e.alias_qualified(qualifier.cloned(), field.name()));
+            }
+            return Ok(Some(LogicalPlan::Projection(Projection::try_new(
+                exprs,
+                Arc::new(input),
+            )?)));
+        }
+        Ok(Some(LogicalPlan::Aggregate(Aggregate::try_new_with_schema(
+            Arc::new(input),
+            agg.group_expr.clone(),
+            agg.aggr_expr.clone(),
+            agg.schema.clone(),
+        )?)))
+    }
+
+    fn is_over_budget(&self, table: &WeirTable, decl: &Declaration) -> bool {
+        self.indexes.is_over_budget(&entry_key(table, decl))
+    }
+}
+
+/// The time column as the input of the aggregate names it.
+fn time_column(input: &LogicalPlan, decl: &Declaration) -> DFResult<Expr> {
+    let (qualifier, field) = input
+        .schema()
+        .qualified_field_with_unqualified_name(&decl.time)?;
+    Ok(Expr::Column(Column::new(qualifier.cloned(), field.name())))
+}
+
+/// `plan` with its table scan replaced.
+fn replace_scan(plan: &LogicalPlan, scan: &LogicalPlan) -> DFResult<LogicalPlan> {
+    if matches!(plan, LogicalPlan::TableScan(_)) {
+        return Ok(scan.clone());
+    }
+    let inputs = plan
+        .inputs()
+        .into_iter()
+        .map(|i| replace_scan(i, scan))
+        .collect::<DFResult<Vec<_>>>()?;
+    plan.with_new_exprs(plan.expressions(), inputs)
+}
+
+fn classify(expr: &Expr, decl: &Declaration) -> Option<Agg> {
+    let inner = match expr {
+        Expr::Alias(a) => a.expr.as_ref(),
+        e => e,
+    };
+    let Expr::AggregateFunction(f) = inner else {
+        return None;
+    };
+    let p = &f.params;
+    if p.distinct || p.filter.is_some() || !p.order_by.is_empty() || p.null_treatment.is_some() {
+        return None;
+    }
+    let is_time = |e: &Expr| matches!(e, Expr::Column(c) if c.name == decl.time);
+    match (f.func.name(), p.args.as_slice()) {
+        ("last", [x, t]) if is_time(t) && matches!(x, Expr::Column(_)) => {
+            Some(Agg::Last(x.clone()))
+        }
+        ("max", [t]) if is_time(t) => Some(Agg::MaxTime),
+        _ => None,
+    }
+}
+
+/// A filter the index answers the same: on key columns only, or a lower
+/// bound on the time.
+fn filter_ok(filter: &Expr, decl: &Declaration) -> bool {
+    let refs = filter.column_refs();
+    if filter.is_volatile() {
+        return false;
+    }
+    if refs.iter().all(|c| decl.is_key(&c.name)) {
+        return true;
+    }
+    let Expr::BinaryExpr(b) = filter else {
+        return false;
+    };
+    let is_time = |e: &Expr| {
+        // A cast to another timestamp type keeps the order.
+        let e = match e {
+            Expr::Cast(c) if matches!(c.data_type, DataType::Timestamp(..)) => c.expr.as_ref(),
+            e => e,
+        };
+        matches!(e, Expr::Column(c) if c.name == decl.time)
+    };
+    let constant = |e: &Expr| e.column_refs().is_empty();
+    match b.op {
+        Operator::Gt | Operator::GtEq => is_time(&b.left) && constant(&b.right),
+        Operator::Lt | Operator::LtEq => constant(&b.left) && is_time(&b.right),
+        _ => false,
+    }
+}
+
+/// Adds `last_cache` and the rewrite rule to a session.
+pub(crate) fn register(
+    ctx: &datafusion::prelude::SessionContext,
+    lakehouse: &Lakehouse,
+    indexes: &Arc<LastValueIndexes>,
+) {
+    ctx.register_udtf(
+        "last_cache",
+        Arc::new(LastCacheFunction {
+            lakehouse: lakehouse.clone(),
+            indexes: indexes.clone(),
+        }),
+    );
+    ctx.add_optimizer_rule(Arc::new(LastValueRule {
+        indexes: indexes.clone(),
+    }));
+}
