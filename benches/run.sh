@@ -10,6 +10,7 @@
 #        benches/run.sh federation [--devices N] [--points P]           (PostgreSQL federation)
 #        benches/run.sh auth [--reps R]                                 (TLS + auth connection cost)
 #        benches/run.sh gapfill [--sensors N] [--reps R]                (gap filling vs DuckDB)
+#        benches/run.sh last_value [--series 2000,200000] [--reps R]    (last-value index vs DuckDB, chDB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${WEIR_BENCH_VENV:-$HOME/.cache/weir/bench-venv}
@@ -44,6 +45,10 @@ fi
 if [ "${1:-}" = gapfill ]; then
   shift
   exec "$venv/bin/python" benches/gapfill.py "$@"
+fi
+if [ "${1:-}" = last_value ]; then
+  shift
+  exec "$venv/bin/python" benches/last_value.py "$@"
 fi
 if [ "${1:-}" = mqtt ]; then
   shift
