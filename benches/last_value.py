@@ -63,7 +63,7 @@ QUERIES = {
         "weir": "SELECT device_id, metric, last(value, ts) AS value, max(ts) AS ts FROM public.lv "
                 "GROUP BY device_id, metric",
         "duckdb": "SELECT device_id, metric, arg_max(value, ts) AS value, max(ts) AS ts FROM lv GROUP BY ALL",
-        "chdb": "SELECT device_id, metric, argMax(value, ts) AS value, max(ts) AS ts FROM lv "
+        "chdb": "SELECT device_id, metric, argMax(value, ts) AS v, max(ts) AS t FROM lv "
                 "GROUP BY device_id, metric",
     },
     "last one device": {
@@ -71,7 +71,7 @@ QUERIES = {
                 "WHERE device_id = '{dev}' GROUP BY device_id, metric",
         "duckdb": "SELECT device_id, metric, arg_max(value, ts) AS value, max(ts) AS ts FROM lv "
                   "WHERE device_id = '{dev}' GROUP BY ALL",
-        "chdb": "SELECT device_id, metric, argMax(value, ts) AS value, max(ts) AS ts FROM lv "
+        "chdb": "SELECT device_id, metric, argMax(value, ts) AS v, max(ts) AS t FROM lv "
                 "WHERE device_id = '{dev}' GROUP BY device_id, metric",
     },
     "devices": {

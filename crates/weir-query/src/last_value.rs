@@ -152,7 +152,15 @@ impl Declaration {
                 | DataType::Int64
                 | DataType::Int32
         );
-        if keys.is_empty() || !time_ok || keys.contains(&time) {
+        let sortable: Vec<SortField> = key_idx
+            .iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect();
+        if keys.is_empty()
+            || !time_ok
+            || keys.contains(&time)
+            || !RowConverter::supports_fields(&sortable)
+        {
             return None;
         }
         Some(Declaration {
@@ -399,7 +407,9 @@ enum Served {
     /// At the pinned snapshot (or a later one) already.
     Kept,
     /// Moved forward by reading the files appended since.
-    Appended { files: usize },
+    Appended {
+        files: usize,
+    },
     Rebuilt,
     /// Over the memory budget: computed for this query only.
     Unkept,
@@ -522,6 +532,17 @@ impl LastValueIndexes {
             ::metrics::gauge!("weir_last_value_series", "table" => name).set(0.0);
             return Ok((state, Served::Unkept));
         }
+        // A changed declaration of the table leaves its old index behind.
+        let prefix = format!("{name}|");
+        let stale = |k: &String| k.starts_with(&prefix) && *k != key;
+        self.sizes
+            .lock()
+            .expect("lvi lock")
+            .retain(|k, _| !stale(k));
+        self.entries
+            .lock()
+            .expect("lvi lock")
+            .retain(|k, _| !stale(k));
         self.sizes
             .lock()
             .expect("lvi lock")
@@ -568,7 +589,11 @@ impl LastValueIndexes {
                     iceberg.clone(),
                     Some(append.snapshot_id()),
                 )?
-                .restricted(Some(Arc::new(paths)), false, "last-value index".into());
+                .restricted(
+                    Some(Arc::new(paths)),
+                    false,
+                    "last-value index".into(),
+                );
                 read_into(&mut folder, &at, session).await?;
             }
         } else {
@@ -578,8 +603,7 @@ impl LastValueIndexes {
             count = files.len();
             if count > 0 {
                 let paths = files.iter().map(|f| f.file_path().to_string()).collect();
-                let at =
-                    table.restricted(Some(Arc::new(paths)), false, "last-value index".into());
+                let at = table.restricted(Some(Arc::new(paths)), false, "last-value index".into());
                 read_into(&mut folder, &at, session).await?;
             }
         }
@@ -947,12 +971,14 @@ impl LastValueRule {
                 Arc::new(input),
             )?)));
         }
-        Ok(Some(LogicalPlan::Aggregate(Aggregate::try_new_with_schema(
-            Arc::new(input),
-            agg.group_expr.clone(),
-            agg.aggr_expr.clone(),
-            agg.schema.clone(),
-        )?)))
+        Ok(Some(LogicalPlan::Aggregate(
+            Aggregate::try_new_with_schema(
+                Arc::new(input),
+                agg.group_expr.clone(),
+                agg.aggr_expr.clone(),
+                agg.schema.clone(),
+            )?,
+        )))
     }
 
     fn is_over_budget(&self, table: &WeirTable, decl: &Declaration) -> bool {

@@ -57,7 +57,12 @@ impl WeirDb {
         match words.as_slice() {
             ["HOT", "INSERT", "INTO", table, ..] => {
                 let at = sql.find(table).expect("table name") + table.len();
-                let batches = self.engine.sql(&self.ctx, &sql[at..]).await?.collect().await?;
+                let batches = self
+                    .engine
+                    .sql(&self.ctx, &sql[at..])
+                    .await?
+                    .collect()
+                    .await?;
                 let hot = self.engine.lakehouse().hot();
                 let mut rows = 0;
                 for batch in batches {
