@@ -234,29 +234,6 @@ impl Folder {
         })
     }
 
-    /// A folder holding `state`'s rows (to fold more into).
-    fn from_state(state: &State) -> DFResult<Self> {
-        let mut folder = Folder::new(state.schema.clone(), &state.decl)?;
-        let t = times(state.batch.column(state.decl.time_idx))?;
-        folder.map = state
-            .map
-            .iter()
-            .map(|(k, &row)| {
-                (
-                    k.clone(),
-                    Slot {
-                        batch: 0,
-                        row,
-                        time: time_at(&t, row as usize),
-                    },
-                )
-            })
-            .collect();
-        folder.rows_held = state.batch.num_rows();
-        folder.batches.push(state.batch.clone());
-        Ok(folder)
-    }
-
     fn push(&mut self, batch: RecordBatch) -> DFResult<()> {
         let n = batch.num_rows();
         if n == 0 {
@@ -329,17 +306,14 @@ impl Folder {
         self.compact()?;
         let batch = self.batches.pop().expect("compacted");
         let map: HashMap<Box<[u8]>, u32> = self.map.into_iter().map(|(k, s)| (k, s.row)).collect();
-        let keys: usize = map.keys().map(|k| k.len() + 32).sum();
-        let bytes = batch.get_array_memory_size() + keys;
-        Ok(State {
+        Ok(State::new(
             table,
             snapshot_id,
-            schema: self.schema,
-            decl: self.decl,
+            self.schema,
+            self.decl,
             batch,
             map,
-            bytes,
-        })
+        ))
     }
 }
 
@@ -355,6 +329,9 @@ pub(crate) struct State {
     /// Encoded key → row of `batch`.
     map: HashMap<Box<[u8]>, u32>,
     bytes: usize,
+    /// One row of `batch` per distinct value of some key columns (by
+    /// their positions), computed on first use.
+    representatives: Mutex<HashMap<Vec<usize>, UInt32Array>>,
 }
 
 impl fmt::Debug for State {
@@ -368,6 +345,108 @@ impl fmt::Debug for State {
 }
 
 impl State {
+    fn new(
+        table: Table,
+        snapshot_id: Option<i64>,
+        schema: SchemaRef,
+        decl: Declaration,
+        batch: RecordBatch,
+        map: HashMap<Box<[u8]>, u32>,
+    ) -> Self {
+        let keys: usize = map.keys().map(|k| k.len() + 32).sum();
+        let bytes = batch.get_array_memory_size() + keys;
+        State {
+            table,
+            snapshot_id,
+            schema,
+            decl,
+            batch,
+            map,
+            bytes,
+            representatives: Mutex::default(),
+        }
+    }
+
+    fn copy(&self) -> Self {
+        State::new(
+            self.table.clone(),
+            self.snapshot_id,
+            self.schema.clone(),
+            self.decl.clone(),
+            self.batch.clone(),
+            self.map.clone(),
+        )
+    }
+
+    /// The index with the last rows of later commits (`later`) folded in:
+    /// a series' row is replaced where the later one wins, new series are
+    /// added at the end (other rows keep their place, so the key map is
+    /// only added to).
+    fn absorb(
+        mut self,
+        mut later: Folder,
+        table: Table,
+        snapshot_id: Option<i64>,
+    ) -> DFResult<Self> {
+        later.compact()?;
+        let new_batch = later.batches.pop().expect("compacted");
+        let new_times = times(new_batch.column(self.decl.time_idx))?;
+        let old_times = times(self.batch.column(self.decl.time_idx))?;
+        let mut indices: Vec<(usize, usize)> = (0..self.batch.num_rows()).map(|r| (0, r)).collect();
+        let mut changed = false;
+        for (key, slot) in later.map {
+            let t = time_at(&new_times, slot.row as usize);
+            match self.map.get(&key) {
+                Some(&row) => {
+                    if wins(t, time_at(&old_times, row as usize)) {
+                        indices[row as usize] = (1, slot.row as usize);
+                        changed = true;
+                    }
+                }
+                None => {
+                    self.map.insert(key, indices.len() as u32);
+                    indices.push((1, slot.row as usize));
+                    changed = true;
+                }
+            }
+        }
+        let batch = if changed {
+            interleave_record_batch(&[&self.batch, &new_batch], &indices)?
+        } else {
+            self.batch
+        };
+        Ok(State::new(
+            table,
+            snapshot_id,
+            self.schema,
+            self.decl,
+            batch,
+            self.map,
+        ))
+    }
+
+    /// Rows of `batch`, one per distinct combination of the columns `cols`.
+    fn representatives(&self, cols: &[usize]) -> DFResult<UInt32Array> {
+        let mut cache = self.representatives.lock().expect("lvi lock");
+        if let Some(rows) = cache.get(cols) {
+            return Ok(rows.clone());
+        }
+        let fields = cols
+            .iter()
+            .map(|&i| SortField::new(self.schema.field(i).data_type().clone()))
+            .collect();
+        let converter = RowConverter::new(fields)?;
+        let columns: Vec<ArrayRef> = cols.iter().map(|&i| self.batch.column(i).clone()).collect();
+        let rows = converter.convert_columns(&columns)?;
+        let mut seen = HashSet::new();
+        let picked: UInt32Array = (0..rows.num_rows())
+            .filter(|&i| seen.insert(rows.row(i)))
+            .map(|i| i as u32)
+            .collect();
+        cache.insert(cols.to_vec(), picked.clone());
+        Ok(picked)
+    }
+
     /// The index rows with the hot rows' last row per series merged in.
     fn merged(&self, hot: &[RecordBatch]) -> DFResult<RecordBatch> {
         if hot.iter().all(|b| b.num_rows() == 0) {
@@ -502,11 +581,11 @@ impl LastValueIndexes {
                 if changes_since(&s.table, p, at).is_some() {
                     return Ok((s.clone(), Served::Kept));
                 }
-                start = Some(s.clone());
+                start = guard.state.take();
             }
         }
         let (state, served) = match start {
-            Some(s) => match self.appended(&s, table, session).await? {
+            Some(s) => match self.appended(s, table, session).await? {
                 Some((state, files)) => (state, Served::Appended { files }),
                 None => (rebuild(table, decl, session).await?, Served::Rebuilt),
             },
@@ -559,7 +638,7 @@ impl LastValueIndexes {
     /// happened.
     async fn appended(
         &self,
-        from: &State,
+        from: Arc<State>,
         table: &WeirTable,
         session: &dyn Session,
     ) -> DFResult<Option<(State, usize)>> {
@@ -573,7 +652,7 @@ impl LastValueIndexes {
         if !changes.overwrites.is_empty() {
             return Ok(None);
         }
-        let mut folder = Folder::from_state(from)?;
+        let mut folder = Folder::new(from.schema.clone(), &from.decl)?;
         let mut count = 0;
         if changes.files_rewritten {
             // A compaction since: read each append's files at its own
@@ -607,8 +686,10 @@ impl LastValueIndexes {
                 read_into(&mut folder, &at, session).await?;
             }
         }
+        // In place unless a running query still reads the old state.
+        let state = Arc::try_unwrap(from).unwrap_or_else(|shared| shared.copy());
         Ok(Some((
-            folder.finish(iceberg.clone(), table.snapshot_id())?,
+            state.absorb(folder, iceberg.clone(), table.snapshot_id())?,
             count,
         )))
     }
@@ -639,6 +720,9 @@ pub(crate) struct LastValueTable {
     table: WeirTable,
     decl: Declaration,
     indexes: Arc<LastValueIndexes>,
+    /// Only one row per distinct combination of these columns is needed
+    /// (a listing without filters: `SELECT DISTINCT device_id`).
+    distinct_on: Option<Vec<usize>>,
 }
 
 impl fmt::Debug for LastValueTable {
@@ -681,6 +765,7 @@ impl TableProvider for LastValueTable {
         };
         Ok(Arc::new(LastValueExec {
             table: self.table.iceberg_table().identifier().to_string(),
+            distinct_on: self.distinct_on.clone(),
             state,
             served,
             hot,
@@ -707,6 +792,7 @@ impl TableProvider for LastValueTable {
 #[derive(Debug)]
 pub struct LastValueExec {
     table: String,
+    distinct_on: Option<Vec<usize>>,
     state: Arc<State>,
     served: Served,
     hot: Vec<RecordBatch>,
@@ -720,13 +806,20 @@ impl DisplayAs for LastValueExec {
         let hot: usize = self.hot.iter().map(|b| b.num_rows()).sum();
         write!(
             f,
-            "LastValueIndexExec: table={}, keys=[{}], time={}, series={}, hot rows={hot} ({})",
+            "LastValueIndexExec: table={}, keys=[{}], time={}, series={}, hot rows={hot}",
             self.table,
             self.state.decl.keys.join(", "),
             self.state.decl.time,
             self.state.batch.num_rows(),
-            self.served
-        )
+        )?;
+        if let Some(cols) = &self.distinct_on {
+            let names: Vec<&str> = cols
+                .iter()
+                .map(|&i| self.state.schema.field(i).name().as_str())
+                .collect();
+            write!(f, ", one row per distinct [{}]", names.join(", "))?;
+        }
+        write!(f, " ({})", self.served)
     }
 }
 
@@ -770,7 +863,17 @@ impl ExecutionPlan for LastValueExec {
                 "LastValueIndexExec has one partition, got {partition}"
             )));
         }
-        let merged = self.state.merged(&self.hot)?;
+        let merged = match &self.distinct_on {
+            // Every distinct value is in the representatives or the hot
+            // rows; the aggregate above removes duplicates.
+            Some(cols) => {
+                let rows = self.state.representatives(cols)?;
+                let mut parts = vec![take_record_batch(&self.state.batch, &rows)?];
+                parts.extend(self.hot.iter().cloned());
+                concat_batches(&self.state.schema, &parts)?
+            }
+            None => self.state.merged(&self.hot)?,
+        };
         let batch = match &self.projection {
             Some(p) => merged.project(p)?,
             None => merged,
@@ -815,6 +918,7 @@ impl TableFunctionImpl for LastCacheFunction {
             table,
             decl,
             indexes: self.indexes.clone(),
+            distinct_on: None,
         }))
     }
 }
@@ -936,11 +1040,24 @@ impl LastValueRule {
                 None => return Ok(None),
             }
         }
+        // A listing without filters needs one row per value.
+        let distinct_on =
+            (aggs.is_empty() && filters.is_empty() && grouped.len() < decl.keys.len()).then(|| {
+                let schema = TableProvider::schema(table);
+                agg.group_expr
+                    .iter()
+                    .filter_map(|g| match g {
+                        Expr::Column(c) => schema.index_of(&c.name).ok(),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            });
         let new_scan = LogicalPlan::TableScan(TableScan {
             source: provider_as_source(Arc::new(LastValueTable {
                 table: table.clone(),
                 decl: decl.clone(),
                 indexes: self.indexes.clone(),
+                distinct_on,
             })),
             ..scan.clone()
         });
