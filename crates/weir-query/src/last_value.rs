@@ -1192,3 +1192,191 @@ pub(crate) fn register(
         indexes: indexes.clone(),
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Int64, true),
+            Field::new("device", DataType::Utf8, true),
+            Field::new("v", DataType::Float64, true),
+        ]))
+    }
+
+    fn decl() -> Declaration {
+        Declaration {
+            keys: vec!["device".into()],
+            time: "ts".into(),
+            key_idx: vec![1],
+            time_idx: 0,
+        }
+    }
+
+    fn batch(rows: &[(Option<i64>, Option<&str>, f64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(rows.iter().map(|r| r.0).collect::<Int64Array>()),
+                Arc::new(rows.iter().map(|r| r.1).collect::<StringArray>()),
+                Arc::new(rows.iter().map(|r| Some(r.2)).collect::<Float64Array>()),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// (device, ts, v) sorted by device.
+    fn rows(b: &RecordBatch) -> Vec<(Option<String>, Option<i64>, f64)> {
+        let t = b.column(0).as_primitive::<Int64Type>();
+        let d = b.column(1).as_string::<i32>();
+        let v = b.column(2).as_primitive::<arrow::datatypes::Float64Type>();
+        let mut out: Vec<_> = (0..b.num_rows())
+            .map(|i| {
+                (
+                    d.is_valid(i).then(|| d.value(i).to_string()),
+                    t.is_valid(i).then(|| t.value(i)),
+                    v.value(i),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn folder_of(batches: &[RecordBatch]) -> Folder {
+        let mut f = Folder::new(schema(), &decl()).unwrap();
+        for b in batches {
+            f.push(b.clone()).unwrap();
+        }
+        f
+    }
+
+    fn table() -> Table {
+        use iceberg::io::FileIO;
+        use iceberg::spec::{
+            NestedField, PrimitiveType, Schema as IcebergSchema, TableMetadataBuilder,
+        };
+        let schema = IcebergSchema::builder()
+            .with_fields(vec![Arc::new(NestedField::optional(
+                1,
+                "ts",
+                iceberg::spec::Type::Primitive(PrimitiveType::Long),
+            ))])
+            .build()
+            .unwrap();
+        let metadata = TableMetadataBuilder::new(
+            schema,
+            iceberg::spec::PartitionSpec::unpartition_spec(),
+            iceberg::spec::SortOrder::unsorted_order(),
+            "memory://t".into(),
+            iceberg::spec::FormatVersion::V2,
+            HashMap::new(),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .metadata;
+        Table::builder()
+            .metadata(metadata)
+            .identifier(iceberg::TableIdent::from_strs(["ns", "t"]).unwrap())
+            .file_io(FileIO::new_with_memory())
+            .runtime(iceberg::Runtime::current())
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn later_rows_win_and_null_times_lose() {
+        let f = folder_of(&[
+            batch(&[
+                (Some(1), Some("a"), 1.0),
+                (Some(5), Some("a"), 5.0),
+                (None, Some("a"), 99.0),
+            ]),
+            batch(&[
+                (Some(3), Some("a"), 3.0),
+                (None, Some("b"), 7.0),
+                (Some(2), None, 2.0),
+            ]),
+        ]);
+        let state = f.finish(table(), None).unwrap();
+        assert_eq!(
+            rows(&state.batch),
+            vec![
+                (None, Some(2), 2.0),
+                (Some("a".into()), Some(5), 5.0),
+                (Some("b".into()), None, 7.0),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_the_winners() {
+        let mut f = Folder::new(schema(), &decl()).unwrap();
+        for i in 0..200 {
+            let b: Vec<(Option<i64>, Option<&str>, f64)> = (0..1000)
+                .map(|j| {
+                    (
+                        Some(i * 1000 + j),
+                        Some(if j % 2 == 0 { "x" } else { "y" }),
+                        j as f64,
+                    )
+                })
+                .collect();
+            f.push(batch(&b)).unwrap();
+        }
+        assert!(f.batches.len() < 200, "compacted on the way");
+        let state = f.finish(table(), None).unwrap();
+        assert_eq!(
+            rows(&state.batch),
+            vec![
+                (Some("x".into()), Some(199_998), 998.0),
+                (Some("y".into()), Some(199_999), 999.0),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn absorb_and_merge_hot() {
+        let state = folder_of(&[batch(&[
+            (Some(5), Some("a"), 5.0),
+            (Some(5), Some("b"), 5.0),
+        ])])
+        .finish(table(), None)
+        .unwrap();
+        let later = folder_of(&[batch(&[
+            (Some(4), Some("a"), 4.0),
+            (Some(6), Some("b"), 6.0),
+            (Some(1), Some("c"), 1.0),
+        ])]);
+        let state = state.absorb(later, table(), None).unwrap();
+        assert_eq!(
+            rows(&state.batch),
+            vec![
+                (Some("a".into()), Some(5), 5.0),
+                (Some("b".into()), Some(6), 6.0),
+                (Some("c".into()), Some(1), 1.0),
+            ]
+        );
+        // The key map still points at each series' row.
+        assert_eq!(state.map.len(), 3);
+        let hot = batch(&[
+            (Some(9), Some("a"), 9.0),
+            (Some(0), Some("c"), 0.0),
+            (Some(1), Some("d"), 1.0),
+        ]);
+        assert_eq!(
+            rows(&state.merged(&[hot]).unwrap()),
+            vec![
+                (Some("a".into()), Some(9), 9.0),
+                (Some("b".into()), Some(6), 6.0),
+                (Some("c".into()), Some(1), 1.0),
+                (Some("d".into()), Some(1), 1.0),
+            ]
+        );
+        assert_eq!(state.representatives(&[1]).unwrap().len(), 3);
+    }
+}
