@@ -332,7 +332,13 @@ pub(crate) struct State {
     /// One row of `batch` per distinct value of some key columns (by
     /// their positions), computed on first use.
     representatives: Mutex<HashMap<Vec<usize>, UInt32Array>>,
+    /// Rows of `batch` by the value of one key column (by its position),
+    /// built on first use.
+    postings: Mutex<HashMap<usize, Arc<Postings>>>,
 }
+
+/// Encoded value → rows.
+type Postings = HashMap<Box<[u8]>, Vec<u32>>;
 
 impl fmt::Debug for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -364,6 +370,7 @@ impl State {
             map,
             bytes,
             representatives: Mutex::default(),
+            postings: Mutex::default(),
         }
     }
 
@@ -447,10 +454,60 @@ impl State {
         Ok(picked)
     }
 
-    /// The index rows with the hot rows' last row per series merged in.
-    fn merged(&self, hot: &[RecordBatch]) -> DFResult<RecordBatch> {
+    /// Rows of `batch` whose key column `col` holds one of `values`; `None`
+    /// when a value does not convert to the column's type.
+    fn lookup(&self, col: usize, values: &[ScalarValue]) -> DFResult<Option<UInt32Array>> {
+        let data_type = self.schema.field(col).data_type();
+        let converter = RowConverter::new(vec![SortField::new(data_type.clone())])?;
+        let postings = {
+            let mut cache = self.postings.lock().expect("lvi lock");
+            match cache.get(&col) {
+                Some(p) => p.clone(),
+                None => {
+                    let rows = converter.convert_columns(&[self.batch.column(col).clone()])?;
+                    let mut p = Postings::new();
+                    for i in 0..rows.num_rows() {
+                        let key = rows.row(i);
+                        match p.get_mut(key.as_ref()) {
+                            Some(list) => list.push(i as u32),
+                            None => {
+                                p.insert(key.as_ref().into(), vec![i as u32]);
+                            }
+                        }
+                    }
+                    let p = Arc::new(p);
+                    cache.insert(col, p.clone());
+                    p
+                }
+            }
+        };
+        let mut out = Vec::new();
+        for v in values.iter().filter(|v| !v.is_null()) {
+            let Ok(value) = v.cast_to(data_type) else {
+                return Ok(None);
+            };
+            // A lossy cast could miss rows the filter keeps.
+            if value.cast_to(&v.data_type()).ok().as_ref() != Some(v) {
+                return Ok(None);
+            }
+            let rows = converter.convert_columns(&[value.to_array_of_size(1)?])?;
+            if let Some(found) = postings.get(rows.row(0).as_ref()) {
+                out.extend_from_slice(found);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(Some(UInt32Array::from(out)))
+    }
+
+    /// The index rows (only rows `only` of them, if given: the filter above
+    /// drops the others) with the hot rows' last row per series merged in.
+    fn merged(&self, hot: &[RecordBatch], only: Option<&UInt32Array>) -> DFResult<RecordBatch> {
         if hot.iter().all(|b| b.num_rows() == 0) {
-            return Ok(self.batch.clone());
+            return Ok(match only {
+                Some(rows) => take_record_batch(&self.batch, rows)?,
+                None => self.batch.clone(),
+            });
         }
         let mut folder = Folder::new(self.schema.clone(), &self.decl)?;
         for b in hot {
@@ -474,7 +531,18 @@ impl State {
                 None => take.push(slot.row),
             }
         }
-        let kept = filter_record_batch(&self.batch, &BooleanArray::from(keep))?;
+        let kept = match only {
+            Some(rows) => {
+                let rows: UInt32Array = rows
+                    .values()
+                    .iter()
+                    .copied()
+                    .filter(|&r| keep[r as usize])
+                    .collect();
+                take_record_batch(&self.batch, &rows)?
+            }
+            None => filter_record_batch(&self.batch, &BooleanArray::from(keep))?,
+        };
         let added = take_record_batch(&hot_batch, &UInt32Array::from(take))?;
         Ok(concat_batches(&self.schema, [&kept, &added])?)
     }
@@ -749,9 +817,10 @@ impl TableProvider for LastValueTable {
         &self,
         session: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let lookup = key_lookup(filters, &self.decl, &TableProvider::schema(&self.table));
         let (state, served) = self
             .indexes
             .state_for(&self.table, &self.decl, session)
@@ -766,6 +835,7 @@ impl TableProvider for LastValueTable {
         Ok(Arc::new(LastValueExec {
             table: self.table.iceberg_table().identifier().to_string(),
             distinct_on: self.distinct_on.clone(),
+            lookup,
             state,
             served,
             hot,
@@ -793,6 +863,8 @@ impl TableProvider for LastValueTable {
 pub struct LastValueExec {
     table: String,
     distinct_on: Option<Vec<usize>>,
+    /// A key column and the values the query's filters allow.
+    lookup: Option<(usize, Vec<ScalarValue>)>,
     state: Arc<State>,
     served: Served,
     hot: Vec<RecordBatch>,
@@ -818,6 +890,15 @@ impl DisplayAs for LastValueExec {
                 .map(|&i| self.state.schema.field(i).name().as_str())
                 .collect();
             write!(f, ", one row per distinct [{}]", names.join(", "))?;
+        }
+        if let Some((col, values)) = &self.lookup {
+            write!(
+                f,
+                ", lookup {} in {} value{}",
+                self.state.schema.field(*col).name(),
+                values.len(),
+                if values.len() == 1 { "" } else { "s" }
+            )?;
         }
         write!(f, " ({})", self.served)
     }
@@ -872,7 +953,13 @@ impl ExecutionPlan for LastValueExec {
                 parts.extend(self.hot.iter().cloned());
                 concat_batches(&self.state.schema, &parts)?
             }
-            None => self.state.merged(&self.hot)?,
+            None => {
+                let only = match &self.lookup {
+                    Some((col, values)) => self.state.lookup(*col, values)?,
+                    None => None,
+                };
+                self.state.merged(&self.hot, only.as_ref())?
+            }
         };
         let batch = match &self.projection {
             Some(p) => merged.project(p)?,
@@ -1146,6 +1233,57 @@ fn classify(expr: &Expr, decl: &Declaration) -> Option<Agg> {
     }
 }
 
+/// A key column and the values a filter allows it (`k = literal`,
+/// `k IN (literal, …)`, ORs of those on one column), for looking rows up
+/// rather than scanning them.
+fn key_lookup(
+    filters: &[Expr],
+    decl: &Declaration,
+    schema: &SchemaRef,
+) -> Option<(usize, Vec<ScalarValue>)> {
+    filters
+        .iter()
+        .flat_map(|f| split_conjunction(f))
+        .find_map(|c| allowed_values(c, decl, schema))
+}
+
+fn allowed_values(
+    e: &Expr,
+    decl: &Declaration,
+    schema: &SchemaRef,
+) -> Option<(usize, Vec<ScalarValue>)> {
+    let key = |e: &Expr| match e {
+        Expr::Column(c) if decl.is_key(&c.name) => schema.index_of(&c.name).ok(),
+        _ => None,
+    };
+    match e {
+        Expr::BinaryExpr(b) if b.op == Operator::Eq => match (b.left.as_ref(), b.right.as_ref()) {
+            (k, Expr::Literal(v, _)) | (Expr::Literal(v, _), k) => Some((key(k)?, vec![v.clone()])),
+            _ => None,
+        },
+        Expr::BinaryExpr(b) if b.op == Operator::Or => {
+            let (l, mut lv) = allowed_values(&b.left, decl, schema)?;
+            let (r, rv) = allowed_values(&b.right, decl, schema)?;
+            (l == r).then(|| {
+                lv.extend(rv);
+                (l, lv)
+            })
+        }
+        Expr::InList(l) if !l.negated => {
+            let values = l
+                .list
+                .iter()
+                .map(|e| match e {
+                    Expr::Literal(v, _) => Some(v.clone()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some((key(&l.expr)?, values))
+        }
+        _ => None,
+    }
+}
+
 /// A filter the index answers the same: on key columns only, or a lower
 /// bound on the time.
 fn filter_ok(filter: &Expr, decl: &Declaration) -> bool {
@@ -1369,7 +1507,7 @@ mod tests {
             (Some(1), Some("d"), 1.0),
         ]);
         assert_eq!(
-            rows(&state.merged(&[hot]).unwrap()),
+            rows(&state.merged(&[hot], None).unwrap()),
             vec![
                 (Some("a".into()), Some(9), 9.0),
                 (Some("b".into()), Some(6), 6.0),
