@@ -115,3 +115,25 @@ def test_hot_rows_are_merged(tmp_path):
         if server:
             server.discard()
         broker.stop()
+
+
+def test_index_over_the_memory_budget_is_not_kept(tmp_path):
+    """With no memory for indexes the queries take the normal plan (same
+    answers); last_cache computes its rows per query."""
+    server = WeirServer(tmp_path / "data", ["--last-value-memory-mb", "0", "--maintenance=false"])
+    try:
+        conn = connect(server.uri)
+        try:
+            execute(conn, "INSERT INTO silver.points (ts, device_id, metric, value) VALUES "
+                          "('2026-03-01T00:00:00Z', 'd1', 'temp', 1.0), ('2026-03-01T00:01:00Z', 'd1', 'temp', 2.0)")
+            execute(conn, DECLARE)
+            rows = fetch_table(conn, "SELECT device_id, value FROM last_cache('silver.points')").to_pylist()
+            assert rows == [{"device_id": "d1", "value": 2.0}]
+            plan = plan_text(conn, LAST)
+            assert "LastValueIndexExec" not in plan, plan
+            assert [(r["device_id"], r["value"]) for r in fetch_table(conn, LAST).to_pylist()] == [("d1", 2.0)]
+            assert "over the memory budget" in server.logs()
+        finally:
+            conn.close()
+    finally:
+        server.discard()
