@@ -301,6 +301,7 @@ def write_report(out: Path, results: dict) -> None:
             ax.set_ylabel("ms (p50)")
             ax.set_yscale("log")
             ax.axhline(10, color="grey", linestyle=":", linewidth=1)
+            ax.axhline(s["floor_p50"], color="tab:blue", linestyle="--", linewidth=1, label="Weir SELECT 1")
             ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / "plot.png", dpi=110)
