@@ -9,11 +9,13 @@ tests/slt/last_value.slt."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 import urllib.request
 
 from mqtt_harness import Mosquitto, wait_log
-from weir_harness import WeirServer, connect, execute, fetch_rows, fetch_table, http_port
+from weir_harness import WeirServer, connect, execute, fetch_rows, fetch_table, http_port, weir_binary
 
 LAST = ("SELECT device_id, metric, last(value, ts) AS value, max(ts) AS ts FROM silver.points "
         "GROUP BY device_id, metric ORDER BY device_id, metric")
@@ -137,3 +139,42 @@ def test_index_over_the_memory_budget_is_not_kept(tmp_path):
             conn.close()
     finally:
         server.discard()
+
+
+def test_appends_around_a_compaction(adbc_conn, weir_server):
+    """Appends, then `weir maintain compact` rewrites their files (a
+    `replace` snapshot), then more appends: the index reads each append's
+    files at its own snapshot and stays equal to the normal plan."""
+    table = "public.lvc"
+    last = (f"SELECT device_id, metric, last(value, ts) AS value, max(ts) AS ts FROM {table} "
+            "GROUP BY device_id, metric ORDER BY device_id, metric")
+    execute(adbc_conn, f"CREATE TABLE {table} (ts TIMESTAMPTZ, device_id VARCHAR, metric VARCHAR, value DOUBLE)")
+    execute(adbc_conn, f"ALTER TABLE {table} SET TBLPROPERTIES ('weir.last-value.keys' = 'device_id, metric')")
+
+    def append(minute: int, value: float) -> None:
+        execute(adbc_conn, f"INSERT INTO {table} VALUES "
+                           f"('2026-03-01T00:{minute:02d}:00Z', 'd{minute % 3}', 'temp', {value}), "
+                           f"('2026-03-01T00:{minute:02d}:30Z', 'd9', 'hum', {value + 0.5})")
+
+    plain = connect(weir_server.uri)
+    try:
+        execute(plain, "SET weir.last_value_index = false")
+        for minute in range(4):
+            append(minute, float(minute))
+        assert fetch_table(adbc_conn, last).to_pylist() == fetch_table(plain, last).to_pylist()
+        append(10, 10.0)
+        append(11, 11.0)
+        out = subprocess.run([str(weir_binary()), "maintain", "compact", table, "--data-dir",
+                              str(weir_server.data_dir), "--json"], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        report = json.loads(out.stdout.strip().splitlines()[-1])
+        assert next(r for r in report if r["table"] == table)["files_in"] > 0, report
+        append(12, 12.0)
+        plan = plan_text(adbc_conn, last)
+        assert "index refreshed from 3 appended files" in plan, plan
+        indexed = fetch_table(adbc_conn, last).to_pylist()
+        assert indexed == fetch_table(plain, last).to_pylist()
+        assert [(r["device_id"], r["value"]) for r in indexed] == [
+            ("d0", 12.0), ("d1", 10.0), ("d2", 11.0), ("d9", 12.5)]
+    finally:
+        plain.close()
