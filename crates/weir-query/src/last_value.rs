@@ -34,9 +34,17 @@
 //!   other aggregates, `selector_last`, which skips NULL values) keeps the
 //!   normal plan.
 //!
-//! EXPLAIN shows `LastValueIndexExec` with the series count and the hot
-//! rows merged in. `SET weir.last_value_index = false` turns the rewrite off
-//! for a session (the results must be, and in tests are, the same).
+//! EXPLAIN shows `LastValueIndexExec` with the series count, the hot rows
+//! merged in and how the index was brought up to date. `SET
+//! weir.last_value_index = false` turns the rewrite off for a session (the
+//! results must be, and in tests are, the same).
+//!
+//! The index rows are only ever a superset of what the operators above
+//! keep (filters stay in the plan), which leaves room for two shortcuts: a
+//! filter `k = v` / `k IN (…)` / ORs of those on a key column looks the rows
+//! up (postings per column, built once per index state), and a listing
+//! without filters (`SELECT DISTINCT device_id`) reads one row per distinct
+//! value (also cached per state) plus the hot rows.
 //!
 //! **Exact and fresh.** The index of a table holds the last row per series
 //! of one committed snapshot S (ties on the time: any of the tied rows, as
@@ -63,9 +71,10 @@
 //!
 //! **Memory.** Each index costs about its rows' Arrow size plus the encoded
 //! keys; gauges `weir_last_value_series` / `weir_last_value_bytes` (per
-//! table) report it. An index beyond the engine's budget
-//! (`EngineOptions::last_value_memory`) is not kept: the rule stops using it
-//! (a warning is logged), `last_cache` computes the rows per query.
+//! table) report it. An index beyond the engine's budget for all of them
+//! (`EngineOptions::last_value_memory`, `weir serve --last-value-memory-mb`,
+//! default 512) is not kept: the rule stops using it until a restart (a
+//! warning is logged), `last_cache` computes the rows per query.
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
