@@ -250,35 +250,6 @@ fn serde_json_map(map: &std::collections::HashMap<String, String>) -> String {
 ///
 /// Table functions are synchronous in DataFusion; the catalog is async, so
 /// this blocks the (multi-threaded) runtime worker for one catalog read.
-/// `name` (`t`, `ns.t` or `catalog.ns.t`) as a query sees it: its hot
-/// rows taken first, then the table at its current snapshot (see
-/// `weir_catalog::hot`).
-pub(crate) fn load_with_hot(lakehouse: &Lakehouse, name: &str) -> DFResult<WeirTable> {
-    let parts: Vec<&str> = name.split('.').collect();
-    let (ns, table) = match parts.as_slice() {
-        [t] => (DEFAULT_NAMESPACE, *t),
-        [ns, t] | [_, ns, t] => (*ns, *t),
-        _ => return Err(plan(&format!("`{name}` is not a table name"))),
-    };
-    let ident = TableIdent::new(NamespaceIdent::new(ns.to_string()), table.to_string());
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| DataFusionError::Internal("last_cache needs a tokio runtime".into()))?;
-    let (hot, loaded) = tokio::task::block_in_place(|| {
-        handle.block_on(async {
-            let hot = lakehouse.hot_chunks(&ident.to_string()).await;
-            (hot, lakehouse.load_table_cached(&ident).await)
-        })
-    });
-    let loaded = loaded.map_err(|e| {
-        if e.kind() == iceberg::ErrorKind::TableNotFound {
-            to_df(QueryError::NotFound(format!("table {name}")))
-        } else {
-            to_df(e)
-        }
-    })?;
-    Ok(WeirTable::try_new(lakehouse.clone(), loaded, None)?.with_hot(hot))
-}
-
 fn load_blocking(catalog: Arc<dyn Catalog>, name: &str) -> DFResult<Table> {
     let parts: Vec<&str> = name.split('.').collect();
     let (ns, table) = match parts.as_slice() {

@@ -1003,7 +1003,7 @@ impl TableFunctionImpl for LastCacheFunction {
                 "last_cache('ns.table') takes one table name".into(),
             ));
         };
-        let table = crate::functions::load_with_hot(&self.lakehouse, name)?;
+        let table = load_with_hot(&self.lakehouse, name)?;
         let decl = Declaration::of(&table).ok_or_else(|| {
             DataFusionError::Plan(format!(
                 "{name} has no last-value index: declare one with ALTER TABLE {name} SET TBLPROPERTIES \
@@ -1017,6 +1017,44 @@ impl TableFunctionImpl for LastCacheFunction {
             distinct_on: None,
         }))
     }
+}
+
+/// `name` (`t`, `ns.t` or `catalog.ns.t`) as a query sees it: its hot rows
+/// taken first, then the table at its current snapshot (see
+/// `weir_catalog::hot`). Table functions are synchronous; this blocks the
+/// (multi-threaded) runtime worker for the catalog read, as the time-travel
+/// functions do.
+fn load_with_hot(lakehouse: &Lakehouse, name: &str) -> DFResult<WeirTable> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let (ns, table) = match parts.as_slice() {
+        [t] => (weir_catalog::DEFAULT_NAMESPACE, *t),
+        [ns, t] | [_, ns, t] => (*ns, *t),
+        _ => {
+            return Err(DataFusionError::Plan(format!(
+                "`{name}` is not a table name"
+            )));
+        }
+    };
+    let ident = iceberg::TableIdent::new(
+        iceberg::NamespaceIdent::new(ns.to_string()),
+        table.to_string(),
+    );
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| DataFusionError::Internal("last_cache needs a tokio runtime".into()))?;
+    let (hot, loaded) = tokio::task::block_in_place(|| {
+        handle.block_on(async {
+            let hot = lakehouse.hot_chunks(&ident.to_string()).await;
+            (hot, lakehouse.load_table_cached(&ident).await)
+        })
+    });
+    let loaded = loaded.map_err(|e| {
+        if e.kind() == iceberg::ErrorKind::TableNotFound {
+            crate::error::to_df(crate::QueryError::NotFound(format!("table {name}")))
+        } else {
+            crate::error::to_df(e)
+        }
+    })?;
+    Ok(WeirTable::try_new(lakehouse.clone(), loaded, None)?.with_hot(hot))
 }
 
 /// Answers aggregates of the shapes in the module docs from the index.
