@@ -110,8 +110,10 @@ use futures::StreamExt;
 use iceberg::table::Table;
 use weir_catalog::Lakehouse;
 
+use weir_catalog::hot::{HotChunk, visible_batches};
+
 use crate::mv_incremental::{added_data_files, changes_since};
-use crate::table::WeirTable;
+use crate::table::{WeirTable, conform_batch};
 
 /// Table property: the series key columns, comma-separated.
 pub const KEYS_PROPERTY: &str = "weir.last-value.keys";
@@ -344,6 +346,32 @@ pub(crate) struct State {
     /// Rows of `batch` by the value of one key column (by its position),
     /// built on first use.
     postings: Mutex<HashMap<usize, Arc<Postings>>>,
+    /// The hot rows folded so far over this state (queries between two
+    /// commits fold only the chunks sealed since the previous query).
+    hot: Mutex<Option<HotFold>>,
+}
+
+/// The last row per series of some hot chunks, and what it changes in the
+/// index.
+struct HotFold {
+    /// The chunks folded, in the hot tier's order (held, so that a chunk
+    /// is never mistaken for a newer one at the same address).
+    chunks: Vec<Arc<HotChunk>>,
+    folder: Folder,
+    /// Visible rows folded.
+    rows: usize,
+    merge: Option<Arc<HotMerge>>,
+}
+
+/// The hot rows' effect on the index rows.
+#[derive(Debug)]
+struct HotMerge {
+    /// Visible hot rows (EXPLAIN).
+    rows: usize,
+    /// Index rows a hot row replaces, ascending.
+    beaten: Vec<u32>,
+    /// The hot rows that replace one or add a series.
+    winners: RecordBatch,
 }
 
 /// Encoded value → rows.
@@ -380,6 +408,7 @@ impl State {
             bytes,
             representatives: Mutex::default(),
             postings: Mutex::default(),
+            hot: Mutex::default(),
         }
     }
 
@@ -509,36 +538,80 @@ impl State {
         Ok(Some(UInt32Array::from(out)))
     }
 
-    /// The index rows (only rows `only` of them, if given: the filter above
-    /// drops the others) with the hot rows' last row per series merged in.
-    fn merged(&self, hot: &[RecordBatch], only: Option<&UInt32Array>) -> DFResult<RecordBatch> {
-        if hot.iter().all(|b| b.num_rows() == 0) {
-            return Ok(match only {
-                Some(rows) => take_record_batch(&self.batch, rows)?,
-                None => self.batch.clone(),
+    /// What the hot rows of `chunks` visible over this state change: their
+    /// last row per series where it beats the index row. Chunks sealed
+    /// since the previous call are folded into its result; anything else
+    /// (chunks evicted, another order) folds them all again.
+    fn hot_merge(&self, chunks: &[Arc<HotChunk>]) -> DFResult<Arc<HotMerge>> {
+        let mut cache = self.hot.lock().expect("lvi lock");
+        let reusable = cache.as_ref().is_some_and(|c| {
+            c.chunks.len() <= chunks.len()
+                && c.chunks.iter().zip(chunks).all(|(a, b)| Arc::ptr_eq(a, b))
+        });
+        if !reusable {
+            *cache = Some(HotFold {
+                chunks: Vec::new(),
+                folder: Folder::new(self.schema.clone(), &self.decl)?,
+                rows: 0,
+                merge: None,
             });
         }
-        let mut folder = Folder::new(self.schema.clone(), &self.decl)?;
-        for b in hot {
-            folder.push(b.clone())?;
+        let fold = cache.as_mut().expect("set above");
+        let new = &chunks[fold.chunks.len()..];
+        if !new.is_empty() || fold.merge.is_none() {
+            for batch in visible_batches(new, self.table.metadata(), self.snapshot_id)? {
+                if batch.num_rows() > 0 {
+                    fold.rows += batch.num_rows();
+                    fold.folder.push(conform_batch(batch, &self.schema)?)?;
+                }
+            }
+            fold.chunks.extend(new.iter().cloned());
+            fold.merge = Some(Arc::new(self.against_index(&mut fold.folder, fold.rows)?));
         }
+        Ok(fold.merge.clone().expect("set above"))
+    }
+
+    /// The rows of `folder` that beat the index rows of their series (or
+    /// have none).
+    fn against_index(&self, folder: &mut Folder, rows: usize) -> DFResult<HotMerge> {
         folder.compact()?;
-        let hot_batch = folder.batches.pop().expect("compacted");
+        let hot_batch = folder.batches.last().expect("compacted").clone();
         let hot_times = times(hot_batch.column(self.decl.time_idx))?;
         let index_times = times(self.batch.column(self.decl.time_idx))?;
-        let mut keep = vec![true; self.batch.num_rows()];
+        let mut beaten = Vec::new();
         let mut take = Vec::new();
         for (key, slot) in &folder.map {
             let hot_time = time_at(&hot_times, slot.row as usize);
             match self.map.get(key) {
                 Some(&row) => {
                     if wins(hot_time, time_at(&index_times, row as usize)) {
-                        keep[row as usize] = false;
+                        beaten.push(row);
                         take.push(slot.row);
                     }
                 }
                 None => take.push(slot.row),
             }
+        }
+        beaten.sort_unstable();
+        Ok(HotMerge {
+            rows,
+            beaten,
+            winners: take_record_batch(&hot_batch, &UInt32Array::from(take))?,
+        })
+    }
+
+    /// The index rows (only rows `only` of them, if given: the filter above
+    /// drops the others) with the hot rows' last row per series merged in.
+    fn merged(&self, hot: &HotMerge, only: Option<&UInt32Array>) -> DFResult<RecordBatch> {
+        if hot.winners.num_rows() == 0 {
+            return Ok(match only {
+                Some(rows) => take_record_batch(&self.batch, rows)?,
+                None => self.batch.clone(),
+            });
+        }
+        let mut keep = vec![true; self.batch.num_rows()];
+        for &row in &hot.beaten {
+            keep[row as usize] = false;
         }
         let kept = match only {
             Some(rows) => {
@@ -552,8 +625,7 @@ impl State {
             }
             None => filter_record_batch(&self.batch, &BooleanArray::from(keep))?,
         };
-        let added = take_record_batch(&hot_batch, &UInt32Array::from(take))?;
-        Ok(concat_batches(&self.schema, [&kept, &added])?)
+        Ok(concat_batches(&self.schema, [&kept, &hot.winners])?)
     }
 }
 
@@ -834,9 +906,7 @@ impl TableProvider for LastValueTable {
             .indexes
             .state_for(&self.table, &self.decl, session)
             .await?;
-        let hot = self
-            .table
-            .visible_hot(state.table.metadata(), state.snapshot_id)?;
+        let hot = state.hot_merge(self.table.hot_chunks())?;
         let schema = match projection {
             Some(p) => Arc::new(state.schema.project(p)?),
             None => state.schema.clone(),
@@ -876,7 +946,7 @@ pub struct LastValueExec {
     lookup: Option<(usize, Vec<ScalarValue>)>,
     state: Arc<State>,
     served: Served,
-    hot: Vec<RecordBatch>,
+    hot: Arc<HotMerge>,
     projection: Option<Vec<usize>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -884,7 +954,7 @@ pub struct LastValueExec {
 
 impl DisplayAs for LastValueExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hot: usize = self.hot.iter().map(|b| b.num_rows()).sum();
+        let hot = self.hot.rows;
         write!(
             f,
             "LastValueIndexExec: table={}, keys=[{}], time={}, series={}, hot rows={hot}",
@@ -955,12 +1025,11 @@ impl ExecutionPlan for LastValueExec {
         }
         let merged = match &self.distinct_on {
             // Every distinct value is in the representatives or the hot
-            // rows; the aggregate above removes duplicates.
+            // rows' last rows; the aggregate above removes duplicates.
             Some(cols) => {
                 let rows = self.state.representatives(cols)?;
-                let mut parts = vec![take_record_batch(&self.state.batch, &rows)?];
-                parts.extend(self.hot.iter().cloned());
-                concat_batches(&self.state.schema, &parts)?
+                let reps = take_record_batch(&self.state.batch, &rows)?;
+                concat_batches(&self.state.schema, [&reps, &self.hot.winners])?
             }
             None => {
                 let only = match &self.lookup {
@@ -1554,7 +1623,14 @@ mod tests {
             (Some(1), Some("d"), 1.0),
         ]);
         assert_eq!(
-            rows(&state.merged(&[hot], None).unwrap()),
+            rows(
+                &state
+                    .merged(
+                        &state.against_index(&mut folder_of(&[hot]), 3).unwrap(),
+                        None
+                    )
+                    .unwrap()
+            ),
             vec![
                 (Some("a".into()), Some(9), 9.0),
                 (Some("b".into()), Some(6), 6.0),

@@ -216,22 +216,9 @@ impl WeirTable {
         self.only_files.is_some() || self.label.is_some()
     }
 
-    /// The hot rows not covered by `snapshot_id` of `metadata` (this
-    /// table's snapshot, or a later one of the same table), in the table's
-    /// schema.
-    pub(crate) fn visible_hot(
-        &self,
-        metadata: &iceberg::spec::TableMetadata,
-        snapshot_id: Option<i64>,
-    ) -> DFResult<Vec<RecordBatch>> {
-        if self.hot.is_empty() {
-            return Ok(Vec::new());
-        }
-        visible_batches(&self.hot, metadata, snapshot_id)?
-            .into_iter()
-            .filter(|b| b.num_rows() > 0)
-            .map(|b| conform_batch(b, &self.schema))
-            .collect()
+    /// The hot-tier chunks taken with the table.
+    pub(crate) fn hot_chunks(&self) -> &[Arc<HotChunk>] {
+        &self.hot
     }
 
     /// Whether hot-tier rows came with the table (they may all be committed).
@@ -877,7 +864,7 @@ impl ExecutionPlan for WeirScanExec {
 
 /// Matches the scan's columns to the client schema by name: casts time zone
 /// names, fills columns the snapshot predates with nulls.
-fn conform_batch(batch: RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch> {
+pub(crate) fn conform_batch(batch: RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch> {
     let columns = schema
         .fields()
         .iter()
