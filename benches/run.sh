@@ -6,6 +6,7 @@
 #        benches/run.sh maintain [--files N] [--sensors N]              (compaction, Z-order)
 #        benches/run.sh dml [--sensors N] [--reps R]                    (DELETE/UPDATE vs DuckDB)
 #        benches/run.sh generic [--sensors N] [--hours H] [--reps R]    (plain table vs DuckDB, chDB)
+#        benches/run.sh last_value [--series 2000,200000] [--reps R]    (last-value index vs DuckDB, chDB)
 #        benches/run.sh mqtt [--messages N]                             (MQTT ingest, Mosquitto)
 #        benches/run.sh federation [--devices N] [--points P]           (PostgreSQL federation)
 #        benches/run.sh auth [--reps R]                                 (TLS + auth connection cost)
@@ -18,6 +19,10 @@ export WEIR_HTTP_LISTEN=${WEIR_HTTP_LISTEN:-127.0.0.1:0}  # /metrics on a free p
 cargo build --release --locked -p weir
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r benches/requirements.txt
+if [ "${1:-}" = last_value ]; then
+  shift
+  exec "$venv/bin/python" benches/last_value.py "$@"
+fi
 if [ "${1:-}" = ingest ]; then
   shift
   exec "$venv/bin/python" benches/ingest.py "$@"

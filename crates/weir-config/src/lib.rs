@@ -161,6 +161,12 @@ pub struct QueryConfig {
     #[arg(long, env = "WEIR_FILE_CACHE_MAX_FILE_MB", default_value_t = 64)]
     pub file_cache_max_file_mb: u64,
 
+    /// Memory for all last-value indexes together (tables with the
+    /// property `weir.last-value.keys`), in MiB; an index that does not fit
+    /// is not kept (its queries take the normal plan).
+    #[arg(long, env = "WEIR_LAST_VALUE_MEMORY_MB", default_value_t = 512)]
+    pub last_value_memory_mb: u64,
+
     /// Attach an external PostgreSQL database as a catalog:
     /// `NAME=postgres://user:pass@host:port/db` (repeatable; comma-separated
     /// in the variable). Its tables appear as `NAME.schema.table`.

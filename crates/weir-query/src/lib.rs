@@ -21,6 +21,7 @@ mod functions;
 mod gapfill;
 mod iceberg_files;
 mod ingest;
+pub mod last_value;
 mod merge;
 pub mod mv;
 mod mv_incremental;
@@ -95,6 +96,8 @@ pub struct EngineOptions {
     /// The only directory `COPY … TO` may write into (and below); COPY is
     /// refused when None.
     pub export_dir: Option<std::path::PathBuf>,
+    /// Memory for all last-value indexes (`last_value.rs`) together.
+    pub last_value_memory: usize,
 }
 
 impl Default for EngineOptions {
@@ -106,6 +109,7 @@ impl Default for EngineOptions {
             postgres_catalogs: Vec::new(),
             file_cache: file_cache::FileCacheOptions::default(),
             export_dir: None,
+            last_value_memory: last_value::DEFAULT_MEMORY,
         }
     }
 }
@@ -123,6 +127,9 @@ datafusion::common::extensions_options! {
         /// Read the data files of materialized views (and tables with
         /// `weir.file-cache = true`) from the engine's in-memory file cache.
         pub file_cache: bool, default = true
+        /// Answer "last row per series" aggregates and key listings of
+        /// tables with a declared last-value index from the index.
+        pub last_value_index: bool, default = true
     }
 }
 
@@ -137,6 +144,7 @@ pub struct QueryEngine {
     options: EngineOptions,
     postgres: Vec<Arc<postgres::PostgresCatalog>>,
     file_cache: Option<Arc<file_cache::FileCache>>,
+    last_values: Arc<last_value::LastValueIndexes>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -174,7 +182,9 @@ impl QueryEngine {
             .map(postgres::PostgresCatalog::new)
             .collect::<Result<Vec<_>>>()?;
         let file_cache = file_cache::FileCache::new(options.file_cache).map(Arc::new);
+        let last_values = Arc::new(last_value::LastValueIndexes::new(options.last_value_memory));
         Ok(QueryEngine {
+            last_values,
             catalog: WeirCatalogProvider::new(lakehouse).await?,
             runtime,
             options,
@@ -205,6 +215,7 @@ impl QueryEngine {
         let weir_options = WeirSessionOptions {
             mv_rewrite: self.options.mv_rewrite,
             file_cache: true,
+            last_value_index: true,
         };
         let mut config = SessionConfig::new()
             .with_option_extension(weir_options)
@@ -243,6 +254,7 @@ impl QueryEngine {
             );
         }
         functions::register(&ctx, self.lakehouse());
+        last_value::register(&ctx, self.lakehouse(), &self.last_values);
         ctx
     }
 

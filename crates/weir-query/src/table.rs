@@ -74,6 +74,8 @@ pub struct WeirTable {
     only_files: Option<Arc<HashSet<String>>>,
     /// Why the scan is restricted, for EXPLAIN.
     label: Option<String>,
+    /// Pinned to a snapshot by the caller (time travel), not the current one.
+    time_travel: bool,
 }
 
 impl fmt::Debug for WeirTable {
@@ -114,6 +116,7 @@ impl WeirTable {
         current_schema: bool,
     ) -> DFResult<Self> {
         let metadata = table.metadata();
+        let time_travel = snapshot_id.is_some();
         let (snapshot_id, iceberg_schema) = match snapshot_id {
             Some(id) => {
                 let snapshot = metadata.snapshot_by_id(id).ok_or_else(|| {
@@ -148,6 +151,7 @@ impl WeirTable {
             hot: Vec::new(),
             only_files: None,
             label: None,
+            time_travel,
         })
     }
 
@@ -205,6 +209,21 @@ impl WeirTable {
 
     pub fn table(&self) -> &Table {
         &self.table
+    }
+
+    pub(crate) fn lakehouse(&self) -> &Lakehouse {
+        &self.lakehouse
+    }
+
+    /// Whether this is a restricted view of the snapshot (see `restricted`)
+    /// or a snapshot the caller chose (time travel).
+    pub(crate) fn is_restricted(&self) -> bool {
+        self.only_files.is_some() || self.label.is_some() || self.time_travel
+    }
+
+    /// The hot-tier chunks taken with the table.
+    pub(crate) fn hot_chunks(&self) -> &[Arc<HotChunk>] {
+        &self.hot
     }
 
     /// Whether hot-tier rows came with the table (they may all be committed).
@@ -850,7 +869,7 @@ impl ExecutionPlan for WeirScanExec {
 
 /// Matches the scan's columns to the client schema by name: casts time zone
 /// names, fills columns the snapshot predates with nulls.
-fn conform_batch(batch: RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch> {
+pub(crate) fn conform_batch(batch: RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch> {
     let columns = schema
         .fields()
         .iter()

@@ -17,6 +17,8 @@ use weir_query::{EngineOptions, QueryEngine, QueryError};
 struct WeirDb {
     engine: QueryEngine,
     ctx: SessionContext,
+    /// Next source offset of `HOT INSERT` rows.
+    hot_offset: i64,
     _dir: Arc<tempfile::TempDir>,
 }
 
@@ -26,6 +28,9 @@ impl AsyncDB for WeirDb {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, QueryError> {
+        if let Some(n) = self.hot_statement(sql).await? {
+            return Ok(DBOutput::StatementComplete(n));
+        }
         let df = self.engine.sql(&self.ctx, sql).await?;
         let batches = df.collect().await?;
         Ok(to_output(&batches))
@@ -39,6 +44,55 @@ impl AsyncDB for WeirDb {
 
     async fn sleep(dur: Duration) {
         tokio::time::sleep(dur).await
+    }
+}
+
+impl WeirDb {
+    /// Test-only statements for the hot tier (rows a streaming writer holds
+    /// before its commit): `HOT INSERT INTO ns.t <query>` adds the query's
+    /// rows (source `slt`, no committed watermark: all visible), `HOT CLEAR
+    /// ns.t` drops them.
+    async fn hot_statement(&mut self, sql: &str) -> Result<Option<u64>, QueryError> {
+        let words: Vec<&str> = sql.split_whitespace().collect();
+        match words.as_slice() {
+            ["HOT", "INSERT", "INTO", table, ..] => {
+                let at = sql.find(table).expect("table name") + table.len();
+                let batches = self
+                    .engine
+                    .sql(&self.ctx, &sql[at..])
+                    .await?
+                    .collect()
+                    .await?;
+                let hot = self.engine.lakehouse().hot();
+                let mut rows = 0;
+                for batch in batches {
+                    let n = batch.num_rows() as i64;
+                    let offsets = (self.hot_offset..self.hot_offset + n).collect();
+                    self.hot_offset += n;
+                    rows += n as u64;
+                    hot.push(
+                        table,
+                        Arc::new(weir_catalog::HotChunk {
+                            source: "slt".into(),
+                            stream: "slt".into(),
+                            partition: 0,
+                            offsets,
+                            batch,
+                        }),
+                    );
+                }
+                Ok(Some(rows))
+            }
+            ["HOT", "CLEAR", table] => {
+                let rows = self.engine.lakehouse().hot().rows(table) as u64;
+                self.engine
+                    .lakehouse()
+                    .hot()
+                    .drop_partition(table, "slt", "slt", 0);
+                Ok(Some(rows))
+            }
+            _ => Ok(None),
+        }
     }
 }
 
@@ -145,6 +199,7 @@ async fn fresh_db() -> Result<WeirDb, QueryError> {
     Ok(WeirDb {
         engine,
         ctx,
+        hot_offset: 0,
         _dir: dir,
     })
 }

@@ -70,6 +70,7 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
                 .iter()
                 .map(|s| s.parse())
                 .collect::<Result<_, _>>()?,
+            last_value_memory: (cfg.query.last_value_memory_mb << 20) as usize,
         },
     )
     .await?;
