@@ -638,11 +638,10 @@ impl SourceStatus {
 mod tests {
     use std::sync::Mutex;
 
-    use weir_catalog::{LakehouseOptions, builtin_specs};
-
     use super::*;
     use crate::decode::Format;
     use crate::writer::Message;
+    use crate::writer::tests::lakehouse;
 
     /// A scripted source: one stream, a log of `payloads` (offset = index)
     /// read from the position the pipeline gives it, then idle.
@@ -755,22 +754,6 @@ mod tests {
                 .unwrap_or(0);
             Ok(())
         }
-    }
-
-    async fn lakehouse(dir: &std::path::Path) -> Lakehouse {
-        let lakehouse = Lakehouse::open(&LakehouseOptions {
-            data_dir: dir.to_path_buf(),
-            catalog_uri: None,
-            warehouse: None,
-            s3: Default::default(),
-        })
-        .await
-        .unwrap();
-        lakehouse
-            .ensure_tables(&builtin_specs().unwrap())
-            .await
-            .unwrap();
-        lakehouse
     }
 
     fn pipeline(lakehouse: &Lakehouse) -> Pipeline {

@@ -345,10 +345,27 @@ async fn write_flush_files(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::writer::buffer::tests::{buffer, msg};
     use weir_catalog::{LakehouseOptions, builtin_specs};
+
+    /// An embedded lakehouse in `dir` with the declared tables.
+    pub(crate) async fn lakehouse(dir: &std::path::Path) -> Lakehouse {
+        let lakehouse = Lakehouse::open(&LakehouseOptions {
+            data_dir: dir.to_path_buf(),
+            catalog_uri: None,
+            warehouse: None,
+            s3: Default::default(),
+        })
+        .await
+        .unwrap();
+        lakehouse
+            .ensure_tables(&builtin_specs().unwrap())
+            .await
+            .unwrap();
+        lakehouse
+    }
 
     fn records(table: &Table) -> u64 {
         table
@@ -364,18 +381,7 @@ mod tests {
     #[tokio::test]
     async fn a_retry_skips_the_tables_an_earlier_attempt_committed() {
         let dir = std::env::temp_dir().join(format!("weir-retry-{}", Uuid::now_v7()));
-        let lakehouse = Lakehouse::open(&LakehouseOptions {
-            data_dir: dir.clone(),
-            catalog_uri: None,
-            warehouse: None,
-            s3: Default::default(),
-        })
-        .await
-        .unwrap();
-        lakehouse
-            .ensure_tables(&builtin_specs().unwrap())
-            .await
-            .unwrap();
+        let lakehouse = lakehouse(&dir).await;
         let (mut b, _) = buffer();
         let sinks = Sinks::new(&[TableIdent::from_strs(["silver", "points"]).unwrap()]);
         b.assign(
