@@ -246,7 +246,8 @@ def test_get_objects_tables(adbc_conn):
     # The Gold rollups are materialized views: listed as views.
     gold = find(find(catalogs, "catalog_name", "weir")["catalog_db_schemas"], "db_schema_name", "gold")
     assert {t["table_name"]: t["table_type"] for t in gold["db_schema_tables"]} == {
-        "points_1m": "VIEW", "points_1h": "VIEW", "points_1d": "VIEW", "fleet_1m": "VIEW"}
+        "points_1m": "VIEW", "points_1h": "VIEW", "points_1d": "VIEW", "fleet_1m": "VIEW",
+        "alerts": "TABLE"}
     views = adbc_conn.adbc_get_objects(depth="tables", table_types_filter=["VIEW"]).read_all().to_pylist()
     weir = find(views, "catalog_name", "weir")
     names = {(s["db_schema_name"], t["table_name"]) for s in weir["catalog_db_schemas"]
@@ -544,7 +545,7 @@ def test_get_tables_with_schema(flight_sql_client):
     "schema, expected",
     [
         ("bronze", {"raw_messages", "dead_letters"}),
-        ("gold", {"points_1m", "points_1h", "points_1d", "fleet_1m"}),
+        ("gold", {"points_1m", "points_1h", "points_1d", "fleet_1m", "alerts"}),
     ],
 )
 def test_get_tables_without_schema(flight_sql_client, schema, expected):
