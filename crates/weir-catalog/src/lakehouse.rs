@@ -510,9 +510,9 @@ impl Lakehouse {
             return Ok(false);
         }
         self.ensure_namespace(&spec.namespace).await?;
-        let schema = spec.schema().map_err(|message| CatalogError::TableSpec {
+        let schema = spec.schema().map_err(|source| CatalogError::InvalidSpec {
             file: qualified.clone(),
-            message,
+            source,
         })?;
         match self.create_from_spec(spec, schema).await {
             Ok(_) => Ok(true),
@@ -536,9 +536,9 @@ impl Lakehouse {
         for spec in specs {
             self.ensure_namespace(&spec.namespace).await?;
             let qualified = spec.qualified_name();
-            let schema = spec.schema().map_err(|message| CatalogError::TableSpec {
+            let schema = spec.schema().map_err(|source| CatalogError::InvalidSpec {
                 file: qualified.clone(),
-                message,
+                source,
             })?;
             let ident = TableIdent::new(
                 NamespaceIdent::new(spec.namespace.clone()),
@@ -599,9 +599,9 @@ impl Lakehouse {
     }
 
     async fn create_from_spec(&self, spec: &TableSpec, schema: Schema) -> Result<Table> {
-        let err = |message: String| CatalogError::TableSpec {
+        let err = |source| CatalogError::InvalidSpec {
             file: spec.qualified_name(),
-            message,
+            source,
         };
         let partition = spec.partition_spec(&schema).map_err(err)?;
         let sort = spec.sort_order(&schema).map_err(err)?;
