@@ -31,6 +31,13 @@ pub enum CatalogError {
     #[error("table definition {file}: {message}")]
     TableSpec { file: String, message: String },
 
+    /// A table definition whose types, partitioning or sort order are refused.
+    #[error("table definition {file}: {source}")]
+    InvalidSpec {
+        file: String,
+        source: crate::spec::SpecError,
+    },
+
     /// A namespace or table name Weir does not store (too long for a
     /// path component, control characters, empty).
     #[error("invalid {kind} name `{name}`: {reason}")]

@@ -63,12 +63,35 @@ fn encode_chunk(chunk: &HotChunk) -> Result<RecordBatch, arrow::error::ArrowErro
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
+/// Why another process's hot tier cannot be read (logged; queries then see
+/// committed rows only) or configured.
+#[derive(Debug, thiserror::Error)]
+pub enum HotFeedError {
+    #[error("hot tier {url}: unsupported scheme {scheme}")]
+    Scheme { url: String, scheme: String },
+    #[error("hot tier {url}: {source}")]
+    Endpoint {
+        url: String,
+        source: tonic::transport::Error,
+    },
+    #[error(transparent)]
+    Connect(tonic::transport::Error),
+    #[error(transparent)]
+    Flight(#[from] FlightError),
+    /// A batch that is not in the feed's layout.
+    #[error("{0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
 /// A received batch back into chunks: one per run of rows with the same
 /// source, stream and partition (the server concatenates chunks in order).
-fn decode_chunks(batch: &RecordBatch) -> Result<Vec<HotChunk>, String> {
+fn decode_chunks(batch: &RecordBatch) -> Result<Vec<HotChunk>, HotFeedError> {
+    let malformed = |m: &str| HotFeedError::Malformed(m.to_string());
     let n = batch.num_columns();
     if n < 4 || batch.schema().field(n - 1).name() != OFFSET_COLUMN {
-        return Err("hot feed batch without source coordinates".into());
+        return Err(malformed("hot feed batch without source coordinates"));
     }
     let text = |i: usize| {
         batch
@@ -76,7 +99,7 @@ fn decode_chunks(batch: &RecordBatch) -> Result<Vec<HotChunk>, String> {
             .as_any()
             .downcast_ref::<StringArray>()
             .filter(|a| a.null_count() == 0)
-            .ok_or_else(|| format!("hot feed column {i} is not text"))
+            .ok_or_else(|| malformed(&format!("hot feed column {i} is not text")))
     };
     let sources = text(n - 4)?;
     let streams = text(n - 3)?;
@@ -85,15 +108,13 @@ fn decode_chunks(batch: &RecordBatch) -> Result<Vec<HotChunk>, String> {
         .as_any()
         .downcast_ref::<Int32Array>()
         .filter(|a| a.null_count() == 0)
-        .ok_or("hot feed partition is not int32")?;
+        .ok_or_else(|| malformed("hot feed partition is not int32"))?;
     let offsets = batch
         .column(n - 1)
         .as_any()
         .downcast_ref::<Int64Array>()
-        .ok_or("hot feed offsets are not int64")?;
-    let rows = batch
-        .project(&(0..n - 4).collect::<Vec<_>>())
-        .map_err(|e| e.to_string())?;
+        .ok_or_else(|| malformed("hot feed offsets are not int64"))?;
+    let rows = batch.project(&(0..n - 4).collect::<Vec<_>>())?;
     let same = |a: usize, b: usize| {
         partitions.value(a) == partitions.value(b)
             && streams.value(a) == streams.value(b)
@@ -288,15 +309,21 @@ pub struct RemoteHotTier {
 
 impl RemoteHotTier {
     /// `url`: `http://host:port` or `grpc://host:port` of a `weir ingest --hot-listen`.
-    pub fn new(url: &str, token: Option<String>) -> Result<Self, String> {
+    pub fn new(url: &str, token: Option<String>) -> Result<Self, HotFeedError> {
         let url = match url.split_once("://") {
             Some(("grpc" | "http", rest)) => format!("http://{rest}"),
             Some((scheme, _)) => {
-                return Err(format!("hot tier {url}: unsupported scheme {scheme}"));
+                return Err(HotFeedError::Scheme {
+                    url: url.to_string(),
+                    scheme: scheme.to_string(),
+                });
             }
             None => format!("http://{url}"),
         };
-        Endpoint::from_shared(url.clone()).map_err(|e| format!("hot tier {url}: {e}"))?;
+        Endpoint::from_shared(url.clone()).map_err(|source| HotFeedError::Endpoint {
+            url: url.clone(),
+            source,
+        })?;
         Ok(RemoteHotTier {
             url,
             channel: OnceCell::new(),
@@ -311,7 +338,7 @@ impl RemoteHotTier {
     }
 
     /// The remote's chunks of `table` right now (take them before loading the table).
-    pub async fn chunks(&self, table: &str) -> Result<Vec<Arc<HotChunk>>, String> {
+    pub async fn chunks(&self, table: &str) -> Result<Vec<Arc<HotChunk>>, HotFeedError> {
         let channel = self
             .channel
             .get_or_try_init(|| async {
@@ -319,23 +346,19 @@ impl RemoteHotTier {
                 Endpoint::from_shared(self.url.clone())
                     .map(|e| e.connect_timeout(self.timeout).timeout(self.timeout))
                     .map(|e| e.connect_lazy())
-                    .map_err(|e| e.to_string())
+                    .map_err(HotFeedError::Connect)
             })
             .await?
             .clone();
         let mut client = FlightClient::new(channel);
         if let Some(token) = &self.token {
-            client
-                .add_header("authorization", &format!("Bearer {token}"))
-                .map_err(|e| e.to_string())?;
+            client.add_header("authorization", &format!("Bearer {token}"))?;
         }
         let batches: Vec<RecordBatch> = client
             .do_get(Ticket::new(table.to_string()))
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .try_collect()
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let mut out = Vec::with_capacity(batches.len());
         for batch in &batches {
             out.extend(decode_chunks(batch)?.into_iter().map(Arc::new));
@@ -374,7 +397,7 @@ impl crate::Lakehouse {
         mut self,
         urls: &[String],
         token: Option<&str>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, HotFeedError> {
         self.remote_hot = Arc::new(
             urls.iter()
                 .map(|u| RemoteHotTier::new(u, token.map(str::to_string)))
@@ -480,7 +503,11 @@ mod tests {
             },
         ));
         let stranger = RemoteHotTier::new(&format!("grpc://{addr}"), None).unwrap();
-        let err = stranger.chunks("silver.points").await.unwrap_err();
+        let err = stranger
+            .chunks("silver.points")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("hot-feed-token"), "{err}");
         let remote = RemoteHotTier::new(&format!("grpc://{addr}"), Some("s3cret".into())).unwrap();
         let chunks = remote_chunks(std::slice::from_ref(&remote), "silver.points").await;

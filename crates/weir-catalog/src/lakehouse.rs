@@ -579,9 +579,9 @@ impl Lakehouse {
     }
 
     async fn create_from_spec(&self, spec: &TableSpec, schema: Schema) -> Result<Table> {
-        let err = |message: String| CatalogError::TableSpec {
+        let err = |source| CatalogError::InvalidSpec {
             file: spec.qualified_name(),
-            message,
+            source,
         };
         let partition = spec.partition_spec(&schema).map_err(err)?;
         let sort = spec.sort_order(&schema).map_err(err)?;
@@ -832,9 +832,9 @@ mod tests {
 /// A declared table's qualified name, identifier and schema.
 fn spec_parts(spec: &TableSpec) -> Result<(String, TableIdent, Schema)> {
     let qualified = spec.qualified_name();
-    let schema = spec.schema().map_err(|message| CatalogError::TableSpec {
+    let schema = spec.schema().map_err(|source| CatalogError::InvalidSpec {
         file: qualified.clone(),
-        message,
+        source,
     })?;
     let ident = TableIdent::new(
         NamespaceIdent::new(spec.namespace.clone()),

@@ -36,16 +36,46 @@ pub fn declares_bloom_filters(properties: &HashMap<String, String>) -> bool {
         .any(|(k, v)| k.starts_with(BLOOM_ENABLED) && v.trim().eq_ignore_ascii_case("true"))
 }
 
+/// A table property the Parquet writer cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum PropertyError {
+    /// `key = "value" is not …`.
+    #[error("{key} = {value:?} is not {expected}")]
+    BadValue {
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
+    /// A compression level the codec refuses.
+    #[error("{key}: {source}")]
+    Level {
+        key: &'static str,
+        source: parquet::errors::ParquetError,
+    },
+}
+
+fn bad_value(key: impl Into<String>, value: &str, expected: &'static str) -> PropertyError {
+    PropertyError::BadValue {
+        key: key.into(),
+        value: value.to_string(),
+        expected,
+    }
+}
+
+fn bad_level(source: parquet::errors::ParquetError) -> PropertyError {
+    PropertyError::Level { key: LEVEL, source }
+}
+
 /// Writer properties for a table with `properties`.
 pub fn writer_properties(
     properties: &HashMap<String, String>,
     parsed: &TableProperties,
-) -> Result<WriterProperties, String> {
+) -> Result<WriterProperties, PropertyError> {
     let level: Option<i32> = match properties.get(LEVEL) {
         Some(v) => Some(
             v.trim()
                 .parse()
-                .map_err(|_| format!("{LEVEL} = {v:?} is not an integer"))?,
+                .map_err(|_| bad_value(LEVEL, v, "an integer"))?,
         ),
         None => None,
     };
@@ -54,29 +84,27 @@ pub fn writer_properties(
         .map(|c| c.trim().to_ascii_lowercase())
         .unwrap_or_else(|| "zstd".into());
     let compression = match codec.as_str() {
-        "zstd" => Compression::ZSTD(
-            ZstdLevel::try_new(level.unwrap_or(1)).map_err(|e| format!("{LEVEL}: {e}"))?,
-        ),
+        "zstd" => Compression::ZSTD(ZstdLevel::try_new(level.unwrap_or(1)).map_err(bad_level)?),
         "snappy" => Compression::SNAPPY,
         "lz4" => Compression::LZ4_RAW,
         "gzip" => Compression::GZIP(match level {
-            Some(l) => GzipLevel::try_new(l as u32).map_err(|e| format!("{LEVEL}: {e}"))?,
+            Some(l) => GzipLevel::try_new(l as u32).map_err(bad_level)?,
             None => GzipLevel::default(),
         }),
         "brotli" => Compression::BROTLI(match level {
-            Some(l) => BrotliLevel::try_new(l as u32).map_err(|e| format!("{LEVEL}: {e}"))?,
+            Some(l) => BrotliLevel::try_new(l as u32).map_err(bad_level)?,
             None => BrotliLevel::default(),
         }),
         "uncompressed" | "none" => Compression::UNCOMPRESSED,
-        other => return Err(format!("{CODEC} = {other:?} is not a known codec")),
+        other => return Err(bad_value(CODEC, other, "a known codec")),
     };
-    let usize_prop = |key: &str| -> Result<Option<usize>, String> {
+    let usize_prop = |key: &str| -> Result<Option<usize>, PropertyError> {
         properties
             .get(key)
             .map(|v| {
                 v.trim()
                     .parse::<usize>()
-                    .map_err(|_| format!("{key} = {v:?} is not a positive integer"))
+                    .map_err(|_| bad_value(key, v, "a positive integer"))
             })
             .transpose()
     };
@@ -105,7 +133,7 @@ pub fn writer_properties(
         let enabled = match value.trim().to_ascii_lowercase().as_str() {
             "true" => true,
             "false" => false,
-            other => return Err(format!("{key} = {other:?} is not true/false")),
+            other => return Err(bad_value(key, other, "true/false")),
         };
         let path = parquet::schema::types::ColumnPath::from(column.to_string());
         builder = builder.set_column_bloom_filter_enabled(path.clone(), enabled);
@@ -115,7 +143,7 @@ pub fn writer_properties(
                 .parse()
                 .ok()
                 .filter(|f| *f > 0.0 && *f < 1.0)
-                .ok_or_else(|| format!("{BLOOM_FPP}{column} = {fpp:?} is not in (0, 1)"))?;
+                .ok_or_else(|| bad_value(format!("{BLOOM_FPP}{column}"), fpp, "in (0, 1)"))?;
             builder = builder.set_column_bloom_filter_fpp(path, fpp);
         }
     }

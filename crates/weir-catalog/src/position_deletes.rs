@@ -51,7 +51,7 @@ pub async fn write_position_deletes(
         .map_err(|e| IcebergError::new(ErrorKind::DataInvalid, e.to_string()))?;
     let props = metadata.table_properties()?;
     let writer_props = crate::parquet_props::writer_properties(metadata.properties(), &props)
-        .map_err(|e| IcebergError::new(ErrorKind::DataInvalid, e))?;
+        .map_err(|e| IcebergError::new(ErrorKind::DataInvalid, e.to_string()))?;
     let parquet =
         ParquetWriterBuilder::new_with_match_mode(writer_props, schema, FieldMatchMode::Id);
     let rolling = RollingFileWriterBuilder::new(

@@ -25,6 +25,38 @@ use serde::Deserialize;
 
 use crate::error::{CatalogError, Result};
 
+/// Why a column type, partition transform or sort order of a table
+/// definition (or of `CREATE TABLE` / `ALTER TABLE`) is refused; the query
+/// layer reports it as an invalid statement.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("unknown column type `{0}`")]
+    UnknownType(String),
+    #[error("bad map type `{0}`")]
+    BadMap(String),
+    #[error("bad decimal `{0}`")]
+    BadDecimal(String),
+    #[error("partition `{expr}`: {reason}")]
+    Partition { expr: String, reason: String },
+    #[error("partition column `{0}` is not in the schema")]
+    PartitionColumn(String),
+    #[error("sort `{item}`: unknown direction `{direction}`")]
+    SortDirection { item: String, direction: String },
+    #[error("sort column `{0}` is not in the schema")]
+    SortColumn(String),
+    /// Iceberg refused the schema, partition spec or sort order built.
+    #[error("{0}")]
+    Iceberg(Box<iceberg::Error>),
+}
+
+impl From<iceberg::Error> for SpecError {
+    fn from(e: iceberg::Error) -> Self {
+        SpecError::Iceberg(Box::new(e))
+    }
+}
+
+type SpecResult<T> = std::result::Result<T, SpecError>;
+
 /// One declared table, as written in `catalog/<namespace>/<name>.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,10 +100,13 @@ impl TableSpec {
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
         let spec: TableSpec = toml::from_str(text).map_err(|e| spec_err(origin, e.to_string()))?;
         // Validate everything now so a bad file fails at start, not at first write.
-        let schema = spec.schema().map_err(|m| spec_err(origin, m))?;
-        spec.partition_spec(&schema)
-            .map_err(|m| spec_err(origin, m))?;
-        spec.sort_order(&schema).map_err(|m| spec_err(origin, m))?;
+        let invalid = |source| CatalogError::InvalidSpec {
+            file: origin.to_string(),
+            source,
+        };
+        let schema = spec.schema().map_err(invalid)?;
+        spec.partition_spec(&schema).map_err(invalid)?;
+        spec.sort_order(&schema).map_err(invalid)?;
         Ok(spec)
     }
 
@@ -93,7 +128,7 @@ impl TableSpec {
     }
 
     /// The Iceberg schema, ids assigned top-level first (1..n), nested after.
-    pub fn schema(&self) -> std::result::Result<Schema, String> {
+    pub fn schema(&self) -> SpecResult<Schema> {
         let mut next_id = self.columns.len() as i32 + 1;
         let fields = self
             .columns
@@ -111,21 +146,15 @@ impl TableSpec {
                 }
                 Ok(f.into())
             })
-            .collect::<std::result::Result<Vec<_>, String>>()?;
-        Schema::builder()
-            .with_fields(fields)
-            .build()
-            .map_err(|e| e.to_string())
+            .collect::<SpecResult<Vec<_>>>()?;
+        Ok(Schema::builder().with_fields(fields).build()?)
     }
 
-    pub fn partition_spec(
-        &self,
-        schema: &Schema,
-    ) -> std::result::Result<UnboundPartitionSpec, String> {
+    pub fn partition_spec(&self, schema: &Schema) -> SpecResult<UnboundPartitionSpec> {
         build_partition_spec(schema, &self.partition)
     }
 
-    pub fn sort_order(&self, schema: &Schema) -> std::result::Result<SortOrder, String> {
+    pub fn sort_order(&self, schema: &Schema) -> SpecResult<SortOrder> {
         let mut builder = SortOrder::builder();
         builder.with_order_id(if self.sort.is_empty() { 0 } else { 1 });
         for item in &self.sort {
@@ -134,11 +163,16 @@ impl TableSpec {
             let direction = match parts.next().map(str::to_ascii_lowercase).as_deref() {
                 None | Some("asc") => SortDirection::Ascending,
                 Some("desc") => SortDirection::Descending,
-                Some(other) => return Err(format!("sort `{item}`: unknown direction `{other}`")),
+                Some(other) => {
+                    return Err(SpecError::SortDirection {
+                        item: item.clone(),
+                        direction: other.to_string(),
+                    });
+                }
             };
             let field = schema
                 .field_by_name(col)
-                .ok_or_else(|| format!("sort column `{col}` is not in the schema"))?;
+                .ok_or_else(|| SpecError::SortColumn(col.to_string()))?;
             builder.with_sort_field(SortField {
                 source_id: field.id,
                 transform: Transform::Identity,
@@ -146,38 +180,37 @@ impl TableSpec {
                 null_order: NullOrder::First,
             });
         }
-        builder.build(schema).map_err(|e| e.to_string())
+        Ok(builder.build(schema)?)
     }
 }
 
 /// Builds a partition spec from transform expressions such as `day(ts)`.
-pub fn build_partition_spec(
-    schema: &Schema,
-    exprs: &[String],
-) -> std::result::Result<UnboundPartitionSpec, String> {
+pub fn build_partition_spec(schema: &Schema, exprs: &[String]) -> SpecResult<UnboundPartitionSpec> {
     let mut builder = UnboundPartitionSpec::builder();
     for expr in exprs {
         let (transform, column) = parse_partition_expr(expr)?;
         let field = schema
             .field_by_name(&column)
-            .ok_or_else(|| format!("partition column `{column}` is not in the schema"))?;
+            .ok_or_else(|| SpecError::PartitionColumn(column.clone()))?;
         let name = partition_field_name(&column, &transform);
-        builder = builder
-            .add_partition_field(field.id, name, transform)
-            .map_err(|e| e.to_string())?;
+        builder = builder.add_partition_field(field.id, name, transform)?;
     }
     Ok(builder.build())
 }
 
 /// Parses `col`, `identity(col)`, `year|month|day|hour(col)`, `bucket(N, col)`,
 /// `truncate(W, col)` into an Iceberg transform and its source column.
-pub fn parse_partition_expr(expr: &str) -> std::result::Result<(Transform, String), String> {
+pub fn parse_partition_expr(expr: &str) -> SpecResult<(Transform, String)> {
     let expr = expr.trim();
+    let bad = |reason: String| SpecError::Partition {
+        expr: expr.to_string(),
+        reason,
+    };
     let Some(open) = expr.find('(') else {
         return Ok((Transform::Identity, unquote(expr)));
     };
     if !expr.ends_with(')') {
-        return Err(format!("partition `{expr}`: expected `transform(column)`"));
+        return Err(bad("expected `transform(column)`".into()));
     }
     let func = expr[..open].trim().to_ascii_lowercase();
     let args: Vec<&str> = expr[open + 1..expr.len() - 1]
@@ -186,11 +219,11 @@ pub fn parse_partition_expr(expr: &str) -> std::result::Result<(Transform, Strin
         .collect();
     let width = |s: &str| {
         s.parse::<u32>()
-            .map_err(|_| format!("partition `{expr}`: `{s}` is not a positive integer"))
+            .map_err(|_| bad(format!("`{s}` is not a positive integer")))
     };
     let transform_one = |t: Transform| match args.as_slice() {
         [col] => Ok((t, unquote(col))),
-        _ => Err(format!("partition `{expr}`: `{func}` takes one column")),
+        _ => Err(bad(format!("`{func}` takes one column"))),
     };
     match func.as_str() {
         "identity" => transform_one(Transform::Identity),
@@ -208,9 +241,9 @@ pub fn parse_partition_expr(expr: &str) -> std::result::Result<(Transform, Strin
                 };
                 Ok((t, unquote(col)))
             }
-            _ => Err(format!("partition `{expr}`: `{func}` takes (N, column)")),
+            _ => Err(bad(format!("`{func}` takes (N, column)"))),
         },
-        other => Err(format!("partition `{expr}`: unknown transform `{other}`")),
+        other => Err(bad(format!("unknown transform `{other}`"))),
     }
 }
 
@@ -233,7 +266,7 @@ fn unquote(s: &str) -> String {
 }
 
 /// Parses an Iceberg type name; nested ids are taken from `next_id`.
-pub fn parse_type(name: &str, next_id: &mut i32) -> std::result::Result<Type, String> {
+pub fn parse_type(name: &str, next_id: &mut i32) -> SpecResult<Type> {
     let name = name.trim();
     let lower = name.to_ascii_lowercase();
     let mut take_id = || {
@@ -242,7 +275,7 @@ pub fn parse_type(name: &str, next_id: &mut i32) -> std::result::Result<Type, St
         id
     };
     if let Some(inner) = lower.strip_prefix("map<").and_then(|s| s.strip_suffix('>')) {
-        let (k, v) = split_top_level(inner).ok_or_else(|| format!("bad map type `{name}`"))?;
+        let (k, v) = split_top_level(inner).ok_or_else(|| SpecError::BadMap(name.to_string()))?;
         let (kid, vid) = (take_id(), take_id());
         let key = parse_type(k, next_id)?;
         let value = parse_type(v, next_id)?;
@@ -267,15 +300,15 @@ pub fn parse_type(name: &str, next_id: &mut i32) -> std::result::Result<Type, St
     {
         let (p, s) = inner
             .split_once(',')
-            .ok_or_else(|| format!("bad decimal `{name}`"))?;
+            .ok_or_else(|| SpecError::BadDecimal(name.to_string()))?;
         let precision = p
             .trim()
             .parse()
-            .map_err(|_| format!("bad decimal `{name}`"))?;
+            .map_err(|_| SpecError::BadDecimal(name.to_string()))?;
         let scale = s
             .trim()
             .parse()
-            .map_err(|_| format!("bad decimal `{name}`"))?;
+            .map_err(|_| SpecError::BadDecimal(name.to_string()))?;
         return Ok(Type::Primitive(PrimitiveType::Decimal { precision, scale }));
     }
     let p = match lower.as_str() {
@@ -291,7 +324,7 @@ pub fn parse_type(name: &str, next_id: &mut i32) -> std::result::Result<Type, St
         "timestamp" => PrimitiveType::Timestamp,
         "timestamptz" => PrimitiveType::Timestamptz,
         "uuid" => PrimitiveType::Uuid,
-        _ => return Err(format!("unknown column type `{name}`")),
+        _ => return Err(SpecError::UnknownType(name.to_string())),
     };
     Ok(Type::Primitive(p))
 }

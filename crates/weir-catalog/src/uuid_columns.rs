@@ -101,23 +101,37 @@ pub fn to_text(array: &FixedSizeBinaryArray) -> ArrayRef {
     Arc::new(values)
 }
 
+/// Why a text column cannot be stored as UUIDs.
+#[derive(Debug, thiserror::Error)]
+pub enum UuidTextError {
+    #[error("{0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("text column expected")]
+    NotText,
+    /// The first value that is not a UUID (long values cut short).
+    #[error("'{value}' is not a UUID ({source})")]
+    NotUuid { value: String, source: uuid::Error },
+}
+
 /// Text (any string type) parsed as UUIDs (hyphenated, simple, braced or
 /// `urn:uuid:`), as 16-byte values; the first value that is not a UUID is
 /// the error.
-pub fn from_text(array: &dyn Array) -> Result<FixedSizeBinaryArray, String> {
-    let text = cast(array, &DataType::Utf8).map_err(|e| e.to_string())?;
+pub fn from_text(array: &dyn Array) -> Result<FixedSizeBinaryArray, UuidTextError> {
+    let text = cast(array, &DataType::Utf8)?;
     let text = text
         .as_any()
         .downcast_ref::<StringArray>()
-        .ok_or_else(|| "text column expected".to_string())?;
+        .ok_or(UuidTextError::NotText)?;
     let mut out = FixedSizeBinaryBuilder::with_capacity(text.len(), 16);
     for value in text.iter() {
         match value {
             None => out.append_null(),
             Some(s) => {
-                let u = Uuid::try_parse(s.trim())
-                    .map_err(|e| format!("'{}' is not a UUID ({e})", truncate(s)))?;
-                out.append_value(u.as_bytes()).map_err(|e| e.to_string())?;
+                let u = Uuid::try_parse(s.trim()).map_err(|source| UuidTextError::NotUuid {
+                    value: truncate(s),
+                    source,
+                })?;
+                out.append_value(u.as_bytes())?;
             }
         }
     }
@@ -152,7 +166,9 @@ mod tests {
         assert!(back.is_null(1));
         assert_eq!(back.value(2), "00000000-0000-0000-0000-000000000001");
         assert_eq!(back.value(3), "ffffffff-ffff-ffff-ffff-ffffffffffff");
-        let err = from_text(&StringArray::from(vec!["not-a-uuid"])).unwrap_err();
+        let err = from_text(&StringArray::from(vec!["not-a-uuid"]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'not-a-uuid' is not a UUID"), "{err}");
     }
 

@@ -254,7 +254,7 @@ async fn write_files(
     let arrow_schema: ArrowSchemaRef = Arc::new(schema_to_arrow_schema(&schema)?);
     let props = metadata.table_properties()?;
     let writer_props = crate::parquet_props::writer_properties(metadata.properties(), &props)
-        .map_err(|e| IcebergError::new(ErrorKind::DataInvalid, e))?;
+        .map_err(|e| IcebergError::new(ErrorKind::DataInvalid, e.to_string()))?;
     let parquet =
         ParquetWriterBuilder::new_with_match_mode(writer_props, schema.clone(), FieldMatchMode::Id);
     let rolling = RollingFileWriterBuilder::new(

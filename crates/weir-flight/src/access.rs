@@ -16,7 +16,7 @@ use weir_query::{QueryEngine, WeirStatement};
 pub use weir_query::Access;
 
 use crate::auth::Principal;
-use crate::error::status_from;
+use crate::error::{ErrorKind, error_status, status_from};
 use crate::users::Role;
 
 fn required_role(access: Access) -> Role {
@@ -34,13 +34,16 @@ pub fn permit(principal: &Principal, access: Access) -> Result<(), Status> {
         return Ok(());
     }
     tracing::info!(user = %principal.name, role = %principal.role, ?access, "Flight SQL: permission denied");
-    Err(Status::permission_denied(format!(
-        "user `{}` has role {} and may not run {}: role {} is needed",
-        principal.name,
-        principal.role,
-        access.describe(),
-        needed
-    )))
+    Err(error_status(
+        ErrorKind::PermissionDenied,
+        format!(
+            "user `{}` has role {} and may not run {}: role {} is needed",
+            principal.name,
+            principal.role,
+            access.describe(),
+            needed
+        ),
+    ))
 }
 
 /// Parses `sql` with the session's dialect and checks that `principal` may

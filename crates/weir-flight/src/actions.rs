@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::Principal;
 use crate::cancel::{CancelOutcome, statement_handles};
-use crate::error::internal;
+use crate::error::{ErrorKind, error_status, internal};
 use crate::service::WeirFlightSqlService;
 use crate::session_proto::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, CloseSessionRequest, CloseSessionResult, CloseSessionStatus,
@@ -74,8 +74,12 @@ fn one_result(body: Vec<u8>) -> ActionStream {
 }
 
 fn decode<M: Message + Default>(action: &Action, what: &str) -> Result<M, Status> {
-    M::decode(action.body.clone())
-        .map_err(|e| Status::invalid_argument(format!("{what}: invalid request body: {e}")))
+    M::decode(action.body.clone()).map_err(|e| {
+        error_status(
+            ErrorKind::InvalidArgument,
+            format!("{what}: invalid request body: {e}"),
+        )
+    })
 }
 
 pub(crate) async fn do_action(
@@ -108,9 +112,12 @@ pub(crate) async fn do_action(
         }
         CANCEL_FLIGHT_INFO => {
             let cancel: CancelFlightInfoRequest = decode(request.get_ref(), CANCEL_FLIGHT_INFO)?;
-            let info = cancel
-                .info
-                .ok_or_else(|| Status::invalid_argument("CancelFlightInfo: no FlightInfo"))?;
+            let info = cancel.info.ok_or_else(|| {
+                error_status(
+                    ErrorKind::InvalidArgument,
+                    "CancelFlightInfo: no FlightInfo",
+                )
+            })?;
             cancel_info(service, &info, &service.caller(&request)?)?;
             let result = CancelFlightInfoResult::new(CancelStatus::Cancelled);
             Ok(Response::new(one_result(result.encode_to_vec())))
@@ -129,9 +136,10 @@ pub(crate) async fn do_action(
                 .collect::<Vec<_>>();
             Ok(Response::new(Box::pin(futures::stream::iter(results))))
         }
-        other => Err(Status::unimplemented(format!(
-            "action {other:?} is not supported by Weir"
-        ))),
+        other => Err(error_status(
+            ErrorKind::Unsupported,
+            format!("action {other:?} is not supported by Weir"),
+        )),
     }
 }
 
@@ -175,7 +183,8 @@ fn cancel_info(
 ) -> Result<(), Status> {
     let handles = statement_handles(info);
     if handles.is_empty() {
-        return Err(Status::invalid_argument(
+        return Err(error_status(
+            ErrorKind::InvalidArgument,
             "the FlightInfo names no Weir statement ticket",
         ));
     }
@@ -191,7 +200,8 @@ fn cancel_info(
     if found {
         Ok(())
     } else {
-        Err(Status::not_found(
+        Err(error_status(
+            ErrorKind::NotFound,
             "the query is not running: it finished, was cancelled or expired",
         ))
     }

@@ -27,7 +27,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_
 use rand::RngCore;
 use tonic::Status;
 
-use crate::error::FlightServeError;
+use crate::error::{ErrorKind, FlightServeError, error_status};
 use crate::users::{Role, UserEntry, Users};
 
 pub(crate) const AUTHORIZATION: &str = "authorization";
@@ -183,7 +183,8 @@ fn parse_header(value: Option<&str>) -> Result<Credentials<'_>, Status> {
         return Ok(Credentials::Bearer(token.trim()));
     }
     let Some(encoded) = strip_scheme(value, "Basic") else {
-        return Err(Status::unauthenticated(
+        return Err(error_status(
+            ErrorKind::Unauthenticated,
             "unsupported authorization scheme (use Basic or Bearer)",
         ));
     };
@@ -192,7 +193,10 @@ fn parse_header(value: Option<&str>) -> Result<Credentials<'_>, Status> {
         .ok()
         .and_then(|d| String::from_utf8(d).ok())
         .ok_or_else(|| {
-            Status::unauthenticated("authorization: Basic credentials are not base64 UTF-8")
+            error_status(
+                ErrorKind::Unauthenticated,
+                "authorization: Basic credentials are not base64 UTF-8",
+            )
         })?;
     let (user, password) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
     Ok(Credentials::Basic {
@@ -271,15 +275,16 @@ impl Authenticator {
         }
         match parse_header(header)? {
             Credentials::Basic { user, password } => {
-                let _permit = self
-                    .verifications
-                    .acquire()
-                    .await
-                    .map_err(|_| Status::unavailable("server is shutting down"))?;
+                let _permit =
+                    self.verifications.acquire().await.map_err(|_| {
+                        error_status(ErrorKind::Unavailable, "server is shutting down")
+                    })?;
                 let this = self.clone();
                 tokio::task::spawn_blocking(move || this.verify_basic(&user, &password))
                     .await
-                    .map_err(|e| Status::internal(format!("password check failed: {e}")))?
+                    .map_err(|e| {
+                        error_status(ErrorKind::Internal, format!("password check failed: {e}"))
+                    })?
             }
             other => self.check_cheap(other),
         }
@@ -302,7 +307,8 @@ impl Authenticator {
                 Effective::Checked {
                     anonymous: Some(role),
                 } => Ok(Principal::anonymous(role)),
-                _ => Err(Status::unauthenticated(
+                _ => Err(error_status(
+                    ErrorKind::Unauthenticated,
                     "authentication required: handshake with Basic credentials \
                      (user name and password) or send a Bearer token",
                 )),
@@ -320,7 +326,10 @@ impl Authenticator {
             }),
             None => {
                 tracing::info!(user, "Flight SQL: rejected credentials");
-                Err(Status::unauthenticated("invalid user name or password"))
+                Err(error_status(
+                    ErrorKind::Unauthenticated,
+                    "invalid user name or password",
+                ))
             }
         }
     }
@@ -328,16 +337,20 @@ impl Authenticator {
     fn lookup(&self, token: &str) -> Result<Principal, Status> {
         let tokens = lock(&self.tokens);
         let Some(session) = tokens.get(token) else {
-            return Err(Status::unauthenticated(
+            return Err(error_status(
+                ErrorKind::Unauthenticated,
                 "unknown bearer token: authenticate again (handshake)",
             ));
         };
         let now = Instant::now();
         if now >= session.expires {
-            return Err(Status::unauthenticated(format!(
-                "bearer token expired {}s ago: authenticate again (handshake)",
-                now.duration_since(session.expires).as_secs()
-            )));
+            return Err(error_status(
+                ErrorKind::Unauthenticated,
+                format!(
+                    "bearer token expired {}s ago: authenticate again (handshake)",
+                    now.duration_since(session.expires).as_secs()
+                ),
+            ));
         }
         Ok(session.principal.clone())
     }
@@ -359,7 +372,8 @@ impl Authenticator {
         if tokens.len() >= MAX_TOKENS {
             tokens.retain(|_, s| s.expires > now);
             if tokens.len() >= MAX_TOKENS {
-                return Err(Status::resource_exhausted(
+                return Err(error_status(
+                    ErrorKind::ResourcesExhausted,
                     "too many open sessions; try again later",
                 ));
             }

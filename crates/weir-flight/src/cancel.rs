@@ -16,9 +16,9 @@ use arrow_flight::sql::{Any, Command, TicketStatementQuery};
 use futures::StreamExt;
 use prost::Message;
 use tokio::sync::watch;
-use tonic::Status;
 
 use crate::auth::Principal;
+use crate::error::{ErrorKind, error_status};
 use crate::statements::FlightDataStream;
 
 struct Running {
@@ -95,10 +95,13 @@ impl RunningQueries {
                 };
                 match next {
                     None => Some((
-                        Err(Status::cancelled(format!(
-                            "query {} was cancelled by a client request (CancelFlightInfo)",
-                            guard.handle
-                        ))),
+                        Err(error_status(
+                            ErrorKind::Cancelled,
+                            format!(
+                                "query {} was cancelled by a client request (CancelFlightInfo)",
+                                guard.handle
+                            ),
+                        )),
                         None,
                     )),
                     Some(item) => item.map(|i| (i, Some((stream, cancelled, guard)))),

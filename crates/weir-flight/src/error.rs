@@ -4,7 +4,7 @@
 use arrow::error::ArrowError;
 use arrow_flight::error::FlightError;
 use datafusion::error::DataFusionError;
-use tonic::Status;
+use tonic::{Code, Status};
 use weir_query::QueryError;
 
 /// Failures of the crate itself (not of a client's request).
@@ -37,30 +37,93 @@ pub enum FlightServeError {
     },
 }
 
-/// Maps a classified engine error to the gRPC status a client sees.
-///
-/// Syntax/Invalid → `INVALID_ARGUMENT`, NotFound → `NOT_FOUND`,
-/// AlreadyExists → `ALREADY_EXISTS`, Unsupported → `UNIMPLEMENTED`,
-/// ResourcesExhausted → `RESOURCE_EXHAUSTED`, Conflict → `ABORTED`,
-/// Unavailable (an attached PostgreSQL is down) → `UNAVAILABLE`,
-/// PermissionDenied (COPY outside the export directory) → `PERMISSION_DENIED`,
-/// Internal → `INTERNAL`. The message is the error's `Display`.
-pub fn status_from(err: QueryError) -> Status {
-    let message = err.to_string();
-    match err {
-        QueryError::Syntax(_) | QueryError::Invalid(_) => Status::invalid_argument(message),
-        QueryError::NotFound(_) => Status::not_found(message),
-        QueryError::AlreadyExists(_) => Status::already_exists(message),
-        QueryError::Unsupported(_) => Status::unimplemented(message),
-        QueryError::ResourcesExhausted(_) => Status::resource_exhausted(message),
-        QueryError::Conflict(_) => Status::aborted(message),
-        QueryError::Unavailable(_) => Status::unavailable(message),
-        QueryError::PermissionDenied(_) => Status::permission_denied(message),
-        QueryError::Internal(_) => {
-            tracing::warn!(error = %message, "internal error returned to Flight SQL client");
-            Status::internal(message)
+/// What went wrong with a request, as the client is told: every status the
+/// service returns is built from one of these by [`error_status`], the only
+/// place a gRPC code is chosen ([`ErrorKind::code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request (SQL, parameters, handle, body) is malformed or invalid.
+    InvalidArgument,
+    /// A table, statement handle, session or action that does not exist.
+    NotFound,
+    AlreadyExists,
+    /// A feature or RPC Weir does not support.
+    Unsupported,
+    /// A memory, session or connection limit.
+    ResourcesExhausted,
+    /// A commit lost a race; retrying may succeed.
+    Conflict,
+    /// A dependency is down or the server is shutting down.
+    Unavailable,
+    /// Authenticated, but the role does not allow it.
+    PermissionDenied,
+    /// No, unknown or expired credentials.
+    Unauthenticated,
+    /// Cancelled by a client request.
+    Cancelled,
+    /// The statement ran longer than its timeout.
+    TimedOut,
+    /// A server-side bug.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The one mapping table from error kinds to gRPC codes.
+    pub fn code(self) -> Code {
+        match self {
+            ErrorKind::InvalidArgument => Code::InvalidArgument,
+            ErrorKind::NotFound => Code::NotFound,
+            ErrorKind::AlreadyExists => Code::AlreadyExists,
+            ErrorKind::Unsupported => Code::Unimplemented,
+            ErrorKind::ResourcesExhausted => Code::ResourceExhausted,
+            ErrorKind::Conflict => Code::Aborted,
+            ErrorKind::Unavailable => Code::Unavailable,
+            ErrorKind::PermissionDenied => Code::PermissionDenied,
+            ErrorKind::Unauthenticated => Code::Unauthenticated,
+            ErrorKind::Cancelled => Code::Cancelled,
+            ErrorKind::TimedOut => Code::DeadlineExceeded,
+            ErrorKind::Internal => Code::Internal,
         }
     }
+
+    /// The kind of a classified engine error (every variant decided here,
+    /// so a new one must be given a kind).
+    ///
+    /// Syntax/Invalid → `INVALID_ARGUMENT`, NotFound → `NOT_FOUND`,
+    /// AlreadyExists → `ALREADY_EXISTS`, Unsupported → `UNIMPLEMENTED`,
+    /// ResourcesExhausted → `RESOURCE_EXHAUSTED`, Conflict → `ABORTED`,
+    /// Unavailable (an attached PostgreSQL is down) → `UNAVAILABLE`,
+    /// PermissionDenied (COPY outside the export directory) →
+    /// `PERMISSION_DENIED`, Internal → `INTERNAL`.
+    pub fn of(err: &QueryError) -> Self {
+        match err {
+            QueryError::Syntax(_) | QueryError::Invalid(_) => ErrorKind::InvalidArgument,
+            QueryError::NotFound(_) => ErrorKind::NotFound,
+            QueryError::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            QueryError::Unsupported(_) => ErrorKind::Unsupported,
+            QueryError::ResourcesExhausted(_) => ErrorKind::ResourcesExhausted,
+            QueryError::Conflict(_) => ErrorKind::Conflict,
+            QueryError::Unavailable(_) => ErrorKind::Unavailable,
+            QueryError::PermissionDenied(_) => ErrorKind::PermissionDenied,
+            QueryError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// The status a client sees for an error of `kind`.
+pub fn error_status(kind: ErrorKind, message: impl Into<String>) -> Status {
+    Status::new(kind.code(), message)
+}
+
+/// Maps a classified engine error to the gRPC status a client sees (see
+/// [`ErrorKind::of`]). The message is the error's `Display`.
+pub fn status_from(err: QueryError) -> Status {
+    let kind = ErrorKind::of(&err);
+    let message = err.to_string();
+    if kind == ErrorKind::Internal {
+        tracing::warn!(error = %message, "internal error returned to Flight SQL client");
+    }
+    error_status(kind, message)
 }
 
 /// A DataFusion error (e.g. raised while executing a plan) as a status.
@@ -71,7 +134,7 @@ pub(crate) fn status_from_df(err: DataFusionError) -> Status {
 /// An Arrow error while building a response: a server-side bug.
 pub(crate) fn internal(what: &str, err: impl std::fmt::Display) -> Status {
     tracing::warn!(error = %err, "{what}");
-    Status::internal(format!("{what}: {err}"))
+    error_status(ErrorKind::Internal, format!("{what}: {err}"))
 }
 
 /// An Arrow error while converting query results (e.g. conforming a batch).
@@ -83,18 +146,52 @@ pub(crate) fn status_from_arrow(err: ArrowError) -> Status {
 pub(crate) fn status_from_client_data(err: FlightError) -> Status {
     match err {
         FlightError::Tonic(status) => *status,
-        other => Status::invalid_argument(format!("invalid Arrow data from client: {other}")),
+        other => error_status(
+            ErrorKind::InvalidArgument,
+            format!("invalid Arrow data from client: {other}"),
+        ),
     }
 }
 
+/// An error while encoding a response stream (arrow-flight's own mapping
+/// of its errors, e.g. a status a stream item already carries).
+pub(crate) fn status_from_flight(err: FlightError) -> Status {
+    Status::from(err)
+}
+
 pub(crate) fn unimplemented(what: &str) -> Status {
-    Status::unimplemented(format!("{what}: not supported by Weir"))
+    error_status(
+        ErrorKind::Unsupported,
+        format!("{what}: not supported by Weir"),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic::Code;
+
+    #[test]
+    fn every_kind_has_its_code() {
+        let table = [
+            (ErrorKind::InvalidArgument, Code::InvalidArgument),
+            (ErrorKind::NotFound, Code::NotFound),
+            (ErrorKind::AlreadyExists, Code::AlreadyExists),
+            (ErrorKind::Unsupported, Code::Unimplemented),
+            (ErrorKind::ResourcesExhausted, Code::ResourceExhausted),
+            (ErrorKind::Conflict, Code::Aborted),
+            (ErrorKind::Unavailable, Code::Unavailable),
+            (ErrorKind::PermissionDenied, Code::PermissionDenied),
+            (ErrorKind::Unauthenticated, Code::Unauthenticated),
+            (ErrorKind::Cancelled, Code::Cancelled),
+            (ErrorKind::TimedOut, Code::DeadlineExceeded),
+            (ErrorKind::Internal, Code::Internal),
+        ];
+        for (kind, code) in table {
+            assert_eq!(kind.code(), code, "{kind:?}");
+            let status = error_status(kind, "m");
+            assert_eq!((status.code(), status.message()), (code, "m"));
+        }
+    }
 
     #[test]
     fn query_errors_map_to_status_codes() {

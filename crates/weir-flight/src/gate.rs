@@ -13,6 +13,7 @@ use tonic::codegen::Service;
 use tonic::codegen::http;
 
 use crate::auth::{AUTHORIZATION, Authenticator, Principal};
+use crate::error::{ErrorKind, error_status};
 
 #[derive(Clone)]
 pub(crate) struct AuthGate<S> {
@@ -53,10 +54,11 @@ where
                 None => None,
                 Some(Ok(value)) => Some(value.to_string()),
                 Some(Err(_)) => {
-                    return Ok(
-                        tonic::Status::unauthenticated("authorization header is not ASCII")
-                            .into_http(),
-                    );
+                    return Ok(error_status(
+                        ErrorKind::Unauthenticated,
+                        "authorization header is not ASCII",
+                    )
+                    .into_http());
                 }
             };
             match auth.authenticate(header.as_deref()).await {

@@ -21,7 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 use tonic::Status;
 use weir_query::{IfExists, IfMissing, IngestTarget, QueryEngine, QueryError};
 
-use crate::error::{status_from, status_from_client_data, unimplemented};
+use crate::error::{ErrorKind, error_status, status_from, status_from_client_data, unimplemented};
 
 /// The engine's ingest target for a command, or why it is not valid.
 pub(crate) fn target(
@@ -37,18 +37,27 @@ pub(crate) fn target(
         ));
     }
     if cmd.table.is_empty() {
-        return Err(Status::invalid_argument("ingest needs a target table name"));
+        return Err(error_status(
+            ErrorKind::InvalidArgument,
+            "ingest needs a target table name",
+        ));
     }
     if let Some(catalog) = cmd.catalog.as_deref().filter(|c| !c.is_empty())
         && catalog != engine.catalog_name()
     {
         return Err(if engine.catalog_names().iter().any(|c| c == catalog) {
-            Status::invalid_argument(format!(
-                "catalog {catalog} is an attached database and read-only; ingest into catalog {}",
-                engine.catalog_name()
-            ))
+            error_status(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "catalog {catalog} is an attached database and read-only; ingest into catalog {}",
+                    engine.catalog_name()
+                ),
+            )
         } else {
-            Status::not_found(format!("catalog {catalog} does not exist"))
+            error_status(
+                ErrorKind::NotFound,
+                format!("catalog {catalog} does not exist"),
+            )
         });
     }
     let options = cmd
@@ -61,7 +70,8 @@ pub(crate) fn target(
         Ok(TableNotExistOption::Create) => IfMissing::Create,
         Ok(TableNotExistOption::Fail) => IfMissing::Fail,
         _ => {
-            return Err(Status::invalid_argument(
+            return Err(error_status(
+                ErrorKind::InvalidArgument,
                 "ingest: table_definition_options.if_not_exist must be CREATE or FAIL",
             ));
         }
@@ -71,7 +81,8 @@ pub(crate) fn target(
         Ok(TableExistsOption::Append) => IfExists::Append,
         Ok(TableExistsOption::Replace) => IfExists::Replace,
         _ => {
-            return Err(Status::invalid_argument(
+            return Err(error_status(
+                ErrorKind::InvalidArgument,
                 "ingest: table_definition_options.if_exists must be FAIL, APPEND or REPLACE",
             ));
         }
@@ -107,10 +118,12 @@ pub(crate) async fn ingest(
         .await
         .transpose()
         .map_err(status_from_client_data)?;
-    let schema = batches
-        .schema()
-        .cloned()
-        .ok_or_else(|| Status::invalid_argument("ingest: the client sent no Arrow schema"))?;
+    let schema = batches.schema().cloned().ok_or_else(|| {
+        error_status(
+            ErrorKind::InvalidArgument,
+            "ingest: the client sent no Arrow schema",
+        )
+    })?;
     let rest = batches.map_err(|e| {
         DataFusionError::External(Box::new(QueryError::Invalid(format!(
             "invalid Arrow data from client: {e}"

@@ -32,7 +32,7 @@ use weir_query::QueryEngine;
 pub use access::{Access, classify, permit, permit_sql};
 pub use auth::{AuthMode, AuthOptions, Authenticator, Principal};
 pub use connections::ConnectionLimits;
-pub use error::{FlightServeError, status_from};
+pub use error::{ErrorKind, FlightServeError, error_status, status_from};
 pub use metadata::like_match;
 pub use service::WeirFlightSqlService;
 pub use statements::conform_batch;

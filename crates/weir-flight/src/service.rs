@@ -43,7 +43,9 @@ use crate::access::{self, Access};
 use crate::actions;
 use crate::auth::{AUTHORIZATION, Authenticator, Principal};
 use crate::cancel::RunningQueries;
-use crate::error::{internal, status_from, status_from_client_data, unimplemented};
+use crate::error::{
+    ErrorKind, error_status, internal, status_from, status_from_client_data, unimplemented,
+};
 use crate::ingest;
 use crate::metadata;
 use crate::sessions::{self, ConnectionId, SessionKey, Sessions, Settings};
@@ -123,7 +125,12 @@ impl WeirFlightSqlService {
             .get(AUTHORIZATION)
             .map(|v| v.to_str())
             .transpose()
-            .map_err(|_| Status::unauthenticated("authorization header is not ASCII"))?;
+            .map_err(|_| {
+                error_status(
+                    ErrorKind::Unauthenticated,
+                    "authorization header is not ASCII",
+                )
+            })?;
         self.inner.auth.authenticate_blocking(header)
     }
 
@@ -328,8 +335,9 @@ impl FlightSqlService for WeirFlightSqlService {
     ) -> DoGetResult {
         let principal = self.authorize(&request)?;
         crate::observe::mark_query(&request);
-        let handle = std::str::from_utf8(&ticket.statement_handle)
-            .map_err(|_| Status::invalid_argument("statement handle is not UTF-8"))?;
+        let handle = std::str::from_utf8(&ticket.statement_handle).map_err(|_| {
+            error_status(ErrorKind::InvalidArgument, "statement handle is not UTF-8")
+        })?;
         tracing::debug!(%handle, "DoGet statement");
         let (_, timeout) = self.context(&request)?;
         let exec = self
@@ -337,7 +345,8 @@ impl FlightSqlService for WeirFlightSqlService {
             .statements
             .take(handle, &principal)
             .ok_or_else(|| {
-                Status::not_found(
+                error_status(
+                    ErrorKind::NotFound,
                     "statement handle is unknown, already fetched, cancelled or expired",
                 )
             })?;
@@ -768,19 +777,19 @@ impl FlightSqlService for WeirFlightSqlService {
             type_url = cmd.type_url(),
             "GetFlightInfo for an unsupported command"
         );
-        Err(Status::unimplemented(format!(
-            "command {} is not supported by Weir",
-            cmd.type_url()
-        )))
+        Err(error_status(
+            ErrorKind::Unsupported,
+            format!("command {} is not supported by Weir", cmd.type_url()),
+        ))
     }
 
     async fn do_get_fallback(&self, request: Request<Ticket>, message: Any) -> DoGetResult {
         self.authorize(&request)?;
         tracing::debug!(type_url = %message.type_url, "DoGet for an unsupported ticket");
-        Err(Status::unimplemented(format!(
-            "ticket {} is not supported by Weir",
-            message.type_url
-        )))
+        Err(error_status(
+            ErrorKind::Unsupported,
+            format!("ticket {} is not supported by Weir", message.type_url),
+        ))
     }
 
     async fn do_put_fallback(
@@ -789,10 +798,13 @@ impl FlightSqlService for WeirFlightSqlService {
         message: Any,
     ) -> Result<Response<<Self as FlightService>::DoPutStream>, Status> {
         self.authorize(&request)?;
-        Err(Status::unimplemented(format!(
-            "DoPut command {} is not supported by Weir",
-            message.type_url
-        )))
+        Err(error_status(
+            ErrorKind::Unsupported,
+            format!(
+                "DoPut command {} is not supported by Weir",
+                message.type_url
+            ),
+        ))
     }
 
     async fn do_put_error_callback(
@@ -800,7 +812,10 @@ impl FlightSqlService for WeirFlightSqlService {
         _request: Request<PeekableFlightDataStream>,
         error: arrow_flight::sql::server::DoPutError,
     ) -> Result<Response<<Self as FlightService>::DoPutStream>, Status> {
-        Err(Status::invalid_argument(format!("invalid DoPut: {error}")))
+        Err(error_status(
+            ErrorKind::InvalidArgument,
+            format!("invalid DoPut: {error}"),
+        ))
     }
 
     async fn do_action_fallback(
@@ -811,10 +826,13 @@ impl FlightSqlService for WeirFlightSqlService {
             self.authorize(&request)?;
             return actions::do_action(self, request).await;
         }
-        Err(Status::unimplemented(format!(
-            "action {:?} is not supported by Weir",
-            request.get_ref().r#type
-        )))
+        Err(error_status(
+            ErrorKind::Unsupported,
+            format!(
+                "action {:?} is not supported by Weir",
+                request.get_ref().r#type
+            ),
+        ))
     }
 
     async fn list_custom_actions(&self) -> Option<Vec<Result<arrow_flight::ActionType, Status>>> {
@@ -901,7 +919,10 @@ impl FlightSqlService for WeirFlightSqlService {
     ) -> Result<ActionCancelQueryResult, Status> {
         let caller = self.authorize(&request)?;
         let info = FlightInfo::decode(query.info).map_err(|e| {
-            Status::invalid_argument(format!("CancelQuery: invalid FlightInfo: {e}"))
+            error_status(
+                ErrorKind::InvalidArgument,
+                format!("CancelQuery: invalid FlightInfo: {e}"),
+            )
         })?;
         actions::cancel_legacy(self, &info, &caller)
     }

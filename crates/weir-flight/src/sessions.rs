@@ -42,6 +42,7 @@ use tonic::metadata::MetadataMap;
 use weir_query::QueryEngine;
 
 use crate::access::Access;
+use crate::error::{ErrorKind, error_status};
 use crate::session_proto::{OptionValue, SessionOptionValue, SetSessionOptionsErrorValue};
 use crate::users::Role;
 
@@ -277,9 +278,12 @@ impl Sessions {
 }
 
 fn unknown_session() -> Status {
-    Status::not_found(format!(
-        "session unknown, closed or expired (cookie {SESSION_COOKIE}); reconnect to start a new session"
-    ))
+    error_status(
+        ErrorKind::NotFound,
+        format!(
+            "session unknown, closed or expired (cookie {SESSION_COOKIE}); reconnect to start a new session"
+        ),
+    )
 }
 
 /// The session id from the request's `cookie` headers.
@@ -391,7 +395,10 @@ pub(crate) fn context(engine: &QueryEngine, settings: &Settings) -> Result<Sessi
                 continue;
             };
             options.set(&key, &text).map_err(|e| {
-                Status::invalid_argument(format!("session option {name} = {text}: {e}"))
+                error_status(
+                    ErrorKind::InvalidArgument,
+                    format!("session option {name} = {text}: {e}"),
+                )
             })?;
         }
         // Functions that read the configuration when built (`now()` takes
@@ -405,7 +412,7 @@ pub(crate) fn context(engine: &QueryEngine, settings: &Settings) -> Result<Sessi
         for udf in updated {
             state
                 .register_udf(std::sync::Arc::new(udf))
-                .map_err(|e| Status::internal(format!("session options: {e}")))?;
+                .map_err(|e| error_status(ErrorKind::Internal, format!("session options: {e}")))?;
         }
     }
     Ok(ctx)

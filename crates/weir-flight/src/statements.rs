@@ -21,7 +21,9 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::Status;
 use weir_query::{QueryEngine, WeirStatement};
 
-use crate::error::{status_from, status_from_arrow, status_from_df};
+use crate::error::{
+    ErrorKind, error_status, status_from, status_from_arrow, status_from_df, status_from_flight,
+};
 
 pub(crate) type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send>>;
 
@@ -234,7 +236,10 @@ impl PreparedStatements {
 }
 
 fn unknown_handle() -> Status {
-    Status::not_found("prepared statement handle is unknown, closed or expired")
+    error_status(
+        ErrorKind::NotFound,
+        "prepared statement handle is unknown, closed or expired",
+    )
 }
 
 /// The one-column result of DDL (`count UInt64 NOT NULL`), as `QueryEngine::sql` returns it.
@@ -408,10 +413,13 @@ fn order_parameters(
 fn param_values(statement: &PreparedStatement, row: &[ScalarValue]) -> Result<ParamValues, Status> {
     let expected = statement.parameter_names.len();
     if row.len() != expected {
-        return Err(Status::invalid_argument(format!(
-            "statement has {expected} parameter(s) but {} value(s) were bound",
-            row.len()
-        )));
+        return Err(error_status(
+            ErrorKind::InvalidArgument,
+            format!(
+                "statement has {expected} parameter(s) but {} value(s) were bound",
+                row.len()
+            ),
+        ));
     }
     let mut values = Vec::with_capacity(row.len());
     for (i, value) in row.iter().enumerate() {
@@ -421,10 +429,13 @@ fn param_values(statement: &PreparedStatement, row: &[ScalarValue]) -> Result<Pa
                     ScalarValue::try_from(ty).map_err(status_from_df)?
                 } else {
                     value.cast_to(ty).map_err(|e| {
-                        Status::invalid_argument(format!(
-                            "parameter {} ({value:?}) cannot be converted to {ty}: {e}",
-                            statement.parameter_names[i]
-                        ))
+                        error_status(
+                            ErrorKind::InvalidArgument,
+                            format!(
+                                "parameter {} ({value:?}) cannot be converted to {ty}: {e}",
+                                statement.parameter_names[i]
+                            ),
+                        )
                     })?
                 }
             }
@@ -468,10 +479,13 @@ pub(crate) async fn run_prepared(
     let df = planned.frame;
     let mut frames = match &statement.bound {
         None if !statement.parameter_names.is_empty() => {
-            return Err(Status::invalid_argument(format!(
-                "statement has {} parameter(s) but none were bound",
-                statement.parameter_names.len()
-            )));
+            return Err(error_status(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "statement has {} parameter(s) but none were bound",
+                    statement.parameter_names.len()
+                ),
+            ));
         }
         None => vec![df.clone()],
         Some(rows) => rows
@@ -512,10 +526,13 @@ async fn run_deferred_with_parameters(
     statement: &PreparedStatement,
 ) -> Result<Executable, Status> {
     let Some(rows) = &statement.bound else {
-        return Err(Status::invalid_argument(format!(
-            "statement has {} parameter(s) but none were bound",
-            statement.parameter_names.len()
-        )));
+        return Err(error_status(
+            ErrorKind::InvalidArgument,
+            format!(
+                "statement has {} parameter(s) but none were bound",
+                statement.parameter_names.len()
+            ),
+        ));
     };
     let mut frames = Vec::with_capacity(rows.len());
     for row in rows.iter() {
@@ -559,7 +576,12 @@ pub(crate) fn rows_from_batches(
                 .iter()
                 .map(|col| ScalarValue::try_from_array(col, row))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| Status::invalid_argument(format!("invalid parameter value: {e}")))?;
+                .map_err(|e| {
+                    error_status(
+                        ErrorKind::InvalidArgument,
+                        format!("invalid parameter value: {e}"),
+                    )
+                })?;
             rows.push(values);
         }
     }
@@ -649,7 +671,7 @@ pub(crate) fn stream_executable(exec: Executable) -> FlightDataStream {
     let encoded = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .build(batches)
-        .map_err(Status::from);
+        .map_err(status_from_flight);
     Box::pin(encoded)
 }
 
@@ -660,9 +682,10 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> Status {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into());
     tracing::warn!(panic = %message, "a query panicked while running");
-    Status::internal(format!(
-        "the query failed inside the engine (a bug): {message}"
-    ))
+    error_status(
+        ErrorKind::Internal,
+        format!("the query failed inside the engine (a bug): {message}"),
+    )
 }
 
 /// `stream`, cut off with DEADLINE_EXCEEDED once `timeout` has passed
@@ -701,10 +724,13 @@ pub(crate) async fn within<T>(
 }
 
 fn deadline(limit: std::time::Duration) -> Status {
-    Status::deadline_exceeded(format!(
-        "the statement ran longer than its query timeout ({}; the session option statement_timeout, else the server's --query-timeout) and was cancelled",
-        humantime::format_duration(limit)
-    ))
+    error_status(
+        ErrorKind::TimedOut,
+        format!(
+            "the statement ran longer than its query timeout ({}; the session option statement_timeout, else the server's --query-timeout) and was cancelled",
+            humantime::format_duration(limit)
+        ),
+    )
 }
 
 /// Encodes an in-memory result (metadata commands).
@@ -713,7 +739,7 @@ pub(crate) fn stream_batch(batch: RecordBatch) -> FlightDataStream {
     let encoded = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .build(futures::stream::iter([Ok(batch)]))
-        .map_err(Status::from);
+        .map_err(status_from_flight);
     Box::pin(encoded)
 }
 

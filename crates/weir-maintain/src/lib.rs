@@ -16,7 +16,9 @@ pub use expire::{ExpireOptions, ExpireReport, expire_snapshots};
 pub use manifests::{ManifestOptions, ManifestReport, merge_table_manifests};
 pub use orphans::{OrphanOptions, OrphanReport, remove_orphans};
 pub use retention::{RetentionOptions, RetentionReport, apply_retention};
-pub use schedule::{JobStatus, ScheduleStatus, Scheduler, TablePolicy};
+pub use schedule::{
+    JobError, JobOutcome, JobStatus, PolicyError, ScheduleStatus, Scheduler, TablePolicy,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MaintainError {

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use weir_catalog::Lakehouse;
 
 use crate::{
-    CLUSTER_COLUMNS_PROPERTY, CompactOptions, ExpireOptions, Layout, OrphanOptions,
+    CLUSTER_COLUMNS_PROPERTY, CompactOptions, ExpireOptions, Layout, MaintainError, OrphanOptions,
     RetentionOptions, apply_retention, compact_table, expire_snapshots, remove_orphans,
 };
 
@@ -97,20 +97,59 @@ impl Default for TablePolicy {
     }
 }
 
+/// Why a `[policy]` block is refused (the message names the key).
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy `{key}` = {value:?}: {source}")]
+    BadDuration {
+        key: String,
+        value: String,
+        source: humantime::DurationError,
+    },
+    #[error("policy `{key}` must be a duration such as \"10m\" or \"off\"")]
+    NotADuration { key: String },
+    #[error("policy `retention_days` must be a positive number")]
+    RetentionDays,
+    #[error("policy `retention_requires` must be a list of tables")]
+    RetentionRequires,
+    #[error("unknown policy key `{0}`")]
+    UnknownKey(String),
+}
+
+/// A refresher's failure, as the query layer reports it (maintenance does
+/// not depend on query, so its error type is not known here).
+pub type RefreshError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a scheduled job failed; its `Display` is the job's error line.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Maintain(#[from] MaintainError),
+    #[error(transparent)]
+    Refresh(RefreshError),
+}
+
+/// A job's summary line, or why it failed.
+pub type JobOutcome = Result<String, JobError>;
+
 impl TablePolicy {
     /// Reads a `[policy]` block; unknown keys are an error (typos must not
     /// silently disable retention).
-    pub fn from_toml(policy: &BTreeMap<String, toml::Value>) -> Result<Self, String> {
+    pub fn from_toml(policy: &BTreeMap<String, toml::Value>) -> Result<Self, PolicyError> {
         let mut out = TablePolicy::default();
-        let duration = |key: &str, v: &toml::Value| -> Result<Option<Duration>, String> {
+        let duration = |key: &str, v: &toml::Value| -> Result<Option<Duration>, PolicyError> {
             match v.as_str() {
                 Some("off") => Ok(None),
-                Some(s) => humantime::parse_duration(s)
-                    .map(Some)
-                    .map_err(|e| format!("policy `{key}` = {s:?}: {e}")),
-                None => Err(format!(
-                    "policy `{key}` must be a duration such as \"10m\" or \"off\""
-                )),
+                Some(s) => humantime::parse_duration(s).map(Some).map_err(|source| {
+                    PolicyError::BadDuration {
+                        key: key.to_string(),
+                        value: s.to_string(),
+                        source,
+                    }
+                }),
+                None => Err(PolicyError::NotADuration {
+                    key: key.to_string(),
+                }),
             }
         };
         for (key, value) in policy {
@@ -125,7 +164,7 @@ impl TablePolicy {
                         .map(|d| d as f64)
                         .or_else(|| value.as_float())
                         .filter(|d| *d > 0.0)
-                        .ok_or("policy `retention_days` must be a positive number")?;
+                        .ok_or(PolicyError::RetentionDays)?;
                     out.retention = Some(Duration::from_secs_f64(days * 86400.0));
                 }
                 "retention_requires" => {
@@ -136,10 +175,10 @@ impl TablePolicy {
                                 .filter_map(|v| v.as_str().map(str::to_string))
                                 .collect()
                         })
-                        .ok_or("policy `retention_requires` must be a list of tables")?;
+                        .ok_or(PolicyError::RetentionRequires)?;
                 }
                 "skip_recent" => out.skip_recent = duration(key, value)?,
-                other => return Err(format!("unknown policy key `{other}`")),
+                other => return Err(PolicyError::UnknownKey(other.to_string())),
             }
         }
         Ok(out)
@@ -149,7 +188,9 @@ impl TablePolicy {
 /// Refreshes the materialized view named `ns.t`: the query layer provides it
 /// (maintenance does not depend on query); `Ok` carries a summary line.
 pub type Refresher = std::sync::Arc<
-    dyn Fn(TableIdent) -> futures::future::BoxFuture<'static, Result<String, String>> + Send + Sync,
+    dyn Fn(TableIdent) -> futures::future::BoxFuture<'static, Result<String, RefreshError>>
+        + Send
+        + Sync,
 >;
 
 /// The last run and next due time of one job on one table.
@@ -248,7 +289,10 @@ impl Scheduler {
                             s.last_started_ms = unix_ms(begun);
                             s.last_finished_ms = unix_ms(finished);
                             s.last_ok = Some(outcome.is_ok());
-                            s.last_outcome = Some(outcome.unwrap_or_else(|e| e));
+                            s.last_outcome = Some(match outcome {
+                                Ok(summary) => summary,
+                                Err(e) => e.to_string(),
+                            });
                         }
                     });
                 }
@@ -285,10 +329,10 @@ impl Scheduler {
         job: Job,
         policy: &TablePolicy,
         run_id: &str,
-    ) -> Option<Result<String, String>> {
+    ) -> Option<JobOutcome> {
         let lh = &self.lakehouse;
         let started = std::time::Instant::now();
-        let outcome: Result<String, String> = match job {
+        let outcome: JobOutcome = match job {
             Job::Compact | Job::Cluster => {
                 let layout = if job == Job::Cluster {
                     let Ok(table) = lh.catalog().load_table(ident).await else {
@@ -316,7 +360,7 @@ impl Scheduler {
                             r.files_in, r.files_out, r.rows, r.seconds
                         )
                     })
-                    .map_err(|e| e.to_string())
+                    .map_err(JobError::from)
             }
             Job::Expire => {
                 let opts = ExpireOptions {
@@ -331,7 +375,7 @@ impl Scheduler {
                             r.snapshots_expired, r.data_files_deleted
                         )
                     })
-                    .map_err(|e| e.to_string())
+                    .map_err(JobError::from)
             }
             Job::Refresh => {
                 let refresher = self.refresher.as_ref()?;
@@ -345,12 +389,12 @@ impl Scheduler {
                 {
                     return None;
                 }
-                refresher(ident.clone()).await
+                refresher(ident.clone()).await.map_err(JobError::Refresh)
             }
             Job::Orphans => remove_orphans(lh, ident, &OrphanOptions::default())
                 .await
                 .map(|r| format!("{} orphans deleted", r.orphans_deleted))
-                .map_err(|e| e.to_string()),
+                .map_err(JobError::from),
             Job::Retention => {
                 let retention = policy.retention?;
                 let opts = RetentionOptions {
@@ -368,7 +412,7 @@ impl Scheduler {
                             r.held_because.join("; ")
                         )
                     })
-                    .map_err(|e| e.to_string())
+                    .map_err(JobError::from)
             }
         };
         crate::record_job_run(job.name(), started.elapsed(), outcome.is_ok());
@@ -377,7 +421,7 @@ impl Scheduler {
                 tracing::info!(table = %ident, job = ?job, summary, "scheduled maintenance")
             }
             Err(error) => {
-                tracing::warn!(table = %ident, job = ?job, error, "scheduled maintenance failed")
+                tracing::warn!(table = %ident, job = ?job, error = %error, "scheduled maintenance failed")
             }
         }
         Some(outcome)
@@ -387,6 +431,30 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_errors_read_as_their_source() {
+        let busy = JobError::from(MaintainError::Busy {
+            job: "compact",
+            table: "silver.p".into(),
+            lease: "h-1-x".into(),
+        });
+        assert!(matches!(
+            busy,
+            JobError::Maintain(MaintainError::Busy { .. })
+        ));
+        assert_eq!(
+            busy.to_string(),
+            "compact on silver.p is already running in another process (lease h-1-x)"
+        );
+        let refresh = JobError::Refresh(Box::new(std::io::Error::other("view gone")));
+        assert_eq!(refresh.to_string(), "view gone");
+        let typo: BTreeMap<String, toml::Value> = toml::from_str("expire_every = 3").unwrap();
+        assert!(matches!(
+            TablePolicy::from_toml(&typo),
+            Err(PolicyError::NotADuration { key }) if key == "expire_every"
+        ));
+    }
 
     #[test]
     fn policies_parse_with_defaults_and_reject_typos() {
@@ -404,6 +472,7 @@ mod tests {
         assert!(
             TablePolicy::from_toml(&typo)
                 .unwrap_err()
+                .to_string()
                 .contains("retention_dys")
         );
     }

@@ -786,8 +786,7 @@ fn apply(
             AlterOp::AddPartitionField { expr, name } => {
                 require_v2(metadata, table)?;
                 let schema = schema_of(&fields, &identifier)?;
-                let built = build_partition_spec(&schema, std::slice::from_ref(expr))
-                    .map_err(QueryError::Invalid)?;
+                let built = build_partition_spec(&schema, std::slice::from_ref(expr))?;
                 let mut field = built.fields()[0].clone();
                 if let Some(name) = name {
                     field.name = name.clone();
@@ -812,8 +811,7 @@ fn apply(
             AlterOp::DropPartitionField { expr } => {
                 require_v2(metadata, table)?;
                 let at = if expr.contains('(') {
-                    let (transform, column) =
-                        parse_partition_expr(expr).map_err(QueryError::Invalid)?;
+                    let (transform, column) = parse_partition_expr(expr)?;
                     let id = fields
                         .iter()
                         .find(|f| f.name == column)

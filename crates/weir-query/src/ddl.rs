@@ -206,7 +206,7 @@ pub(crate) fn table_creation(
     for (column, zone) in zones {
         properties.insert(format!("{SOURCE_TIME_ZONE}{column}"), zone);
     }
-    let spec = build_partition_spec(&schema, partition).map_err(QueryError::Invalid)?;
+    let spec = build_partition_spec(&schema, partition)?;
     Ok(TableCreation::builder()
         .name(ident.name().to_string())
         .schema(schema)

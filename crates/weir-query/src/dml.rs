@@ -512,8 +512,22 @@ pub(crate) fn check_required(
     Ok(())
 }
 
+/// A commit fence refused an attempt: another writer rewrote a file this
+/// statement was rewriting, so the statement is planned again. The reason
+/// is the fence's, for the log.
+#[derive(Debug)]
+pub(crate) struct LostRace {
+    pub(crate) reason: String,
+}
+
+impl std::fmt::Display for LostRace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// Commits one attempt: `removed` replaced by `added` in one `overwrite`
-/// snapshot (an `append` when nothing is removed). `Ok(Err(reason))` when
+/// snapshot (an `append` when nothing is removed). `Ok(Err(LostRace))` when
 /// another writer rewrote a removed file meanwhile (plan again).
 pub(crate) async fn commit(
     target: &Target,
@@ -522,7 +536,7 @@ pub(crate) async fn commit(
     added: Vec<iceberg::spec::DataFile>,
     deletes: Vec<(i32, iceberg::spec::DataFile)>,
     properties: std::collections::HashMap<String, String>,
-) -> Result<std::result::Result<(), String>> {
+) -> Result<std::result::Result<(), LostRace>> {
     if !deletes.is_empty() {
         return match weir_catalog::commit_row_changes(
             &target.lakehouse,
@@ -535,7 +549,7 @@ pub(crate) async fn commit(
         .await
         {
             Ok(_) => Ok(Ok(())),
-            Err(CatalogError::Fenced { reason, .. }) => Ok(Err(reason)),
+            Err(CatalogError::Fenced { reason, .. }) => Ok(Err(LostRace { reason })),
             Err(e) => Err(e.into()),
         };
     }
@@ -549,18 +563,18 @@ pub(crate) async fn commit(
     }
     match commit_overwrite(&target.lakehouse, ident, removed, added, properties).await {
         Ok(_) => Ok(Ok(())),
-        Err(CatalogError::Fenced { reason, .. }) => Ok(Err(reason)),
+        Err(CatalogError::Fenced { reason, .. }) => Ok(Err(LostRace { reason })),
         Err(e) => Err(e.into()),
     }
 }
 
-/// One try of a DELETE/UPDATE/TRUNCATE: `Ok(Err(reason))` when another
+/// One try of a DELETE/UPDATE/TRUNCATE: `Ok(Err(LostRace))` when another
 /// writer rewrote a file this one was rewriting (plan again).
 async fn attempt_once(
     target: &Target,
     ident: &TableIdent,
     statement: &RowLevel,
-) -> Result<std::result::Result<Outcome, String>> {
+) -> Result<std::result::Result<Outcome, LostRace>> {
     let Target {
         table, base, ctx, ..
     } = target;

@@ -161,12 +161,21 @@ fn classify_catalog(e: &CatalogError) -> QueryError {
         | CatalogError::Fenced { .. }
         | CatalogError::ReplaceContended { .. } => QueryError::Conflict(e.to_string()),
         CatalogError::TableSpec { .. }
+        | CatalogError::InvalidSpec { .. }
         | CatalogError::InvalidName { .. }
         | CatalogError::LocationOverlap { .. } => QueryError::Invalid(e.to_string()),
         CatalogError::Write { source, .. } if source.kind() == iceberg::ErrorKind::DataInvalid => {
             QueryError::Invalid(e.to_string())
         }
         _ => QueryError::Internal(e.to_string()),
+    }
+}
+
+/// A refused column type, partition transform or sort order: the
+/// statement's fault.
+impl From<weir_catalog::spec::SpecError> for QueryError {
+    fn from(e: weir_catalog::spec::SpecError) -> Self {
+        QueryError::Invalid(e.to_string())
     }
 }
 
@@ -254,6 +263,22 @@ mod tests {
             matches!(&q, QueryError::Internal(m) if m.contains("while doing x") && m.contains("bug")),
             "{q:?}"
         );
+    }
+
+    #[test]
+    fn refused_table_definitions_are_invalid() {
+        let spec = weir_catalog::spec::parse_partition_expr("bogus(x)").unwrap_err();
+        let text = spec.to_string();
+        assert_eq!(text, "partition `bogus(x)`: unknown transform `bogus`");
+        assert!(matches!(QueryError::from(spec), QueryError::Invalid(m) if m == text));
+        let catalog = CatalogError::InvalidSpec {
+            file: "a.b".into(),
+            source: weir_catalog::spec::SpecError::SortColumn("nope".into()),
+        };
+        assert!(matches!(
+            QueryError::from(catalog),
+            QueryError::Invalid(m) if m == "table definition a.b: sort column `nope` is not in the schema"
+        ));
     }
 
     #[test]

@@ -301,7 +301,7 @@ pub(crate) async fn merge_once(
     target: &dml::Target,
     ident: &TableIdent,
     merge: &Merge,
-) -> Result<std::result::Result<Outcome, String>> {
+) -> Result<std::result::Result<Outcome, dml::LostRace>> {
     let dml::Target {
         table,
         base,

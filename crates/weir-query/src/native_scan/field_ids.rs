@@ -54,7 +54,7 @@ pub struct FieldIds {
     schema: iceberg::spec::SchemaRef,
     /// `schema.name-mapping.default`, for files without field ids (an
     /// unparsable mapping fails only reads that need it).
-    name_mapping: Option<Result<NameMapping, String>>,
+    name_mapping: Option<Result<NameMapping, serde_json::Error>>,
     /// `initial-default` of top-level columns, by name, in the column's type.
     defaults: HashMap<String, ScalarValue>,
     /// Top-level columns whose type was promoted (int→long, …): older
@@ -91,7 +91,7 @@ impl FieldIds {
     ) -> Self {
         let name_mapping = properties
             .get(DEFAULT_SCHEMA_NAME_MAPPING)
-            .map(|json| serde_json::from_str::<NameMapping>(json).map_err(|e| e.to_string()));
+            .map(|json| serde_json::from_str::<NameMapping>(json));
         let defaults = schema
             .as_struct()
             .fields()
@@ -638,7 +638,7 @@ mod tests {
         let mapping = r#"[{"field-id": 1, "names": ["id"]},
             {"field-id": 3, "names": ["reading", "value"]}]"#;
         let mut ids = table();
-        ids.name_mapping = Some(serde_json::from_str(mapping).map_err(|e| e.to_string()));
+        ids.name_mapping = Some(serde_json::from_str(mapping));
         let file = Schema::new(vec![
             Field::new("id", DataType::Int64, false),
             Field::new("reading", DataType::Int64, true),

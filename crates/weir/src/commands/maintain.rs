@@ -96,7 +96,7 @@ pub(crate) fn scheduler(
                 .refresh_materialized_view(&ident.to_string())
                 .await
                 .map(|r| format!("{} rows from {:?}", r.rows, r.bases))
-                .map_err(|e| e.to_string())
+                .map_err(|e| Box::new(e) as weir_maintain::schedule::RefreshError)
         })
     });
     weir_maintain::Scheduler {
