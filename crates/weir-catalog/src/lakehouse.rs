@@ -812,6 +812,20 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     })
 }
 
+/// A declared table's qualified name, identifier and schema.
+fn spec_parts(spec: &TableSpec) -> Result<(String, TableIdent, Schema)> {
+    let qualified = spec.qualified_name();
+    let schema = spec.schema().map_err(|source| CatalogError::InvalidSpec {
+        file: qualified.clone(),
+        source,
+    })?;
+    let ident = TableIdent::new(
+        NamespaceIdent::new(spec.namespace.clone()),
+        spec.name.clone(),
+    );
+    Ok((qualified, ident, schema))
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact_uri;
@@ -827,18 +841,4 @@ mod tests {
             "sqlite:/tmp/c.db?mode=rwc"
         );
     }
-}
-
-/// A declared table's qualified name, identifier and schema.
-fn spec_parts(spec: &TableSpec) -> Result<(String, TableIdent, Schema)> {
-    let qualified = spec.qualified_name();
-    let schema = spec.schema().map_err(|source| CatalogError::InvalidSpec {
-        file: qualified.clone(),
-        source,
-    })?;
-    let ident = TableIdent::new(
-        NamespaceIdent::new(spec.namespace.clone()),
-        spec.name.clone(),
-    );
-    Ok((qualified, ident, schema))
 }
