@@ -364,6 +364,8 @@ pub fn evaluate_batch(
     use arrow::array::{StringArray, UInt32Array};
     // column → value → row indices, for string columns only.
     let mut groups: HashMap<String, Option<HashMap<String, Vec<u32>>>> = HashMap::new();
+    // The rows of one value, taken once for every rule that wants them.
+    let mut taken: HashMap<(String, String), RecordBatch> = HashMap::new();
     let mut out = Vec::new();
     for (i, rule) in rules.iter_mut().enumerate() {
         let routed = rule.key.as_ref().and_then(|(column, value)| {
@@ -399,10 +401,19 @@ pub fn evaluate_batch(
             // No row has the value: nothing to evaluate.
             Some(None) => continue,
             Some(Some(rows)) if rows.len() < batch.num_rows() => {
-                let indices = UInt32Array::from(rows.clone());
-                arrow::compute::take_record_batch(batch, &indices)
-                    .map_err(|e| weir_query::QueryError::Internal(e.to_string()))
-                    .and_then(|sub| rule.apply(&sub, now_micros, new_id))
+                let key = rule.key.clone().expect("routed rules have a key");
+                let sub = match taken.get(&key) {
+                    Some(sub) => Ok(sub.clone()),
+                    None => {
+                        let indices = UInt32Array::from(rows.clone());
+                        arrow::compute::take_record_batch(batch, &indices)
+                            .map_err(|e| weir_query::QueryError::Internal(e.to_string()))
+                            .inspect(|sub| {
+                                taken.insert(key, sub.clone());
+                            })
+                    }
+                };
+                sub.and_then(|sub| rule.apply(&sub, now_micros, new_id))
             }
             _ => rule.apply(batch, now_micros, new_id),
         };
