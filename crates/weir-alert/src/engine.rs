@@ -27,7 +27,8 @@ use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use futures::TryStreamExt;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
-use weir_catalog::{AppendOptions, FeedBatch, Lakehouse, append_batches, find_commit};
+use weir_catalog::{AppendOptions, Lakehouse, append_batches, find_commit};
+use weir_hot::{FeedBatch, HotTiers};
 use weir_query::alerts::{
     self, ACKNOWLEDGED, ACTIVE, ALERTS_NAMESPACE, ALERTS_TABLE, AlertRule, RESOLVED, Target,
     Transition,
@@ -75,18 +76,20 @@ pub struct AlertReport {
 }
 
 /// Runs the evaluator until `stop` flips to true; commits what it decided
-/// before returning.
+/// before returning. Rows come from the feed of `hot`'s local tier; the
+/// absence rules' first look at recent series also reads its remotes.
 pub async fn run(
     lakehouse: Lakehouse,
+    hot: HotTiers,
     opts: AlertOptions,
     mut stop: watch::Receiver<bool>,
 ) -> Result<AlertReport, AlertError> {
     // Subscribed before recovery: rows sealed meanwhile wait in the feed.
-    let mut feed = lakehouse.hot().subscribe();
+    let mut feed = hot.local().subscribe();
     alerts::ensure_alerts_table(&lakehouse).await?;
     sync_declared(&lakehouse, &opts).await?;
     let mut last_registry = tokio::time::Instant::now();
-    let mut engine = Engine::new(lakehouse, opts.clone());
+    let mut engine = Engine::new(lakehouse, hot, opts.clone());
     engine.reload_rules(true).await?;
     engine.recover().await?;
     engine.seed_absence().await;
@@ -165,6 +168,7 @@ async fn sync_declared(lakehouse: &Lakehouse, opts: &AlertOptions) -> Result<(),
 
 struct Engine {
     lakehouse: Lakehouse,
+    hot: HotTiers,
     opts: AlertOptions,
     rules: BTreeMap<String, RuleState>,
     targets: HashMap<String, Vec<Target>>,
@@ -198,9 +202,10 @@ fn alert_id(rule: &str, series: &str, at_micros: i64) -> String {
 }
 
 impl Engine {
-    fn new(lakehouse: Lakehouse, opts: AlertOptions) -> Self {
+    fn new(lakehouse: Lakehouse, hot: HotTiers, opts: AlertOptions) -> Self {
         Engine {
             lakehouse,
+            hot,
             opts,
             rules: BTreeMap::new(),
             targets: HashMap::new(),
@@ -385,6 +390,7 @@ impl Engine {
         }
         let engine = match weir_query::QueryEngine::new(
             self.lakehouse.clone(),
+            self.hot.clone(),
             weir_query::EngineOptions::default(),
         )
         .await

@@ -16,7 +16,6 @@ use crate::error::{CatalogError, Result};
 /// Namespace → table → the metadata file its catalog row points at.
 pub type TableListing =
     std::collections::BTreeMap<String, std::collections::BTreeMap<String, Option<String>>>;
-use crate::hot::HotTier;
 use crate::location::{TableLocation, path_component, validate_name};
 use crate::spec::TableSpec;
 use crate::storage::{ObjectStoreFactory, ObjectStores, S3Options, StoreLocation};
@@ -55,9 +54,6 @@ pub struct Lakehouse {
     /// Object stores of the warehouse, shared by Iceberg file IO, DataFusion
     /// scans and maintenance.
     stores: Arc<ObjectStores>,
-    hot: Arc<HotTier>,
-    /// Hot tiers of other processes (`weir ingest --hot-listen`), see hot_feed.rs.
-    pub(crate) remote_hot: Arc<Vec<crate::hot_feed::RemoteHotTier>>,
     /// Loaded tables by name, for readers: reused while the catalog row
     /// still points at the same metadata file, so the table's object cache
     /// (manifest lists, manifests) stays warm across queries.
@@ -134,15 +130,13 @@ impl Lakehouse {
                 context: format!("connecting to {shown}"),
                 source: e,
             })?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS weir_leases (name VARCHAR(255) PRIMARY KEY, owner VARCHAR(255) NOT NULL, expires_at BIGINT NOT NULL)",
-        )
-        .execute(&db)
-        .await
-        .map_err(|e| CatalogError::Database {
-            context: "creating the lease table".into(),
-            source: e,
-        })?;
+        sqlx::query(crate::leases::CREATE_LEASES_TABLE)
+            .execute(&db)
+            .await
+            .map_err(|e| CatalogError::Database {
+                context: "creating the lease table".into(),
+                source: e,
+            })?;
         sqlx::query(crate::views::CREATE_VIEWS_TABLE)
             .execute(&db)
             .await
@@ -157,8 +151,6 @@ impl Lakehouse {
             postgres,
             warehouse,
             stores,
-            hot: Arc::default(),
-            remote_hot: Arc::default(),
             tables: Arc::default(),
         };
         for ns in BUILTIN_NAMESPACES {
@@ -327,122 +319,9 @@ impl Lakehouse {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Takes (or renews) a named lease in the catalog database, so only one
-    /// process runs a maintenance job on a table at a time. A lease whose
-    /// holder died expires after `ttl`.
-    pub async fn try_lease(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: std::time::Duration,
-    ) -> Result<bool> {
-        let db = |context: &str, e: sqlx::Error| CatalogError::Database {
-            context: format!("{context} lease {name}"),
-            source: e,
-        };
-        let now = chrono::Utc::now().timestamp_millis();
-        let expires = now + ttl.as_millis() as i64;
-        let (update, insert) = if self.postgres {
-            (
-                "UPDATE weir_leases SET owner = $1, expires_at = $2 WHERE name = $3 AND (owner = $4 OR expires_at < $5)",
-                "INSERT INTO weir_leases (name, owner, expires_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-            )
-        } else {
-            (
-                "UPDATE weir_leases SET owner = ?, expires_at = ? WHERE name = ? AND (owner = ? OR expires_at < ?)",
-                "INSERT INTO weir_leases (name, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
-            )
-        };
-        let updated = sqlx::query(update)
-            .bind(owner)
-            .bind(expires)
-            .bind(name)
-            .bind(owner)
-            .bind(now)
-            .execute(&self.db)
-            .await
-            .map_err(|e| db("renewing", e))?;
-        if updated.rows_affected() == 1 {
-            return Ok(true);
-        }
-        let inserted = sqlx::query(insert)
-            .bind(name)
-            .bind(owner)
-            .bind(expires)
-            .execute(&self.db)
-            .await
-            .map_err(|e| db("taking", e))?;
-        Ok(inserted.rows_affected() == 1)
-    }
-
-    /// The current holder of a lease, if any (expired or not).
-    pub async fn lease_owner(&self, name: &str) -> Result<Option<String>> {
-        let sql = if self.postgres {
-            "SELECT owner FROM weir_leases WHERE name = $1"
-        } else {
-            "SELECT owner FROM weir_leases WHERE name = ?"
-        };
-        let row: Option<(String,)> = sqlx::query_as(sql)
-            .bind(name)
-            .fetch_optional(&self.db)
-            .await
-            .map_err(|e| CatalogError::Database {
-                context: format!("reading lease {name}"),
-                source: e,
-            })?;
-        Ok(row.map(|r| r.0))
-    }
-
-    /// Takes a lease from `from` (a holder known to be dead).
-    pub async fn steal_lease(
-        &self,
-        name: &str,
-        from: &str,
-        to: &str,
-        ttl: std::time::Duration,
-    ) -> Result<bool> {
-        let sql = if self.postgres {
-            "UPDATE weir_leases SET owner = $1, expires_at = $2 WHERE name = $3 AND owner = $4"
-        } else {
-            "UPDATE weir_leases SET owner = ?, expires_at = ? WHERE name = ? AND owner = ?"
-        };
-        let expires = chrono::Utc::now().timestamp_millis() + ttl.as_millis() as i64;
-        let r = sqlx::query(sql)
-            .bind(to)
-            .bind(expires)
-            .bind(name)
-            .bind(from)
-            .execute(&self.db)
-            .await
-            .map_err(|e| CatalogError::Database {
-                context: format!("taking over lease {name}"),
-                source: e,
-            })?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    /// Gives a lease back (no-op when someone else holds it).
-    pub async fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
-        let sql = if self.postgres {
-            "DELETE FROM weir_leases WHERE name = $1 AND owner = $2"
-        } else {
-            "DELETE FROM weir_leases WHERE name = ? AND owner = ?"
-        };
-        sqlx::query(sql)
-            .bind(name)
-            .bind(owner)
-            .execute(&self.db)
-            .await
-            .map_err(|e| CatalogError::Database {
-                context: format!("releasing lease {name}"),
-                source: e,
-            })?;
-        Ok(())
-    }
-
-    /// Uncommitted rows of this process's streaming writers.
-    pub fn hot(&self) -> &Arc<HotTier> {
-        &self.hot
+    /// The named leases in the catalog database (one job per table at a time).
+    pub fn leases(&self) -> crate::leases::Leases {
+        crate::leases::Leases::new(self.db.clone(), self.postgres)
     }
 
     pub fn warehouse(&self) -> &str {

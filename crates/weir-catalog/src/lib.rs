@@ -1,14 +1,14 @@
 //! Weir's catalog layer: the Iceberg SQL catalog (SQLite by default), the table
-//! definitions in `catalog/`, and the commit path used by every writer.
+//! definitions in `catalog/`, storage, the commit path used by every writer,
+//! and the leases that keep jobs on one table apart.
 //!
 //! Only this crate reads `catalog/`.
 
 mod builtin;
 mod error;
 mod fence;
-pub mod hot;
-pub mod hot_feed;
 mod lakehouse;
+pub mod leases;
 pub mod location;
 pub mod manifests;
 mod obs;
@@ -28,10 +28,10 @@ mod writer;
 pub use builtin::{MV_DEFINITION_PROPERTY, builtin_specs};
 pub use error::{CatalogError, Result};
 pub use fence::FenceCheck;
-pub use hot::{FeedBatch, HotChunk, HotTier};
 pub use lakehouse::{
     CATALOG_NAME, DEFAULT_NAMESPACE, EnsureReport, Lakehouse, LakehouseOptions, TableListing,
 };
+pub use leases::{LeaseKeeper, Leases};
 pub use location::{MAX_NAME_BYTES, TableLocation, validate_name};
 pub use manifests::{
     MergePolicy, merge_manifests_if_needed, purge_removed_entries, rewrite_manifests,

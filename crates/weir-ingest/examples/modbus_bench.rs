@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_modbus::prelude::*;
 use tokio_modbus::server::tcp::Server;
-use weir_catalog::hot::HotTier;
+use weir_hot::HotTier;
 use weir_ingest::decode::Format;
 use weir_ingest::modbus::plan::plan;
 use weir_ingest::modbus::poller::{Poll, run_device};

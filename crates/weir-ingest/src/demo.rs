@@ -1,6 +1,7 @@
 //! Simulated devices for the first run: sensors sampled at a fixed rate with
 //! random-walk values, written to `silver.points` through the normal commit path.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -9,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use weir_catalog::{AppendOptions, Lakehouse, append_batches};
+use weir_hot::HotTier;
 
 use crate::IngestError;
 use crate::decode::{Point, PointBatchBuilder};
@@ -80,6 +82,7 @@ impl Simulator {
 /// interval; the last samples are committed before returning.
 pub async fn run(
     lakehouse: Lakehouse,
+    hot: Arc<HotTier>,
     opts: DemoOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<u64, IngestError> {
@@ -102,7 +105,7 @@ pub async fn run(
         let now = chrono::Utc::now().timestamp_micros();
         let batch = sim.tick(now)?;
         seq += 1;
-        match commit(&lakehouse, &batch, seq).await {
+        match commit(&lakehouse, &hot, &batch, seq).await {
             Ok(rows) => {
                 written += rows;
                 metrics::counter!("weir_ingest_points_total", "source" => "demo", "stream" => "demo", "partition" => "0").increment(rows);
@@ -118,7 +121,12 @@ pub async fn run(
     }
 }
 
-async fn commit(lakehouse: &Lakehouse, batch: &RecordBatch, seq: u64) -> Result<u64, IngestError> {
+async fn commit(
+    lakehouse: &Lakehouse,
+    hot: &HotTier,
+    batch: &RecordBatch,
+    seq: u64,
+) -> Result<u64, IngestError> {
     let write_err = |source| IngestError::Write {
         table: "silver.points".into(),
         source,
@@ -136,7 +144,7 @@ async fn commit(lakehouse: &Lakehouse, batch: &RecordBatch, seq: u64) -> Result<
         .await
         .map_err(write_err)?;
     // Committed at once, so never in the hot tier; rules still see the rows.
-    lakehouse.hot().publish("silver.points", batch);
+    hot.publish("silver.points", batch);
     Ok(outcome.rows)
 }
 

@@ -24,6 +24,7 @@ use regex::Regex;
 use tokio::sync::watch;
 use weir_catalog::Lakehouse;
 use weir_catalog::watermark::Watermarks;
+use weir_hot::HotTier;
 
 use crate::decode::Format;
 use crate::pipeline::{
@@ -312,6 +313,7 @@ impl ConsumerContext for WeirContext {
 /// Starts the Kafka source (its consumer thread).
 pub fn spawn(
     lakehouse: Lakehouse,
+    hot: Arc<HotTier>,
     opts: KafkaOptions,
     shutdown: watch::Receiver<bool>,
 ) -> RunningSource {
@@ -320,7 +322,7 @@ pub fn spawn(
         1,
         |_, _| "kafka is waiting for its partition assignment".into(),
         |counters| async move {
-            run(lakehouse, opts, counters, shutdown)
+            run(lakehouse, hot, opts, counters, shutdown)
                 .await
                 .map(|r| vec![r])
         },
@@ -333,6 +335,7 @@ pub fn spawn(
 /// assignments to the buffer before the next flush.
 pub async fn run(
     lakehouse: Lakehouse,
+    hot: Arc<HotTier>,
     opts: KafkaOptions,
     counters: Arc<SourceCounters>,
     shutdown: watch::Receiver<bool>,
@@ -340,6 +343,7 @@ pub async fn run(
     let handle = tokio::runtime::Handle::current();
     let pipeline = Pipeline {
         lakehouse,
+        hot,
         limits: opts.limits.clone(),
         max_buffer_bytes: opts.max_buffer_bytes,
         writer_id: opts.writer_id.clone(),

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use weir_catalog::Lakehouse;
 use weir_catalog::watermark::Watermarks;
+use weir_hot::HotTier;
 
 use crate::writer::{
     BufferLimits, BufferStats, Flush, FlushOutcome, IngestBuffer, Sinks, commit_flush_with_retry,
@@ -205,6 +206,8 @@ impl PipelineReport {
 #[derive(Clone)]
 pub struct Pipeline {
     pub lakehouse: Lakehouse,
+    /// This process's hot tier: sealed rows wait here until committed.
+    pub hot: Arc<HotTier>,
     pub limits: BufferLimits,
     /// Most bytes buffered before reading pauses (flush first).
     pub max_buffer_bytes: usize,
@@ -238,7 +241,7 @@ impl Pipeline {
         let mut buffer = IngestBuffer::new(
             S::NAME,
             sinks.clone(),
-            self.lakehouse.hot().clone(),
+            self.hot.clone(),
             self.limits.clone(),
         );
         let mut committer = Committer::spawn::<S>(&self, &sinks, source.label());
@@ -475,7 +478,11 @@ impl Committer {
         let epoch = Arc::new(AtomicU64::new(0));
         let inflight = Arc::new(AtomicUsize::new(0));
         let task = {
-            let (lakehouse, sinks) = (pipeline.lakehouse.clone(), sinks.clone());
+            let (lakehouse, hot, sinks) = (
+                pipeline.lakehouse.clone(),
+                pipeline.hot.clone(),
+                sinks.clone(),
+            );
             let (epoch, inflight) = (epoch.clone(), inflight.clone());
             let (writer_id, counters) = (pipeline.writer_id.clone(), pipeline.counters.clone());
             tokio::spawn(async move {
@@ -483,6 +490,7 @@ impl Committer {
                     if flush.epoch == epoch.load(Ordering::SeqCst) {
                         let outcome = commit_flush_with_retry(
                             &lakehouse,
+                            &hot,
                             S::NAME,
                             &writer_id,
                             &sinks,
@@ -762,6 +770,7 @@ mod tests {
         limits.commit_interval = Duration::from_millis(50);
         Pipeline {
             lakehouse: lakehouse.clone(),
+            hot: Arc::default(),
             limits,
             max_buffer_bytes: 64 << 20,
             writer_id: "test".into(),

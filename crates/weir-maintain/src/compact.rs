@@ -21,7 +21,9 @@ use iceberg::table::Table;
 use serde::Serialize;
 use weir_catalog::{CatalogError, Lakehouse, commit_replace, write_data_files_named};
 
-use crate::{LeaseKeeper, MaintainError, Result};
+use weir_catalog::LeaseKeeper;
+
+use crate::{MaintainError, Result};
 
 /// How rewritten rows are ordered (and which files a run picks).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,7 +75,7 @@ impl Default for CompactOptions {
             small_file_ratio: 0.75,
             min_input_files: 2,
             dry_run: false,
-            run_id: crate::run_id(),
+            run_id: weir_catalog::Leases::holder_id(),
         }
     }
 }
@@ -128,18 +130,23 @@ pub async fn compact_table(
     // One lease for both jobs: they rewrite the same files.
     let lease = format!("compact:{name}");
     let ttl = Duration::from_secs(60);
-    if !opts.dry_run && !crate::take_lease(lakehouse, &lease, &opts.run_id, ttl).await? {
+    if !opts.dry_run
+        && !lakehouse
+            .leases()
+            .acquire(&lease, &opts.run_id, ttl)
+            .await?
+    {
         return Err(MaintainError::Busy {
             job: "compaction",
             table: name,
             lease,
         });
     }
-    let keeper = (!opts.dry_run).then(|| LeaseKeeper::start(lakehouse, &lease, &opts.run_id, ttl));
+    let keeper = (!opts.dry_run).then(|| lakehouse.leases().keep(&lease, &opts.run_id, ttl));
     let result = run(lakehouse, ident, opts, progress, keeper.as_ref()).await;
     drop(keeper);
     if !opts.dry_run {
-        lakehouse.release_lease(&lease, &opts.run_id).await?;
+        lakehouse.leases().release(&lease, &opts.run_id).await?;
     }
     result
 }

@@ -53,7 +53,7 @@ impl Default for ExpireOptions {
             older_than: None,
             retain_last: None,
             dry_run: false,
-            run_id: crate::run_id(),
+            run_id: weir_catalog::Leases::holder_id(),
         }
     }
 }
@@ -79,7 +79,11 @@ pub async fn expire_snapshots(
 ) -> Result<ExpireReport> {
     let lease = format!("expire:{ident}");
     let ttl = Duration::from_secs(600);
-    if !crate::take_lease(lakehouse, &lease, &opts.run_id, ttl).await? {
+    if !lakehouse
+        .leases()
+        .acquire(&lease, &opts.run_id, ttl)
+        .await?
+    {
         return Err(crate::MaintainError::Busy {
             job: "expiry",
             table: ident.to_string(),
@@ -87,7 +91,7 @@ pub async fn expire_snapshots(
         });
     }
     let result = run(lakehouse, ident, opts).await;
-    lakehouse.release_lease(&lease, &opts.run_id).await?;
+    lakehouse.leases().release(&lease, &opts.run_id).await?;
     result
 }
 

@@ -253,7 +253,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let run_id = crate::run_id();
+        let run_id = weir_catalog::Leases::holder_id();
         // Each job first runs one interval after start (a restart loop must
         // not turn into a maintenance storm).
         let started = Instant::now();

@@ -16,6 +16,7 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 use iceberg::table::Table;
 use iceberg::{NamespaceIdent, TableIdent};
 use weir_catalog::Lakehouse;
+use weir_hot::HotSource;
 
 use crate::error::{QueryError, to_df};
 use crate::table::WeirTable;
@@ -26,6 +27,9 @@ type Names = weir_catalog::TableListing;
 #[derive(Debug, Clone)]
 pub struct WeirCatalogProvider {
     lakehouse: Lakehouse,
+    /// Rows streaming writers hold before they commit (this process's and
+    /// other processes' feeds).
+    hot: Arc<dyn HotSource>,
     names: Arc<RwLock<Names>>,
     /// SQL views (`views.rs`), read with the names.
     views: Arc<RwLock<weir_catalog::ViewListing>>,
@@ -34,9 +38,10 @@ pub struct WeirCatalogProvider {
 }
 
 impl WeirCatalogProvider {
-    pub async fn new(lakehouse: Lakehouse) -> Result<Self, QueryError> {
+    pub async fn new(lakehouse: Lakehouse, hot: Arc<dyn HotSource>) -> Result<Self, QueryError> {
         let provider = WeirCatalogProvider {
             lakehouse,
+            hot,
             names: Arc::default(),
             views: Arc::default(),
             view_depth: 0,
@@ -188,9 +193,14 @@ impl SchemaProvider for WeirSchemaProvider {
             NamespaceIdent::new(self.namespace.clone()),
             name.to_string(),
         );
-        // Hot rows first, then the table: see weir_catalog::hot for why this
+        // Hot rows first, then the table: see weir_hot::tier for why this
         // order makes every streamed record visible exactly once.
-        let hot = self.catalog.lakehouse.hot_chunks(&ident.to_string()).await;
+        let hot = self
+            .catalog
+            .hot
+            .chunks(&ident.to_string())
+            .await
+            .map_err(to_df)?;
         // Materialized views take no streamed rows, so the catalog row read
         // with the names at the start of the statement serves them (the
         // rewrite looks at every view of a base table); other tables read

@@ -212,18 +212,19 @@ pub(crate) async fn execute(
 ) -> Result<Outcome> {
     let lease = format!("compact:{ident}");
     let owner = format!("dml-{}", uuid::Uuid::new_v4());
+    let leases = lakehouse.leases();
     let waited = Instant::now();
-    while !lakehouse.try_lease(&lease, &owner, LEASE_TTL).await? {
+    while !leases.try_acquire(&lease, &owner, LEASE_TTL).await? {
         if waited.elapsed() > LEASE_WAIT {
             return Err(QueryError::Conflict(format!(
                 "{ident} is being compacted (lease {lease} held by {}); try again later",
-                lakehouse.lease_owner(&lease).await?.unwrap_or_default()
+                leases.owner(&lease).await?.unwrap_or_default()
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let result = execute_leased(ctx, lakehouse, ident, job).await;
-    if let Err(e) = lakehouse.release_lease(&lease, &owner).await {
+    if let Err(e) = leases.release(&lease, &owner).await {
         tracing::warn!(table = %ident, error = %e, "could not release the DML lease; it expires on its own");
     }
     result

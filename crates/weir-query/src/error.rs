@@ -145,6 +145,14 @@ fn classify_plan_message(m: String) -> QueryError {
     }
 }
 
+/// A hot tier a query reads cannot answer (another process's feed);
+/// retrying later may succeed.
+impl From<weir_hot::HotError> for QueryError {
+    fn from(e: weir_hot::HotError) -> Self {
+        QueryError::Unavailable(e.to_string())
+    }
+}
+
 impl From<CatalogError> for QueryError {
     fn from(e: CatalogError) -> Self {
         classify_catalog(&e)

@@ -64,7 +64,7 @@
 //!   state of the table than P, never an inconsistent one.
 //!
 //! The hot tier's rows visible over the index's snapshot (see
-//! `weir_catalog::hot`: so every record counts once) are merged at query
+//! `weir_hot::tier`: so every record counts once) are merged at query
 //! time: their last row per series replaces the index row when it is later.
 //! So a result is the last row per series of (snapshot ∪ hot rows), the same
 //! as the normal plan's.
@@ -110,7 +110,7 @@ use futures::StreamExt;
 use iceberg::table::Table;
 use weir_catalog::Lakehouse;
 
-use weir_catalog::hot::{HotChunk, visible_batches};
+use weir_hot::{HotChunk, HotSource, visible_batches};
 
 use crate::mv_incremental::{added_data_files, changes_since};
 use crate::table::{WeirTable, conform_batch};
@@ -1062,6 +1062,8 @@ impl ExecutionPlan for LastValueExec {
 #[derive(Debug)]
 pub(crate) struct LastCacheFunction {
     pub lakehouse: Lakehouse,
+    /// The engine's hot tiers (hot rows first, then the table).
+    pub hot: Arc<dyn HotSource>,
     pub indexes: Arc<LastValueIndexes>,
 }
 
@@ -1072,7 +1074,7 @@ impl TableFunctionImpl for LastCacheFunction {
                 "last_cache('ns.table') takes one table name".into(),
             ));
         };
-        let table = load_with_hot(&self.lakehouse, name)?;
+        let table = load_with_hot(&self.lakehouse, self.hot.as_ref(), name)?;
         let decl = Declaration::of(&table).ok_or_else(|| {
             DataFusionError::Plan(format!(
                 "{name} has no last-value index: declare one with ALTER TABLE {name} SET TBLPROPERTIES \
@@ -1090,10 +1092,10 @@ impl TableFunctionImpl for LastCacheFunction {
 
 /// `name` (`t`, `ns.t` or `catalog.ns.t`) as a query sees it: its hot rows
 /// taken first, then the table at its current snapshot (see
-/// `weir_catalog::hot`). Table functions are synchronous; this blocks the
+/// `weir_hot::tier`). Table functions are synchronous; this blocks the
 /// (multi-threaded) runtime worker for the catalog read, as the time-travel
 /// functions do.
-fn load_with_hot(lakehouse: &Lakehouse, name: &str) -> DFResult<WeirTable> {
+fn load_with_hot(lakehouse: &Lakehouse, hot: &dyn HotSource, name: &str) -> DFResult<WeirTable> {
     let parts: Vec<&str> = name.split('.').collect();
     let (ns, table) = match parts.as_slice() {
         [t] => (weir_catalog::DEFAULT_NAMESPACE, *t),
@@ -1112,7 +1114,7 @@ fn load_with_hot(lakehouse: &Lakehouse, name: &str) -> DFResult<WeirTable> {
         .map_err(|_| DataFusionError::Internal("last_cache needs a tokio runtime".into()))?;
     let (hot, loaded) = tokio::task::block_in_place(|| {
         handle.block_on(async {
-            let hot = lakehouse.hot_chunks(&ident.to_string()).await;
+            let hot = hot.chunks(&ident.to_string()).await;
             (hot, lakehouse.load_table_cached(&ident).await)
         })
     });
@@ -1123,6 +1125,7 @@ fn load_with_hot(lakehouse: &Lakehouse, name: &str) -> DFResult<WeirTable> {
             crate::error::to_df(e)
         }
     })?;
+    let hot = hot.map_err(crate::error::to_df)?;
     Ok(WeirTable::try_new(lakehouse.clone(), loaded, None)?.with_hot(hot))
 }
 
@@ -1433,12 +1436,14 @@ fn filter_ok(filter: &Expr, decl: &Declaration) -> bool {
 pub(crate) fn register(
     ctx: &datafusion::prelude::SessionContext,
     lakehouse: &Lakehouse,
+    hot: &weir_hot::HotTiers,
     indexes: &Arc<LastValueIndexes>,
 ) {
     ctx.register_udtf(
         "last_cache",
         Arc::new(LastCacheFunction {
             lakehouse: lakehouse.clone(),
+            hot: Arc::new(hot.clone()),
             indexes: indexes.clone(),
         }),
     );

@@ -47,6 +47,7 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, Statement, WriteOp};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use weir_catalog::{CATALOG_NAME, DEFAULT_NAMESPACE, Lakehouse};
+use weir_hot::HotTiers;
 
 /// Who runs a session's statements (Flight sets it from the authenticated
 /// user); recorded by statements that keep an author, such as
@@ -145,6 +146,9 @@ pub struct QueryEngine {
     postgres: Vec<Arc<postgres::PostgresCatalog>>,
     file_cache: Option<Arc<file_cache::FileCache>>,
     last_values: Arc<last_value::LastValueIndexes>,
+    /// The hot tiers queries read (rows streaming writers have not
+    /// committed); SQL inserts are published on the local one's feed.
+    hot: HotTiers,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -169,7 +173,10 @@ fn register_warehouse_store(runtime: &RuntimeEnv, lakehouse: &Lakehouse) -> Resu
 }
 
 impl QueryEngine {
-    pub async fn new(lakehouse: Lakehouse, options: EngineOptions) -> Result<Self> {
+    /// An engine over `lakehouse` whose queries also see the uncommitted
+    /// rows of `hot` (this process's streaming writers, other processes'
+    /// feeds).
+    pub async fn new(lakehouse: Lakehouse, hot: HotTiers, options: EngineOptions) -> Result<Self> {
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = options.memory_limit {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
@@ -185,7 +192,8 @@ impl QueryEngine {
         let last_values = Arc::new(last_value::LastValueIndexes::new(options.last_value_memory));
         Ok(QueryEngine {
             last_values,
-            catalog: WeirCatalogProvider::new(lakehouse).await?,
+            catalog: WeirCatalogProvider::new(lakehouse, Arc::new(hot.clone())).await?,
+            hot,
             runtime,
             options,
             postgres,
@@ -195,6 +203,11 @@ impl QueryEngine {
 
     pub fn lakehouse(&self) -> &Lakehouse {
         self.catalog.lakehouse()
+    }
+
+    /// The hot tiers this engine's queries read.
+    pub fn hot(&self) -> &HotTiers {
+        &self.hot
     }
 
     /// The catalog name clients see (`weir`).
@@ -228,6 +241,8 @@ impl QueryEngine {
         if let Some(cache) = &self.file_cache {
             config = config.with_extension(cache.clone());
         }
+        // Where INSERTs tell this process's evaluators about their rows.
+        config = config.with_extension(self.hot.local().clone());
         // Plain Utf8 strings: what Iceberg stores and every Flight client reads.
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;
         config
@@ -254,7 +269,7 @@ impl QueryEngine {
             );
         }
         functions::register(&ctx, self.lakehouse());
-        last_value::register(&ctx, self.lakehouse(), &self.last_values);
+        last_value::register(&ctx, self.lakehouse(), &self.hot, &self.last_values);
         ctx
     }
 

@@ -45,8 +45,8 @@ use iceberg::scan::FileScanTask;
 use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
 use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
-use weir_catalog::hot::{HotChunk, visible_batches};
 use weir_catalog::{AppendOptions, Lakehouse, append_batches};
+use weir_hot::{HotChunk, HotTier, coalesce_batches, visible_batches};
 
 use crate::error::to_df;
 use crate::file_cache::{self, BatchCounts, FileCache};
@@ -196,7 +196,7 @@ impl WeirTable {
             .map(|b| conform_batch(b, &self.schema))
             .collect::<DFResult<Vec<_>>>()?;
         // Tiny chunks (one per Modbus device and poll) into scan-sized batches.
-        let full = weir_catalog::hot::coalesce_batches(full, 8192)?;
+        let full = coalesce_batches(full, 8192)?;
         let memory =
             MemorySourceConfig::try_new_exec(&[full], self.schema.clone(), projection.cloned())?;
         Ok(Some(Arc::new(WeirScanExec::new(
@@ -998,6 +998,7 @@ impl ExecutionPlan for WeirInsertExec {
         let lakehouse = self.lakehouse.clone();
         let ident = self.table.identifier().clone();
         let overwrite = self.overwrite;
+        let hot = context.session_config().get_extension::<HotTier>();
         let stream = futures::stream::once(async move {
             let batches = datafusion::physical_plan::collect(input, context).await?;
             if overwrite {
@@ -1017,10 +1018,13 @@ impl ExecutionPlan for WeirInsertExec {
                 .await
                 .map_err(to_df)?;
             // Alert rules of this process see inserted rows as they see
-            // streamed ones (a no-op without an evaluator).
-            let name = format!("{}.{}", ident.namespace().join("."), ident.name());
-            for batch in &batches {
-                lakehouse.hot().publish(&name, batch);
+            // streamed ones (a no-op without an evaluator; the engine puts
+            // its hot tier in every session).
+            if let Some(hot) = hot {
+                let name = format!("{}.{}", ident.namespace().join("."), ident.name());
+                for batch in &batches {
+                    hot.publish(&name, batch);
+                }
             }
             let count: ArrayRef = Arc::new(UInt64Array::from(vec![outcome.rows]));
             Ok(RecordBatch::try_new(count_schema(), vec![count])?)

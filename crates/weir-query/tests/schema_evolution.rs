@@ -37,9 +37,13 @@ async fn added_column_reads_as_null_for_old_rows() {
         .ensure_tables(&[TableSpec::from_toml(V1, "v1").unwrap()])
         .await
         .unwrap();
-    let engine = QueryEngine::new(lakehouse.clone(), EngineOptions::default())
-        .await
-        .unwrap();
+    let engine = QueryEngine::new(
+        lakehouse.clone(),
+        Default::default(),
+        EngineOptions::default(),
+    )
+    .await
+    .unwrap();
     run(&engine, "INSERT INTO plant.things VALUES (1), (2)").await;
 
     let v2 = format!("{V1}[[columns]]\nname = 'site'\ntype = 'string'\n");

@@ -63,7 +63,7 @@ impl WeirDb {
                     .await?
                     .collect()
                     .await?;
-                let hot = self.engine.lakehouse().hot();
+                let hot = self.engine.hot().local();
                 let mut rows = 0;
                 for batch in batches {
                     let n = batch.num_rows() as i64;
@@ -72,7 +72,7 @@ impl WeirDb {
                     rows += n as u64;
                     hot.push(
                         table,
-                        Arc::new(weir_catalog::HotChunk {
+                        Arc::new(weir_hot::HotChunk {
                             source: "slt".into(),
                             stream: "slt".into(),
                             partition: 0,
@@ -84,11 +84,9 @@ impl WeirDb {
                 Ok(Some(rows))
             }
             ["HOT", "CLEAR", table] => {
-                let rows = self.engine.lakehouse().hot().rows(table) as u64;
-                self.engine
-                    .lakehouse()
-                    .hot()
-                    .drop_partition(table, "slt", "slt", 0);
+                let hot = self.engine.hot().local();
+                let rows = hot.rows(table) as u64;
+                hot.drop_partition(table, "slt", "slt", 0);
                 Ok(Some(rows))
             }
             _ => Ok(None),
@@ -194,7 +192,7 @@ async fn fresh_db() -> Result<WeirDb, QueryError> {
     })
     .await?;
     lakehouse.ensure_tables(&builtin_specs()?).await?;
-    let engine = QueryEngine::new(lakehouse, EngineOptions::default()).await?;
+    let engine = QueryEngine::new(lakehouse, Default::default(), EngineOptions::default()).await?;
     let ctx = engine.new_context();
     Ok(WeirDb {
         engine,

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use weir_catalog::Lakehouse;
 use weir_catalog::watermark::Watermarks;
+use weir_hot::HotTier;
 
 use super::ModbusError;
 use super::poller::{Poll, PollCounters, PollerOptions, STATUS_METRIC, run_device};
@@ -54,12 +55,14 @@ fn silver_points() -> TableIdent {
 /// pollers, flushes and commits what it holds.
 pub async fn run(
     lakehouse: Lakehouse,
+    hot: Arc<HotTier>,
     opts: ModbusOptions,
     counters: Arc<SourceCounters>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<PipelineReport, SourceError> {
     let pipeline = Pipeline {
         lakehouse,
+        hot,
         limits: opts.limits.clone(),
         max_buffer_bytes: usize::MAX,
         writer_id: opts.writer_id.clone(),
@@ -71,6 +74,7 @@ pub async fn run(
 /// Starts the Modbus source on its own task.
 pub fn spawn(
     lakehouse: Lakehouse,
+    hot: Arc<HotTier>,
     opts: ModbusOptions,
     shutdown: watch::Receiver<bool>,
 ) -> RunningSource {
@@ -79,7 +83,7 @@ pub fn spawn(
         1,
         |_, _| "modbus is loading its registry and watermarks".into(),
         |counters| async move {
-            run(lakehouse, opts, counters, shutdown)
+            run(lakehouse, hot, opts, counters, shutdown)
                 .await
                 .map(|r| vec![r])
         },

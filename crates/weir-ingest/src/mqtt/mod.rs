@@ -35,6 +35,7 @@ use iceberg::TableIdent;
 use rumqttc::QoS;
 use tokio::sync::watch;
 use weir_catalog::Lakehouse;
+use weir_hot::HotTier;
 
 pub use connect::{BrokerAddress, ConnectOptions};
 pub use state::BrokerSource;
@@ -136,6 +137,7 @@ pub enum MqttError {
 /// Starts the MQTT source on its own task.
 pub fn spawn(
     lakehouse: Lakehouse,
+    hot: std::sync::Arc<HotTier>,
     opts: MqttSourceOptions,
     shutdown: watch::Receiver<bool>,
 ) -> RunningSource {
@@ -143,7 +145,7 @@ pub fn spawn(
         SOURCE,
         opts.brokers.len(),
         |resumed, brokers| format!("mqtt: {resumed} of {brokers} brokers resumed"),
-        |counters| run(lakehouse, opts, counters, shutdown),
+        |counters| run(lakehouse, hot, opts, counters, shutdown),
     )
 }
 
@@ -152,6 +154,7 @@ pub fn spawn(
 /// acknowledging what it holds.
 pub async fn run(
     lakehouse: Lakehouse,
+    hot: std::sync::Arc<HotTier>,
     opts: MqttSourceOptions,
     counters: std::sync::Arc<SourceCounters>,
     mut shutdown: watch::Receiver<bool>,
@@ -185,6 +188,7 @@ pub async fn run(
     for broker in opts.brokers.clone() {
         let pipeline = Pipeline {
             lakehouse: lakehouse.clone(),
+            hot: hot.clone(),
             limits: opts.limits.clone(),
             max_buffer_bytes: opts.max_buffer_bytes,
             writer_id: opts.writer_id.clone(),

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::compute::filter_record_batch;
-use weir_catalog::hot::{HotChunk, HotTier};
 use weir_catalog::watermark::Watermarks;
+use weir_hot::{HotChunk, HotTier};
 
 use super::bronze::{Coordinates, DeadLetterBuilder, RawBatchBuilder};
 use super::obs::{CommitClock, PartMetrics};

@@ -25,13 +25,13 @@ use iceberg::TableIdent;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
 use uuid::Uuid;
-use weir_catalog::hot::HotChunk;
 use weir_catalog::retry::{Backoff, Retry};
 use weir_catalog::watermark::{Watermarks, table_watermarks};
 use weir_catalog::{
     AppendOptions, CatalogError, FenceCheck, Lakehouse, append_data_files, find_commit,
     write_data_files_named,
 };
+use weir_hot::{HotChunk, HotTier};
 
 pub use buffer::{BufferLimits, BufferStats, IngestBuffer, Message};
 pub use obs::CommitClock;
@@ -151,6 +151,7 @@ pub enum FlushOutcome {
 /// already referenced by table" until the writer gave up.
 pub async fn commit_flush(
     lakehouse: &Lakehouse,
+    hot: &HotTier,
     source: &str,
     writer_id: &str,
     sinks: &Sinks,
@@ -159,7 +160,7 @@ pub async fn commit_flush(
 ) -> Result<FlushOutcome, CatalogError> {
     let span = tracing::debug_span!("flush", source, epoch = flush.epoch);
     let result = tracing::Instrument::instrument(
-        commit_flush_inner(lakehouse, source, writer_id, sinks, flush, written),
+        commit_flush_inner(lakehouse, hot, source, writer_id, sinks, flush, written),
         span,
     )
     .await;
@@ -180,6 +181,7 @@ pub async fn commit_flush(
 /// Every source commits its flushes through this.
 pub async fn commit_flush_with_retry(
     lakehouse: &Lakehouse,
+    hot: &HotTier,
     source: &'static str,
     writer_id: &str,
     sinks: &Sinks,
@@ -188,7 +190,17 @@ pub async fn commit_flush_with_retry(
     let mut retry = Retry::new("flush", source, Backoff::FLUSH);
     let mut written = Vec::new();
     loop {
-        match commit_flush(lakehouse, source, writer_id, sinks, flush, &mut written).await {
+        match commit_flush(
+            lakehouse,
+            hot,
+            source,
+            writer_id,
+            sinks,
+            flush,
+            &mut written,
+        )
+        .await
+        {
             Err(e) if retry.again(&e).await => continue,
             other => return other,
         }
@@ -197,6 +209,7 @@ pub async fn commit_flush_with_retry(
 
 async fn commit_flush_inner(
     lakehouse: &Lakehouse,
+    hot: &HotTier,
     source: &str,
     writer_id: &str,
     sinks: &Sinks,
@@ -235,7 +248,7 @@ async fn commit_flush_inner(
             tracing::debug!(table = name, "committed by an earlier attempt");
             if part.sink < sinks.dead() {
                 let marks = table_watermarks(&table, source);
-                lakehouse.hot().evict_committed(name, source, &marks);
+                hot.evict_committed(name, source, &marks);
             }
             if part.sink == sinks.raw() {
                 raw = part.claims.clone();
@@ -269,7 +282,7 @@ async fn commit_flush_inner(
             Ok(outcome) => {
                 if part.sink < sinks.dead() {
                     let marks = table_watermarks(&outcome.table, source);
-                    lakehouse.hot().evict_committed(name, source, &marks);
+                    hot.evict_committed(name, source, &marks);
                 }
                 if part.sink == sinks.raw() {
                     raw = part.claims.clone();
@@ -419,9 +432,17 @@ pub(crate) mod tests {
             .await
             .unwrap();
         // The retry with the same files.
-        let outcome = commit_flush(&lakehouse, "kafka", "w", &sinks, &flush, &mut written)
-            .await
-            .unwrap();
+        let outcome = commit_flush(
+            &lakehouse,
+            &HotTier::default(),
+            "kafka",
+            "w",
+            &sinks,
+            &flush,
+            &mut written,
+        )
+        .await
+        .unwrap();
         assert!(
             matches!(outcome, FlushOutcome::Committed { .. }),
             "{outcome:?}"

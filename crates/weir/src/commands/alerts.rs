@@ -7,6 +7,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_catalog::Lakehouse;
 use weir_config::AlertsConfig;
+use weir_hot::HotTiers;
 
 type Task = JoinHandle<Result<weir_alert::AlertReport, weir_alert::AlertError>>;
 
@@ -17,7 +18,13 @@ pub struct Alerts {
 
 /// Starts the evaluator: `--alerts true`, or `auto` when this process
 /// ingests rows (sources, the demo).
-pub fn start(lakehouse: &Lakehouse, cfg: &AlertsConfig, ingests: bool) -> anyhow::Result<Alerts> {
+/// Rows come from `hot`'s local feed.
+pub fn start(
+    lakehouse: &Lakehouse,
+    hot: &HotTiers,
+    cfg: &AlertsConfig,
+    ingests: bool,
+) -> anyhow::Result<Alerts> {
     let on = match cfg.alerts_enabled {
         weir_config::AlertsMode::True => true,
         weir_config::AlertsMode::False => false,
@@ -38,9 +45,7 @@ pub fn start(lakehouse: &Lakehouse, cfg: &AlertsConfig, ingests: bool) -> anyhow
         ),
         None => (Vec::new(), None),
     };
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "weir".into());
+    let host = weir_catalog::leases::hostname().unwrap_or("weir");
     let opts = weir_alert::AlertOptions {
         tick: cfg.alert_tick.max(std::time::Duration::from_millis(10)),
         declared,
@@ -49,7 +54,12 @@ pub fn start(lakehouse: &Lakehouse, cfg: &AlertsConfig, ingests: bool) -> anyhow
         ..Default::default()
     };
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(weir_alert::run(lakehouse.clone(), opts, stopped));
+    let task = tokio::spawn(weir_alert::run(
+        lakehouse.clone(),
+        hot.clone(),
+        opts,
+        stopped,
+    ));
     Ok(Alerts {
         task: Some((task, stop)),
     })

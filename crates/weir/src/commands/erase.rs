@@ -44,6 +44,8 @@ pub(super) async fn erase(cfg: EraseConfig) -> anyhow::Result<()> {
         .remove(0);
     let engine = QueryEngine::new(
         lakehouse.clone(),
+        // No streaming writers in this process: no hot rows.
+        weir_hot::HotTiers::default(),
         EngineOptions {
             file_cache: weir_query::file_cache::FileCacheOptions {
                 capacity_bytes: 0,

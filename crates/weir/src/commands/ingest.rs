@@ -22,14 +22,17 @@ pub async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::Result<(
     let lakehouse = super::open_lakehouse(&cfg.storage).await?;
     obs.readiness.set_ready("catalog");
     obs.refresh_tables(&lakehouse);
-    let running = sources::start(&lakehouse, &cfg.sources)?;
+    // This process's hot tier: the sources' sealed rows until committed,
+    // served to `weir serve --hot-tier-from` with `--hot-listen`.
+    let hot = weir_hot::HotTiers::default();
+    let running = sources::start(&lakehouse, hot.local(), &cfg.sources)?;
     obs.watch_sources(&running);
     if running.is_empty() {
         bail!(
             "no sources configured (set --kafka-brokers and --kafka-topics, --mqtt-broker and --mqtt-subscribe, or --modbus-registry)"
         );
     }
-    let alerts = super::alerts::start(&lakehouse, &cfg.alerts, true)?;
+    let alerts = super::alerts::start(&lakehouse, &hot, &cfg.alerts, true)?;
     // The hot tier for `weir serve --hot-tier-from`, stopped after the
     // sources' final commit (then it is empty: readers lose nothing).
     let (stop_feed, feed_stopped) = tokio::sync::watch::channel(false);
@@ -39,8 +42,8 @@ pub async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::Result<(
                 .await
                 .with_context(|| format!("binding the hot tier feed to {addr}"))?;
             println!("weir: hot tier served on {}", listener.local_addr()?);
-            Some(tokio::spawn(weir_catalog::hot_feed::serve_hot_feed(
-                lakehouse.hot().clone(),
+            Some(tokio::spawn(weir_hot::serve_hot_feed(
+                hot.local().clone(),
                 listener,
                 cfg.hot_feed_token.clone(),
                 async move {

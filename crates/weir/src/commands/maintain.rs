@@ -116,6 +116,8 @@ async fn schedule(cfg: ScheduleConfig) -> anyhow::Result<()> {
     let lakehouse = super::open_lakehouse(&cfg.storage).await?;
     let engine = weir_query::QueryEngine::new(
         lakehouse.clone(),
+        // No streaming writers in this process: no hot rows.
+        weir_hot::HotTiers::default(),
         weir_query::EngineOptions {
             memory_limit: (cfg.query_memory_mb > 0).then_some(cfg.query_memory_mb << 20),
             // Refreshes read each view once per run: nothing to keep.

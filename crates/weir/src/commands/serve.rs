@@ -36,9 +36,11 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
         .pending("flight", "the Flight SQL server is not listening yet");
     // Bad policies fail the start, not the first scheduled run.
     let policies = super::declared_policies(&cfg.storage)?;
-    let lakehouse = super::open_lakehouse(&cfg.storage)
-        .await?
-        .with_remote_hot_tiers(
+    let lakehouse = super::open_lakehouse(&cfg.storage).await?;
+    // This process's hot tier (its sources, the demo) and the feeds of
+    // `weir ingest --hot-listen` processes, read by every query.
+    let hot = weir_hot::HotTiers::default()
+        .with_feeds(
             &cfg.query.hot_tier_from,
             cfg.query.hot_feed_token.as_deref(),
         )
@@ -54,6 +56,7 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
     }
     let engine = QueryEngine::new(
         lakehouse.clone(),
+        hot.clone(),
         EngineOptions {
             memory_limit: cfg.query.query_memory_mb.bytes(),
             export_dir: cfg.query.export_dir.clone(),
@@ -80,12 +83,13 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
 
-    let sources = super::sources::start(&lakehouse, &cfg.sources)?;
+    let sources = super::sources::start(&lakehouse, hot.local(), &cfg.sources)?;
     obs.watch_sources(&sources);
     let (stop_sources, sources_stopped) = watch::channel(false);
     let demo = cfg.demo.demo.then(|| {
         tokio::spawn(weir_ingest::demo::run(
             lakehouse.clone(),
+            hot.local().clone(),
             weir_ingest::demo::DemoOptions {
                 devices: cfg.demo.demo_devices,
                 interval: Duration::from_millis(cfg.demo.demo_interval_ms.max(10)),
@@ -98,6 +102,7 @@ pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()
     // Declared alert rules fail the start, not the first evaluation.
     let alerts = super::alerts::start(
         &lakehouse,
+        &hot,
         &cfg.alerts,
         !sources.is_empty() || cfg.demo.demo,
     )?;

@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use tokio::sync::watch;
 use weir_catalog::Lakehouse;
 use weir_config::SourcesConfig;
+use weir_hot::HotTier;
 use weir_ingest::kafka::{self, KafkaOptions, Route, StartFrom};
 use weir_ingest::modbus::{self, ModbusOptions, PollerOptions};
 use weir_ingest::mqtt::{self, MqttSourceOptions};
@@ -96,9 +97,7 @@ impl Sources {
 }
 
 fn writer_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "weir".into());
+    let host = weir_catalog::leases::hostname().unwrap_or("weir");
     format!("{host}-{}", std::process::id())
 }
 
@@ -249,17 +248,37 @@ pub fn mqtt_options(cfg: &SourcesConfig) -> anyhow::Result<Option<MqttSourceOpti
 }
 
 /// Starts every configured source.
-pub fn start(lakehouse: &Lakehouse, cfg: &SourcesConfig) -> anyhow::Result<Sources> {
+/// Their sealed rows wait in `hot` until committed.
+pub fn start(
+    lakehouse: &Lakehouse,
+    hot: &Arc<HotTier>,
+    cfg: &SourcesConfig,
+) -> anyhow::Result<Sources> {
     let (stop, stopped) = watch::channel(false);
     let mut running = Vec::new();
     if let Some(opts) = kafka_options(cfg)? {
-        running.push(kafka::spawn(lakehouse.clone(), opts, stopped.clone()));
+        running.push(kafka::spawn(
+            lakehouse.clone(),
+            hot.clone(),
+            opts,
+            stopped.clone(),
+        ));
     }
     if let Some(opts) = modbus_options(cfg) {
-        running.push(modbus::spawn(lakehouse.clone(), opts, stopped.clone()));
+        running.push(modbus::spawn(
+            lakehouse.clone(),
+            hot.clone(),
+            opts,
+            stopped.clone(),
+        ));
     }
     if let Some(opts) = mqtt_options(cfg)? {
-        running.push(mqtt::spawn(lakehouse.clone(), opts, stopped.clone()));
+        running.push(mqtt::spawn(
+            lakehouse.clone(),
+            hot.clone(),
+            opts,
+            stopped.clone(),
+        ));
     }
     Ok(Sources { running, stop })
 }

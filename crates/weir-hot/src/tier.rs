@@ -11,12 +11,12 @@
 //! were taken.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::filter_record_batch;
 
-use crate::watermark::{Watermarks, snapshot_watermarks};
+use weir_catalog::watermark::{Watermarks, snapshot_watermarks};
 
 /// Uncommitted rows of one source partition, in offset order.
 #[derive(Debug)]
@@ -98,9 +98,7 @@ impl HotTier {
         }
         self.publish(table, &chunk.batch);
         gauge_hot(table, std::slice::from_ref(&chunk), 1.0);
-        self.tables
-            .write()
-            .expect("hot tier lock")
+        self.write()
             .entry(table.to_string())
             .or_default()
             .push(chunk);
@@ -108,17 +106,12 @@ impl HotTier {
 
     /// The table's hot chunks right now (take them *before* loading the table).
     pub fn chunks(&self, table: &str) -> Vec<Arc<HotChunk>> {
-        self.tables
-            .read()
-            .expect("hot tier lock")
-            .get(table)
-            .cloned()
-            .unwrap_or_default()
+        self.read().get(table).cloned().unwrap_or_default()
     }
 
     /// Drops chunks fully below `committed` (call after the commit succeeded).
     pub fn evict_committed(&self, table: &str, source: &str, committed: &Watermarks) {
-        let mut tables = self.tables.write().expect("hot tier lock");
+        let mut tables = self.write();
         if let Some(chunks) = tables.get_mut(table) {
             let gone = drain_where(chunks, |c| {
                 &*c.source == source
@@ -133,13 +126,23 @@ impl HotTier {
 
     /// Drops every chunk of one partition (revoked, or its rows were discarded).
     pub fn drop_partition(&self, table: &str, source: &str, stream: &str, partition: i32) {
-        let mut tables = self.tables.write().expect("hot tier lock");
+        let mut tables = self.write();
         if let Some(chunks) = tables.get_mut(table) {
             let gone = drain_where(chunks, |c| {
                 &*c.source == source && &*c.stream == stream && c.partition == partition
             });
             gauge_hot(table, &gone, -1.0);
         }
+    }
+
+    // A writer that panicked while holding the lock left whole chunks (the
+    // map is only ever changed by one push or one drain): keep using it.
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<String, Vec<Arc<HotChunk>>>> {
+        self.tables.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<String, Vec<Arc<HotChunk>>>> {
+        self.tables.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Rows currently held for `table`.

@@ -1,0 +1,18 @@
+//! Weir's hot tier: rows streaming writers have decoded but not committed,
+//! readable by queries at once (see README.md).
+//!
+//! - [`tier`]: this process's hot tier ([`HotTier`], [`HotChunk`]) and the
+//!   feed of sealed batches evaluators subscribe to ([`FeedBatch`]);
+//! - [`feed`]: the hot tier across processes over Arrow Flight (server and
+//!   client);
+//! - [`HotSource`]: what readers ask of either, [`HotTiers`] both at once.
+
+mod error;
+pub mod feed;
+mod source;
+pub mod tier;
+
+pub use error::HotError;
+pub use feed::{RemoteHotTier, serve_hot_feed};
+pub use source::{HotSource, HotTiers};
+pub use tier::{FEED_CAPACITY, FeedBatch, HotChunk, HotTier, coalesce_batches, visible_batches};
