@@ -90,3 +90,56 @@ impl HotSource for HotTiers {
         Ok(self.visible_chunks(table).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Float64Array, Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn chunk() -> Arc<HotChunk> {
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("v", DataType::Float64, true)])),
+            vec![Arc::new(Float64Array::from(vec![1.0, 2.0]))],
+        )
+        .unwrap();
+        Arc::new(HotChunk {
+            source: "kafka".into(),
+            stream: "t".into(),
+            partition: 0,
+            offsets: Int64Array::from(vec![1, 2]),
+            batch,
+        })
+    }
+
+    #[tokio::test]
+    async fn every_tier_answers_and_an_unreachable_feed_adds_nothing_to_the_whole() {
+        let local = Arc::new(HotTier::default());
+        local.push("silver.points", chunk());
+        // A port nobody listens on.
+        let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let url = format!("grpc://{addr}");
+        let tiers = HotTiers::new(local.clone())
+            .with_feeds(std::slice::from_ref(&url), None)
+            .unwrap();
+        assert!(Arc::ptr_eq(tiers.local(), &local));
+        let sources: [Arc<dyn HotSource>; 2] = [local.clone(), Arc::new(tiers)];
+        for source in &sources {
+            let chunks = source.chunks("silver.points").await.unwrap();
+            assert_eq!(chunks.len(), 1, "{source:?}");
+            assert!(source.chunks("silver.other").await.unwrap().is_empty());
+        }
+        // The feed alone says it cannot be reached.
+        let feed: Arc<dyn HotSource> = Arc::new(RemoteHotTier::new(&url, None).unwrap());
+        assert!(feed.chunks("silver.points").await.is_err());
+        let err = HotTiers::default()
+            .with_feeds(&["ftp://x".to_string()], None)
+            .unwrap_err();
+        assert!(err.to_string().contains("unsupported scheme"), "{err}");
+    }
+}
