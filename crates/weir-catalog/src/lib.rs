@@ -44,8 +44,8 @@ pub use swap::commit_metadata;
 pub use views::{ViewDefinition, ViewListing};
 pub use watermark::Watermarks;
 pub use writer::{
-    AppendOptions, AppendOutcome, COMMIT_ID_KEY, append_batches, append_data_files, find_commit,
-    write_data_files, write_data_files_named,
+    AppendOptions, AppendOutcome, COMMIT_ID_KEY, DataFileSink, append_batches, append_data_files,
+    find_commit, write_data_files, write_data_files_named,
 };
 
 pub use iceberg;

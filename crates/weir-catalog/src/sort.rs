@@ -70,6 +70,24 @@ pub fn sort_batches(
     Ok(vec![take_record_batch(&all, &indices)?])
 }
 
+/// Whether `batches` (one schema, read in this order) are in the order of
+/// `keys`; keys missing from the schema are ignored, a null key counts as out
+/// of order (the check stays a vectorised comparison).
+pub fn in_order(
+    batches: &[RecordBatch],
+    keys: &[(String, SortOptions)],
+) -> Result<bool, ArrowError> {
+    let Some(first) = batches.first() else {
+        return Ok(true);
+    };
+    let schema = first.schema();
+    let keys: Vec<(usize, SortOptions)> = keys
+        .iter()
+        .filter_map(|(name, o)| Some((schema.index_of(name).ok()?, *o)))
+        .collect();
+    is_sorted(batches, &keys)
+}
+
 /// Whether the rows of `batches`, read in sequence, are in key order
 /// (ties allowed). Nulls in a key column count as unsorted (the caller then
 /// sorts, which places them as the options say).

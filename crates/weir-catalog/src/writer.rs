@@ -249,32 +249,11 @@ async fn write_files(
     name_prefix: &str,
     sort: bool,
 ) -> iceberg::Result<Vec<DataFile>> {
-    let metadata = table.metadata();
-    let schema = metadata.current_schema().clone();
-    let arrow_schema: ArrowSchemaRef = Arc::new(schema_to_arrow_schema(&schema)?);
-    let props = metadata.table_properties()?;
-    let writer_props = crate::parquet_props::writer_properties(metadata.properties(), &props)
-        .map_err(|e| IcebergError::new(ErrorKind::DataInvalid, e.to_string()))?;
-    let parquet =
-        ParquetWriterBuilder::new_with_match_mode(writer_props, schema.clone(), FieldMatchMode::Id);
-    let rolling = RollingFileWriterBuilder::new(
-        parquet,
-        target_file_bytes.unwrap_or(props.write_target_file_size_bytes),
-        table.file_io().clone(),
-        DefaultLocationGenerator::new(metadata)?,
-        DefaultFileNameGenerator::new(
-            format!("{name_prefix}{}", Uuid::now_v7()),
-            None,
-            DataFileFormat::Parquet,
-        ),
-    );
-    let builder = DataFileWriterBuilder::new(rolling);
-    let spec = metadata.default_partition_spec().clone();
-
+    let mut sink = DataFileSink::new(table, target_file_bytes, name_prefix)?;
     let conformed = batches
         .iter()
         .filter(|b| b.num_rows() > 0)
-        .map(|b| conform(b, &arrow_schema, &schema))
+        .map(|b| conform(b, &sink.arrow_schema, &sink.schema))
         .collect::<iceberg::Result<Vec<_>>>()?;
     // The partition splitter keeps row order, so one sort serves every
     // partition's files.
@@ -297,23 +276,108 @@ async fn write_files(
     } else {
         conformed
     };
+    for batch in &conformed {
+        sink.write_conformed(batch).await?;
+    }
+    sink.close().await
+}
 
-    if spec.is_unpartitioned() {
-        let mut writer = UnpartitionedWriter::new(builder);
-        for batch in conformed {
-            writer.write(batch).await?;
+type FileBuilder =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+enum SinkWriter {
+    Unpartitioned(UnpartitionedWriter<FileBuilder>),
+    Partitioned(RecordBatchPartitionSplitter, FanoutWriter<FileBuilder>),
+}
+
+/// Data files of a table written batch by batch, without committing them:
+/// the rows in the order given, split by the table's partition spec, files
+/// rolled at `target_file_bytes` (of buffered, uncompressed rows). Only the
+/// open row group of each open file is held in memory, so a caller can
+/// stream any number of rows through it (compaction's merge does).
+pub struct DataFileSink {
+    writer: SinkWriter,
+    schema: iceberg::spec::SchemaRef,
+    arrow_schema: ArrowSchemaRef,
+}
+
+impl DataFileSink {
+    pub fn new(
+        table: &Table,
+        target_file_bytes: Option<usize>,
+        name_prefix: &str,
+    ) -> iceberg::Result<Self> {
+        let metadata = table.metadata();
+        let schema = metadata.current_schema().clone();
+        let arrow_schema: ArrowSchemaRef = Arc::new(schema_to_arrow_schema(&schema)?);
+        let props = metadata.table_properties()?;
+        let writer_props = crate::parquet_props::writer_properties(metadata.properties(), &props)
+            .map_err(|e| IcebergError::new(ErrorKind::DataInvalid, e.to_string()))?;
+        let parquet = ParquetWriterBuilder::new_with_match_mode(
+            writer_props,
+            schema.clone(),
+            FieldMatchMode::Id,
+        );
+        let rolling = RollingFileWriterBuilder::new(
+            parquet,
+            target_file_bytes.unwrap_or(props.write_target_file_size_bytes),
+            table.file_io().clone(),
+            DefaultLocationGenerator::new(metadata)?,
+            DefaultFileNameGenerator::new(
+                format!("{name_prefix}{}", Uuid::now_v7()),
+                None,
+                DataFileFormat::Parquet,
+            ),
+        );
+        let builder = DataFileWriterBuilder::new(rolling);
+        let spec = metadata.default_partition_spec().clone();
+        let writer = if spec.is_unpartitioned() {
+            SinkWriter::Unpartitioned(UnpartitionedWriter::new(builder))
+        } else {
+            SinkWriter::Partitioned(
+                RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)?,
+                FanoutWriter::new(builder),
+            )
+        };
+        Ok(DataFileSink {
+            writer,
+            schema,
+            arrow_schema,
+        })
+    }
+
+    /// The table's columns as Arrow (what `write` conforms batches to).
+    pub fn arrow_schema(&self) -> &ArrowSchemaRef {
+        &self.arrow_schema
+    }
+
+    /// Writes `batch` (columns by name; absent optional columns are null).
+    pub async fn write(&mut self, batch: &RecordBatch) -> iceberg::Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
         }
-        writer.close().await
-    } else {
-        let splitter =
-            RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)?;
-        let mut writer = FanoutWriter::new(builder);
-        for batch in &conformed {
-            for (key, part) in splitter.split(batch)? {
-                writer.write(key, part).await?;
+        let conformed = conform(batch, &self.arrow_schema, &self.schema)?;
+        self.write_conformed(&conformed).await
+    }
+
+    async fn write_conformed(&mut self, batch: &RecordBatch) -> iceberg::Result<()> {
+        match &mut self.writer {
+            SinkWriter::Unpartitioned(w) => w.write(batch.clone()).await,
+            SinkWriter::Partitioned(splitter, w) => {
+                for (key, part) in splitter.split(batch)? {
+                    w.write(key, part).await?;
+                }
+                Ok(())
             }
         }
-        writer.close().await
+    }
+
+    /// Closes the open files; the data files written.
+    pub async fn close(self) -> iceberg::Result<Vec<DataFile>> {
+        match self.writer {
+            SinkWriter::Unpartitioned(w) => w.close().await,
+            SinkWriter::Partitioned(_, w) => w.close().await,
+        }
     }
 }
 

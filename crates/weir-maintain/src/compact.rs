@@ -93,6 +93,9 @@ pub struct CompactReport {
     pub groups_committed: usize,
     /// Groups abandoned because another job changed their files meanwhile.
     pub groups_abandoned: usize,
+    /// Groups rewritten by the streaming merge of already sorted files
+    /// (bounded memory); the others were sorted in memory.
+    pub groups_merged: usize,
     pub files_in: usize,
     pub files_out: usize,
     pub bytes_in: u64,
@@ -233,30 +236,8 @@ async fn run(
             report.groups_abandoned += 1;
             continue;
         }
-        let batches = read(&table, group_tasks).await?;
-        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        // Sorting is CPU-bound: keep it off the async workers (inside
-        // `weir serve` they also answer queries).
-        let prefix = match opts.layout {
-            Layout::SortOrder => "",
-            Layout::ZOrder(_) => ZORDER_PREFIX,
-        };
-        let (t, layout) = (table.clone(), opts.layout.clone());
-        let sorted = tokio::task::spawn_blocking(move || match &layout {
-            Layout::SortOrder => sort_by_table_order(&t, &batches),
-            Layout::ZOrder(columns) => z_order_batches(&t, &batches, columns),
-        })
-        .await
-        .map_err(|e| MaintainError::Rewrite {
-            table: name.clone(),
-            message: format!("sort task failed: {e}"),
-        })??;
-        let added = write_sized(&table, &sorted, group_bytes, target, prefix)
-            .await
-            .map_err(|e| MaintainError::Rewrite {
-                table: name.clone(),
-                message: e.to_string(),
-            })?;
+        let (added, rows, merged) =
+            rewrite_group(&table, group_tasks, group_bytes, target, &opts.layout).await?;
         let removed: HashSet<String> = group.iter().map(|c| c.path.clone()).collect();
         let out_bytes: u64 = added.iter().map(|f| f.file_size_in_bytes()).sum();
         let out_files = added.len();
@@ -272,6 +253,7 @@ async fn run(
         match commit_replace(lakehouse, ident, &removed, added, props).await {
             Ok(outcome) => {
                 report.groups_committed += 1;
+                report.groups_merged += usize::from(merged);
                 report.commit_attempts += outcome.attempts;
                 report.files_in += removed.len();
                 report.files_out += out_files;
@@ -409,6 +391,60 @@ fn bin_pack(mut files: Vec<Candidate>, max_bytes: u64, min_files: usize) -> Vec<
         groups.push(bin);
     }
     groups
+}
+
+/// One group's files rewritten (not committed): in the table's sort order
+/// by a streaming merge when every file is already sorted (bounded memory,
+/// see `merge.rs`), else read whole and sorted (or put in Z-order) in
+/// memory. Returns the files written, their rows and whether it merged.
+async fn rewrite_group(
+    table: &Table,
+    tasks: Vec<FileScanTask>,
+    group_bytes: u64,
+    target: u64,
+    layout: &Layout,
+) -> Result<(Vec<iceberg::spec::DataFile>, u64, bool)> {
+    let name = table.identifier().to_string();
+    let files_out = group_bytes.div_ceil(target.max(1)).max(1);
+    if *layout == Layout::SortOrder {
+        let keys = weir_catalog::sort::sort_keys(table);
+        if !keys.is_empty() {
+            let rows_in: u64 = tasks.iter().filter_map(|t| t.record_count).sum();
+            let rows_per_file = rows_in.div_ceil(files_out).max(1) as usize;
+            match crate::merge::merge_sorted(table, tasks.clone(), &keys, rows_per_file, "").await?
+            {
+                crate::merge::Merged::Written { files, rows } => return Ok((files, rows, true)),
+                crate::merge::Merged::Unsorted => {
+                    tracing::info!(table = %name, "compaction input not in sort order: sorting the group in memory");
+                }
+            }
+        }
+    }
+    let batches = read(table, tasks).await?;
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    // Sorting is CPU-bound: keep it off the async workers (inside
+    // `weir serve` they also answer queries).
+    let prefix = match layout {
+        Layout::SortOrder => "",
+        Layout::ZOrder(_) => ZORDER_PREFIX,
+    };
+    let (t, layout) = (table.clone(), layout.clone());
+    let sorted = tokio::task::spawn_blocking(move || match &layout {
+        Layout::SortOrder => sort_by_table_order(&t, &batches),
+        Layout::ZOrder(columns) => z_order_batches(&t, &batches, columns),
+    })
+    .await
+    .map_err(|e| MaintainError::Rewrite {
+        table: name.clone(),
+        message: format!("sort task failed: {e}"),
+    })??;
+    let added = write_sized(table, &sorted, group_bytes, target, prefix)
+        .await
+        .map_err(|e| MaintainError::Rewrite {
+            table: name.clone(),
+            message: e.to_string(),
+        })?;
+    Ok((added, rows, false))
 }
 
 /// Scan tasks (with their delete files) of the current snapshot, by path.

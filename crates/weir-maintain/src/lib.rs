@@ -3,6 +3,7 @@
 pub mod compact;
 pub mod expire;
 pub mod manifests;
+mod merge;
 pub mod orphans;
 mod reach;
 pub mod retention;
