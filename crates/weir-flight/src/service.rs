@@ -173,6 +173,18 @@ impl WeirFlightSqlService {
         Ok((ctx, timeout))
     }
 
+    /// The statement timeout that applies to the caller (no context: a
+    /// DoGet only runs the plan made by its GetFlightInfo).
+    fn timeout<T>(&self, request: &Request<T>) -> Result<Option<Duration>, Status> {
+        let settings = self.settings(request)?;
+        let principal = self.authorize(request)?;
+        Ok(sessions::timeout(
+            &settings,
+            self.inner.query_timeout,
+            principal.role,
+        ))
+    }
+
     pub(crate) fn sessions(&self) -> &Sessions {
         &self.inner.sessions
     }
@@ -339,7 +351,7 @@ impl FlightSqlService for WeirFlightSqlService {
             error_status(ErrorKind::InvalidArgument, "statement handle is not UTF-8")
         })?;
         tracing::debug!(%handle, "DoGet statement");
-        let (_, timeout) = self.context(&request)?;
+        let timeout = self.timeout(&request)?;
         let exec = self
             .inner
             .statements
