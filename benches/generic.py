@@ -46,6 +46,9 @@ from run import same_result, start_weir, timed  # noqa: E402
 DAY0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 TYPES = ["temperature", "pressure", "flow", "vibration", "current"]
 FILES = 8
+# At most this many sensors per generated file (memory of the generator:
+# 20,000 sensors x 1 day is 1.7 B rows).
+SENSORS_PER_FILE = 250
 
 
 def tag(i: int) -> str:
@@ -53,7 +56,8 @@ def tag(i: int) -> str:
 
 
 def generate(out: Path, sensors: int, hours: int, seed: int) -> list[Path]:
-    """FILES Parquet files of `sensors` x `hours` x 3600 rows, by tag ranges."""
+    """FILES Parquet files (more for large fleets) of `sensors` x `hours` x
+    3600 rows, by tag ranges."""
     out.mkdir(parents=True, exist_ok=True)
     done = out / "DONE"
     if done.exists():
@@ -61,9 +65,10 @@ def generate(out: Path, sensors: int, hours: int, seed: int) -> list[Path]:
     rng = np.random.default_rng(seed)
     seconds = hours * 3600
     start_us = int(DAY0.timestamp()) * 1_000_000
-    per_file = -(-sensors // FILES)
+    nfiles = max(FILES, -(-sensors // SENSORS_PER_FILE))
+    per_file = -(-sensors // nfiles)
     paths = []
-    for f in range(FILES):
+    for f in range(nfiles):
         ids = np.arange(f * per_file, min(sensors, (f + 1) * per_file), dtype=np.int32)
         if len(ids) == 0:
             break
@@ -84,7 +89,7 @@ def generate(out: Path, sensors: int, hours: int, seed: int) -> list[Path]:
             "quality": pa.array(quality),
             "value": pa.array(value),
         })
-        path = out / f"part-{f:02d}.parquet"
+        path = out / f"part-{f:03d}.parquet"
         pq.write_table(table, path, compression="zstd", row_group_size=1_000_000, write_page_index=True)
         paths.append(path)
         print(f"  {path.name}: {n:,} rows", flush=True)
@@ -184,29 +189,51 @@ def register_same_bytes(data: Path, files: list[Path]) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sensors", type=int, default=2000)
+    ap.add_argument("--sensors", default="2000",
+                    help="fleet size, or several (2000,20000): one run each plus the growth table")
     ap.add_argument("--hours", type=int, default=24, help="at most 24: one day partition")
     ap.add_argument("--seed", type=int, default=21)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--weir-bin", type=Path, default=HERE.parent / "target/release/weir")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache/weir/bench-data")
     ap.add_argument("--layouts", default="own,same")
+    ap.add_argument("--bulk", action=argparse.BooleanOptionalAction, default=True,
+                    help="measure adbc_ingest and the pyarrow encode ceiling (issue 21 item 4)")
     args = ap.parse_args()
     args.hours = max(1, min(24, args.hours))
-
+    sizes = [int(x) for x in str(args.sensors).split(",") if x]
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = HERE / "results" / f"{stamp}-generic"
     out.mkdir(parents=True, exist_ok=True)
-    src = args.cache / f"generic-{args.sensors}x{args.hours}h-s{args.seed}"
-    print(f"data: {args.sensors:,} sensors x {args.hours} h at 1 Hz in {src}", flush=True)
-    files = generate(src, args.sensors, args.hours, args.seed)
+    wanted = [x for x in args.layouts.split(",") if x in LAYOUTS]
+    runs = []
+    for sensors in sizes:
+        sub = out / f"{sensors}" if len(sizes) > 1 else out
+        sub.mkdir(parents=True, exist_ok=True)
+        results = run_size(args, sensors, sub, wanted)
+        (sub / "results.json").write_text(json.dumps(results, indent=2))
+        write_report(sub, results, wanted)
+        print(f"report: {sub / 'report.md'}", flush=True)
+        runs.append(results)
+    if len(runs) > 1:
+        write_growth(out, runs, wanted)
+        print(f"growth: {out / 'growth.md'}")
+    return 0 if all(r.get(f"weir_{x}_match", True) for res in runs for r in res["queries"] for x in wanted) else 1
+
+
+LAYOUTS = {"own": "public.sensors", "same": "public.sensors_raw"}
+
+
+def run_size(args, sensors: int, out: Path, wanted: list[str]) -> dict:
+    src = args.cache / f"generic-{sensors}x{args.hours}h-s{args.seed}"
+    print(f"data: {sensors:,} sensors x {args.hours} h at 1 Hz in {src}", flush=True)
+    files = generate(src, sensors, args.hours, args.seed)
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
     src_bytes = sum(p.stat().st_size for p in files)
     work = Path(tempfile.mkdtemp(prefix="weir-bench-generic-"))
     data = work / "data"
-    layouts = {"own": "public.sensors", "same": "public.sensors_raw"}
-    wanted = [x for x in args.layouts.split(",") if x in layouts]
-    results: dict = {"rows": rows, "source_bytes": src_bytes, "sensors": args.sensors, "hours": args.hours,
+    layouts = LAYOUTS
+    results: dict = {"rows": rows, "source_bytes": src_bytes, "sensors": sensors, "hours": args.hours,
                      "load": {}, "queries": []}
     proc = None
     try:
@@ -244,6 +271,9 @@ def main() -> int:
                 cur.execute(sql)
                 return cur.fetch_arrow_table()
 
+        if args.bulk:
+            results["bulk"] = bulk_paths(conn, files[0])
+
         duck = duckdb.connect()
         duck.execute("SET TimeZone = 'UTC'")
         duck.execute(f"CREATE VIEW src AS SELECT * FROM read_parquet('{src}/*.parquet')")
@@ -254,7 +284,7 @@ def main() -> int:
             "duckdb": lambda q: duck.execute(q.format(t="src")).fetch_arrow_table(),
             "chdb": lambda q: chdb.query(q.format(t=chdb_src), "ArrowTable"),
         }
-        for q in queries(args.sensors, args.hours):
+        for q in queries(sensors, args.hours):
             r = {"query": q["name"]}
             peers = {}
             for name, run in engines.items():
@@ -280,11 +310,82 @@ def main() -> int:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=60)
+        # Weir's bytes on disk (both layouts' tables, metadata, catalog).
+        results["weir_bytes"] = sum(f.stat().st_size for f in data.rglob("*")
+                                    if f.is_file() and "sensors_adbc" not in str(f))
         shutil.rmtree(work, ignore_errors=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    write_report(out, results, wanted)
-    print(f"report: {out / 'report.md'}")
-    return 0 if all(r.get(f"weir_{x}_match", True) for r in results["queries"] for x in wanted) else 1
+    return results
+
+
+def bulk_paths(conn, path: Path) -> dict:
+    """Issue 21 item 4: the bulk paths against the encode ceiling, on the
+    same rows in the same run: pyarrow writing them as zstd Parquet (one
+    thread, in memory to a local file) beside `adbc_ingest` into a new Weir
+    table (Flight SQL DoPut: decode, conform, encode, commit)."""
+    table = pq.read_table(path)
+    n = table.num_rows
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        pq.write_table(table, f"{d}/x.parquet", compression="zstd")
+        ceiling = time.perf_counter() - t0
+    with conn.cursor() as cur:
+        t0 = time.perf_counter()
+        cur.adbc_ingest("sensors_adbc", table, mode="create", db_schema_name="public")
+        adbc = time.perf_counter() - t0
+        cur.execute("SELECT count(*) FROM public.sensors_adbc")
+        assert cur.fetchone()[0] == n
+    r = {"rows": n, "ceiling_rows_per_s": n / ceiling, "adbc_rows_per_s": n / adbc}
+    print(f"bulk: {n:,} rows; pyarrow zstd encode {r['ceiling_rows_per_s']:,.0f} rows/s, "
+          f"adbc_ingest {r['adbc_rows_per_s']:,.0f} rows/s", flush=True)
+    return r
+
+
+def write_growth(out: Path, runs: list[dict], layouts: list[str]) -> None:
+    """How each query's time grows with the table (first size = 1)."""
+    base = runs[0]
+    sizes = " / ".join(f"{r['sensors']:,}" for r in runs)
+    lines = [f"# Generic table: growth with the fleet ({sizes} sensors x {base['hours']} h)", "",
+             "Time in ms at each size, and the factor over the first size; the table grows "
+             + ", ".join(f"{r['rows'] / base['rows']:.0f}x" for r in runs[1:]) + " in rows.", ""]
+    engines = [("DuckDB", "duckdb_ms"), ("chDB", "chdb_ms")] + [(f"Weir {x}", f"weir_{x}_ms") for x in layouts]
+    lines += ["| query | " + " | ".join(e for e, _ in engines) + " |", "|---|" + "---:|" * len(engines)]
+    for i, q in enumerate(base["queries"]):
+        cells = [q["query"]]
+        for _, key in engines:
+            vals = [r["queries"][i][key] for r in runs]
+            cells.append(" → ".join(f"{v:,.0f}" for v in vals)
+                         + "".join(f" ({v / vals[0]:.1f}x)" for v in vals[1:]))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Ratios to the best peer per size:", "",
+              "| query | " + " | ".join(f"{x} @ {r['sensors']:,}" for r in runs for x in layouts) + " |",
+              "|---|" + "---:|" * (len(runs) * len(layouts))]
+    for i, q in enumerate(base["queries"]):
+        cells = [q["query"]] + [f"{r['queries'][i][f'weir_{x}_ratio']:.2f}" for r in runs for x in layouts]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Weir's bytes on disk (both layouts): "
+              + ", ".join(f"{r['sensors']:,} sensors {r.get('weir_bytes', 0) / 2**30:.1f} GiB" for r in runs)]
+    (out / "growth.md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+
+        fig, axes = plt.subplots(1, len(base["queries"]), figsize=(3 * len(base["queries"]), 3.5))
+        xs = [r["rows"] / 1e6 for r in runs]
+        for i, ax in enumerate(axes):
+            for label, key in engines:
+                ax.plot(xs, [r["queries"][i][key] for r in runs], marker="o", label=label)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(base["queries"][i]["query"], fontsize=7)
+            ax.set_xlabel("M rows", fontsize=7)
+        axes[0].set_ylabel("ms (min)")
+        axes[0].legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(out / "growth.png", dpi=110)
+    except ImportError:
+        pass
 
 
 def write_report(out: Path, results: dict, layouts: list[str]) -> None:
@@ -293,6 +394,14 @@ def write_report(out: Path, results: dict, layouts: list[str]) -> None:
     if "own" in results["load"]:
         own = results["load"]["own"]
         lines += [f"`weir import`: {own['seconds']:.1f} s ({own['rows_per_s']:,.0f} rows/s)", ""]
+    if "bulk" in results:
+        b = results["bulk"]
+        ceiling = b["ceiling_rows_per_s"]
+        lines += [f"Bulk paths vs the encode ceiling (pyarrow zstd Parquet encode of {b['rows']:,} of the same rows, "
+                  f"one thread): ceiling {ceiling:,.0f} rows/s; `adbc_ingest` {b['adbc_rows_per_s']:,.0f} rows/s "
+                  f"({b['adbc_rows_per_s'] / ceiling:.0%})"
+                  + (f"; `weir import` {own['rows_per_s']:,.0f} rows/s ({own['rows_per_s'] / ceiling:.0%})"
+                     if "own" in results["load"] else "") + ".", ""]
     head = "| query | DuckDB | chDB | " + " | ".join(f"Weir {x} | ratio" for x in layouts) + " |"
     lines += ["Minimum of the timed runs, ms; ratio = Weir / best peer.", "", head,
               "|" + "---|" * (3 + 2 * len(layouts))]

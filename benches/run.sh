@@ -7,6 +7,7 @@
 #        benches/run.sh dml [--sensors N] [--reps R]                    (DELETE/UPDATE vs DuckDB)
 #        benches/run.sh generic [--sensors N] [--hours H] [--reps R]    (plain table vs DuckDB, chDB)
 #        benches/run.sh last_value [--series 2000,200000] [--reps R]    (last-value index vs DuckDB, chDB)
+#        benches/run.sh soak [--rate P] [--minutes M]                   (1-hour ingest soak, maintenance on)
 #        benches/run.sh mqtt [--messages N]                             (MQTT ingest, Mosquitto)
 #        benches/run.sh federation [--devices N] [--points P]           (PostgreSQL federation)
 #        benches/run.sh auth [--reps R]                                 (TLS + auth connection cost)
@@ -26,6 +27,10 @@ fi
 if [ "${1:-}" = ingest ]; then
   shift
   exec "$venv/bin/python" benches/ingest.py "$@"
+fi
+if [ "${1:-}" = soak ]; then
+  shift
+  exec "$venv/bin/python" benches/soak.py "$@"
 fi
 if [ "${1:-}" = federation ]; then
   shift
