@@ -286,8 +286,8 @@ type FileBuilder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 enum SinkWriter {
-    Unpartitioned(UnpartitionedWriter<FileBuilder>),
-    Partitioned(RecordBatchPartitionSplitter, FanoutWriter<FileBuilder>),
+    Unpartitioned(Box<UnpartitionedWriter<FileBuilder>>),
+    Partitioned(Box<(RecordBatchPartitionSplitter, FanoutWriter<FileBuilder>)>),
 }
 
 /// Data files of a table written batch by batch, without committing them:
@@ -332,12 +332,12 @@ impl DataFileSink {
         let builder = DataFileWriterBuilder::new(rolling);
         let spec = metadata.default_partition_spec().clone();
         let writer = if spec.is_unpartitioned() {
-            SinkWriter::Unpartitioned(UnpartitionedWriter::new(builder))
+            SinkWriter::Unpartitioned(Box::new(UnpartitionedWriter::new(builder)))
         } else {
-            SinkWriter::Partitioned(
+            SinkWriter::Partitioned(Box::new((
                 RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)?,
                 FanoutWriter::new(builder),
-            )
+            )))
         };
         Ok(DataFileSink {
             writer,
@@ -363,7 +363,8 @@ impl DataFileSink {
     async fn write_conformed(&mut self, batch: &RecordBatch) -> iceberg::Result<()> {
         match &mut self.writer {
             SinkWriter::Unpartitioned(w) => w.write(batch.clone()).await,
-            SinkWriter::Partitioned(splitter, w) => {
+            SinkWriter::Partitioned(parts) => {
+                let (splitter, w) = &mut **parts;
                 for (key, part) in splitter.split(batch)? {
                     w.write(key, part).await?;
                 }
@@ -376,7 +377,7 @@ impl DataFileSink {
     pub async fn close(self) -> iceberg::Result<Vec<DataFile>> {
         match self.writer {
             SinkWriter::Unpartitioned(w) => w.close().await,
-            SinkWriter::Partitioned(_, w) => w.close().await,
+            SinkWriter::Partitioned(parts) => parts.1.close().await,
         }
     }
 }
