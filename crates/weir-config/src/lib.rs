@@ -539,6 +539,12 @@ pub struct CompactConfig {
     #[arg(long, env = "WEIR_COMPACT_MIN_FILES", default_value_t = 2)]
     pub min_files: usize,
 
+    /// Memory, in MiB, a group's sort may use before it spills sorted runs
+    /// to temporary files (`TMPDIR`); groups of any size then compact in
+    /// about this much memory.
+    #[arg(long, env = "WEIR_COMPACT_SORT_MEMORY_MB", default_value_t = 1024)]
+    pub sort_memory_mb: usize,
+
     /// Leave partitions alone that received files within this window (still
     /// being written), e.g. `1h` (default: the table's
     /// `weir.maintenance.skip-recent-seconds`, else none).

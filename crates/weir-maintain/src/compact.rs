@@ -23,6 +23,7 @@ use weir_catalog::{CatalogError, Lakehouse, commit_replace, write_data_files_nam
 
 use weir_catalog::LeaseKeeper;
 
+use crate::merge::Rewrite;
 use crate::{MaintainError, Result};
 
 /// How rewritten rows are ordered (and which files a run picks).
@@ -34,6 +35,10 @@ pub enum Layout {
     /// Clustering: all files not yet clustered, in Z-order over these columns.
     ZOrder(Vec<String>),
 }
+
+/// Memory a compaction sort uses before it spills (1 GiB): the group's
+/// size does not matter beyond it.
+pub const DEFAULT_SORT_MEMORY: usize = 1 << 30;
 
 /// File name prefix of files written in Z-order.
 pub const ZORDER_PREFIX: &str = "z-";
@@ -52,6 +57,9 @@ pub struct CompactOptions {
     pub layout: Layout,
     /// Clustering: most input bytes rewritten together (bounds memory).
     pub max_group_bytes: u64,
+    /// Compaction: memory a group's sort may use before it spills sorted
+    /// runs to temporary files (default [`DEFAULT_SORT_MEMORY`]).
+    pub sort_memory_bytes: usize,
     /// Leave partitions alone that got files within this window (default:
     /// the table's `weir.maintenance.skip-recent-seconds`, else none).
     pub skip_recent: Option<Duration>,
@@ -71,6 +79,7 @@ impl Default for CompactOptions {
             target_file_bytes: None,
             layout: Layout::SortOrder,
             max_group_bytes: 512 << 20,
+            sort_memory_bytes: DEFAULT_SORT_MEMORY,
             skip_recent: None,
             small_file_ratio: 0.75,
             min_input_files: 2,
@@ -94,8 +103,13 @@ pub struct CompactReport {
     /// Groups abandoned because another job changed their files meanwhile.
     pub groups_abandoned: usize,
     /// Groups rewritten by the streaming merge of already sorted files
-    /// (bounded memory); the others were sorted in memory.
+    /// (memory: a batch per file).
     pub groups_merged: usize,
+    /// Groups of files out of order sorted under `sort_memory_bytes`
+    /// (spilling to disk beyond it).
+    pub groups_sorted: usize,
+    /// Bytes those sorts spilled to temporary files.
+    pub bytes_spilled: u64,
     pub files_in: usize,
     pub files_out: usize,
     pub bytes_in: u64,
@@ -236,8 +250,15 @@ async fn run(
             report.groups_abandoned += 1;
             continue;
         }
-        let (added, rows, merged) =
-            rewrite_group(&table, group_tasks, group_bytes, target, &opts.layout).await?;
+        let (added, rows, how, spilled) = rewrite_group(
+            &table,
+            group_tasks,
+            group_bytes,
+            target,
+            &opts.layout,
+            opts.sort_memory_bytes,
+        )
+        .await?;
         let removed: HashSet<String> = group.iter().map(|c| c.path.clone()).collect();
         let out_bytes: u64 = added.iter().map(|f| f.file_size_in_bytes()).sum();
         let out_files = added.len();
@@ -253,7 +274,12 @@ async fn run(
         match commit_replace(lakehouse, ident, &removed, added, props).await {
             Ok(outcome) => {
                 report.groups_committed += 1;
-                report.groups_merged += usize::from(merged);
+                match how {
+                    Some(Rewrite::Merged) => report.groups_merged += 1,
+                    Some(Rewrite::Sorted { .. }) => report.groups_sorted += 1,
+                    Some(Rewrite::Copied) | None => {}
+                }
+                report.bytes_spilled += spilled;
                 report.commit_attempts += outcome.attempts;
                 report.files_in += removed.len();
                 report.files_out += out_files;
@@ -393,29 +419,50 @@ fn bin_pack(mut files: Vec<Candidate>, max_bytes: u64, min_files: usize) -> Vec<
     groups
 }
 
-/// One group's files rewritten (not committed): in the table's sort order
-/// by a streaming merge when every file is already sorted (bounded memory,
-/// see `merge.rs`), else read whole and sorted (or put in Z-order) in
-/// memory. Returns the files written, their rows and whether it merged.
+/// One group's files rewritten (not committed), in bounded memory for the
+/// sort order (see `merge.rs`): merged when every file is already sorted,
+/// else sorted with spilling past `sort_memory` bytes, or copied through
+/// when the table has no sort order. Z-order sorts in memory (its groups
+/// are bounded by `max_group_bytes`). Returns the files written, their
+/// rows and how they were written (`None`: in memory).
 async fn rewrite_group(
     table: &Table,
     tasks: Vec<FileScanTask>,
     group_bytes: u64,
     target: u64,
     layout: &Layout,
-) -> Result<(Vec<iceberg::spec::DataFile>, u64, bool)> {
+    sort_memory: usize,
+) -> Result<(Vec<iceberg::spec::DataFile>, u64, Option<Rewrite>, u64)> {
+    use crate::merge::{Merged, rewrite};
     let name = table.identifier().to_string();
     let files_out = group_bytes.div_ceil(target.max(1)).max(1);
     if *layout == Layout::SortOrder {
         let keys = weir_catalog::sort::sort_keys(table);
-        if !keys.is_empty() {
-            let rows_in: u64 = tasks.iter().filter_map(|t| t.record_count).sum();
-            let rows_per_file = rows_in.div_ceil(files_out).max(1) as usize;
-            match crate::merge::merge_sorted(table, tasks.clone(), &keys, rows_per_file, "").await?
-            {
-                crate::merge::Merged::Written { files, rows } => return Ok((files, rows, true)),
-                crate::merge::Merged::Unsorted => {
-                    tracing::info!(table = %name, "compaction input not in sort order: sorting the group in memory");
+        let rows_in: u64 = tasks.iter().filter_map(|t| t.record_count).sum();
+        let rows_per_file = rows_in.div_ceil(files_out).max(1) as usize;
+        let mut how = if keys.is_empty() {
+            Rewrite::Copied
+        } else {
+            Rewrite::Merged
+        };
+        loop {
+            match rewrite(table, tasks.clone(), &keys, how, rows_per_file, "").await? {
+                Merged::Written {
+                    files,
+                    rows,
+                    spilled,
+                } => return Ok((files, rows, Some(how), spilled)),
+                Merged::Unsorted if matches!(how, Rewrite::Merged) => {
+                    tracing::debug!(table = %name, "compaction input not in sort order: sorting the group");
+                    how = Rewrite::Sorted {
+                        memory: sort_memory,
+                    };
+                }
+                Merged::Unsorted => {
+                    return Err(MaintainError::Rewrite {
+                        table: name,
+                        message: "the sorted rewrite reported unsorted input".into(),
+                    });
                 }
             }
         }
@@ -444,7 +491,7 @@ async fn rewrite_group(
             table: name.clone(),
             message: e.to_string(),
         })?;
-    Ok((added, rows, false))
+    Ok((added, rows, None, 0))
 }
 
 /// Scan tasks (with their delete files) of the current snapshot, by path.

@@ -355,8 +355,13 @@ impl Scheduler {
                 compact_table(lh, ident, &opts, &|_| {})
                     .await
                     .map(|r| {
+                        let spilled = if r.bytes_spilled > 0 {
+                            format!(", {} MiB spilled by the sort", r.bytes_spilled >> 20)
+                        } else {
+                            String::new()
+                        };
                         format!(
-                            "{} files → {}, {} rows, {:.1} s",
+                            "{} files → {}, {} rows, {:.1} s{spilled}",
                             r.files_in, r.files_out, r.rows, r.seconds
                         )
                     })

@@ -1,7 +1,7 @@
-//! Compaction of files already in the table's sort order merges them as
-//! streams (bounded memory); a file out of order sends its group to the
-//! in-memory sort. Either way every row survives once and the output is in
-//! the sort order.
+//! Compaction in bounded memory: files already in the table's sort order
+//! are merged as streams; a file out of order sends its group to the sort,
+//! which spills to disk past its memory limit. Either way every row
+//! survives once and the output is in the sort order.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -78,7 +78,10 @@ async fn create(lakehouse: &Lakehouse, name: &str) -> (TableIdent, Table) {
 /// Rows `(dev, ts, v)` of file `k`: devices interleaved across files, so a
 /// merged file differs from any concatenation of the inputs.
 fn rows(k: i64) -> RecordBatch {
-    let n = 3000;
+    rows_n(k, 3000)
+}
+
+fn rows_n(k: i64, n: i64) -> RecordBatch {
     let dev: Vec<String> = (0..n)
         .map(|i| format!("d{:03}", (i * 7 + k) % 50))
         .collect();
@@ -174,7 +177,7 @@ async fn sorted_files_are_merged_as_streams() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_out_of_order_is_sorted_in_memory() {
+async fn a_file_out_of_order_sends_the_group_to_the_sort() {
     let dir = tempfile::tempdir().unwrap();
     let lakehouse = open(dir.path()).await;
     let (ident, mut table) = create(&lakehouse, "unsorted").await;
@@ -184,7 +187,8 @@ async fn a_file_out_of_order_is_sorted_in_memory() {
             .unwrap();
         table = lakehouse.catalog().load_table(&ident).await.unwrap();
     }
-    // Another engine's file: rows as given (by ts, devices interleaved).
+    // Another engine's file (or ingest's): rows as given (by ts, devices
+    // interleaved).
     let foreign = write_data_files_named(&table, &[rows(9)], None, "")
         .await
         .unwrap();
@@ -196,10 +200,15 @@ async fn a_file_out_of_order_is_sorted_in_memory() {
         .await
         .unwrap();
     assert_eq!(
-        (report.groups_committed, report.groups_merged),
-        (1, 0),
+        (
+            report.groups_committed,
+            report.groups_merged,
+            report.groups_sorted
+        ),
+        (1, 0, 1),
         "{report:?}"
     );
+    assert_eq!(report.bytes_spilled, 0, "a small group fits the memory");
     let (files_after, after) = read_all(&lakehouse, &ident).await;
     assert_eq!(files_after, 1);
     assert_eq!(after, sorted_copy(&after));
@@ -211,6 +220,43 @@ async fn a_file_out_of_order_is_sorted_in_memory() {
         .filter(|p| p.ends_with(".parquet"))
         .count();
     assert_eq!(parquet, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_larger_than_the_sort_memory_spills_and_stays_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let lakehouse = open(dir.path()).await;
+    let (ident, mut table) = create(&lakehouse, "spilled").await;
+    // Unsorted files, as ingest writes them: 3 x 200,000 rows, ~10 MiB
+    // as Arrow, sorted under 2 MiB.
+    for k in 0..3 {
+        let files = write_data_files_named(&table, &[rows_n(k, 200_000)], None, "")
+            .await
+            .unwrap();
+        append_data_files(&lakehouse, &table, files, AppendOptions::default())
+            .await
+            .unwrap();
+        table = lakehouse.catalog().load_table(&ident).await.unwrap();
+    }
+    let (_, before) = read_all(&lakehouse, &ident).await;
+    let opts = CompactOptions {
+        sort_memory_bytes: 2 << 20,
+        ..Default::default()
+    };
+    let report = compact_table(&lakehouse, &ident, &opts, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.groups_committed, report.groups_sorted),
+        (1, 1),
+        "{report:?}"
+    );
+    assert!(report.bytes_spilled > 0, "{report:?}");
+    assert_eq!(report.rows, 600_000);
+    let (_, after) = read_all(&lakehouse, &ident).await;
+    assert_eq!(after.len(), 600_000);
+    assert_eq!(after, sorted_copy(&after));
+    assert_eq!(after, sorted_copy(&before));
 }
 
 fn walk(dir: &Path) -> Vec<String> {

@@ -200,6 +200,7 @@ async fn compact(cfg: CompactConfig) -> anyhow::Result<()> {
     let opts = CompactOptions {
         target_file_bytes: cfg.target_file_mb.map(mib_to_bytes),
         min_input_files: cfg.min_files.max(2),
+        sort_memory_bytes: cfg.sort_memory_mb.max(16) << 20,
         skip_recent: cfg.skip_recent,
         dry_run: cfg.run.dry_run,
         ..Default::default()
