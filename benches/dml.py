@@ -101,7 +101,7 @@ def main() -> int:
             table = tables[mode]
             for name, sql in queries(args.sensors):
                 wt, wr = timed(lambda q=sql.format(t=table): weir(q), args.reps)
-                dtm, dr = timed(lambda q=sql.format(t="d"): duck.execute(q).fetch_arrow_table(), args.reps)
+                dtm, dr = timed(lambda q=sql.format(t="d"): duck.execute(q).to_arrow_table(), args.reps)
                 r = {"stage": stage, "mode": mode, "query": name, "weir_ms": statistics.median(wt) * 1e3,
                      "duckdb_ms": statistics.median(dtm) * 1e3, "match": same_result(wr, dr)}
                 r["ratio"] = r["weir_ms"] / r["duckdb_ms"]

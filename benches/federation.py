@@ -92,7 +92,7 @@ def main() -> int:
              q("SELECT location, count(*) AS n FROM pg.public.devices WHERE enabled GROUP BY location ORDER BY location"),
              None),
             ("points x pg.public.devices by location", q(join.format(d="pg.public.devices")),
-             lambda: duck.execute(duck_sql).fetch_arrow_table()),
+             lambda: duck.execute(duck_sql).to_arrow_table()),
             ("points x Iceberg copy of devices", q(join.format(d="public.devices_copy")), None),
         ]
         print(f"# PostgreSQL federation: {args.devices} devices, {n:,} points, {args.reps} reps, {args.weir}")

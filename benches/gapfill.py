@@ -139,7 +139,7 @@ def main() -> int:
 
             wt, wr = timed(lambda: weir(WEIR), args.reps)
             pt, _ = timed(lambda: weir(WEIR_PLAIN), args.reps)
-            dtm, dr = timed(lambda: duck.execute(DUCKDB).fetch_arrow_table(), args.reps)
+            dtm, dr = timed(lambda: duck.execute(DUCKDB).to_arrow_table(), args.reps)
             conn.close()
         finally:
             proc.terminate()

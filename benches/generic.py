@@ -281,7 +281,7 @@ def run_size(args, sensors: int, out: Path, wanted: list[str]) -> dict:
 
         chdb_src = f"file('{src}/*.parquet', Parquet)"
         engines = {
-            "duckdb": lambda q: duck.execute(q.format(t="src")).fetch_arrow_table(),
+            "duckdb": lambda q: duck.execute(q.format(t="src")).to_arrow_table(),
             "chdb": lambda q: chdb.query(q.format(t=chdb_src), "ArrowTable"),
         }
         for q in queries(sensors, args.hours):

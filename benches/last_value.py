@@ -178,7 +178,7 @@ def run_scale(args, series: int, out: Path) -> dict:
         duck = duckdb.connect()
         duck.execute("SET TimeZone = 'UTC'")
         duck.execute(f"CREATE TABLE lv AS SELECT * FROM read_parquet('{src}/*.parquet')")
-        engines = {"duckdb": lambda q: duck.execute(q).fetch_arrow_table()}
+        engines = {"duckdb": lambda q: duck.execute(q).to_arrow_table()}
         try:
             from chdb import session as chs  # noqa: PLC0415 (optional peer)
 
@@ -237,7 +237,7 @@ def run_scale(args, series: int, out: Path) -> dict:
             t0 = time.perf_counter()
             got = weir(QUERIES["last all"]["weir"])
             fresh.append(time.perf_counter() - t0)
-            want = duck.execute(QUERIES["last all"]["duckdb"]).fetch_arrow_table()
+            want = duck.execute(QUERIES["last all"]["duckdb"]).to_arrow_table()
             matches = matches and same_result(got, want)
         if fresh:
             res["appends"] = {"count": len(fresh), "p50": percentiles(fresh)[0], "max": max(fresh) * 1e3,

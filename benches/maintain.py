@@ -136,7 +136,7 @@ def main() -> int:
                         return cur.fetch_arrow_table()
 
                 def run_duck(q=sql.format(t=duck_src)):
-                    return duck.execute(q).fetch_arrow_table()
+                    return duck.execute(q).to_arrow_table()
 
                 wt, wr = timed(run_weir, args.reps)
                 dtm, dr = timed(run_duck, args.reps)

@@ -150,7 +150,7 @@ def main() -> int:
                     return run_weir(sql, conn_plain)
 
                 def run_duck(sql=q.duckdb.format(points=points_duck)):
-                    return duck.execute(sql).fetch_arrow_table()
+                    return duck.execute(sql).to_arrow_table()
 
                 wt, wr = timed(run_weir, args.reps)
                 dtimes, dr = timed(run_duck, args.reps)
