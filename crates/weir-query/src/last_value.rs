@@ -90,7 +90,7 @@ use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableFunctionImpl, TableProvider};
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{Column, ScalarValue};
+use datafusion::common::{internal_err, Column, ScalarValue};
 use datafusion::datasource::{TableType, provider_as_source, source_as_provider};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -1269,8 +1269,14 @@ impl LastValueRule {
         });
         let input = replace_scan(agg.input.as_ref(), &new_scan)?;
         if grouped.len() == decl.keys.len() {
-            // One group per series: its index row is the answer.
-            let time = time_column(&input, &decl)?;
+            // One group per series: its index row is the answer. The time
+            // column is only in the input when an aggregate reads it (a
+            // listing `GROUP BY device_id, metric` projects the keys alone).
+            let time = if aggs.is_empty() {
+                None
+            } else {
+                Some(time_column(&input, &decl)?)
+            };
             let mut exprs = Vec::new();
             for (i, (qualifier, field)) in agg.schema.iter().enumerate() {
                 let e = if i < agg.group_expr.len() {
@@ -1278,6 +1284,9 @@ impl LastValueRule {
                     exprs.push(agg.group_expr[i].clone());
                     continue;
                 } else {
+                    let Some(time) = &time else {
+                        return internal_err!("an aggregate without the time column");
+                    };
                     match &aggs[i - agg.group_expr.len()] {
                         Agg::MaxTime => time.clone(),
                         Agg::Last(x) => {
