@@ -243,13 +243,7 @@ impl QueryEngine {
         }
         // Where INSERTs tell this process's evaluators about their rows.
         config = config.with_extension(self.hot.local().clone());
-        // Plain Utf8 strings: what Iceberg stores and every Flight client reads.
-        config.options_mut().sql_parser.map_string_types_to_utf8view = false;
-        config
-            .options_mut()
-            .execution
-            .parquet
-            .schema_force_view_types = false;
+        scan_defaults(&mut config);
         let ctx = if self.postgres.is_empty() {
             let state = datafusion::execution::session_state::SessionStateBuilder::new()
                 .with_config(config)
@@ -822,4 +816,25 @@ impl datafusion::execution::context::QueryPlanner for WeirQueryPlanner {
         .create_physical_plan(logical_plan, session_state)
         .await
     }
+}
+
+/// Weir's scan settings for every session that reads its tables.
+pub(crate) fn scan_defaults(config: &mut SessionConfig) {
+    // Plain Utf8 strings: what Iceberg stores and every Flight client reads.
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.schema_force_view_types = false;
+    // Filters are not evaluated while decoding (DataFusion's default): the
+    // scan prunes row groups and pages with them and the filter above it
+    // evaluates them once. With pushdown the row filter evaluated them a
+    // second time (the filters stay Inexact: hot rows and the Iceberg reader
+    // need the filter above), and the split IN lists that make "these 100
+    // sensors" prunable (native_scan.rs) cost a hash lookup per list per
+    // row: "100 tags x 1 day" 1,291 -> 825 ms, "hourly fleet avg" 5.0 ->
+    // 4.2 s (benches/generic.py, 2,000 sensors). `SET
+    // datafusion.execution.parquet.pushdown_filters = true` turns late
+    // materialisation on for a session (selective filters on unsorted
+    // columns of wide tables).
+    parquet.pushdown_filters = false;
+    parquet.reorder_filters = true;
 }

@@ -178,12 +178,7 @@ pub(crate) async fn view_table(
     let mut config = datafusion::prelude::SessionConfig::new()
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema(CATALOG_NAME, &definition.default_namespace);
-    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
-    config
-        .options_mut()
-        .execution
-        .parquet
-        .schema_force_view_types = false;
+    crate::scan_defaults(&mut config);
     let ctx = SessionContext::new_with_config(config);
     crate::time_series::register(&ctx);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
