@@ -53,6 +53,8 @@ use datafusion::physical_expr::PhysicalSortExpr;
 use datafusion::physical_plan::expressions::format_state_name;
 use datafusion::prelude::SessionContext;
 
+mod timed_groups;
+
 /// Registers the functions of this module with `ctx`.
 pub fn register(ctx: &SessionContext) {
     for kind in Kind::ALL {
@@ -301,8 +303,18 @@ impl AggregateUDFImpl for TimeSelector {
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
         let order_bys = self.order_bys(&args);
-        let inner =
-            first_value_udaf().create_groups_accumulator(self.inner_args(&args, &order_bys)?)?;
+        let fast = match (self.kind, args.expr_fields) {
+            (Kind::First | Kind::Last, [value, time]) => {
+                timed_groups::try_new(self.kind == Kind::Last, value.data_type(), time.data_type())
+            }
+            _ => None,
+        };
+        let inner = match fast {
+            Some(fast) => fast,
+            None => {
+                first_value_udaf().create_groups_accumulator(self.inner_args(&args, &order_bys)?)?
+            }
+        };
         Ok(Box::new(SelectorGroupsAccumulator {
             kind: self.kind,
             inner,
