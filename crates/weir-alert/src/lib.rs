@@ -11,6 +11,7 @@
 
 pub mod declared;
 pub mod engine;
+pub mod metric_names;
 pub mod notify;
 pub mod registry_pg;
 pub mod state;

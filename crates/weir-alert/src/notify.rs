@@ -131,7 +131,7 @@ fn spawn_worker(target: Target) -> Queue {
             Err(e) => {
                 tracing::error!(target = %describe(&target), error = %e, "alert notification target unusable");
                 while let Some((_, pending)) = rx.recv().await {
-                    metrics::counter!("weir_alert_notifications_total", "target" => kind, "outcome" => "failed").increment(1);
+                    metrics::counter!(crate::metric_names::ALERT_NOTIFICATIONS_TOTAL, "target" => kind, "outcome" => "failed").increment(1);
                     pending.done();
                 }
                 return;
@@ -143,7 +143,7 @@ fn spawn_worker(target: Target) -> Queue {
             loop {
                 match tokio::time::timeout(ATTEMPT_TIMEOUT, sender.send(&message)).await {
                     Ok(Ok(())) => {
-                        metrics::counter!("weir_alert_notifications_total", "target" => kind, "outcome" => "sent").increment(1);
+                        metrics::counter!(crate::metric_names::ALERT_NOTIFICATIONS_TOTAL, "target" => kind, "outcome" => "sent").increment(1);
                         break;
                     }
                     outcome => {
@@ -154,12 +154,12 @@ fn spawn_worker(target: Target) -> Queue {
                         if started.elapsed() >= GIVE_UP_AFTER {
                             tracing::error!(target = %describe(&target), transition = %message.transition_id, %error,
                                 "alert notification given up");
-                            metrics::counter!("weir_alert_notifications_total", "target" => kind, "outcome" => "failed").increment(1);
+                            metrics::counter!(crate::metric_names::ALERT_NOTIFICATIONS_TOTAL, "target" => kind, "outcome" => "failed").increment(1);
                             break;
                         }
                         tracing::warn!(target = %describe(&target), transition = %message.transition_id, %error,
                             retry_in_ms = delay.as_millis() as u64, "alert notification failed; retrying");
-                        metrics::counter!("weir_alert_notifications_total", "target" => kind, "outcome" => "retried").increment(1);
+                        metrics::counter!(crate::metric_names::ALERT_NOTIFICATIONS_TOTAL, "target" => kind, "outcome" => "retried").increment(1);
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(30));
                     }

@@ -53,7 +53,7 @@ impl Observability {
         let handle = weir_observe::install_recorder()?;
         let addr = endpoint.addr;
         let fallback = weir_observe::FallbackSlot::default();
-        metrics::gauge!("weir_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        metrics::gauge!(weir_observe::metric_names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         let task = tokio::spawn(weir_observe::serve_http(
             endpoint,
             handle.clone(),
