@@ -23,7 +23,7 @@ const REMEMBERED: usize = 200;
 
 /// Why a maintenance job failed (its text is the job's `error`).
 #[derive(Debug, thiserror::Error)]
-pub enum JobError {
+pub(crate) enum JobError {
     #[error("{0}")]
     Maintain(#[from] weir_maintain::MaintainError),
     #[error("{0}")]
@@ -34,7 +34,7 @@ pub enum JobError {
 }
 
 #[derive(Default)]
-pub struct Jobs(Arc<Mutex<JobList>>);
+pub(crate) struct Jobs(Arc<Mutex<JobList>>);
 
 #[derive(Default)]
 struct JobList {
@@ -67,7 +67,7 @@ impl Jobs {
     }
 
     /// The jobs on `table`, newest first.
-    pub fn for_table(&self, table: &str) -> Vec<serde_json::Value> {
+    pub(crate) fn for_table(&self, table: &str) -> Vec<serde_json::Value> {
         lock(&self.0)
             .jobs
             .iter()
@@ -79,7 +79,7 @@ impl Jobs {
 }
 
 /// `GET /api/jobs`: newest first.
-pub fn list(inner: &Inner) -> Result<HttpResponse, ApiError> {
+pub(crate) fn list(inner: &Inner) -> Result<HttpResponse, ApiError> {
     let jobs: Vec<serde_json::Value> = lock(&inner.jobs.0)
         .jobs
         .iter()
@@ -99,7 +99,7 @@ struct StartRequest {
 
 /// `POST /api/jobs {namespace, table, kind}` (admin): starts the job and
 /// answers with its id at once.
-pub async fn start(
+pub(crate) async fn start(
     inner: &Inner,
     principal: Principal,
     req: Request<Incoming>,

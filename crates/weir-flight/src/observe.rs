@@ -43,7 +43,7 @@ pub(crate) struct Observed<S> {
 }
 
 impl<S> Observed<S> {
-    pub fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: S) -> Self {
         Observed { inner }
     }
 }

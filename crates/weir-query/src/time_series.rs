@@ -54,7 +54,7 @@ use datafusion::physical_plan::expressions::format_state_name;
 use datafusion::prelude::SessionContext;
 
 /// Registers the functions of this module with `ctx`.
-pub fn register(ctx: &SessionContext) {
+pub(crate) fn register(ctx: &SessionContext) {
     for kind in Kind::ALL {
         ctx.register_udaf(AggregateUDF::from(TimeSelector::new(kind)));
     }

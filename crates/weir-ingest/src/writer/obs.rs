@@ -43,7 +43,7 @@ pub(crate) struct PartMetrics {
 }
 
 impl PartMetrics {
-    pub fn new(source: &str, stream: &str, partition: i32) -> Self {
+    pub(super) fn new(source: &str, stream: &str, partition: i32) -> Self {
         let l = labels(source, stream, partition);
         PartMetrics {
             pending: Pending::default(),
@@ -55,7 +55,7 @@ impl PartMetrics {
     }
 
     /// Adds the pending counts to the counters.
-    pub fn publish(&mut self) {
+    pub(super) fn publish(&mut self) {
         let p = std::mem::take(&mut self.pending);
         for (counter, n) in [
             (&self.messages, p.messages),
