@@ -2,8 +2,9 @@
 
 Each sensor is sampled at 1 Hz; values are a seeded random walk; about 0.5 %
 of samples carry a bad quality code. One Parquet file per hour, sorted by
-(device_id, ts) -- the layout the design notes measured as best for
-"N sensors over a day" -- with the silver.points column names and types.
+(device_id, ts) -- the layout the design notes (docs/design.md, "Data
+model") measured as best for "N sensors over a day" -- with the
+silver.points column names and types.
 
     python generate.py --sensors 2000 --hours 2 --seed 42 --out DIR
 

@@ -1,5 +1,6 @@
--- The alert registry of the gateway scenario (shared/seeds/001, section
--- 2.3), as Weir reads and writes it: `weir serve|ingest --alert-rules
+-- The alert registry of the gateway scenario (docs/seeds/001-gateway-schema.md,
+-- section 2.3 "报警管理表", alert management: `alert_rules`, `alert_history`),
+-- as Weir reads and writes it: `weir serve|ingest --alert-rules
 -- postgres://…` evaluates the enabled `alert_rules` (joined with the
 -- `devices` and `tags` of registry.sql) and mirrors every transition into
 -- `alert_history` (id = Weir's alert id). Needs registry.sql first.

@@ -9,6 +9,8 @@
 //! Rules: 70 % thresholds, 10 % rate, 10 % z-score, 10 % absence, each on
 //! one metric (`WHERE metric = 'm…'`, as rules are written), `BY device_id`.
 
+#![allow(clippy::unwrap_used)] // benchmark example: a failure may panic
+
 use std::sync::Arc;
 use std::time::Instant;
 

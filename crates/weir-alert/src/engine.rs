@@ -107,7 +107,7 @@ pub async fn run(
                 Ok(batch) => engine.on_batch(&batch),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(batches = n, "alert evaluator fell behind the writers; batches skipped");
-                    metrics::counter!("weir_alert_feed_lagged_total").increment(n);
+                    metrics::counter!(crate::metric_names::ALERT_FEED_LAGGED_TOTAL).increment(n);
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
@@ -275,7 +275,7 @@ impl Engine {
         let now = now_micros();
         for (name, state) in old {
             tracing::info!(rule = %name, "alert rule dropped");
-            metrics::gauge!("weir_alert_firing", "rule" => name.clone()).set(0.0);
+            metrics::gauge!(crate::metric_names::ALERT_FIRING, "rule" => name.clone()).set(0.0);
             for (series, open) in state.open_series() {
                 self.decided(
                     &state.rule,
@@ -290,7 +290,7 @@ impl Engine {
                 );
             }
         }
-        metrics::gauge!("weir_alert_rules").set(self.rules.len() as f64);
+        metrics::gauge!(crate::metric_names::ALERT_RULES).set(self.rules.len() as f64);
         Ok(())
     }
 
@@ -368,7 +368,7 @@ impl Engine {
             }
         }
         for (name, rule) in &self.rules {
-            metrics::gauge!("weir_alert_firing", "rule" => name.clone())
+            metrics::gauge!(crate::metric_names::ALERT_FIRING, "rule" => name.clone())
                 .set(rule.open_alerts() as f64);
         }
         Ok(())
@@ -441,7 +441,7 @@ impl Engine {
         drop(rules);
         let rows = batch.batch.num_rows() as u64;
         self.report.rows_evaluated += rows;
-        metrics::counter!("weir_alert_rows_evaluated_total").increment(rows);
+        metrics::counter!(crate::metric_names::ALERT_ROWS_EVALUATED_TOTAL).increment(rows);
         for (i, result) in results {
             let (name, rule) = &names[i];
             match result {
@@ -451,7 +451,7 @@ impl Engine {
                     }
                 }
                 Err(e) => {
-                    metrics::counter!("weir_alert_evaluation_errors_total", "rule" => name.clone())
+                    metrics::counter!(crate::metric_names::ALERT_EVALUATION_ERRORS_TOTAL, "rule" => name.clone())
                         .increment(1);
                     if self.failing.insert(name.clone()) {
                         tracing::warn!(rule = %name, error = %e, "alert rule cannot be evaluated on these rows");
@@ -506,20 +506,20 @@ impl Engine {
                 let (_, rows) = self.committing.take().expect("committing");
                 self.report.transitions += rows.len() as u64;
                 for t in &rows {
-                    metrics::counter!("weir_alert_transitions_total", "state" => t.state)
+                    metrics::counter!(crate::metric_names::ALERT_TRANSITIONS_TOTAL, "state" => t.state)
                         .increment(1);
                     tracing::info!(rule = %t.rule, series = %t.series, state = t.state, alert = %t.alert_id,
                         value = t.value, "alert transition");
                     self.notify(t);
                 }
                 for (name, rule) in &self.rules {
-                    metrics::gauge!("weir_alert_firing", "rule" => name.clone())
+                    metrics::gauge!(crate::metric_names::ALERT_FIRING, "rule" => name.clone())
                         .set(rule.open_alerts() as f64);
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, transitions = rows.len(), "committing alert transitions failed; retrying");
-                metrics::counter!("weir_alert_commit_failures_total").increment(1);
+                metrics::counter!(crate::metric_names::ALERT_COMMIT_FAILURES_TOTAL).increment(1);
             }
         }
     }

@@ -21,6 +21,8 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::mpsc;
 use weir_query::alerts::Target;
 
+use crate::AlertError;
+
 /// A failing message is retried this long, then dropped (and counted).
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -129,7 +131,7 @@ fn spawn_worker(target: Target) -> Queue {
             Err(e) => {
                 tracing::error!(target = %describe(&target), error = %e, "alert notification target unusable");
                 while let Some((_, pending)) = rx.recv().await {
-                    metrics::counter!("weir_alert_notifications_total", "target" => kind, "outcome" => "failed").increment(1);
+                    metrics::counter!(crate::metric_names::ALERT_NOTIFICATIONS_TOTAL, "target" => kind, "outcome" => "failed").increment(1);
                     pending.done();
                 }
                 return;
@@ -141,23 +143,23 @@ fn spawn_worker(target: Target) -> Queue {
             loop {
                 match tokio::time::timeout(ATTEMPT_TIMEOUT, sender.send(&message)).await {
                     Ok(Ok(())) => {
-                        metrics::counter!("weir_alert_notifications_total", "target" => kind, "outcome" => "sent").increment(1);
+                        metrics::counter!(crate::metric_names::ALERT_NOTIFICATIONS_TOTAL, "target" => kind, "outcome" => "sent").increment(1);
                         break;
                     }
                     outcome => {
                         let error = match outcome {
-                            Ok(Err(e)) => e,
+                            Ok(Err(e)) => e.to_string(),
                             _ => "timed out".to_string(),
                         };
                         if started.elapsed() >= GIVE_UP_AFTER {
                             tracing::error!(target = %describe(&target), transition = %message.transition_id, %error,
                                 "alert notification given up");
-                            metrics::counter!("weir_alert_notifications_total", "target" => kind, "outcome" => "failed").increment(1);
+                            metrics::counter!(crate::metric_names::ALERT_NOTIFICATIONS_TOTAL, "target" => kind, "outcome" => "failed").increment(1);
                             break;
                         }
                         tracing::warn!(target = %describe(&target), transition = %message.transition_id, %error,
                             retry_in_ms = delay.as_millis() as u64, "alert notification failed; retrying");
-                        metrics::counter!("weir_alert_notifications_total", "target" => kind, "outcome" => "retried").increment(1);
+                        metrics::counter!(crate::metric_names::ALERT_NOTIFICATIONS_TOTAL, "target" => kind, "outcome" => "retried").increment(1);
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(30));
                     }
@@ -206,7 +208,7 @@ enum MqttAck {
 }
 
 impl Sender {
-    fn new(target: &Target) -> Result<Sender, String> {
+    fn new(target: &Target) -> Result<Sender, AlertError> {
         Ok(match target {
             Target::Mqtt { host, port, topic } => {
                 let id = format!(
@@ -250,8 +252,7 @@ impl Sender {
                     .set("bootstrap.servers", brokers)
                     .set("enable.idempotence", "true")
                     .set("message.timeout.ms", "10000")
-                    .create()
-                    .map_err(|e| e.to_string())?;
+                    .create()?;
                 Sender::Kafka {
                     producer,
                     topic: topic.clone(),
@@ -264,14 +265,13 @@ impl Sender {
             Target::Webhook { url } => Sender::Webhook {
                 client: reqwest::Client::builder()
                     .timeout(ATTEMPT_TIMEOUT)
-                    .build()
-                    .map_err(|e| e.to_string())?,
+                    .build()?,
                 url: url.clone(),
             },
         })
     }
 
-    async fn send(&mut self, m: &Message) -> Result<(), String> {
+    async fn send(&mut self, m: &Message) -> Result<(), AlertError> {
         match self {
             Sender::Mqtt {
                 client,
@@ -287,8 +287,7 @@ impl Sender {
                         false,
                         m.body.as_ref().clone(),
                     )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 // One message at a time: the next PUBLISH out is ours.
                 let mut pkid = None;
                 while let Some(ev) = acks.recv().await {
@@ -298,7 +297,7 @@ impl Sender {
                         _ => {}
                     }
                 }
-                Err("MQTT connection task ended".into())
+                Err(AlertError::MqttEnded)
             }
             Sender::Kafka { producer, topic } => {
                 let record = FutureRecord::to(topic.as_str())
@@ -308,14 +307,13 @@ impl Sender {
                     .send(record, rdkafka::util::Timeout::After(ATTEMPT_TIMEOUT))
                     .await
                     .map(|_| ())
-                    .map_err(|(e, _)| e.to_string())
+                    .map_err(|(e, _)| AlertError::Kafka(e))
             }
             Sender::Postgres { url, client } => {
                 if client.as_ref().is_none_or(|c| c.is_closed()) {
                     *client = Some(crate::registry_pg::connect(url).await?);
                 }
-                let body: serde_json::Value =
-                    serde_json::from_slice(&m.body).map_err(|e| e.to_string())?;
+                let body: serde_json::Value = serde_json::from_slice(&m.body)?;
                 let client = client.as_ref().expect("connected above");
                 crate::registry_pg::record(client, &body).await
             }
@@ -326,12 +324,11 @@ impl Sender {
                     .header("x-weir-transition", m.transition_id.as_str())
                     .body(m.body.as_ref().clone())
                     .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 if response.status().is_success() {
                     Ok(())
                 } else {
-                    Err(format!("HTTP {}", response.status()))
+                    Err(AlertError::WebhookStatus(response.status()))
                 }
             }
         }

@@ -1,5 +1,5 @@
-//! The production alert registry: the gateway schema's PostgreSQL
-//! `alert_rules` and `alert_history` (shared/seeds/001 section 2.3,
+//! The production alert registry: the gateway schema's PostgreSQL `alert_rules`
+//! and `alert_history` (docs/seeds/001-gateway-schema.md section 2.3,
 //! `sql/postgres/alerts.sql`), `--alert-rules postgres://…`.
 //!
 //! Rules: each enabled `alert_rules` row becomes the rule
@@ -53,10 +53,13 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-pub(crate) async fn connect(url: &str) -> Result<Client, String> {
+pub(crate) async fn connect(url: &str) -> Result<Client, AlertError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
-        .map_err(|e| format!("{}: {e}", redact(url)))?;
+        .map_err(|source| AlertError::RegistryConnect {
+            url: redact(url),
+            source,
+        })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "alert registry connection ended");
@@ -83,7 +86,7 @@ pub async fn load(url: &str) -> Result<Vec<AlertRule>, AlertError> {
         file: redact(url),
         message,
     };
-    let client = connect(url).await.map_err(failed)?;
+    let client = connect(url).await.map_err(|e| failed(e.to_string()))?;
     let rows = client
         .query(
             "SELECT r.name, r.condition_expression, r.op::text, r.threshold_value, \
@@ -166,7 +169,7 @@ pub async fn load(url: &str) -> Result<Vec<AlertRule>, AlertError> {
 }
 
 /// Writes one transition into `alert_history` (idempotent).
-pub(crate) async fn record(client: &Client, body: &serde_json::Value) -> Result<(), String> {
+pub(crate) async fn record(client: &Client, body: &serde_json::Value) -> Result<(), AlertError> {
     let text = |k: &str| {
         body.get(k)
             .and_then(|v| v.as_str())
@@ -184,13 +187,12 @@ pub(crate) async fn record(client: &Client, body: &serde_json::Value) -> Result<
                      FROM alert_rules",
                     &[],
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let Some(r) = rules
                 .iter()
                 .find(|r| rule_name(r.get::<_, &str>(1)) == rule)
             else {
-                return Err(format!("no alert_rules row named {rule}"));
+                return Err(AlertError::NoRegistryRule(rule));
             };
             let (rule_id, device, tag, threshold, level): (
                 String,
@@ -220,8 +222,7 @@ pub(crate) async fn record(client: &Client, body: &serde_json::Value) -> Result<
                         &text("series"),
                     ],
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
         "RESOLVED" => {
             client
@@ -232,8 +233,7 @@ pub(crate) async fn record(client: &Client, body: &serde_json::Value) -> Result<
                      WHERE id = $1::text::uuid AND status <> 'RESOLVED'",
                     &[&id, &at],
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
         _ => {}
     }

@@ -674,7 +674,7 @@ async fn release(lock: Option<sqlx::AnyConnection>) {
 }
 
 /// A database URI with its password replaced, for messages and logs.
-pub fn redact_uri(uri: &str) -> String {
+pub(crate) fn redact_uri(uri: &str) -> String {
     match url::Url::parse(uri) {
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(Some("***"));

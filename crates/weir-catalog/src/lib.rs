@@ -11,6 +11,7 @@ mod lakehouse;
 pub mod leases;
 pub mod location;
 pub mod manifests;
+pub mod metric_names;
 mod obs;
 pub mod parquet_props;
 pub mod position_deletes;

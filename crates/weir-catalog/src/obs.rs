@@ -18,15 +18,16 @@ pub(crate) fn record_commit(
     outcome: &'static str,
 ) {
     let table = table.to_string();
-    ::metrics::counter!("weir_commits_total", "table" => table.clone(), "operation" => operation, "outcome" => outcome)
+    ::metrics::counter!(crate::metric_names::COMMITS_TOTAL, "table" => table.clone(), "operation" => operation, "outcome" => outcome)
         .increment(1);
-    ::metrics::histogram!("weir_commit_duration_seconds", "table" => table, "operation" => operation)
+    ::metrics::histogram!(crate::metric_names::COMMIT_DURATION_SECONDS, "table" => table, "operation" => operation)
         .record(started.elapsed().as_secs_f64());
 }
 
 /// Rows a commit appended.
 pub(crate) fn record_rows(table: &str, rows: u64) {
-    ::metrics::counter!("weir_commit_rows_total", "table" => table.to_string()).increment(rows);
+    ::metrics::counter!(crate::metric_names::COMMIT_ROWS_TOTAL, "table" => table.to_string())
+        .increment(rows);
 }
 
 /// Sets the size gauges of `table` from its current snapshot's summary
@@ -34,7 +35,7 @@ pub(crate) fn record_rows(table: &str, rows: u64) {
 pub fn record_table(table: &Table) {
     let name = table.identifier().to_string();
     let metadata = table.metadata();
-    ::metrics::gauge!("weir_table_snapshots", "table" => name.clone())
+    ::metrics::gauge!(crate::metric_names::TABLE_SNAPSHOTS, "table" => name.clone())
         .set(metadata.snapshots().count() as f64);
     let totals = metadata
         .current_snapshot()
@@ -48,11 +49,11 @@ pub fn record_table(table: &Table) {
             None => 0.0,
         }
     };
-    ::metrics::gauge!("weir_table_data_files", "table" => name.clone())
+    ::metrics::gauge!(crate::metric_names::TABLE_DATA_FILES, "table" => name.clone())
         .set(total("total-data-files"));
-    ::metrics::gauge!("weir_table_data_bytes", "table" => name.clone())
+    ::metrics::gauge!(crate::metric_names::TABLE_DATA_BYTES, "table" => name.clone())
         .set(total("total-files-size"));
-    ::metrics::gauge!("weir_table_rows", "table" => name).set(total("total-records"));
+    ::metrics::gauge!(crate::metric_names::TABLE_ROWS, "table" => name).set(total("total-records"));
 }
 
 /// Loads every table of `namespaces` and records its size gauges (covers

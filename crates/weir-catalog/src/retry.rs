@@ -182,7 +182,8 @@ impl Retry {
         if let Some(total) = b.total {
             pause = pause.min(total.saturating_sub(self.started.elapsed()));
         }
-        metrics::counter!("weir_commit_retries_total", "kind" => self.kind).increment(1);
+        metrics::counter!(crate::metric_names::COMMIT_RETRIES_TOTAL, "kind" => self.kind)
+            .increment(1);
         let pause_ms = pause.as_millis() as u64;
         if b.warn {
             tracing::warn!(kind = self.kind, target = %self.target, attempt = self.attempt,

@@ -2,10 +2,11 @@
 //! streaming writer: conform batches to the table schema, write Parquet data
 //! files to unique paths, then commit one `append` snapshot.
 //!
-//! Rules from the design notes: files are written before the commit and never
-//! deleted when the commit state is unknown (orphan cleanup removes them by age);
-//! each commit carries a `weir.commit-id` so an unknown outcome can be resolved
-//! by reloading the table and looking for it.
+//! Rules from the design notes (docs/design.md, "Exactly-once and concurrent
+//! commits"): files are written before the commit and never deleted when the
+//! commit state is unknown (orphan cleanup removes them by age); each commit
+//! carries a `weir.commit-id` so an unknown outcome can be resolved by
+//! reloading the table and looking for it.
 
 use std::collections::HashMap;
 use std::sync::Arc;

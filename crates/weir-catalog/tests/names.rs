@@ -2,6 +2,8 @@
 //! creates it, and a table name never puts the table inside another table's
 //! location (nor anywhere but its namespace's directory).
 
+#![allow(clippy::unwrap_used)] // test helpers: a failure may panic
+
 use std::path::Path;
 
 use weir_catalog::iceberg::spec::{NestedField, PrimitiveType, Schema, Type};

@@ -2,6 +2,8 @@
 //! server: SeaweedFS on free loopback ports, started (and installed when
 //! missing) by the project's `tests/scripts/s3-server.sh`.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failure may panic
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -25,7 +25,7 @@ use crate::query::statement;
 use crate::web::{ApiError, ok, read_json};
 
 /// Transitions shown (the newest).
-pub const RECENT: usize = 100;
+pub(crate) const RECENT: usize = 100;
 /// Longest alert id accepted (they are UUIDs).
 const MAX_ALERT_ID: usize = 128;
 
@@ -62,7 +62,7 @@ const RULES_SQL: &str =
 
 /// The last answer and the metadata location of `gold.alerts` it was read at.
 #[derive(Default)]
-pub struct Cache(Mutex<Option<(String, serde_json::Value)>>);
+pub(crate) struct Cache(Mutex<Option<(String, serde_json::Value)>>);
 
 impl Cache {
     fn lock(&self) -> MutexGuard<'_, Option<(String, serde_json::Value)>> {
@@ -109,12 +109,15 @@ async fn state(inner: &Inner, principal: &Principal) -> Result<serde_json::Value
 }
 
 /// `GET /api/alerts`.
-pub async fn list(inner: &Inner, principal: &Principal) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list(inner: &Inner, principal: &Principal) -> Result<HttpResponse, ApiError> {
     ok(state(inner, principal).await?)
 }
 
 /// `GET /api/alerts/summary`: the navigation's badge.
-pub async fn summary(inner: &Inner, principal: &Principal) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn summary(
+    inner: &Inner,
+    principal: &Principal,
+) -> Result<HttpResponse, ApiError> {
     let value = state(inner, principal).await?;
     let firing = value["firing"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     let active = firing.iter().filter(|a| a["state"] == "ACTIVE").count();
@@ -145,7 +148,7 @@ fn acknowledge_sql(alert_id: &str) -> Result<String, ApiError> {
 
 /// `POST /api/alerts/acknowledge {alert_id}`: the statement decides the
 /// role needed (Write), as an `ACKNOWLEDGE ALERT` over Flight SQL would.
-pub async fn acknowledge(
+pub(crate) async fn acknowledge(
     inner: &Inner,
     principal: Principal,
     req: Request<Incoming>,

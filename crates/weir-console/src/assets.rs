@@ -66,7 +66,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub fn serve(name: &str) -> Result<HttpResponse, ApiError> {
+pub(crate) fn serve(name: &str) -> Result<HttpResponse, ApiError> {
     let Some((_, content_type, body)) = ASSETS.iter().find(|(n, _, _)| *n == name) else {
         return Err(ApiError::not_found(format!("no asset {name}")));
     };

@@ -21,8 +21,20 @@ use crate::web::{ApiError, ok, read_json};
 /// Finished jobs remembered for the page.
 const REMEMBERED: usize = 200;
 
+/// Why a maintenance job failed (its text is the job's `error`).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JobError {
+    #[error("{0}")]
+    Maintain(#[from] weir_maintain::MaintainError),
+    #[error("{0}")]
+    Refresh(#[from] weir_query::QueryError),
+    /// The job's report could not be turned into JSON.
+    #[error("{0}")]
+    Report(#[from] serde_json::Error),
+}
+
 #[derive(Default)]
-pub struct Jobs(Arc<Mutex<JobList>>);
+pub(crate) struct Jobs(Arc<Mutex<JobList>>);
 
 #[derive(Default)]
 struct JobList {
@@ -55,7 +67,7 @@ impl Jobs {
     }
 
     /// The jobs on `table`, newest first.
-    pub fn for_table(&self, table: &str) -> Vec<serde_json::Value> {
+    pub(crate) fn for_table(&self, table: &str) -> Vec<serde_json::Value> {
         lock(&self.0)
             .jobs
             .iter()
@@ -67,7 +79,7 @@ impl Jobs {
 }
 
 /// `GET /api/jobs`: newest first.
-pub fn list(inner: &Inner) -> Result<HttpResponse, ApiError> {
+pub(crate) fn list(inner: &Inner) -> Result<HttpResponse, ApiError> {
     let jobs: Vec<serde_json::Value> = lock(&inner.jobs.0)
         .jobs
         .iter()
@@ -87,7 +99,7 @@ struct StartRequest {
 
 /// `POST /api/jobs {namespace, table, kind}` (admin): starts the job and
 /// answers with its id at once.
-pub async fn start(
+pub(crate) async fn start(
     inner: &Inner,
     principal: Principal,
     req: Request<Incoming>,
@@ -131,7 +143,7 @@ pub async fn start(
     let engine = inner.engine.clone();
     tokio::spawn(async move {
         let started = Instant::now();
-        let outcome: Result<serde_json::Value, String> = match kind {
+        let outcome: Result<serde_json::Value, JobError> = match kind {
             "compact" => {
                 let progress = |p: &Progress| {
                     jobs.update(
@@ -149,20 +161,20 @@ pub async fn start(
                     &progress,
                 )
                 .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| serde_json::to_value(r).map_err(|e| e.to_string()))
+                .map_err(JobError::from)
+                .and_then(|r| Ok(serde_json::to_value(r)?))
             }
             "expire" => {
                 weir_maintain::expire_snapshots(&lakehouse, &ident, &ExpireOptions::default())
                     .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| serde_json::to_value(r).map_err(|e| e.to_string()))
+                    .map_err(JobError::from)
+                    .and_then(|r| Ok(serde_json::to_value(r)?))
             }
             _ => engine
                 .refresh_materialized_view(&ident.to_string())
                 .await
                 .map(|r| serde_json::json!({"rows": r.rows, "bases": format!("{:?}", r.bases)}))
-                .map_err(|e| e.to_string()),
+                .map_err(JobError::from),
         };
         weir_maintain::record_job_run(kind, started.elapsed(), outcome.is_ok());
         let fields = match outcome {
@@ -170,6 +182,7 @@ pub async fn start(
                 "state": "succeeded", "report": report, "finished_ms": now_ms(),
             }),
             Err(error) => {
+                let error = error.to_string();
                 tracing::warn!(job = kind, table = %ident, %error, "console: maintenance job failed");
                 serde_json::json!({"state": "failed", "error": error, "finished_ms": now_ms()})
             }

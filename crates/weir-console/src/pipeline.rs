@@ -20,14 +20,14 @@ type Key = (String, String, String);
 
 /// One parsed sample: name, labels, value.
 #[derive(Debug, PartialEq)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub value: f64,
 }
 
 /// Parses the Prometheus text format (comments skipped, bad lines ignored).
-pub fn parse(text: &str) -> Vec<Sample> {
+pub(crate) fn parse(text: &str) -> Vec<Sample> {
     text.lines().filter_map(parse_line).collect()
 }
 
@@ -98,7 +98,7 @@ struct Window {
 
 /// Points per second per source partition, from successive snapshots.
 #[derive(Default)]
-pub struct Rates(Mutex<Window>);
+pub(crate) struct Rates(Mutex<Window>);
 
 impl Rates {
     fn lock(&self) -> MutexGuard<'_, Window> {
@@ -143,7 +143,7 @@ fn key(sample: &Sample) -> Key {
 }
 
 /// `GET /api/pipeline`.
-pub fn snapshot(inner: &Inner) -> Result<HttpResponse, ApiError> {
+pub(crate) fn snapshot(inner: &Inner) -> Result<HttpResponse, ApiError> {
     let samples = parse(&(inner.metrics)());
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

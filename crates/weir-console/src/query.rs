@@ -31,7 +31,7 @@ struct Query {
 
 /// Running console statements by their client-chosen id.
 #[derive(Default)]
-pub struct Running(Mutex<HashMap<String, Query>>);
+pub(crate) struct Running(Mutex<HashMap<String, Query>>);
 
 impl Running {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Query>> {
@@ -49,7 +49,7 @@ struct RunRequest {
     id: Option<String>,
 }
 
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub columns: Vec<serde_json::Value>,
     pub rows: Vec<Vec<serde_json::Value>>,
     pub truncated: bool,
@@ -57,7 +57,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// The rows as objects keyed by column name.
-    pub fn records(self) -> Vec<serde_json::Value> {
+    pub(crate) fn records(self) -> Vec<serde_json::Value> {
         let names: Vec<String> = self
             .columns
             .iter()
@@ -71,7 +71,7 @@ impl Outcome {
 }
 
 /// `POST /api/query {sql, id}`.
-pub async fn run(
+pub(crate) async fn run(
     inner: &Inner,
     principal: Principal,
     req: Request<Incoming>,
@@ -128,7 +128,7 @@ pub async fn run(
 /// ([`weir_flight::execute_as`]: parse, role check, engine, timeout) and
 /// collects at most [`MAX_ROWS`] rows; the statement's author (e.g. of an
 /// `ACKNOWLEDGE ALERT`) is the principal.
-pub async fn statement(
+pub(crate) async fn statement(
     engine: &weir_query::QueryEngine,
     principal: &Principal,
     sql: &str,
@@ -163,7 +163,7 @@ struct CancelRequest {
 }
 
 /// `POST /api/query/cancel {id}`: the owner (or an admin) stops it.
-pub async fn cancel(
+pub(crate) async fn cancel(
     inner: &Inner,
     principal: &Principal,
     req: Request<Incoming>,

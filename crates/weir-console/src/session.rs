@@ -23,8 +23,8 @@ use weir_observe::HttpResponse;
 use crate::Inner;
 use crate::web::{ApiError, cookie, json, read_json};
 
-pub const COOKIE: &str = "weir_console";
-pub const CSRF_HEADER: &str = "x-weir-csrf";
+pub(crate) const COOKIE: &str = "weir_console";
+pub(crate) const CSRF_HEADER: &str = "x-weir-csrf";
 /// Sessions older than this are forgotten (the token may expire earlier).
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 const MAX_SESSIONS: usize = 10_000;
@@ -35,7 +35,7 @@ struct Session {
 }
 
 #[derive(Default)]
-pub struct Sessions(Mutex<HashMap<String, Session>>);
+pub(crate) struct Sessions(Mutex<HashMap<String, Session>>);
 
 impl Sessions {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Session>> {
@@ -91,7 +91,7 @@ fn session_token<'a>(inner: &Inner, req: &'a Request<Incoming>) -> Option<&'a st
 
 /// Who is calling: the session's user, else whoever Flight lets in without
 /// credentials (everyone as admin with authentication off), else 401.
-pub async fn caller(inner: &Inner, req: &Request<Incoming>) -> Result<Principal, ApiError> {
+pub(crate) async fn caller(inner: &Inner, req: &Request<Incoming>) -> Result<Principal, ApiError> {
     let header = session_token(inner, req).map(|token| format!("Bearer {token}"));
     inner
         .auth
@@ -101,7 +101,7 @@ pub async fn caller(inner: &Inner, req: &Request<Incoming>) -> Result<Principal,
 }
 
 /// The request carries its session's CSRF token (state-changing calls).
-pub fn check_csrf(inner: &Inner, req: &Request<Incoming>) -> Result<(), ApiError> {
+pub(crate) fn check_csrf(inner: &Inner, req: &Request<Incoming>) -> Result<(), ApiError> {
     let expected = cookie(req, COOKIE).and_then(|token| inner.sessions.csrf(token));
     let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
     match (expected, sent) {
@@ -152,7 +152,7 @@ fn start(inner: &Inner, principal: &Principal) -> Result<HttpResponse, ApiError>
 
 /// `GET /api/me`: the session's user, or a new session when no login is
 /// needed, or 401 (the page shows the login form).
-pub async fn me(inner: &Inner, req: &Request<Incoming>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn me(inner: &Inner, req: &Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let principal = caller(inner, req).await?;
     match session_token(inner, req).and_then(|t| inner.sessions.csrf(t)) {
         Some(csrf) => Ok(json(StatusCode::OK, &who(inner, &principal, &csrf))),
@@ -167,7 +167,7 @@ struct Login {
 }
 
 /// `POST /api/login {user, password}`.
-pub async fn login(inner: &Inner, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn login(inner: &Inner, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let login: Login = read_json(req).await?;
     if login.user.is_empty() {
         return Err(ApiError::bad_request("user name is empty"));
@@ -186,7 +186,7 @@ pub async fn login(inner: &Inner, req: Request<Incoming>) -> Result<HttpResponse
 }
 
 /// `POST /api/logout`: forgets the session and clears the cookie.
-pub fn logout(inner: &Inner, req: &Request<Incoming>) -> Result<HttpResponse, ApiError> {
+pub(crate) fn logout(inner: &Inner, req: &Request<Incoming>) -> Result<HttpResponse, ApiError> {
     if let Some(token) = cookie(req, COOKIE) {
         inner.sessions.lock().remove(token);
     }

@@ -22,7 +22,7 @@ const SMALL_FILES_MIN: f64 = 10.0;
 const TIMELINE: usize = 100;
 
 /// `GET /api/tables`.
-pub async fn list(inner: &Inner) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list(inner: &Inner) -> Result<HttpResponse, ApiError> {
     let listing = inner
         .engine
         .lakehouse()
@@ -65,7 +65,7 @@ pub async fn list(inner: &Inner) -> Result<HttpResponse, ApiError> {
 }
 
 /// `namespace` and `table` query parameters as an identifier.
-pub fn ident_of(namespace: &str, table: &str) -> Result<TableIdent, ApiError> {
+pub(crate) fn ident_of(namespace: &str, table: &str) -> Result<TableIdent, ApiError> {
     if namespace.is_empty() || table.is_empty() {
         return Err(ApiError::bad_request(
             "give the table as namespace and table",
@@ -78,7 +78,10 @@ pub fn ident_of(namespace: &str, table: &str) -> Result<TableIdent, ApiError> {
 }
 
 /// `GET /api/table?namespace=…&table=…`.
-pub async fn detail(inner: &Inner, req: &Request<Incoming>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn detail(
+    inner: &Inner,
+    req: &Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
     let namespace = query_param(req, "namespace").unwrap_or_default();
     let name = query_param(req, "table").unwrap_or_default();
     let ident = ident_of(&namespace, &name)?;
@@ -259,7 +262,7 @@ async fn partition_count(
 
 /// Partition counts by table, for the snapshot they were counted at.
 #[derive(Default)]
-pub struct PartitionCounts(std::sync::Mutex<HashMap<String, (i64, usize)>>);
+pub(crate) struct PartitionCounts(std::sync::Mutex<HashMap<String, (i64, usize)>>);
 
 impl PartitionCounts {
     fn get(&self, table: &str, snapshot: i64) -> Option<usize> {

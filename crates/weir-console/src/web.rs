@@ -14,36 +14,36 @@ const MAX_BODY: usize = 1 << 20;
 
 /// An error answered as `{"error": message}` with its status.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             message: message.into(),
         }
     }
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
-    pub fn forbidden(message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, message)
     }
-    pub fn unauthorized(message: impl Into<String>) -> Self {
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, message)
     }
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
     /// A gRPC status of the Flight layer as the matching HTTP error.
-    pub fn from_status(status: &tonic::Status) -> Self {
+    pub(crate) fn from_status(status: &tonic::Status) -> Self {
         use tonic::Code;
         let code = match status.code() {
             Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
@@ -63,7 +63,7 @@ impl ApiError {
         Self::new(code, status.message())
     }
 
-    pub fn into_response(self) -> HttpResponse {
+    pub(crate) fn into_response(self) -> HttpResponse {
         if self.status.is_server_error() {
             tracing::warn!(status = %self.status, error = %self.message, "console request failed");
         }
@@ -72,7 +72,7 @@ impl ApiError {
 }
 
 /// `value` as a JSON response.
-pub fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
@@ -85,12 +85,12 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
     response
 }
 
-pub fn ok(value: serde_json::Value) -> Result<HttpResponse, ApiError> {
+pub(crate) fn ok(value: serde_json::Value) -> Result<HttpResponse, ApiError> {
     Ok(json(StatusCode::OK, &value))
 }
 
 /// Reads a JSON request body of at most 1 MiB.
-pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+pub(crate) async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
@@ -102,7 +102,7 @@ pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T,
 }
 
 /// The value of cookie `name`, if sent.
-pub fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.headers()
         .get_all(hyper::header::COOKIE)
         .iter()
@@ -114,7 +114,7 @@ pub fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
 }
 
 /// The decoded value of query parameter `name`.
-pub fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+pub(crate) fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
     let query = req.uri().query()?;
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));

@@ -58,7 +58,7 @@ impl RunningQueries {
 
     /// Registers `stream` under `handle` until it ends or is dropped; a
     /// cancel request ends it with CANCELLED.
-    pub fn track(
+    pub(crate) fn track(
         &self,
         handle: String,
         owner: &Arc<str>,
@@ -112,7 +112,7 @@ impl RunningQueries {
 
     /// Signals the query running under `handle` to stop, if `caller` started
     /// it (or is an admin); others' queries are NotFound to them.
-    pub fn cancel(&self, handle: &str, caller: &Principal) -> CancelOutcome {
+    pub(crate) fn cancel(&self, handle: &str, caller: &Principal) -> CancelOutcome {
         match self.lock().get(handle) {
             Some(running) if caller.may_act_for(&running.owner) => {
                 running.cancel.send_replace(true);
@@ -123,7 +123,7 @@ impl RunningQueries {
     }
 
     /// The running queries `caller` may see: their own, or all for admins.
-    pub fn list(&self, caller: &Principal) -> Vec<RunningQuery> {
+    pub(crate) fn list(&self, caller: &Principal) -> Vec<RunningQuery> {
         let mut out: Vec<RunningQuery> = self
             .lock()
             .iter()

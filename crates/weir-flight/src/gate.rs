@@ -22,7 +22,7 @@ pub(crate) struct AuthGate<S> {
 }
 
 impl<S> AuthGate<S> {
-    pub fn new(inner: S, auth: Arc<Authenticator>) -> Self {
+    pub(crate) fn new(inner: S, auth: Arc<Authenticator>) -> Self {
         Self { inner, auth }
     }
 }

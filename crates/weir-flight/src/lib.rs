@@ -12,6 +12,7 @@ mod error;
 mod gate;
 mod ingest;
 mod metadata;
+pub mod metric_names;
 mod observe;
 mod server;
 mod service;

@@ -43,7 +43,7 @@ pub(crate) struct Observed<S> {
 }
 
 impl<S> Observed<S> {
-    pub fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: S) -> Self {
         Observed { inner }
     }
 }
@@ -72,7 +72,7 @@ where
             started: Instant::now(),
             code: None,
         };
-        metrics::gauge!("weir_flight_requests_in_flight").increment(1.0);
+        metrics::gauge!(crate::metric_names::FLIGHT_REQUESTS_IN_FLIGHT).increment(1.0);
         let span = tracing::debug_span!("flight", method);
         let future = tracing::Instrument::instrument(self.inner.call(request), span);
         Box::pin(async move {
@@ -141,13 +141,13 @@ impl Drop for CallGuard {
         };
         // No status by the end: the client went away mid-stream.
         let code = code_name(self.code.unwrap_or(1));
-        metrics::gauge!("weir_flight_requests_in_flight").decrement(1.0);
-        metrics::histogram!("weir_query_duration_seconds", "method" => self.method, "kind" => kind)
+        metrics::gauge!(crate::metric_names::FLIGHT_REQUESTS_IN_FLIGHT).decrement(1.0);
+        metrics::histogram!(crate::metric_names::QUERY_DURATION_SECONDS, "method" => self.method, "kind" => kind)
             .record(seconds);
-        metrics::counter!("weir_flight_requests_total", "method" => self.method, "kind" => kind, "code" => code)
+        metrics::counter!(crate::metric_names::FLIGHT_REQUESTS_TOTAL, "method" => self.method, "kind" => kind, "code" => code)
             .increment(1);
         if code != "OK" {
-            metrics::counter!("weir_query_errors_total", "kind" => kind, "code" => code)
+            metrics::counter!(crate::metric_names::QUERY_ERRORS_TOTAL, "kind" => kind, "code" => code)
                 .increment(1);
         }
         tracing::debug!(method = self.method, kind, code, seconds, "Flight SQL call");

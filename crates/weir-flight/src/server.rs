@@ -76,7 +76,7 @@ pub(crate) async fn serve_service(
                 };
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, max, "Flight SQL: connection limit reached; closing the new connection");
-                    metrics::counter!("weir_flight_connections_refused_total").increment(1);
+                    metrics::counter!(crate::metric_names::FLIGHT_CONNECTIONS_REFUSED_TOTAL).increment(1);
                     drop(stream);
                     continue;
                 };

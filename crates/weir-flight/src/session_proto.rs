@@ -96,20 +96,20 @@ pub(crate) enum CloseSessionStatus {
 }
 
 impl SessionOptionValue {
-    pub fn string(s: impl Into<String>) -> Self {
+    pub(crate) fn string(s: impl Into<String>) -> Self {
         SessionOptionValue {
             option_value: Some(OptionValue::StringValue(s.into())),
         }
     }
 
-    pub fn bool(b: bool) -> Self {
+    pub(crate) fn bool(b: bool) -> Self {
         SessionOptionValue {
             option_value: Some(OptionValue::BoolValue(b)),
         }
     }
 
     /// The value as the text DataFusion's `SET` would take (`None`: unset).
-    pub fn as_text(&self) -> Option<String> {
+    pub(crate) fn as_text(&self) -> Option<String> {
         Some(match self.option_value.as_ref()? {
             OptionValue::StringValue(s) => s.clone(),
             OptionValue::BoolValue(b) => b.to_string(),

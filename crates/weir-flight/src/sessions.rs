@@ -82,7 +82,11 @@ pub(crate) struct SessionKey {
 }
 
 impl SessionKey {
-    pub fn new(metadata: &MetadataMap, connection: Option<ConnectionId>, user: Arc<str>) -> Self {
+    pub(crate) fn new(
+        metadata: &MetadataMap,
+        connection: Option<ConnectionId>,
+        user: Arc<str>,
+    ) -> Self {
         SessionKey {
             cookie: session_id(metadata),
             connection,
@@ -156,7 +160,7 @@ pub(crate) struct Settings {
 }
 
 impl Sessions {
-    pub fn new(idle_limit: Duration) -> Self {
+    pub(crate) fn new(idle_limit: Duration) -> Self {
         Sessions {
             idle_limit,
             entries: Mutex::new(Entries::default()),
@@ -174,7 +178,7 @@ impl Sessions {
     /// connection's, else the defaults. NOT_FOUND for a cookie of a closed
     /// or expired session (its settings would otherwise be silently lost,
     /// e.g. after a server restart) or of another user's.
-    pub fn settings(&self, key: &SessionKey) -> Result<Settings, Status> {
+    pub(crate) fn settings(&self, key: &SessionKey) -> Result<Settings, Status> {
         let mut entries = self.lock();
         let Some(id) = entries.find(key, self.idle_limit)? else {
             return Ok(Settings::default());
@@ -190,7 +194,7 @@ impl Sessions {
     /// opening one on its connection if it has none. `for_cookie`: the id
     /// will be handed to the client as a cookie. Returns the session id and
     /// whether the request named it by cookie already.
-    pub fn update(
+    pub(crate) fn update(
         &self,
         key: &SessionKey,
         updates: Options,
@@ -249,7 +253,7 @@ impl Sessions {
     }
 
     /// Closes the request's session; `false` if it named none that is open.
-    pub fn close(&self, key: &SessionKey) -> bool {
+    pub(crate) fn close(&self, key: &SessionKey) -> bool {
         let mut entries = self.lock();
         match entries.find(key, self.idle_limit) {
             Ok(Some(id)) => entries.remove(&id).is_some(),
@@ -258,7 +262,7 @@ impl Sessions {
     }
 
     /// A connection ended: its session goes unless a cookie names it.
-    pub fn connection_closed(&self, connection: ConnectionId) {
+    pub(crate) fn connection_closed(&self, connection: ConnectionId) {
         let mut entries = self.lock();
         let Some(id) = entries.by_connection.remove(&connection) else {
             return;

@@ -48,7 +48,7 @@ pub(crate) struct StatementCache {
 }
 
 impl StatementCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             entries: Mutex::new(HashMap::new()),
@@ -56,7 +56,7 @@ impl StatementCache {
     }
 
     /// Stores `exec` under a new handle; expires entries older than the TTL.
-    pub fn insert(&self, exec: Executable) -> String {
+    pub(crate) fn insert(&self, exec: Executable) -> String {
         let handle = uuid::Uuid::new_v4().to_string();
         let now = Instant::now();
         let mut entries = lock(&self.entries);
@@ -74,7 +74,7 @@ impl StatementCache {
 
     /// Removes and returns the statement (`None` if unknown or expired).
     /// The statement under `handle`, if `caller` planned it (or is an admin).
-    pub fn take(&self, handle: &str, caller: &crate::auth::Principal) -> Option<Executable> {
+    pub(crate) fn take(&self, handle: &str, caller: &crate::auth::Principal) -> Option<Executable> {
         let mut entries = lock(&self.entries);
         let (_, exec) = entries.get(handle)?;
         if !caller.may_act_for(&exec.owner) {
@@ -85,7 +85,7 @@ impl StatementCache {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         lock(&self.entries).len()
     }
 }
@@ -117,11 +117,11 @@ pub(crate) struct PreparedStatement {
 }
 
 impl PreparedStatement {
-    pub fn sql(&self) -> &str {
+    pub(crate) fn sql(&self) -> &str {
         self.parsed.text()
     }
 
-    pub fn parameter_schema(&self) -> Schema {
+    pub(crate) fn parameter_schema(&self) -> Schema {
         Schema::new(
             self.parameter_names
                 .iter()
@@ -158,7 +158,7 @@ pub(crate) struct Planned {
 pub(crate) const PLAN_REUSE: Duration = Duration::from_secs(1);
 
 impl PreparedStatements {
-    pub fn new(idle_limit: Duration) -> Self {
+    pub(crate) fn new(idle_limit: Duration) -> Self {
         Self {
             idle_limit,
             entries: Mutex::new(HashMap::new()),
@@ -168,7 +168,7 @@ impl PreparedStatements {
 
     /// Registers a statement (and the plan made while preparing it); drops
     /// statements idle for longer than the limit and plans too old to use.
-    pub fn insert(&self, statement: PreparedStatement, planned: Option<Planned>) -> String {
+    pub(crate) fn insert(&self, statement: PreparedStatement, planned: Option<Planned>) -> String {
         let handle = uuid::Uuid::new_v4().to_string();
         let now = Instant::now();
         {
@@ -186,7 +186,7 @@ impl PreparedStatements {
 
     /// The plan made while preparing `handle`, once, if still usable under
     /// the request's session `options` and the catalog as it is now.
-    pub async fn take_planned(
+    pub(crate) async fn take_planned(
         &self,
         handle: &[u8],
         options: &crate::sessions::Options,
@@ -206,7 +206,7 @@ impl PreparedStatements {
     }
 
     /// A snapshot of the statement (marks it used).
-    pub fn get(&self, handle: &[u8]) -> Result<PreparedStatement, Status> {
+    pub(crate) fn get(&self, handle: &[u8]) -> Result<PreparedStatement, Status> {
         let handle = std::str::from_utf8(handle).map_err(|_| unknown_handle())?;
         let mut entries = lock(&self.entries);
         let statement = entries.get_mut(handle).ok_or_else(unknown_handle)?;
@@ -214,7 +214,11 @@ impl PreparedStatements {
         Ok(statement.clone())
     }
 
-    pub fn bind(&self, handle: &[u8], rows: Option<Vec<Vec<ScalarValue>>>) -> Result<(), Status> {
+    pub(crate) fn bind(
+        &self,
+        handle: &[u8],
+        rows: Option<Vec<Vec<ScalarValue>>>,
+    ) -> Result<(), Status> {
         let handle = std::str::from_utf8(handle).map_err(|_| unknown_handle())?;
         let mut entries = lock(&self.entries);
         let statement = entries.get_mut(handle).ok_or_else(unknown_handle)?;
@@ -224,7 +228,7 @@ impl PreparedStatements {
         Ok(())
     }
 
-    pub fn remove(&self, handle: &[u8]) -> bool {
+    pub(crate) fn remove(&self, handle: &[u8]) -> bool {
         match std::str::from_utf8(handle) {
             Ok(handle) => {
                 lock(&self.planned).remove(handle);

@@ -140,7 +140,7 @@ pub(crate) struct Users {
 }
 
 impl Users {
-    pub fn new(entries: Vec<UserEntry>) -> Result<Self, FlightServeError> {
+    pub(crate) fn new(entries: Vec<UserEntry>) -> Result<Self, FlightServeError> {
         let mut by_name = HashMap::new();
         for entry in entries {
             if by_name.contains_key(&entry.name) {
@@ -156,14 +156,14 @@ impl Users {
         })
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
 
     /// The user's role when the password is right; `None` otherwise (unknown
     /// users cost the same as a wrong password). CPU-heavy (~20 ms
     /// optimised): call from a blocking thread.
-    pub fn verify(&self, name: &str, password: &str) -> Option<Role> {
+    pub(crate) fn verify(&self, name: &str, password: &str) -> Option<Role> {
         let argon2 = Argon2::default();
         match self.by_name.get(name) {
             Some(user) => {

@@ -9,6 +9,7 @@
 
 mod error;
 pub mod feed;
+pub mod metric_names;
 mod source;
 pub mod tier;
 

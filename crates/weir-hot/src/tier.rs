@@ -176,8 +176,9 @@ fn gauge_hot(table: &str, chunks: &[Arc<HotChunk>], sign: f64) {
     }
     let rows: usize = chunks.iter().map(|c| c.batch.num_rows()).sum();
     let bytes: usize = chunks.iter().map(|c| c.memory_size()).sum();
-    ::metrics::gauge!("weir_hot_rows", "table" => table.to_string()).increment(sign * rows as f64);
-    ::metrics::gauge!("weir_hot_bytes", "table" => table.to_string())
+    ::metrics::gauge!(crate::metric_names::HOT_ROWS, "table" => table.to_string())
+        .increment(sign * rows as f64);
+    ::metrics::gauge!(crate::metric_names::HOT_BYTES, "table" => table.to_string())
         .increment(sign * bytes as f64);
 }
 

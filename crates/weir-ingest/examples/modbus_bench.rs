@@ -14,6 +14,8 @@
 //! one 15-register read per poll, values changing every second so no
 //! deadband hides work). Run by `benches/modbus/run.sh`.
 
+#![allow(clippy::unwrap_used)] // benchmark example: a failure may panic
+
 use std::future::{Ready, ready};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

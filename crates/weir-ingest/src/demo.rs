@@ -108,7 +108,7 @@ pub async fn run(
         match commit(&lakehouse, &hot, &batch, seq).await {
             Ok(rows) => {
                 written += rows;
-                metrics::counter!("weir_ingest_points_total", "source" => "demo", "stream" => "demo", "partition" => "0").increment(rows);
+                metrics::counter!(crate::metric_names::INGEST_POINTS_TOTAL, "source" => "demo", "stream" => "demo", "partition" => "0").increment(rows);
             }
             // A failed commit loses only simulated samples; keep the demo alive.
             Err(e) if !stop => warn!(error = %e, "demo commit failed"),

@@ -176,7 +176,7 @@ impl ClientContext for WeirContext {
             .values()
             .filter(|b| b.nodeid >= 0 && b.source == "learned" && b.state == "UP")
             .count();
-        metrics::gauge!("weir_ingest_kafka_brokers_up").set(up as f64);
+        metrics::gauge!(crate::metric_names::INGEST_KAFKA_BROKERS_UP).set(up as f64);
         let mut last = self.brokers_up.lock().expect("brokers lock");
         match (*last, up) {
             (Some(n), 0) if n > 0 => {
@@ -208,7 +208,7 @@ fn record_lag(consumer: &BaseConsumer<WeirContext>, buffer: &IngestBuffer) {
     for (topic, partition, committed) in buffer.clock().committed_offsets() {
         if let Some(&(low, high)) = offsets.get(&(topic.to_string(), partition)) {
             let lag = (high - committed.unwrap_or(low)).max(0);
-            metrics::gauge!("weir_ingest_lag_messages", "source" => SOURCE, "stream" => topic.to_string(), "partition" => partition.to_string())
+            metrics::gauge!(crate::metric_names::INGEST_LAG_MESSAGES, "source" => SOURCE, "stream" => topic.to_string(), "partition" => partition.to_string())
                 .set(lag as f64);
         }
     }
@@ -546,7 +546,7 @@ impl Source for KafkaSource {
                 let code = e
                     .rdkafka_error_code()
                     .map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
-                metrics::counter!("weir_ingest_source_errors_total", "source" => SOURCE, "error" => code)
+                metrics::counter!(crate::metric_names::INGEST_SOURCE_ERRORS_TOTAL, "source" => SOURCE, "error" => code)
                     .increment(1);
                 tracing::warn!(error = %e, "kafka consumer error");
             }

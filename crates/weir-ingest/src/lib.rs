@@ -16,6 +16,7 @@ pub mod decode;
 pub mod demo;
 pub mod fuzz;
 pub mod kafka;
+pub mod metric_names;
 pub mod modbus;
 pub mod mqtt;
 pub mod pipeline;

@@ -4,6 +4,7 @@ pub mod compact;
 pub mod expire;
 pub mod manifests;
 mod merge;
+pub mod metric_names;
 pub mod orphans;
 mod reach;
 pub mod retention;
@@ -58,11 +59,11 @@ pub type Result<T, E = MaintainError> = std::result::Result<T, E>;
 /// `weir_maintenance_duration_seconds{job}`, `weir_maintenance_errors_total{job}`.
 pub fn record_job_run(job: &'static str, elapsed: std::time::Duration, ok: bool) {
     let outcome = if ok { "ok" } else { "error" };
-    metrics::counter!("weir_maintenance_runs_total", "job" => job, "outcome" => outcome)
+    metrics::counter!(crate::metric_names::MAINTENANCE_RUNS_TOTAL, "job" => job, "outcome" => outcome)
         .increment(1);
-    metrics::histogram!("weir_maintenance_duration_seconds", "job" => job)
+    metrics::histogram!(crate::metric_names::MAINTENANCE_DURATION_SECONDS, "job" => job)
         .record(elapsed.as_secs_f64());
     if !ok {
-        metrics::counter!("weir_maintenance_errors_total", "job" => job).increment(1);
+        metrics::counter!(crate::metric_names::MAINTENANCE_ERRORS_TOTAL, "job" => job).increment(1);
     }
 }

@@ -11,7 +11,7 @@ use crate::{MaintainError, Result};
 
 /// What one manifest holds.
 #[derive(Debug, Default, Clone)]
-pub struct ManifestFiles {
+pub(crate) struct ManifestFiles {
     /// Files alive (ADDED or EXISTING) in this manifest, with their sizes.
     pub alive: Vec<(String, u64)>,
     /// Files recorded as DELETED by this manifest.
@@ -19,13 +19,13 @@ pub struct ManifestFiles {
 }
 
 /// Reads manifest lists and manifests of a table, caching by path.
-pub struct Reach<'a> {
+pub(crate) struct Reach<'a> {
     table: &'a Table,
     manifests: HashMap<String, ManifestFiles>,
 }
 
 impl<'a> Reach<'a> {
-    pub fn new(table: &'a Table) -> Self {
+    pub(crate) fn new(table: &'a Table) -> Self {
         Self {
             table,
             manifests: HashMap::new(),
@@ -41,7 +41,7 @@ impl<'a> Reach<'a> {
 
     /// The manifest list path and manifests of one snapshot of `version`
     /// (the table as loaded at some point; may be older than `self.table`).
-    pub async fn manifest_list(
+    pub(crate) async fn manifest_list(
         &self,
         version: &Table,
         snapshot_id: i64,
@@ -65,7 +65,7 @@ impl<'a> Reach<'a> {
     }
 
     /// The files one manifest references (read once, then cached).
-    pub async fn manifest(&mut self, manifest: &ManifestFile) -> Result<&ManifestFiles> {
+    pub(crate) async fn manifest(&mut self, manifest: &ManifestFile) -> Result<&ManifestFiles> {
         if !self.manifests.contains_key(&manifest.manifest_path) {
             let loaded = manifest
                 .load_manifest(self.table.file_io())
@@ -88,7 +88,7 @@ impl<'a> Reach<'a> {
 
     /// Every file path the given snapshots of `version` reference: manifest
     /// lists, manifests and live data/delete files.
-    pub async fn referenced(
+    pub(crate) async fn referenced(
         &mut self,
         version: &Table,
         snapshot_ids: impl IntoIterator<Item = i64>,
@@ -112,7 +112,7 @@ impl<'a> Reach<'a> {
 
 /// A path without its scheme and leading slashes, so `file:///a/b`,
 /// `file:/a/b` and an object-store key `a/b` compare equal.
-pub fn normalize(path: &str) -> &str {
+pub(crate) fn normalize(path: &str) -> &str {
     let rest = match path.find("://") {
         Some(i) => &path[i + 3..],
         None => path.strip_prefix("file:").unwrap_or(path),

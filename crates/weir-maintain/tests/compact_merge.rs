@@ -3,6 +3,8 @@
 //! which spills to disk past its memory limit. Either way every row
 //! survives once and the output is in the sort order.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failure may panic
+
 use std::path::Path;
 use std::sync::Arc;
 

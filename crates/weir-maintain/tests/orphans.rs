@@ -3,6 +3,8 @@
 //! as lakehouses made before table names were kept one path component have
 //! (`public."victim/data"` stored under `public.victim`'s `victim/data/`).
 
+#![allow(clippy::unwrap_used)] // test helpers: a failure may panic
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

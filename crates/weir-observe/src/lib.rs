@@ -2,15 +2,18 @@
 //! the HTTP endpoint serving `/metrics`, `/health` and `/ready`, readiness
 //! conditions, and log setup (text or JSON).
 //!
-//! Library crates never depend on this one: they emit through the `metrics`
-//! facade (`metrics::counter!`, ...), which is a no-op until the binary
-//! installs the recorder here. Metric names and their meaning are listed in
-//! [`describe`] (and in the binary's README).
+//! The library crates that emit never depend on this one: they emit through
+//! the `metrics` facade (`metrics::counter!`, ...), which is a no-op until the
+//! binary installs the recorder here, naming each metric by a constant of
+//! their own `metric_names` module. This crate depends on them for those
+//! names only: [`describe`] lists every metric by its constant, with its
+//! meaning (as does the binary's README).
 
 mod describe;
 mod error;
 mod http;
 mod logs;
+pub mod metric_names;
 mod ready;
 
 pub use describe::{METRICS, describe};

@@ -46,7 +46,7 @@ use crate::error::{QueryError, Result};
 
 /// One `ALTER TABLE` statement.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AlterTable {
+pub(crate) struct AlterTable {
     /// The table's name parts as written (normalized like DataFusion does).
     pub table: Vec<String>,
     pub if_exists: bool,
@@ -54,7 +54,7 @@ pub struct AlterTable {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum AlterOp {
+pub(crate) enum AlterOp {
     AddColumn {
         name: String,
         data_type: Box<DataType>,
@@ -97,7 +97,7 @@ pub enum AlterOp {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct SortKey {
+pub(crate) struct SortKey {
     pub column: String,
     pub descending: bool,
     pub nulls_first: Option<bool>,

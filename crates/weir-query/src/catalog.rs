@@ -151,7 +151,7 @@ impl CatalogProvider for WeirCatalogProvider {
 }
 
 #[derive(Debug)]
-pub struct WeirSchemaProvider {
+pub(crate) struct WeirSchemaProvider {
     catalog: WeirCatalogProvider,
     namespace: String,
 }

@@ -18,7 +18,7 @@ use weir_catalog::{CATALOG_NAME, DEFAULT_NAMESPACE, Lakehouse};
 use crate::error::{QueryError, Result};
 
 /// Outcome of a DDL statement: whether CTAS rows still need inserting.
-pub enum DdlOutcome {
+pub(crate) enum DdlOutcome {
     Done,
     InsertInto {
         table: TableReference,
@@ -26,7 +26,7 @@ pub enum DdlOutcome {
     },
 }
 
-pub async fn execute_ddl(
+pub(crate) async fn execute_ddl(
     lakehouse: &Lakehouse,
     ddl: &DdlStatement,
     partition: &[String],
@@ -146,7 +146,7 @@ async fn create_table(
 /// and appends to it in two commits). A failed CTAS drops its table; one cut
 /// short (kill -9) leaves the marker, and the next CREATE TABLE of that name
 /// drops the leftover instead of failing with ALREADY_EXISTS.
-pub const CTAS_PENDING: &str = "weir.ctas.pending";
+pub(crate) const CTAS_PENDING: &str = "weir.ctas.pending";
 
 async fn leftover_of_ctas(lakehouse: &Lakehouse, ident: &TableIdent) -> Result<bool> {
     let table = lakehouse.catalog().load_table(ident).await?;
@@ -218,7 +218,7 @@ pub(crate) fn table_creation(
 /// Table property prefix naming the time zone a `timestamptz` column's
 /// values came in (`weir.source-time-zone.<column>` = `Europe/Berlin`): the
 /// column stores UTC instants, as Iceberg's `timestamptz` does.
-pub const SOURCE_TIME_ZONE: &str = "weir.source-time-zone.";
+pub(crate) const SOURCE_TIME_ZONE: &str = "weir.source-time-zone.";
 
 /// Maps Arrow types Iceberg v2 cannot store to the nearest ones it can
 /// (SQL `TIMESTAMP` is nanoseconds in DataFusion; Iceberg v2 stores micros;

@@ -67,7 +67,7 @@ pub(crate) struct RowLevel {
 
 impl RowLevel {
     /// `None` for DML that is not row-level (INSERT, CTAS).
-    pub fn from_plan(dml: &DmlStatement) -> Result<Option<Self>> {
+    pub(crate) fn from_plan(dml: &DmlStatement) -> Result<Option<Self>> {
         let table = dml.table_name.clone();
         let (predicate, change) = match dml.op {
             WriteOp::Truncate => (None, Change::Delete),

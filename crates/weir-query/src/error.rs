@@ -194,7 +194,7 @@ impl From<iceberg::Error> for QueryError {
 }
 
 /// Carries a classified error through DataFusion APIs that want a DataFusionError.
-pub fn to_df(e: impl Into<QueryError>) -> DataFusionError {
+pub(crate) fn to_df(e: impl Into<QueryError>) -> DataFusionError {
     DataFusionError::External(Box::new(e.into()))
 }
 

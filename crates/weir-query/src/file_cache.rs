@@ -143,7 +143,7 @@ impl FileCache {
             // Files replaced by a refresh or compaction are never read again.
             .time_to_idle(Duration::from_secs(30 * 60))
             .eviction_listener(|_, file: Arc<DecodedFile>, _| {
-                ::metrics::counter!("weir_file_cache_evicted_bytes_total")
+                ::metrics::counter!(crate::metric_names::FILE_CACHE_EVICTED_BYTES_TOTAL)
                     .increment(file.bytes as u64);
             })
             .build();
@@ -180,8 +180,10 @@ impl FileCache {
             .await
             .map_err(|e| DataFusionError::External(Box::new(SharedError(e))))?;
         let outcome = if entry.is_fresh() { "miss" } else { "hit" };
-        ::metrics::counter!("weir_file_cache_requests_total", "outcome" => outcome).increment(1);
-        ::metrics::gauge!("weir_file_cache_bytes").set(self.files.weighted_size() as f64);
+        ::metrics::counter!(crate::metric_names::FILE_CACHE_REQUESTS_TOTAL, "outcome" => outcome)
+            .increment(1);
+        ::metrics::gauge!(crate::metric_names::FILE_CACHE_BYTES)
+            .set(self.files.weighted_size() as f64);
         Ok(entry.into_value())
     }
 }

@@ -53,7 +53,7 @@ pub(crate) fn register(ctx: &SessionContext, lakehouse: &Lakehouse) {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub enum TimeTravel {
+pub(crate) enum TimeTravel {
     Snapshots,
     AtSnapshot,
     AtSequence,
@@ -62,7 +62,7 @@ pub enum TimeTravel {
 }
 
 impl TimeTravel {
-    pub const ALL: [(&'static str, TimeTravel); 5] = [
+    pub(crate) const ALL: [(&'static str, TimeTravel); 5] = [
         ("weir_watermarks", TimeTravel::Watermarks),
         ("iceberg_snapshots", TimeTravel::Snapshots),
         ("iceberg_at_snapshot", TimeTravel::AtSnapshot),
@@ -72,7 +72,7 @@ impl TimeTravel {
 }
 
 #[derive(Debug)]
-pub struct TimeTravelFunction {
+pub(crate) struct TimeTravelFunction {
     pub kind: TimeTravel,
     pub lakehouse: Lakehouse,
 }
@@ -259,7 +259,7 @@ fn serde_json_map(map: &std::collections::HashMap<String, String>) -> String {
 /// `alert_rules()`: the standing alert rules (`CREATE ALERT`, declared
 /// ones included) with their definition.
 #[derive(Debug)]
-pub struct AlertRulesFunction {
+pub(crate) struct AlertRulesFunction {
     pub lakehouse: Lakehouse,
 }
 

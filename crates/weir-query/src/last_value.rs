@@ -756,8 +756,9 @@ impl LastValueIndexes {
             guard.state = None;
             self.sizes.lock().expect("lvi lock").remove(&key);
             self.over_budget.lock().expect("lvi lock").insert(key);
-            ::metrics::gauge!("weir_last_value_bytes", "table" => name.clone()).set(0.0);
-            ::metrics::gauge!("weir_last_value_series", "table" => name).set(0.0);
+            ::metrics::gauge!(crate::metric_names::LAST_VALUE_BYTES, "table" => name.clone())
+                .set(0.0);
+            ::metrics::gauge!(crate::metric_names::LAST_VALUE_SERIES, "table" => name).set(0.0);
             return Ok((state, Served::Unkept));
         }
         // A changed declaration of the table leaves its old index behind.
@@ -775,8 +776,9 @@ impl LastValueIndexes {
             .lock()
             .expect("lvi lock")
             .insert(key, state.bytes);
-        ::metrics::gauge!("weir_last_value_bytes", "table" => name.clone()).set(state.bytes as f64);
-        ::metrics::gauge!("weir_last_value_series", "table" => name)
+        ::metrics::gauge!(crate::metric_names::LAST_VALUE_BYTES, "table" => name.clone())
+            .set(state.bytes as f64);
+        ::metrics::gauge!(crate::metric_names::LAST_VALUE_SERIES, "table" => name)
             .set(state.batch.num_rows() as f64);
         guard.state = Some(state.clone());
         Ok((state, served))

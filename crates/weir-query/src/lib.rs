@@ -23,6 +23,7 @@ mod iceberg_files;
 mod ingest;
 pub mod last_value;
 mod merge;
+pub mod metric_names;
 pub mod mv;
 mod mv_incremental;
 mod mv_rewrite;

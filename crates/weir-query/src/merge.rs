@@ -108,7 +108,7 @@ fn column_name(name: &ast::ObjectName, lowercase: bool) -> Result<String> {
 }
 
 impl Merge {
-    pub fn from_ast(merge: &ast::Merge, lowercase: bool) -> Result<Self> {
+    pub(crate) fn from_ast(merge: &ast::Merge, lowercase: bool) -> Result<Self> {
         if merge.output.is_some() {
             return Err(unsupported("an OUTPUT clause"));
         }
@@ -222,7 +222,7 @@ impl Merge {
     }
 
     /// The statement's parts, one per line (EXPLAIN).
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut out = format!(
             "  target: {} AS {}\n  source: {}\n  on: {}\n",
             self.target,

@@ -37,11 +37,11 @@ use iceberg::spec::DataFileFormat;
 
 mod deletes;
 mod field_ids;
-pub use deletes::{
+pub(crate) use deletes::{
     DeletedRows, position_deletes, position_deletes_only as natively_readable_deletes,
 };
 use field_ids::FieldIdAdapterFactory;
-pub use field_ids::FieldIds;
+pub(crate) use field_ids::FieldIds;
 
 /// A DataFusion Parquet scan over `tasks`, or `None` when they need the
 /// Iceberg reader (equality deletes, non-Parquet files, unregistered
@@ -49,7 +49,7 @@ pub use field_ids::FieldIds;
 /// `deleted` the row selections of the files with position deletes
 /// ([`position_deletes`]).
 #[allow(clippy::too_many_arguments)]
-pub fn parquet_scan(
+pub(crate) fn parquet_scan(
     state: &dyn Session,
     table_schema: SchemaRef,
     field_ids: &Arc<FieldIds>,
@@ -229,7 +229,7 @@ fn with_statistics(
 /// Whether the Parquet scan can read `task` on its own: Parquet position deletes only, a
 /// Parquet file, in a store the engine registered. Otherwise the Iceberg
 /// reader reads the table.
-pub fn natively_readable(state: &dyn Session, task: &FileScanTask) -> bool {
+pub(crate) fn natively_readable(state: &dyn Session, task: &FileScanTask) -> bool {
     deletes::position_deletes_only(task)
         && task.data_file_format == DataFileFormat::Parquet
         && store_key(&task.data_file_path)

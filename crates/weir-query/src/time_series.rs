@@ -56,7 +56,7 @@ use datafusion::prelude::SessionContext;
 mod timed_groups;
 
 /// Registers the functions of this module with `ctx`.
-pub fn register(ctx: &SessionContext) {
+pub(crate) fn register(ctx: &SessionContext) {
     for kind in Kind::ALL {
         ctx.register_udaf(AggregateUDF::from(TimeSelector::new(kind)));
     }

@@ -25,7 +25,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 /// Replaces the session's `date_trunc` with the wrapper.
-pub fn register(ctx: &SessionContext) {
+pub(crate) fn register(ctx: &SessionContext) {
     let inner = datafusion::functions::datetime::date_trunc();
     ctx.register_udf(ScalarUDF::new_from_impl(UtcDateTrunc { inner }));
 }

@@ -2,6 +2,8 @@
 //! NULL (iceberg-rust scans with the snapshot's schema; Weir fills the gap),
 //! and new rows carry it.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failure may panic
+
 use arrow::array::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
 use weir_catalog::spec::TableSpec;

@@ -2,6 +2,8 @@
 //! embedded lakehouse (temporary directory, SQLite catalog), through the same
 //! `QueryEngine::sql` entry point the Flight SQL server uses.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failure may panic
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

@@ -22,7 +22,9 @@ pub use registry::{Device, RegistryLoader, Tag, TomlRegistry};
 pub use registry_pg::PostgresRegistry;
 pub use source::{ModbusOptions, ModbusSource, SOURCE, run, spawn};
 
-/// What is specific to the Modbus source's failures (the registry).
+/// What is specific to the Modbus source's failures: the registry (these
+/// stop the source) and connecting to a device (the poller records these as
+/// the device's error and retries).
 #[derive(Debug, thiserror::Error)]
 pub enum ModbusError {
     #[error("cannot read the device registry {path}: {source}")]
@@ -39,4 +41,21 @@ pub enum ModbusError {
     RegistryInvalid { path: PathBuf, message: String },
     #[error("the device registry lists no enabled Modbus TCP device with tags")]
     NoDevices,
+    #[error("cannot resolve {endpoint}: {source}")]
+    Resolve {
+        endpoint: String,
+        source: std::io::Error,
+    },
+    #[error("{endpoint} resolves to no address")]
+    NoAddress { endpoint: String },
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        endpoint: String,
+        source: std::io::Error,
+    },
+    #[error("connecting to {endpoint} timed out after {timeout:?}")]
+    ConnectTimeout {
+        endpoint: String,
+        timeout: std::time::Duration,
+    },
 }

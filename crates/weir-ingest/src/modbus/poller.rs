@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::prelude::*;
 
+use super::ModbusError;
 use super::plan::{Read, ScanGroup, plan};
 use super::registers::decode;
 use super::registry::{Device, Function};
@@ -198,19 +199,24 @@ impl DeviceState {
         self.device.timeout.unwrap_or(self.opts.timeout)
     }
 
-    async fn connect(&mut self) -> Result<(), String> {
+    async fn connect(&mut self) -> Result<(), ModbusError> {
         let timeout = self.timeout();
         let endpoint = self.device.endpoint.clone();
         let unit = Slave(self.device.unit_id);
         let attempt = async move {
-            let addr = tokio::net::lookup_host(&endpoint)
+            let looked_up = tokio::net::lookup_host(endpoint.as_str())
                 .await
-                .map_err(|e| format!("cannot resolve {endpoint}: {e}"))?
-                .next()
-                .ok_or_else(|| format!("{endpoint} resolves to no address"))?;
+                .map(|mut addrs| addrs.next());
+            let addr = match looked_up {
+                Ok(addr) => addr,
+                Err(source) => return Err(ModbusError::Resolve { endpoint, source }),
+            };
+            let Some(addr) = addr else {
+                return Err(ModbusError::NoAddress { endpoint });
+            };
             tokio_modbus::client::tcp::connect_slave(addr, unit)
                 .await
-                .map_err(|e| format!("cannot connect to {endpoint}: {e}"))
+                .map_err(|source| ModbusError::Connect { endpoint, source })
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(ctx)) => {
@@ -219,10 +225,10 @@ impl DeviceState {
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!(
-                "connecting to {} timed out after {timeout:?}",
-                self.device.endpoint
-            )),
+            Err(_) => Err(ModbusError::ConnectTimeout {
+                endpoint: self.device.endpoint.clone(),
+                timeout,
+            }),
         }
     }
 
@@ -286,6 +292,7 @@ impl DeviceState {
             }
             counters.reconnects.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = self.connect().await {
+                let e = e.to_string();
                 counters.failures.fetch_add(1, Ordering::Relaxed);
                 self.disconnect();
                 for r in &group.reads {

@@ -1,5 +1,5 @@
-//! The device registry: devices and their tags (design notes, "Device
-//! registry"), loaded behind [`RegistryLoader`] — a TOML file for the
+//! The device registry: devices and their tags (docs/design.md, "Data model",
+//! device registry), loaded behind [`RegistryLoader`] — a TOML file for the
 //! embedded default ([`TomlRegistry`]) and PostgreSQL in production
 //! ([`super::registry_pg::PostgresRegistry`], the seed's `devices`/`tags`
 //! tables). Both go through the same validation.

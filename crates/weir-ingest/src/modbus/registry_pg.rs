@@ -1,5 +1,6 @@
-//! The production device registry: the PostgreSQL `devices` and `tags`
-//! tables of the gateway schema (shared/seeds/001, section 2.1).
+//! The production device registry: the PostgreSQL `devices` and `tags` tables
+//! of the gateway schema (docs/seeds/001-gateway-schema.md, sections 2.1
+//! devices and 2.2 tags; the DDL Weir uses: `sql/postgres/registry.sql`).
 //!
 //! Mapping: a device's `name` (unique) is the `device_id` of its points
 //! (the UUID `id` is internal to the registry); only enabled `ModbusTcp`

@@ -100,9 +100,9 @@ pub async fn load_recent(
     keys: &mut RecentKeys,
 ) -> Result<usize, SourceError> {
     let name = table.identifier().to_string();
-    let ice = |e: iceberg::Error| MqttError::Dedupe {
+    let ice = |source: iceberg::Error| MqttError::Dedupe {
         table: name.clone(),
-        message: e.to_string(),
+        source: Box::new(source),
     };
     let metadata = table.metadata();
     let mut snapshots = Vec::new();
@@ -147,48 +147,62 @@ pub async fn load_recent(
                     .read()
                     .await
                     .map_err(ice)?;
-                loaded += read_keys(bytes, label, keys).map_err(|message| MqttError::Dedupe {
-                    table: format!("{name} ({path})"),
-                    message,
-                })?;
+                loaded += read_keys(bytes, label, keys, &format!("{name} ({path})"))?;
             }
         }
     }
     Ok(loaded)
 }
 
-fn read_keys(bytes: bytes::Bytes, label: &str, keys: &mut RecentKeys) -> Result<usize, String> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| e.to_string())?;
+/// Remembers the keys of `label`'s rows of one data file (`file` names it
+/// in errors).
+fn read_keys(
+    bytes: bytes::Bytes,
+    label: &str,
+    keys: &mut RecentKeys,
+    file: &str,
+) -> Result<usize, MqttError> {
+    let table = || file.to_string();
+    let parquet = |source| MqttError::DedupeFile {
+        table: table(),
+        source,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet)?;
     let schema = builder.parquet_schema();
     let wanted = ["ts", "device_id", "metric", "source"];
     let indices: Vec<usize> = (0..schema.num_columns())
         .filter(|i| wanted.contains(&schema.column(*i).name()))
         .collect();
     let mask = ProjectionMask::leaves(schema, indices);
-    let reader = builder
-        .with_projection(mask)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let reader = builder.with_projection(mask).build().map_err(parquet)?;
     let mut n = 0;
     for batch in reader {
-        let batch: RecordBatch = batch.map_err(|e| e.to_string())?;
-        let col = |name: &str| {
+        let batch: RecordBatch = batch.map_err(|source| MqttError::DedupeBatch {
+            table: table(),
+            source,
+        })?;
+        let column = |column: &'static str, problem: &'static str| MqttError::DedupeColumn {
+            table: table(),
+            column,
+            problem,
+        };
+        let col = |name: &'static str| {
             batch
                 .column_by_name(name)
-                .ok_or_else(|| format!("column `{name}` missing"))
+                .ok_or_else(|| column(name, "missing"))
         };
         let ts = col("ts")?
             .as_primitive_opt::<TimestampMicrosecondType>()
-            .ok_or("column `ts` is not a µs timestamp")?;
+            .ok_or_else(|| column("ts", "is not a µs timestamp"))?;
         let device = col("device_id")?
             .as_string_opt::<i32>()
-            .ok_or("column `device_id` is not a string")?;
+            .ok_or_else(|| column("device_id", "is not a string"))?;
         let metric = col("metric")?
             .as_string_opt::<i32>()
-            .ok_or("column `metric` is not a string")?;
+            .ok_or_else(|| column("metric", "is not a string"))?;
         let source = col("source")?
             .as_string_opt::<i32>()
-            .ok_or("column `source` is not a string")?;
+            .ok_or_else(|| column("source", "is not a string"))?;
         for i in 0..batch.num_rows() {
             if source.is_null(i) || source.value(i) != label {
                 continue;

@@ -126,8 +126,30 @@ pub enum MqttError {
     Refused { broker: String, reason: String },
     #[error("MQTT broker {broker}: cannot connect: {message}")]
     Connect { broker: String, message: String },
-    #[error("loading recent points of {table} for dedupe: {message}")]
-    Dedupe { table: String, message: String },
+    /// Reading the table's snapshots and manifests for dedupe.
+    #[error("loading recent points of {table} for dedupe: {source}")]
+    Dedupe {
+        table: String,
+        source: Box<iceberg::Error>,
+    },
+    /// Opening or decoding one of those data files (`table` names it).
+    #[error("loading recent points of {table} for dedupe: {source}")]
+    DedupeFile {
+        table: String,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("loading recent points of {table} for dedupe: {source}")]
+    DedupeBatch {
+        table: String,
+        source: arrow::error::ArrowError,
+    },
+    /// A data file without a key column, or with one of another type.
+    #[error("loading recent points of {table} for dedupe: column `{column}` {problem}")]
+    DedupeColumn {
+        table: String,
+        column: &'static str,
+        problem: &'static str,
+    },
     #[error(
         "commit for MQTT broker {broker} refused: {reason} (is another writer using the same broker name?)"
     )]

@@ -113,7 +113,7 @@ impl IngestBuffer {
             last_seal: Instant::now(),
             stats: BufferStats::default(),
             clock: CommitClock::new(source),
-            duplicates: metrics::counter!("weir_ingest_duplicates_skipped_total", "source" => source.to_string()),
+            duplicates: metrics::counter!(crate::metric_names::INGEST_DUPLICATES_SKIPPED_TOTAL, "source" => source.to_string()),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The streaming writer: buffered rows → one fenced Iceberg append per table,
 //! with the source watermark in each snapshot summary.
 //!
-//! Exactly once (design notes, "Exactly-once and concurrent commits"):
+//! Exactly once (docs/design.md, "Exactly-once and concurrent commits"):
 //! - every commit claims, per source partition, the next offset it covers, and
 //!   is fenced on the table still holding the watermark the writer last saw
 //!   for those partitions (checked inside the catalog's compare-and-swap), so

@@ -43,19 +43,19 @@ pub(crate) struct PartMetrics {
 }
 
 impl PartMetrics {
-    pub fn new(source: &str, stream: &str, partition: i32) -> Self {
+    pub(super) fn new(source: &str, stream: &str, partition: i32) -> Self {
         let l = labels(source, stream, partition);
         PartMetrics {
             pending: Pending::default(),
-            messages: metrics::counter!("weir_ingest_messages_total", &l),
-            points: metrics::counter!("weir_ingest_points_total", &l),
-            bytes: metrics::counter!("weir_ingest_bytes_total", &l),
-            dead_letters: metrics::counter!("weir_ingest_dead_letters_total", &l),
+            messages: metrics::counter!(crate::metric_names::INGEST_MESSAGES_TOTAL, &l),
+            points: metrics::counter!(crate::metric_names::INGEST_POINTS_TOTAL, &l),
+            bytes: metrics::counter!(crate::metric_names::INGEST_BYTES_TOTAL, &l),
+            dead_letters: metrics::counter!(crate::metric_names::INGEST_DEAD_LETTERS_TOTAL, &l),
         }
     }
 
     /// Adds the pending counts to the counters.
-    pub fn publish(&mut self) {
+    pub(super) fn publish(&mut self) {
         let p = std::mem::take(&mut self.pending);
         for (counter, n) in [
             (&self.messages, p.messages),
@@ -99,9 +99,9 @@ impl CommitClock {
     pub(crate) fn track(&self, stream: &Arc<str>, partition: i32, committed: Option<i64>) {
         let l = labels(&self.source, stream, partition);
         if let Some(next) = committed {
-            metrics::gauge!("weir_ingest_committed_offset", &l).set(next as f64);
+            metrics::gauge!(crate::metric_names::INGEST_COMMITTED_OFFSET, &l).set(next as f64);
         }
-        let lag = metrics::gauge!("weir_ingest_lag_seconds", &l);
+        let lag = metrics::gauge!(crate::metric_names::INGEST_LAG_SECONDS, &l);
         lag.set(0.0);
         self.parts.lock().expect("commit clock lock").insert(
             (stream.clone(), partition),
@@ -132,8 +132,12 @@ impl CommitClock {
         for (stream, offsets) in raw.streams() {
             for (&partition, &next) in offsets {
                 let l = labels(&self.source, stream, partition);
-                metrics::gauge!("weir_ingest_committed_offset", &l).set(next as f64);
-                metrics::gauge!("weir_ingest_last_commit_timestamp_seconds", &l).set(unix);
+                metrics::gauge!(crate::metric_names::INGEST_COMMITTED_OFFSET, &l).set(next as f64);
+                metrics::gauge!(
+                    crate::metric_names::INGEST_LAST_COMMIT_TIMESTAMP_SECONDS,
+                    &l
+                )
+                .set(unix);
                 let key: (Arc<str>, i32) = (stream.into(), partition);
                 if let Some(t) = parts.get_mut(&key) {
                     t.since = now;
@@ -164,10 +168,10 @@ impl CommitClock {
 
 /// Records a flush's outcome (`committed`, `fenced`, `failed`) and duration.
 pub(crate) fn record_flush(source: &str, outcome: &'static str, seconds: Option<f64>) {
-    metrics::counter!("weir_ingest_flushes_total", "source" => source.to_string(), "outcome" => outcome)
+    metrics::counter!(crate::metric_names::INGEST_FLUSHES_TOTAL, "source" => source.to_string(), "outcome" => outcome)
         .increment(1);
     if let Some(s) = seconds {
-        metrics::histogram!("weir_ingest_flush_duration_seconds", "source" => source.to_string())
+        metrics::histogram!(crate::metric_names::INGEST_FLUSH_DURATION_SECONDS, "source" => source.to_string())
             .record(s);
     }
 }

@@ -36,7 +36,7 @@ use iceberg::spec::DataContentType;
 
 /// Row selections of the data files that have deleted rows.
 #[derive(Debug, Default, Clone)]
-pub struct DeletedRows {
+pub(crate) struct DeletedRows {
     /// Data file path → its access plan and the number of rows it drops.
     plans: HashMap<String, (ParquetAccessPlan, usize)>,
     /// Data files whose delete files were read (with or without a plan: a
@@ -46,19 +46,19 @@ pub struct DeletedRows {
 
 impl DeletedRows {
     /// The access plan for a data file and how many rows it drops, if any.
-    pub fn plan(&self, data_file: &str) -> Option<&(ParquetAccessPlan, usize)> {
+    pub(crate) fn plan(&self, data_file: &str) -> Option<&(ParquetAccessPlan, usize)> {
         self.plans.get(data_file)
     }
 
     /// Whether the delete files of `data_file` were read.
-    pub fn covers(&self, data_file: &str) -> bool {
+    pub(crate) fn covers(&self, data_file: &str) -> bool {
         self.covered.contains(data_file)
     }
 }
 
 /// Whether a task's delete files are all Parquet position deletes (what the
 /// native scan applies).
-pub fn position_deletes_only(task: &FileScanTask) -> bool {
+pub(crate) fn position_deletes_only(task: &FileScanTask) -> bool {
     task.deletes.iter().all(|d| {
         d.file_type == DataContentType::PositionDeletes && d.file_path.ends_with(".parquet")
     })
@@ -67,7 +67,7 @@ pub fn position_deletes_only(task: &FileScanTask) -> bool {
 /// Reads the position delete files of `tasks` and plans each affected data
 /// file's row selection (its footer comes from the runtime's metadata cache,
 /// where the scan finds it again).
-pub async fn position_deletes(
+pub(crate) async fn position_deletes(
     state: &dyn Session,
     file_io: &FileIO,
     tasks: &[FileScanTask],

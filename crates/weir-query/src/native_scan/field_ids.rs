@@ -329,7 +329,7 @@ fn relabel_item(
 
 /// Reads a table's data files by field id (see the module docs).
 #[derive(Debug, Clone)]
-pub struct FieldIdAdapterFactory(pub Arc<FieldIds>);
+pub(super) struct FieldIdAdapterFactory(pub Arc<FieldIds>);
 
 impl PhysicalExprAdapterFactory for FieldIdAdapterFactory {
     fn create(

@@ -12,14 +12,14 @@ use weir_hot::HotTiers;
 type Task = JoinHandle<Result<weir_alert::AlertReport, weir_alert::AlertError>>;
 
 /// The running evaluator, if any.
-pub struct Alerts {
+pub(super) struct Alerts {
     task: Option<(Task, watch::Sender<bool>)>,
 }
 
 /// Starts the evaluator: `--alerts true`, or `auto` when this process
 /// ingests rows (sources, the demo).
 /// Rows come from `hot`'s local feed.
-pub fn start(
+pub(super) fn start(
     lakehouse: &Lakehouse,
     hot: &HotTiers,
     cfg: &AlertsConfig,
@@ -67,7 +67,7 @@ pub fn start(
 
 impl Alerts {
     /// Stops the evaluator after it committed what it decided.
-    pub async fn stop(self) {
+    pub(super) async fn stop(self) {
         let Some((task, stop)) = self.task else {
             return;
         };

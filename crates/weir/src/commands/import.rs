@@ -14,7 +14,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use weir_catalog::{AppendOptions, append_data_files, write_data_files};
 use weir_config::ImportConfig;
 
-pub async fn run(cfg: ImportConfig) -> anyhow::Result<()> {
+pub(super) async fn run(cfg: ImportConfig) -> anyhow::Result<()> {
     let Some((namespace, name)) = cfg.table.split_once('.') else {
         bail!("--table must be namespace.table, got `{}`", cfg.table);
     };

@@ -9,7 +9,7 @@ use weir_config::IngestConfig;
 use super::observe::Observability;
 use super::sources::{self, Sources};
 
-pub async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::Result<()> {
+pub(super) async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::Result<()> {
     if let Some(addr) = cfg.hot_listen
         && !addr.ip().is_loopback()
         && cfg.hot_feed_token.is_none()

@@ -18,7 +18,7 @@ use weir_maintain::{
 };
 
 #[derive(Debug, clap::Subcommand)]
-pub enum MaintainCommand {
+pub(crate) enum MaintainCommand {
     /// Bin-pack small data files into target-size files, sorted by the
     /// table's sort order (one `replace` snapshot per partition group).
     Compact(CompactConfig),
@@ -45,7 +45,7 @@ pub enum MaintainCommand {
     Schedule(ScheduleConfig),
 }
 
-pub async fn run(cmd: MaintainCommand) -> anyhow::Result<()> {
+pub(super) async fn run(cmd: MaintainCommand) -> anyhow::Result<()> {
     let job = match &cmd {
         // The scheduler records each job it runs.
         MaintainCommand::Schedule(_) => return run_job(cmd).await,

@@ -18,7 +18,7 @@ use weir_catalog::{Lakehouse, LakehouseOptions, builtin_specs};
 
 #[derive(Debug, clap::Subcommand)]
 #[allow(clippy::large_enum_variant)] // built once at start-up; boxing buys nothing
-pub enum Command {
+pub(crate) enum Command {
     /// Serve SQL over Arrow Flight SQL (and run configured sources, or the demo).
     Serve(weir_config::ServeConfig),
     /// Run the configured sources (Kafka, ...) into the lakehouse, without serving SQL.
@@ -34,7 +34,7 @@ pub enum Command {
 }
 
 impl Command {
-    pub async fn run(self, obs: weir_config::ObserveConfig) -> anyhow::Result<()> {
+    pub(crate) async fn run(self, obs: weir_config::ObserveConfig) -> anyhow::Result<()> {
         // A helper that prints to stdout: no endpoint, no extra output.
         if let Command::HashPassword = self {
             return security::hash_password_command();
@@ -60,7 +60,9 @@ impl Command {
 }
 
 /// The table definitions in use: `--tables-dir`, else the built-in ones.
-pub fn declared_specs(storage: &weir_config::StorageConfig) -> anyhow::Result<Vec<TableSpec>> {
+pub(crate) fn declared_specs(
+    storage: &weir_config::StorageConfig,
+) -> anyhow::Result<Vec<TableSpec>> {
     Ok(match &storage.tables_dir {
         Some(dir) => TableSpec::load_dir(dir)?,
         None => builtin_specs()?,
@@ -68,7 +70,7 @@ pub fn declared_specs(storage: &weir_config::StorageConfig) -> anyhow::Result<Ve
 }
 
 /// Maintenance policies of the declared tables, by `ns.t` (errors name the table).
-pub fn declared_policies(
+pub(crate) fn declared_policies(
     storage: &weir_config::StorageConfig,
 ) -> anyhow::Result<std::collections::HashMap<String, weir_maintain::TablePolicy>> {
     declared_specs(storage)?
@@ -82,7 +84,9 @@ pub fn declared_policies(
 }
 
 /// Opens the lakehouse and makes sure the declared tables exist (idempotent).
-pub async fn open_lakehouse(storage: &weir_config::StorageConfig) -> anyhow::Result<Lakehouse> {
+pub(crate) async fn open_lakehouse(
+    storage: &weir_config::StorageConfig,
+) -> anyhow::Result<Lakehouse> {
     let lakehouse = Lakehouse::open(&LakehouseOptions {
         data_dir: storage.data_dir.clone(),
         catalog_uri: storage.catalog_uri.clone(),
@@ -107,7 +111,7 @@ pub async fn open_lakehouse(storage: &weir_config::StorageConfig) -> anyhow::Res
 }
 
 /// The object-store options of `--s3-*` / `WEIR_S3_*`.
-pub fn s3_options(cfg: &weir_config::S3Config) -> weir_catalog::S3Options {
+pub(crate) fn s3_options(cfg: &weir_config::S3Config) -> weir_catalog::S3Options {
     weir_catalog::S3Options {
         endpoint: cfg.s3_endpoint.clone(),
         region: cfg.s3_region.clone(),
@@ -121,7 +125,7 @@ pub fn s3_options(cfg: &weir_config::S3Config) -> weir_catalog::S3Options {
 }
 
 /// `--config PATH` / `--config=PATH` / `WEIR_CONFIG`, read before clap parses.
-pub fn config_path_from_args() -> Option<PathBuf> {
+pub(crate) fn config_path_from_args() -> Option<PathBuf> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
         .enumerate()
@@ -135,7 +139,7 @@ pub fn config_path_from_args() -> Option<PathBuf> {
 }
 
 /// Every `WEIR_*` variable the command line understands.
-pub fn known_env(cmd: &clap::Command) -> Vec<String> {
+pub(crate) fn known_env(cmd: &clap::Command) -> Vec<String> {
     let mut out: Vec<String> = cmd
         .get_arguments()
         .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))

@@ -17,7 +17,7 @@ use super::sources::Sources;
 const TABLE_METRICS_EVERY: Duration = Duration::from_secs(30);
 
 /// A running endpoint (or none when `--http-listen off`).
-pub struct Observability {
+pub(super) struct Observability {
     pub readiness: Readiness,
     /// The bound address, if serving.
     pub addr: Option<SocketAddr>,
@@ -33,7 +33,7 @@ impl Observability {
     /// Binds the endpoint (`--http-listen`, else `default`), installs the
     /// recorder and prints `weir: HTTP listening on ADDR`. Without an
     /// address no recorder is installed: every metric is a no-op.
-    pub async fn start(
+    pub(super) async fn start(
         cfg: &weir_config::ObserveConfig,
         default: Option<SocketAddr>,
     ) -> anyhow::Result<Self> {
@@ -53,7 +53,7 @@ impl Observability {
         let handle = weir_observe::install_recorder()?;
         let addr = endpoint.addr;
         let fallback = weir_observe::FallbackSlot::default();
-        metrics::gauge!("weir_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        metrics::gauge!(weir_observe::metric_names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         let task = tokio::spawn(weir_observe::serve_http(
             endpoint,
             handle.clone(),
@@ -76,7 +76,7 @@ impl Observability {
     }
 
     /// Refreshes the table size gauges periodically (only when serving).
-    pub fn refresh_tables(&mut self, lakehouse: &weir_catalog::Lakehouse) {
+    pub(super) fn refresh_tables(&mut self, lakehouse: &weir_catalog::Lakehouse) {
         if self.addr.is_none() {
             return;
         }
@@ -96,7 +96,7 @@ impl Observability {
 
     /// Readiness waits for every configured source to resume from its
     /// watermarks.
-    pub fn watch_sources(&self, sources: &Sources) {
+    pub(super) fn watch_sources(&self, sources: &Sources) {
         // A source task that ended (a fatal error) makes the process unready.
         let statuses: Vec<weir_ingest::SourceStatus> =
             sources.running.iter().map(|s| s.status()).collect();
@@ -116,7 +116,7 @@ impl Observability {
     }
 
     /// Stops the endpoint (last thing a command does).
-    pub async fn stop(self) {
+    pub(super) async fn stop(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;

@@ -9,7 +9,7 @@ use weir_flight::{AuthOptions, TlsFiles, UserEntry};
 
 /// `--auth`, `--users`, `--token-ttl` as the server's options (users are
 /// validated here: a malformed entry or a plain-text password fails the start).
-pub fn auth_options(cfg: &AuthConfig) -> anyhow::Result<AuthOptions> {
+pub(super) fn auth_options(cfg: &AuthConfig) -> anyhow::Result<AuthOptions> {
     let users = cfg
         .users
         .iter()
@@ -23,7 +23,7 @@ pub fn auth_options(cfg: &AuthConfig) -> anyhow::Result<AuthOptions> {
     })
 }
 
-pub fn tls_files(cfg: &AuthConfig) -> Option<TlsFiles> {
+pub(super) fn tls_files(cfg: &AuthConfig) -> Option<TlsFiles> {
     match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert: cert.clone(),
@@ -34,7 +34,7 @@ pub fn tls_files(cfg: &AuthConfig) -> Option<TlsFiles> {
 }
 
 /// Reads one password line from stdin and prints its Argon2id hash.
-pub fn hash_password_command() -> anyhow::Result<()> {
+pub(super) fn hash_password_command() -> anyhow::Result<()> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         eprint!("password (input is echoed): ");

@@ -15,7 +15,7 @@ use weir_query::{EngineOptions, QueryEngine};
 
 use super::observe::Observability;
 
-pub async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()> {
+pub(super) async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()> {
     let flight_options = weir_flight::FlightOptions {
         query_timeout: (!cfg.query.query_timeout.is_zero()).then_some(cfg.query.query_timeout),
         auth: super::security::auth_options(&cfg.auth)?,

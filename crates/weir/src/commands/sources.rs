@@ -15,19 +15,19 @@ use weir_ingest::writer::BufferLimits;
 use weir_ingest::{PipelineReport, RunningSource, SourceError};
 
 /// Running sources; `stop` flushes and commits what they hold.
-pub struct Sources {
+pub(super) struct Sources {
     pub running: Vec<RunningSource>,
     stop: watch::Sender<bool>,
 }
 
 impl Sources {
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.running.is_empty()
     }
 
     /// Waits until a source ends by itself (a fatal error) and takes it out
     /// of the list: its name and result. Pending forever without sources.
-    pub async fn ended(
+    pub(super) async fn ended(
         &mut self,
     ) -> (
         &'static str,
@@ -47,7 +47,7 @@ impl Sources {
     }
 
     /// A one-line description for the startup banner.
-    pub fn describe(cfg: &SourcesConfig) -> Vec<String> {
+    pub(super) fn describe(cfg: &SourcesConfig) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(brokers) = &cfg.kafka.kafka_brokers {
             out.push(format!(
@@ -81,7 +81,7 @@ impl Sources {
 
     /// Stops every source (ordered: each flushes and commits), returning
     /// whether all ended cleanly.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub(super) async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         for source in self.running {
             let reports = source
@@ -101,7 +101,7 @@ fn writer_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-pub fn kafka_options(cfg: &SourcesConfig) -> anyhow::Result<Option<KafkaOptions>> {
+pub(super) fn kafka_options(cfg: &SourcesConfig) -> anyhow::Result<Option<KafkaOptions>> {
     let k = &cfg.kafka;
     let Some(brokers) = k.kafka_brokers.clone() else {
         return Ok(None);
@@ -159,7 +159,7 @@ fn registry_loader(registry: std::path::PathBuf) -> Arc<dyn modbus::RegistryLoad
     }
 }
 
-pub fn modbus_options(cfg: &SourcesConfig) -> Option<ModbusOptions> {
+pub(super) fn modbus_options(cfg: &SourcesConfig) -> Option<ModbusOptions> {
     let m = &cfg.modbus;
     let registry = m.modbus_registry.clone()?;
     Some(ModbusOptions {
@@ -202,7 +202,7 @@ fn decode_limits(d: &weir_config::DecodeLimitsConfig) -> weir_ingest::decode::De
     }
 }
 
-pub fn mqtt_options(cfg: &SourcesConfig) -> anyhow::Result<Option<MqttSourceOptions>> {
+pub(super) fn mqtt_options(cfg: &SourcesConfig) -> anyhow::Result<Option<MqttSourceOptions>> {
     let m = &cfg.mqtt;
     if m.mqtt_brokers.is_empty() {
         return Ok(None);
@@ -249,7 +249,7 @@ pub fn mqtt_options(cfg: &SourcesConfig) -> anyhow::Result<Option<MqttSourceOpti
 
 /// Starts every configured source.
 /// Their sealed rows wait in `hot` until committed.
-pub fn start(
+pub(super) fn start(
     lakehouse: &Lakehouse,
     hot: &Arc<HotTier>,
     cfg: &SourcesConfig,
