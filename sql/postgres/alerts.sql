@@ -1,5 +1,5 @@
--- The alert registry of the gateway scenario (docs/seeds/001-gateway-schema.md,
--- section 2.3 "报警管理表", alert management: `alert_rules`, `alert_history`),
+-- The alert registry of the gateway scenario (docs/seeds/README.md,
+-- section 2.3, alert management: `alert_rules`, `alert_history`),
 -- as Weir reads and writes it: `weir serve|ingest --alert-rules
 -- postgres://…` evaluates the enabled `alert_rules` (joined with the
 -- `devices` and `tags` of registry.sql) and mirrors every transition into

@@ -1,6 +1,6 @@
 -- The device registry (devices, tags) of the gateway scenario
--- (docs/design.md, "Data model"; docs/seeds/001-gateway-schema.md, sections
--- 2.1 "设备管理表" devices and 2.2 "标签管理表" tags), as Weir reads it: Modbus polling
+-- (docs/design.md, "Data model"; docs/seeds/README.md, sections
+-- 2.1 devices and 2.2 tags), as Weir reads it: Modbus polling
 -- (`--modbus-registry postgres://…`) and federation (`--postgres-catalog
 -- pg=postgres://…`). Used by docker-compose.yml (database `registry`) and
 -- the PostgreSQL tests (tests/python/pg_harness.py).

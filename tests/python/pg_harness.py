@@ -112,7 +112,7 @@ class PostgresServer:
 
 
 # The device registry (devices, tags) of the gateway schema
-# (docs/seeds/001-gateway-schema.md, sections 2.1 devices and 2.2 tags),
+# (docs/seeds/README.md, sections 2.1 devices and 2.2 tags),
 # used by the federation and the Modbus registry tests.
 # One definition of the registry for the tests and docker-compose.yml.
 REGISTRY_DDL = (Path(__file__).resolve().parents[2] / "sql" / "postgres" / "registry.sql").read_text()

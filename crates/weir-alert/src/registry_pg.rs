@@ -1,5 +1,5 @@
 //! The production alert registry: the gateway schema's PostgreSQL `alert_rules`
-//! and `alert_history` (docs/seeds/001-gateway-schema.md section 2.3,
+//! and `alert_history` (docs/seeds/README.md section 2.3,
 //! `sql/postgres/alerts.sql`), `--alert-rules postgres://…`.
 //!
 //! Rules: each enabled `alert_rules` row becomes the rule

@@ -1,5 +1,5 @@
 //! The production device registry: the PostgreSQL `devices` and `tags` tables
-//! of the gateway schema (docs/seeds/001-gateway-schema.md, sections 2.1
+//! of the gateway schema (docs/seeds/README.md, sections 2.1
 //! devices and 2.2 tags; the DDL Weir uses: `sql/postgres/registry.sql`).
 //!
 //! Mapping: a device's `name` (unique) is the `device_id` of its points
