@@ -78,11 +78,31 @@ impl Seaweed {
 }
 
 impl Drop for Seaweed {
+    /// SIGTERM, then SIGKILL after 5 s: `weed mini` shutting down gracefully
+    /// can outlive the test process (a server was left running after a CI
+    /// run).
     fn drop(&mut self) {
         let pid: PathBuf = self.dir.path().join("weed.pid");
-        if let Ok(pid) = std::fs::read_to_string(pid) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
+        let Ok(pid) = std::fs::read_to_string(pid) else {
+            return;
+        };
+        let pid = pid.trim();
+        let signal = |args: &[&str]| {
+            Command::new("kill")
+                .args(args)
+                .arg(pid)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        signal(&[]);
+        for _ in 0..50 {
+            if !signal(&["-0"]) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        signal(&["-9"]);
     }
 }
 
