@@ -119,6 +119,55 @@ def test_hot_rows_are_merged(tmp_path):
         broker.stop()
 
 
+def commit_refreshes(port: int) -> float:
+    """weir_last_value_refreshes_total{table="silver.points",trigger="commit"}."""
+    for line in scrape(port).splitlines():
+        if (line.startswith("weir_last_value_refreshes_total{") and 'table="silver.points"' in line
+                and 'trigger="commit"' in line):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_index_follows_commits_in_the_background(tmp_path):
+    """After a streaming commit the index is brought up to date in the
+    background (`trigger="commit"`): the next query finds it current (no
+    files to read) with the committed rows in it, none left hot."""
+    broker = Mosquitto(tmp_path / "mq")
+    server = None
+    try:
+        server = WeirServer(tmp_path / "data", [
+            "--http-listen", "127.0.0.1:0", "--mqtt-broker", broker.url("plant"),
+            "--mqtt-subscribe", "plant/+/+", "--mqtt-topic-template", "plant/{device_id}/{metric}",
+            "--commit-interval-ms", "200", "--hot-interval-ms", "50", "--maintenance=false"])
+        wait_log(server.stderr_path, "MQTT subscribed", proc=server.proc)
+        port = http_port(server)
+        conn, plain = connect(server.uri), connect(server.uri)
+        try:
+            execute(plain, "SET weir.last_value_index = false")
+            # silver.points declares its index by default; the first query builds it.
+            execute(conn, "INSERT INTO silver.points (ts, device_id, metric, value) VALUES "
+                          "('2026-03-01T00:00:00Z', 'pump9', 'temperature', 9.0)")
+            assert [r["device_id"] for r in fetch_table(conn, LAST).to_pylist()] == ["pump9"]
+            assert commit_refreshes(port) == 0
+            broker.publish([("plant/pump1/temperature", b"21.5", 1)])
+            deadline = time.monotonic() + 30
+            while commit_refreshes(port) < 1:
+                assert time.monotonic() < deadline, "no background refresh after the MQTT commit"
+                time.sleep(0.05)
+            plan = plan_text(conn, LAST)
+            assert "index up to date" in plan and "hot rows=0" in plan and "series=2" in plan, plan
+            rows = fetch_table(conn, LAST).to_pylist()
+            assert [(r["device_id"], r["value"]) for r in rows] == [("pump1", 21.5), ("pump9", 9.0)]
+            assert fetch_table(plain, LAST).to_pylist() == rows
+        finally:
+            conn.close()
+            plain.close()
+    finally:
+        if server:
+            server.discard()
+        broker.stop()
+
+
 def test_index_over_the_memory_budget_is_not_kept(tmp_path):
     """With no memory for indexes the queries take the normal plan (same
     answers); last_cache computes its rows per query."""

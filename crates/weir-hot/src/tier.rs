@@ -62,13 +62,20 @@ pub const FEED_CAPACITY: usize = 16_384;
 pub struct HotTier {
     tables: RwLock<HashMap<String, Vec<Arc<HotChunk>>>>,
     feed: tokio::sync::broadcast::Sender<FeedBatch>,
+    /// Tables this process's writers committed to (see [`HotTier::committed`]).
+    commits: tokio::sync::broadcast::Sender<Arc<str>>,
 }
+
+/// Commit announcements a subscriber may fall behind by (it is then told
+/// it lagged and treats every table as committed to).
+pub const COMMITS_CAPACITY: usize = 1024;
 
 impl Default for HotTier {
     fn default() -> Self {
         HotTier {
             tables: RwLock::default(),
             feed: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
+            commits: tokio::sync::broadcast::channel(COMMITS_CAPACITY).0,
         }
     }
 }
@@ -78,6 +85,22 @@ impl HotTier {
     /// (through [`HotTier::push`] or [`HotTier::publish`]).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<FeedBatch> {
         self.feed.subscribe()
+    }
+
+    /// The names of the tables (`namespace.table`) this process's writers
+    /// commit to from now on, one per commit, announced right after it
+    /// (the last-value indexes follow the commits in the background).
+    pub fn subscribe_commits(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.commits.subscribe()
+    }
+
+    /// Announces a commit to `table` ([`HotTier::subscribe_commits`]).
+    /// [`HotTier::evict_committed`] does this itself.
+    pub fn committed(&self, table: &str) {
+        if self.commits.receiver_count() > 0 {
+            // No subscriber left between the check and the send is fine.
+            let _ = self.commits.send(table.into());
+        }
     }
 
     /// Tells subscribers about rows a writer commits without holding them
@@ -109,19 +132,23 @@ impl HotTier {
         self.read().get(table).cloned().unwrap_or_default()
     }
 
-    /// Drops chunks fully below `committed` (call after the commit succeeded).
+    /// Drops chunks fully below `committed` (call after the commit
+    /// succeeded) and announces the commit.
     pub fn evict_committed(&self, table: &str, source: &str, committed: &Watermarks) {
-        let mut tables = self.write();
-        if let Some(chunks) = tables.get_mut(table) {
-            let gone = drain_where(chunks, |c| {
-                &*c.source == source
-                    && match (committed.get(&c.stream, c.partition), c.max_offset()) {
-                        (Some(wm), Some(max)) => max < wm,
-                        _ => false,
-                    }
-            });
-            gauge_hot(table, &gone, -1.0);
+        {
+            let mut tables = self.write();
+            if let Some(chunks) = tables.get_mut(table) {
+                let gone = drain_where(chunks, |c| {
+                    &*c.source == source
+                        && match (committed.get(&c.stream, c.partition), c.max_offset()) {
+                            (Some(wm), Some(max)) => max < wm,
+                            _ => false,
+                        }
+                });
+                gauge_hot(table, &gone, -1.0);
+            }
         }
+        self.committed(table);
     }
 
     /// Drops every chunk of one partition (revoked, or its rows were discarded).

@@ -145,6 +145,7 @@ async fn commit(
         .map_err(write_err)?;
     // Committed at once, so never in the hot tier; rules still see the rows.
     hot.publish("silver.points", batch);
+    hot.committed("silver.points");
     Ok(outcome.rows)
 }
 

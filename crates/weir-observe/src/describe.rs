@@ -219,6 +219,12 @@ pub const METRICS: &[(&str, &str, &str, &str)] = &[
         "table",
         "Memory of the table's last-value index; 0 when over the memory budget (not kept).",
     ),
+    (
+        weir_query::metric_names::LAST_VALUE_REFRESHES_TOTAL,
+        "counter",
+        "table, trigger",
+        "Times the table's last-value index was brought up to date (files appended since folded in, or rebuilt), by what did it: `query` or `commit` (in the background after this process committed).",
+    ),
     // Maintenance (weir-maintain).
     (
         weir_maintain::metric_names::MAINTENANCE_RUNS_TOTAL,

@@ -98,7 +98,7 @@ pub struct EngineOptions {
     /// The only directory `COPY … TO` may write into (and below); COPY is
     /// refused when None.
     pub export_dir: Option<std::path::PathBuf>,
-    /// Memory for all last-value indexes (`last_value.rs`) together.
+    /// Memory for all last-value indexes (`last_value/`) together.
     pub last_value_memory: usize,
 }
 
@@ -266,6 +266,51 @@ impl QueryEngine {
         functions::register(&ctx, self.lakehouse());
         last_value::register(&ctx, self.lakehouse(), &self.hot, &self.last_values);
         ctx
+    }
+
+    /// Follows this process's commits until `stop` turns true: the
+    /// last-value indexes of the tables committed to are brought up to
+    /// date right after each commit (several commits close together are
+    /// followed once), so that the first query after a commit does not
+    /// pay for it. Commits of other processes are still folded in by the
+    /// query that first sees them.
+    pub async fn follow_commits(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+        let mut commits = self.hot.local().subscribe_commits();
+        loop {
+            let first = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                c = commits.recv() => c,
+            };
+            let mut tables: Vec<Arc<str>> = Vec::new();
+            let mut lagged = false;
+            match first {
+                Ok(t) => tables.push(t),
+                Err(RecvError::Lagged(_)) => lagged = true,
+                Err(RecvError::Closed) => return,
+            }
+            loop {
+                match commits.try_recv() {
+                    Ok(t) => tables.push(t),
+                    Err(TryRecvError::Lagged(_)) => lagged = true,
+                    Err(_) => break,
+                }
+            }
+            if lagged {
+                tables = last_value::kept_tables(&self.last_values);
+            }
+            tables.sort();
+            tables.dedup();
+            let session = self.new_context().state();
+            last_value::follow_commits(
+                &self.last_values,
+                self.lakehouse(),
+                &self.hot,
+                &tables,
+                &session,
+            )
+            .await;
+        }
     }
 
     /// `REFRESH MATERIALIZED VIEW name` outside a client session (schedules).

@@ -8,3 +8,4 @@ pub const FILE_CACHE_BYTES: &str = "weir_file_cache_bytes";
 pub const FILE_CACHE_EVICTED_BYTES_TOTAL: &str = "weir_file_cache_evicted_bytes_total";
 pub const LAST_VALUE_BYTES: &str = "weir_last_value_bytes";
 pub const LAST_VALUE_SERIES: &str = "weir_last_value_series";
+pub const LAST_VALUE_REFRESHES_TOTAL: &str = "weir_last_value_refreshes_total";

@@ -283,6 +283,8 @@ async fn commit_flush_inner(
                 if part.sink < sinks.dead() {
                     let marks = table_watermarks(&outcome.table, source);
                     hot.evict_committed(name, source, &marks);
+                } else {
+                    hot.committed(name);
                 }
                 if part.sink == sinks.raw() {
                     raw = part.claims.clone();

@@ -150,6 +150,13 @@ pub(super) async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Re
         }
     }
 
+    // Last-value indexes follow this process's commits in the background.
+    let (stop_following, following_stopped) = watch::channel(false);
+    let following = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.follow_commits(following_stopped).await })
+    };
+
     let (stop_serving, serving_stopped) = watch::channel(false);
     let mut server = tokio::spawn(weir_flight::serve(
         engine,
@@ -204,6 +211,10 @@ pub(super) async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Re
         }
     }
     alerts.stop().await;
+    let _ = stop_following.send(true);
+    if let Err(e) = following.await {
+        tracing::error!(error = %e, "last-value index task panicked");
+    }
     let _ = stop_serving.send(true);
     let result = match early_exit {
         Some(result) => result,
