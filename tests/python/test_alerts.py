@@ -11,6 +11,7 @@ import json
 import threading
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -145,6 +146,17 @@ def test_threshold_alert_fires_resolves_notifies_and_survives_kill9(weir_factory
             execute(conn, f"ACKNOWLEDGE ALERT '{first}'")
         with pytest.raises(ProgrammingError, match="not found"):
             execute(conn, "ACKNOWLEDGE ALERT 'no-such-alert'")
+        # The acknowledgement is notified too, after the ACTIVE, with its
+        # author (the Flight user, the row's actor) and time.
+        wait_until(lambda: ("device_id=boiler-1", "ACKNOWLEDGED") in sub.states(), 10, "ACKNOWLEDGED on MQTT")
+        ((actor, acked_at),) = fetch_rows(
+            conn, f"SELECT actor, at FROM gold.alerts WHERE alert_id = '{first}' AND state = 'ACKNOWLEDGED'")
+        assert actor == "anonymous"
+        ack = next(m for _, m in sub.messages if m["state"] == "ACKNOWLEDGED")
+        assert ack["alert_id"] == first and ack["actor"] == actor and ack["rule"] == "boiler_hot"
+        assert ack["transition_id"] == f"{first}:ACKNOWLEDGED" and ack["severity"] == "critical"
+        assert datetime.fromisoformat(ack["at"]) == acked_at
+        assert ack["seq"] > msg["seq"] and msg["actor"] != actor
 
         # Hysteresis: 78 neither fires nor clears; 72 resolves.
         broker.publish([("plant/s1/boiler-1/temperature", b"78", 1)])
@@ -152,10 +164,13 @@ def test_threshold_alert_fires_resolves_notifies_and_survives_kill9(weir_factory
         wait_until(lambda: ("device_id=boiler-1", "RESOLVED") in sub.states(), 10, "RESOLVED on MQTT")
         states = [r[1] for r in transitions(conn, "boiler_hot") if r[0] == first]
         assert states == ["ACTIVE", "ACKNOWLEDGED", "RESOLVED"]
-        # The webhook answered 503 twice: retried, then every transition arrived once.
-        wait_until(lambda: len(hook.received) >= 3, 20, "webhook deliveries")
+        assert [m["state"] for _, m in sub.messages if m["alert_id"] == first] == [
+            "ACTIVE", "ACKNOWLEDGED", "RESOLVED"]
+        # The webhook answered 503 twice: retried, then every transition
+        # (boiler-2's ACTIVE; boiler-1's ACTIVE, ACKNOWLEDGED, RESOLVED) arrived once.
+        wait_until(lambda: len(hook.received) >= 4, 20, "webhook deliveries")
         assert [b["state"] for _, b in hook.received if b["series"] == "device_id=boiler-1"] == [
-            "ACTIVE", "RESOLVED"]
+            "ACTIVE", "ACKNOWLEDGED", "RESOLVED"]
         assert all(h == f"{b['alert_id']}:{b['state']}" for h, b in hook.received)
 
         # kill -9 while the second episode fires: after the restart the open
@@ -311,10 +326,28 @@ def test_rules_from_the_postgresql_alert_registry(weir_factory, tmp_path):
         row = pg.psql("SELECT h.id, h.status, h.triggered_value, h.threshold_value, h.level, r.name "
                       "FROM alert_history h JOIN alert_rules r ON r.id = h.rule_id")[0]
         assert row == [alert_id, "ACTIVE", "90", "80", "CRITICAL", "Boiler 9 hot"]
+        assert pg.psql("SELECT acknowledged_at IS NULL, acknowledged_by IS NULL FROM alert_history") == [
+            ["t", "t"]]
+        # An acknowledgement over Flight SQL shows in alert_history: status,
+        # who (the row's actor) and when (the row's time).
+        assert fetch_scalar(conn, f"ACKNOWLEDGE ALERT '{alert_id}'") == 1
+        (actor, acked_us) = fetch_rows(
+            conn, "SELECT actor, CAST(at AS BIGINT) FROM gold.alerts "
+                  "WHERE state = 'ACKNOWLEDGED'")[0]
+        wait_until(lambda: pg.psql("SELECT status FROM alert_history")[0][0] == "ACKNOWLEDGED", 15,
+                   "alert_history acknowledged")
+        assert pg.psql("SELECT acknowledged_by, "
+                       "(EXTRACT(EPOCH FROM acknowledged_at) * 1000000)::bigint, "
+                       "acknowledged_at >= fired_at, resolved_at IS NULL FROM alert_history") == [
+            [actor, str(acked_us), "t", "t"]]
+        assert actor == "anonymous"
         broker.publish([("plant/s1/boiler-9/temperature", b"70", 1)])
         wait_until(lambda: pg.psql("SELECT status FROM alert_history")[0][0] == "RESOLVED", 15,
                    "alert_history resolved")
         assert pg.psql("SELECT resolved_at >= fired_at AND duration IS NOT NULL FROM alert_history") == [["t"]]
+        # Resolving keeps the acknowledgement.
+        assert pg.psql("SELECT acknowledged_by, (EXTRACT(EPOCH FROM acknowledged_at) * 1000000)::bigint "
+                       "FROM alert_history") == [[actor, str(acked_us)]]
     finally:
         broker.stop()
         pg.destroy()

@@ -18,6 +18,16 @@
 //! One evaluator per series: run it in the process that ingests the rows
 //! (`weir serve` with its sources, or `weir ingest`). Several `weir ingest`
 //! processes of one Kafka group each evaluate the partitions they own.
+//!
+//! Acknowledgements: `ACKNOWLEDGE ALERT` publishes the ACKNOWLEDGED rows it
+//! committed on the same feed (table `gold.alerts`). The evaluator of that
+//! process notifies the rule's targets of them after any transition it is
+//! still committing (so after the alert's ACTIVE when it raised it), with a
+//! sequence number of its own; the series' state does not change (an
+//! acknowledged alert resolves like an active one). Only this process's
+//! acknowledgements are seen: one made where no evaluator runs (a query-only
+//! `weir serve`) is in `gold.alerts` only, and one not yet delivered when the
+//! process dies is not sent again after the restart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -180,6 +190,9 @@ struct Engine {
     pending: Vec<Transition>,
     /// Being committed: its commit id is kept across attempts.
     committing: Option<(Uuid, Vec<Transition>)>,
+    /// Acknowledgements (committed by `ACKNOWLEDGE ALERT`) to notify once
+    /// nothing is being committed.
+    acks: Vec<Transition>,
     notifier: Notifier,
     report: AlertReport,
     /// Rules whose evaluation failed, reported once each.
@@ -214,6 +227,7 @@ impl Engine {
             seq: 0,
             pending: Vec::new(),
             committing: None,
+            acks: Vec::new(),
             notifier: Notifier::default(),
             report: AlertReport::default(),
             failing: Default::default(),
@@ -355,6 +369,8 @@ impl Engine {
             self.seq += 1;
             t.seq = Some(self.seq);
         }
+        // Acknowledgements take sequence numbers not kept in the table.
+        self.seq = self.seq.max(delivered.unwrap_or(0));
         self.notifier.start_after(delivered.unwrap_or(self.seq));
         if let Some(delivered) = delivered {
             let mut resend: Vec<&Transition> = rows
@@ -421,6 +437,9 @@ impl Engine {
     }
 
     fn on_batch(&mut self, batch: &FeedBatch) {
+        if batch.table.split_once('.') == Some((ALERTS_NAMESPACE, ALERTS_TABLE)) {
+            self.on_alert_rows(&batch.batch);
+        }
         let Some(names) = self.by_table.get(batch.table.as_ref()) else {
             return;
         };
@@ -458,6 +477,35 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+
+    /// Committed rows of `gold.alerts` on the feed: the acknowledgements of
+    /// known rules are queued for notification; the evaluators' own rows
+    /// (ACTIVE, RESOLVED) are not transitions to act on.
+    fn on_alert_rows(&mut self, batch: &RecordBatch) {
+        let rows = match batch_transitions(batch) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "gold.alerts rows on the feed unreadable; not notified");
+                return;
+            }
+        };
+        let acks = acknowledgements(rows, &self.opts.actor)
+            .into_iter()
+            .filter(|t| self.rules.contains_key(&t.rule));
+        self.acks.extend(acks);
+    }
+
+    /// Notifies the queued acknowledgements, each with the next sequence
+    /// number (none is in `gold.alerts`: an acknowledgement has no seq).
+    fn notify_acks(&mut self) {
+        for mut t in std::mem::take(&mut self.acks) {
+            self.seq += 1;
+            t.seq = Some(self.seq);
+            tracing::info!(rule = %t.rule, series = %t.series, state = t.state, alert = %t.alert_id,
+                actor = %t.actor, "alert acknowledged");
+            self.notify(&t);
         }
     }
 
@@ -499,6 +547,7 @@ impl Engine {
             self.committing = Some((Uuid::now_v7(), std::mem::take(&mut self.pending)));
         }
         let Some((commit_id, rows)) = &self.committing else {
+            self.notify_acks();
             return;
         };
         match self.commit(*commit_id, rows).await {
@@ -516,6 +565,7 @@ impl Engine {
                     metrics::gauge!(crate::metric_names::ALERT_FIRING, "rule" => name.clone())
                         .set(rule.open_alerts() as f64);
                 }
+                self.notify_acks();
             }
             Err(e) => {
                 tracing::warn!(error = %e, transitions = rows.len(), "committing alert transitions failed; retrying");
@@ -551,18 +601,7 @@ impl Engine {
     fn notify(&self, t: &Transition) {
         let targets = self.targets.get(&t.rule).cloned().unwrap_or_default();
         let Some(seq) = t.seq else { return };
-        let body = serde_json::json!({
-            "transition_id": format!("{}:{}", t.alert_id, t.state),
-            "alert_id": t.alert_id,
-            "state": t.state,
-            "rule": t.rule,
-            "series": t.series,
-            "severity": t.severity,
-            "value": t.value,
-            "message": t.message,
-            "at": chrono::DateTime::from_timestamp_micros(t.at_micros).map(|d| d.to_rfc3339()),
-            "seq": seq,
-        });
+        let body = body(t, seq);
         self.notifier.send(
             &targets,
             Message {
@@ -573,6 +612,32 @@ impl Engine {
             },
         );
     }
+}
+
+/// The notification of one transition: `actor` is the evaluator (ACTIVE,
+/// RESOLVED) or the user who acknowledged.
+fn body(t: &Transition, seq: i64) -> serde_json::Value {
+    serde_json::json!({
+        "transition_id": format!("{}:{}", t.alert_id, t.state),
+        "alert_id": t.alert_id,
+        "state": t.state,
+        "rule": t.rule,
+        "series": t.series,
+        "severity": t.severity,
+        "value": t.value,
+        "message": t.message,
+        "actor": t.actor,
+        "at": chrono::DateTime::from_timestamp_micros(t.at_micros).map(|d| d.to_rfc3339()),
+        "seq": seq,
+    })
+}
+
+/// The acknowledgements among rows of `gold.alerts`: ACKNOWLEDGED, written
+/// by someone else than the evaluator `own_actor`.
+fn acknowledgements(rows: Vec<Transition>, own_actor: &str) -> Vec<Transition> {
+    rows.into_iter()
+        .filter(|t| t.state == ACKNOWLEDGED && t.actor != own_actor)
+        .collect()
 }
 
 /// (series text, last time in µs) of the rule's series with rows in the
@@ -681,58 +746,265 @@ async fn read_transitions(table: &iceberg::table::Table) -> Result<Vec<Transitio
         .map_err(read)?;
     let mut out = Vec::new();
     for b in &batches {
-        let col = |name: &str| b.column_by_name(name).cloned();
-        let text = |name: &str| -> Option<StringArray> {
-            let c = col(name)?;
-            let c = arrow::compute::cast(&c, &arrow::datatypes::DataType::Utf8).ok()?;
-            c.as_any().downcast_ref::<StringArray>().cloned()
-        };
-        let (Some(at), Some(id), Some(state), Some(rule), Some(series)) = (
-            col("at").and_then(|c| {
-                arrow::compute::cast(&c, &arrow::datatypes::DataType::Int64)
-                    .ok()
-                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
-            }),
-            text("alert_id"),
-            text("state"),
-            text("rule"),
-            text("series"),
-        ) else {
-            return Err(AlertError::Read("gold.alerts lacks its columns".into()));
-        };
-        let severity = text("severity");
-        let message = text("message");
-        let actor = text("actor");
-        let value = col("value").and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned());
-        let seq = col("seq").and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned());
-        let s = |a: &Option<StringArray>, i: usize| {
-            a.as_ref()
-                .and_then(|a| (!a.is_null(i)).then(|| a.value(i).to_string()))
-        };
-        for i in 0..b.num_rows() {
-            let state = match state.value(i) {
-                ACTIVE => ACTIVE,
-                ACKNOWLEDGED => ACKNOWLEDGED,
-                RESOLVED => RESOLVED,
-                _ => continue,
-            };
-            out.push(Transition {
-                at_micros: at.value(i),
-                alert_id: id.value(i).to_string(),
-                state,
-                rule: rule.value(i).to_string(),
-                series: series.value(i).to_string(),
-                severity: s(&severity, i).unwrap_or_default(),
-                value: value
-                    .as_ref()
-                    .and_then(|v| (!v.is_null(i)).then(|| v.value(i))),
-                message: s(&message, i),
-                actor: s(&actor, i).unwrap_or_default(),
-                seq: seq
-                    .as_ref()
-                    .and_then(|v| (!v.is_null(i)).then(|| v.value(i))),
-            });
-        }
+        out.extend(batch_transitions(b)?);
     }
     Ok(out)
+}
+
+/// The transitions in one batch of `gold.alerts` rows (a scan's, or the
+/// committed rows of `ACKNOWLEDGE ALERT` on the feed).
+fn batch_transitions(b: &RecordBatch) -> Result<Vec<Transition>, AlertError> {
+    let mut out = Vec::new();
+    let col = |name: &str| b.column_by_name(name).cloned();
+    let text = |name: &str| -> Option<StringArray> {
+        let c = col(name)?;
+        let c = arrow::compute::cast(&c, &arrow::datatypes::DataType::Utf8).ok()?;
+        c.as_any().downcast_ref::<StringArray>().cloned()
+    };
+    let (Some(at), Some(id), Some(state), Some(rule), Some(series)) = (
+        col("at").and_then(|c| {
+            arrow::compute::cast(&c, &arrow::datatypes::DataType::Int64)
+                .ok()
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
+        }),
+        text("alert_id"),
+        text("state"),
+        text("rule"),
+        text("series"),
+    ) else {
+        return Err(AlertError::Read("gold.alerts lacks its columns".into()));
+    };
+    let severity = text("severity");
+    let message = text("message");
+    let actor = text("actor");
+    let value = col("value").and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned());
+    let seq = col("seq").and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned());
+    let s = |a: &Option<StringArray>, i: usize| {
+        a.as_ref()
+            .and_then(|a| (!a.is_null(i)).then(|| a.value(i).to_string()))
+    };
+    for i in 0..b.num_rows() {
+        let state = match state.value(i) {
+            ACTIVE => ACTIVE,
+            ACKNOWLEDGED => ACKNOWLEDGED,
+            RESOLVED => RESOLVED,
+            _ => continue,
+        };
+        out.push(Transition {
+            at_micros: at.value(i),
+            alert_id: id.value(i).to_string(),
+            state,
+            rule: rule.value(i).to_string(),
+            series: series.value(i).to_string(),
+            severity: s(&severity, i).unwrap_or_default(),
+            value: value
+                .as_ref()
+                .and_then(|v| (!v.is_null(i)).then(|| v.value(i))),
+            message: s(&message, i),
+            actor: s(&actor, i).unwrap_or_default(),
+            seq: seq
+                .as_ref()
+                .and_then(|v| (!v.is_null(i)).then(|| v.value(i))),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::{mpsc, watch};
+    use weir_catalog::{Lakehouse, LakehouseOptions};
+    use weir_hot::{HotTier, HotTiers};
+
+    use super::*;
+
+    fn transition(state: &'static str, actor: &str, seq: Option<i64>) -> Transition {
+        Transition {
+            at_micros: 1_700_000_000_000_000,
+            alert_id: "a1".into(),
+            state,
+            rule: "hot".into(),
+            series: "device_id=d1".into(),
+            severity: "critical".into(),
+            value: Some(85.0),
+            message: Some("too hot".into()),
+            actor: actor.into(),
+            seq,
+        }
+    }
+
+    #[test]
+    fn only_acknowledgements_by_others_are_acted_on() {
+        let rows = vec![
+            transition(ACTIVE, "weir-1", Some(1)),
+            transition(ACKNOWLEDGED, "alice", None),
+            transition(RESOLVED, "weir-1", Some(2)),
+            // Never written by an evaluator, but its own rows are never news.
+            transition(ACKNOWLEDGED, "weir-1", None),
+        ];
+        let acks = acknowledgements(rows, "weir-1");
+        assert_eq!(acks, vec![transition(ACKNOWLEDGED, "alice", None)]);
+    }
+
+    #[test]
+    fn acknowledgement_body_has_the_shape_of_the_other_transitions() {
+        let active = body(&transition(ACTIVE, "weir-1", Some(1)), 1);
+        let ack = body(&transition(ACKNOWLEDGED, "alice", None), 2);
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&active), keys(&ack));
+        assert_eq!(ack["state"], "ACKNOWLEDGED");
+        assert_eq!(ack["transition_id"], "a1:ACKNOWLEDGED");
+        assert_eq!(ack["actor"], "alice");
+        assert_eq!(ack["seq"], 2);
+        assert_eq!(ack["at"], "2023-11-14T22:13:20+00:00");
+    }
+
+    /// A webhook answering 200 to every POST (keep-alive), passing on bodies.
+    async fn webhook() -> (String, mpsc::UnboundedReceiver<serde_json::Value>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut r = tokio::io::BufReader::new(sock);
+                    loop {
+                        let mut len = 0usize;
+                        loop {
+                            let mut line = String::new();
+                            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let line = line.trim_end();
+                            if line.is_empty() {
+                                break;
+                            }
+                            if let Some((k, v)) = line.split_once(':')
+                                && k.eq_ignore_ascii_case("content-length")
+                            {
+                                len = v.trim().parse().unwrap();
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        r.read_exact(&mut body).await.unwrap();
+                        let _ = tx.send(serde_json::from_slice(&body).unwrap());
+                        r.get_mut()
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .await
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        (url, rx)
+    }
+
+    async fn sql(
+        engine: &weir_query::QueryEngine,
+        ctx: &datafusion::prelude::SessionContext,
+        q: &str,
+    ) {
+        engine.sql(ctx, q).await.unwrap().collect().await.unwrap();
+    }
+
+    /// `ACKNOWLEDGE ALERT` in the evaluator's process: the rule's target gets
+    /// ACTIVE, then ACKNOWLEDGED (the user as actor), then RESOLVED — the
+    /// acknowledgement did not change how the series resolves.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledgement_in_this_process_is_notified_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let lakehouse = Lakehouse::open(&LakehouseOptions {
+            data_dir: dir.path().to_path_buf(),
+            catalog_uri: None,
+            warehouse: None,
+            s3: Default::default(),
+        })
+        .await
+        .unwrap();
+        let hot = HotTiers::new(Arc::new(HotTier::default()));
+        let query =
+            weir_query::QueryEngine::new(lakehouse.clone(), hot.clone(), Default::default())
+                .await
+                .unwrap();
+        let ctx = query.new_context();
+        weir_query::set_actor(&ctx, "alice");
+        let (url, mut hook) = webhook().await;
+        sql(
+            &query,
+            &ctx,
+            "CREATE TABLE public.tank (ts TIMESTAMP, tank VARCHAR, level DOUBLE)",
+        )
+        .await;
+        sql(
+            &query,
+            &ctx,
+            &format!("CREATE ALERT low ON tank BY tank WHEN level < 10 NOTIFY '{url}'"),
+        )
+        .await;
+        let (stop, stopped) = watch::channel(false);
+        let opts = AlertOptions {
+            tick: Duration::from_millis(20),
+            actor: "evaluator".into(),
+            ..Default::default()
+        };
+        let task = tokio::spawn(run(lakehouse.clone(), hot.clone(), opts, stopped));
+        let next = async |hook: &mut mpsc::UnboundedReceiver<serde_json::Value>| {
+            tokio::time::timeout(Duration::from_secs(20), hook.recv())
+                .await
+                .expect("a notification")
+                .expect("webhook running")
+        };
+
+        // The evaluator subscribes as it starts: insert until it has seen a row.
+        let active = loop {
+            sql(
+                &query,
+                &ctx,
+                "INSERT INTO public.tank VALUES (now(), 't1', 5)",
+            )
+            .await;
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), hook.recv()).await
+            {
+                break m;
+            }
+        };
+        assert_eq!(active["state"], "ACTIVE");
+        assert_eq!(active["actor"], "evaluator");
+        let id = active["alert_id"].as_str().unwrap().to_string();
+
+        sql(&query, &ctx, &format!("ACKNOWLEDGE ALERT '{id}'")).await;
+        let ack = next(&mut hook).await;
+        assert_eq!(ack["state"], "ACKNOWLEDGED");
+        assert_eq!(ack["alert_id"], id.as_str());
+        assert_eq!(ack["transition_id"], format!("{id}:ACKNOWLEDGED").as_str());
+        assert_eq!(ack["actor"], "alice");
+        assert_eq!(ack["series"], "tank=t1");
+        assert!(ack["seq"].as_i64().unwrap() > active["seq"].as_i64().unwrap());
+        assert!(ack["at"].is_string());
+
+        sql(
+            &query,
+            &ctx,
+            "INSERT INTO public.tank VALUES (now(), 't1', 50)",
+        )
+        .await;
+        let resolved = next(&mut hook).await;
+        assert_eq!(resolved["state"], "RESOLVED");
+        assert_eq!(resolved["alert_id"], id.as_str());
+        assert!(resolved["seq"].as_i64().unwrap() > ack["seq"].as_i64().unwrap());
+
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        // Nothing else was sent (the evaluator's own rows are not news).
+        assert!(hook.try_recv().is_err());
+    }
 }

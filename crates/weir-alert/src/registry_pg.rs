@@ -19,10 +19,13 @@
 //!
 //! History: the `postgres://` notification target mirrors transitions into
 //! `alert_history` with Weir's alert id as its `id`: ACTIVE inserts (`ON
-//! CONFLICT DO NOTHING`), RESOLVED sets `resolved_at`, `duration` and the
-//! status. Both are idempotent, so delivering at least once writes each
-//! exactly once. Acknowledgements are made over SQL (`ACKNOWLEDGE ALERT`)
-//! and stay in `gold.alerts`.
+//! CONFLICT DO NOTHING`); ACKNOWLEDGED (`ACKNOWLEDGE ALERT` over Flight SQL
+//! or the console) sets the status, `acknowledged_at` and `acknowledged_by`
+//! (the user) of a row still ACTIVE; RESOLVED sets `resolved_at`, `duration`
+//! and the status whatever it was (`acknowledged_at` stays). All are
+//! idempotent, so delivering at least once writes each exactly once. An
+//! acknowledgement reaches the registry when the process that ran
+//! `ACKNOWLEDGE ALERT` evaluates the rule (see [`crate::engine`]).
 
 use std::time::Duration;
 
@@ -221,6 +224,19 @@ pub(crate) async fn record(client: &Client, body: &serde_json::Value) -> Result<
                         &text("message"),
                         &text("series"),
                     ],
+                )
+                .await?;
+        }
+        "ACKNOWLEDGED" => {
+            // Only an ACTIVE row: a late or repeated delivery leaves a
+            // RESOLVED (or already acknowledged) row as it is.
+            client
+                .execute(
+                    "UPDATE alert_history SET status = 'ACKNOWLEDGED', \
+                       acknowledged_at = greatest(fired_at, $2::text::timestamptz), \
+                       acknowledged_by = left($3::text, 255) \
+                     WHERE id = $1::text::uuid AND status = 'ACTIVE'",
+                    &[&id, &at, &text("actor")],
                 )
                 .await?;
         }

@@ -402,7 +402,8 @@ impl FlightSqlService for WeirFlightSqlService {
         let settings = self.settings(&request)?;
         let ctx = sessions::context(self.engine(), &settings)?;
         let sql = statements::number_placeholders(&query.query);
-        let (_, parsed) = self.permit_sql(&request, &ctx, &sql)?;
+        let (principal, parsed) = self.permit_sql(&request, &ctx, &sql)?;
+        weir_query::set_actor(&ctx, &principal.name);
         no_transactions(&query.transaction_id)?;
         tracing::debug!(sql = %query.query, "CreatePreparedStatement");
         let (statement, frame) = statements::prepare(self.engine(), &ctx, parsed).await?;
@@ -496,6 +497,8 @@ impl FlightSqlService for WeirFlightSqlService {
             },
             None => {
                 let ctx = sessions::context(self.engine(), &settings)?;
+                // Statements that keep an author (ACKNOWLEDGE ALERT) record the caller.
+                weir_query::set_actor(&ctx, &principal.name);
                 // Writes take effect here, whether or not the client reads the result.
                 let mut exec = statements::within(
                     timeout,

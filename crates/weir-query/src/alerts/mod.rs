@@ -11,7 +11,9 @@
 //!
 //! `ACKNOWLEDGE ALERT 'id' [, …]` appends an ACKNOWLEDGED transition for
 //! alerts whose latest transition is ACTIVE; anything else is refused with
-//! the alert's state.
+//! the alert's state. The committed rows are then published on this
+//! process's hot-tier feed (table `gold.alerts`), where its evaluator, if it
+//! runs one, notifies the rules' targets (`weir_alert::engine`).
 
 pub mod rule;
 
@@ -392,7 +394,13 @@ async fn acknowledge(
     let mut opts = AppendOptions::default();
     opts.snapshot_properties
         .insert("weir.source".into(), "acknowledge".into());
-    append_batches(lakehouse, &table, &[batch], opts).await?;
+    append_batches(lakehouse, &table, std::slice::from_ref(&batch), opts).await?;
+    // The evaluator of this process notifies the rules' targets of the
+    // acknowledgement: committed rows of `gold.alerts` on the hot tier's
+    // feed, as INSERTs publish theirs (a no-op without an evaluator).
+    if let Some(hot) = ctx.state().config().get_extension::<weir_hot::HotTier>() {
+        hot.publish(&format!("{ALERTS_NAMESPACE}.{ALERTS_TABLE}"), &batch);
+    }
     Ok(n as u64)
 }
 
