@@ -162,6 +162,40 @@ def test_create_insert_select_drop_round_trip(adbc_conn):
     assert_adbc_error(excinfo, Status.NOT_FOUND, GRPC_NOT_FOUND)
 
 
+def test_explain_analyze_shows_weir_metrics(adbc_conn):
+    """EXPLAIN ANALYZE over Flight: the insert's writes, the scan's manifest
+    pruning (one day of three), and DataFusion's Parquet metrics below it."""
+    execute(
+        adbc_conn,
+        "CREATE TABLE public.explained (ts TIMESTAMP NOT NULL, v DOUBLE) PARTITIONED BY (day(ts))",
+    )
+    try:
+        insert = "\n".join(
+            str(r[1])
+            for r in fetch_rows(
+                adbc_conn,
+                "EXPLAIN ANALYZE INSERT INTO public.explained VALUES "
+                "('2024-01-01T01:00:00', 1.0), ('2024-01-02T01:00:00', 2.0)",
+            )
+        )
+        assert "files_written=2, rows_written=2" in insert, insert
+        execute(adbc_conn, "INSERT INTO public.explained VALUES ('2024-01-03T01:00:00', 3.0)")
+        plan = "\n".join(
+            str(r[1])
+            for r in fetch_rows(
+                adbc_conn,
+                "EXPLAIN ANALYZE SELECT sum(v) FROM public.explained "
+                "WHERE ts >= '2024-01-02T00:00:00' AND ts < '2024-01-03T00:00:00'",
+            )
+        )
+        scan = next(line for line in plan.splitlines() if "WeirScan:" in line)
+        assert "files_listed=3, files_pruned=2, files_scanned=1" in scan, plan
+        parquet = next(line for line in plan.splitlines() if "DataSourceExec:" in line)
+        assert "row_groups_pruned_statistics=" in parquet, plan
+    finally:
+        execute(adbc_conn, "DROP TABLE public.explained")
+
+
 def test_create_schema(adbc_conn):
     execute(adbc_conn, "CREATE SCHEMA scratch")
     execute(adbc_conn, "CREATE TABLE scratch.t (id BIGINT)")

@@ -35,7 +35,7 @@ use iceberg::TableIdent;
 use weir_catalog::{CatalogError, Lakehouse, commit_overwrite, write_data_files};
 
 use crate::error::{QueryError, Result};
-use crate::table::WeirTable;
+use crate::table::{WeirTable, WriteMetrics};
 
 /// How often a statement is planned again after another writer rewrote
 /// files it was rewriting.
@@ -778,6 +778,7 @@ pub(crate) async fn insert_overwrite(
     lakehouse: &Lakehouse,
     ident: &TableIdent,
     batches: &[RecordBatch],
+    metrics: &WriteMetrics,
 ) -> Result<u64> {
     use iceberg::spec::ManifestContentType;
     let table = lakehouse.catalog().load_table(ident).await?;
@@ -785,6 +786,7 @@ pub(crate) async fn insert_overwrite(
     let added = write_data_files(&table, batches, None)
         .await
         .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?;
+    metrics.record_files(&added);
     let metadata = table.metadata();
     let spec = metadata.default_partition_spec();
     let partitions: HashSet<&iceberg::spec::Struct> = added.iter().map(|f| f.partition()).collect();
@@ -820,6 +822,8 @@ pub(crate) async fn insert_overwrite(
     }
     let properties =
         std::collections::HashMap::from([("weir.dml".to_string(), "insert-overwrite".to_string())]);
+    let started = Instant::now();
     commit_overwrite(lakehouse, ident, &removed, added, properties).await?;
+    metrics.commit_time.add_elapsed(started);
     Ok(rows)
 }

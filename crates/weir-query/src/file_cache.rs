@@ -165,26 +165,27 @@ impl FileCache {
 
     /// The decoded file of `task` in the table schema `schema_id`, read with
     /// `read` (a full scan of that one file in that schema) unless it is
-    /// cached. Entries are per schema: after a rename the same file decodes
-    /// to other column names.
+    /// cached, and whether it was (`true`: a hit, nothing read). Entries are
+    /// per schema: after a rename the same file decodes to other column names.
     pub async fn get(
         &self,
         task: &FileScanTask,
         schema_id: i32,
         read: impl Future<Output = DFResult<Vec<RecordBatch>>>,
-    ) -> DFResult<Arc<DecodedFile>> {
+    ) -> DFResult<(Arc<DecodedFile>, bool)> {
         let entry = self
             .files
             .entry(format!("{}#schema-{schema_id}", task.data_file_path))
             .or_try_insert_with(async { read.await.and_then(DecodedFile::new).map(Arc::new) })
             .await
             .map_err(|e| DataFusionError::External(Box::new(SharedError(e))))?;
-        let outcome = if entry.is_fresh() { "miss" } else { "hit" };
+        let hit = !entry.is_fresh();
+        let outcome = if hit { "hit" } else { "miss" };
         ::metrics::counter!(crate::metric_names::FILE_CACHE_REQUESTS_TOTAL, "outcome" => outcome)
             .increment(1);
         ::metrics::gauge!(crate::metric_names::FILE_CACHE_BYTES)
             .set(self.files.weighted_size() as f64);
-        Ok(entry.into_value())
+        Ok((entry.into_value(), hit))
     }
 }
 

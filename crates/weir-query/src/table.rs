@@ -33,6 +33,9 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricType, MetricValue, MetricsSet, Time,
+};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::union::UnionExec;
@@ -42,10 +45,11 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::scan::FileScanTask;
+use iceberg::spec::{DataFile, ManifestContentType};
 use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
 use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
-use weir_catalog::{AppendOptions, Lakehouse, append_batches};
+use weir_catalog::{AppendOptions, CatalogError, Lakehouse, append_data_files, write_data_files};
 use weir_hot::{HotChunk, HotTier, coalesce_batches, visible_batches};
 
 use crate::error::to_df;
@@ -199,11 +203,13 @@ impl WeirTable {
         let full = coalesce_batches(full, 8192)?;
         let memory =
             MemorySourceConfig::try_new_exec(&[full], self.schema.clone(), projection.cloned())?;
+        let (metrics, merged) = hot_metrics();
         Ok(Some(Arc::new(WeirScanExec::new(
             memory,
             schema.clone(),
             self.table.identifier().to_string(),
-            ScanKind::Hot { rows },
+            ScanKind::Hot { rows, merged },
+            metrics,
         ))))
     }
 
@@ -309,17 +315,7 @@ impl WeirTable {
         if self.only_files.as_ref().is_some_and(|f| f.is_empty()) {
             return Ok((vec![], FileCounts::default())); // hot tier only
         }
-        let total = self
-            .table
-            .metadata()
-            .snapshot_by_id(snapshot_id)
-            .and_then(|s| {
-                s.summary()
-                    .additional_properties
-                    .get("total-data-files")
-                    .cloned()
-            })
-            .and_then(|v| v.parse().ok());
+        let total = self.data_files_in_snapshot(snapshot_id).await?;
         let mut scan = self.table.scan().snapshot_id(snapshot_id).select_empty();
         if let Some(predicate) = convert_filters_to_predicate(filters) {
             scan = scan.with_filter(predicate);
@@ -337,11 +333,47 @@ impl WeirTable {
             tasks.retain(|t| only.contains(&t.data_file_path));
         }
         let counts = FileCounts {
-            total: total.unwrap_or(tasks.len()),
+            total: total.unwrap_or(tasks.len()).max(tasks.len()),
             selected: tasks.len(),
-            memory: None,
+            bytes: tasks.iter().map(|t| t.length).sum(),
+            ..FileCounts::default()
         };
         Ok((tasks, counts))
+    }
+
+    /// How many live data files the snapshot's manifests hold: the
+    /// snapshot summary's `total-data-files` (kept by every commit, Weir's
+    /// and other engines'), else the data manifests' file counts from the
+    /// manifest list; `None` if neither says.
+    async fn data_files_in_snapshot(&self, snapshot_id: i64) -> DFResult<Option<usize>> {
+        let Some(snapshot) = self.table.metadata().snapshot_by_id(snapshot_id) else {
+            return Ok(None);
+        };
+        let summary = snapshot
+            .summary()
+            .additional_properties
+            .get("total-data-files")
+            .and_then(|v| v.parse().ok());
+        if summary.is_some() {
+            return Ok(summary);
+        }
+        let list = self
+            .table
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .map_err(to_df)?;
+        let mut files = 0usize;
+        for manifest in list.entries() {
+            if manifest.content != ManifestContentType::Data {
+                continue;
+            }
+            match (manifest.added_files_count, manifest.existing_files_count) {
+                (Some(added), Some(existing)) => files += (added + existing) as usize,
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(files))
     }
 
     /// The data files of the pinned snapshot that may hold rows matching
@@ -398,6 +430,7 @@ impl WeirTable {
             }
             let (cached, other): (Vec<_>, Vec<_>) = rest.into_iter().partition(|t| cache.admits(t));
             rest = other;
+            let mut use_counts = CacheCounts::default();
             for task in &cached {
                 let read = file_cache::read_whole_file(
                     state,
@@ -406,8 +439,15 @@ impl WeirTable {
                     task,
                 );
                 let schema_id = self.field_ids.schema_id();
-                decoded.push(cache.get(task, schema_id, read).await?);
+                let (file, hit) = cache.get(task, schema_id, read).await?;
+                if hit {
+                    use_counts.hits += 1;
+                } else {
+                    use_counts.misses += 1;
+                }
+                decoded.push(file);
             }
+            counts.cache = Some(use_counts);
         }
         let mut parts: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !rest.is_empty() {
@@ -573,6 +613,8 @@ impl TableProvider for WeirTable {
             ),
             None => (self.schema.clone(), self.file_schema.clone()),
         };
+        let planning = Time::new();
+        let timer = planning.timer();
         // Manifest pruning may only use filters on columns the snapshot knows.
         let (tasks, counts) = self
             .plan_files(&self.filters_for_snapshot(filters)?)
@@ -594,11 +636,13 @@ impl TableProvider for WeirTable {
             )
             .await?
         };
+        timer.done();
         let files: Arc<dyn ExecutionPlan> = Arc::new(WeirScanExec::new(
             inner,
             schema.clone(),
             self.table.identifier().to_string(),
             ScanKind::Files(counts, self.label.clone()),
+            files_metrics(&counts, &planning),
         ));
         match self.hot_plan(&schema, projection)? {
             Some(hot) => UnionExec::try_new(vec![files, hot]),
@@ -708,10 +752,67 @@ fn is_utc(tz: &str) -> bool {
 
 #[derive(Debug, Default, Clone, Copy)]
 struct FileCounts {
+    /// Data files of the pinned snapshot.
     total: usize,
+    /// Of those, the files this scan reads.
     selected: usize,
+    /// Their bytes, from the manifest entries (`FileScanTask::length`).
+    bytes: u64,
     /// What was read from the file cache, if anything.
     memory: Option<BatchCounts>,
+    /// Files looked up in the file cache, when the table uses it.
+    cache: Option<CacheCounts>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct CacheCounts {
+    /// Served already decoded.
+    hits: usize,
+    /// Read from storage into the cache by this scan.
+    misses: usize,
+}
+
+/// `EXPLAIN ANALYZE` metrics of a scan of committed files, known once the
+/// scan is planned: what manifest planning listed and pruned, what is read
+/// and how long `WeirTable::scan` took to find out (manifests, position
+/// deletes, file-cache loads). The Parquet scan below reports its own
+/// (row groups and pages pruned, bytes read).
+fn files_metrics(counts: &FileCounts, planning: &Time) -> ExecutionPlanMetricsSet {
+    let metrics = ExecutionPlanMetricsSet::new();
+    let count = |name: &'static str, value: usize| {
+        MetricBuilder::new(&metrics)
+            .with_type(MetricType::SUMMARY)
+            .global_counter(name)
+            .add(value);
+    };
+    count("files_listed", counts.total);
+    count("files_pruned", counts.total.saturating_sub(counts.selected));
+    count("files_scanned", counts.selected);
+    count(
+        "bytes_scanned",
+        usize::try_from(counts.bytes).unwrap_or(usize::MAX),
+    );
+    if let Some(cache) = counts.cache {
+        count("file_cache_hits", cache.hits);
+        count("file_cache_misses", cache.misses);
+    }
+    MetricBuilder::new(&metrics)
+        .with_type(MetricType::SUMMARY)
+        .build(MetricValue::Time {
+            name: "planning_time".into(),
+            time: planning.clone(),
+        });
+    metrics
+}
+
+/// `EXPLAIN ANALYZE` metrics of a hot-tier scan: `hot_rows` counts the rows
+/// it merged into the result (as they are produced).
+fn hot_metrics() -> (ExecutionPlanMetricsSet, Count) {
+    let metrics = ExecutionPlanMetricsSet::new();
+    let rows = MetricBuilder::new(&metrics)
+        .with_type(MetricType::SUMMARY)
+        .global_counter("hot_rows");
+    (metrics, rows)
 }
 
 /// Sits on the file scan: reports manifest pruning in EXPLAIN and conforms
@@ -724,6 +825,8 @@ pub struct WeirScanExec {
     table: String,
     kind: ScanKind,
     properties: Arc<PlanProperties>,
+    /// Shared by the copies `with_new_children` makes.
+    metrics: ExecutionPlanMetricsSet,
 }
 
 /// What a [`WeirScanExec`] reads: committed data files or hot-tier rows.
@@ -733,7 +836,10 @@ enum ScanKind {
     /// only some of the snapshot's files (a materialized view's delta).
     Files(FileCounts, Option<String>),
     Hot {
+        /// Visible rows when planned (EXPLAIN).
         rows: usize,
+        /// Rows produced so far (`hot_rows`).
+        merged: Count,
     },
 }
 
@@ -743,6 +849,7 @@ impl WeirScanExec {
         schema: SchemaRef,
         table: String,
         kind: ScanKind,
+        metrics: ExecutionPlanMetricsSet,
     ) -> Self {
         let inner_props = inner.properties();
         let properties = Arc::new(PlanProperties::new(
@@ -757,6 +864,7 @@ impl WeirScanExec {
             table,
             kind,
             properties,
+            metrics,
         }
     }
 }
@@ -798,7 +906,7 @@ impl DisplayAs for WeirScanExec {
                 )?;
                 write_memory(f, counts)
             }
-            ScanKind::Hot { rows } => {
+            ScanKind::Hot { rows, .. } => {
                 write!(
                     f,
                     "WeirHotScan: table={}, uncommitted rows={rows}",
@@ -838,6 +946,7 @@ impl ExecutionPlan for WeirScanExec {
             self.schema.clone(),
             self.table.clone(),
             self.kind.clone(),
+            self.metrics.clone(),
         )))
     }
 
@@ -860,10 +969,30 @@ impl ExecutionPlan for WeirScanExec {
         let schema = self.schema.clone();
         let stream = self.inner.execute(partition, context)?;
         let out = schema.clone();
+        let output_rows = MetricBuilder::new(&self.metrics)
+            .with_type(MetricType::SUMMARY)
+            .output_rows(partition);
+        let hot_rows = match &self.kind {
+            ScanKind::Hot { merged, .. } => Some(merged.clone()),
+            ScanKind::Files(..) => None,
+        };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
-            stream.map(move |batch| conform_batch(batch?, &out)),
+            stream.map(move |batch| {
+                let batch = conform_batch(batch?, &out)?;
+                output_rows.add(batch.num_rows());
+                if let Some(hot) = &hot_rows {
+                    hot.add(batch.num_rows());
+                }
+                Ok(batch)
+            }),
         )))
+    }
+
+    /// Weir's own work (see [`files_metrics`], [`hot_metrics`]) and the rows
+    /// produced; the scan below reports DataFusion's.
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 }
 
@@ -911,6 +1040,54 @@ pub struct WeirInsertExec {
     /// INSERT OVERWRITE: replace the partitions the rows fall into.
     overwrite: bool,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+    written: WriteMetrics,
+}
+
+/// What an insert wrote, for `EXPLAIN ANALYZE`: rows, data files and their
+/// bytes (from the written files' own metadata), and the time the commit
+/// took (catalog commit with its retries; for appends also merging small
+/// manifests).
+#[derive(Debug, Clone)]
+pub(crate) struct WriteMetrics {
+    pub rows: Count,
+    pub files: Count,
+    pub bytes: Count,
+    pub commit_time: Time,
+}
+
+impl WriteMetrics {
+    fn new(metrics: &ExecutionPlanMetricsSet) -> Self {
+        let count = |name: &'static str| {
+            MetricBuilder::new(metrics)
+                .with_type(MetricType::SUMMARY)
+                .global_counter(name)
+        };
+        let commit_time = Time::new();
+        MetricBuilder::new(metrics)
+            .with_type(MetricType::SUMMARY)
+            .build(MetricValue::Time {
+                name: "commit_time".into(),
+                time: commit_time.clone(),
+            });
+        WriteMetrics {
+            rows: count("rows_written"),
+            files: count("files_written"),
+            bytes: count("bytes_written"),
+            commit_time,
+        }
+    }
+
+    /// Counts data files written (not yet committed).
+    pub(crate) fn record_files(&self, files: &[DataFile]) {
+        self.files.add(files.len());
+        for file in files {
+            self.rows
+                .add(usize::try_from(file.record_count()).unwrap_or(usize::MAX));
+            self.bytes
+                .add(usize::try_from(file.file_size_in_bytes()).unwrap_or(usize::MAX));
+        }
+    }
 }
 
 impl WeirInsertExec {
@@ -927,12 +1104,16 @@ impl WeirInsertExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
+        let metrics = ExecutionPlanMetricsSet::new();
+        let written = WriteMetrics::new(&metrics);
         WeirInsertExec {
             lakehouse,
             table,
             input,
             overwrite,
             properties,
+            metrics,
+            written,
         }
     }
 }
@@ -976,12 +1157,21 @@ impl ExecutionPlan for WeirInsertExec {
         let input = children
             .pop()
             .ok_or_else(|| DataFusionError::Internal("WeirInsertExec needs one child".into()))?;
-        Ok(Arc::new(WeirInsertExec::new(
-            self.lakehouse.clone(),
-            self.table.clone(),
+        Ok(Arc::new(WeirInsertExec {
             input,
-            self.overwrite,
-        )))
+            properties: self.properties.clone(),
+            lakehouse: self.lakehouse.clone(),
+            table: self.table.clone(),
+            overwrite: self.overwrite,
+            metrics: self.metrics.clone(),
+            written: self.written.clone(),
+        }))
+    }
+
+    /// `rows_written`, `files_written`, `bytes_written`, `commit_time`
+    /// ([`WriteMetrics`]).
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 
     fn execute(
@@ -999,10 +1189,11 @@ impl ExecutionPlan for WeirInsertExec {
         let ident = self.table.identifier().clone();
         let overwrite = self.overwrite;
         let hot = context.session_config().get_extension::<HotTier>();
+        let written = self.written.clone();
         let stream = futures::stream::once(async move {
             let batches = datafusion::physical_plan::collect(input, context).await?;
             if overwrite {
-                let rows = crate::dml::insert_overwrite(&lakehouse, &ident, &batches)
+                let rows = crate::dml::insert_overwrite(&lakehouse, &ident, &batches, &written)
                     .await
                     .map_err(to_df)?;
                 let count: ArrayRef = Arc::new(UInt64Array::from(vec![rows]));
@@ -1014,9 +1205,26 @@ impl ExecutionPlan for WeirInsertExec {
                 .load_table(&ident)
                 .await
                 .map_err(to_df)?;
-            let outcome = append_batches(&lakehouse, &table, &batches, AppendOptions::default())
+            // `append_batches`, in two steps to measure them.
+            let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+            if rows == 0 {
+                let count: ArrayRef = Arc::new(UInt64Array::from(vec![0u64]));
+                return Ok(RecordBatch::try_new(count_schema(), vec![count])?);
+            }
+            let files = write_data_files(&table, &batches, None)
+                .await
+                .map_err(|source| {
+                    to_df(CatalogError::Write {
+                        table: ident.to_string(),
+                        source: Box::new(source),
+                    })
+                })?;
+            written.record_files(&files);
+            let started = std::time::Instant::now();
+            let outcome = append_data_files(&lakehouse, &table, files, AppendOptions::default())
                 .await
                 .map_err(to_df)?;
+            written.commit_time.add_elapsed(started);
             // Alert rules of this process see inserted rows as they see
             // streamed ones (a no-op without an evaluator; the engine puts
             // its hot tier in every session).
