@@ -23,7 +23,9 @@ use weir_catalog::{CatalogError, Lakehouse, commit_replace, write_data_files_nam
 
 use weir_catalog::LeaseKeeper;
 
+use crate::job::{JobContext, JobReport, MaintenanceJob, Report, ScheduledTable, mib};
 use crate::merge::Rewrite;
+use crate::schedule::{Job, JobError};
 use crate::{MaintainError, Result};
 
 /// How rewritten rows are ordered (and which files a run picks).
@@ -596,4 +598,79 @@ async fn write_sized(
         }
     }
     Ok(out)
+}
+
+impl CompactOptions {
+    /// Compaction as the scheduler runs it: the table's defaults, leaving
+    /// partitions younger than the policy's `skip_recent` alone.
+    pub fn scheduled(on: &ScheduledTable<'_>) -> Self {
+        CompactOptions {
+            layout: Layout::SortOrder,
+            skip_recent: on.policy.skip_recent,
+            run_id: on.run_id.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Clustering as the scheduler runs it: over the table's
+    /// `weir.cluster.columns`; `None` for tables without them (or that
+    /// cannot be loaded).
+    pub async fn scheduled_clustering(on: &ScheduledTable<'_>) -> Option<Self> {
+        let properties = on.properties().await?;
+        let columns = properties.get(CLUSTER_COLUMNS_PROPERTY)?;
+        Some(CompactOptions {
+            layout: Layout::ZOrder(columns.split(',').map(|c| c.trim().to_string()).collect()),
+            ..CompactOptions::scheduled(on)
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl MaintenanceJob for CompactOptions {
+    fn name(&self) -> &'static str {
+        match self.layout {
+            Layout::SortOrder => Job::Compact.name(),
+            Layout::ZOrder(_) => Job::Cluster.name(),
+        }
+    }
+
+    async fn run(&self, ctx: &JobContext<'_>, ident: &TableIdent) -> Result<JobReport, JobError> {
+        Ok(compact_table(ctx.lakehouse, ident, self, ctx.progress)
+            .await?
+            .into())
+    }
+}
+
+impl Report for CompactReport {
+    fn summary(&self) -> String {
+        let spilled = if self.bytes_spilled > 0 {
+            format!(", {} MiB spilled by the sort", self.bytes_spilled >> 20)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} files → {}, {} rows, {:.1} s{spilled}",
+            self.files_in, self.files_out, self.rows, self.seconds
+        )
+    }
+
+    fn detail(&self, dry_run: bool) -> String {
+        let verb = if dry_run { "would rewrite" } else { "rewrote" };
+        format!(
+            "{} ({}): {verb} {} of {} files ({:.1} MiB) into {} files ({:.1} MiB), {} rows, {} groups committed, {} abandoned, {} recent partitions skipped, {:.2} s ({:.1} MiB/s)",
+            self.table,
+            self.job,
+            self.files_in,
+            self.files_before,
+            mib(self.bytes_in),
+            self.files_out,
+            mib(self.bytes_out),
+            self.rows,
+            self.groups_committed,
+            self.groups_abandoned,
+            self.partitions_skipped_recent,
+            self.seconds,
+            mib(self.bytes_in) / self.seconds.max(1e-9),
+        )
+    }
 }

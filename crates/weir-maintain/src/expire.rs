@@ -26,7 +26,9 @@ use weir_catalog::watermark::{table_sources, table_watermarks};
 use weir_catalog::{Lakehouse, commit_metadata};
 
 use crate::Result;
+use crate::job::{JobContext, JobReport, MaintenanceJob, Report, ScheduledTable, mib};
 use crate::reach::Reach;
+use crate::schedule::{Job, JobError};
 
 /// Iceberg's table properties for expiry; flags override them.
 pub const MAX_AGE_PROPERTY: &str = "history.expire.max-snapshot-age-ms";
@@ -283,4 +285,49 @@ fn ref_heads(metadata: &TableMetadata) -> HashSet<i64> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+impl ExpireOptions {
+    /// Expiry as the scheduler runs it: the table's (else Weir's) ages.
+    pub fn scheduled(on: &ScheduledTable<'_>) -> Self {
+        ExpireOptions {
+            run_id: on.run_id.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl MaintenanceJob for ExpireOptions {
+    fn name(&self) -> &'static str {
+        Job::Expire.name()
+    }
+
+    async fn run(&self, ctx: &JobContext<'_>, ident: &TableIdent) -> Result<JobReport, JobError> {
+        Ok(expire_snapshots(ctx.lakehouse, ident, self).await?.into())
+    }
+}
+
+impl Report for ExpireReport {
+    fn summary(&self) -> String {
+        format!(
+            "{} snapshots expired, {} data files deleted",
+            self.snapshots_expired, self.data_files_deleted
+        )
+    }
+
+    fn detail(&self, dry_run: bool) -> String {
+        let verb = if dry_run { "would expire" } else { "expired" };
+        format!(
+            "{}: {verb} {} of {} snapshots; deleted {} manifest lists, {} manifests, {} data files ({:.1} MiB), {:.2} s",
+            self.table,
+            self.snapshots_expired,
+            self.snapshots_before,
+            self.manifest_lists_deleted,
+            self.manifests_deleted,
+            self.data_files_deleted,
+            mib(self.bytes_deleted),
+            self.seconds,
+        )
+    }
 }

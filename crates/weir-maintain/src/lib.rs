@@ -1,12 +1,21 @@
 //! Weir table maintenance jobs (see README.md).
+//!
+//! Every job is defined once, as a type implementing [`MaintenanceJob`]
+//! (module [`job`]): its name, how it runs on a table and the [`JobReport`]
+//! it returns (the scheduler's one-line summary, `weir maintain`'s line and
+//! JSON). The scheduler ([`schedule`]) builds jobs from each table's
+//! `[policy]` (`Job::for_table`); `weir maintain <job>` builds them from its
+//! flags; both run them through [`MaintenanceJob::run`].
 
 pub mod compact;
 pub mod expire;
+pub mod job;
 pub mod manifests;
 mod merge;
 pub mod metric_names;
 pub mod orphans;
 mod reach;
+pub mod refresh;
 pub mod retention;
 pub mod schedule;
 pub mod zorder;
@@ -15,11 +24,13 @@ pub use compact::{
     CLUSTER_COLUMNS_PROPERTY, CompactOptions, CompactReport, Layout, Progress, compact_table,
 };
 pub use expire::{ExpireOptions, ExpireReport, expire_snapshots};
+pub use job::{JobContext, JobReport, MaintenanceJob, Report, ScheduledTable};
 pub use manifests::{ManifestOptions, ManifestReport, merge_table_manifests};
 pub use orphans::{OrphanOptions, OrphanReport, remove_orphans};
+pub use refresh::{RefreshJob, RefreshReport};
 pub use retention::{RetentionOptions, RetentionReport, apply_retention};
 pub use schedule::{
-    JobError, JobOutcome, JobStatus, PolicyError, ScheduleStatus, Scheduler, TablePolicy,
+    Job, JobError, JobOutcome, JobStatus, PolicyError, ScheduleStatus, Scheduler, TablePolicy,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,8 @@ use iceberg::TableIdent;
 use serde::Serialize;
 use weir_catalog::{Lakehouse, MergePolicy, rewrite_manifests};
 
+use crate::job::{JobContext, JobReport, MaintenanceJob, Report};
+use crate::schedule::JobError;
 use crate::{MaintainError, Result};
 
 #[derive(Debug, Clone)]
@@ -103,4 +105,43 @@ pub async fn merge_table_manifests(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+impl ManifestOptions {
+    /// The job's name (`weir maintain rewrite-manifests`; not scheduled).
+    pub const NAME: &'static str = "rewrite_manifests";
+}
+
+#[async_trait::async_trait]
+impl MaintenanceJob for ManifestOptions {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    async fn run(&self, ctx: &JobContext<'_>, ident: &TableIdent) -> Result<JobReport, JobError> {
+        Ok(merge_table_manifests(ctx.lakehouse, ident, self)
+            .await?
+            .into())
+    }
+}
+
+impl Report for ManifestReport {
+    fn summary(&self) -> String {
+        format!(
+            "{} small manifests merged; {} → {} manifests",
+            self.manifests_merged, self.manifests_before, self.manifests_after
+        )
+    }
+
+    fn detail(&self, dry_run: bool) -> String {
+        let verb = if dry_run { "would merge" } else { "merged" };
+        format!(
+            "{}: {verb} {} small manifests; {} → {} manifests, {:.2} s",
+            self.table,
+            self.manifests_merged,
+            self.manifests_before,
+            self.manifests_after,
+            self.seconds,
+        )
+    }
 }

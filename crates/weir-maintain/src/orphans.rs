@@ -24,7 +24,9 @@ use serde::Serialize;
 use weir_catalog::location::is_within;
 use weir_catalog::{CatalogError, Lakehouse};
 
+use crate::job::{JobContext, JobReport, MaintenanceJob, Report, mib};
 use crate::reach::{Reach, normalize};
+use crate::schedule::{Job, JobError};
 use crate::{MaintainError, Result};
 
 /// Default safety age (as Iceberg's `remove_orphan_files`).
@@ -191,4 +193,35 @@ async fn referenced_files(table: &Table) -> Result<HashSet<String>> {
     let ids: Vec<i64> = metadata.snapshots().map(|s| s.snapshot_id()).collect();
     referenced.extend(reach.referenced(table, ids).await?);
     Ok(referenced)
+}
+
+#[async_trait::async_trait]
+impl MaintenanceJob for OrphanOptions {
+    fn name(&self) -> &'static str {
+        Job::Orphans.name()
+    }
+
+    async fn run(&self, ctx: &JobContext<'_>, ident: &TableIdent) -> Result<JobReport, JobError> {
+        Ok(remove_orphans(ctx.lakehouse, ident, self).await?.into())
+    }
+}
+
+impl Report for OrphanReport {
+    fn summary(&self) -> String {
+        format!("{} orphans deleted", self.orphans_deleted)
+    }
+
+    fn detail(&self, dry_run: bool) -> String {
+        let verb = if dry_run { "would delete" } else { "deleted" };
+        format!(
+            "{}: {verb} {} orphans ({:.1} MiB) of {} files listed, {} referenced, {} too young, {:.2} s",
+            self.table,
+            self.orphans_deleted,
+            mib(self.bytes_deleted),
+            self.files_listed,
+            self.files_referenced,
+            self.too_young,
+            self.seconds,
+        )
+    }
 }

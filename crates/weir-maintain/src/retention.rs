@@ -20,6 +20,8 @@ use iceberg::spec::{Literal, ManifestContentType, PrimitiveLiteral, Transform};
 use serde::Serialize;
 use weir_catalog::{CatalogError, Lakehouse, commit_replace};
 
+use crate::job::{JobContext, JobReport, MaintenanceJob, Report, ScheduledTable, mib};
+use crate::schedule::{Job, JobError};
 use crate::{MaintainError, Result};
 
 /// Summary key a rollup refresh writes: base table → sequence number reflected.
@@ -215,6 +217,59 @@ fn partition_end(transform: Transform, value: &Literal) -> Option<DateTime<Utc>>
     };
     debug_assert!(date.year() >= 1970);
     Some(date.and_hms_opt(0, 0, 0)?.and_utc())
+}
+
+impl RetentionOptions {
+    /// Retention as the scheduler runs it: the policy's `retention_days` and
+    /// `retention_requires`; `None` for tables without a retention.
+    pub fn scheduled(on: &ScheduledTable<'_>) -> Option<Self> {
+        Some(RetentionOptions {
+            retention: on.policy.retention?,
+            requires: on.policy.retention_requires.clone(),
+            dry_run: false,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl MaintenanceJob for RetentionOptions {
+    fn name(&self) -> &'static str {
+        Job::Retention.name()
+    }
+
+    async fn run(&self, ctx: &JobContext<'_>, ident: &TableIdent) -> Result<JobReport, JobError> {
+        Ok(apply_retention(ctx.lakehouse, ident, self).await?.into())
+    }
+}
+
+impl Report for RetentionReport {
+    fn summary(&self) -> String {
+        format!(
+            "{} files dropped, {} held ({})",
+            self.files_dropped,
+            self.files_held,
+            self.held_because.join("; ")
+        )
+    }
+
+    fn detail(&self, dry_run: bool) -> String {
+        let verb = if dry_run { "would drop" } else { "dropped" };
+        format!(
+            "{}: {verb} {} files ({} rows, {:.1} MiB) older than {}; {} expired files held{}{}",
+            self.table,
+            self.files_dropped,
+            self.rows_dropped,
+            mib(self.bytes_dropped),
+            self.cutoff,
+            self.files_held,
+            if self.held_because.is_empty() {
+                ""
+            } else {
+                ": "
+            },
+            self.held_because.join("; "),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -25,10 +25,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use weir_catalog::Lakehouse;
 
-use crate::{
-    CLUSTER_COLUMNS_PROPERTY, CompactOptions, ExpireOptions, Layout, MaintainError, OrphanOptions,
-    RetentionOptions, apply_retention, compact_table, expire_snapshots, remove_orphans,
-};
+use crate::job::{JobContext, MaintenanceJob, ScheduledTable};
+use crate::refresh::RefreshJob;
+pub use crate::refresh::{RefreshError, Refresher};
+use crate::{CompactOptions, ExpireOptions, MaintainError, OrphanOptions, RetentionOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Job {
@@ -52,19 +52,36 @@ impl Job {
         Job::Retention,
     ];
 
-    /// The job's name in metrics and logs.
+    /// The job's name in metrics and logs; `<name>_every` in a `[policy]`.
     pub fn name(self) -> &'static str {
-        self.key().trim_end_matches("_every")
+        match self {
+            Job::Compact => "compact",
+            Job::Cluster => "cluster",
+            Job::Expire => "expire",
+            Job::Orphans => "orphans",
+            Job::Refresh => "refresh",
+            Job::Retention => "retention",
+        }
     }
 
-    fn key(self) -> &'static str {
+    /// The job as the scheduler runs it on `on`, with its options read from
+    /// the table's policy and properties; `None` when it does not apply to
+    /// the table (no clustering columns, not a view, no retention).
+    pub async fn for_table(
+        self,
+        on: &ScheduledTable<'_>,
+        refresher: Option<&Refresher>,
+    ) -> Option<Box<dyn MaintenanceJob>> {
+        fn boxed(job: impl MaintenanceJob + 'static) -> Box<dyn MaintenanceJob> {
+            Box::new(job)
+        }
         match self {
-            Job::Compact => "compact_every",
-            Job::Cluster => "cluster_every",
-            Job::Expire => "expire_every",
-            Job::Orphans => "orphans_every",
-            Job::Refresh => "refresh_every",
-            Job::Retention => "retention_every",
+            Job::Compact => Some(boxed(CompactOptions::scheduled(on))),
+            Job::Cluster => CompactOptions::scheduled_clustering(on).await.map(boxed),
+            Job::Expire => Some(boxed(ExpireOptions::scheduled(on))),
+            Job::Orphans => Some(boxed(OrphanOptions::default())),
+            Job::Refresh => RefreshJob::scheduled(on, refresher).await.map(boxed),
+            Job::Retention => RetentionOptions::scheduled(on).map(boxed),
         }
     }
 }
@@ -116,10 +133,6 @@ pub enum PolicyError {
     UnknownKey(String),
 }
 
-/// A refresher's failure, as the query layer reports it (maintenance does
-/// not depend on query, so its error type is not known here).
-pub type RefreshError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
 /// Why a scheduled job failed; its `Display` is the job's error line.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -153,7 +166,8 @@ impl TablePolicy {
             }
         };
         for (key, value) in policy {
-            if let Some(job) = Job::ALL.into_iter().find(|j| j.key() == key) {
+            let every = key.strip_suffix("_every");
+            if let Some(job) = Job::ALL.into_iter().find(|j| Some(j.name()) == every) {
                 out.every.insert(job, duration(key, value)?);
                 continue;
             }
@@ -184,14 +198,6 @@ impl TablePolicy {
         Ok(out)
     }
 }
-
-/// Refreshes the materialized view named `ns.t`: the query layer provides it
-/// (maintenance does not depend on query); `Ok` carries a summary line.
-pub type Refresher = std::sync::Arc<
-    dyn Fn(TableIdent) -> futures::future::BoxFuture<'static, Result<String, RefreshError>>
-        + Send
-        + Sync,
->;
 
 /// The last run and next due time of one job on one table.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -321,8 +327,7 @@ impl Scheduler {
     }
 
     /// Runs `job` on `ident`: its summary or error, or `None` when the job
-    /// does not apply to the table (no clustering columns, not a view, no
-    /// retention).
+    /// does not apply to the table.
     async fn run_job(
         &self,
         ident: &TableIdent,
@@ -330,97 +335,19 @@ impl Scheduler {
         policy: &TablePolicy,
         run_id: &str,
     ) -> Option<JobOutcome> {
-        let lh = &self.lakehouse;
         let started = std::time::Instant::now();
-        let outcome: JobOutcome = match job {
-            Job::Compact | Job::Cluster => {
-                let layout = if job == Job::Cluster {
-                    let Ok(table) = lh.catalog().load_table(ident).await else {
-                        return None;
-                    };
-                    let columns = table
-                        .metadata()
-                        .properties()
-                        .get(CLUSTER_COLUMNS_PROPERTY)?;
-                    Layout::ZOrder(columns.split(',').map(|c| c.trim().to_string()).collect())
-                } else {
-                    Layout::SortOrder
-                };
-                let opts = CompactOptions {
-                    layout,
-                    skip_recent: policy.skip_recent,
-                    run_id: run_id.to_string(),
-                    ..Default::default()
-                };
-                compact_table(lh, ident, &opts, &|_| {})
-                    .await
-                    .map(|r| {
-                        let spilled = if r.bytes_spilled > 0 {
-                            format!(", {} MiB spilled by the sort", r.bytes_spilled >> 20)
-                        } else {
-                            String::new()
-                        };
-                        format!(
-                            "{} files → {}, {} rows, {:.1} s{spilled}",
-                            r.files_in, r.files_out, r.rows, r.seconds
-                        )
-                    })
-                    .map_err(JobError::from)
-            }
-            Job::Expire => {
-                let opts = ExpireOptions {
-                    run_id: run_id.to_string(),
-                    ..Default::default()
-                };
-                expire_snapshots(lh, ident, &opts)
-                    .await
-                    .map(|r| {
-                        format!(
-                            "{} snapshots expired, {} data files deleted",
-                            r.snapshots_expired, r.data_files_deleted
-                        )
-                    })
-                    .map_err(JobError::from)
-            }
-            Job::Refresh => {
-                let refresher = self.refresher.as_ref()?;
-                let Ok(table) = lh.catalog().load_table(ident).await else {
-                    return None;
-                };
-                if !table
-                    .metadata()
-                    .properties()
-                    .contains_key(weir_catalog::MV_DEFINITION_PROPERTY)
-                {
-                    return None;
-                }
-                refresher(ident.clone()).await.map_err(JobError::Refresh)
-            }
-            Job::Orphans => remove_orphans(lh, ident, &OrphanOptions::default())
-                .await
-                .map(|r| format!("{} orphans deleted", r.orphans_deleted))
-                .map_err(JobError::from),
-            Job::Retention => {
-                let retention = policy.retention?;
-                let opts = RetentionOptions {
-                    retention,
-                    requires: policy.retention_requires.clone(),
-                    dry_run: false,
-                };
-                apply_retention(lh, ident, &opts)
-                    .await
-                    .map(|r| {
-                        format!(
-                            "{} files dropped, {} held ({})",
-                            r.files_dropped,
-                            r.files_held,
-                            r.held_because.join("; ")
-                        )
-                    })
-                    .map_err(JobError::from)
-            }
+        let on = ScheduledTable {
+            lakehouse: &self.lakehouse,
+            ident,
+            policy,
+            run_id,
         };
-        crate::record_job_run(job.name(), started.elapsed(), outcome.is_ok());
+        let task = job.for_table(&on, self.refresher.as_ref()).await?;
+        let outcome = task
+            .run(&JobContext::new(&self.lakehouse), ident)
+            .await
+            .map(|report| report.summary());
+        crate::record_job_run(task.name(), started.elapsed(), outcome.is_ok());
         match &outcome {
             Ok(summary) => {
                 tracing::info!(table = %ident, job = ?job, summary, "scheduled maintenance")
@@ -459,6 +386,32 @@ mod tests {
             TablePolicy::from_toml(&typo),
             Err(PolicyError::NotADuration { key }) if key == "expire_every"
         ));
+    }
+
+    #[test]
+    fn jobs_are_named_as_their_policy_keys() {
+        use crate::{Layout, ManifestOptions};
+        let cluster = CompactOptions {
+            layout: Layout::ZOrder(vec!["device_id".into()]),
+            ..Default::default()
+        };
+        let named: [(&dyn MaintenanceJob, Job); 5] = [
+            (&CompactOptions::default(), Job::Compact),
+            (&cluster, Job::Cluster),
+            (&ExpireOptions::default(), Job::Expire),
+            (&OrphanOptions::default(), Job::Orphans),
+            (&RetentionOptions::default(), Job::Retention),
+        ];
+        for (job, scheduled) in named {
+            assert_eq!(job.name(), scheduled.name());
+        }
+        assert_eq!(ManifestOptions::default().name(), "rewrite_manifests");
+        for job in Job::ALL {
+            let key = format!("{}_every", job.name());
+            let policy: BTreeMap<String, toml::Value> =
+                toml::from_str(&format!("{key} = \"off\"")).unwrap();
+            assert_eq!(TablePolicy::from_toml(&policy).unwrap().every[&job], None);
+        }
     }
 
     #[test]

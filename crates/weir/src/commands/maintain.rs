@@ -8,13 +8,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use weir_catalog::Lakehouse;
 use weir_catalog::iceberg::TableIdent;
 use weir_config::{
-    ClusterConfig, CompactConfig, EraseConfig, ExpireConfig, ManifestsConfig, OrphansConfig,
-    RetentionConfig, ScheduleConfig,
+    ClusterConfig, CompactConfig, EraseConfig, ExpireConfig, JobRunConfig, ManifestsConfig,
+    OrphansConfig, RetentionConfig, ScheduleConfig,
 };
 use weir_maintain::{
-    CLUSTER_COLUMNS_PROPERTY, CompactOptions, CompactReport, ExpireOptions, Layout,
-    ManifestOptions, OrphanOptions, Progress, RetentionOptions, apply_retention, compact_table,
-    expire_snapshots, merge_table_manifests, remove_orphans,
+    CLUSTER_COLUMNS_PROPERTY, CompactOptions, ExpireOptions, Job, JobContext, JobReport, Layout,
+    MaintenanceJob, ManifestOptions, OrphanOptions, Progress, RetentionOptions,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -49,13 +48,13 @@ pub(super) async fn run(cmd: MaintainCommand) -> anyhow::Result<()> {
     let job = match &cmd {
         // The scheduler records each job it runs.
         MaintainCommand::Schedule(_) => return run_job(cmd).await,
-        MaintainCommand::Compact(_) => "compact",
-        MaintainCommand::Cluster(_) => "cluster",
-        MaintainCommand::Expire(_) => "expire",
-        MaintainCommand::Orphans(_) => "orphans",
+        MaintainCommand::Compact(_) => Job::Compact.name(),
+        MaintainCommand::Cluster(_) => Job::Cluster.name(),
+        MaintainCommand::Expire(_) => Job::Expire.name(),
+        MaintainCommand::Orphans(_) => Job::Orphans.name(),
         MaintainCommand::Erase(_) => "erase",
-        MaintainCommand::Retention(_) => "retention",
-        MaintainCommand::RewriteManifests(_) => "rewrite_manifests",
+        MaintainCommand::Retention(_) => Job::Retention.name(),
+        MaintainCommand::RewriteManifests(_) => ManifestOptions::NAME,
     };
     let started = std::time::Instant::now();
     let result = run_job(cmd).await;
@@ -190,8 +189,79 @@ fn mib_to_bytes(mb: f64) -> u64 {
     ((mb * (1 << 20) as f64) as u64).max(4096)
 }
 
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1 << 20) as f64
+/// How `weir maintain <job>` shows a job running on a table.
+#[derive(Clone, Copy)]
+enum Show {
+    /// A bar of the bytes rewritten, labelled `<verb> <table>` (also what
+    /// an error says the job was doing).
+    Bar(&'static str),
+    /// A spinner labelled `<activity> <table>`; errors read `<failure>
+    /// <table>: …`.
+    Spinner {
+        activity: &'static str,
+        failure: &'static str,
+    },
+}
+
+/// The same job on each table.
+fn on_each<J: Clone>(tables: Vec<TableIdent>, job: J) -> Vec<(TableIdent, anyhow::Result<J>)> {
+    tables.into_iter().map(|t| (t, Ok(job.clone()))).collect()
+}
+
+/// Runs each table's job, one table after the other, shown as `show` says,
+/// and prints each report's line, or all reports as one JSON array at the
+/// end. A table whose job could not be set up stops the run there.
+async fn run_jobs<J: MaintenanceJob>(
+    lakehouse: &Lakehouse,
+    jobs: Vec<(TableIdent, anyhow::Result<J>)>,
+    show: Show,
+    run: &JobRunConfig,
+) -> anyhow::Result<()> {
+    let mut reports = Vec::new();
+    for (ident, job) in jobs {
+        let job = job?;
+        let (bar, failure) = match show {
+            Show::Bar(verb) => {
+                let bar = ProgressBar::new(0).with_style(
+                    ProgressStyle::with_template(
+                        "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    )?
+                    .progress_chars("=> "),
+                );
+                if run.json {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+                }
+                bar.set_message(format!("{verb} {ident}"));
+                (bar, verb)
+            }
+            Show::Spinner { activity, failure } => {
+                (spinner(format!("{activity} {ident}"), run.json)?, failure)
+            }
+        };
+        let on_progress = |p: &Progress| {
+            if let Show::Bar(_) = show {
+                bar.set_length(p.bytes_total);
+                bar.set_position(p.bytes_done);
+            }
+        };
+        let ctx = JobContext {
+            lakehouse,
+            progress: &on_progress,
+        };
+        let report = job
+            .run(&ctx, &ident)
+            .await
+            .with_context(|| format!("{failure} {ident}"))?;
+        bar.finish_and_clear();
+        if !run.json {
+            println!("{}", report.detail(run.dry_run));
+        }
+        reports.push(report);
+    }
+    if run.json {
+        println!("{}", JobReport::json_array(&reports)?);
+    }
+    Ok(())
 }
 
 async fn compact(cfg: CompactConfig) -> anyhow::Result<()> {
@@ -205,8 +275,8 @@ async fn compact(cfg: CompactConfig) -> anyhow::Result<()> {
         dry_run: cfg.run.dry_run,
         ..Default::default()
     };
-    let jobs = tables.into_iter().map(|t| (t, opts.clone())).collect();
-    rewrite(&lakehouse, jobs, cfg.run.json, cfg.run.dry_run).await
+    let jobs = on_each(tables, opts);
+    run_jobs(&lakehouse, jobs, Show::Bar("compacting"), &cfg.run).await
 }
 
 async fn cluster(cfg: ClusterConfig) -> anyhow::Result<()> {
@@ -243,65 +313,9 @@ async fn cluster(cfg: ClusterConfig) -> anyhow::Result<()> {
             dry_run: cfg.run.dry_run,
             ..Default::default()
         };
-        jobs.push((ident, opts));
+        jobs.push((ident, Ok(opts)));
     }
-    rewrite(&lakehouse, jobs, cfg.run.json, cfg.run.dry_run).await
-}
-
-/// Runs compaction or clustering jobs one table after the other, with a
-/// progress bar each and a summary line (or one JSON array) at the end.
-async fn rewrite(
-    lakehouse: &Lakehouse,
-    jobs: Vec<(TableIdent, CompactOptions)>,
-    json: bool,
-    dry_run: bool,
-) -> anyhow::Result<()> {
-    let mut reports: Vec<CompactReport> = Vec::new();
-    for (ident, opts) in &jobs {
-        let verb = match opts.layout {
-            Layout::SortOrder => "compacting",
-            Layout::ZOrder(_) => "clustering",
-        };
-        let bar = ProgressBar::new(0).with_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")?
-                .progress_chars("=> "),
-        );
-        if json {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
-        bar.set_message(format!("{verb} {ident}"));
-        let on_progress = |p: &Progress| {
-            bar.set_length(p.bytes_total);
-            bar.set_position(p.bytes_done);
-        };
-        let report = compact_table(lakehouse, ident, opts, &on_progress)
-            .await
-            .with_context(|| format!("{verb} {ident}"))?;
-        bar.finish_and_clear();
-        if !json {
-            let verb = if dry_run { "would rewrite" } else { "rewrote" };
-            println!(
-                "{ident} ({}): {verb} {} of {} files ({:.1} MiB) into {} files ({:.1} MiB), {} rows, {} groups committed, {} abandoned, {} recent partitions skipped, {:.2} s ({:.1} MiB/s)",
-                report.job,
-                report.files_in,
-                report.files_before,
-                mib(report.bytes_in),
-                report.files_out,
-                mib(report.bytes_out),
-                report.rows,
-                report.groups_committed,
-                report.groups_abandoned,
-                report.partitions_skipped_recent,
-                report.seconds,
-                mib(report.bytes_in) / report.seconds.max(1e-9),
-            );
-        }
-        reports.push(report);
-    }
-    if json {
-        println!("{}", serde_json::to_string(&reports)?);
-    }
-    Ok(())
+    run_jobs(&lakehouse, jobs, Show::Bar("clustering"), &cfg.run).await
 }
 
 async fn expire(cfg: ExpireConfig) -> anyhow::Result<()> {
@@ -313,36 +327,11 @@ async fn expire(cfg: ExpireConfig) -> anyhow::Result<()> {
         dry_run: cfg.run.dry_run,
         ..Default::default()
     };
-    let mut reports = Vec::new();
-    for ident in &tables {
-        let bar = spinner(format!("expiring snapshots of {ident}"), cfg.run.json)?;
-        let report = expire_snapshots(&lakehouse, ident, &opts)
-            .await
-            .with_context(|| format!("expiring snapshots of {ident}"))?;
-        bar.finish_and_clear();
-        if !cfg.run.json {
-            let verb = if cfg.run.dry_run {
-                "would expire"
-            } else {
-                "expired"
-            };
-            println!(
-                "{ident}: {verb} {} of {} snapshots; deleted {} manifest lists, {} manifests, {} data files ({:.1} MiB), {:.2} s",
-                report.snapshots_expired,
-                report.snapshots_before,
-                report.manifest_lists_deleted,
-                report.manifests_deleted,
-                report.data_files_deleted,
-                mib(report.bytes_deleted),
-                report.seconds,
-            );
-        }
-        reports.push(report);
-    }
-    if cfg.run.json {
-        println!("{}", serde_json::to_string(&reports)?);
-    }
-    Ok(())
+    let show = Show::Spinner {
+        activity: "expiring snapshots of",
+        failure: "expiring snapshots of",
+    };
+    run_jobs(&lakehouse, on_each(tables, opts), show, &cfg.run).await
 }
 
 async fn orphans(cfg: OrphansConfig) -> anyhow::Result<()> {
@@ -359,35 +348,11 @@ async fn orphans(cfg: OrphansConfig) -> anyhow::Result<()> {
         older_than: cfg.older_than,
         dry_run: cfg.run.dry_run,
     };
-    let mut reports = Vec::new();
-    for ident in &tables {
-        let bar = spinner(format!("looking for orphans of {ident}"), cfg.run.json)?;
-        let report = remove_orphans(&lakehouse, ident, &opts)
-            .await
-            .with_context(|| format!("removing orphans of {ident}"))?;
-        bar.finish_and_clear();
-        if !cfg.run.json {
-            let verb = if cfg.run.dry_run {
-                "would delete"
-            } else {
-                "deleted"
-            };
-            println!(
-                "{ident}: {verb} {} orphans ({:.1} MiB) of {} files listed, {} referenced, {} too young, {:.2} s",
-                report.orphans_deleted,
-                mib(report.bytes_deleted),
-                report.files_listed,
-                report.files_referenced,
-                report.too_young,
-                report.seconds,
-            );
-        }
-        reports.push(report);
-    }
-    if cfg.run.json {
-        println!("{}", serde_json::to_string(&reports)?);
-    }
-    Ok(())
+    let show = Show::Spinner {
+        activity: "looking for orphans of",
+        failure: "removing orphans of",
+    };
+    run_jobs(&lakehouse, on_each(tables, opts), show, &cfg.run).await
 }
 
 async fn rewrite_manifests(cfg: ManifestsConfig) -> anyhow::Result<()> {
@@ -400,33 +365,11 @@ async fn rewrite_manifests(cfg: ManifestsConfig) -> anyhow::Result<()> {
             .map(|mb| (mb * (1 << 20) as f64) as u64),
         dry_run: cfg.run.dry_run,
     };
-    let mut reports = Vec::new();
-    for ident in &tables {
-        let bar = spinner(format!("merging manifests of {ident}"), cfg.run.json)?;
-        let report = merge_table_manifests(&lakehouse, ident, &opts)
-            .await
-            .with_context(|| format!("merging the manifests of {ident}"))?;
-        bar.finish_and_clear();
-        if !cfg.run.json {
-            let verb = if cfg.run.dry_run {
-                "would merge"
-            } else {
-                "merged"
-            };
-            println!(
-                "{ident}: {verb} {} small manifests; {} → {} manifests, {:.2} s",
-                report.manifests_merged,
-                report.manifests_before,
-                report.manifests_after,
-                report.seconds,
-            );
-        }
-        reports.push(report);
-    }
-    if cfg.run.json {
-        println!("{}", serde_json::to_string(&reports)?);
-    }
-    Ok(())
+    let show = Show::Spinner {
+        activity: "merging manifests of",
+        failure: "merging the manifests of",
+    };
+    run_jobs(&lakehouse, on_each(tables, opts), show, &cfg.run).await
 }
 
 async fn retention(cfg: RetentionConfig) -> anyhow::Result<()> {
@@ -446,8 +389,8 @@ async fn retention(cfg: RetentionConfig) -> anyhow::Result<()> {
     } else {
         resolve_tables(&lakehouse, &cfg.tables).await?
     };
-    let mut reports = Vec::new();
-    for ident in &tables {
+    // A table without a retention stops the run when its turn comes.
+    let options = |ident: &TableIdent| -> anyhow::Result<RetentionOptions> {
         let policy = policies
             .get(&ident.to_string())
             .cloned()
@@ -458,41 +401,22 @@ async fn retention(cfg: RetentionConfig) -> anyhow::Result<()> {
             (None, Some(r)) => r,
             (None, None) => bail!("{ident} has no retention policy: pass --days"),
         };
-        let bar = spinner(format!("applying retention to {ident}"), cfg.run.json)?;
-        let opts = RetentionOptions {
+        Ok(RetentionOptions {
             retention,
-            requires: policy.retention_requires.clone(),
+            requires: policy.retention_requires,
             dry_run: cfg.run.dry_run,
-        };
-        let report = apply_retention(&lakehouse, ident, &opts)
-            .await
-            .with_context(|| format!("applying retention to {ident}"))?;
-        bar.finish_and_clear();
-        if !cfg.run.json {
-            let verb = if cfg.run.dry_run {
-                "would drop"
-            } else {
-                "dropped"
-            };
-            println!(
-                "{ident}: {verb} {} files ({} rows, {:.1} MiB) older than {}; {} expired files held{}{}",
-                report.files_dropped,
-                report.rows_dropped,
-                mib(report.bytes_dropped),
-                report.cutoff,
-                report.files_held,
-                if report.held_because.is_empty() {
-                    ""
-                } else {
-                    ": "
-                },
-                report.held_because.join("; "),
-            );
-        }
-        reports.push(report);
-    }
-    if cfg.run.json {
-        println!("{}", serde_json::to_string(&reports)?);
-    }
-    Ok(())
+        })
+    };
+    let jobs = tables
+        .into_iter()
+        .map(|ident| {
+            let opts = options(&ident);
+            (ident, opts)
+        })
+        .collect();
+    let show = Show::Spinner {
+        activity: "applying retention to",
+        failure: "applying retention to",
+    };
+    run_jobs(&lakehouse, jobs, show, &cfg.run).await
 }
