@@ -9,6 +9,7 @@ tests/slt/last_value.slt."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -79,17 +80,29 @@ def scrape(port: int) -> str:
         return r.read().decode()
 
 
-def test_hot_rows_are_merged(tmp_path):
-    """MQTT rows still in the hot tier (commits every 10 minutes) are in the
-    last values at once, with and without the index."""
+@contextlib.contextmanager
+def mqtt_weir(tmp_path, commit_ms: int):
+    """A Mosquitto broker and a Weir server subscribed to `plant/<device>/<metric>`,
+    committing every `commit_ms`; both stopped afterwards."""
     broker = Mosquitto(tmp_path / "mq")
     server = None
     try:
         server = WeirServer(tmp_path / "data", [
             "--http-listen", "127.0.0.1:0", "--mqtt-broker", broker.url("plant"),
             "--mqtt-subscribe", "plant/+/+", "--mqtt-topic-template", "plant/{device_id}/{metric}",
-            "--commit-interval-ms", "600000", "--hot-interval-ms", "50", "--maintenance=false"])
+            "--commit-interval-ms", str(commit_ms), "--hot-interval-ms", "50", "--maintenance=false"])
         wait_log(server.stderr_path, "MQTT subscribed", proc=server.proc)
+        yield broker, server
+    finally:
+        if server:
+            server.discard()
+        broker.stop()
+
+
+def test_hot_rows_are_merged(tmp_path):
+    """MQTT rows still in the hot tier (commits every 10 minutes) are in the
+    last values at once, with and without the index."""
+    with mqtt_weir(tmp_path, 600_000) as (broker, server):
         conn, plain = connect(server.uri), connect(server.uri)
         try:
             execute(plain, "SET weir.last_value_index = false")
@@ -113,10 +126,6 @@ def test_hot_rows_are_merged(tmp_path):
         finally:
             conn.close()
             plain.close()
-    finally:
-        if server:
-            server.discard()
-        broker.stop()
 
 
 def commit_refreshes(port: int) -> float:
@@ -132,14 +141,7 @@ def test_index_follows_commits_in_the_background(tmp_path):
     """After a streaming commit the index is brought up to date in the
     background (`trigger="commit"`): the next query finds it current (no
     files to read) with the committed rows in it, none left hot."""
-    broker = Mosquitto(tmp_path / "mq")
-    server = None
-    try:
-        server = WeirServer(tmp_path / "data", [
-            "--http-listen", "127.0.0.1:0", "--mqtt-broker", broker.url("plant"),
-            "--mqtt-subscribe", "plant/+/+", "--mqtt-topic-template", "plant/{device_id}/{metric}",
-            "--commit-interval-ms", "200", "--hot-interval-ms", "50", "--maintenance=false"])
-        wait_log(server.stderr_path, "MQTT subscribed", proc=server.proc)
+    with mqtt_weir(tmp_path, 200) as (broker, server):
         port = http_port(server)
         conn, plain = connect(server.uri), connect(server.uri)
         try:
@@ -162,10 +164,6 @@ def test_index_follows_commits_in_the_background(tmp_path):
         finally:
             conn.close()
             plain.close()
-    finally:
-        if server:
-            server.discard()
-        broker.stop()
 
 
 def test_index_over_the_memory_budget_is_not_kept(tmp_path):

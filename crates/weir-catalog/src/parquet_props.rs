@@ -15,17 +15,40 @@
 //! - `write.parquet.bloom-filter-enabled.column.<col>` (true/false) and
 //!   `write.parquet.bloom-filter-fpp.column.<col>`;
 //! - content-defined chunking, as iceberg-rust reads it.
+//!
+//! Data files (`data_file_properties`) also get defaults for columns whose
+//! values are nearly all distinct, unless the table sets
+//! `write.parquet.dict-size-bytes` (then the table decides):
+//!
+//! - timestamps and times: no dictionary, `DELTA_BINARY_PACKED` pages (a
+//!   series' sample times are a near-constant step: a few bits a value);
+//! - floating point: a dictionary page of at most [`DISTINCT_DICT_BYTES`]
+//!   (still enough for columns of few values, such as states 0/1).
+//!
+//! arrow-rs fills a dictionary up to 1 MiB before it falls back to plain
+//! pages, and a reader needs a column chunk's dictionary page to decode any
+//! of its pages: "these 100 sensors over one hour" (4.7 M of 172.8 M rows
+//! selected by the page index) read ~215 MB, mostly `ts` and `value`
+//! dictionaries, for 360,000 rows. Measured on the generic benchmark
+//! (2,000 sensors x 1 day, `benches/summaries/2026-12-05-generic-pushdown.md`):
+//! every query 0.58-0.86x the time with arrow-rs' defaults, files 27 %
+//! smaller. Spark, Trino, PyIceberg and DuckDB read these encodings.
 
 use std::collections::HashMap;
 
-use iceberg::spec::TableProperties;
-use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
-use parquet::file::properties::{CdcOptions, WriterProperties};
+use iceberg::spec::{PrimitiveType, Schema, TableProperties, Type};
+use parquet::basic::{BrotliLevel, Compression, Encoding, GzipLevel, ZstdLevel};
+use parquet::file::properties::{CdcOptions, WriterProperties, WriterPropertiesBuilder};
 
 pub const CODEC: &str = "write.parquet.compression-codec";
 pub const LEVEL: &str = "write.parquet.compression-level";
 pub const BLOOM_ENABLED: &str = "write.parquet.bloom-filter-enabled.column.";
 pub const BLOOM_FPP: &str = "write.parquet.bloom-filter-fpp.column.";
+const DICT_BYTES: &str = "write.parquet.dict-size-bytes";
+
+/// The dictionary page limit of floating-point columns (module docs):
+/// 8,192 doubles.
+pub const DISTINCT_DICT_BYTES: usize = 64 * 1024;
 
 /// Whether `properties` ask writers for a bloom filter on any column (then
 /// readers look for them; otherwise there are none to read, unless another
@@ -66,11 +89,51 @@ fn bad_level(source: parquet::errors::ParquetError) -> PropertyError {
     PropertyError::Level { key: LEVEL, source }
 }
 
+/// Writer properties for a table's data files with `schema` (module docs).
+pub fn data_file_properties(
+    properties: &HashMap<String, String>,
+    parsed: &TableProperties,
+    schema: &Schema,
+) -> Result<WriterProperties, PropertyError> {
+    let mut builder = builder(properties, parsed)?;
+    if !properties.contains_key(DICT_BYTES) {
+        for field in schema.as_struct().fields() {
+            let path = || parquet::schema::types::ColumnPath::from(field.name.clone());
+            match field.field_type.as_ref() {
+                Type::Primitive(
+                    PrimitiveType::Timestamp
+                    | PrimitiveType::Timestamptz
+                    | PrimitiveType::TimestampNs
+                    | PrimitiveType::TimestamptzNs
+                    | PrimitiveType::Time,
+                ) => {
+                    builder = builder
+                        .set_column_dictionary_enabled(path(), false)
+                        .set_column_encoding(path(), Encoding::DELTA_BINARY_PACKED);
+                }
+                Type::Primitive(PrimitiveType::Double | PrimitiveType::Float) => {
+                    builder =
+                        builder.set_column_dictionary_page_size_limit(path(), DISTINCT_DICT_BYTES);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(builder.build())
+}
+
 /// Writer properties for a table with `properties`.
 pub fn writer_properties(
     properties: &HashMap<String, String>,
     parsed: &TableProperties,
 ) -> Result<WriterProperties, PropertyError> {
+    Ok(builder(properties, parsed)?.build())
+}
+
+fn builder(
+    properties: &HashMap<String, String>,
+    parsed: &TableProperties,
+) -> Result<WriterPropertiesBuilder, PropertyError> {
     let level: Option<i32> = match properties.get(LEVEL) {
         Some(v) => Some(
             v.trim()
@@ -115,7 +178,7 @@ pub fn writer_properties(
     if let Some(rows) = usize_prop("write.parquet.page-row-limit")? {
         builder = builder.set_data_page_row_count_limit(rows);
     }
-    if let Some(bytes) = usize_prop("write.parquet.dict-size-bytes")? {
+    if let Some(bytes) = usize_prop(DICT_BYTES)? {
         builder = builder.set_dictionary_page_size_limit(bytes);
     }
     if let Some(rows) = usize_prop("write.parquet.row-group-limit")? {
@@ -152,7 +215,7 @@ pub fn writer_properties(
         max_chunk_size: parsed.cdc_max_chunk_size,
         norm_level: parsed.cdc_norm_level,
     });
-    Ok(builder.set_content_defined_chunking(cdc).build())
+    Ok(builder.set_content_defined_chunking(cdc))
 }
 
 #[cfg(test)]
@@ -191,6 +254,40 @@ mod tests {
 
     fn parsed(p: &HashMap<String, String>) -> TableProperties {
         TableProperties::try_from(p).unwrap()
+    }
+
+    #[test]
+    fn defaults_for_columns_of_distinct_values() {
+        use iceberg::spec::NestedField;
+        let schema = Schema::builder()
+            .with_fields(vec![
+                NestedField::required(1, "ts", Type::Primitive(PrimitiveType::Timestamptz)).into(),
+                NestedField::optional(2, "value", Type::Primitive(PrimitiveType::Double)).into(),
+                NestedField::required(3, "tag", Type::Primitive(PrimitiveType::String)).into(),
+            ])
+            .build()
+            .unwrap();
+        let p = props(&[]);
+        let w = data_file_properties(&p, &parsed(&p), &schema).unwrap();
+        let col = |c: &str| ColumnPath::from(c);
+        let limit = |c: &str| w.column_dictionary_page_size_limit(&col(c));
+        // Times: delta-encoded, no dictionary.
+        assert!(!w.dictionary_enabled(&col("ts")));
+        assert_eq!(w.encoding(&col("ts")), Some(Encoding::DELTA_BINARY_PACKED));
+        // Doubles: a small dictionary.
+        assert!(w.dictionary_enabled(&col("value")));
+        assert_eq!(limit("value"), DISTINCT_DICT_BYTES);
+        // Strings: arrow-rs' defaults.
+        assert!(w.dictionary_enabled(&col("tag")));
+        assert_eq!(w.encoding(&col("tag")), None);
+        assert_eq!(limit("tag"), w.dictionary_page_size_limit());
+        assert!(w.dictionary_page_size_limit() > DISTINCT_DICT_BYTES);
+        // The table's own limit: the table decides for every column.
+        let p = props(&[("write.parquet.dict-size-bytes", "2000000")]);
+        let w = data_file_properties(&p, &parsed(&p), &schema).unwrap();
+        assert!(w.dictionary_enabled(&col("ts")));
+        assert_eq!(w.encoding(&col("ts")), None);
+        assert_eq!(w.column_dictionary_page_size_limit(&col("ts")), 2_000_000);
     }
 
     #[test]

@@ -312,8 +312,9 @@ impl DataFileSink {
         let schema = metadata.current_schema().clone();
         let arrow_schema: ArrowSchemaRef = Arc::new(schema_to_arrow_schema(&schema)?);
         let props = metadata.table_properties()?;
-        let writer_props = crate::parquet_props::writer_properties(metadata.properties(), &props)
-            .map_err(|e| IcebergError::new(ErrorKind::DataInvalid, e.to_string()))?;
+        let writer_props =
+            crate::parquet_props::data_file_properties(metadata.properties(), &props, &schema)
+                .map_err(|e| IcebergError::new(ErrorKind::DataInvalid, e.to_string()))?;
         let parquet = ParquetWriterBuilder::new_with_match_mode(
             writer_props,
             schema.clone(),
