@@ -273,7 +273,7 @@ pub const METRICS: &[(&str, &str, &str, &str)] = &[
         weir_alert::metric_names::ALERT_NOTIFICATIONS_TOTAL,
         "counter",
         "target, outcome",
-        "Alert notification attempts by target kind (mqtt, kafka, webhook) and outcome (sent, retried, failed).",
+        "Alert notification attempts by target kind (mqtt, kafka, webhook, postgres) and outcome (sent, retried, failed).",
     ),
     (
         weir_alert::metric_names::ALERT_EVALUATION_ERRORS_TOTAL,
