@@ -922,14 +922,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn acknowledgement_in_this_process_is_notified_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let lakehouse = Lakehouse::open(&LakehouseOptions {
-            data_dir: dir.path().to_path_buf(),
-            catalog_uri: None,
-            warehouse: None,
-            s3: Default::default(),
-        })
-        .await
-        .unwrap();
+        let lakehouse = Lakehouse::open(&LakehouseOptions::embedded(dir.path().to_path_buf()))
+            .await
+            .unwrap();
         let hot = HotTiers::new(Arc::new(HotTier::default()));
         let query =
             weir_query::QueryEngine::new(lakehouse.clone(), hot.clone(), Default::default())

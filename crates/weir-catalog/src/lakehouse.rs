@@ -40,6 +40,19 @@ pub struct LakehouseOptions {
     pub s3: S3Options,
 }
 
+impl LakehouseOptions {
+    /// The embedded default under `data_dir`: a SQLite catalog and a local
+    /// warehouse.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        LakehouseOptions {
+            data_dir: data_dir.into(),
+            catalog_uri: None,
+            warehouse: None,
+            s3: S3Options::default(),
+        }
+    }
+}
+
 /// The catalog and warehouse, shared by every stage of the pipeline.
 #[derive(Clone)]
 pub struct Lakehouse {

@@ -262,14 +262,9 @@ mod tests {
     use crate::{Lakehouse, LakehouseOptions};
 
     async fn lakehouse(dir: &tempfile::TempDir) -> Lakehouse {
-        Lakehouse::open(&LakehouseOptions {
-            data_dir: dir.path().to_path_buf(),
-            catalog_uri: None,
-            warehouse: None,
-            s3: Default::default(),
-        })
-        .await
-        .unwrap()
+        Lakehouse::open(&LakehouseOptions::embedded(dir.path().to_path_buf()))
+            .await
+            .unwrap()
     }
 
     #[tokio::test]

@@ -30,14 +30,9 @@ fn v2() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_tables_are_created_once_then_evolve() {
     let dir = tempfile::tempdir().unwrap();
-    let lakehouse = Lakehouse::open(&LakehouseOptions {
-        data_dir: dir.path().to_path_buf(),
-        catalog_uri: None,
-        warehouse: None,
-        s3: Default::default(),
-    })
-    .await
-    .unwrap();
+    let lakehouse = Lakehouse::open(&LakehouseOptions::embedded(dir.path().to_path_buf()))
+        .await
+        .unwrap();
 
     let v1 = TableSpec::from_toml(V1, "v1").unwrap();
     let report = lakehouse

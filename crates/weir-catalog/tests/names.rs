@@ -12,14 +12,9 @@ use weir_catalog::location::is_within;
 use weir_catalog::{CatalogError, Lakehouse, LakehouseOptions};
 
 async fn open(dir: &Path) -> Lakehouse {
-    Lakehouse::open(&LakehouseOptions {
-        data_dir: dir.to_path_buf(),
-        catalog_uri: None,
-        warehouse: None,
-        s3: Default::default(),
-    })
-    .await
-    .unwrap()
+    Lakehouse::open(&LakehouseOptions::embedded(dir.to_path_buf()))
+        .await
+        .unwrap()
 }
 
 fn creation(name: &str, location: Option<&str>) -> TableCreation {

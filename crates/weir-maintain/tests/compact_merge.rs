@@ -24,14 +24,9 @@ use weir_catalog::{
 use weir_maintain::{CompactOptions, compact_table};
 
 async fn open(dir: &Path) -> Lakehouse {
-    Lakehouse::open(&LakehouseOptions {
-        data_dir: dir.to_path_buf(),
-        catalog_uri: None,
-        warehouse: None,
-        s3: Default::default(),
-    })
-    .await
-    .unwrap()
+    Lakehouse::open(&LakehouseOptions::embedded(dir.to_path_buf()))
+        .await
+        .unwrap()
 }
 
 async fn create(lakehouse: &Lakehouse, name: &str) -> (TableIdent, Table) {

@@ -19,14 +19,9 @@ use weir_catalog::{AppendOptions, Lakehouse, LakehouseOptions, append_batches};
 use weir_maintain::{OrphanOptions, remove_orphans};
 
 async fn open(dir: &Path) -> Lakehouse {
-    Lakehouse::open(&LakehouseOptions {
-        data_dir: dir.to_path_buf(),
-        catalog_uri: None,
-        warehouse: None,
-        s3: Default::default(),
-    })
-    .await
-    .unwrap()
+    Lakehouse::open(&LakehouseOptions::embedded(dir.to_path_buf()))
+        .await
+        .unwrap()
 }
 
 fn creation(name: &str, location: Option<String>) -> TableCreation {

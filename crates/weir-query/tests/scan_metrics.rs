@@ -23,14 +23,9 @@ struct Db {
 
 async fn db() -> Db {
     let dir = tempfile::tempdir().unwrap();
-    let lakehouse = Lakehouse::open(&LakehouseOptions {
-        data_dir: dir.path().to_path_buf(),
-        catalog_uri: None,
-        warehouse: None,
-        s3: Default::default(),
-    })
-    .await
-    .unwrap();
+    let lakehouse = Lakehouse::open(&LakehouseOptions::embedded(dir.path().to_path_buf()))
+        .await
+        .unwrap();
     let engine = QueryEngine::new(lakehouse, Default::default(), EngineOptions::default())
         .await
         .unwrap();

@@ -27,14 +27,9 @@ async fn run(engine: &QueryEngine, sql: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn added_column_reads_as_null_for_old_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let lakehouse = Lakehouse::open(&LakehouseOptions {
-        data_dir: dir.path().to_path_buf(),
-        catalog_uri: None,
-        warehouse: None,
-        s3: Default::default(),
-    })
-    .await
-    .unwrap();
+    let lakehouse = Lakehouse::open(&LakehouseOptions::embedded(dir.path().to_path_buf()))
+        .await
+        .unwrap();
     lakehouse
         .ensure_tables(&[TableSpec::from_toml(V1, "v1").unwrap()])
         .await

@@ -186,13 +186,7 @@ fn expand_lines(cells: Vec<String>) -> Vec<Vec<String>> {
 
 async fn fresh_db() -> Result<WeirDb, QueryError> {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let lakehouse = Lakehouse::open(&LakehouseOptions {
-        data_dir: dir.path().to_path_buf(),
-        catalog_uri: None,
-        warehouse: None,
-        s3: Default::default(),
-    })
-    .await?;
+    let lakehouse = Lakehouse::open(&LakehouseOptions::embedded(dir.path().to_path_buf())).await?;
     lakehouse.ensure_tables(&builtin_specs()?).await?;
     let engine = QueryEngine::new(lakehouse, Default::default(), EngineOptions::default()).await?;
     let ctx = engine.new_context();

@@ -367,14 +367,9 @@ pub(crate) mod tests {
 
     /// An embedded lakehouse in `dir` with the declared tables.
     pub(crate) async fn lakehouse(dir: &std::path::Path) -> Lakehouse {
-        let lakehouse = Lakehouse::open(&LakehouseOptions {
-            data_dir: dir.to_path_buf(),
-            catalog_uri: None,
-            warehouse: None,
-            s3: Default::default(),
-        })
-        .await
-        .unwrap();
+        let lakehouse = Lakehouse::open(&LakehouseOptions::embedded(dir.to_path_buf()))
+            .await
+            .unwrap();
         lakehouse
             .ensure_tables(&builtin_specs().unwrap())
             .await
