@@ -129,7 +129,15 @@ EOF
              ${WEIR_KAFKA_JAVA_OPTS:-})
   if [ ! -f "$dir/logs/meta.properties" ]; then
     local cluster
-    cluster="$(python3 -c 'import base64,os;print(base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode())')"
+    # A cluster id that starts with "-" reads as an option to StorageTool
+    # (1 run in 64 failed): draw again.
+    cluster="$(python3 -c '
+import base64, os
+while True:
+    c = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+    if not c.startswith("-"):
+        print(c)
+        break')"
     "$JAVA" "${jvm[@]}" -cp "$LIB/*" kafka.tools.StorageTool format -t "$cluster" \
         -c "$dir/server.properties" >"$dir/format.out" 2>&1 \
       || { cat "$dir/format.out" >&2; die "storage format failed"; }

@@ -106,7 +106,7 @@ fn main() {
     while at < warm {
         let b = make(at);
         let mut all: Vec<&mut RuleState> = rules.iter_mut().collect();
-        for (_, r) in weir_alert::state::evaluate_batch(&mut all, &b, 0, &mut id) {
+        for (_, r) in weir_alert::state::evaluate_batch(&mut all, &b, None, 0, &mut id) {
             r.unwrap();
         }
         at += batch_rows;
@@ -118,7 +118,7 @@ fn main() {
     let mut transitions = 0usize;
     for b in &batches {
         let mut all: Vec<&mut RuleState> = rules.iter_mut().collect();
-        for (_, r) in weir_alert::state::evaluate_batch(&mut all, b, 0, &mut id) {
+        for (_, r) in weir_alert::state::evaluate_batch(&mut all, b, None, 0, &mut id) {
             transitions += r.unwrap().len();
         }
     }

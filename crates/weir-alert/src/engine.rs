@@ -17,7 +17,11 @@
 //!
 //! One evaluator per series: run it in the process that ingests the rows
 //! (`weir serve` with its sources, or `weir ingest`). Several `weir ingest`
-//! processes of one Kafka group each evaluate the partitions they own.
+//! processes of one Kafka group each evaluate the partitions they own; a
+//! rebalance hands series over ([`crate::sync`]): the writer announces the
+//! partitions it releases and acquires on the feed, the old owner forgets
+//! their series, the new one reads the open alerts of every evaluator
+//! before their rows and carries them on.
 //!
 //! Acknowledgements: `ACKNOWLEDGE ALERT` publishes the ACKNOWLEDGED rows it
 //! committed on the same feed (table `gold.alerts`). The evaluator of that
@@ -34,11 +38,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
-use futures::TryStreamExt;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 use weir_catalog::{AppendOptions, Lakehouse, append_batches, find_commit};
-use weir_hot::{FeedBatch, HotTiers};
+use weir_hot::{FeedBatch, FeedEvent, HotTiers, Origin};
 use weir_query::alerts::{
     self, ACKNOWLEDGED, ACTIVE, ALERTS_NAMESPACE, ALERTS_TABLE, AlertRule, RESOLVED, Target,
     Transition,
@@ -46,7 +49,8 @@ use weir_query::alerts::{
 
 use crate::AlertError;
 use crate::notify::{Message, Notifier};
-use crate::state::{Decision, Open, RuleState};
+use crate::state::{Decision, RuleState};
+use crate::sync::AlertsReader;
 
 /// Snapshot summary key: the evaluator's notifications are done up to here.
 pub const DELIVERED_KEY: &str = "weir.alerts.delivered-seq";
@@ -64,6 +68,10 @@ pub struct AlertOptions {
     pub registry: Option<String>,
     /// Who writes the transitions (`host-pid`).
     pub actor: String,
+    /// How late rows read by other processes may reach the table (their
+    /// commit interval and a margin): absence declares a series this
+    /// process does not read silent only after its interval plus this.
+    pub others_lag: Duration,
 }
 
 impl Default for AlertOptions {
@@ -74,6 +82,7 @@ impl Default for AlertOptions {
             declared: Vec::new(),
             registry: None,
             actor: format!("weir-{}", std::process::id()),
+            others_lag: Duration::from_secs(12),
         }
     }
 }
@@ -102,7 +111,7 @@ pub async fn run(
     let mut engine = Engine::new(lakehouse, hot, opts.clone());
     engine.reload_rules(true).await?;
     engine.recover().await?;
-    engine.seed_absence().await;
+    engine.seed_absence(Some(Duration::from_secs(86_400))).await;
     tracing::info!(
         rules = engine.rules.len(),
         open = engine.open(),
@@ -114,7 +123,12 @@ pub async fn run(
     loop {
         tokio::select! {
             msg = feed.recv() => match msg {
-                Ok(batch) => engine.on_batch(&batch),
+                Ok(FeedEvent::Rows(batch)) => {
+                    engine.sync_if_due().await;
+                    engine.on_batch(&batch);
+                }
+                Ok(FeedEvent::Acquired(origin)) => engine.on_acquired(&origin),
+                Ok(FeedEvent::Released(origin)) => engine.on_released(&origin),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(batches = n, "alert evaluator fell behind the writers; batches skipped");
                     metrics::counter!(crate::metric_names::ALERT_FEED_LAGGED_TOTAL).increment(n);
@@ -122,6 +136,7 @@ pub async fn run(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             _ = tick.tick() => {
+                engine.sync_if_due().await;
                 engine.on_tick().await;
                 if opts.registry.is_some() && last_registry.elapsed() >= crate::registry_pg::RELOAD {
                     last_registry = tokio::time::Instant::now();
@@ -131,8 +146,12 @@ pub async fn run(
                 }
                 if last_poll.elapsed() >= opts.rules_poll {
                     last_poll = tokio::time::Instant::now();
-                    if let Err(e) = engine.reload_rules(false).await {
-                        tracing::warn!(error = %e, "re-reading alert rules failed; keeping the current ones");
+                    match engine.reload_rules(false).await {
+                        // Rules and transitions share the table: read what
+                        // other evaluators wrote since.
+                        Ok(true) => engine.sync_due = true,
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "re-reading alert rules failed; keeping the current ones"),
                     }
                 }
             }
@@ -140,8 +159,12 @@ pub async fn run(
         }
     }
     // Rows sealed before the stop are still in the feed.
-    while let Ok(batch) = feed.try_recv() {
-        engine.on_batch(&batch);
+    while let Ok(event) = feed.try_recv() {
+        match event {
+            FeedEvent::Rows(batch) => engine.on_batch(&batch),
+            FeedEvent::Acquired(origin) => engine.on_acquired(&origin),
+            FeedEvent::Released(origin) => engine.on_released(&origin),
+        }
     }
     engine.on_tick().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -197,6 +220,20 @@ struct Engine {
     report: AlertReport,
     /// Rules whose evaluation failed, reported once each.
     failing: std::collections::HashSet<String>,
+    /// `gold.alerts` as read so far (other evaluators' transitions).
+    reader: AlertsReader,
+    /// Read `gold.alerts` again before the next rows (a partition was
+    /// acquired, or the table changed).
+    sync_due: bool,
+    /// Absence rules ask the table for recent series again (a partition
+    /// was acquired).
+    seed_due: bool,
+    /// Source partitions, numbered in the order first seen.
+    origins: HashMap<Origin, u32>,
+    /// Queries for absence rules (recent series, confirming a silence).
+    query: Option<weir_query::QueryEngine>,
+    /// When each absence rule last asked the table to confirm a silence.
+    confirmed_at: HashMap<String, tokio::time::Instant>,
 }
 
 fn now_micros() -> i64 {
@@ -231,6 +268,12 @@ impl Engine {
             notifier: Notifier::default(),
             report: AlertReport::default(),
             failing: Default::default(),
+            reader: AlertsReader::default(),
+            sync_due: false,
+            seed_due: false,
+            origins: HashMap::new(),
+            query: None,
+            confirmed_at: HashMap::new(),
         }
     }
 
@@ -245,12 +288,13 @@ impl Engine {
         }
     }
 
-    /// Re-reads the rules when `gold.alerts` changed (always when `force`).
-    async fn reload_rules(&mut self, force: bool) -> Result<(), AlertError> {
+    /// Re-reads the rules when `gold.alerts` changed (always when `force`);
+    /// true when it had changed.
+    async fn reload_rules(&mut self, force: bool) -> Result<bool, AlertError> {
         let ident = alerts::alerts_ident();
         let location = self.lakehouse.metadata_location(&ident).await?;
         if !force && location == self.metadata_location {
-            return Ok(());
+            return Ok(false);
         }
         let table = self
             .lakehouse
@@ -305,7 +349,7 @@ impl Engine {
             }
         }
         metrics::gauge!(crate::metric_names::ALERT_RULES).set(self.rules.len() as f64);
-        Ok(())
+        Ok(true)
     }
 
     /// Open alerts and the sequence from `gold.alerts`; notifications past
@@ -316,66 +360,51 @@ impl Engine {
             .load_table(ALERTS_NAMESPACE, ALERTS_TABLE)
             .await?;
         let delivered = delivered_seq(&table);
-        let rows = read_transitions(&table).await?;
-        let mut latest: HashMap<&str, &Transition> = HashMap::new();
-        let mut started: HashMap<&str, i64> = HashMap::new();
-        let rank = |s: &str| match s {
-            RESOLVED => 2,
-            ACKNOWLEDGED => 1,
-            _ => 0,
-        };
+        let marks = delivered_marks(&table);
+        let rows = self.reader.read_new(&table).await?;
         for t in &rows {
             self.seq = self.seq.max(t.seq.unwrap_or(0));
-            if t.state == ACTIVE {
-                started.insert(&t.alert_id, t.at_micros);
-            }
-            let newer = latest
-                .get(t.alert_id.as_str())
-                .is_none_or(|l| (t.at_micros, rank(t.state)) >= (l.at_micros, rank(l.state)));
-            if newer {
-                latest.insert(&t.alert_id, t);
-            }
         }
         let now = now_micros();
-        for (id, t) in latest {
-            if t.state == RESOLVED {
-                continue;
-            }
-            match self.rules.get_mut(&t.rule) {
-                Some(rule) => rule.recover(
-                    &t.series,
-                    Open {
-                        alert_id: id.to_string(),
-                        since_micros: started.get(id).copied().unwrap_or(t.at_micros),
-                    },
-                    now,
-                ),
-                // Its rule was dropped while no evaluator ran.
-                None => self.pending.push(Transition {
-                    at_micros: now,
-                    alert_id: id.to_string(),
-                    state: RESOLVED,
-                    rule: t.rule.clone(),
-                    series: t.series.clone(),
-                    severity: t.severity.clone(),
-                    value: None,
-                    message: Some("rule dropped".into()),
-                    actor: self.opts.actor.clone(),
-                    seq: None,
-                }),
-            }
-        }
-        for t in self.pending.iter_mut() {
+        let newest = self.reader.newest(rows.clone());
+        let merged = crate::sync::merge(
+            &mut self.rules,
+            &self.reader,
+            &newest,
+            &self.opts.actor,
+            now,
+        );
+        // Rules dropped while no evaluator ran: their open alerts end.
+        for t in merged.orphans {
             self.seq += 1;
-            t.seq = Some(self.seq);
+            self.pending.push(Transition {
+                at_micros: now,
+                state: RESOLVED,
+                value: None,
+                message: Some("rule dropped".into()),
+                actor: self.opts.actor.clone(),
+                seq: Some(self.seq),
+                ..t
+            });
+        }
+        for (rule, d, note) in merged.resolve {
+            if let Some(rule) = self.rules.get(&rule).map(|r| r.rule.clone()) {
+                self.decided(&rule, d, Some(&note));
+            }
         }
         // Acknowledgements take sequence numbers not kept in the table.
         self.seq = self.seq.max(delivered.unwrap_or(0));
         self.notifier.start_after(delivered.unwrap_or(self.seq));
         if let Some(delivered) = delivered {
+            // Each evaluator's rows against its own mark (several share the
+            // table in a Kafka group); a live one's rows in flight may be
+            // sent twice, never lost (receivers deduplicate).
             let mut resend: Vec<&Transition> = rows
                 .iter()
-                .filter(|t| t.seq.is_some_and(|s| s > delivered))
+                .filter(|t| {
+                    let mark = marks.get(&t.actor).copied().unwrap_or(delivered);
+                    t.seq.is_some_and(|s| s > mark)
+                })
                 .collect();
             resend.sort_by_key(|t| t.seq);
             for t in resend {
@@ -383,18 +412,128 @@ impl Engine {
                 self.notify(t);
             }
         }
+        self.firing_gauges();
+        Ok(())
+    }
+
+    fn firing_gauges(&self) {
         for (name, rule) in &self.rules {
             metrics::gauge!(crate::metric_names::ALERT_FIRING, "rule" => name.clone())
                 .set(rule.open_alerts() as f64);
         }
+    }
+
+    /// Reads the rows other evaluators added to `gold.alerts` and merges
+    /// them (after a partition was acquired or the table changed), and
+    /// lets absence rules learn the recent series again after an
+    /// acquisition. Failures are logged; the next change tries again.
+    async fn sync_if_due(&mut self) {
+        if std::mem::take(&mut self.sync_due)
+            && let Err(e) = self.sync().await
+        {
+            tracing::warn!(error = %e, "reading other evaluators' alert transitions failed");
+        }
+        if std::mem::take(&mut self.seed_due) {
+            self.seed_absence(None).await;
+        }
+    }
+
+    async fn sync(&mut self) -> Result<(), AlertError> {
+        let table = self
+            .lakehouse
+            .load_table(ALERTS_NAMESPACE, ALERTS_TABLE)
+            .await?;
+        let rows = self.reader.read_new(&table).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let newest = self.reader.newest(rows);
+        let merged = crate::sync::merge(
+            &mut self.rules,
+            &self.reader,
+            &newest,
+            &self.opts.actor,
+            now_micros(),
+        );
+        if merged.adopted + merged.closed + merged.resolve.len() > 0 {
+            tracing::info!(
+                adopted = merged.adopted,
+                closed = merged.closed,
+                duplicates = merged.resolve.len(),
+                "alert transitions of other evaluators merged"
+            );
+            metrics::counter!(crate::metric_names::ALERT_HANDOVERS_TOTAL, "kind" => "adopted")
+                .increment(merged.adopted as u64);
+        }
+        for (rule, d, note) in merged.resolve {
+            if let Some(rule) = self.rules.get(&rule).map(|r| r.rule.clone()) {
+                self.decided(&rule, d, Some(&note));
+            }
+        }
+        self.firing_gauges();
         Ok(())
     }
 
-    /// Absence rules learn the series that sent rows recently (the last
-    /// day, committed and hot), so a device silent since before the start
-    /// still raises its alert. A failure is logged: the rules then watch
-    /// the series they see from now on.
-    async fn seed_absence(&mut self) {
+    /// The writer now reads `origin`: before its rows, read what other
+    /// evaluators decided (the previous owner's open alerts) and which
+    /// series the table has (absence).
+    fn on_acquired(&mut self, origin: &Origin) {
+        tracing::debug!(stream = %origin.stream, partition = origin.partition, "alert evaluator: partition acquired");
+        self.sync_due = true;
+        self.seed_due = true;
+    }
+
+    /// The writer no longer reads `origin`: forget the series whose rows
+    /// came from it (their new owner decides for them; transitions decided
+    /// here are still committed).
+    fn on_released(&mut self, origin: &Origin) {
+        let Some(id) = self.origins.get(origin).copied() else {
+            return;
+        };
+        let now = now_micros();
+        let released: usize = self.rules.values_mut().map(|r| r.release(id, now)).sum();
+        if released > 0 {
+            tracing::info!(stream = %origin.stream, partition = origin.partition, series = released,
+                "partition released: its series handed over to their new owner");
+            metrics::counter!(crate::metric_names::ALERT_HANDOVERS_TOTAL, "kind" => "released")
+                .increment(released as u64);
+        }
+        self.firing_gauges();
+    }
+
+    fn origin_id(&mut self, origin: &Option<Origin>) -> Option<u32> {
+        let origin = origin.as_ref()?;
+        let next = self.origins.len() as u32;
+        Some(*self.origins.entry(origin.clone()).or_insert(next))
+    }
+
+    /// The query engine absence rules ask (made once).
+    async fn query_engine(&mut self) -> Option<weir_query::QueryEngine> {
+        if self.query.is_none() {
+            match weir_query::QueryEngine::new(
+                self.lakehouse.clone(),
+                self.hot.clone(),
+                weir_query::EngineOptions::default(),
+            )
+            .await
+            {
+                Ok(e) => self.query = Some(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "absence rules: cannot query the tables for known series")
+                }
+            }
+        }
+        self.query.clone()
+    }
+
+    /// Absence rules learn the series that sent rows recently (committed
+    /// and hot): at start those of the last day (`window`), so a device
+    /// silent since before the start still raises its alert; after a
+    /// partition was acquired (`None`) those of twice the rule's interval
+    /// (a device silent for longer had its alert raised by the previous
+    /// owner). A failure is logged: the rules then watch the series they
+    /// see from now on.
+    async fn seed_absence(&mut self, window: Option<Duration>) {
         let absent: Vec<String> = self
             .rules
             .iter()
@@ -404,24 +543,23 @@ impl Engine {
         if absent.is_empty() {
             return;
         }
-        let engine = match weir_query::QueryEngine::new(
-            self.lakehouse.clone(),
-            self.hot.clone(),
-            weir_query::EngineOptions::default(),
-        )
-        .await
-        {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "absence rules: cannot query the tables for known series");
-                return;
-            }
+        let Some(engine) = self.query_engine().await else {
+            return;
         };
         for name in absent {
             let Some(rule) = self.rules.get(&name).map(|r| r.rule.clone()) else {
                 continue;
             };
-            match seed_query(&engine, &rule).await {
+            let within = match window {
+                Some(w) => w,
+                None => match rule.when {
+                    weir_query::alerts::Condition::Absent { after } => {
+                        (after * 2 + self.opts.others_lag).max(Duration::from_secs(60))
+                    }
+                    _ => continue,
+                },
+            };
+            match seed_query(&engine, &rule, within).await {
                 Ok(series) => {
                     let state = self.rules.get_mut(&name).expect("rule");
                     for (key, seen) in &series {
@@ -437,6 +575,7 @@ impl Engine {
     }
 
     fn on_batch(&mut self, batch: &FeedBatch) {
+        let origin = self.origin_id(&batch.origin);
         if batch.table.split_once('.') == Some((ALERTS_NAMESPACE, ALERTS_TABLE)) {
             self.on_alert_rows(&batch.batch);
         }
@@ -452,7 +591,7 @@ impl Engine {
             .filter(|(name, _)| names.contains(name))
             .map(|(_, r)| r)
             .collect();
-        let results = crate::state::evaluate_batch(&mut rules, &batch.batch, now, &mut id);
+        let results = crate::state::evaluate_batch(&mut rules, &batch.batch, origin, now, &mut id);
         let names: Vec<(String, AlertRule)> = rules
             .iter()
             .map(|r| (r.rule.name.clone(), r.rule.clone()))
@@ -535,13 +674,21 @@ impl Engine {
         let now = now_micros();
         let mut id = alert_id;
         let mut silent = Vec::new();
-        for rule in self.rules.values_mut() {
-            for d in rule.check_silence(now, &mut id) {
+        let mut unconfirmed = Vec::new();
+        for (name, rule) in self.rules.iter_mut() {
+            let (decided, unsure) = rule.check_silence(now, &mut id);
+            for d in decided {
                 silent.push((rule.rule.clone(), d));
+            }
+            if !unsure.is_empty() {
+                unconfirmed.push((name.clone(), unsure));
             }
         }
         for (rule, d) in silent {
             self.decided(&rule, d, None);
+        }
+        for (name, series) in unconfirmed {
+            self.confirm_silence(&name, &series).await;
         }
         if self.committing.is_none() && !self.pending.is_empty() {
             self.committing = Some((Uuid::now_v7(), std::mem::take(&mut self.pending)));
@@ -555,22 +702,62 @@ impl Engine {
                 let (_, rows) = self.committing.take().expect("committing");
                 self.report.transitions += rows.len() as u64;
                 for t in &rows {
+                    self.reader.wrote(t);
                     metrics::counter!(crate::metric_names::ALERT_TRANSITIONS_TOTAL, "state" => t.state)
                         .increment(1);
                     tracing::info!(rule = %t.rule, series = %t.series, state = t.state, alert = %t.alert_id,
                         value = t.value, "alert transition");
                     self.notify(t);
                 }
-                for (name, rule) in &self.rules {
-                    metrics::gauge!(crate::metric_names::ALERT_FIRING, "rule" => name.clone())
-                        .set(rule.open_alerts() as f64);
-                }
+                self.firing_gauges();
                 self.notify_acks();
             }
             Err(e) => {
                 tracing::warn!(error = %e, transitions = rows.len(), "committing alert transitions failed; retrying");
                 metrics::counter!(crate::metric_names::ALERT_COMMIT_FAILURES_TOTAL).increment(1);
             }
+        }
+    }
+
+    /// Silent series this process does not read (known from the table or
+    /// other evaluators): the table says whether they sent rows to another
+    /// process within the rule's interval. Asked at most every quarter
+    /// interval per rule (at least 1 s); a failure leaves them unconfirmed.
+    async fn confirm_silence(&mut self, name: &str, series: &[String]) {
+        let Some(rule) = self.rules.get(name).map(|r| r.rule.clone()) else {
+            return;
+        };
+        let weir_query::alerts::Condition::Absent { after } = rule.when else {
+            return;
+        };
+        let every = ((after + self.opts.others_lag) / 4).max(Duration::from_secs(1));
+        if self
+            .confirmed_at
+            .get(name)
+            .is_some_and(|t| t.elapsed() < every)
+        {
+            return;
+        }
+        self.confirmed_at
+            .insert(name.to_string(), tokio::time::Instant::now());
+        let Some(engine) = self.query_engine().await else {
+            return;
+        };
+        let lag = self.opts.others_lag;
+        let latest: HashMap<String, i64> = match seed_query(&engine, &rule, after + lag).await {
+            Ok(rows) => rows.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(rule = %name, error = %e, "absence rule: cannot confirm a silence");
+                return;
+            }
+        };
+        let mut id = alert_id;
+        let decided = match self.rules.get_mut(name) {
+            Some(state) => state.confirm_silence(series, &latest, lag, now_micros(), &mut id),
+            None => return,
+        };
+        for d in decided {
+            self.decided(&rule, d, None);
         }
     }
 
@@ -642,10 +829,15 @@ fn acknowledgements(rows: Vec<Transition>, own_actor: &str) -> Vec<Transition> {
 
 /// (series text, last time in µs) of the rule's series with rows in the
 /// last day, in the evaluator's series text (`col=value,…`).
+/// The series of `rule` with rows in the last `within` (committed and
+/// hot, every process), with their newest row time.
 async fn seed_query(
     engine: &weir_query::QueryEngine,
     rule: &AlertRule,
+    within: Duration,
 ) -> Result<Vec<(String, i64)>, AlertError> {
+    // The engine is kept between calls: read the tables' current state.
+    engine.refresh().await?;
     let ctx = engine.new_context();
     let provider = ctx
         .table_provider(rule.table.as_str())
@@ -671,7 +863,11 @@ async fn seed_query(
             .collect();
         parts.join(" || ',' || ")
     };
-    let mut filter = format!("{} > now() - INTERVAL '1 day'", quote(&time));
+    let mut filter = format!(
+        "{} > now() - INTERVAL '{} milliseconds'",
+        quote(&time),
+        within.as_millis()
+    );
     if let Some(f) = &rule.filter {
         filter += &format!(" AND ({f})");
     }
@@ -713,6 +909,23 @@ async fn seed_query(
 
 /// The latest delivery mark an evaluator committed (walking back from the
 /// current snapshot).
+/// Per evaluator (`weir.alerts.actor`), the highest delivery mark its
+/// commits recorded.
+fn delivered_marks(table: &iceberg::table::Table) -> HashMap<String, i64> {
+    let mut marks = HashMap::new();
+    for s in table.metadata().snapshots() {
+        let props = &s.summary().additional_properties;
+        if let (Some(actor), Some(mark)) = (
+            props.get("weir.alerts.actor"),
+            props.get(DELIVERED_KEY).and_then(|v| v.parse::<i64>().ok()),
+        ) {
+            let m = marks.entry(actor.clone()).or_insert(mark);
+            *m = (*m).max(mark);
+        }
+    }
+    marks
+}
+
 fn delivered_seq(table: &iceberg::table::Table) -> Option<i64> {
     let metadata = table.metadata();
     let mut snapshot = metadata.current_snapshot().cloned();
@@ -729,31 +942,7 @@ fn delivered_seq(table: &iceberg::table::Table) -> Option<i64> {
 
 /// Every row of `gold.alerts` (a table of transitions stays small: rows per
 /// alert episode, not per data row).
-async fn read_transitions(table: &iceberg::table::Table) -> Result<Vec<Transition>, AlertError> {
-    if table.metadata().current_snapshot().is_none() {
-        return Ok(Vec::new());
-    }
-    let read = |e: iceberg::Error| AlertError::Read(e.to_string());
-    let batches: Vec<RecordBatch> = table
-        .scan()
-        .build()
-        .map_err(read)?
-        .to_arrow()
-        .await
-        .map_err(read)?
-        .try_collect()
-        .await
-        .map_err(read)?;
-    let mut out = Vec::new();
-    for b in &batches {
-        out.extend(batch_transitions(b)?);
-    }
-    Ok(out)
-}
-
-/// The transitions in one batch of `gold.alerts` rows (a scan's, or the
-/// committed rows of `ACKNOWLEDGE ALERT` on the feed).
-fn batch_transitions(b: &RecordBatch) -> Result<Vec<Transition>, AlertError> {
+pub(crate) fn batch_transitions(b: &RecordBatch) -> Result<Vec<Transition>, AlertError> {
     let mut out = Vec::new();
     let col = |name: &str| b.column_by_name(name).cloned();
     let text = |name: &str| -> Option<StringArray> {

@@ -7,6 +7,8 @@
 //!   hysteresis, rate, z-score, absence);
 //! - [`engine`]: the loop: the hot tier's feed of sealed batches, a tick for
 //!   absence and commits, recovery from `gold.alerts` after a restart;
+//! - [`sync`]: other evaluators' transitions (series handed over in a Kafka
+//!   rebalance);
 //! - [`notify`]: MQTT, Kafka and webhook notifications, at least once.
 
 pub mod declared;
@@ -15,6 +17,7 @@ pub mod metric_names;
 pub mod notify;
 pub mod registry_pg;
 pub mod state;
+pub mod sync;
 
 pub use engine::{AlertOptions, AlertReport, run};
 

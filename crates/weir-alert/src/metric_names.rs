@@ -11,3 +11,4 @@ pub const ALERT_NOTIFICATIONS_TOTAL: &str = "weir_alert_notifications_total";
 pub const ALERT_EVALUATION_ERRORS_TOTAL: &str = "weir_alert_evaluation_errors_total";
 pub const ALERT_COMMIT_FAILURES_TOTAL: &str = "weir_alert_commit_failures_total";
 pub const ALERT_FEED_LAGGED_TOTAL: &str = "weir_alert_feed_lagged_total";
+pub const ALERT_HANDOVERS_TOTAL: &str = "weir_alert_handovers_total";

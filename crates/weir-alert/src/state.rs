@@ -42,10 +42,18 @@ struct Series {
     last: Option<(i64, f64)>,
     /// Clock time (µs) of the latest row, for absence.
     seen_micros: i64,
+    /// Event time of the newest row (absence alerts are named after it).
+    newest_micros: Option<i64>,
     /// Event time the condition started to hold.
     pending_since: Option<i64>,
     open: Option<Open>,
     window: Option<Window>,
+    /// The partition its latest rows came from (interned by the engine).
+    origin: Option<u32>,
+    /// Not seen in this process's rows: known from the table (absence's
+    /// look at recent series) or from another evaluator's transitions.
+    /// Absence fires for it only after the table confirms the silence.
+    seeded: bool,
 }
 
 /// `zscore`'s rolling window: event time cut in [`SLOTS`] slots with count,
@@ -137,17 +145,76 @@ impl RuleState {
         self.series = old.series;
     }
 
-    /// Marks `series` as having an open alert (recovered from `gold.alerts`).
+    /// Marks `series` as having an open alert (from `gold.alerts`: after a
+    /// restart, or written by another evaluator).
     pub fn recover(&mut self, series: &str, open: Open, now_micros: i64) {
-        let s = self.series.entry(series.into()).or_default();
+        let s = self.entry(series, now_micros);
         s.open = Some(open);
-        s.seen_micros = now_micros;
+    }
+
+    fn entry(&mut self, series: &str, now_micros: i64) -> &mut Series {
+        self.series.entry(series.into()).or_insert_with(|| Series {
+            seen_micros: now_micros,
+            seeded: true,
+            ..Series::default()
+        })
     }
 
     /// Series known to be alive (absence watches them) without an alert.
     pub fn know(&mut self, series: &str, seen_micros: i64) {
-        let s = self.series.entry(series.into()).or_default();
+        let s = self.entry(series, seen_micros);
         s.seen_micros = s.seen_micros.max(seen_micros);
+    }
+
+    /// The open alert of `series`, if any.
+    pub fn open_of(&self, series: &str) -> Option<&Open> {
+        self.series.get(series).and_then(|s| s.open.as_ref())
+    }
+
+    /// Ends the open alert `alert_id` of `series` without a decision
+    /// (another evaluator resolved it); true when it was open here.
+    pub fn close(&mut self, series: &str, alert_id: &str) -> bool {
+        match self.series.get_mut(series) {
+            Some(s) if s.open.as_ref().is_some_and(|o| o.alert_id == alert_id) => {
+                s.open = None;
+                s.pending_since = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this process's rows carry `series` (it decides for it).
+    pub fn owns(&self, series: &str) -> bool {
+        self.series.get(series).is_some_and(|s| !s.seeded)
+    }
+
+    /// Forgets the series whose latest rows came from `origin` (another
+    /// process reads that partition now and decides for them); returns how
+    /// many. Their open alerts stay known (as another evaluator's are):
+    /// the new owner resolves them, and should the partition come back,
+    /// this process carries them on.
+    pub fn release(&mut self, origin: u32, now_micros: i64) -> usize {
+        let mut released = 0;
+        self.series.retain(|_, s| {
+            if s.origin != Some(origin) {
+                return true;
+            }
+            released += 1;
+            match s.open.take() {
+                Some(open) => {
+                    *s = Series {
+                        open: Some(open),
+                        seen_micros: now_micros,
+                        seeded: true,
+                        ..Series::default()
+                    };
+                    true
+                }
+                None => false,
+            }
+        });
+        released
     }
 
     pub fn open_alerts(&self) -> usize {
@@ -191,6 +258,7 @@ impl RuleState {
     pub fn apply(
         &mut self,
         batch: &RecordBatch,
+        origin: Option<u32>,
         now_micros: i64,
         new_id: &mut dyn FnMut(&str, &str, i64) -> String,
     ) -> weir_query::Result<Vec<Decision>> {
@@ -214,6 +282,11 @@ impl RuleState {
             let s = self.series.entry(key.clone()).or_default();
             let key: &str = key;
             s.seen_micros = now_micros;
+            s.origin = origin;
+            s.seeded = false;
+            if ev.ts.is_some() {
+                s.newest_micros = Some(s.newest_micros.map_or(ts, |n| n.max(ts)));
+            }
             if absent {
                 if let Some(open) = s.open.take() {
                     out.push(Decision {
@@ -320,9 +393,59 @@ impl RuleState {
         Ok(out)
     }
 
-    /// Absence: series silent for the rule's interval get an alert.
+    /// Absence: series of this process's rows silent for the rule's
+    /// interval get an alert. Also returns the silent series it only knows
+    /// from the table or other evaluators ([`RuleState::confirm_silence`]
+    /// decides for them once the table was asked).
     pub fn check_silence(
         &mut self,
+        now_micros: i64,
+        new_id: &mut dyn FnMut(&str, &str, i64) -> String,
+    ) -> (Vec<Decision>, Vec<String>) {
+        let Condition::Absent { after } = self.rule.when else {
+            return (Vec::new(), Vec::new());
+        };
+        let after = after.as_micros() as i64;
+        let mut out = Vec::new();
+        let mut unconfirmed = Vec::new();
+        for (key, s) in &mut self.series {
+            if s.open.is_none() && now_micros - s.seen_micros >= after {
+                if s.seeded {
+                    unconfirmed.push(key.to_string());
+                    continue;
+                }
+                // Named after the newest row's time, as another evaluator
+                // that knows the series from the table names it.
+                let at = s.newest_micros.map_or(now_micros, |n| n + after);
+                let alert_id = new_id(&self.rule.name, key, at);
+                s.open = Some(Open {
+                    alert_id: alert_id.clone(),
+                    since_micros: at,
+                });
+                out.push(Decision {
+                    series: key.to_string(),
+                    state: weir_query::alerts::ACTIVE,
+                    at_micros: at,
+                    value: Some((now_micros - s.seen_micros) as f64 / 1e6),
+                    alert_id,
+                });
+            }
+        }
+        (out, unconfirmed)
+    }
+
+    /// Absence for series this process does not read: `latest` holds the
+    /// newest row time the table (committed and hot, every process) has of
+    /// each recent series. A series with rows within the interval plus
+    /// `lag` (how late another process commits) is alive; one without has
+    /// been silent since its last row, and its alert's id and time derive
+    /// from that row alone, so two evaluators that both decide it write the
+    /// same transition.
+    pub fn confirm_silence(
+        &mut self,
+        series: &[String],
+        latest: &HashMap<String, i64>,
+        lag: Duration,
         now_micros: i64,
         new_id: &mut dyn FnMut(&str, &str, i64) -> String,
     ) -> Vec<Decision> {
@@ -331,21 +454,30 @@ impl RuleState {
         };
         let after = after.as_micros() as i64;
         let mut out = Vec::new();
-        for (key, s) in &mut self.series {
-            if s.open.is_none() && now_micros - s.seen_micros >= after {
-                let alert_id = new_id(&self.rule.name, key, now_micros);
-                s.open = Some(Open {
-                    alert_id: alert_id.clone(),
-                    since_micros: now_micros,
-                });
-                out.push(Decision {
-                    series: key.to_string(),
-                    state: weir_query::alerts::ACTIVE,
-                    at_micros: now_micros,
-                    value: Some((now_micros - s.seen_micros) as f64 / 1e6),
-                    alert_id,
-                });
+        for key in series {
+            let Some(s) = self.series.get_mut(key.as_str()) else {
+                continue;
+            };
+            if let Some(seen) = latest.get(key) {
+                s.seen_micros = s.seen_micros.max(*seen);
             }
+            let lag = lag.as_micros() as i64;
+            if !s.seeded || s.open.is_some() || now_micros - s.seen_micros < after + lag {
+                continue;
+            }
+            let at = s.seen_micros + after;
+            let alert_id = new_id(&self.rule.name, key, at);
+            s.open = Some(Open {
+                alert_id: alert_id.clone(),
+                since_micros: at,
+            });
+            out.push(Decision {
+                series: key.to_string(),
+                state: weir_query::alerts::ACTIVE,
+                at_micros: at,
+                value: Some((now_micros - s.seen_micros) as f64 / 1e6),
+                alert_id,
+            });
         }
         out
     }
@@ -358,6 +490,7 @@ impl RuleState {
 pub fn evaluate_batch(
     rules: &mut [&mut RuleState],
     batch: &RecordBatch,
+    origin: Option<u32>,
     now_micros: i64,
     new_id: &mut dyn FnMut(&str, &str, i64) -> String,
 ) -> Vec<(usize, weir_query::Result<Vec<Decision>>)> {
@@ -413,9 +546,9 @@ pub fn evaluate_batch(
                             })
                     }
                 };
-                sub.and_then(|sub| rule.apply(&sub, now_micros, new_id))
+                sub.and_then(|sub| rule.apply(&sub, origin, now_micros, new_id))
             }
-            _ => rule.apply(batch, now_micros, new_id),
+            _ => rule.apply(batch, origin, now_micros, new_id),
         };
         out.push((i, result));
     }
@@ -486,6 +619,7 @@ mod tests {
                     ("a", 2, 82.0),
                     ("a", 3, 85.0),
                 ]),
+                None,
                 0,
                 &mut id,
             )
@@ -495,6 +629,7 @@ mod tests {
         let d = r
             .apply(
                 &batch(&[("a", 4, 78.0), ("a", 5, 74.0), ("b", 5, 70.0)]),
+                None,
                 0,
                 &mut id,
             )
@@ -516,6 +651,7 @@ mod tests {
                     ("a", 2, 30.0),
                     ("a", 3, 31.0),
                 ]),
+                None,
                 0,
                 &mut id,
             )
@@ -534,7 +670,7 @@ mod tests {
             .map(|i| ("a", i, 10.0 + if i % 2 == 0 { 0.5 } else { -0.5 }))
             .chain([("a", 50, 40.0), ("a", 51, 10.0)])
             .collect();
-        let d = z.apply(&batch(&rows), 0, &mut id).unwrap();
+        let d = z.apply(&batch(&rows), None, 0, &mut id).unwrap();
         assert_eq!(
             states(&d),
             [
@@ -550,19 +686,23 @@ mod tests {
         let mut id = ids();
         let s = 1_000_000;
         assert!(
-            r.apply(&batch(&[("a", 0, 1.0), ("b", 0, 1.0)]), 0, &mut id)
+            r.apply(&batch(&[("a", 0, 1.0), ("b", 0, 1.0)]), None, 0, &mut id)
                 .unwrap()
                 .is_empty()
         );
         assert!(
-            r.apply(&batch(&[("b", 20, 1.0)]), 20 * s, &mut id)
+            r.apply(&batch(&[("b", 20, 1.0)]), None, 20 * s, &mut id)
                 .unwrap()
                 .is_empty()
         );
-        let d = r.check_silence(31 * s, &mut id);
-        assert_eq!(states(&d), [("device_id=a".into(), "ACTIVE", 31)]);
-        assert!(r.check_silence(32 * s, &mut id).is_empty(), "fires once");
-        let d = r.apply(&batch(&[("a", 40, 1.0)]), 40 * s, &mut id).unwrap();
+        let (d, unconfirmed) = r.check_silence(31 * s, &mut id);
+        // Named after a's newest row (t=0) plus the interval.
+        assert_eq!(states(&d), [("device_id=a".into(), "ACTIVE", 30)]);
+        assert!(unconfirmed.is_empty());
+        assert!(r.check_silence(32 * s, &mut id).0.is_empty(), "fires once");
+        let d = r
+            .apply(&batch(&[("a", 40, 1.0)]), None, 40 * s, &mut id)
+            .unwrap();
         assert_eq!(states(&d), [("device_id=a".into(), "RESOLVED", 40)]);
     }
 
@@ -579,11 +719,13 @@ mod tests {
             0,
         );
         assert!(
-            r.apply(&batch(&[("a", 1, 90.0)]), 0, &mut id)
+            r.apply(&batch(&[("a", 1, 90.0)]), None, 0, &mut id)
                 .unwrap()
                 .is_empty()
         );
-        let d = r.apply(&batch(&[("a", 2, 10.0)]), 0, &mut id).unwrap();
+        let d = r
+            .apply(&batch(&[("a", 2, 10.0)]), None, 0, &mut id)
+            .unwrap();
         assert_eq!(d[0].alert_id, "x");
         assert_eq!(d[0].state, "RESOLVED");
     }

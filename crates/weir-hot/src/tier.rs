@@ -44,6 +44,16 @@ impl HotChunk {
     }
 }
 
+/// A source partition this process's writer reads (a Kafka topic partition,
+/// an MQTT topic, a Modbus device): where hot rows come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// Source kind, e.g. `kafka`.
+    pub source: Arc<str>,
+    pub stream: Arc<str>,
+    pub partition: i32,
+}
+
 /// Rows as a writer sealed them, for evaluators that watch new rows (alert
 /// rules, the last-value index): see [`HotTier::subscribe`].
 #[derive(Debug, Clone)]
@@ -51,6 +61,24 @@ pub struct FeedBatch {
     /// `namespace.table`.
     pub table: Arc<str>,
     pub batch: RecordBatch,
+    /// The partition the rows were read from; `None` for rows a writer
+    /// commits without a source partition (the demo, INSERT, bulk ingest).
+    pub origin: Option<Origin>,
+}
+
+/// What the feed carries, in the order the writers did it.
+#[derive(Debug, Clone)]
+pub enum FeedEvent {
+    /// Rows a writer sealed.
+    Rows(FeedBatch),
+    /// This process now reads the partition (Kafka assignment; MQTT topics
+    /// and Modbus devices when their source starts): rows of its series
+    /// may have been evaluated by another process until now.
+    Acquired(Origin),
+    /// This process no longer reads the partition (revoked in a Kafka
+    /// rebalance, or reset after a fence refusal): another process may read
+    /// its rows from now on.
+    Released(Origin),
 }
 
 /// Sealed batches a subscriber may fall behind by before it misses some
@@ -61,7 +89,7 @@ pub const FEED_CAPACITY: usize = 16_384;
 #[derive(Debug)]
 pub struct HotTier {
     tables: RwLock<HashMap<String, Vec<Arc<HotChunk>>>>,
-    feed: tokio::sync::broadcast::Sender<FeedBatch>,
+    feed: tokio::sync::broadcast::Sender<FeedEvent>,
     /// Tables this process's writers committed to (see [`HotTier::committed`]).
     commits: tokio::sync::broadcast::Sender<Arc<str>>,
 }
@@ -82,9 +110,28 @@ impl Default for HotTier {
 
 impl HotTier {
     /// Every batch sealed from now on, by any writer of this process
-    /// (through [`HotTier::push`] or [`HotTier::publish`]).
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<FeedBatch> {
+    /// (through [`HotTier::push`] or [`HotTier::publish`]), and the
+    /// partitions its writers acquire and release, in order.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<FeedEvent> {
         self.feed.subscribe()
+    }
+
+    /// Tells subscribers this process now reads `origin` (call before
+    /// pushing its rows).
+    pub fn acquired(&self, origin: Origin) {
+        self.send(FeedEvent::Acquired(origin));
+    }
+
+    /// Tells subscribers this process no longer reads `origin`.
+    pub fn released(&self, origin: Origin) {
+        self.send(FeedEvent::Released(origin));
+    }
+
+    fn send(&self, event: FeedEvent) {
+        if self.feed.receiver_count() > 0 {
+            // No subscriber left between the check and the send is fine.
+            let _ = self.feed.send(event);
+        }
     }
 
     /// The names of the tables (`namespace.table`) this process's writers
@@ -106,12 +153,16 @@ impl HotTier {
     /// Tells subscribers about rows a writer commits without holding them
     /// in the hot tier (the demo devices); `push` does this itself.
     pub fn publish(&self, table: &str, batch: &RecordBatch) {
-        if batch.num_rows() > 0 && self.feed.receiver_count() > 0 {
-            // No subscriber left between the check and the send is fine.
-            let _ = self.feed.send(FeedBatch {
+        self.publish_from(table, batch, None);
+    }
+
+    fn publish_from(&self, table: &str, batch: &RecordBatch, origin: Option<Origin>) {
+        if batch.num_rows() > 0 {
+            self.send(FeedEvent::Rows(FeedBatch {
                 table: table.into(),
                 batch: batch.clone(),
-            });
+                origin,
+            }));
         }
     }
 
@@ -119,7 +170,12 @@ impl HotTier {
         if chunk.batch.num_rows() == 0 {
             return;
         }
-        self.publish(table, &chunk.batch);
+        let origin = Origin {
+            source: chunk.source.clone(),
+            stream: chunk.stream.clone(),
+            partition: chunk.partition,
+        };
+        self.publish_from(table, &chunk.batch, Some(origin));
         gauge_hot(table, std::slice::from_ref(&chunk), 1.0);
         self.write()
             .entry(table.to_string())

@@ -293,6 +293,12 @@ pub const METRICS: &[(&str, &str, &str, &str)] = &[
         "",
         "Sealed batches the alert evaluator missed because it fell behind the writers.",
     ),
+    (
+        weir_alert::metric_names::ALERT_HANDOVERS_TOTAL,
+        "counter",
+        "kind",
+        "Alert series handed over between evaluators: released (partition revoked, series forgotten) or adopted (open alerts of another evaluator taken on).",
+    ),
 ];
 
 /// Registers the descriptions (call after installing the recorder).

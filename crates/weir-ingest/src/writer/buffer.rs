@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::compute::filter_record_batch;
 use weir_catalog::watermark::Watermarks;
-use weir_hot::{HotChunk, HotTier};
+use weir_hot::{HotChunk, HotTier, Origin};
 
 use super::bronze::{Coordinates, DeadLetterBuilder, RawBatchBuilder};
 use super::obs::{CommitClock, PartMetrics};
@@ -142,6 +142,7 @@ impl IngestBuffer {
         let label = format!("{}:{stream}/{partition}", self.source);
         let metrics = PartMetrics::new(&self.source, &stream, partition);
         self.clock.track(&stream, partition, start);
+        self.hot.acquired(self.origin(&stream, partition));
         self.parts.insert(
             (stream.clone(), partition),
             Part {
@@ -171,6 +172,7 @@ impl IngestBuffer {
             let table = self.sinks.name(part.silver_sink).to_string();
             self.hot
                 .drop_partition(&table, &self.source, stream, partition);
+            self.hot.released(self.origin(stream, partition));
             self.sealed
                 .retain(|(_, c)| !(&*c.stream == stream && c.partition == partition));
         }
@@ -217,6 +219,7 @@ impl IngestBuffer {
             let table = self.sinks.name(*sink).to_string();
             self.hot
                 .drop_partition(&table, &self.source, stream, *partition);
+            self.hot.released(self.origin(stream, *partition));
         }
         self.raw = RawBatchBuilder::new();
         self.dead = DeadLetterBuilder::new();
@@ -226,6 +229,22 @@ impl IngestBuffer {
         self.dead_done.clear();
         self.first_row_at = None;
         parts.into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// Announces every partition released (an ordered stop, after the
+    /// last commit): nothing more is read from them here.
+    pub fn release_all(&self) {
+        for (stream, partition) in self.parts.keys() {
+            self.hot.released(self.origin(stream, *partition));
+        }
+    }
+
+    fn origin(&self, stream: &str, partition: i32) -> Origin {
+        Origin {
+            source: self.source.clone(),
+            stream: stream.into(),
+            partition,
+        }
     }
 
     pub fn is_assigned(&self, stream: &str, partition: i32) -> bool {

@@ -24,6 +24,7 @@ pub(super) fn start(
     hot: &HotTiers,
     cfg: &AlertsConfig,
     ingests: bool,
+    commit_interval: std::time::Duration,
 ) -> anyhow::Result<Alerts> {
     let on = match cfg.alerts_enabled {
         weir_config::AlertsMode::True => true,
@@ -51,6 +52,10 @@ pub(super) fn start(
         declared,
         registry,
         actor: format!("{host}-{}", std::process::id()),
+        // Other writers of the group commit as often as this one (same
+        // configuration, as a rule); a rebalance leaves partitions unread
+        // for a few seconds.
+        others_lag: commit_interval + std::time::Duration::from_secs(10),
         ..Default::default()
     };
     let (stop, stopped) = watch::channel(false);

@@ -32,7 +32,13 @@ pub(super) async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::R
             "no sources configured (set --kafka-brokers and --kafka-topics, --mqtt-broker and --mqtt-subscribe, or --modbus-registry)"
         );
     }
-    let alerts = super::alerts::start(&lakehouse, &hot, &cfg.alerts, true)?;
+    let alerts = super::alerts::start(
+        &lakehouse,
+        &hot,
+        &cfg.alerts,
+        true,
+        std::time::Duration::from_millis(cfg.sources.writer.commit_interval_ms),
+    )?;
     // The hot tier for `weir serve --hot-tier-from`, stopped after the
     // sources' final commit (then it is empty: readers lose nothing).
     let (stop_feed, feed_stopped) = tokio::sync::watch::channel(false);

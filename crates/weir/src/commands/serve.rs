@@ -105,6 +105,7 @@ pub(super) async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Re
         &hot,
         &cfg.alerts,
         !sources.is_empty() || cfg.demo.demo,
+        Duration::from_millis(cfg.sources.writer.commit_interval_ms),
     )?;
 
     let (stop_maintenance, maintenance_stopped) = watch::channel(false);
