@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use arrow::array::{Array, RecordBatch};
-use weir_query::alerts::compile::{Compiled, CompiledRule, Evaluated, Values};
+use weir_query::alerts::compile::{Compiled, CompiledRule, Evaluated, Slice, Values};
 use weir_query::alerts::{AlertRule, Condition};
 
 /// A transition the evaluator decided (written and notified by the engine).
@@ -126,7 +126,9 @@ pub struct RuleState {
     key: Option<(String, String)>,
     /// The rule planned per batch schema (tables evolve).
     compiled: Vec<(arrow::datatypes::SchemaRef, CompiledRule)>,
-    series: HashMap<std::sync::Arc<str>, Series>,
+    /// Per series (the text of its BY values). Looked up for every row of
+    /// every rule: Fx hashing, not SipHash (the keys are our own texts).
+    series: rustc_hash::FxHashMap<std::sync::Arc<str>, Series>,
 }
 
 impl RuleState {
@@ -135,7 +137,7 @@ impl RuleState {
             key: rule.equality_key(),
             rule,
             compiled: Vec::new(),
-            series: HashMap::new(),
+            series: Default::default(),
         }
     }
 
@@ -262,6 +264,19 @@ impl RuleState {
         now_micros: i64,
         new_id: &mut dyn FnMut(&str, &str, i64) -> String,
     ) -> weir_query::Result<Vec<Decision>> {
+        self.apply_sliced(batch, &mut HashMap::new(), origin, now_micros, new_id)
+    }
+
+    /// [`RuleState::apply`] with the slices other rules prepared from the
+    /// same batch (same filter and BY columns: same rows, same series).
+    fn apply_sliced(
+        &mut self,
+        batch: &RecordBatch,
+        slices: &mut HashMap<String, Slice>,
+        origin: Option<u32>,
+        now_micros: i64,
+        new_id: &mut dyn FnMut(&str, &str, i64) -> String,
+    ) -> weir_query::Result<Vec<Decision>> {
         let hold = self.rule.hold.as_micros() as i64;
         let zwindow = match &self.rule.when {
             Condition::ZScore { window, .. } => Some(*window),
@@ -271,7 +286,15 @@ impl RuleState {
         let compiled = self.compiled_for(batch)?;
         let when = compiled.when.clone();
         let clear = compiled.clear.clone();
-        let ev: Evaluated = compiled.evaluate(batch)?;
+        let slice = match slices.get(compiled.slice_key()) {
+            Some(slice) => slice.clone(),
+            None => {
+                let slice = compiled.prepare(batch)?;
+                slices.insert(compiled.slice_key().to_string(), slice.clone());
+                slice
+            }
+        };
+        let ev: Evaluated = compiled.conditions(&slice)?;
         let mut out = Vec::new();
         for (i, key) in ev.series.iter().enumerate() {
             let ts = match &ev.ts {
@@ -499,6 +522,9 @@ pub fn evaluate_batch(
     let mut groups: HashMap<String, Option<HashMap<String, Vec<u32>>>> = HashMap::new();
     // The rows of one value, taken once for every rule that wants them.
     let mut taken: HashMap<(String, String), RecordBatch> = HashMap::new();
+    // Rules with one filter and BY columns share their slice (one batch,
+    // one schema here).
+    let mut slices: HashMap<String, Slice> = HashMap::new();
     let mut out = Vec::new();
     for (i, rule) in rules.iter_mut().enumerate() {
         let routed = rule.key.as_ref().and_then(|(column, value)| {
@@ -546,9 +572,9 @@ pub fn evaluate_batch(
                             })
                     }
                 };
-                sub.and_then(|sub| rule.apply(&sub, origin, now_micros, new_id))
+                sub.and_then(|sub| rule.apply_sliced(&sub, &mut slices, origin, now_micros, new_id))
             }
-            _ => rule.apply(batch, origin, now_micros, new_id),
+            _ => rule.apply_sliced(batch, &mut slices, origin, now_micros, new_id),
         };
         out.push((i, result));
     }
