@@ -112,7 +112,7 @@ pub const METRICS: &[(&str, &str, &str, &str)] = &[
         weir_catalog::metric_names::COMMIT_RETRIES_TOTAL,
         "counter",
         "kind",
-        "Commit attempts retried (kind replace, metadata, append, flush): lost races and failed flushes.",
+        "Commit attempts retried (kind replace, metadata, append, flush, dml): lost races and failed flushes.",
     ),
     (
         weir_catalog::metric_names::COMMIT_ROWS_TOTAL,

@@ -38,8 +38,17 @@ use crate::error::{QueryError, Result};
 use crate::table::{WeirTable, WriteMetrics};
 
 /// How often a statement is planned again after another writer rewrote
-/// files it was rewriting.
-const MAX_ATTEMPTS: u32 = 5;
+/// files it was rewriting, and the pauses between (jittered, so two
+/// statements that collided do not collide again).
+const REPLAN: weir_catalog::retry::Backoff = weir_catalog::retry::Backoff {
+    attempts: 5,
+    min_wait: Duration::from_millis(10),
+    max_wait: Duration::from_millis(200),
+    total: None,
+    exponential: true,
+    jitter: true,
+    warn: false,
+};
 /// Name of the per-row "matches the predicate" flag while files are read.
 const MATCHED: &str = "__weir_dml_matched";
 /// Name of the per-row position (1-based) while files are read.
@@ -236,7 +245,10 @@ async fn execute_leased(
     ident: &TableIdent,
     job: &Job,
 ) -> Result<Outcome> {
-    for attempt in 1..=MAX_ATTEMPTS {
+    // The one retry loop of the commits (weir_catalog::retry): here an
+    // attempt plans the statement again against the table as it is now.
+    let mut retry = weir_catalog::retry::Retry::new("dml", ident.to_string(), REPLAN);
+    loop {
         let target = Target::load(ctx, lakehouse, ident).await?;
         let tried = match job {
             Job::RowLevel(statement) => attempt_once(&target, ident, statement).await?,
@@ -244,18 +256,21 @@ async fn execute_leased(
         };
         match tried {
             Ok(mut outcome) => {
-                outcome.attempts = attempt;
+                outcome.attempts = retry.attempt();
                 return Ok(outcome);
             }
             Err(reason) => {
-                tracing::info!(table = %ident, attempt, %reason, "DML lost a race with another writer; planning again");
+                tracing::info!(table = %ident, attempt = retry.attempt(), %reason,
+                    "DML lost a race with another writer; planning again");
+                if !retry.again(&reason).await {
+                    return Err(QueryError::from(CatalogError::ReplaceContended {
+                        table: ident.to_string(),
+                        attempts: retry.attempt(),
+                    }));
+                }
             }
         }
     }
-    Err(QueryError::from(CatalogError::ReplaceContended {
-        table: ident.to_string(),
-        attempts: MAX_ATTEMPTS,
-    }))
 }
 
 /// What `job` would do, as EXPLAIN shows it: the table, the change, and
