@@ -369,36 +369,8 @@ pub(crate) async fn merge_once(
             ],
         )?;
         let joined = joined.with_column(ACTION, action)?;
-        let action_col = col(ACTION);
-        let mut exprs = Vec::with_capacity(schema.fields().len() + 2);
-        for field in schema.fields() {
-            let name = field.name();
-            let mut value: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
-                None;
-            for (i, clause) in merge.clauses.iter().enumerate() {
-                let Action::Update(assignments) = &clause.action else {
-                    continue;
-                };
-                let Some((_, e)) = assignments.iter().find(|(c, _)| c == name) else {
-                    continue;
-                };
-                let e = cast(
-                    ctx.parse_sql_expr(e, &joined_schema)?,
-                    field.data_type().clone(),
-                );
-                let test = action_col.clone().eq(lit(i as i32 + 1));
-                value = Some(match value {
-                    None => when(test, e),
-                    Some(mut b) => b.when(test, e),
-                });
-            }
-            let value = match value {
-                Some(mut b) => b.otherwise(target_col(name))?,
-                None => target_col(name),
-            };
-            exprs.push(value.alias(name));
-        }
-        exprs.push(action_col.clone());
+        let mut exprs = updated_columns(ctx, merge, &schema, &joined_schema, &target_col)?;
+        exprs.push(col(ACTION));
         exprs.push(target_col(ROW).alias(ROW));
         let batches = joined
             .select(exprs)?
@@ -441,68 +413,7 @@ pub(crate) async fn merge_once(
     outcome.delete_files = delete_files.len();
 
     if merge.has(Kind::NotMatched) && source_rows > 0 {
-        let target_all = one_ctx
-            .read_table(Arc::new(base.restricted(None, false, "MERGE".into())))?
-            .alias(&merge.target_alias)?;
-        let joined_schema = source()?.schema().join(target_all.schema())?;
-        let on = ctx.parse_sql_expr(&merge.on, &joined_schema)?;
-        let unmatched = source()?.join_on(target_all, JoinType::LeftAnti, [on])?;
-        let source_schema = unmatched.schema().clone();
-        let action = action_case(ctx, merge, &source_schema, &[(Kind::NotMatched, lit(true))])?;
-        let unmatched = unmatched.with_column(ACTION, action)?;
-        let mut exprs = Vec::with_capacity(schema.fields().len());
-        for field in schema.fields() {
-            let name = field.name();
-            let mut value: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
-                None;
-            for (i, clause) in merge.clauses.iter().enumerate() {
-                let Action::Insert(columns, values) = &clause.action else {
-                    continue;
-                };
-                let position = if columns.is_empty() {
-                    let index = schema
-                        .index_of(name)
-                        .map_err(|e| QueryError::Internal(e.to_string()))?;
-                    if values.len() != schema.fields().len() {
-                        return Err(QueryError::Invalid(format!(
-                            "MERGE … INSERT VALUES gives {} values; {} has {} columns (or name them)",
-                            values.len(),
-                            ident,
-                            schema.fields().len()
-                        )));
-                    }
-                    Some(index)
-                } else {
-                    columns.iter().position(|c| c == name)
-                };
-                let Some(position) = position else { continue };
-                let e = cast(
-                    ctx.parse_sql_expr(&values[position], &source_schema)?,
-                    field.data_type().clone(),
-                );
-                let test = col(ACTION).eq(lit(i as i32 + 1));
-                value = Some(match value {
-                    None => when(test, e),
-                    Some(mut b) => b.when(test, e),
-                });
-            }
-            let value = match value {
-                Some(mut b) => b.otherwise(cast(
-                    lit(datafusion::scalar::ScalarValue::Null),
-                    field.data_type().clone(),
-                ))?,
-                None => cast(
-                    lit(datafusion::scalar::ScalarValue::Null),
-                    field.data_type().clone(),
-                ),
-            };
-            exprs.push(value.alias(name));
-        }
-        let inserted = unmatched
-            .filter(col(ACTION).not_eq(lit(0i32)))?
-            .select(exprs)?
-            .collect()
-            .await?;
+        let inserted = unmatched_rows(ctx, one_ctx, merge, base, &schema, ident, &source).await?;
         let count: u64 = inserted.iter().map(|b| b.num_rows() as u64).sum();
         if count > 0 {
             dml::check_required(&schema, &inserted, ident)?;
@@ -528,6 +439,121 @@ pub(crate) async fn merge_once(
             .await?
             .map(|()| outcome),
     )
+}
+
+/// Each target column's value after the UPDATE clauses: `CASE action WHEN
+/// <clause> THEN <its assignment> … ELSE <the target's value> END`.
+fn updated_columns(
+    ctx: &SessionContext,
+    merge: &Merge,
+    schema: &arrow::datatypes::Schema,
+    joined_schema: &datafusion::common::DFSchema,
+    target_col: &(dyn Fn(&str) -> Expr + Sync),
+) -> Result<Vec<Expr>> {
+    let mut exprs = Vec::with_capacity(schema.fields().len() + 2);
+    for field in schema.fields() {
+        let name = field.name();
+        let mut value: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
+            None;
+        for (i, clause) in merge.clauses.iter().enumerate() {
+            let Action::Update(assignments) = &clause.action else {
+                continue;
+            };
+            let Some((_, e)) = assignments.iter().find(|(c, _)| c == name) else {
+                continue;
+            };
+            let e = cast(
+                ctx.parse_sql_expr(e, joined_schema)?,
+                field.data_type().clone(),
+            );
+            let test = col(ACTION).eq(lit(i as i32 + 1));
+            value = Some(match value {
+                None => when(test, e),
+                Some(mut b) => b.when(test, e),
+            });
+        }
+        let value = match value {
+            Some(mut b) => b.otherwise(target_col(name))?,
+            None => target_col(name),
+        };
+        exprs.push(value.alias(name));
+    }
+    Ok(exprs)
+}
+
+/// The rows the NOT MATCHED clauses insert: source rows without a target
+/// row, with the values of the first clause that takes them.
+async fn unmatched_rows(
+    ctx: &SessionContext,
+    one_ctx: &SessionContext,
+    merge: &Merge,
+    base: &crate::table::WeirTable,
+    schema: &arrow::datatypes::Schema,
+    ident: &TableIdent,
+    source: &(dyn Fn() -> Result<DataFrame> + Sync),
+) -> Result<Vec<RecordBatch>> {
+    let target_all = one_ctx
+        .read_table(Arc::new(base.restricted(None, false, "MERGE".into())))?
+        .alias(&merge.target_alias)?;
+    let joined_schema = source()?.schema().join(target_all.schema())?;
+    let on = ctx.parse_sql_expr(&merge.on, &joined_schema)?;
+    let unmatched = source()?.join_on(target_all, JoinType::LeftAnti, [on])?;
+    let source_schema = unmatched.schema().clone();
+    let action = action_case(ctx, merge, &source_schema, &[(Kind::NotMatched, lit(true))])?;
+    let unmatched = unmatched.with_column(ACTION, action)?;
+    let mut exprs = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let name = field.name();
+        let mut value: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
+            None;
+        for (i, clause) in merge.clauses.iter().enumerate() {
+            let Action::Insert(columns, values) = &clause.action else {
+                continue;
+            };
+            let position = if columns.is_empty() {
+                let index = schema
+                    .index_of(name)
+                    .map_err(|e| QueryError::Internal(e.to_string()))?;
+                if values.len() != schema.fields().len() {
+                    return Err(QueryError::Invalid(format!(
+                        "MERGE … INSERT VALUES gives {} values; {} has {} columns (or name them)",
+                        values.len(),
+                        ident,
+                        schema.fields().len()
+                    )));
+                }
+                Some(index)
+            } else {
+                columns.iter().position(|c| c == name)
+            };
+            let Some(position) = position else { continue };
+            let e = cast(
+                ctx.parse_sql_expr(&values[position], &source_schema)?,
+                field.data_type().clone(),
+            );
+            let test = col(ACTION).eq(lit(i as i32 + 1));
+            value = Some(match value {
+                None => when(test, e),
+                Some(mut b) => b.when(test, e),
+            });
+        }
+        let value = match value {
+            Some(mut b) => b.otherwise(cast(
+                lit(datafusion::scalar::ScalarValue::Null),
+                field.data_type().clone(),
+            ))?,
+            None => cast(
+                lit(datafusion::scalar::ScalarValue::Null),
+                field.data_type().clone(),
+            ),
+        };
+        exprs.push(value.alias(name));
+    }
+    Ok(unmatched
+        .filter(col(ACTION).not_eq(lit(0i32)))?
+        .select(exprs)?
+        .collect()
+        .await?)
 }
 
 /// What the clauses do to one file.
