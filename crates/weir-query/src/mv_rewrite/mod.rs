@@ -551,75 +551,10 @@ fn rewrite_aggregate(aggregate: &Aggregate, c: &Candidate) -> DFResult<Option<Lo
     }
     for (view_col, name) in &measure_names {
         let ty = view_field(view_col)?.data_type().clone();
-        let value = |column: &str| -> DFResult<Expr> {
-            Ok(Expr::Column(Column::from(
-                input_schema.qualified_field_with_unqualified_name(column)?,
-            )))
-        };
-        let e = match &needed[view_col] {
-            Measure::Rows => lit(1i64),
-            Measure::Count(x) => when(value(x)?.is_null(), lit(0i64)).otherwise(lit(1i64))?,
-            Measure::SumSq(x) => value(x)? * value(x)?,
-            Measure::Min(x)
-            | Measure::Max(x)
-            | Measure::Sum(x)
-            | Measure::First(x)
-            | Measure::Last(x) => value(x)?,
-        };
+        let e = partial_of(&needed[view_col], &input_schema)?;
         base_cols.push(conform(e, &input_schema, &ty)?.alias(name));
     }
-    let label_since = format!("rows not yet in {}", c.view);
-    let inner = range.inner(&time_col, &time_type)?;
-    let restrict = |plan: LogicalPlan, filters: Vec<Option<Expr>>| -> DFResult<LogicalPlan> {
-        let mut builder = LogicalPlanBuilder::from(plan);
-        if let Some(f) = datafusion::logical_expr::utils::conjunction(filters.into_iter().flatten())
-        {
-            builder = builder.filter(f)?;
-        }
-        builder.build()
-    };
-    let mut base_branches = Vec::new();
-    if range.edges {
-        let all = c
-            .base
-            .restricted(None, false, "edges of the time range".into());
-        base_branches.push(restrict(
-            with_table(&aggregate.input, all)?,
-            vec![range.outer(&time_col, &time_type)?],
-        )?);
-    }
-    match &c.delta {
-        Delta::Files(files) if files.is_empty() => {}
-        Delta::Files(files) => {
-            let appended = c.base.restricted(
-                Some(files.clone()),
-                false,
-                format!("{label_since}: appended files"),
-            );
-            base_branches.push(restrict(
-                with_table(&aggregate.input, appended)?,
-                vec![inner.clone()],
-            )?);
-        }
-        Delta::Days(days) if days.is_empty() => {}
-        Delta::Days(days) => {
-            let label = format!("{label_since}: {} day(s) with rewritten files", days.len());
-            let committed = c.base.restricted(None, false, label);
-            base_branches.push(restrict(
-                with_table(&aggregate.input, committed)?,
-                vec![
-                    day_filter(time_col.clone(), &time_type, days),
-                    inner.clone(),
-                ],
-            )?);
-        }
-    }
-    if c.base.has_hot() {
-        let hot = c
-            .base
-            .restricted(Some(Arc::new(HashSet::new())), true, "hot tier".into());
-        base_branches.push(with_table(&aggregate.input, hot)?);
-    }
+    let base_branches = base_branches(aggregate, c, &range, &time_col, &time_type)?;
     let mut union = LogicalPlanBuilder::from(view_plan);
     for branch in base_branches {
         let branch = LogicalPlanBuilder::from(branch)
@@ -635,45 +570,8 @@ fn rewrite_aggregate(aggregate: &Aggregate, c: &Candidate) -> DFResult<Option<Lo
     let mut aggs = Vec::new();
     let mut finals = Vec::new();
     for (merge, columns) in &merges {
-        let m = |i: usize| col_unq(&measure_names[&columns[i]]);
-        let mut agg = |e: Expr| {
-            let name = format!("__a{}", aggs.len());
-            aggs.push(e.alias(&name));
-            col_unq(&name)
-        };
-        let f64 = |e: Expr| cast(e, DataType::Float64);
-        let out = match merge {
-            Merge::Count(_) => coalesce(vec![agg(sum(m(0))), lit(0i64)]),
-            Merge::Min(_) => agg(min(m(0))),
-            Merge::Max(_) => agg(max(m(0))),
-            Merge::Sum(_) => agg(sum(m(0))),
-            Merge::Avg { .. } => {
-                let s = agg(sum(m(0)));
-                let n = agg(sum(m(1)));
-                f64(s) / f64(n)
-            }
-            Merge::Variance {
-                sample, sqrt: root, ..
-            } => {
-                let s = f64(agg(sum(m(0))));
-                let q = f64(agg(sum(m(1))));
-                let n = f64(agg(sum(m(2))));
-                let divisor = if *sample {
-                    n.clone() - lit(1.0)
-                } else {
-                    n.clone()
-                };
-                let spread = q - s.clone() * s / n.clone();
-                // Rounding can make a zero spread slightly negative.
-                let spread = when(spread.clone().lt(lit(0.0)), lit(0.0)).otherwise(spread)?;
-                let var = when(divisor.clone().gt(lit(0.0)), spread / divisor)
-                    .otherwise(lit(ScalarValue::Float64(None)))?;
-                if *root { sqrt(var) } else { var }
-            }
-            Merge::First { .. } => agg(first_value(m(0), vec![m(1).sort(true, false)])),
-            Merge::Last { .. } => agg(last_value(m(0), vec![m(1).sort(true, false)])),
-        };
-        finals.push(out);
+        let partial = |i: usize| col_unq(&measure_names[&columns[i]]);
+        finals.push(merged(merge, &partial, &mut aggs)?);
     }
     let merged = LogicalPlanBuilder::from(union)
         .aggregate(group, aggs)?
@@ -699,6 +597,131 @@ fn rewrite_aggregate(aggregate: &Aggregate, c: &Candidate) -> DFResult<Option<Lo
             .project(projection)?
             .build()?,
     ))
+}
+
+/// The base rows the view does not answer, as plans over the aggregate's
+/// input: the partial buckets at the edges of the time range, the rows
+/// committed since the view's snapshot, the hot tier.
+fn base_branches(
+    aggregate: &Aggregate,
+    c: &Candidate,
+    range: &TimeRange,
+    time_col: &Expr,
+    time_type: &DataType,
+) -> DFResult<Vec<LogicalPlan>> {
+    let label_since = format!("rows not yet in {}", c.view);
+    let inner = range.inner(time_col, time_type)?;
+    let restrict = |plan: LogicalPlan, filters: Vec<Option<Expr>>| -> DFResult<LogicalPlan> {
+        let mut builder = LogicalPlanBuilder::from(plan);
+        if let Some(f) = datafusion::logical_expr::utils::conjunction(filters.into_iter().flatten())
+        {
+            builder = builder.filter(f)?;
+        }
+        builder.build()
+    };
+    let mut base_branches = Vec::new();
+    if range.edges {
+        let all = c
+            .base
+            .restricted(None, false, "edges of the time range".into());
+        base_branches.push(restrict(
+            with_table(&aggregate.input, all)?,
+            vec![range.outer(time_col, time_type)?],
+        )?);
+    }
+    match &c.delta {
+        Delta::Files(files) if files.is_empty() => {}
+        Delta::Files(files) => {
+            let appended = c.base.restricted(
+                Some(files.clone()),
+                false,
+                format!("{label_since}: appended files"),
+            );
+            base_branches.push(restrict(
+                with_table(&aggregate.input, appended)?,
+                vec![inner.clone()],
+            )?);
+        }
+        Delta::Days(days) if days.is_empty() => {}
+        Delta::Days(days) => {
+            let label = format!("{label_since}: {} day(s) with rewritten files", days.len());
+            let committed = c.base.restricted(None, false, label);
+            base_branches.push(restrict(
+                with_table(&aggregate.input, committed)?,
+                vec![day_filter(time_col.clone(), time_type, days), inner.clone()],
+            )?);
+        }
+    }
+    if c.base.has_hot() {
+        let hot = c
+            .base
+            .restricted(Some(Arc::new(HashSet::new())), true, "hot tier".into());
+        base_branches.push(with_table(&aggregate.input, hot)?);
+    }
+    Ok(base_branches)
+}
+
+/// One base row as a partial of `measure`, as the view stores it.
+fn partial_of(measure: &Measure, input_schema: &DFSchema) -> DFResult<Expr> {
+    let value = |column: &str| -> DFResult<Expr> {
+        Ok(Expr::Column(Column::from(
+            input_schema.qualified_field_with_unqualified_name(column)?,
+        )))
+    };
+    Ok(match measure {
+        Measure::Rows => lit(1i64),
+        Measure::Count(x) => when(value(x)?.is_null(), lit(0i64)).otherwise(lit(1i64))?,
+        Measure::SumSq(x) => value(x)? * value(x)?,
+        Measure::Min(x)
+        | Measure::Max(x)
+        | Measure::Sum(x)
+        | Measure::First(x)
+        | Measure::Last(x) => value(x)?,
+    })
+}
+
+/// The original aggregate's value from the partials (`partial(i)`: its
+/// i-th measure column): the aggregates it needs are pushed onto `aggs`
+/// (named `__aN`), the expression over them is returned.
+fn merged(merge: &Merge, partial: &dyn Fn(usize) -> Expr, aggs: &mut Vec<Expr>) -> DFResult<Expr> {
+    let m = partial;
+    let mut agg = |e: Expr| {
+        let name = format!("__a{}", aggs.len());
+        aggs.push(e.alias(&name));
+        col_unq(&name)
+    };
+    let f64 = |e: Expr| cast(e, DataType::Float64);
+    Ok(match merge {
+        Merge::Count(_) => coalesce(vec![agg(sum(m(0))), lit(0i64)]),
+        Merge::Min(_) => agg(min(m(0))),
+        Merge::Max(_) => agg(max(m(0))),
+        Merge::Sum(_) => agg(sum(m(0))),
+        Merge::Avg { .. } => {
+            let s = agg(sum(m(0)));
+            let n = agg(sum(m(1)));
+            f64(s) / f64(n)
+        }
+        Merge::Variance {
+            sample, sqrt: root, ..
+        } => {
+            let s = f64(agg(sum(m(0))));
+            let q = f64(agg(sum(m(1))));
+            let n = f64(agg(sum(m(2))));
+            let divisor = if *sample {
+                n.clone() - lit(1.0)
+            } else {
+                n.clone()
+            };
+            let spread = q - s.clone() * s / n.clone();
+            // Rounding can make a zero spread slightly negative.
+            let spread = when(spread.clone().lt(lit(0.0)), lit(0.0)).otherwise(spread)?;
+            let var = when(divisor.clone().gt(lit(0.0)), spread / divisor)
+                .otherwise(lit(ScalarValue::Float64(None)))?;
+            if *root { sqrt(var) } else { var }
+        }
+        Merge::First { .. } => agg(first_value(m(0), vec![m(1).sort(true, false)])),
+        Merge::Last { .. } => agg(last_value(m(0), vec![m(1).sort(true, false)])),
+    })
 }
 
 /// `expr` as `to` (a cast only when its type differs).
