@@ -440,18 +440,7 @@ impl RuleState {
                 // Named after the newest row's time, as another evaluator
                 // that knows the series from the table names it.
                 let at = s.newest_micros.map_or(now_micros, |n| n + after);
-                let alert_id = new_id(&self.rule.name, key, at);
-                s.open = Some(Open {
-                    alert_id: alert_id.clone(),
-                    since_micros: at,
-                });
-                out.push(Decision {
-                    series: key.to_string(),
-                    state: weir_query::alerts::ACTIVE,
-                    at_micros: at,
-                    value: Some((now_micros - s.seen_micros) as f64 / 1e6),
-                    alert_id,
-                });
+                out.push(open_absent(&self.rule.name, key, s, at, now_micros, new_id));
             }
         }
         (out, unconfirmed)
@@ -489,20 +478,33 @@ impl RuleState {
                 continue;
             }
             let at = s.seen_micros + after;
-            let alert_id = new_id(&self.rule.name, key, at);
-            s.open = Some(Open {
-                alert_id: alert_id.clone(),
-                since_micros: at,
-            });
-            out.push(Decision {
-                series: key.to_string(),
-                state: weir_query::alerts::ACTIVE,
-                at_micros: at,
-                value: Some((now_micros - s.seen_micros) as f64 / 1e6),
-                alert_id,
-            });
+            out.push(open_absent(&self.rule.name, key, s, at, now_micros, new_id));
         }
         out
+    }
+}
+
+/// Opens the absence alert of series `key` as of `at` (its id derives from
+/// the rule, the series and `at`); the value is the silence so far (s).
+fn open_absent(
+    rule: &str,
+    key: &str,
+    s: &mut Series,
+    at: i64,
+    now_micros: i64,
+    new_id: &mut dyn FnMut(&str, &str, i64) -> String,
+) -> Decision {
+    let alert_id = new_id(rule, key, at);
+    s.open = Some(Open {
+        alert_id: alert_id.clone(),
+        since_micros: at,
+    });
+    Decision {
+        series: key.to_string(),
+        state: weir_query::alerts::ACTIVE,
+        at_micros: at,
+        value: Some((now_micros - s.seen_micros) as f64 / 1e6),
+        alert_id,
     }
 }
 
@@ -582,7 +584,7 @@ pub fn evaluate_batch(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use arrow::array::{Float64Array, StringArray, TimestampMicrosecondArray};
@@ -595,7 +597,8 @@ mod tests {
         RuleState::new(weir_query::alerts::rule::parse_create(&GenericDialect {}, sql).unwrap())
     }
 
-    fn batch(rows: &[(&str, i64, f64)]) -> RecordBatch {
+    /// Rows (device_id, ts in seconds, value).
+    pub(crate) fn batch(rows: &[(&str, i64, f64)]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("device_id", DataType::Utf8, false),
             Field::new(

@@ -290,38 +290,16 @@ mod tests {
     fn the_owner_of_a_series_resolves_the_later_of_two_open_alerts() {
         let mut rules = rules();
         let mut reader = AlertsReader::default();
-        // This process reads the series and opened "mine" at t=50.
-        let batch = {
-            use arrow::array::{Float64Array, StringArray, TimestampMicrosecondArray};
-            use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-            let schema = std::sync::Arc::new(Schema::new(vec![
-                Field::new("device_id", DataType::Utf8, false),
-                Field::new(
-                    "ts",
-                    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-                    false,
-                ),
-                Field::new("value", DataType::Float64, true),
-            ]));
-            arrow::array::RecordBatch::try_new(
-                schema,
-                vec![
-                    std::sync::Arc::new(StringArray::from(vec!["a"])),
-                    std::sync::Arc::new(
-                        TimestampMicrosecondArray::from(vec![50]).with_timezone("+00:00"),
-                    ),
-                    std::sync::Arc::new(Float64Array::from(vec![90.0])),
-                ],
-            )
-            .unwrap()
-        };
+        // This process reads the series and opened "mine" at t=50 s.
+        // ts in seconds: t=50 s.
+        let batch = crate::state::tests::batch(&[("a", 50, 90.0)]);
         let mut id = |_: &str, _: &str, _: i64| "mine".to_string();
         let rule = rules.get_mut("hot").unwrap();
-        let d = rule.apply(&batch, Some(0), 60, &mut id).unwrap();
+        let d = rule.apply(&batch, Some(0), 60_000_000, &mut id).unwrap();
         assert_eq!(d[0].alert_id, "mine");
-        // The previous owner's alert, opened at t=10, lands after.
+        // The previous owner's alert, opened at t=10 µs, lands after.
         let rows = reader.newest(vec![row("theirs", ACTIVE, 10, "weir-a")]);
-        let m = merge(&mut rules, &reader, &rows, "weir-b", 100);
+        let m = merge(&mut rules, &reader, &rows, "weir-b", 100_000_000);
         assert_eq!(m.resolve.len(), 1);
         assert_eq!(m.resolve[0].1.alert_id, "mine");
         assert_eq!(m.resolve[0].1.state, RESOLVED);

@@ -453,8 +453,7 @@ fn updated_columns(
     let mut exprs = Vec::with_capacity(schema.fields().len() + 2);
     for field in schema.fields() {
         let name = field.name();
-        let mut value: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
-            None;
+        let mut values = Vec::new();
         for (i, clause) in merge.clauses.iter().enumerate() {
             let Action::Update(assignments) = &clause.action else {
                 continue;
@@ -466,19 +465,28 @@ fn updated_columns(
                 ctx.parse_sql_expr(e, joined_schema)?,
                 field.data_type().clone(),
             );
-            let test = col(ACTION).eq(lit(i as i32 + 1));
-            value = Some(match value {
-                None => when(test, e),
-                Some(mut b) => b.when(test, e),
-            });
+            values.push((i, e));
         }
-        let value = match value {
-            Some(mut b) => b.otherwise(target_col(name))?,
-            None => target_col(name),
-        };
-        exprs.push(value.alias(name));
+        exprs.push(by_clause(values, target_col(name))?.alias(name));
     }
     Ok(exprs)
+}
+
+/// `CASE WHEN action = <clause i + 1> THEN <value> … ELSE <otherwise> END`
+/// over `(clause index, value)` pairs; `otherwise` alone without any.
+fn by_clause(values: Vec<(usize, Expr)>, otherwise: Expr) -> Result<Expr> {
+    let mut case: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> = None;
+    for (i, e) in values {
+        let test = col(ACTION).eq(lit(i as i32 + 1));
+        case = Some(match case {
+            None => when(test, e),
+            Some(mut b) => b.when(test, e),
+        });
+    }
+    Ok(match case {
+        Some(mut b) => b.otherwise(otherwise)?,
+        None => otherwise,
+    })
 }
 
 /// The rows the NOT MATCHED clauses insert: source rows without a target
@@ -504,8 +512,7 @@ async fn unmatched_rows(
     let mut exprs = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         let name = field.name();
-        let mut value: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
-            None;
+        let mut inserted = Vec::new();
         for (i, clause) in merge.clauses.iter().enumerate() {
             let Action::Insert(columns, values) = &clause.action else {
                 continue;
@@ -531,23 +538,13 @@ async fn unmatched_rows(
                 ctx.parse_sql_expr(&values[position], &source_schema)?,
                 field.data_type().clone(),
             );
-            let test = col(ACTION).eq(lit(i as i32 + 1));
-            value = Some(match value {
-                None => when(test, e),
-                Some(mut b) => b.when(test, e),
-            });
+            inserted.push((i, e));
         }
-        let value = match value {
-            Some(mut b) => b.otherwise(cast(
-                lit(datafusion::scalar::ScalarValue::Null),
-                field.data_type().clone(),
-            ))?,
-            None => cast(
-                lit(datafusion::scalar::ScalarValue::Null),
-                field.data_type().clone(),
-            ),
-        };
-        exprs.push(value.alias(name));
+        let null = cast(
+            lit(datafusion::scalar::ScalarValue::Null),
+            field.data_type().clone(),
+        );
+        exprs.push(by_clause(inserted, null)?.alias(name));
     }
     Ok(unmatched
         .filter(col(ACTION).not_eq(lit(0i32)))?
