@@ -32,6 +32,7 @@ import random
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -323,20 +324,24 @@ def run_ingest(binaries: dict[str, Path], reps: int, points: int, rate: int, sec
 
 def comparison(runs: dict, after: str = "after", before: str = "before") -> list[dict]:
     """One row per measure: every repetition's figure for both binaries, the
-    best of each (min of times and lags, max of rates) and after/before."""
+    best of each (min of times and lags, max of rates) and after/before of
+    the best and of the medians (a single lucky run moves the best)."""
     rows = []
 
     def add(measure: str, unit: str, lower_is_better: bool, key: str, pick, scale: float = 1.0) -> None:
         figures = {label: [r[key] * scale for r in pick(runs[label])] for label in (before, after)}
 
-        def best(values: list[float]) -> float:  # steady is NaN when a run committed only once
+        def summary(pick_one, values: list[float]) -> float:  # steady is NaN when a run committed once
             values = [v for v in values if not math.isnan(v)]
-            return (min if lower_is_better else max)(values) if values else math.nan
+            return pick_one(values) if values else math.nan
 
-        b, a = best(figures[before]), best(figures[after])
+        best = min if lower_is_better else max
+        b, a = summary(best, figures[before]), summary(best, figures[after])
         rows.append({"measure": measure, "unit": unit, "better": "lower" if lower_is_better else "higher",
                      "before": figures[before], "after": figures[after],
-                     "before_best": b, "after_best": a, "ratio": a / b})
+                     "before_best": b, "after_best": a, "ratio": a / b,
+                     "ratio_median": summary(statistics.median, figures[after])
+                     / summary(statistics.median, figures[before])})
 
     for kind in KINDS:
         pick = lambda rs, kind=kind: [r for r in rs["throughput"] if r["kind"] == kind]
@@ -354,18 +359,19 @@ def comparison_lines(results: dict) -> list[str]:
         return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
     lines = ["| measure | unit | better | before (each rep) | after (each rep) | before best | after best "
-             "| after/before |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+             "| after/before | after/before, medians |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in results["comparison"]:
         lines.append(f"| {row['measure']} | {row['unit']} | {row['better']} | "
                      f"{' / '.join(map(fmt, row['before']))} | {' / '.join(map(fmt, row['after']))} | "
-                     f"{fmt(row['before_best'])} | {fmt(row['after_best'])} | {row['ratio']:.3f} |")
+                     f"{fmt(row['before_best'])} | {fmt(row['after_best'])} | {row['ratio']:.3f} | "
+                     f"{row['ratio_median']:.3f} |")
     loads = [r["load1"] for runs in results["runs"].values() for key in ("throughput", "freshness")
              for r in runs[key]]
     f = results["runs"]["after"]["freshness"][0]
     lines += ["", f"{results['reps']} repetitions per binary and measure, the order alternating (after, before, "
               "then before, after, ...). Best: the maximum of rates, the minimum of CPU seconds and lags; "
-              "after/before > 1 is better for rates, worse for CPU seconds and lags. End to end and steady as in "
+              "after/before of the best, and of the medians; > 1 is better for rates, worse for CPU seconds and lags. End to end and steady as in "
               "the single report; Weir CPU: Weir's CPU seconds over the run; freshness at "
               f"{f['target_points_per_s']:,} points/s. Load average (1 min) at the start of the runs: "
               f"{min(loads):.2f}–{max(loads):.2f}.",
