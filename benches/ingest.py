@@ -436,9 +436,9 @@ def plot_comparison(plt, results: dict, path: Path) -> None:
         ax.set_xticks(range(len(measures)), [m.replace(" steady", "") for m in measures])
         ax.set_title(title, fontsize=10)
     for j, m in enumerate(panels[0][1]):
-        axes[0].annotate(f"{rows[m]['ratio']:.2f}x", (j, rows[m]["after_best"] * 1e-6), ha="center",
+        axes[0].annotate(f"{rows[m]['ratio']:.2f}x", (j + 0.19, rows[m]["after_best"] * 1e-6), ha="center",
                          va="bottom", fontsize=8)
-    axes[0].legend(loc="lower right")
+    axes[0].legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
