@@ -12,6 +12,13 @@
    (an upper bound on produce → visible). Reports p50/p99.
 
 Writes benches/results/<stamp>-ingest/report.md, results.json and plot.png.
+
+Before/after: `--compare OLD` runs every measurement (each throughput kind,
+the freshness run) with --binary ("after") and OLD ("before"), --reps times
+each, alternating the order per repetition (after, before, then before,
+after, ...) so that machine noise hits both; it reports both figures (best
+over the repetitions: the minimum of times and lags, the maximum of rates)
+and the ratio after/before.
 """
 
 from __future__ import annotations
@@ -19,17 +26,20 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import random
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
@@ -137,16 +147,15 @@ class Weir:
         self.log.close()
 
 
-def throughput(binary: Path, broker: Broker, work: Path, kind: str, points: int, seed: int,
+def throughput(binary: Path, broker: Broker, data: Path, kind: str, points: int, seed: int,
                commit_ms: int) -> dict:
-    topic = broker.topic(f"bench-{kind}-{int(time.time())}")
+    topic = broker.topic(f"bench-{kind}-{time.time_ns()}")
     t0 = time.perf_counter()
     produced = preload(broker, topic, kind, points, seed)
     load_s = time.perf_counter() - t0
     ends = broker.ends(topic)
     total_msgs = sum(ends.values())
     fmt = "json_status" if kind == "json" else "line_protocol"
-    data = work / f"tp-{kind}"
     start = time.perf_counter()
     weir = Weir(binary, data, ["--kafka-brokers", broker.bootstrap, "--kafka-topics", topic,
                                "--kafka-format", fmt, "--commit-interval-ms", str(commit_ms),
@@ -179,7 +188,7 @@ def throughput(binary: Path, broker: Broker, work: Path, kind: str, points: int,
     return {"kind": kind, "points": produced, "messages": total_msgs,
             "seconds": elapsed, "startup_s": ready - start, "points_per_s": produced / elapsed,
             "steady_points_per_s": steady, "commit_interval_ms": commit_ms,
-            "cores": cpu / (samples[-1][0] - ready), "producer_load_s": load_s}
+            "cores": cpu / (samples[-1][0] - ready), "cpu_s": cpu, "producer_load_s": load_s}
 
 
 def ceiling(points: int, seed: int) -> dict:
@@ -203,11 +212,11 @@ def ceiling(points: int, seed: int) -> dict:
     return {"points": n, "seconds": secs, "points_per_s": n / secs}
 
 
-def freshness(binary: Path, broker: Broker, work: Path, rate: int, seconds: int, seed: int) -> dict:
-    topic = broker.topic(f"bench-fresh-{int(time.time())}")
-    weir = Weir(binary, work / "fresh", ["--kafka-brokers", broker.bootstrap, "--kafka-topics", topic,
-                                         "--kafka-format", "json_status", "--hot-interval-ms", "100",
-                                         "--commit-interval-ms", "5000"])
+def freshness(binary: Path, broker: Broker, data: Path, rate: int, seconds: int, seed: int) -> dict:
+    topic = broker.topic(f"bench-fresh-{time.time_ns()}")
+    weir = Weir(binary, data, ["--kafka-brokers", broker.bootstrap, "--kafka-topics", topic,
+                               "--kafka-format", "json_status", "--hot-interval-ms", "100",
+                               "--commit-interval-ms", "5000"])
     msgs_per_s = rate // len(METRICS)
     stop = threading.Event()
     sent = [0]
@@ -256,30 +265,119 @@ def freshness(binary: Path, broker: Broker, work: Path, rate: int, seconds: int,
             "samples": len(lags), "p50_s": q(0.5), "p99_s": q(0.99), "max_s": lags[-1]}
 
 
-def run_ingest(binary: Path, points: int, rate: int, seconds: int, seed: int, commit_ms: int) -> dict:
+KINDS = ("json", "lp")
+
+
+def alternate(binaries: dict[str, Path], reps: int) -> Iterator[tuple[int, str, Path]]:
+    """(repetition, label, binary) in the order measurements run: every binary
+    once per repetition, the order reversed each time (A, B, then B, A, ...)."""
+    order = list(binaries)
+    for rep in range(reps):
+        for label in order if rep % 2 == 0 else order[::-1]:
+            yield rep, label, binaries[label]
+
+
+def run_ingest(binaries: dict[str, Path], reps: int, points: int, rate: int, seconds: int, seed: int,
+               commit_ms: int) -> dict:
     """Throughput (JSON, LP), the Parquet-encode ceiling and freshness, on a
-    broker of its own."""
+    broker of its own. With one binary, one run of each: the single report.
+    With several (label -> binary), each measurement `reps` times per binary
+    in `alternate` order, under results["runs"][label]."""
     work = Path(tempfile.mkdtemp(prefix="weir-ingest-bench-"))
     broker = Broker()
+    compare = len(binaries) > 1
+    runs = {label: {"throughput": [], "freshness": []} for label in binaries}
+
+    def measure(key: str, name: str, run) -> Iterator[tuple[str, dict]]:
+        for rep, label, binary in alternate(binaries, reps):
+            data = work / f"{name}-{label}-{rep}"
+            load1 = os.getloadavg()[0]
+            r = run(binary, data)
+            shutil.rmtree(data, ignore_errors=True)  # a 10 M-point lakehouse per run
+            if compare:
+                r.update(label=label, rep=rep, load1=load1)
+            runs[label][key].append(r)
+            yield f"{label}: " if compare else "", r
+
     try:
-        results = {"throughput": [], "cores": os.cpu_count()}
-        for kind in ("json", "lp"):
-            r = throughput(binary, broker, work, kind, points, seed, commit_ms)
-            print(f"{kind:5s}: {r['points']:,} points in {r['seconds']:.2f} s = "
-                  f"{r['points_per_s']:,.0f} points/s end to end, {r['steady_points_per_s']:,.0f} steady, "
-                  f"{r['cores']:.2f} cores", flush=True)
-            results["throughput"].append(r)
+        for kind in KINDS:
+            for tag, r in measure("throughput", f"tp-{kind}",
+                                  lambda b, d: throughput(b, broker, d, kind, points, seed, commit_ms)):
+                print(f"{tag}{kind:5s}: {r['points']:,} points in {r['seconds']:.2f} s = "
+                      f"{r['points_per_s']:,.0f} points/s end to end, {r['steady_points_per_s']:,.0f} steady, "
+                      f"{r['cores']:.2f} cores", flush=True)
         c = ceiling(min(points, 3_000_000), seed)
         print(f"ceiling: pyarrow zstd Parquet encode {c['points_per_s']:,.0f} rows/s", flush=True)
-        results["ceiling"] = c
-        f = freshness(binary, broker, work, rate, seconds, seed)
-        print(f"freshness at {f['achieved_points_per_s']:,.0f} points/s: p50 {f['p50_s'] * 1000:.0f} ms, "
-              f"p99 {f['p99_s'] * 1000:.0f} ms ({f['samples']} samples)", flush=True)
-        results["freshness"] = f
+        for tag, f in measure("freshness", "fresh", lambda b, d: freshness(b, broker, d, rate, seconds, seed)):
+            print(f"{tag}freshness at {f['achieved_points_per_s']:,.0f} points/s: p50 {f['p50_s'] * 1000:.0f} ms, "
+                  f"p99 {f['p99_s'] * 1000:.0f} ms ({f['samples']} samples)", flush=True)
     finally:
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
-    return results
+    if compare:
+        return {"cores": os.cpu_count(), "reps": reps, "binaries": {label: str(b) for label, b in binaries.items()},
+                "runs": runs, "ceiling": c}
+    (only,) = runs.values()
+    return {"throughput": only["throughput"], "cores": os.cpu_count(), "ceiling": c,
+            "freshness": only["freshness"][0]}
+
+
+def comparison(runs: dict, after: str = "after", before: str = "before") -> list[dict]:
+    """One row per measure: every repetition's figure for both binaries, the
+    best of each (min of times and lags, max of rates) and after/before of
+    the best and of the medians (a single lucky run moves the best)."""
+    rows = []
+
+    def add(measure: str, unit: str, lower_is_better: bool, key: str, pick, scale: float = 1.0) -> None:
+        figures = {label: [r[key] * scale for r in pick(runs[label])] for label in (before, after)}
+
+        def summary(pick_one, values: list[float]) -> float:  # steady is NaN when a run committed once
+            values = [v for v in values if not math.isnan(v)]
+            return pick_one(values) if values else math.nan
+
+        best = min if lower_is_better else max
+        b, a = summary(best, figures[before]), summary(best, figures[after])
+        rows.append({"measure": measure, "unit": unit, "better": "lower" if lower_is_better else "higher",
+                     "before": figures[before], "after": figures[after],
+                     "before_best": b, "after_best": a, "ratio": a / b,
+                     "ratio_median": summary(statistics.median, figures[after])
+                     / summary(statistics.median, figures[before])})
+
+    for kind in KINDS:
+        pick = lambda rs, kind=kind: [r for r in rs["throughput"] if r["kind"] == kind]
+        add(f"{kind} end to end", "points/s", False, "points_per_s", pick)
+        add(f"{kind} steady", "points/s", False, "steady_points_per_s", pick)
+        add(f"{kind} Weir CPU", "s", True, "cpu_s", pick)
+    fresh = lambda rs: rs["freshness"]
+    add("freshness p50", "ms", True, "p50_s", fresh, 1000)
+    add("freshness p99", "ms", True, "p99_s", fresh, 1000)
+    return rows
+
+
+def comparison_lines(results: dict) -> list[str]:
+    def fmt(v: float) -> str:
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+    lines = ["| measure | unit | better | before (each rep) | after (each rep) | before best | after best "
+             "| after/before | after/before, medians |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for row in results["comparison"]:
+        lines.append(f"| {row['measure']} | {row['unit']} | {row['better']} | "
+                     f"{' / '.join(map(fmt, row['before']))} | {' / '.join(map(fmt, row['after']))} | "
+                     f"{fmt(row['before_best'])} | {fmt(row['after_best'])} | {row['ratio']:.3f} | "
+                     f"{row['ratio_median']:.3f} |")
+    loads = [r["load1"] for runs in results["runs"].values() for key in ("throughput", "freshness")
+             for r in runs[key]]
+    f = results["runs"]["after"]["freshness"][0]
+    lines += ["", f"{results['reps']} repetitions per binary and measure, the order alternating (after, before, "
+              "then before, after, ...). Best: the maximum of rates, the minimum of CPU seconds and lags; "
+              "after/before of the best, and of the medians; > 1 is better for rates, worse for CPU seconds and lags. End to end and steady as in "
+              "the single report; Weir CPU: Weir's CPU seconds over the run; freshness at "
+              f"{f['target_points_per_s']:,} points/s. Load average (1 min) at the start of the runs: "
+              f"{min(loads):.2f}–{max(loads):.2f}.",
+              "", f"Ceiling (pyarrow, zstd Parquet encode, binary-independent): "
+              f"{results['ceiling']['points_per_s']:,.0f} rows/s", ""]
+    return lines
 
 
 def report_lines(results: dict) -> list[str]:
@@ -306,6 +404,8 @@ def plot(results: dict, path: Path) -> None:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        if "comparison" in results:
+            return plot_comparison(plt, results, path)
         c = results["ceiling"]
         fig, ax = plt.subplots(figsize=(7, 3.5))
         names = [f"Weir {r['kind']}" for r in results["throughput"]] + ["Parquet encode ceiling"]
@@ -320,6 +420,29 @@ def plot(results: dict, path: Path) -> None:
         print(f"(no plot: {e})")
 
 
+def plot_comparison(plt, results: dict, path: Path) -> None:
+    """Steady throughput and freshness lags, before beside after: bars are
+    the best repetition, dots every repetition."""
+    rows = {row["measure"]: row for row in results["comparison"]}
+    panels = [("million points/s, steady (higher is better)", [f"{k} steady" for k in KINDS], 1e-6),
+              ("freshness lag, ms (lower is better)", ["freshness p50", "freshness p99"], 1.0)]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, (title, measures, scale) in zip(axes, panels):
+        for i, (label, color) in enumerate((("before", "#999999"), ("after", "#1f77b4"))):
+            xs = [j + (i - 0.5) * 0.38 for j in range(len(measures))]
+            ax.bar(xs, [rows[m][f"{label}_best"] * scale for m in measures], width=0.36, color=color, label=label)
+            for x, m in zip(xs, measures):
+                ax.plot([x] * len(rows[m][label]), [v * scale for v in rows[m][label]], "k.", markersize=4)
+        ax.set_xticks(range(len(measures)), [m.replace(" steady", "") for m in measures])
+        ax.set_title(title, fontsize=10)
+    for j, m in enumerate(panels[0][1]):
+        axes[0].annotate(f"{rows[m]['ratio']:.2f}x", (j + 0.19, rows[m]["after_best"] * 1e-6), ha="center",
+                         va="bottom", fontsize=8)
+    axes[0].legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", type=int, default=10_000_000, help="points per throughput run")
@@ -328,16 +451,30 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=20, help="freshness run length")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--binary", type=Path, default=ROOT / "target/release/weir")
+    ap.add_argument("--compare", type=Path, metavar="BINARY",
+                    help='a second binary ("before") measured beside --binary ("after")')
+    ap.add_argument("--reps", type=int, default=2, help="with --compare: runs per binary and measurement")
     args = ap.parse_args()
 
+    binaries = {"after": args.binary, "before": args.compare} if args.compare else {"weir": args.binary}
+    reps = args.reps if args.compare else 1
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = HERE / "results" / f"{stamp}-ingest"
     out.mkdir(parents=True, exist_ok=True)
-    results = run_ingest(args.binary, args.points, args.rate, args.seconds, args.seed, args.commit_interval_ms)
+    results = run_ingest(binaries, reps, args.points, args.rate, args.seconds, args.seed, args.commit_interval_ms)
+    if args.compare:
+        results["comparison"] = comparison(results["runs"])
+        body = comparison_lines(results)
+        lines = ["# Weir streaming ingest: after vs before", "",
+                 f"{dt.datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, "
+                 f"`benches/run.sh ingest --binary {args.binary} --compare {args.compare} --reps {reps}`, "
+                 f"{args.points:,} points per throughput run", "", *body]
+        print("\n".join(body[:len(results["comparison"]) + 2]))
+    else:
+        lines = ["# Weir streaming ingest", "",
+                 f"{dt.datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, `benches/run.sh ingest`", "",
+                 *report_lines(results)]
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    lines = ["# Weir streaming ingest", "",
-             f"{dt.datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, `benches/run.sh ingest`", "",
-             *report_lines(results)]
     (out / "report.md").write_text("\n".join(lines))
     plot(results, out / "plot.png")
     print(f"report: {out / 'report.md'}")
