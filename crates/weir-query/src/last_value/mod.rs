@@ -32,7 +32,9 @@
 //!   the bound exactly when its last row is after it, and then that row is
 //!   its last one there. Anything else (other columns, upper time bounds,
 //!   other aggregates, `selector_last`, which skips NULL values) keeps the
-//!   normal plan.
+//!   normal plan. So does a global aggregate (no key grouped or looked
+//!   up) under a time bound — `SELECT max(ts) … WHERE ts > now() - …`:
+//!   pruning files to the bound reads less than every series' index row.
 //!
 //! EXPLAIN shows `LastValueIndexExec` with the series count, the hot rows
 //! merged in and how the index was brought up to date. `SET
