@@ -1,7 +1,7 @@
 //! Maintenance started from the Tables page (admin): compaction, snapshot
-//! expiry and a materialized view's refresh — the same functions `weir
-//! maintain` and the scheduler run (leases keep them apart) — with their
-//! progress and outcome for the page to poll.
+//! expiry and a materialized view's refresh — the same [`MaintenanceJob`]s
+//! `weir maintain` and the scheduler run (leases keep them apart) — with
+//! their progress and outcome for the page to poll.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,7 +11,9 @@ use hyper::Request;
 use hyper::body::Incoming;
 use serde::Deserialize;
 use weir_flight::Principal;
-use weir_maintain::{CompactOptions, ExpireOptions, Progress};
+use weir_maintain::{
+    CompactOptions, ExpireOptions, JobContext, JobReport, MaintenanceJob, Progress, RefreshJob,
+};
 use weir_observe::HttpResponse;
 
 use crate::Inner;
@@ -20,18 +22,6 @@ use crate::web::{ApiError, ok, read_json};
 
 /// Finished jobs remembered for the page.
 const REMEMBERED: usize = 200;
-
-/// Why a maintenance job failed (its text is the job's `error`).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum JobError {
-    #[error("{0}")]
-    Maintain(#[from] weir_maintain::MaintainError),
-    #[error("{0}")]
-    Refresh(#[from] weir_query::QueryError),
-    /// The job's report could not be turned into JSON.
-    #[error("{0}")]
-    Report(#[from] serde_json::Error),
-}
 
 #[derive(Default)]
 pub(crate) struct Jobs(Arc<Mutex<JobList>>);
@@ -106,16 +96,19 @@ pub(crate) async fn start(
 ) -> Result<HttpResponse, ApiError> {
     let body: StartRequest = read_json(req).await?;
     let ident = ident_of(&body.namespace, &body.table)?;
-    let kind: &'static str = match body.kind.as_str() {
-        "compact" => "compact",
-        "expire" => "expire",
-        "refresh" => "refresh",
+    let job: Box<dyn MaintenanceJob> = match body.kind.as_str() {
+        "compact" => Box::new(CompactOptions::default()),
+        "expire" => Box::new(ExpireOptions::default()),
+        "refresh" => Box::new(RefreshJob {
+            refresher: inner.refresher.clone(),
+        }),
         other => {
             return Err(ApiError::bad_request(format!(
                 "unknown job {other:?} (compact, expire or refresh)"
             )));
         }
     };
+    let kind = job.name();
     let lakehouse = inner.engine.lakehouse().clone();
     lakehouse
         .load_table_cached(&ident)
@@ -140,49 +133,32 @@ pub(crate) async fn start(
     };
     tracing::info!(user = %principal.name, job = kind, table = %ident, "console: maintenance job started");
     let jobs = Jobs(inner.jobs.0.clone());
-    let engine = inner.engine.clone();
     tokio::spawn(async move {
         let started = Instant::now();
-        let outcome: Result<serde_json::Value, JobError> = match kind {
-            "compact" => {
-                let progress = |p: &Progress| {
-                    jobs.update(
-                        id,
-                        serde_json::json!({"progress": {
-                            "groups_done": p.groups_done, "groups_total": p.groups_total,
-                            "bytes_done": p.bytes_done, "bytes_total": p.bytes_total,
-                        }}),
-                    )
-                };
-                weir_maintain::compact_table(
-                    &lakehouse,
-                    &ident,
-                    &CompactOptions::default(),
-                    &progress,
-                )
-                .await
-                .map_err(JobError::from)
-                .and_then(|r| Ok(serde_json::to_value(r)?))
-            }
-            "expire" => {
-                weir_maintain::expire_snapshots(&lakehouse, &ident, &ExpireOptions::default())
-                    .await
-                    .map_err(JobError::from)
-                    .and_then(|r| Ok(serde_json::to_value(r)?))
-            }
-            _ => engine
-                .refresh_materialized_view(&ident.to_string())
-                .await
-                .map(|r| serde_json::json!({"rows": r.rows, "bases": format!("{:?}", r.bases)}))
-                .map_err(JobError::from),
+        let progress = |p: &Progress| {
+            jobs.update(
+                id,
+                serde_json::json!({"progress": {
+                    "groups_done": p.groups_done, "groups_total": p.groups_total,
+                    "bytes_done": p.bytes_done, "bytes_total": p.bytes_total,
+                }}),
+            )
         };
+        let ctx = JobContext {
+            lakehouse: &lakehouse,
+            progress: &progress,
+        };
+        let outcome = job
+            .run(&ctx, &ident)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r: JobReport| report_json(&r).map_err(|e| e.to_string()));
         weir_maintain::record_job_run(kind, started.elapsed(), outcome.is_ok());
         let fields = match outcome {
             Ok(report) => serde_json::json!({
                 "state": "succeeded", "report": report, "finished_ms": now_ms(),
             }),
             Err(error) => {
-                let error = error.to_string();
                 tracing::warn!(job = kind, table = %ident, %error, "console: maintenance job failed");
                 serde_json::json!({"state": "failed", "error": error, "finished_ms": now_ms()})
             }
@@ -190,4 +166,9 @@ pub(crate) async fn start(
         jobs.update(id, fields);
     });
     ok(serde_json::json!({ "id": id }))
+}
+
+/// A job's report as the JSON object the page shows.
+fn report_json(report: &JobReport) -> serde_json::Result<serde_json::Value> {
+    serde_json::from_str(&report.to_json()?)
 }

@@ -36,6 +36,8 @@ pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 /// What the console needs from the process.
 pub struct ConsoleOptions {
     pub engine: QueryEngine,
+    /// Refreshes a materialized view (the Tables page's refresh job).
+    pub refresher: weir_maintain::schedule::Refresher,
     /// Flight's authenticator settings, so both check the same users.
     pub auth: Arc<Authenticator>,
     /// `--query-timeout` (`None`: no limit).
@@ -54,6 +56,7 @@ pub struct Console {
 
 struct Inner {
     engine: QueryEngine,
+    refresher: weir_maintain::schedule::Refresher,
     auth: Arc<Authenticator>,
     query_timeout: Option<Duration>,
     metrics: MetricsSource,
@@ -71,6 +74,7 @@ impl Console {
         Console {
             inner: Arc::new(Inner {
                 engine: options.engine,
+                refresher: options.refresher,
                 auth: options.auth,
                 query_timeout: options.query_timeout,
                 metrics: options.metrics,

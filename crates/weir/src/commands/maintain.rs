@@ -75,6 +75,21 @@ async fn run_job(cmd: MaintainCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Materialized views refreshed through `engine` (maintenance does not
+/// depend on query): for the scheduler and the console's refresh job.
+pub(crate) fn refresher(engine: weir_query::QueryEngine) -> weir_maintain::schedule::Refresher {
+    std::sync::Arc::new(move |ident| {
+        let engine = engine.clone();
+        Box::pin(async move {
+            engine
+                .refresh_materialized_view(&ident.to_string())
+                .await
+                .map(|r| format!("{} rows from {:?}", r.rows, r.bases))
+                .map_err(|e| Box::new(e) as weir_maintain::schedule::RefreshError)
+        })
+    })
+}
+
 /// The scheduler of `weir serve --maintenance` and `weir maintain schedule`:
 /// every table of bronze, silver, gold and the default namespace; views are
 /// refreshed through the query engine (maintenance does not depend on query).
@@ -88,22 +103,12 @@ pub(crate) fn scheduler(
         .map(String::from)
         .to_vec();
     namespaces.dedup();
-    let refresher: weir_maintain::schedule::Refresher = std::sync::Arc::new(move |ident| {
-        let engine = engine.clone();
-        Box::pin(async move {
-            engine
-                .refresh_materialized_view(&ident.to_string())
-                .await
-                .map(|r| format!("{} rows from {:?}", r.rows, r.bases))
-                .map_err(|e| Box::new(e) as weir_maintain::schedule::RefreshError)
-        })
-    });
     weir_maintain::Scheduler {
         lakehouse,
         policies,
         tick,
         namespaces,
-        refresher: Some(refresher),
+        refresher: Some(refresher(engine)),
         status: Default::default(),
     }
 }

@@ -136,6 +136,7 @@ pub(super) async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Re
             Ok(auth) => {
                 let console = weir_console::Console::new(weir_console::ConsoleOptions {
                     engine: engine.clone(),
+                    refresher: super::maintain::refresher(engine.clone()),
                     auth: std::sync::Arc::new(auth),
                     query_timeout: flight_options.query_timeout,
                     schedule: cfg.maintenance.enabled.then_some(schedule_status),
