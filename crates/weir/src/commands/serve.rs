@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::info;
 use weir_config::ServeConfig;
 use weir_query::{EngineOptions, QueryEngine};
@@ -16,17 +17,7 @@ use weir_query::{EngineOptions, QueryEngine};
 use super::observe::Observability;
 
 pub(super) async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Result<()> {
-    let flight_options = weir_flight::FlightOptions {
-        query_timeout: (!cfg.query.query_timeout.is_zero()).then_some(cfg.query.query_timeout),
-        auth: super::security::auth_options(&cfg.auth)?,
-        tls: super::security::tls_files(&cfg.auth),
-        connections: weir_flight::ConnectionLimits {
-            max_connections: cfg.connections.max_connections as usize,
-            first_call_timeout: cfg.connections.connection_first_call_timeout,
-            idle_timeout: cfg.connections.connection_idle_timeout,
-        },
-        ..Default::default()
-    };
+    let flight_options = flight_options(&cfg)?;
     // Refuse to start (before anything else) when authentication or TLS cannot work.
     let security = weir_flight::check_security(&flight_options, cfg.listen)?;
     info!(%security, "Flight SQL security");
@@ -47,14 +38,79 @@ pub(super) async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Re
         .map_err(anyhow::Error::msg)?;
     obs.readiness.set_ready("catalog");
     obs.refresh_tables(&lakehouse);
+    let engine = open_engine(&cfg, &lakehouse, &hot).await?;
 
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+
+    let background = Background::start(&cfg, obs, &lakehouse, &hot, &engine, policies)?;
+    if cfg.console {
+        start_console(&cfg, obs, &engine, &flight_options, &background.schedule);
+    }
+
+    let (stop_serving, serving_stopped) = watch::channel(false);
+    let mut server = tokio::spawn(weir_flight::serve(
+        engine,
+        flight_options,
+        listener,
+        async move {
+            let mut rx = serving_stopped;
+            let _ = rx.wait_for(|stop| *stop).await;
+        },
+    ));
+    obs.readiness.set_ready("flight");
+    announce(&cfg, addr)?;
+
+    let early_exit = tokio::select! {
+        signal = shutdown_signal() => {
+            info!(signal, "shutting down");
+            None
+        }
+        result = &mut server => Some(result),
+    };
+
+    obs.readiness.shutting_down();
+    background.stop().await;
+    let _ = stop_serving.send(true);
+    let result = match early_exit {
+        Some(result) => result,
+        None => server.await,
+    };
+    result.context("Flight server task")??;
+    info!("stopped");
+    Ok(())
+}
+
+/// The Flight server's options from the command line.
+fn flight_options(cfg: &ServeConfig) -> anyhow::Result<weir_flight::FlightOptions> {
+    Ok(weir_flight::FlightOptions {
+        query_timeout: (!cfg.query.query_timeout.is_zero()).then_some(cfg.query.query_timeout),
+        auth: super::security::auth_options(&cfg.auth)?,
+        tls: super::security::tls_files(&cfg.auth),
+        connections: weir_flight::ConnectionLimits {
+            max_connections: cfg.connections.max_connections as usize,
+            first_call_timeout: cfg.connections.connection_first_call_timeout,
+            idle_timeout: cfg.connections.connection_idle_timeout,
+        },
+        ..Default::default()
+    })
+}
+
+/// The query engine every Flight SQL statement (and the console) runs on.
+async fn open_engine(
+    cfg: &ServeConfig,
+    lakehouse: &weir_catalog::Lakehouse,
+    hot: &weir_hot::HotTiers,
+) -> anyhow::Result<QueryEngine> {
     match cfg.query.query_memory_mb.bytes() {
         Some(bytes) => info!(query_memory_mib = bytes >> 20, "query memory limit"),
         None => tracing::warn!(
             "query memory is unbounded (--query-memory-mb 0): one query can exhaust the server's memory"
         ),
     }
-    let engine = QueryEngine::new(
+    Ok(QueryEngine::new(
         lakehouse.clone(),
         hot.clone(),
         EngineOptions {
@@ -76,101 +132,158 @@ pub(super) async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Re
             last_value_memory: (cfg.query.last_value_memory_mb << 20) as usize,
         },
     )
-    .await?;
+    .await?)
+}
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
+/// Everything `weir serve` runs beside the Flight server, stopped in order.
+struct Background {
+    stop_maintenance: watch::Sender<bool>,
+    maintenance: Option<JoinHandle<()>>,
+    /// The maintenance scheduler's runs, for the console.
+    schedule: weir_maintain::ScheduleStatus,
+    stop_sources: watch::Sender<bool>,
+    sources: super::sources::Sources,
+    demo: Option<JoinHandle<Result<u64, weir_ingest::IngestError>>>,
+    alerts: super::alerts::Alerts,
+    stop_following: watch::Sender<bool>,
+    following: JoinHandle<()>,
+}
 
-    let sources = super::sources::start(&lakehouse, hot.local(), &cfg.sources)?;
-    obs.watch_sources(&sources);
-    let (stop_sources, sources_stopped) = watch::channel(false);
-    let demo = cfg.demo.demo.then(|| {
-        tokio::spawn(weir_ingest::demo::run(
-            lakehouse.clone(),
-            hot.local().clone(),
-            weir_ingest::demo::DemoOptions {
-                devices: cfg.demo.demo_devices,
-                interval: Duration::from_millis(cfg.demo.demo_interval_ms.max(10)),
-                seed: 42,
-            },
-            sources_stopped,
-        ))
-    });
-
-    // Declared alert rules fail the start, not the first evaluation.
-    let alerts = super::alerts::start(
-        &lakehouse,
-        &hot,
-        &cfg.alerts,
-        !sources.is_empty() || cfg.demo.demo,
-        Duration::from_millis(cfg.sources.writer.commit_interval_ms),
-    )?;
-
-    let (stop_maintenance, maintenance_stopped) = watch::channel(false);
-    let schedule_status = weir_maintain::ScheduleStatus::default();
-    let maintenance = cfg.maintenance.enabled.then(|| {
-        let mut scheduler = super::maintain::scheduler(
-            lakehouse.clone(),
-            policies,
-            cfg.maintenance.maintenance_tick,
-            engine.clone(),
-        );
-        scheduler.status = schedule_status.clone();
-        tokio::spawn(scheduler.run(maintenance_stopped))
-    });
-
-    if cfg.console
-        && let (Some(addr), Some(metrics)) = (obs.addr, obs.metrics.clone())
-    {
-        // Flight's rules, checked against the more exposed of the two
-        // addresses: a loopback Flight port must not leave a public HTTP
-        // port open without authentication.
-        let exposed = if cfg.listen.ip().is_loopback() {
-            addr
-        } else {
-            cfg.listen
+impl Background {
+    /// Starts sources, the demo, alert rules, scheduled maintenance and the
+    /// last-value indexes' following of this process's commits.
+    fn start(
+        cfg: &ServeConfig,
+        obs: &mut Observability,
+        lakehouse: &weir_catalog::Lakehouse,
+        hot: &weir_hot::HotTiers,
+        engine: &QueryEngine,
+        policies: std::collections::HashMap<String, weir_maintain::TablePolicy>,
+    ) -> anyhow::Result<Self> {
+        let sources = super::sources::start(lakehouse, hot.local(), &cfg.sources)?;
+        obs.watch_sources(&sources);
+        let (stop_sources, sources_stopped) = watch::channel(false);
+        let demo = cfg.demo.demo.then(|| {
+            tokio::spawn(weir_ingest::demo::run(
+                lakehouse.clone(),
+                hot.local().clone(),
+                weir_ingest::demo::DemoOptions {
+                    devices: cfg.demo.demo_devices,
+                    interval: Duration::from_millis(cfg.demo.demo_interval_ms.max(10)),
+                    seed: 42,
+                },
+                sources_stopped,
+            ))
+        });
+        // Declared alert rules fail the start, not the first evaluation.
+        let alerts = super::alerts::start(
+            lakehouse,
+            hot,
+            &cfg.alerts,
+            !sources.is_empty() || cfg.demo.demo,
+            Duration::from_millis(cfg.sources.writer.commit_interval_ms),
+        )?;
+        let (stop_maintenance, maintenance_stopped) = watch::channel(false);
+        let schedule = weir_maintain::ScheduleStatus::default();
+        let maintenance = cfg.maintenance.enabled.then(|| {
+            let mut scheduler = super::maintain::scheduler(
+                lakehouse.clone(),
+                policies,
+                cfg.maintenance.maintenance_tick,
+                engine.clone(),
+            );
+            scheduler.status = schedule.clone();
+            tokio::spawn(scheduler.run(maintenance_stopped))
+        });
+        // Last-value indexes follow this process's commits in the background.
+        let (stop_following, following_stopped) = watch::channel(false);
+        let following = {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.follow_commits(following_stopped).await })
         };
-        match weir_flight::Authenticator::new(&flight_options.auth, exposed) {
-            Ok(auth) => {
-                let console = weir_console::Console::new(weir_console::ConsoleOptions {
-                    engine: engine.clone(),
-                    refresher: super::maintain::refresher(engine.clone()),
-                    auth: std::sync::Arc::new(auth),
-                    query_timeout: flight_options.query_timeout,
-                    schedule: cfg.maintenance.enabled.then_some(schedule_status),
-                    metrics: std::sync::Arc::new(move || metrics.render()),
-                });
-                obs.fallback.set(std::sync::Arc::new(console));
-                println!("weir: console at http://{addr}/");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the web console is off");
-                println!("weir: console off: {e}");
-            }
-        }
+        Ok(Background {
+            stop_maintenance,
+            maintenance,
+            schedule,
+            stop_sources,
+            sources,
+            demo,
+            alerts,
+            stop_following,
+            following,
+        })
     }
 
-    // Last-value indexes follow this process's commits in the background.
-    let (stop_following, following_stopped) = watch::channel(false);
-    let following = {
-        let engine = engine.clone();
-        tokio::spawn(async move { engine.follow_commits(following_stopped).await })
-    };
+    /// Order: maintenance (finishes its current commit), sources (flush
+    /// and commit what they hold), alert rules (evaluate those last rows,
+    /// commit), the last-value following; serving stops after.
+    async fn stop(self) {
+        let _ = self.stop_maintenance.send(true);
+        if let Some(task) = self.maintenance
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "maintenance task panicked");
+        }
+        let _ = self.stop_sources.send(true);
+        if let Err(e) = self.sources.stop().await {
+            tracing::error!(error = %e, "a source failed to stop cleanly");
+        }
+        if let Some(demo) = self.demo {
+            match demo.await {
+                Ok(Ok(rows)) => info!(rows, "demo flushed"),
+                Ok(Err(e)) => tracing::error!(error = %e, "demo failed to flush"),
+                Err(e) => tracing::error!(error = %e, "demo task panicked"),
+            }
+        }
+        self.alerts.stop().await;
+        let _ = self.stop_following.send(true);
+        if let Err(e) = self.following.await {
+            tracing::error!(error = %e, "last-value index task panicked");
+        }
+    }
+}
 
-    let (stop_serving, serving_stopped) = watch::channel(false);
-    let mut server = tokio::spawn(weir_flight::serve(
-        engine,
-        flight_options,
-        listener,
-        async move {
-            let mut rx = serving_stopped;
-            let _ = rx.wait_for(|stop| *stop).await;
-        },
-    ));
-    obs.readiness.set_ready("flight");
-    // The readiness line end-to-end tests and scripts wait for.
+/// The web console on the HTTP endpoint, when there is one.
+fn start_console(
+    cfg: &ServeConfig,
+    obs: &mut Observability,
+    engine: &QueryEngine,
+    flight_options: &weir_flight::FlightOptions,
+    schedule: &weir_maintain::ScheduleStatus,
+) {
+    let (Some(addr), Some(metrics)) = (obs.addr, obs.metrics.clone()) else {
+        return;
+    };
+    // Flight's rules, checked against the more exposed of the two
+    // addresses: a loopback Flight port must not leave a public HTTP
+    // port open without authentication.
+    let exposed = if cfg.listen.ip().is_loopback() {
+        addr
+    } else {
+        cfg.listen
+    };
+    match weir_flight::Authenticator::new(&flight_options.auth, exposed) {
+        Ok(auth) => {
+            let console = weir_console::Console::new(weir_console::ConsoleOptions {
+                engine: engine.clone(),
+                refresher: super::maintain::refresher(engine.clone()),
+                auth: std::sync::Arc::new(auth),
+                query_timeout: flight_options.query_timeout,
+                schedule: cfg.maintenance.enabled.then(|| schedule.clone()),
+                metrics: std::sync::Arc::new(move || metrics.render()),
+            });
+            obs.fallback.set(std::sync::Arc::new(console));
+            println!("weir: console at http://{addr}/");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the web console is off");
+            println!("weir: console off: {e}");
+        }
+    }
+}
+
+/// The readiness line end-to-end tests and scripts wait for, and what runs.
+fn announce(cfg: &ServeConfig, addr: std::net::SocketAddr) -> anyhow::Result<()> {
     println!("weir: Flight SQL listening on {addr}");
     std::io::stdout().flush()?;
     for source in super::sources::Sources::describe(&cfg.sources) {
@@ -182,48 +295,6 @@ pub(super) async fn run(cfg: ServeConfig, obs: &mut Observability) -> anyhow::Re
         );
         std::io::stdout().flush()?;
     }
-
-    let early_exit = tokio::select! {
-        signal = shutdown_signal() => {
-            info!(signal, "shutting down");
-            None
-        }
-        result = &mut server => Some(result),
-    };
-
-    // Order: not ready any more, maintenance (finishes its current
-    // commit), sources (flush and commit what they hold), alert rules
-    // (evaluate those last rows, commit), then serving.
-    obs.readiness.shutting_down();
-    let _ = stop_maintenance.send(true);
-    if let Some(task) = maintenance
-        && let Err(e) = task.await
-    {
-        tracing::error!(error = %e, "maintenance task panicked");
-    }
-    let _ = stop_sources.send(true);
-    if let Err(e) = sources.stop().await {
-        tracing::error!(error = %e, "a source failed to stop cleanly");
-    }
-    if let Some(demo) = demo {
-        match demo.await {
-            Ok(Ok(rows)) => info!(rows, "demo flushed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "demo failed to flush"),
-            Err(e) => tracing::error!(error = %e, "demo task panicked"),
-        }
-    }
-    alerts.stop().await;
-    let _ = stop_following.send(true);
-    if let Err(e) = following.await {
-        tracing::error!(error = %e, "last-value index task panicked");
-    }
-    let _ = stop_serving.send(true);
-    let result = match early_exit {
-        Some(result) => result,
-        None => server.await,
-    };
-    result.context("Flight server task")??;
-    info!("stopped");
     Ok(())
 }
 
