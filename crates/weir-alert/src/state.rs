@@ -56,6 +56,126 @@ struct Series {
     seeded: bool,
 }
 
+/// A row's verdict on a rule: the condition holds, the clear condition
+/// holds, and the value reported.
+struct Verdict {
+    holds: bool,
+    cleared: bool,
+    value: Option<f64>,
+}
+
+impl Verdict {
+    /// A row condition's verdict on row `i`; `None` (no decision) when the
+    /// test is NULL.
+    fn of_row(
+        i: usize,
+        test: &arrow::array::BooleanArray,
+        value: Option<&arrow::array::Float64Array>,
+        clear: Option<&Values>,
+    ) -> Option<Verdict> {
+        if test.is_null(i) {
+            return None;
+        }
+        let holds = test.value(i);
+        let cleared = match clear {
+            Some(Values::Row { test: c, .. }) => !c.is_null(i) && c.value(i),
+            _ => !holds,
+        };
+        let value = value.and_then(|v| (!v.is_null(i)).then(|| v.value(i)));
+        Some(Verdict {
+            holds,
+            cleared,
+            value,
+        })
+    }
+}
+
+impl Series {
+    /// A row of this process's at clock time `now` (event time `ts`).
+    fn seen(&mut self, now_micros: i64, origin: Option<u32>, ts: Option<i64>) {
+        self.seen_micros = now_micros;
+        self.origin = origin;
+        self.seeded = false;
+        if let Some(ts) = ts {
+            self.newest_micros = Some(self.newest_micros.map_or(ts, |n| n.max(ts)));
+        }
+    }
+
+    /// `rate` (per second since the previous row; `zwindow` None) or the
+    /// z-score in the rolling window of the value `x` at `ts`; `None` until
+    /// there is something to compare with.
+    fn measure(&mut self, ts: i64, x: f64, zwindow: Option<Duration>) -> Option<f64> {
+        match zwindow {
+            None => {
+                let prev = self.last;
+                if prev.is_none_or(|(t, _)| ts > t) {
+                    self.last = Some((ts, x));
+                }
+                match prev {
+                    Some((t, p)) if ts > t => Some((x - p) / ((ts - t) as f64 / 1e6)),
+                    _ => None,
+                }
+            }
+            Some(w) => {
+                let win = self.window.get_or_insert_with(|| Window::new(w));
+                let z = win.score(ts, x);
+                win.add(ts, x);
+                z
+            }
+        }
+    }
+
+    /// The transition a verdict at `ts` makes, if any: ACTIVE once the
+    /// condition held for `hold` µs (the alert named by `new_id`), RESOLVED
+    /// when the clear condition holds. The decision's series is left empty.
+    fn decide(
+        &mut self,
+        verdict: Verdict,
+        ts: i64,
+        hold: i64,
+        new_id: impl FnOnce() -> String,
+    ) -> Option<Decision> {
+        match &self.open {
+            None if verdict.holds => {
+                let since = *self.pending_since.get_or_insert(ts);
+                if ts - since < hold {
+                    return None;
+                }
+                let alert_id = new_id();
+                self.open = Some(Open {
+                    alert_id: alert_id.clone(),
+                    since_micros: ts,
+                });
+                self.pending_since = None;
+                Some(Decision {
+                    series: String::new(),
+                    state: weir_query::alerts::ACTIVE,
+                    at_micros: ts,
+                    value: verdict.value,
+                    alert_id,
+                })
+            }
+            None => {
+                self.pending_since = None;
+                None
+            }
+            Some(open) if verdict.cleared => {
+                let d = Decision {
+                    series: String::new(),
+                    state: weir_query::alerts::RESOLVED,
+                    at_micros: ts.max(open.since_micros),
+                    value: verdict.value,
+                    alert_id: open.alert_id.clone(),
+                };
+                self.open = None;
+                self.pending_since = None;
+                Some(d)
+            }
+            Some(_) => None,
+        }
+    }
+}
+
 /// `zscore`'s rolling window: event time cut in [`SLOTS`] slots with count,
 /// sum and sum of squares each, so memory per series is fixed whatever the
 /// rate (a window of exact points would hold 600 values per series for 10
@@ -304,13 +424,9 @@ impl RuleState {
             };
             let s = self.series.entry(key.clone()).or_default();
             let key: &str = key;
-            s.seen_micros = now_micros;
-            s.origin = origin;
-            s.seeded = false;
-            if ev.ts.is_some() {
-                s.newest_micros = Some(s.newest_micros.map_or(ts, |n| n.max(ts)));
-            }
+            s.seen(now_micros, origin, ev.ts.is_some().then_some(ts));
             if absent {
+                // A row ends the series' absence.
                 if let Some(open) = s.open.take() {
                     out.push(Decision {
                         series: key.to_string(),
@@ -322,95 +438,34 @@ impl RuleState {
                 }
                 continue;
             }
-            // (condition holds, clear holds, reported value); None: no decision.
             let verdict = match (&when, &ev.when) {
                 (Compiled::Row { .. }, Values::Row { test, value }) => {
-                    if test.is_null(i) {
-                        None
-                    } else {
-                        let holds = test.value(i);
-                        let cleared = match &ev.clear {
-                            Some(Values::Row { test: c, .. }) => !c.is_null(i) && c.value(i),
-                            _ => !holds,
-                        };
-                        let v = value
-                            .as_ref()
-                            .and_then(|v| (!v.is_null(i)).then(|| v.value(i)));
-                        Some((holds, cleared, v))
-                    }
+                    Verdict::of_row(i, test, value.as_ref(), ev.clear.as_ref())
                 }
                 (Compiled::Measure { op, limit, .. }, Values::Measure(values)) => {
-                    if values.is_null(i) {
-                        None
-                    } else {
-                        let x = values.value(i);
-                        let measured = match zwindow {
-                            None => {
-                                let prev = s.last;
-                                if prev.is_none_or(|(t, _)| ts > t) {
-                                    s.last = Some((ts, x));
-                                }
-                                match prev {
-                                    Some((t, p)) if ts > t => {
-                                        Some((x - p) / ((ts - t) as f64 / 1e6))
-                                    }
-                                    _ => None,
-                                }
-                            }
-                            Some(w) => {
-                                let win = s.window.get_or_insert_with(|| Window::new(w));
-                                let z = win.score(ts, x);
-                                win.add(ts, x);
-                                z
-                            }
+                    let x = (!values.is_null(i)).then(|| values.value(i));
+                    x.and_then(|x| s.measure(ts, x, zwindow)).map(|m| {
+                        let holds = op.holds(m, *limit);
+                        let cleared = match &clear {
+                            Some(Compiled::Measure { op, limit, .. }) => op.holds(m, *limit),
+                            _ => !holds,
                         };
-                        measured.map(|m| {
-                            let holds = op.holds(m, *limit);
-                            let cleared = match &clear {
-                                Some(Compiled::Measure { op, limit, .. }) => op.holds(m, *limit),
-                                _ => !holds,
-                            };
-                            (holds, cleared, Some(m))
-                        })
-                    }
+                        Verdict {
+                            holds,
+                            cleared,
+                            value: Some(m),
+                        }
+                    })
                 }
                 _ => None,
             };
-            let Some((holds, cleared, value)) = verdict else {
-                continue;
-            };
-            match &s.open {
-                None if holds => {
-                    let since = *s.pending_since.get_or_insert(ts);
-                    if ts - since >= hold {
-                        let alert_id = new_id(&self.rule.name, key, ts);
-                        s.open = Some(Open {
-                            alert_id: alert_id.clone(),
-                            since_micros: ts,
-                        });
-                        s.pending_since = None;
-                        out.push(Decision {
-                            series: key.to_string(),
-                            state: weir_query::alerts::ACTIVE,
-                            at_micros: ts,
-                            value,
-                            alert_id,
-                        });
-                    }
-                }
-                None => s.pending_since = None,
-                Some(open) if cleared => {
-                    out.push(Decision {
-                        series: key.to_string(),
-                        state: weir_query::alerts::RESOLVED,
-                        at_micros: ts.max(open.since_micros),
-                        value,
-                        alert_id: open.alert_id.clone(),
-                    });
-                    s.open = None;
-                    s.pending_since = None;
-                }
-                Some(_) => {}
+            if let Some(verdict) = verdict
+                && let Some(d) = s.decide(verdict, ts, hold, || new_id(&self.rule.name, key, ts))
+            {
+                out.push(Decision {
+                    series: key.to_string(),
+                    ..d
+                });
             }
         }
         Ok(out)
