@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use iceberg::TableIdent;
-use iceberg::spec::{Literal, ManifestContentType, PrimitiveLiteral, Transform};
+use iceberg::spec::{Literal, ManifestContentType, PartitionSpec, PrimitiveLiteral, Transform};
+use iceberg::table::Table;
 use serde::Serialize;
 use weir_catalog::{CatalogError, Lakehouse, commit_replace};
 
@@ -70,23 +71,61 @@ pub async fn apply_retention(
         cutoff: cutoff.to_rfc3339(),
         ..Default::default()
     };
-    // The highest base sequence number every rollup covers.
+    let covered = covered_by_rollups(lakehouse, &name, &opts.requires, &mut report).await?;
+    let table = lakehouse
+        .catalog()
+        .load_table(ident)
+        .await
+        .map_err(|e| CatalogError::iceberg(&name, e))?;
+    let removed = expired_files(&table, cutoff, covered, &mut report).await?;
+    if !removed.is_empty() && !opts.dry_run {
+        let props = std::collections::HashMap::from([(
+            "weir.maintenance".to_string(),
+            "retention".to_string(),
+        )]);
+        match commit_replace(lakehouse, ident, &removed, Vec::new(), props).await {
+            Ok(_) => {}
+            Err(CatalogError::Fenced { reason, .. }) => {
+                // Compaction rewrote some of them meanwhile: the next run retries.
+                report
+                    .held_because
+                    .push(format!("concurrent rewrite: {reason}"));
+                report.files_dropped = 0;
+                report.rows_dropped = 0;
+                report.bytes_dropped = 0;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The highest sequence number of `table` (`ns.t`) every rollup in
+/// `requires` has been refreshed from (`i64::MIN` when one never was: the
+/// reason goes to the report).
+async fn covered_by_rollups(
+    lakehouse: &Lakehouse,
+    table: &str,
+    requires: &[String],
+    report: &mut RetentionReport,
+) -> Result<i64> {
     let mut covered = i64::MAX;
-    for rollup in &opts.requires {
+    for rollup in requires {
         let rollup_ident = TableIdent::from_strs(rollup.split('.'))
             .map_err(|e| CatalogError::iceberg(rollup, e))?;
-        let table = lakehouse
+        let loaded = lakehouse
             .catalog()
             .load_table(&rollup_ident)
             .await
             .map_err(|e| CatalogError::iceberg(rollup, e))?;
-        let seq = table
+        let seq = loaded
             .metadata()
             .current_snapshot()
             .and_then(|s| {
                 s.summary()
                     .additional_properties
-                    .get(&base_sequence_key(&name))
+                    .get(&base_sequence_key(table))
                     .cloned()
             })
             .and_then(|v| v.parse::<i64>().ok());
@@ -96,30 +135,36 @@ pub async fn apply_retention(
                 covered = i64::MIN;
                 report
                     .held_because
-                    .push(format!("{rollup} has not been refreshed from {name}"));
+                    .push(format!("{rollup} has not been refreshed from {table}"));
             }
         }
     }
-    let table = lakehouse
-        .catalog()
-        .load_table(ident)
-        .await
-        .map_err(|e| CatalogError::iceberg(&name, e))?;
+    Ok(covered)
+}
+
+/// The live data files of `table` whose time partition ended by `cutoff`
+/// and that rollups cover (sequence number ≤ `covered`), counted in the
+/// report; expired files the rollups do not cover yet are counted as held.
+async fn expired_files(
+    table: &Table,
+    cutoff: DateTime<Utc>,
+    covered: i64,
+    report: &mut RetentionReport,
+) -> Result<HashSet<String>> {
     let read_err = |e: iceberg::Error| MaintainError::Read {
-        table: name.clone(),
+        table: table.identifier().to_string(),
         source: Box::new(e),
     };
     let metadata = table.metadata();
+    let mut removed: HashSet<String> = HashSet::new();
     let Some(snapshot) = metadata.current_snapshot() else {
-        report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
+        return Ok(removed);
     };
     let list = table
         .manifest_list_reader(snapshot)
         .load()
         .await
         .map_err(read_err)?;
-    let mut removed: HashSet<String> = HashSet::new();
     let mut unpartitioned = false;
     for manifest in list.entries() {
         if manifest.content != ManifestContentType::Data {
@@ -128,18 +173,7 @@ pub async fn apply_retention(
         let Some(spec) = metadata.partition_spec_by_id(manifest.partition_spec_id) else {
             continue;
         };
-        let Some((index, transform)) = spec
-            .fields()
-            .iter()
-            .enumerate()
-            .find(|(_, f)| {
-                matches!(
-                    f.transform,
-                    Transform::Year | Transform::Month | Transform::Day | Transform::Hour
-                )
-            })
-            .map(|(i, f)| (i, f.transform))
-        else {
+        let Some((index, transform)) = time_field(spec) else {
             unpartitioned = true;
             continue;
         };
@@ -171,27 +205,21 @@ pub async fn apply_retention(
             .held_because
             .push("files without a time partition (year/month/day/hour) are never dropped".into());
     }
-    if !removed.is_empty() && !opts.dry_run {
-        let props = std::collections::HashMap::from([(
-            "weir.maintenance".to_string(),
-            "retention".to_string(),
-        )]);
-        match commit_replace(lakehouse, ident, &removed, Vec::new(), props).await {
-            Ok(_) => {}
-            Err(CatalogError::Fenced { reason, .. }) => {
-                // Compaction rewrote some of them meanwhile: the next run retries.
-                report
-                    .held_because
-                    .push(format!("concurrent rewrite: {reason}"));
-                report.files_dropped = 0;
-                report.rows_dropped = 0;
-                report.bytes_dropped = 0;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(removed)
+}
+
+/// The position and transform of a spec's time partition field.
+fn time_field(spec: &PartitionSpec) -> Option<(usize, Transform)> {
+    spec.fields()
+        .iter()
+        .enumerate()
+        .find(|(_, f)| {
+            matches!(
+                f.transform,
+                Transform::Year | Transform::Month | Transform::Day | Transform::Hour
+            )
+        })
+        .map(|(i, f)| (i, f.transform))
 }
 
 /// The instant a time partition's range ends.
