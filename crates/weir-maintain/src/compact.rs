@@ -192,6 +192,51 @@ async fn run(
         },
         ..Default::default()
     };
+    let (target, skip_recent) = settings(&table, opts)?;
+    let plan = plan(&table, opts, target, skip_recent).await?;
+    let (groups, files_before) = (plan.groups, plan.live);
+    report.partitions_skipped_recent = plan.skipped_recent;
+    report.files_before = files_before;
+    report.groups_planned = groups.len();
+    let mut state = Progress {
+        groups_total: groups.len(),
+        bytes_total: groups.iter().flatten().map(|c| c.size).sum(),
+        ..Default::default()
+    };
+    progress(&state);
+    if opts.dry_run || groups.is_empty() {
+        report.files_in = groups.iter().map(Vec::len).sum();
+        report.bytes_in = state.bytes_total;
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    let tasks = scan_tasks(&table).await?;
+    let run = GroupRun {
+        lakehouse,
+        ident,
+        table: &table,
+        opts,
+        target,
+        keeper,
+        job: report.job.clone(),
+    };
+    for group in groups {
+        let group_bytes: u64 = group.iter().map(|c| c.size).sum();
+        match run.rewrite(&group, &tasks).await? {
+            Some(done) => report.add(done),
+            None => report.groups_abandoned += 1,
+        }
+        state.groups_done += 1;
+        state.bytes_done += group_bytes;
+        progress(&state);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The target file size and the "skip recent partitions" age of a run:
+/// the options', else the table's properties. Checks Z-order columns.
+fn settings(table: &Table, opts: &CompactOptions) -> Result<(u64, Option<Duration>)> {
     let target = opts.target_file_bytes.unwrap_or_else(|| {
         table
             .metadata()
@@ -211,103 +256,128 @@ async fn run(
         let schema = table.metadata().current_schema();
         if let Some(missing) = columns.iter().find(|c| schema.field_by_name(c).is_none()) {
             return Err(MaintainError::Rewrite {
-                table: name,
+                table: table.identifier().to_string(),
                 message: format!("no column `{missing}` to cluster by"),
             });
         }
     }
-    let plan = plan(&table, opts, target, skip_recent).await?;
-    let (groups, files_before) = (plan.groups, plan.live);
-    report.partitions_skipped_recent = plan.skipped_recent;
-    report.files_before = files_before;
-    report.groups_planned = groups.len();
-    let mut state = Progress {
-        groups_total: groups.len(),
-        bytes_total: groups.iter().flatten().map(|c| c.size).sum(),
-        ..Default::default()
-    };
-    progress(&state);
-    if opts.dry_run || groups.is_empty() {
-        report.files_in = groups.iter().map(Vec::len).sum();
-        report.bytes_in = state.bytes_total;
-        report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
-    }
-    let tasks = scan_tasks(&table).await?;
-    let busy = |name: &str| MaintainError::Busy {
-        job: "compaction",
-        table: name.to_string(),
-        lease: format!("compact:{name}"),
-    };
-    for group in groups {
-        if keeper.is_some_and(LeaseKeeper::lost) {
-            return Err(busy(&name));
+    Ok((target, skip_recent))
+}
+
+/// What rewriting one group committed.
+struct GroupDone {
+    how: Option<Rewrite>,
+    spilled: u64,
+    attempts: u32,
+    files_in: usize,
+    files_out: usize,
+    bytes_in: u64,
+    bytes_out: u64,
+    rows: u64,
+}
+
+impl CompactReport {
+    fn add(&mut self, done: GroupDone) {
+        self.groups_committed += 1;
+        match done.how {
+            Some(Rewrite::Merged) => self.groups_merged += 1,
+            Some(Rewrite::Sorted { .. }) => self.groups_sorted += 1,
+            Some(Rewrite::Copied) | None => {}
         }
-        let group_bytes: u64 = group.iter().map(|c| c.size).sum();
+        self.bytes_spilled += done.spilled;
+        self.commit_attempts += done.attempts;
+        self.files_in += done.files_in;
+        self.files_out += done.files_out;
+        self.bytes_in += done.bytes_in;
+        self.bytes_out += done.bytes_out;
+        self.rows += done.rows;
+    }
+}
+
+/// One run's groups rewritten and committed one by one.
+struct GroupRun<'a> {
+    lakehouse: &'a Lakehouse,
+    ident: &'a TableIdent,
+    table: &'a Table,
+    opts: &'a CompactOptions,
+    target: u64,
+    keeper: Option<&'a LeaseKeeper>,
+    /// `compact` or `cluster`.
+    job: String,
+}
+
+impl GroupRun<'_> {
+    /// Rewrites `group` and commits it; `None` when the group was abandoned
+    /// (files gone from the snapshot, rewritten by someone else, or every
+    /// commit race lost: the next run picks them up again).
+    async fn rewrite(
+        &self,
+        group: &[Candidate],
+        tasks: &HashMap<String, FileScanTask>,
+    ) -> Result<Option<GroupDone>> {
+        let name = self.ident.to_string();
+        let busy = || MaintainError::Busy {
+            job: "compaction",
+            table: name.clone(),
+            lease: format!("compact:{name}"),
+        };
+        if self.keeper.is_some_and(LeaseKeeper::lost) {
+            return Err(busy());
+        }
+        let bytes_in: u64 = group.iter().map(|c| c.size).sum();
         let group_tasks: Vec<FileScanTask> = group
             .iter()
             .filter_map(|c| tasks.get(&c.path).cloned())
             .collect();
         if group_tasks.len() != group.len() {
-            report.groups_abandoned += 1;
-            continue;
+            return Ok(None);
         }
         let (added, rows, how, spilled) = rewrite_group(
-            &table,
+            self.table,
             group_tasks,
-            group_bytes,
-            target,
-            &opts.layout,
-            opts.sort_memory_bytes,
+            bytes_in,
+            self.target,
+            &self.opts.layout,
+            self.opts.sort_memory_bytes,
         )
         .await?;
         let removed: HashSet<String> = group.iter().map(|c| c.path.clone()).collect();
-        let out_bytes: u64 = added.iter().map(|f| f.file_size_in_bytes()).sum();
-        let out_files = added.len();
+        let bytes_out: u64 = added.iter().map(|f| f.file_size_in_bytes()).sum();
+        let files_out = added.len();
         let props = HashMap::from([
-            ("weir.maintenance".to_string(), report.job.clone()),
-            ("weir.maintenance.run".to_string(), opts.run_id.clone()),
+            ("weir.maintenance".to_string(), self.job.clone()),
+            ("weir.maintenance.run".to_string(), self.opts.run_id.clone()),
         ]);
         // The lease is renewed in the background; if another run took it
         // over meanwhile, leave the table to it (the files become orphans).
-        if keeper.is_some_and(LeaseKeeper::lost) {
-            return Err(busy(&name));
+        if self.keeper.is_some_and(LeaseKeeper::lost) {
+            return Err(busy());
         }
-        match commit_replace(lakehouse, ident, &removed, added, props).await {
-            Ok(outcome) => {
-                report.groups_committed += 1;
-                match how {
-                    Some(Rewrite::Merged) => report.groups_merged += 1,
-                    Some(Rewrite::Sorted { .. }) => report.groups_sorted += 1,
-                    Some(Rewrite::Copied) | None => {}
-                }
-                report.bytes_spilled += spilled;
-                report.commit_attempts += outcome.attempts;
-                report.files_in += removed.len();
-                report.files_out += out_files;
-                report.bytes_in += group_bytes;
-                report.bytes_out += out_bytes;
-                report.rows += rows;
-            }
+        match commit_replace(self.lakehouse, self.ident, &removed, added, props).await {
+            Ok(outcome) => Ok(Some(GroupDone {
+                how,
+                spilled,
+                attempts: outcome.attempts,
+                files_in: removed.len(),
+                files_out,
+                bytes_in,
+                bytes_out,
+                rows,
+            })),
             Err(CatalogError::Fenced { reason, .. }) => {
                 // Its files were rewritten or deleted by someone else: the
                 // written files become orphans, the table is untouched.
                 tracing::warn!(table = %name, reason, "compaction group abandoned");
-                report.groups_abandoned += 1;
+                Ok(None)
             }
             Err(e) if e.is_retryable() => {
                 // Lost every race: the next run picks the files up again.
                 tracing::warn!(table = %name, error = %e, "compaction group abandoned");
-                report.groups_abandoned += 1;
+                Ok(None)
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
         }
-        state.groups_done += 1;
-        state.bytes_done += group_bytes;
-        progress(&state);
     }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 struct Plan {
