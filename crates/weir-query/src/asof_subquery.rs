@@ -68,72 +68,32 @@ impl Rewriter<'_> {
             let Some(shape) = self.shape(query) else {
                 continue;
             };
-            let id = self.next_id;
+            let names = Names {
+                id: self.next_id,
+                alias: Ident::new(format!("__weir_sq_{}", self.next_id)),
+            };
             self.next_id += 1;
-            let alias = Ident::new(format!("__weir_sq_{id}"));
-            let column = |what: &str| Ident::new(format!("__weir_sq_{id}_{what}"));
-            let (neighbour, right_op, range_op) = match shape.op {
-                BinaryOperator::GtEq => ("lead", "<=", "<"),
-                BinaryOperator::Gt => ("lead", "<", "<="),
-                BinaryOperator::LtEq => ("lag", ">=", ">"),
-                _ => ("lag", ">", ">="),
-            };
-            let mut items = vec![
-                format!("{} AS {}", shape.value, column("v")),
-                format!("{} AS {}", shape.inner_time, column("t")),
-            ];
-            let mut partition = Vec::new();
-            for (k, (_, inner)) in shape.keys.iter().enumerate() {
-                items.push(format!("{inner} AS {}", column(&format!("k{k}"))));
-                partition.push(inner.to_string());
-            }
-            let partition = if partition.is_empty() {
-                String::new()
-            } else {
-                format!("PARTITION BY {} ", partition.join(", "))
-            };
-            items.push(format!(
-                "{neighbour}({t}) OVER ({partition}ORDER BY {t}) AS {h}",
-                t = shape.inner_time,
-                h = column("h")
-            ));
-            let mut filter = format!("{} IS NOT NULL", shape.inner_time);
-            for f in &shape.filters {
-                filter += &format!(" AND ({f})");
-            }
-            let derived = format!(
-                "(SELECT {} FROM {} WHERE {filter}) AS {alias}",
-                items.join(", "),
-                shape.relation
-            );
-            let mut on = vec![];
-            for (k, (outer, _)) in shape.keys.iter().enumerate() {
-                on.push(format!("{outer} = {alias}.{}", column(&format!("k{k}"))));
-            }
-            on.push(format!(
-                "{alias}.{t} {right_op} {o} AND ({alias}.{h} IS NULL OR {o} {range_op} {alias}.{h})",
-                t = column("t"),
-                h = column("h"),
-                o = shape.outer_time
-            ));
+            let alias = &names.alias;
             let join = Join {
-                relation: self.parse(&derived, |p| p.parse_table_factor())?,
+                relation: self.parse(&shape.derived_table(&names), |p| p.parse_table_factor())?,
                 global: false,
                 join_operator: JoinOperator::LeftOuter(JoinConstraint::On(
-                    self.parse(&on.join(" AND "), |p| p.parse_expr())?,
+                    self.parse(&shape.join_on(&names), |p| p.parse_expr())?,
                 )),
             };
             select.from[0].joins.push(join);
-            let value = self.parse(&format!("{alias}.{}", column("v")), |p| p.parse_expr())?;
+            let value = self.parse(&format!("{alias}.{}", names.column("v")), |p| {
+                p.parse_expr()
+            })?;
             select.projection[i] = SelectItem::ExprWithAlias {
                 expr: value,
                 alias: name.unwrap_or_else(|| Ident::new(shape.value_name.clone())),
             };
             for what in ["v", "t", "h"] {
-                helpers.push((alias.clone(), column(what)));
+                helpers.push((alias.clone(), names.column(what)));
             }
             for k in 0..shape.keys.len() {
-                helpers.push((alias.clone(), column(&format!("k{k}"))));
+                helpers.push((alias.clone(), names.column(&format!("k{k}"))));
             }
             let _ = &shape.alias;
         }
@@ -141,29 +101,7 @@ impl Rewriter<'_> {
     }
 
     fn shape(&self, query: &Query) -> Option<Shape> {
-        if query.with.is_some() || query.fetch.is_some() {
-            return None;
-        }
-        match &query.limit_clause {
-            Some(LimitClause::LimitOffset {
-                limit: Some(Expr::Value(v)),
-                offset: None,
-                limit_by,
-            }) if limit_by.is_empty() && matches!(&v.value, Value::Number(n, _) if n == "1") => {}
-            _ => return None,
-        }
-        let SetExpr::Select(inner) = query.body.as_ref() else {
-            return None;
-        };
-        if inner.from.len() != 1
-            || !inner.from[0].joins.is_empty()
-            || inner.projection.len() != 1
-            || inner.distinct.is_some()
-            || inner.having.is_some()
-            || !matches!(&inner.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty())
-        {
-            return None;
-        }
+        let inner = single_table_select(query)?;
         let relation = inner.from[0].relation.clone();
         if !matches!(relation, TableFactor::Table { .. }) {
             return None;
@@ -182,10 +120,166 @@ impl Rewriter<'_> {
         if refs.other || refs.unqualified {
             return None;
         }
+        let Conditions {
+            keys,
+            time,
+            filters,
+        } = Conditions::of(&side, inner.selection.as_ref()?)?;
+        let (outer_time, op, inner_time) = time?;
+        let order = match &query.order_by.as_ref()?.kind {
+            OrderByKind::Expressions(list) if list.len() == 1 => &list[0],
+            _ => return None,
+        };
+        if order.expr != inner_time {
+            return None;
+        }
+        let descending = order.options.asc == Some(false);
+        let latest_before = matches!(op, BinaryOperator::GtEq | BinaryOperator::Gt);
+        if descending != latest_before {
+            return None;
+        }
+        Some(Shape {
+            relation,
+            alias,
+            value,
+            value_name,
+            keys,
+            outer_time,
+            op,
+            inner_time,
+            filters,
+        })
+    }
+}
+
+/// The names of one rewritten subquery: its derived table and columns.
+struct Names {
+    id: usize,
+    /// `__weir_sq_<id>`.
+    alias: Ident,
+}
+
+impl Names {
+    /// `__weir_sq_<id>_<what>`.
+    fn column(&self, what: &str) -> Ident {
+        Ident::new(format!("__weir_sq_{}_{what}", self.id))
+    }
+}
+
+impl Shape {
+    /// The neighbouring time's window function, and the comparisons of the
+    /// outer time with the row's time and with its neighbour's.
+    fn ops(&self) -> (&'static str, &'static str, &'static str) {
+        match self.op {
+            BinaryOperator::GtEq => ("lead", "<=", "<"),
+            BinaryOperator::Gt => ("lead", "<", "<="),
+            BinaryOperator::LtEq => ("lag", ">=", ">"),
+            _ => ("lag", ">", ">="),
+        }
+    }
+
+    /// The derived table joined: the inner rows' value, time, keys and the
+    /// neighbouring time of their keys (where their range ends).
+    fn derived_table(&self, names: &Names) -> String {
+        let column = |what: &str| names.column(what);
+        let (neighbour, _, _) = self.ops();
+        let mut items = vec![
+            format!("{} AS {}", self.value, column("v")),
+            format!("{} AS {}", self.inner_time, column("t")),
+        ];
+        let mut partition = Vec::new();
+        for (k, (_, inner)) in self.keys.iter().enumerate() {
+            items.push(format!("{inner} AS {}", column(&format!("k{k}"))));
+            partition.push(inner.to_string());
+        }
+        let partition = if partition.is_empty() {
+            String::new()
+        } else {
+            format!("PARTITION BY {} ", partition.join(", "))
+        };
+        items.push(format!(
+            "{neighbour}({t}) OVER ({partition}ORDER BY {t}) AS {h}",
+            t = self.inner_time,
+            h = column("h")
+        ));
+        let mut filter = format!("{} IS NOT NULL", self.inner_time);
+        for f in &self.filters {
+            filter += &format!(" AND ({f})");
+        }
+        format!(
+            "(SELECT {} FROM {} WHERE {filter}) AS {}",
+            items.join(", "),
+            self.relation,
+            names.alias
+        )
+    }
+
+    /// The join condition: equal keys, and the outer time inside the row's
+    /// range.
+    fn join_on(&self, names: &Names) -> String {
+        let (alias, column) = (&names.alias, |what: &str| names.column(what));
+        let (_, right_op, range_op) = self.ops();
+        let mut on = vec![];
+        for (k, (outer, _)) in self.keys.iter().enumerate() {
+            on.push(format!("{outer} = {alias}.{}", column(&format!("k{k}"))));
+        }
+        on.push(format!(
+            "{alias}.{t} {right_op} {o} AND ({alias}.{h} IS NULL OR {o} {range_op} {alias}.{h})",
+            t = column("t"),
+            h = column("h"),
+            o = self.outer_time
+        ));
+        on.join(" AND ")
+    }
+}
+
+/// The subquery's one `SELECT` of one table with one item, without
+/// DISTINCT, GROUP BY, HAVING or WITH, and `LIMIT 1`.
+fn single_table_select(query: &Query) -> Option<&Select> {
+    if query.with.is_some() || query.fetch.is_some() {
+        return None;
+    }
+    match &query.limit_clause {
+        Some(LimitClause::LimitOffset {
+            limit: Some(Expr::Value(v)),
+            offset: None,
+            limit_by,
+        }) if limit_by.is_empty() && matches!(&v.value, Value::Number(n, _) if n == "1") => {}
+        _ => return None,
+    }
+    let SetExpr::Select(inner) = query.body.as_ref() else {
+        return None;
+    };
+    if inner.from.len() != 1
+        || !inner.from[0].joins.is_empty()
+        || inner.projection.len() != 1
+        || inner.distinct.is_some()
+        || inner.having.is_some()
+        || !matches!(&inner.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty())
+    {
+        return None;
+    }
+    Some(inner)
+}
+
+/// The subquery's `WHERE` terms, sorted out.
+struct Conditions {
+    /// (outer, inner) key pairs.
+    keys: Vec<(Expr, Expr)>,
+    /// (outer time, op as outer-op-inner, inner time).
+    time: Option<(Expr, BinaryOperator, Expr)>,
+    /// Filters over the inner table only.
+    filters: Vec<Expr>,
+}
+
+impl Conditions {
+    /// The terms (joined by AND) of `selection`; `None` when one is neither
+    /// a key, the one time comparison, nor a filter on the inner table.
+    fn of(side: &Side<'_>, selection: &Expr) -> Option<Self> {
         let mut keys = Vec::new();
         let mut time = None;
         let mut filters = Vec::new();
-        let mut pending = vec![inner.selection.as_ref()?];
+        let mut pending = vec![selection];
         while let Some(e) = pending.pop() {
             match e {
                 Expr::Nested(e) => pending.push(e),
@@ -236,28 +330,9 @@ impl Rewriter<'_> {
                 }
             }
         }
-        let (outer_time, op, inner_time) = time?;
-        let order = match &query.order_by.as_ref()?.kind {
-            OrderByKind::Expressions(list) if list.len() == 1 => &list[0],
-            _ => return None,
-        };
-        if order.expr != inner_time {
-            return None;
-        }
-        let descending = order.options.asc == Some(false);
-        let latest_before = matches!(op, BinaryOperator::GtEq | BinaryOperator::Gt);
-        if descending != latest_before {
-            return None;
-        }
-        Some(Shape {
-            relation,
-            alias,
-            value,
-            value_name,
+        Some(Conditions {
             keys,
-            outer_time,
-            op,
-            inner_time,
+            time,
             filters,
         })
     }

@@ -25,17 +25,19 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{BooleanArray, RecordBatch};
-use arrow::compute::{filter_record_batch, not};
+use arrow::array::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, TableReference};
-use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp, cast, col, lit, when};
+use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp};
 use datafusion::prelude::SessionContext;
 use iceberg::TableIdent;
 use weir_catalog::{CatalogError, Lakehouse, commit_overwrite, write_data_files};
 
 use crate::error::{QueryError, Result};
 use crate::table::{WeirTable, WriteMetrics};
+
+mod attempt;
+use attempt::attempt_once;
 
 /// How often a statement is planned again after another writer rewrote
 /// files it was rewriting, and the pauses between (jittered, so two
@@ -584,162 +586,77 @@ pub(crate) async fn commit(
     }
 }
 
-/// One try of a DELETE/UPDATE/TRUNCATE: `Ok(Err(LostRace))` when another
-/// writer rewrote a file this one was rewriting (plan again).
-async fn attempt_once(
-    target: &Target,
-    ident: &TableIdent,
-    statement: &RowLevel,
-) -> Result<std::result::Result<Outcome, LostRace>> {
-    let Target {
-        table, base, ctx, ..
-    } = target;
-    let predicate = match &statement.predicate {
-        Some(p) => Some(simplified(base, p.clone())?),
-        None => None,
-    };
-    let filters: Vec<Expr> = predicate.iter().cloned().collect();
-    let matched = match &predicate {
-        // NULL is not a match (SQL: the row is kept / not updated).
-        Some(p) => p.clone().is_true(),
-        None => lit(true),
-    };
-    let mut outcome = Outcome::default();
-    let mut removed = HashSet::new();
-    // Written file by file: memory holds one file's rows, not every
-    // rewritten file's.
-    let mut added = Vec::new();
-    let paths = file_paths(base, &filters).await?;
-    let schema = datafusion::catalog::TableProvider::schema(base);
-    let mode = Mode::of(table, &statement.change);
-    let mut deletes = Vec::new();
-    for file in paths {
-        let path = file.path.clone();
-        let one = file.table(base, "DML");
-        let positional = file.positional(mode);
-        let mut exprs: Vec<Expr> = Vec::with_capacity(schema.fields().len() + 2);
-        for field in schema.fields() {
-            let name = field.name();
-            let current = col(Column::new_unqualified(name.clone()));
-            let value = match &statement.change {
-                Change::Update(assignments) => assignments
-                    .iter()
-                    .find(|(c, _)| c == name)
-                    .map(|(_, e)| {
-                        when(matched.clone(), cast(e.clone(), field.data_type().clone()))
-                            .otherwise(current.clone())
-                    })
-                    .transpose()?
-                    .unwrap_or(current),
-                Change::Delete => current,
-            };
-            exprs.push(value.alias(name));
-        }
-        let mut frame = ctx.read_table(Arc::new(one))?;
-        if positional.is_some() {
-            frame = frame.window(vec![
-                datafusion::functions_window::expr_fn::row_number().alias(POSITION),
-            ])?;
-            exprs.push(col(POSITION));
-        }
-        exprs.push(matched.clone().alias(MATCHED));
-        let batches = frame.select(exprs)?.collect().await?;
-        let mut hits = 0u64;
-        let mut kept = Vec::with_capacity(batches.len());
-        let mut positions: Vec<i64> = Vec::new();
-        for batch in batches {
-            let flags = batch
-                .column(batch.num_columns() - 1)
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .ok_or_else(|| QueryError::Internal("DML match flag is not boolean".into()))?
-                .clone();
-            hits += flags.true_count() as u64;
-            let mut rows = batch.clone();
-            rows.remove_column(rows.num_columns() - 1);
-            if positional.is_some() {
-                // row_number() counts from 1; Iceberg positions from 0.
-                let numbers = arrow::compute::cast(
-                    rows.column(rows.num_columns() - 1),
-                    &arrow::datatypes::DataType::Int64,
-                )
-                .map_err(arrow_err)?;
-                let numbers = numbers
-                    .as_any()
-                    .downcast_ref::<arrow::array::Int64Array>()
-                    .ok_or_else(|| QueryError::Internal("row numbers are not Int64".into()))?;
-                positions.extend(
-                    (0..rows.num_rows())
-                        .filter(|&i| arrow::array::Array::is_valid(&flags, i) && flags.value(i))
-                        .map(|i| numbers.value(i) - 1),
+/// The files one attempt changes.
+#[derive(Debug, Default)]
+pub(crate) struct FileChanges {
+    /// Data files replaced whole (copy-on-write).
+    pub removed: HashSet<String>,
+    /// Data files written.
+    pub added: Vec<iceberg::spec::DataFile>,
+    /// Position delete files written (merge-on-read), with their partition
+    /// spec ids.
+    pub deletes: Vec<(i32, iceberg::spec::DataFile)>,
+}
+
+impl FileChanges {
+    /// Removes rows of `file`: by a position delete file naming `positions`
+    /// when `positional` holds its partition (merge-on-read), else by
+    /// replacing the whole file (copy-on-write).
+    pub(crate) async fn remove_rows(
+        &mut self,
+        table: &iceberg::table::Table,
+        file: &FileRef,
+        positional: Option<iceberg::spec::Struct>,
+        positions: &[i64],
+        ident: &TableIdent,
+    ) -> Result<()> {
+        match positional {
+            Some(partition) => {
+                self.deletes.push(
+                    file.write_deletes(table, &partition, positions, ident)
+                        .await?,
                 );
-                rows.remove_column(rows.num_columns() - 1);
-                // Only the changed rows are written again (UPDATE).
-                rows = filter_record_batch(&rows, &flags).map_err(arrow_err)?;
-                if matches!(statement.change, Change::Delete) {
-                    continue;
-                }
-            } else {
-                rows = match statement.change {
-                    Change::Delete => filter_record_batch(&rows, &not(&flags).map_err(arrow_err)?)
-                        .map_err(arrow_err)?,
-                    Change::Update(_) => rows,
-                };
             }
-            if rows.num_rows() > 0 {
-                kept.push(rows);
+            None => {
+                self.removed.insert(file.path.clone());
             }
         }
-        if hits == 0 {
-            continue;
-        }
-        if matches!(statement.change, Change::Update(_)) {
-            check_required(&schema, &kept, ident)?;
-        }
-        outcome.rows += hits;
-        if let Some(partition) = positional {
-            deletes.push(
-                file.write_deletes(table, &partition, &positions, ident)
-                    .await?,
-            );
-        } else {
-            removed.insert(path);
-        }
-        if !kept.is_empty() {
-            added.extend(
-                write_data_files(table, &kept, None)
-                    .await
-                    .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?,
-            );
-        }
+        Ok(())
     }
-    if !statement.append.is_empty() {
-        check_required(&schema, &statement.append, ident)?;
-        added.extend(
-            write_data_files(table, &statement.append, None)
+
+    /// Writes `rows` as new data files of `table`.
+    pub(crate) async fn write(
+        &mut self,
+        table: &iceberg::table::Table,
+        rows: &[RecordBatch],
+        ident: &TableIdent,
+    ) -> Result<()> {
+        self.added.extend(
+            write_data_files(table, rows, None)
                 .await
                 .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?,
         );
+        Ok(())
     }
-    if removed.is_empty() && deletes.is_empty() && added.is_empty() {
-        return Ok(Ok(outcome));
+
+    /// Nothing to commit.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.deletes.is_empty() && self.added.is_empty()
     }
-    outcome.files_removed = removed.len();
-    outcome.files_added = added.len();
-    outcome.delete_files = deletes.len();
-    let operation = match statement.change {
-        Change::Delete if !statement.append.is_empty() => "insert-overwrite",
-        Change::Delete => "delete",
-        Change::Update(_) => "update",
-    };
-    let properties = std::collections::HashMap::from([
+}
+
+/// The snapshot summary of a row-level statement: its operation, the rows
+/// it changed, and how (copy-on-write or merge-on-read).
+pub(crate) fn summary(
+    operation: &str,
+    rows: u64,
+    mode: Mode,
+) -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([
         ("weir.dml".to_string(), operation.to_string()),
-        ("weir.dml.rows".to_string(), outcome.rows.to_string()),
+        ("weir.dml.rows".to_string(), rows.to_string()),
         ("weir.dml.mode".to_string(), mode.name().to_string()),
-    ]);
-    Ok(commit(target, ident, &removed, added, deletes, properties)
-        .await?
-        .map(|()| outcome))
+    ])
 }
 
 /// How a statement changes rows of a file (Iceberg's `write.delete.mode`,

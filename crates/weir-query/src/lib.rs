@@ -28,6 +28,7 @@ pub mod mv;
 mod mv_incremental;
 mod mv_rewrite;
 mod native_scan;
+mod planning;
 pub mod postgres;
 pub mod settings;
 mod sql_ext;
@@ -41,11 +42,9 @@ use std::sync::Arc;
 
 use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
-use datafusion::datasource::provider_as_source;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, Statement, WriteOp};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use weir_catalog::{CATALOG_NAME, DEFAULT_NAMESPACE, Lakehouse};
 use weir_hot::HotTiers;
@@ -79,8 +78,6 @@ pub use statement::{
     Access, MAX_EXPRESSION_DEPTH, MAX_PARSER_RECURSION, MAX_SET_OPERATIONS, WeirStatement,
 };
 pub use table::{WeirInsertExec, WeirScanExec, WeirTable};
-
-use crate::ddl::DdlOutcome;
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -377,42 +374,10 @@ impl QueryEngine {
     ) -> Result<Planned> {
         let classified = statement.access();
         let (statement, partition, column_types, overwrite_filter) = match &statement.parsed {
-            statement::Parsed::View(view) => {
-                self.refresh().await?;
-                let outcome = mv::execute(self.lakehouse(), ctx, view.clone()).await;
-                self.refresh().await?;
-                outcome?;
-                return Ok(Planned::done(ddl_done(ctx)?));
-            }
-            statement::Parsed::Alert(alert) => {
-                self.refresh().await?;
-                let outcome = alerts::execute(self.lakehouse(), ctx, alert, &actor(ctx)).await;
-                self.refresh().await?;
-                let rows = outcome?;
-                return Ok(Planned::done(if alert.is_write() {
-                    count_done(ctx, rows)?
-                } else {
-                    ddl_done(ctx)?
-                }));
-            }
-            statement::Parsed::Alter(alter) => {
-                self.refresh().await?;
-                let outcome = alter::execute(ctx, self.lakehouse(), alter).await;
-                self.refresh().await?;
-                outcome?;
-                return Ok(Planned::done(ddl_done(ctx)?));
-            }
-            statement::Parsed::Merge(merge) => {
-                self.refresh().await?;
-                let ident = iceberg_ident(ctx, &merge.target, "MERGE")?;
-                let job = dml::Job::Merge(merge.clone());
-                let outcome = dml::execute(ctx, self.lakehouse(), &ident, &job).await;
-                self.refresh().await?;
-                let outcome = outcome?;
-                tracing::info!(table = %ident, rows = outcome.rows, files_removed = outcome.files_removed,
-                    files_added = outcome.files_added, attempts = outcome.attempts, "MERGE committed");
-                return Ok(Planned::done(count_done(ctx, outcome.rows)?));
-            }
+            statement::Parsed::View(view) => return self.run_view(ctx, view).await,
+            statement::Parsed::Alert(alert) => return self.run_alert(ctx, alert).await,
+            statement::Parsed::Alter(alter) => return self.run_alter(ctx, alter).await,
+            statement::Parsed::Merge(merge) => return self.run_merge(ctx, merge).await,
             statement::Parsed::Sql {
                 statement,
                 partition,
@@ -454,102 +419,12 @@ impl QueryEngine {
             let rows = self.overwrite_partition(ctx, dml, filter).await?;
             return Ok(Planned::done(count_done(ctx, rows)?));
         }
-        match plan {
-            LogicalPlan::Ddl(ddl) => {
-                let outcome = ddl::execute_ddl(
-                    self.lakehouse(),
-                    &ddl,
-                    partition,
-                    column_types,
-                    view.as_ref(),
-                )
-                .await;
-                self.refresh().await?;
-                match outcome? {
-                    DdlOutcome::Done => Ok(Planned::done(ddl_done(ctx)?)),
-                    DdlOutcome::InsertInto { table, input } => {
-                        // CREATE TABLE ... AS SELECT: the table exists now
-                        // (marked pending); fill it, or drop it on failure.
-                        let filled = async {
-                            let target =
-                                provider_as_source(ctx.table_provider(table.clone()).await?);
-                            let insert = LogicalPlanBuilder::insert_into(
-                                input.as_ref().clone(),
-                                table.clone(),
-                                target,
-                                InsertOp::Append,
-                            )?
-                            .build()?;
-                            let frame = ctx.execute_logical_plan(insert).await?;
-                            run_write(ctx, frame).await
-                        }
-                        .await;
-                        let done = ddl::finish_ctas(self.lakehouse(), &table, filled.is_ok()).await;
-                        self.refresh().await?;
-                        let frame = filled?;
-                        done?;
-                        Ok(Planned::done(frame))
-                    }
-                }
-            }
-            LogicalPlan::Statement(Statement::Prepare(_)) => Err(QueryError::Unsupported(
-                "SQL PREPARE; use Flight SQL prepared statements".into(),
-            )),
-            LogicalPlan::Statement(Statement::SetVariable(set)) => {
-                settings::check(&set.variable, &set.value)?;
-                // The role check saw the name from the parse; the planner's
-                // name must not need more.
-                if settings::access(&set.variable) > classified {
-                    return Err(QueryError::Internal(format!(
-                        "SET {} was classified differently from its plan",
-                        set.variable
-                    )));
-                }
-                Ok(Planned::query(
-                    ctx.execute_logical_plan(LogicalPlan::Statement(Statement::SetVariable(set)))
-                        .await?,
-                ))
-            }
-            LogicalPlan::Copy(mut copy) => {
-                copy.output_url = export::check_copy_target(
-                    self.options.export_dir.as_deref(),
-                    &copy.output_url,
-                )?;
-                Ok(Planned::write(
-                    ctx.execute_logical_plan(LogicalPlan::Copy(copy)).await?,
-                ))
-            }
-            LogicalPlan::Explain(explain)
-                if matches!(explain.plan.as_ref(), LogicalPlan::Dml(d)
-                    if matches!(d.op, WriteOp::Delete | WriteOp::Update | WriteOp::Truncate)) =>
-            {
-                let LogicalPlan::Dml(dml) = explain.plan.as_ref().clone() else {
-                    return Err(QueryError::Internal("EXPLAIN of DML lost its plan".into()));
-                };
-                let logical = format!("{}", explain.plan.display_indent());
-                let (ident, job) = row_level_job(ctx, dml)?;
-                let weir = dml::explain(ctx, self.lakehouse(), &ident, &job).await?;
-                Ok(Planned::query(explain_frame(ctx, Some(logical), weir)?))
-            }
-            LogicalPlan::Dml(dml)
-                if matches!(
-                    dml.op,
-                    WriteOp::Delete | WriteOp::Update | WriteOp::Truncate
-                ) =>
-            {
-                let (ident, job) = row_level_job(ctx, dml)?;
-                let outcome = dml::execute(ctx, self.lakehouse(), &ident, &job).await;
-                self.refresh().await?;
-                let outcome = outcome?;
-                tracing::info!(table = %ident, rows = outcome.rows, files_removed = outcome.files_removed,
-                    files_added = outcome.files_added, attempts = outcome.attempts, "row-level DML committed");
-                Ok(Planned::done(count_done(ctx, outcome.rows)?))
-            }
-            LogicalPlan::Dml(dml) => Ok(Planned::write(
-                ctx.execute_logical_plan(LogicalPlan::Dml(dml)).await?,
-            )),
-            plan => Ok(Planned::query(self.query_frame(ctx, plan).await?)),
-        }
+        let ddl_extras = planning::DdlExtras {
+            partition,
+            column_types,
+            view: view.as_ref(),
+        };
+        self.run_plan(ctx, plan, ddl_extras, classified).await
     }
 
     /// `INSERT OVERWRITE t PARTITION (filter) query`: the query's rows must

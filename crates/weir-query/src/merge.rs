@@ -20,25 +20,22 @@
 //! `WHEN MATCHED` clause exists (SQL's cardinality rule, as in Spark and
 //! Trino): which source row's values would win is undefined.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Int32Type, Int64Type};
+use arrow::array::RecordBatch;
 use datafusion::common::{Column, DFSchema, JoinType, TableReference};
 use datafusion::datasource::MemTable;
-use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{Expr, cast, col, lit, when};
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::sqlparser::ast::{
     self as ast, AssignmentTarget, MergeAction, MergeClauseKind, MergeInsertKind, TableFactor,
 };
 use iceberg::TableIdent;
-use weir_catalog::{CatalogError, write_data_files};
 
-use crate::dml::{self, Outcome};
 use crate::error::{QueryError, Result};
+
+mod attempt;
+pub(crate) use attempt::merge_once;
 
 /// Helper columns while the joins run.
 const ROW: &str = "__weir_merge_row";
@@ -107,6 +104,112 @@ fn column_name(name: &ast::ObjectName, lowercase: bool) -> Result<String> {
     Ok(normalized(last, lowercase))
 }
 
+/// What the statement calls its source: its alias, else a table's name (a
+/// subquery needs an alias).
+fn source_alias(source: &TableFactor, lowercase: bool) -> Result<String> {
+    Ok(match source {
+        TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
+            normalized(&a.name, lowercase)
+        }
+        TableFactor::Table {
+            name, alias: None, ..
+        } => TableReference::parse_str(&name.to_string())
+            .table()
+            .to_string(),
+        TableFactor::Derived { alias: None, .. } => {
+            return Err(QueryError::Invalid(
+                "MERGE … USING (subquery) needs an alias: USING (SELECT …) AS s".into(),
+            ));
+        }
+        other => return Err(unsupported(&format!("the source {other}"))),
+    })
+}
+
+impl Clause {
+    /// One `WHEN … THEN …` clause of sqlparser's AST; an error when its
+    /// action does not fit its kind.
+    fn from_ast(clause: &ast::MergeClause, lowercase: bool) -> Result<Self> {
+        let kind = match clause.clause_kind {
+            MergeClauseKind::Matched => Kind::Matched,
+            MergeClauseKind::NotMatched | MergeClauseKind::NotMatchedByTarget => Kind::NotMatched,
+            MergeClauseKind::NotMatchedBySource => Kind::NotMatchedBySource,
+        };
+        let action = match &clause.action {
+            MergeAction::Delete { .. } if kind != Kind::NotMatched => Action::Delete,
+            MergeAction::Update(update) if kind != Kind::NotMatched => {
+                Action::update_from_ast(update, lowercase)?
+            }
+            MergeAction::Insert(insert) if kind == Kind::NotMatched => {
+                Action::insert_from_ast(insert, lowercase)?
+            }
+            other => {
+                return Err(QueryError::Invalid(format!(
+                    "WHEN {} THEN {other}: {}",
+                    clause.clause_kind,
+                    if kind == Kind::NotMatched {
+                        "a source row without a target row can only be inserted"
+                    } else {
+                        "a target row can only be updated or deleted"
+                    }
+                )));
+            }
+        };
+        Ok(Clause {
+            kind,
+            condition: clause.predicate.as_ref().map(|p| p.to_string()),
+            action,
+        })
+    }
+}
+
+impl Action {
+    /// `UPDATE SET column = value, …`.
+    fn update_from_ast(update: &ast::MergeUpdateExpr, lowercase: bool) -> Result<Self> {
+        if update.update_predicate.is_some() || update.delete_predicate.is_some() {
+            return Err(unsupported("UPDATE … WHERE / DELETE WHERE (Oracle forms)"));
+        }
+        let mut assignments = Vec::with_capacity(update.assignments.len());
+        for a in &update.assignments {
+            let AssignmentTarget::ColumnName(name) = &a.target else {
+                return Err(unsupported("tuple assignments"));
+            };
+            assignments.push((column_name(name, lowercase)?, a.value.to_string()));
+        }
+        Ok(Action::Update(assignments))
+    }
+
+    /// `INSERT [(columns)] VALUES (one row)`.
+    fn insert_from_ast(insert: &ast::MergeInsertExpr, lowercase: bool) -> Result<Self> {
+        if insert.insert_predicate.is_some() {
+            return Err(unsupported("INSERT … WHERE"));
+        }
+        let MergeInsertKind::Values(values) = &insert.kind else {
+            return Err(unsupported("INSERT ROW"));
+        };
+        let [row] = values.rows.as_slice() else {
+            return Err(QueryError::Invalid(
+                "MERGE … INSERT takes one row of VALUES".into(),
+            ));
+        };
+        let columns = insert
+            .columns
+            .iter()
+            .map(|c| column_name(c, lowercase))
+            .collect::<Result<Vec<_>>>()?;
+        if !columns.is_empty() && columns.len() != row.len() {
+            return Err(QueryError::Invalid(format!(
+                "MERGE … INSERT names {} columns but gives {} values",
+                columns.len(),
+                row.len()
+            )));
+        }
+        Ok(Action::Insert(
+            columns,
+            row.iter().map(|e| e.to_string()).collect(),
+        ))
+    }
+}
+
 impl Merge {
     pub(crate) fn from_ast(merge: &ast::Merge, lowercase: bool) -> Result<Self> {
         if merge.output.is_some() {
@@ -123,94 +226,17 @@ impl Merge {
             Some(a) => normalized(&a.name, lowercase),
             None => target.table().to_string(),
         };
-        let source_alias = match &merge.source {
-            TableFactor::Table { alias: Some(a), .. }
-            | TableFactor::Derived { alias: Some(a), .. } => normalized(&a.name, lowercase),
-            TableFactor::Table {
-                name, alias: None, ..
-            } => TableReference::parse_str(&name.to_string())
-                .table()
-                .to_string(),
-            TableFactor::Derived { alias: None, .. } => {
-                return Err(QueryError::Invalid(
-                    "MERGE … USING (subquery) needs an alias: USING (SELECT …) AS s".into(),
-                ));
-            }
-            other => return Err(unsupported(&format!("the source {other}"))),
-        };
+        let source_alias = source_alias(&merge.source, lowercase)?;
         if source_alias == target_alias {
             return Err(QueryError::Invalid(format!(
                 "MERGE: target and source are both called {target_alias}; give one an alias"
             )));
         }
-        let mut clauses = Vec::with_capacity(merge.clauses.len());
-        for clause in &merge.clauses {
-            let kind = match clause.clause_kind {
-                MergeClauseKind::Matched => Kind::Matched,
-                MergeClauseKind::NotMatched | MergeClauseKind::NotMatchedByTarget => {
-                    Kind::NotMatched
-                }
-                MergeClauseKind::NotMatchedBySource => Kind::NotMatchedBySource,
-            };
-            let action = match &clause.action {
-                MergeAction::Delete { .. } if kind != Kind::NotMatched => Action::Delete,
-                MergeAction::Update(update) if kind != Kind::NotMatched => {
-                    if update.update_predicate.is_some() || update.delete_predicate.is_some() {
-                        return Err(unsupported("UPDATE … WHERE / DELETE WHERE (Oracle forms)"));
-                    }
-                    let mut assignments = Vec::with_capacity(update.assignments.len());
-                    for a in &update.assignments {
-                        let AssignmentTarget::ColumnName(name) = &a.target else {
-                            return Err(unsupported("tuple assignments"));
-                        };
-                        assignments.push((column_name(name, lowercase)?, a.value.to_string()));
-                    }
-                    Action::Update(assignments)
-                }
-                MergeAction::Insert(insert) if kind == Kind::NotMatched => {
-                    if insert.insert_predicate.is_some() {
-                        return Err(unsupported("INSERT … WHERE"));
-                    }
-                    let MergeInsertKind::Values(values) = &insert.kind else {
-                        return Err(unsupported("INSERT ROW"));
-                    };
-                    let [row] = values.rows.as_slice() else {
-                        return Err(QueryError::Invalid(
-                            "MERGE … INSERT takes one row of VALUES".into(),
-                        ));
-                    };
-                    let columns = insert
-                        .columns
-                        .iter()
-                        .map(|c| column_name(c, lowercase))
-                        .collect::<Result<Vec<_>>>()?;
-                    if !columns.is_empty() && columns.len() != row.len() {
-                        return Err(QueryError::Invalid(format!(
-                            "MERGE … INSERT names {} columns but gives {} values",
-                            columns.len(),
-                            row.len()
-                        )));
-                    }
-                    Action::Insert(columns, row.iter().map(|e| e.to_string()).collect())
-                }
-                other => {
-                    return Err(QueryError::Invalid(format!(
-                        "WHEN {} THEN {other}: {}",
-                        clause.clause_kind,
-                        if kind == Kind::NotMatched {
-                            "a source row without a target row can only be inserted"
-                        } else {
-                            "a target row can only be updated or deleted"
-                        }
-                    )));
-                }
-            };
-            clauses.push(Clause {
-                kind,
-                condition: clause.predicate.as_ref().map(|p| p.to_string()),
-                action,
-            });
-        }
+        let clauses = merge
+            .clauses
+            .iter()
+            .map(|clause| Clause::from_ast(clause, lowercase))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Merge {
             target,
             target_alias,
@@ -293,152 +319,6 @@ fn action_case(
         Some(mut b) => b.otherwise(lit(0i32))?,
         None => lit(0i32),
     })
-}
-
-/// One try (see `dml::attempt_once`).
-pub(crate) async fn merge_once(
-    ctx: &SessionContext,
-    target: &dml::Target,
-    ident: &TableIdent,
-    merge: &Merge,
-) -> Result<std::result::Result<Outcome, dml::LostRace>> {
-    let dml::Target {
-        table,
-        base,
-        ctx: one_ctx,
-        ..
-    } = target;
-    let schema = datafusion::catalog::TableProvider::schema(base);
-    // The source, read once (in the caller's session: its options and
-    // catalog) and held in memory for the per-file joins.
-    let source_frame = ctx.sql(&merge.source_sql).await?;
-    let source_schema = Arc::new(source_frame.schema().as_arrow().clone());
-    let source_batches = source_frame.collect().await?;
-    let source_rows: usize = source_batches.iter().map(|b| b.num_rows()).sum();
-    let source_table = Arc::new(MemTable::try_new(source_schema, vec![source_batches])?);
-    let source = || -> Result<DataFrame> {
-        Ok(one_ctx
-            .read_table(source_table.clone())?
-            .with_column(SOURCE_PRESENT, lit(true))?
-            .alias(&merge.source_alias)?)
-    };
-    let target_alias = TableReference::bare(merge.target_alias.clone());
-    let target_col = |name: &str| col(Column::new(Some(target_alias.clone()), name));
-    let source_present = col(Column::new(
-        Some(TableReference::bare(merge.source_alias.clone())),
-        SOURCE_PRESENT,
-    ));
-
-    let mut outcome = Outcome::default();
-    let mut removed = HashSet::new();
-    let mut added = Vec::new();
-    let rewrites = merge.has(Kind::Matched) || merge.has(Kind::NotMatchedBySource);
-    let paths = if merge.has(Kind::NotMatchedBySource) {
-        dml::file_paths(base, &[]).await?
-    } else if rewrites && source_rows > 0 {
-        let filters = source_ranges(ctx, one_ctx, merge, base, &source_table).await?;
-        dml::file_paths(base, &filters).await?
-    } else {
-        Vec::new()
-    };
-    let deletes: HashSet<i32> = merge
-        .clauses
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| matches!(c.action, Action::Delete))
-        .map(|(i, _)| i as i32 + 1)
-        .collect();
-    let mode = dml::Mode::from_property(table, "write.merge.mode");
-    let mut delete_files = Vec::new();
-    for file in paths {
-        let path = file.path.clone();
-        let numbered = one_ctx
-            .read_table(Arc::new(file.table(base, "MERGE")))?
-            .window(vec![row_number().alias(ROW)])?
-            .alias(&merge.target_alias)?;
-        let joined_schema = numbered.schema().join(source()?.schema())?;
-        let on = ctx.parse_sql_expr(&merge.on, &joined_schema)?;
-        let joined = numbered.join_on(source()?, JoinType::Left, [on])?;
-        let action = action_case(
-            ctx,
-            merge,
-            &joined_schema,
-            &[
-                (Kind::Matched, source_present.clone().is_not_null()),
-                (Kind::NotMatchedBySource, source_present.clone().is_null()),
-            ],
-        )?;
-        let joined = joined.with_column(ACTION, action)?;
-        let mut exprs = updated_columns(ctx, merge, &schema, &joined_schema, &target_col)?;
-        exprs.push(col(ACTION));
-        exprs.push(target_col(ROW).alias(ROW));
-        let batches = joined
-            .select(exprs)?
-            .sort(vec![col(ROW).sort(true, false)])?
-            .collect()
-            .await?;
-        let positional = file.positional(mode);
-        let Some(change) = apply_actions(
-            batches,
-            &deletes,
-            merge.has(Kind::Matched),
-            positional.is_some(),
-            &path,
-        )?
-        else {
-            continue;
-        };
-        dml::check_required(&schema, &change.rows, ident)?;
-        outcome.rows += change.changed;
-        match positional {
-            Some(partition) => {
-                delete_files.push(
-                    file.write_deletes(table, &partition, &change.positions, ident)
-                        .await?,
-                );
-            }
-            None => {
-                removed.insert(path);
-            }
-        }
-        if !change.rows.is_empty() {
-            added.extend(
-                write_data_files(table, &change.rows, None)
-                    .await
-                    .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?,
-            );
-        }
-    }
-    outcome.files_removed = removed.len();
-    outcome.delete_files = delete_files.len();
-
-    if merge.has(Kind::NotMatched) && source_rows > 0 {
-        let inserted = unmatched_rows(ctx, one_ctx, merge, base, &schema, ident, &source).await?;
-        let count: u64 = inserted.iter().map(|b| b.num_rows() as u64).sum();
-        if count > 0 {
-            dml::check_required(&schema, &inserted, ident)?;
-            outcome.rows += count;
-            added.extend(
-                write_data_files(table, &inserted, None)
-                    .await
-                    .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?,
-            );
-        }
-    }
-    outcome.files_added = added.len();
-    if added.is_empty() && removed.is_empty() && delete_files.is_empty() {
-        return Ok(Ok(outcome));
-    }
-    let properties = std::collections::HashMap::from([
-        ("weir.dml".to_string(), "merge".to_string()),
-        ("weir.dml.rows".to_string(), outcome.rows.to_string()),
-        ("weir.dml.mode".to_string(), mode.name().to_string()),
-    ]);
-    Ok(
-        dml::commit(target, ident, &removed, added, delete_files, properties)
-            .await?
-            .map(|()| outcome),
-    )
 }
 
 /// Each target column's value after the UPDATE clauses: `CASE action WHEN
@@ -551,90 +431,6 @@ async fn unmatched_rows(
         .select(exprs)?
         .collect()
         .await?)
-}
-
-/// What the clauses do to one file.
-struct FileChange {
-    /// Copy-on-write: the file's new rows (in order). Merge-on-read: the
-    /// updated rows only.
-    rows: Vec<RecordBatch>,
-    /// Merge-on-read: positions (0-based) of the rows updated or deleted.
-    positions: Vec<i64>,
-    /// Rows updated or deleted.
-    changed: u64,
-}
-
-/// The rows of one joined file, sorted by their row number, with each row's
-/// clause: `None` when no clause changes the file.
-fn apply_actions(
-    batches: Vec<RecordBatch>,
-    deletes: &HashSet<i32>,
-    has_matched: bool,
-    positional: bool,
-    path: &str,
-) -> Result<Option<FileChange>> {
-    let mut changed = 0u64;
-    let mut positions = Vec::new();
-    let mut previous: Option<i64> = None;
-    let mut out = Vec::with_capacity(batches.len());
-    for batch in batches {
-        let n = batch.num_columns();
-        let rows = arrow::compute::cast(batch.column(n - 1), &DataType::Int64)
-            .map_err(|e| QueryError::from(datafusion::error::DataFusionError::from(e)))?;
-        let rows = rows.as_primitive::<Int64Type>();
-        let actions = batch
-            .column(n - 2)
-            .as_primitive_opt::<Int32Type>()
-            .ok_or_else(|| QueryError::Internal("MERGE actions are not Int32".into()))?
-            .clone();
-        let mut keep = Vec::with_capacity(batch.num_rows());
-        for i in 0..batch.num_rows() {
-            let row = rows.value(i);
-            let action = if actions.is_null(i) {
-                0
-            } else {
-                actions.value(i)
-            };
-            let repeated = previous == Some(row);
-            previous = Some(row);
-            if repeated {
-                // A second source row matched this target row.
-                if has_matched {
-                    return Err(QueryError::Invalid(format!(
-                        "MERGE: a target row (row {row} of {path}) matches more than one source row; \
-                         make the ON condition unique per target row"
-                    )));
-                }
-                keep.push(false);
-                continue;
-            }
-            if action != 0 {
-                changed += 1;
-                if positional {
-                    // row_number() counts from 1.
-                    positions.push(row - 1);
-                }
-            }
-            let kept = !deletes.contains(&action);
-            keep.push(if positional {
-                kept && action != 0
-            } else {
-                kept
-            });
-        }
-        let mut rows_only = filter_record_batch(&batch, &BooleanArray::from(keep))
-            .map_err(|e| QueryError::from(datafusion::error::DataFusionError::from(e)))?;
-        rows_only.remove_column(n - 1);
-        rows_only.remove_column(n - 2);
-        if rows_only.num_rows() > 0 {
-            out.push(rows_only);
-        }
-    }
-    Ok((changed > 0).then_some(FileChange {
-        rows: out,
-        positions,
-        changed,
-    }))
 }
 
 /// Filters on the target that only files which may match a source row pass:

@@ -120,23 +120,124 @@ pub async fn refresh(
 ) -> Result<RefreshReport> {
     let ident = ident(&TableReference::from(name))?;
     let view = lakehouse.catalog().load_table(&ident).await?;
+    let plan = plan_definition(ctx, &ident, &view).await?;
+    let Pinned {
+        plan: pinned,
+        bases,
+        base_tables,
+    } = pin_bases(lakehouse, &plan, &ident.to_string())?;
+    // Incremental when the base only gained appends since the last refresh
+    // and the view is a day-partitioned rollup (see mv_incremental).
+    let previous: HashMap<String, String> = view
+        .metadata()
+        .current_snapshot()
+        .map(|s| s.summary().additional_properties.clone())
+        .unwrap_or_default();
+    let single = single_base(&bases, &base_tables, &previous);
+    let mut days = None;
+    if let Some(b) = &single {
+        days = mv_incremental::plan_days(&view, b.table, b.since, b.pinned_at, &plan).await?;
+    }
+    if days.as_ref().is_some_and(|d| d.days.is_empty()) {
+        // No appends since the last refresh (at most compactions or
+        // manifest merges): the view is current; nothing to write.
+        // TODO: record the newer base snapshot (needs a commit
+        // without file changes).
+        return Ok(RefreshReport {
+            bases,
+            rows: 0,
+            files: 0,
+        });
+    }
+    let restricted = match &days {
+        Some(d) => restrict_to_days(pinned.clone(), d)?,
+        None => pinned.clone(),
+    };
+    // With only appends since, merge the view's stored partials of those
+    // days with partials of the appended files alone (no re-read of the
+    // days from the base) when the view's aggregates merge.
+    let mut merged = None;
+    if let (Some(_), Some(b)) = (&days, &single) {
+        let target = ViewTarget {
+            lakehouse,
+            ident: &ident,
+            view: &view,
+        };
+        merged = merge_partials(ctx, &target, &pinned, &restricted, b).await?;
+    }
+    let merging = merged.is_some();
+    let plan_to_run = merged.unwrap_or(restricted);
+    let batches = ctx
+        .execute_logical_plan(plan_to_run)
+        .await?
+        .collect()
+        .await?;
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+
+    // Reload: the view may have been refreshed meanwhile; its live files are
+    // what this refresh replaces (a concurrent refresh makes one of the two
+    // fail with a conflict instead of mixing results).
+    let started_at = view.metadata().current_snapshot_id();
+    let view = lakehouse.catalog().load_table(&ident).await?;
+    if view.metadata().current_snapshot_id() != started_at {
+        return Err(QueryError::Conflict(format!(
+            "materialized view {ident} was refreshed concurrently; retry"
+        )));
+    }
+    let added = write_data_files(&view, &batches, None).await?;
+    let files = added.len();
+    let props = refresh_properties(days.as_ref(), merging, &bases);
+    let live = replaced_files(&view, days.as_ref()).await?;
+    if !live.is_empty() {
+        commit_replace(lakehouse, &ident, &live, added, props).await?;
+    } else if !added.is_empty() {
+        let opts = AppendOptions {
+            snapshot_properties: props,
+            ..Default::default()
+        };
+        append_data_files(lakehouse, &view, added, opts).await?;
+    }
+    // TODO: a refresh that changes no file (empty result over an
+    // empty view, or a base that only had compactions since) commits
+    // nothing, so the newer base snapshot is not recorded until rows change.
+    Ok(RefreshReport { bases, rows, files })
+}
+
+/// The logical plan of `view`'s stored query; an error when `view` is a
+/// plain table or its query no longer plans.
+async fn plan_definition(
+    ctx: &SessionContext,
+    ident: &iceberg::TableIdent,
+    view: &iceberg::table::Table,
+) -> Result<LogicalPlan> {
     let Some(query) = view.metadata().properties().get(DEFINITION).cloned() else {
         return Err(QueryError::Invalid(format!(
             "{ident} is a table, not a materialized view"
         )));
     };
-    let plan = ctx.state().create_logical_plan(&query).await.map_err(|e| {
+    ctx.state().create_logical_plan(&query).await.map_err(|e| {
         QueryError::Invalid(format!(
             "materialized view {ident}: its query no longer plans against its base tables \
                  ({e}); a column or table it reads was renamed or dropped (by Weir, Spark or \
                  Trino). DROP MATERIALIZED VIEW {ident} and CREATE it again"
         ))
-    })?;
-    // Pin every Weir table the query reads to the snapshot it was planned
-    // at, without hot-tier rows: the MV reflects exactly those snapshots.
+    })
+}
+
+/// A view's query with its base tables pinned (see [`pin_bases`]).
+struct Pinned {
+    plan: LogicalPlan,
+    /// Base table → (snapshot id, sequence number) it is pinned to.
+    bases: BTreeMap<String, (i64, i64)>,
+    base_tables: HashMap<String, iceberg::table::Table>,
+}
+
+/// Pins every Weir table `plan` reads to the snapshot it was planned at,
+/// without hot-tier rows: the MV reflects exactly those snapshots. An error
+/// when the view (`view_name`) reads itself.
+fn pin_bases(lakehouse: &Lakehouse, plan: &LogicalPlan, view_name: &str) -> Result<Pinned> {
     let mut bases: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut base_tables: HashMap<String, iceberg::table::Table> = HashMap::new();
-    let view_name = ident.to_string();
     let pinned = plan
         .clone()
         .transform_up(|node| {
@@ -170,88 +271,94 @@ pub async fn refresh(
             Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
         })?
         .data;
-    // Incremental when the base only gained appends since the last refresh
-    // and the view is a day-partitioned rollup (see mv_incremental).
-    let previous: HashMap<String, String> = view
-        .metadata()
-        .current_snapshot()
-        .map(|s| s.summary().additional_properties.clone())
-        .unwrap_or_default();
-    let mut days = None;
-    if let [(base, (pinned_at, _))] = bases.iter().collect::<Vec<_>>().as_slice()
-        && let Some(since) = previous
-            .get(&format!("weir.mv.base-snapshot.{base}"))
-            .and_then(|v| v.parse::<i64>().ok())
-        && let Some(base_table) = base_tables.get(*base)
-    {
-        days = mv_incremental::plan_days(&view, base_table, since, *pinned_at, &plan).await?;
-    }
-    if days.as_ref().is_some_and(|d| d.days.is_empty()) {
-        // No appends since the last refresh (at most compactions or
-        // manifest merges): the view is current; nothing to write.
-        // TODO: record the newer base snapshot (needs a commit
-        // without file changes).
-        return Ok(RefreshReport {
-            bases,
-            rows: 0,
-            files: 0,
-        });
-    }
-    let restricted = match &days {
-        Some(d) => restrict_to_days(pinned.clone(), d)?,
-        None => pinned.clone(),
-    };
-    // With only appends since, merge the view's stored partials of those
-    // days with partials of the appended files alone (no re-read of the
-    // days from the base) when the view's aggregates merge.
-    let mut merged = None;
-    if let (Some(_), [(base, (pinned_at, _))]) =
-        (&days, bases.iter().collect::<Vec<_>>().as_slice())
-        && let Some(base_table) = base_tables.get(*base)
-        && let Some(since) = previous
-            .get(&format!("weir.mv.base-snapshot.{base}"))
-            .and_then(|v| v.parse::<i64>().ok())
-    {
-        let base = WeirTable::pinned_in_current_schema(
-            lakehouse.clone(),
-            base_table.clone(),
-            Some(*pinned_at),
-        )?;
-        let view_provider = Arc::new(WeirTable::try_new(lakehouse.clone(), view.clone(), None)?);
-        merged = crate::mv_rewrite::merge_plan(
-            ctx,
-            &pinned,
-            &restricted,
-            TableReference::partial(ident.namespace().join("."), ident.name()),
-            view_provider,
-            base,
-            since,
-        )
-        .await?;
-    }
-    let merging = merged.is_some();
-    let plan_to_run = merged.unwrap_or(restricted);
-    let batches = ctx
-        .execute_logical_plan(plan_to_run)
-        .await?
-        .collect()
-        .await?;
-    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    Ok(Pinned {
+        plan: pinned,
+        bases,
+        base_tables,
+    })
+}
 
-    // Reload: the view may have been refreshed meanwhile; its live files are
-    // what this refresh replaces (a concurrent refresh makes one of the two
-    // fail with a conflict instead of mixing results).
-    let started_at = view.metadata().current_snapshot_id();
-    let view = lakehouse.catalog().load_table(&ident).await?;
-    if view.metadata().current_snapshot_id() != started_at {
-        return Err(QueryError::Conflict(format!(
-            "materialized view {ident} was refreshed concurrently; retry"
-        )));
-    }
-    let added = write_data_files(&view, &batches, None).await?;
-    let files = added.len();
+/// The one base table of a view that reads one, with the snapshot the last
+/// refresh recorded for it: what an incremental refresh starts from.
+struct SingleBase<'a> {
+    table: &'a iceberg::table::Table,
+    /// The base snapshot the last refresh reflected.
+    since: i64,
+    /// The base snapshot this refresh reads.
+    pinned_at: i64,
+}
+
+/// The view's base when it reads exactly one Weir table and its last
+/// refresh (summary `previous`) recorded that table's snapshot.
+fn single_base<'a>(
+    bases: &BTreeMap<String, (i64, i64)>,
+    base_tables: &'a HashMap<String, iceberg::table::Table>,
+    previous: &HashMap<String, String>,
+) -> Option<SingleBase<'a>> {
+    let bases = bases.iter().collect::<Vec<_>>();
+    let [(base, (pinned_at, _))] = bases.as_slice() else {
+        return None;
+    };
+    let since = previous
+        .get(&format!("weir.mv.base-snapshot.{base}"))
+        .and_then(|v| v.parse::<i64>().ok())?;
+    let table = base_tables.get(*base)?;
+    Some(SingleBase {
+        table,
+        since,
+        pinned_at: *pinned_at,
+    })
+}
+
+/// The view a refresh writes.
+struct ViewTarget<'a> {
+    lakehouse: &'a Lakehouse,
+    ident: &'a iceberg::TableIdent,
+    view: &'a iceberg::table::Table,
+}
+
+/// The plan merging the view's stored partials of the refreshed days with
+/// partials of the base's appended files (`mv_rewrite::merge_plan`); `None`
+/// when the view's aggregates do not merge.
+async fn merge_partials(
+    ctx: &SessionContext,
+    target: &ViewTarget<'_>,
+    pinned: &LogicalPlan,
+    restricted: &LogicalPlan,
+    single: &SingleBase<'_>,
+) -> Result<Option<LogicalPlan>> {
+    let base = WeirTable::pinned_in_current_schema(
+        target.lakehouse.clone(),
+        single.table.clone(),
+        Some(single.pinned_at),
+    )?;
+    let view_provider = Arc::new(WeirTable::try_new(
+        target.lakehouse.clone(),
+        target.view.clone(),
+        None,
+    )?);
+    let ident = target.ident;
+    crate::mv_rewrite::merge_plan(
+        ctx,
+        pinned,
+        restricted,
+        TableReference::partial(ident.namespace().join("."), ident.name()),
+        view_provider,
+        base,
+        single.since,
+    )
+    .await
+}
+
+/// The refresh snapshot's summary properties: how it refreshed, and the
+/// base snapshots and sequence numbers the view now reflects.
+fn refresh_properties(
+    days: Option<&mv_incremental::DayRefresh>,
+    merging: bool,
+    bases: &BTreeMap<String, (i64, i64)>,
+) -> HashMap<String, String> {
     let mut props: HashMap<String, String> = HashMap::new();
-    match &days {
+    match days {
         Some(d) => {
             props.insert("weir.mv.refresh".into(), "incremental".into());
             // merge: stored partials + appended files; recompute: the days
@@ -264,57 +371,52 @@ pub async fn refresh(
             props.insert("weir.mv.refresh".into(), "full".into());
         }
     }
-    for (base, (snapshot, seq)) in &bases {
+    for (base, (snapshot, seq)) in bases {
         props.insert(
             format!("weir.mv.base-snapshot.{base}"),
             snapshot.to_string(),
         );
         props.insert(format!("weir.mv.base-sequence.{base}"), seq.to_string());
     }
-    let live: HashSet<String> = match view.metadata().current_snapshot_id() {
-        Some(id) => {
-            view.scan()
-                .snapshot_id(id)
-                .select_empty()
-                .build()?
-                .plan_files()
-                .await?
-                .try_filter(|task| {
-                    // An incremental refresh replaces only the recomputed days.
-                    let keep = match &days {
-                        None => true,
-                        Some(d) => match task
-                            .partition
-                            .as_ref()
-                            .and_then(|p| p.fields().first().cloned().flatten())
-                        {
-                            Some(iceberg::spec::Literal::Primitive(
-                                iceberg::spec::PrimitiveLiteral::Int(day),
-                            )) => d.days.contains(&day),
-                            _ => false,
-                        },
-                    };
-                    std::future::ready(keep)
-                })
-                .map_ok(|task| task.data_file_path)
-                .try_collect()
-                .await?
-        }
-        None => HashSet::new(),
+    props
+}
+
+/// The view's live data files a refresh replaces: all of them, or for an
+/// incremental refresh those of the recomputed days.
+async fn replaced_files(
+    view: &iceberg::table::Table,
+    days: Option<&mv_incremental::DayRefresh>,
+) -> Result<HashSet<String>> {
+    let Some(id) = view.metadata().current_snapshot_id() else {
+        return Ok(HashSet::new());
     };
-    if !live.is_empty() {
-        commit_replace(lakehouse, &ident, &live, added, props).await?;
-    } else if !added.is_empty() {
-        let opts = AppendOptions {
-            snapshot_properties: props,
-            ..Default::default()
-        };
-        append_data_files(lakehouse, &view, added, opts).await?;
-    }
-    // TODO: a refresh that changes no file (empty result over an
-    // empty view, or a base that only had compactions since) commits
-    // nothing, so the newer base snapshot is not recorded until rows change.
-    Ok(RefreshReport { bases, rows, files })
+    Ok(view
+        .scan()
+        .snapshot_id(id)
+        .select_empty()
+        .build()?
+        .plan_files()
+        .await?
+        .try_filter(|task| {
+            // An incremental refresh replaces only the recomputed days.
+            let keep = match days {
+                None => true,
+                Some(d) => match task
+                    .partition
+                    .as_ref()
+                    .and_then(|p| p.fields().first().cloned().flatten())
+                {
+                    Some(iceberg::spec::Literal::Primitive(
+                        iceberg::spec::PrimitiveLiteral::Int(day),
+                    )) => d.days.contains(&day),
+                    _ => false,
+                },
+            };
+            std::future::ready(keep)
+        })
+        .map_ok(|task| task.data_file_path)
+        .try_collect()
+        .await?)
 }
 
 /// Adds `time_column in days` above the (single) base scan.

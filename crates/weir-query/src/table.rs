@@ -430,23 +430,8 @@ impl WeirTable {
             }
             let (cached, other): (Vec<_>, Vec<_>) = rest.into_iter().partition(|t| cache.admits(t));
             rest = other;
-            let mut use_counts = CacheCounts::default();
-            for task in &cached {
-                let read = file_cache::read_whole_file(
-                    state,
-                    self.file_schema.clone(),
-                    &self.field_ids,
-                    task,
-                );
-                let schema_id = self.field_ids.schema_id();
-                let (file, hit) = cache.get(task, schema_id, read).await?;
-                if hit {
-                    use_counts.hits += 1;
-                } else {
-                    use_counts.misses += 1;
-                }
-                decoded.push(file);
-            }
+            let (files, use_counts) = self.decoded_files(state, &cache, &cached).await?;
+            decoded = files;
             counts.cache = Some(use_counts);
         }
         let mut parts: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
@@ -505,6 +490,31 @@ impl WeirTable {
             _ => UnionExec::try_new(parts)?,
         };
         Ok((plan, counts))
+    }
+
+    /// The `cached` files decoded, as `cache` holds them (read from storage
+    /// and kept on first use), with how many it held already.
+    async fn decoded_files(
+        &self,
+        state: &dyn Session,
+        cache: &FileCache,
+        cached: &[FileScanTask],
+    ) -> DFResult<(Vec<Arc<file_cache::DecodedFile>>, CacheCounts)> {
+        let mut decoded = Vec::with_capacity(cached.len());
+        let mut use_counts = CacheCounts::default();
+        for task in cached {
+            let read =
+                file_cache::read_whole_file(state, self.file_schema.clone(), &self.field_ids, task);
+            let schema_id = self.field_ids.schema_id();
+            let (file, hit) = cache.get(task, schema_id, read).await?;
+            if hit {
+                use_counts.hits += 1;
+            } else {
+                use_counts.misses += 1;
+            }
+            decoded.push(file);
+        }
+        Ok((decoded, use_counts))
     }
 
     /// The Iceberg reader, for what the native Parquet scan does not handle.

@@ -98,97 +98,130 @@ fn invalid(rule: &AlertRule, what: &str, e: impl std::fmt::Display) -> QueryErro
     QueryError::Invalid(format!("alert {}: {what}: {e}", rule.name))
 }
 
-impl CompiledRule {
-    pub fn new(rule: &AlertRule, schema: &Schema) -> Result<Self> {
-        let ctx = SessionContext::new();
-        let df = DFSchema::try_from(schema.clone()).map_err(|e| invalid(rule, "schema", e))?;
-        let plan = |text: &str, what: &str, as_double: bool| -> Result<Arc<dyn PhysicalExpr>> {
-            let mut expr = ctx
-                .parse_sql_expr(text, &df)
-                .map_err(|e| invalid(rule, what, e))?;
-            if as_double {
-                let t = expr.get_type(&df).map_err(|e| invalid(rule, what, e))?;
-                if !t.is_numeric() {
-                    return Err(invalid(
-                        rule,
-                        what,
-                        format!("`{text}` is {t}, not a number"),
-                    ));
-                }
-                expr = cast(expr, DataType::Float64);
-            } else if let Ok(t) = expr.get_type(&df)
-                && what != "BY"
-                && t != DataType::Boolean
-            {
+/// Plans a rule's expressions over the schema of the batches it sees.
+struct RulePlanner<'a> {
+    ctx: &'a SessionContext,
+    df: &'a DFSchema,
+    rule: &'a AlertRule,
+}
+
+impl RulePlanner<'_> {
+    /// The expression `text` (the rule's `what` clause) as a physical
+    /// expression: cast to DOUBLE when `as_double` (an error when it is not
+    /// a number), else a test (an error when it is not true/false, BY
+    /// aside).
+    fn plan(&self, text: &str, what: &str, as_double: bool) -> Result<Arc<dyn PhysicalExpr>> {
+        let (ctx, df, rule) = (self.ctx, self.df, self.rule);
+        let mut expr = ctx
+            .parse_sql_expr(text, df)
+            .map_err(|e| invalid(rule, what, e))?;
+        if as_double {
+            let t = expr.get_type(df).map_err(|e| invalid(rule, what, e))?;
+            if !t.is_numeric() {
                 return Err(invalid(
                     rule,
                     what,
-                    format!("`{text}` is {t}, not true/false"),
+                    format!("`{text}` is {t}, not a number"),
                 ));
             }
-            ctx.create_physical_expr(expr, &df)
-                .map_err(|e| invalid(rule, what, e))
-        };
-        let condition = |c: &Condition, what: &str| -> Result<Compiled> {
-            Ok(match c {
-                Condition::Row { expr, value } => Compiled::Row {
-                    test: plan(expr, what, false)?,
-                    value: match value {
-                        Some(v) => plan(v, what, true).ok(),
-                        None => None,
-                    },
+            expr = cast(expr, DataType::Float64);
+        } else if let Ok(t) = expr.get_type(df)
+            && what != "BY"
+            && t != DataType::Boolean
+        {
+            return Err(invalid(
+                rule,
+                what,
+                format!("`{text}` is {t}, not true/false"),
+            ));
+        }
+        ctx.create_physical_expr(expr, df)
+            .map_err(|e| invalid(rule, what, e))
+    }
+
+    /// A WHEN or CLEAR WHEN condition (`what`).
+    fn condition(&self, c: &Condition, what: &str) -> Result<Compiled> {
+        Ok(match c {
+            Condition::Row { expr, value } => Compiled::Row {
+                test: self.plan(expr, what, false)?,
+                value: match value {
+                    Some(v) => self.plan(v, what, true).ok(),
+                    None => None,
                 },
-                Condition::Rate { value, op, limit }
-                | Condition::ZScore {
-                    value, op, limit, ..
-                } => Compiled::Measure {
-                    value: plan(value, what, true)?,
-                    op: *op,
-                    limit: *limit,
-                },
-                Condition::Absent { .. } => Compiled::Absent,
-            })
-        };
-        let time = match time_column(schema) {
+            },
+            Condition::Rate { value, op, limit }
+            | Condition::ZScore {
+                value, op, limit, ..
+            } => Compiled::Measure {
+                value: self.plan(value, what, true)?,
+                op: *op,
+                limit: *limit,
+            },
+            Condition::Absent { .. } => Compiled::Absent,
+        })
+    }
+
+    /// The event time (as UTC microseconds) when `schema` has a time column.
+    fn time(&self, schema: &Schema) -> Result<Option<Arc<dyn PhysicalExpr>>> {
+        Ok(match time_column(schema) {
             Some(name) => {
                 let e = cast(
                     Expr::Column(datafusion::common::Column::from_name(name)),
                     DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
                 );
                 Some(
-                    ctx.create_physical_expr(e, &df)
-                        .map_err(|e| invalid(rule, "time column", e))?,
+                    self.ctx
+                        .create_physical_expr(e, self.df)
+                        .map_err(|e| invalid(self.rule, "time column", e))?,
                 )
             }
             None => None,
-        };
-        let keys = rule
-            .by
+        })
+    }
+
+    /// The BY columns as text, by name.
+    fn keys(&self) -> Result<Vec<(String, Arc<dyn PhysicalExpr>)>> {
+        let (ctx, df, rule) = (self.ctx, self.df, self.rule);
+        rule.by
             .iter()
             .map(|k| {
                 let e = ctx
-                    .parse_sql_expr(&format!("\"{}\"", k.replace('"', "\"\"")), &df)
+                    .parse_sql_expr(&format!("\"{}\"", k.replace('"', "\"\"")), df)
                     .map_err(|e| invalid(rule, "BY", e))?;
                 let e = cast(e, DataType::Utf8);
                 Ok((
                     k.clone(),
-                    ctx.create_physical_expr(e, &df)
+                    ctx.create_physical_expr(e, df)
                         .map_err(|e| invalid(rule, "BY", e))?,
                 ))
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()
+    }
+}
+
+impl CompiledRule {
+    pub fn new(rule: &AlertRule, schema: &Schema) -> Result<Self> {
+        let ctx = SessionContext::new();
+        let df = DFSchema::try_from(schema.clone()).map_err(|e| invalid(rule, "schema", e))?;
+        let planner = RulePlanner {
+            ctx: &ctx,
+            df: &df,
+            rule,
+        };
+        let time = planner.time(schema)?;
+        let keys = planner.keys()?;
         Ok(CompiledRule {
             rule: rule.clone(),
             slice_key: format!("{:?}\u{1f}{:?}", rule.filter, rule.by),
             filter: match &rule.filter {
-                Some(f) => Some(plan(f, "WHERE", false)?),
+                Some(f) => Some(planner.plan(f, "WHERE", false)?),
                 None => None,
             },
             keys,
             time,
-            when: condition(&rule.when, "WHEN")?,
+            when: planner.condition(&rule.when, "WHEN")?,
             clear: match &rule.clear {
-                Some(c) => Some(condition(c, "CLEAR WHEN")?),
+                Some(c) => Some(planner.condition(c, "CLEAR WHEN")?),
                 None => None,
             },
         })

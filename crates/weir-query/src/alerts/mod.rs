@@ -299,15 +299,12 @@ pub fn stored_rules(table: &Table) -> Vec<(AlertRule, bool)> {
     out
 }
 
-async fn acknowledge(
-    lakehouse: &Lakehouse,
+/// The latest transition of each of the alerts `ids` (those that exist):
+/// alert id → state, rule, series, severity, value, message (as text).
+async fn latest_transitions(
     ctx: &SessionContext,
     ids: &[String],
-    actor: &str,
-) -> Result<u64> {
-    if ids.is_empty() {
-        return Ok(0);
-    }
+) -> Result<HashMap<String, [Option<String>; 6]>> {
     let list = ids
         .iter()
         .map(|id| format!("'{}'", id.replace('\'', "''")))
@@ -348,6 +345,19 @@ async fn acknowledge(
             );
         }
     }
+    Ok(latest)
+}
+
+async fn acknowledge(
+    lakehouse: &Lakehouse,
+    ctx: &SessionContext,
+    ids: &[String],
+    actor: &str,
+) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let latest = latest_transitions(ctx, ids).await?;
     let mut rows = Vec::new();
     for id in ids {
         let Some([state, rule, series, severity, value, message]) = latest.get(id) else {

@@ -342,6 +342,28 @@ pub(crate) fn parse_create_body(parser: &mut Parser) -> Result<(AlertRule, bool)
         notify: Vec::new(),
         message: None,
     };
+    let when = parse_clauses(parser, &mut rule)?;
+    while parser.consume_token(&Token::SemiColon) {}
+    if parser.peek_token().token != Token::EOF {
+        return Err(QueryError::Syntax(format!(
+            "unexpected `{}` in CREATE ALERT (clauses: WHERE, BY, WHEN, CLEAR WHEN, FOR, SEVERITY, NOTIFY, MESSAGE)",
+            parser.peek_token().token
+        )));
+    }
+    rule.when = when.ok_or_else(|| {
+        QueryError::Syntax(format!(
+            "CREATE ALERT {}: WHEN condition is missing",
+            rule.name
+        ))
+    })?;
+    validate(&rule)?;
+    Ok((rule, if_not_exists))
+}
+
+/// Reads the clauses of `CREATE ALERT` after `ON table` (in any order)
+/// into `rule`, up to the first word that starts none; returns the WHEN
+/// condition, if given.
+fn parse_clauses(parser: &mut Parser, rule: &mut AlertRule) -> Result<Option<Condition>> {
     let mut when = None;
     loop {
         if parser.parse_keyword(Keyword::WHERE) {
@@ -380,21 +402,7 @@ pub(crate) fn parse_create_body(parser: &mut Parser) -> Result<(AlertRule, bool)
             break;
         }
     }
-    while parser.consume_token(&Token::SemiColon) {}
-    if parser.peek_token().token != Token::EOF {
-        return Err(QueryError::Syntax(format!(
-            "unexpected `{}` in CREATE ALERT (clauses: WHERE, BY, WHEN, CLEAR WHEN, FOR, SEVERITY, NOTIFY, MESSAGE)",
-            parser.peek_token().token
-        )));
-    }
-    rule.when = when.ok_or_else(|| {
-        QueryError::Syntax(format!(
-            "CREATE ALERT {}: WHEN condition is missing",
-            rule.name
-        ))
-    })?;
-    validate(&rule)?;
-    Ok((rule, if_not_exists))
+    Ok(when)
 }
 
 /// Reads a whole `CREATE ALERT` statement (the stored form).

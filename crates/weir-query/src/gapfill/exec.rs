@@ -71,93 +71,27 @@ impl ExtensionPlanner for GapFillPlanner {
         let DataType::Timestamp(_, tz) = &time_type else {
             return plan_err!("{name}: the time must be a timestamp, not {time_type}");
         };
-        let eval = |e: &datafusion::logical_expr::Expr| -> Result<ScalarValue> {
-            let empty = DFSchema::empty();
-            let physical = planner.create_physical_expr(e, &empty, session_state)?;
-            let batch = RecordBatch::try_new_with_options(
-                Arc::new(Schema::empty()),
-                vec![],
-                &RecordBatchOptions::new().with_row_count(Some(1)),
-            )?;
-            match physical.evaluate(&batch)? {
-                ColumnarValue::Scalar(v) => Ok(v),
-                ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0),
-            }
+        let eval = Evaluator {
+            planner,
+            session_state,
         };
-        let stride = eval(&node.stride)?;
-        let stride_nanos = match &stride {
-            ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => i64::from(v.days)
-                .checked_mul(NANOS_PER_DAY)
-                .and_then(|d| d.checked_add(v.nanoseconds)),
-            ScalarValue::IntervalDayTime(Some(v)) => i64::from(v.days)
-                .checked_mul(NANOS_PER_DAY)
-                .and_then(|d| d.checked_add(i64::from(v.milliseconds) * 1_000_000)),
-            ScalarValue::IntervalMonthDayNano(Some(_))
-            | ScalarValue::IntervalYearMonth(Some(_)) => {
-                return plan_err!(
-                    "{name}: the interval must not have months or years (buckets of one length)"
-                );
-            }
-            other => return plan_err!("{name}: the interval must be an interval, got {other}"),
-        };
-        let stride_nanos = match stride_nanos {
-            Some(n) if n > 0 => n,
-            _ => return plan_err!("{name}: the interval must be positive, got {stride}"),
-        };
-        let extra = node.extra.iter().map(eval).collect::<Result<Vec<_>>>()?;
-        let bound = |b: &TimeBound, what: &str, step: i64| -> Result<i64> {
-            let nanos = timestamp_nanos(&eval(&b.expr)?).ok_or_else(|| {
-                plan_datafusion(format!(
-                    "{name}: the {what} time bound {} is not a timestamp (or NULL)",
-                    b.expr
-                ))
-            })?;
-            Ok(if b.inclusive {
-                nanos
-            } else {
-                nanos.saturating_add(step)
-            })
-        };
-        // Every bound applies: the greatest lower and the least upper one.
-        let mut lower = i64::MIN;
-        for b in &node.lower {
-            lower = lower.max(bound(b, "lower", 1)?);
-        }
-        let mut upper = i64::MAX;
-        for b in &node.upper {
-            upper = upper.min(bound(b, "upper", -1)?);
-        }
-        let config = session_state.config_options().clone();
-        let bucket = |ts: i64| -> Result<i64> {
-            let mut args = vec![
-                ColumnarValue::Scalar(stride.clone()),
-                ColumnarValue::Scalar(ScalarValue::TimestampNanosecond(Some(ts), tz.clone())),
-            ];
-            args.extend(extra.iter().cloned().map(ColumnarValue::Scalar));
-            let arg_fields = args
-                .iter()
-                .map(|a| Arc::new(Field::new("a", a.data_type(), true)))
-                .collect();
-            let out = node.bin.invoke_with_args(ScalarFunctionArgs {
-                args,
-                arg_fields,
-                number_rows: 1,
-                return_field: Arc::new(Field::new(
-                    "r",
-                    DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()),
-                    true,
-                )),
-                config_options: config.clone(),
-            })?;
-            let value = match out {
-                ColumnarValue::Scalar(v) => v,
-                ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0)?,
-            };
-            timestamp_nanos(&value)
-                .ok_or_else(|| plan_datafusion(format!("{name}: no bucket for {ts}")))
+        let stride = eval.scalar(&node.stride)?;
+        let stride_nanos = stride_nanos(name, &stride)?;
+        let extra = node
+            .extra
+            .iter()
+            .map(|e| eval.scalar(e))
+            .collect::<Result<Vec<_>>>()?;
+        let (lower, upper) = time_range(node, &eval)?;
+        let binner = Binner {
+            node,
+            stride,
+            extra,
+            tz: tz.clone(),
+            config: session_state.config_options().clone(),
         };
         let (first, last) = if lower <= upper {
-            (bucket(lower)?, bucket(upper)?)
+            (binner.bucket(lower)?, binner.bucket(upper)?)
         } else {
             (1, 0) // an empty range: no buckets
         };
@@ -186,6 +120,128 @@ impl ExtensionPlanner for GapFillPlanner {
                 last,
             },
         ))))
+    }
+}
+
+/// Evaluates the node's constant expressions (stride, bounds, the bin
+/// function's other arguments) while the plan is made.
+struct Evaluator<'a> {
+    planner: &'a dyn PhysicalPlanner,
+    session_state: &'a SessionState,
+}
+
+impl Evaluator<'_> {
+    /// The value of constant `e`.
+    fn scalar(&self, e: &datafusion::logical_expr::Expr) -> Result<ScalarValue> {
+        let empty = DFSchema::empty();
+        let physical = self
+            .planner
+            .create_physical_expr(e, &empty, self.session_state)?;
+        let batch = RecordBatch::try_new_with_options(
+            Arc::new(Schema::empty()),
+            vec![],
+            &RecordBatchOptions::new().with_row_count(Some(1)),
+        )?;
+        match physical.evaluate(&batch)? {
+            ColumnarValue::Scalar(v) => Ok(v),
+            ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0),
+        }
+    }
+}
+
+/// The interval `stride` in nanoseconds: positive, without months or years
+/// (buckets of one length).
+fn stride_nanos(name: &str, stride: &ScalarValue) -> Result<i64> {
+    let stride_nanos = match stride {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => i64::from(v.days)
+            .checked_mul(NANOS_PER_DAY)
+            .and_then(|d| d.checked_add(v.nanoseconds)),
+        ScalarValue::IntervalDayTime(Some(v)) => i64::from(v.days)
+            .checked_mul(NANOS_PER_DAY)
+            .and_then(|d| d.checked_add(i64::from(v.milliseconds) * 1_000_000)),
+        ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(Some(_)) => {
+            return plan_err!(
+                "{name}: the interval must not have months or years (buckets of one length)"
+            );
+        }
+        other => return plan_err!("{name}: the interval must be an interval, got {other}"),
+    };
+    match stride_nanos {
+        Some(n) if n > 0 => Ok(n),
+        _ => plan_err!("{name}: the interval must be positive, got {stride}"),
+    }
+}
+
+/// The time range to fill, in nanoseconds (inclusive; exclusive bounds
+/// moved by one nanosecond).
+fn time_range(node: &GapFill, eval: &Evaluator<'_>) -> Result<(i64, i64)> {
+    let name = node.name;
+    let bound = |b: &TimeBound, what: &str, step: i64| -> Result<i64> {
+        let nanos = timestamp_nanos(&eval.scalar(&b.expr)?).ok_or_else(|| {
+            plan_datafusion(format!(
+                "{name}: the {what} time bound {} is not a timestamp (or NULL)",
+                b.expr
+            ))
+        })?;
+        Ok(if b.inclusive {
+            nanos
+        } else {
+            nanos.saturating_add(step)
+        })
+    };
+    // Every bound applies: the greatest lower and the least upper one.
+    let mut lower = i64::MIN;
+    for b in &node.lower {
+        lower = lower.max(bound(b, "lower", 1)?);
+    }
+    let mut upper = i64::MAX;
+    for b in &node.upper {
+        upper = upper.min(bound(b, "upper", -1)?);
+    }
+    Ok((lower, upper))
+}
+
+/// The node's bucketing function with its stride and other arguments.
+struct Binner<'a> {
+    node: &'a GapFill,
+    stride: ScalarValue,
+    /// The arguments after the time (origin, offset).
+    extra: Vec<ScalarValue>,
+    /// The time column's zone.
+    tz: Option<Arc<str>>,
+    config: Arc<datafusion::config::ConfigOptions>,
+}
+
+impl Binner<'_> {
+    /// The start (ns) of the bucket holding `ts`.
+    fn bucket(&self, ts: i64) -> Result<i64> {
+        let (name, tz) = (self.node.name, &self.tz);
+        let mut args = vec![
+            ColumnarValue::Scalar(self.stride.clone()),
+            ColumnarValue::Scalar(ScalarValue::TimestampNanosecond(Some(ts), tz.clone())),
+        ];
+        args.extend(self.extra.iter().cloned().map(ColumnarValue::Scalar));
+        let arg_fields = args
+            .iter()
+            .map(|a| Arc::new(Field::new("a", a.data_type(), true)))
+            .collect();
+        let out = self.node.bin.invoke_with_args(ScalarFunctionArgs {
+            args,
+            arg_fields,
+            number_rows: 1,
+            return_field: Arc::new(Field::new(
+                "r",
+                DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()),
+                true,
+            )),
+            config_options: self.config.clone(),
+        })?;
+        let value = match out {
+            ColumnarValue::Scalar(v) => v,
+            ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0)?,
+        };
+        timestamp_nanos(&value)
+            .ok_or_else(|| plan_datafusion(format!("{name}: no bucket for {ts}")))
     }
 }
 

@@ -278,41 +278,12 @@ fn handle_aggregate(aggregate: Aggregate) -> Result<Transformed<LogicalPlan>> {
     let Some(column) = time_column(column) else {
         return plan_err!("{name}: the time argument must be a column");
     };
-    let (lower, upper) = match time_range(&aggregate.input, column) {
-        (lower, upper) if !lower.is_empty() && !upper.is_empty() => (lower, upper),
-        (lower, _) => {
-            let missing = if lower.is_empty() { "lower" } else { "upper" };
-            let c = &column.name;
-            return plan_err!(
-                "{name} requires a time range in WHERE: {c} >= … AND {c} < … (no {missing} bound on {c})"
-            );
-        }
-    };
-    for b in &lower {
-        check_constant(name, "lower time bound", &b.expr)?;
-    }
-    for b in &upper {
-        check_constant(name, "upper time bound", &b.expr)?;
-    }
+    let (lower, upper) = required_bounds(name, &aggregate.input, column)?;
 
     let output = aggregate.schema.field(time).name().clone();
     let mut group_expr = aggregate.group_expr.clone();
     group_expr[time] = bin.inner.call(args.clone()).alias(output);
-    let fills = aggregate
-        .aggr_expr
-        .iter()
-        .enumerate()
-        .map(|(k, a)| {
-            let ty = aggregate
-                .schema
-                .field(aggregate.group_expr.len() + k)
-                .data_type();
-            Ok(Fill::Default(match unalias(a) {
-                Expr::AggregateFunction(f) => f.func.default_value(ty)?,
-                _ => datafusion::common::ScalarValue::try_from(ty)?,
-            }))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let fills = default_fills(&aggregate)?;
     let first_aggregate = group_expr.len();
     let new = Aggregate::try_new(aggregate.input.clone(), group_expr, aggregate.aggr_expr)?;
     let names =
@@ -338,6 +309,52 @@ fn handle_aggregate(aggregate: Aggregate) -> Result<Transformed<LogicalPlan>> {
     Ok(Transformed::yes(LogicalPlan::Extension(Extension {
         node: Arc::new(node),
     })))
+}
+
+/// The lower and upper time bounds on `column` in the WHERE of `input`;
+/// an error without both, or when one is not constant.
+fn required_bounds(
+    name: &str,
+    input: &LogicalPlan,
+    column: &Column,
+) -> Result<(Vec<TimeBound>, Vec<TimeBound>)> {
+    let (lower, upper) = match time_range(input, column) {
+        (lower, upper) if !lower.is_empty() && !upper.is_empty() => (lower, upper),
+        (lower, _) => {
+            let missing = if lower.is_empty() { "lower" } else { "upper" };
+            let c = &column.name;
+            return plan_err!(
+                "{name} requires a time range in WHERE: {c} >= … AND {c} < … (no {missing} bound on {c})"
+            );
+        }
+    };
+    for b in &lower {
+        check_constant(name, "lower time bound", &b.expr)?;
+    }
+    for b in &upper {
+        check_constant(name, "upper time bound", &b.expr)?;
+    }
+    Ok((lower, upper))
+}
+
+/// Each aggregate's value in a filled bucket: its value over no rows
+/// (`count` 0, others NULL).
+fn default_fills(aggregate: &Aggregate) -> Result<Vec<Fill>> {
+    aggregate
+        .aggr_expr
+        .iter()
+        .enumerate()
+        .map(|(k, a)| {
+            let ty = aggregate
+                .schema
+                .field(aggregate.group_expr.len() + k)
+                .data_type();
+            Ok(Fill::Default(match unalias(a) {
+                Expr::AggregateFunction(f) => f.func.default_value(ty)?,
+                _ => datafusion::common::ScalarValue::try_from(ty)?,
+            }))
+        })
+        .collect::<Result<Vec<_>>>()
 }
 
 fn check_constant(name: &str, what: &str, e: &Expr) -> Result<()> {

@@ -72,26 +72,7 @@ pub(super) enum Agg {
 
 impl LastValueRule {
     pub(super) fn try_rewrite(&self, agg: &Aggregate) -> DFResult<Option<LogicalPlan>> {
-        // Down to the scan through filters and plain column projections.
-        let mut filters: Vec<Expr> = Vec::new();
-        let mut node = agg.input.as_ref();
-        loop {
-            match node {
-                LogicalPlan::Filter(f) => {
-                    filters.extend(split_conjunction(&f.predicate).into_iter().cloned());
-                    node = f.input.as_ref();
-                }
-                LogicalPlan::Projection(p)
-                    if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) =>
-                {
-                    node = p.input.as_ref();
-                }
-                LogicalPlan::SubqueryAlias(a) => node = a.input.as_ref(),
-                LogicalPlan::TableScan(_) => break,
-                _ => return Ok(None),
-            }
-        }
-        let LogicalPlan::TableScan(scan) = node else {
+        let Some((scan, mut filters)) = scan_under(agg) else {
             return Ok(None);
         };
         if scan.fetch.is_some() {
@@ -120,51 +101,16 @@ impl LastValueRule {
         if !filters.iter().all(|f| filter_ok(f, &decl)) {
             return Ok(None);
         }
-        // Group columns: keys only.
-        let mut grouped = HashSet::new();
-        for g in &agg.group_expr {
-            match g {
-                Expr::Column(c) if decl.is_key(&c.name) => {
-                    grouped.insert(c.name.clone());
-                }
-                _ => return Ok(None),
-            }
-        }
-        let mut aggs = Vec::new();
-        for a in &agg.aggr_expr {
-            match classify(a, &decl) {
-                Some(x) => aggs.push(x),
-                None => return Ok(None),
-            }
-        }
-        // A global aggregate (`max(ts)`, `last(x, ts)` with no key grouped
-        // or looked up) under a time bound: the plain plan prunes files to
-        // the bound and reads the few rows after it, where the index would
-        // produce (and merge the hot rows into) every series' row first —
-        // the freshness probe `SELECT max(ts) … WHERE ts > now() - 20 s`
-        // took 240–520 ms that way during 200 k points/s of ingest, 63–74 ms
-        // plainly. Without a time bound the index still saves a full scan.
-        if grouped.is_empty()
-            && !aggs.is_empty()
-            && filters
-                .iter()
-                .any(|f| !f.column_refs().iter().all(|c| decl.is_key(&c.name)))
-            && key_lookup(&filters, &decl, &TableProvider::schema(table)).is_none()
-        {
+        let Some((grouped, aggs)) = answered(agg, &decl) else {
+            return Ok(None);
+        };
+        if plain_plan_is_faster(&grouped, &aggs, &filters, &decl, table) {
             return Ok(None);
         }
         // A listing without filters needs one row per value.
         let distinct_on =
-            (aggs.is_empty() && filters.is_empty() && grouped.len() < decl.keys.len()).then(|| {
-                let schema = TableProvider::schema(table);
-                agg.group_expr
-                    .iter()
-                    .filter_map(|g| match g {
-                        Expr::Column(c) => schema.index_of(&c.name).ok(),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-            });
+            (aggs.is_empty() && filters.is_empty() && grouped.len() < decl.keys.len())
+                .then(|| group_indices(agg, table));
         let new_scan = LogicalPlan::TableScan(TableScan {
             source: provider_as_source(Arc::new(LastValueTable {
                 table: table.clone(),
@@ -176,39 +122,7 @@ impl LastValueRule {
         });
         let input = replace_scan(agg.input.as_ref(), &new_scan)?;
         if grouped.len() == decl.keys.len() {
-            // One group per series: its index row is the answer. The time
-            // column is only in the input when an aggregate reads it (a
-            // listing `GROUP BY device_id, metric` projects the keys alone).
-            let time = if aggs.is_empty() {
-                None
-            } else {
-                Some(time_column(&input, &decl)?)
-            };
-            let mut exprs = Vec::new();
-            for (i, (qualifier, field)) in agg.schema.iter().enumerate() {
-                let e = if i < agg.group_expr.len() {
-                    // A column keeps its (qualified) name.
-                    exprs.push(agg.group_expr[i].clone());
-                    continue;
-                } else {
-                    let Some(time) = &time else {
-                        return internal_err!("an aggregate without the time column");
-                    };
-                    match &aggs[i - agg.group_expr.len()] {
-                        Agg::MaxTime => time.clone(),
-                        Agg::Last(x) => {
-                            let null = ScalarValue::try_from(x.get_type(input.schema())?)?;
-                            when(time.clone().is_null(), Expr::Literal(null, None))
-                                .otherwise(x.clone())?
-                        }
-                    }
-                };
-                exprs.push(e.alias_qualified(qualifier.cloned(), field.name()));
-            }
-            return Ok(Some(LogicalPlan::Projection(Projection::try_new(
-                exprs,
-                Arc::new(input),
-            )?)));
+            return per_series(agg, input, &aggs, &decl).map(Some);
         }
         Ok(Some(LogicalPlan::Aggregate(
             Aggregate::try_new_with_schema(
@@ -223,6 +137,130 @@ impl LastValueRule {
     pub(super) fn is_over_budget(&self, table: &WeirTable, decl: &Declaration) -> bool {
         self.indexes.is_over_budget(&entry_key(table, decl))
     }
+}
+
+/// The scan under `agg`, reached through filters and plain column
+/// projections, with the conjuncts of those filters; `None` through
+/// anything else.
+fn scan_under(agg: &Aggregate) -> Option<(&TableScan, Vec<Expr>)> {
+    // Down to the scan through filters and plain column projections.
+    let mut filters: Vec<Expr> = Vec::new();
+    let mut node = agg.input.as_ref();
+    loop {
+        match node {
+            LogicalPlan::Filter(f) => {
+                filters.extend(split_conjunction(&f.predicate).into_iter().cloned());
+                node = f.input.as_ref();
+            }
+            LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) => {
+                node = p.input.as_ref();
+            }
+            LogicalPlan::SubqueryAlias(a) => node = a.input.as_ref(),
+            LogicalPlan::TableScan(_) => break,
+            _ => return None,
+        }
+    }
+    let LogicalPlan::TableScan(scan) = node else {
+        return None;
+    };
+    Some((scan, filters))
+}
+
+/// The key columns `agg` groups by and what each of its aggregates is;
+/// `None` when it groups by anything else or has another aggregate.
+fn answered(agg: &Aggregate, decl: &Declaration) -> Option<(HashSet<String>, Vec<Agg>)> {
+    // Group columns: keys only.
+    let mut grouped = HashSet::new();
+    for g in &agg.group_expr {
+        match g {
+            Expr::Column(c) if decl.is_key(&c.name) => {
+                grouped.insert(c.name.clone());
+            }
+            _ => return None,
+        }
+    }
+    let mut aggs = Vec::new();
+    for a in &agg.aggr_expr {
+        aggs.push(classify(a, decl)?);
+    }
+    Some((grouped, aggs))
+}
+
+/// Whether the plain plan answers better than the index.
+fn plain_plan_is_faster(
+    grouped: &HashSet<String>,
+    aggs: &[Agg],
+    filters: &[Expr],
+    decl: &Declaration,
+    table: &WeirTable,
+) -> bool {
+    // A global aggregate (`max(ts)`, `last(x, ts)` with no key grouped
+    // or looked up) under a time bound: the plain plan prunes files to
+    // the bound and reads the few rows after it, where the index would
+    // produce (and merge the hot rows into) every series' row first —
+    // the freshness probe `SELECT max(ts) … WHERE ts > now() - 20 s`
+    // took 240–520 ms that way during 200 k points/s of ingest, 63–74 ms
+    // plainly. Without a time bound the index still saves a full scan.
+    grouped.is_empty()
+        && !aggs.is_empty()
+        && filters
+            .iter()
+            .any(|f| !f.column_refs().iter().all(|c| decl.is_key(&c.name)))
+        && key_lookup(filters, decl, &TableProvider::schema(table)).is_none()
+}
+
+/// The table's column indices of `agg`'s group columns.
+fn group_indices(agg: &Aggregate, table: &WeirTable) -> Vec<usize> {
+    let schema = TableProvider::schema(table);
+    agg.group_expr
+        .iter()
+        .filter_map(|g| match g {
+            Expr::Column(c) => schema.index_of(&c.name).ok(),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+}
+
+/// `agg` over `input` (the index) when it groups by every key: one group
+/// per series, so its index row is the answer.
+fn per_series(
+    agg: &Aggregate,
+    input: LogicalPlan,
+    aggs: &[Agg],
+    decl: &Declaration,
+) -> DFResult<LogicalPlan> {
+    // One group per series: its index row is the answer. The time
+    // column is only in the input when an aggregate reads it (a
+    // listing `GROUP BY device_id, metric` projects the keys alone).
+    let time = if aggs.is_empty() {
+        None
+    } else {
+        Some(time_column(&input, decl)?)
+    };
+    let mut exprs = Vec::new();
+    for (i, (qualifier, field)) in agg.schema.iter().enumerate() {
+        let e = if i < agg.group_expr.len() {
+            // A column keeps its (qualified) name.
+            exprs.push(agg.group_expr[i].clone());
+            continue;
+        } else {
+            let Some(time) = &time else {
+                return internal_err!("an aggregate without the time column");
+            };
+            match &aggs[i - agg.group_expr.len()] {
+                Agg::MaxTime => time.clone(),
+                Agg::Last(x) => {
+                    let null = ScalarValue::try_from(x.get_type(input.schema())?)?;
+                    when(time.clone().is_null(), Expr::Literal(null, None)).otherwise(x.clone())?
+                }
+            }
+        };
+        exprs.push(e.alias_qualified(qualifier.cloned(), field.name()));
+    }
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        Arc::new(input),
+    )?))
 }
 
 /// The time column as the input of the aggregate names it.

@@ -24,36 +24,31 @@
 //! `EXPLAIN` shows `SubqueryAlias: mv_rewrite <view>`; `SET weir.mv_rewrite
 //! = false` (or `--mv-rewrite false` for the server) turns it off.
 
+mod aggregate;
 mod shape;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema, DFSchemaRef, ScalarValue, TableReference};
+use datafusion::common::{Column, DFSchema, ScalarValue, TableReference};
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::error::Result as DFResult;
-use datafusion::functions::expr_fn::{coalesce, sqrt};
-use datafusion::functions_aggregate::expr_fn::{first_value, last_value, max, min, sum};
-use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    Aggregate, BinaryExpr, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator,
-    TableScan, cast, lit, when,
+    BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator, TableScan, cast,
 };
-use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::prelude::SessionContext;
 use iceberg::spec::{PrimitiveType, Type};
 use weir_catalog::CATALOG_NAME;
 
 use crate::error::Result;
-use crate::mv_incremental::{
-    added_data_files, changed_data_files, changes_since, day_filter, days_of,
-};
+use crate::mv_incremental::{added_data_files, changed_data_files, changes_since, days_of};
 use crate::table::WeirTable;
-use shape::{Measure, Merge, Rollup, bucket_of, column_name, merge_of, timestamp_nanos, unalias};
+use aggregate::rewrite_aggregate;
+use shape::{Rollup, bucket_of, column_name, timestamp_nanos, unalias};
 
 /// The rows a view does not hold yet, relative to one base snapshot.
 #[derive(Debug, Clone)]
@@ -401,327 +396,6 @@ async fn delta(base: &WeirTable, since: i64, time_column: &str) -> Result<Option
         _ => return Ok(None),
     };
     Ok(days_of(&files, field.id, nanos).map(Delta::Days))
-}
-
-/// Folds constant sub-expressions (casts of literals, intervals).
-fn fold(expr: &Expr, schema: &DFSchemaRef) -> DFResult<Expr> {
-    let context = SimplifyContext::default().with_schema(schema.clone());
-    ExprSimplifier::new(context).simplify(expr.clone())
-}
-
-/// `aggregate` answered from `c`, or `None` when the view cannot answer it.
-fn rewrite_aggregate(aggregate: &Aggregate, c: &Candidate) -> DFResult<Option<LogicalPlan>> {
-    let Some((scan, predicates)) = scan_under(&aggregate.input) else {
-        return Ok(None);
-    };
-    match weir_table(scan) {
-        Some(t) if same_snapshot(&t, &c.base) => {}
-        _ => return Ok(None),
-    }
-    let input_schema = aggregate.input.schema().clone();
-    let rollup = &c.rollup;
-    let time = rollup.time_column.as_str();
-    let view_schema = c.provider.schema();
-
-    // Group expressions over the union's columns: `__bucket` and dimensions.
-    let mut group = Vec::new();
-    let mut dims_used = BTreeSet::new();
-    for g in &aggregate.group_expr {
-        let g = fold(g, &input_schema)?;
-        let Some(mapped) = map_group(&g, rollup, &mut dims_used) else {
-            return Ok(None);
-        };
-        group.push(mapped);
-    }
-
-    // Filters: on dimensions (as view columns) and time bounds. The view
-    // answers the whole buckets inside the time range; partial buckets at
-    // its edges are read from the base.
-    let mut view_filters = Vec::new();
-    let mut range = TimeRange::default();
-    for p in &predicates {
-        let p = fold(p, &input_schema)?;
-        if let Some(mapped) = map_dim_filter(&p, rollup) {
-            view_filters.push(mapped);
-        } else if !range.add(&p, rollup) {
-            return Ok(None);
-        }
-    }
-    if let (Some(lo), Some(hi)) = (range.lo, range.hi)
-        && lo >= hi
-    {
-        return Ok(None); // no whole bucket inside the range
-    }
-
-    // Aggregates: how each merges, and the view columns it needs.
-    let base_schema = c.base.schema();
-    let non_null = |column: &str| {
-        base_schema
-            .field_with_name(column)
-            .is_ok_and(|f| !f.is_nullable())
-    };
-    let mut merges = Vec::new();
-    let mut needed: BTreeMap<String, Measure> = BTreeMap::new();
-    for a in &aggregate.aggr_expr {
-        let Expr::AggregateFunction(f) = unalias(a) else {
-            return Ok(None);
-        };
-        let Some(merge) = merge_of(f, time) else {
-            return Ok(None);
-        };
-        let mut columns = Vec::new();
-        for m in merge.measures() {
-            let Some(view_col) = rollup.column_of(m, &non_null) else {
-                return Ok(None);
-            };
-            // The measure the view stores in that column (count(*) may
-            // stand for count(col) of a column that cannot be null).
-            let stored = rollup
-                .measures
-                .iter()
-                .find(|(_, v)| v.as_str() == view_col)
-                .map(|(k, _)| k.clone())
-                .unwrap_or_else(|| m.clone());
-            needed.insert(view_col.to_string(), stored);
-            columns.push(view_col.to_string());
-        }
-        merges.push((merge, columns));
-    }
-
-    // Both sides of the union, column for column.
-    let time_field = input_schema.qualified_field_with_unqualified_name(time)?;
-    let time_type = time_field.1.data_type().clone();
-    let view_field = |name: &str| view_schema.field_with_name(name).cloned();
-    let measure_names: BTreeMap<String, String> = needed
-        .keys()
-        .enumerate()
-        .map(|(i, v)| (v.clone(), format!("__m{i}")))
-        .collect();
-
-    let view_df_schema = DFSchema::try_from_qualified_schema(c.view.clone(), &view_schema)?;
-    let mut view_cols =
-        vec![conform(col_unq(&rollup.bucket), &view_df_schema, &time_type)?.alias("__bucket")];
-    for d in &dims_used {
-        let ty = input_schema
-            .qualified_field_with_unqualified_name(d)?
-            .1
-            .data_type()
-            .clone();
-        view_cols.push(conform(col_unq(&rollup.dims[d]), &view_df_schema, &ty)?.alias(d));
-    }
-    for (view_col, name) in &measure_names {
-        view_cols.push(col_unq(view_col).alias(name));
-    }
-    let mut view_plan =
-        LogicalPlanBuilder::scan(c.view.clone(), provider_as_source(c.provider.clone()), None)?;
-    let mut view_predicate = view_filters;
-    view_predicate.extend(range.inner(&col_unq(&rollup.bucket), &time_type)?);
-    if let Delta::Days(days) = &c.delta
-        && let Some(in_days) = day_filter(
-            col_unq(&rollup.bucket),
-            view_field(&rollup.bucket)?.data_type(),
-            days,
-        )
-    {
-        view_predicate.push(Expr::Not(Box::new(in_days)));
-    }
-    if let Some(p) = datafusion::logical_expr::utils::conjunction(view_predicate) {
-        view_plan = view_plan.filter(p)?;
-    }
-    let view_plan = view_plan.project(view_cols)?.build()?;
-
-    // Base rows as one-row partials, bucketed like the view.
-    let time_col = Expr::Column(Column::from(time_field));
-    let bucket_expr = rollup
-        .bucket_expr
-        .clone()
-        .transform(|e| match e {
-            Expr::Column(c) if c.name == time => Ok(Transformed::yes(time_col.clone())),
-            other => Ok(Transformed::no(other)),
-        })?
-        .data;
-    let mut base_cols = vec![conform(bucket_expr, &input_schema, &time_type)?.alias("__bucket")];
-    for d in &dims_used {
-        base_cols.push(
-            Expr::Column(Column::from(
-                input_schema.qualified_field_with_unqualified_name(d)?,
-            ))
-            .alias(d),
-        );
-    }
-    for (view_col, name) in &measure_names {
-        let ty = view_field(view_col)?.data_type().clone();
-        let e = partial_of(&needed[view_col], &input_schema)?;
-        base_cols.push(conform(e, &input_schema, &ty)?.alias(name));
-    }
-    let base_branches = base_branches(aggregate, c, &range, &time_col, &time_type)?;
-    let mut union = LogicalPlanBuilder::from(view_plan);
-    for branch in base_branches {
-        let branch = LogicalPlanBuilder::from(branch)
-            .project(base_cols.clone())?
-            .build()?;
-        union = union.union(branch)?;
-    }
-    let union = union
-        .alias(TableReference::bare(format!("mv_rewrite {}", c.view)))?
-        .build()?;
-
-    // Re-aggregate the partials, then restore the original output columns.
-    let mut aggs = Vec::new();
-    let mut finals = Vec::new();
-    for (merge, columns) in &merges {
-        let partial = |i: usize| col_unq(&measure_names[&columns[i]]);
-        finals.push(merged(merge, &partial, &mut aggs)?);
-    }
-    let merged = LogicalPlanBuilder::from(union)
-        .aggregate(group, aggs)?
-        .build()?;
-    let merged_schema = merged.schema().clone();
-    let original = aggregate.schema.clone();
-    let mut outputs = Vec::new();
-    for i in 0..aggregate.group_expr.len() {
-        outputs.push(Expr::Column(Column::from(merged_schema.qualified_field(i))));
-    }
-    outputs.extend(finals);
-    let projection = outputs
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let (qualifier, field) = original.qualified_field(i);
-            Ok(conform(e, &merged_schema, field.data_type())?
-                .alias_qualified(qualifier.cloned(), field.name()))
-        })
-        .collect::<DFResult<Vec<_>>>()?;
-    Ok(Some(
-        LogicalPlanBuilder::from(merged)
-            .project(projection)?
-            .build()?,
-    ))
-}
-
-/// The base rows the view does not answer, as plans over the aggregate's
-/// input: the partial buckets at the edges of the time range, the rows
-/// committed since the view's snapshot, the hot tier.
-fn base_branches(
-    aggregate: &Aggregate,
-    c: &Candidate,
-    range: &TimeRange,
-    time_col: &Expr,
-    time_type: &DataType,
-) -> DFResult<Vec<LogicalPlan>> {
-    let label_since = format!("rows not yet in {}", c.view);
-    let inner = range.inner(time_col, time_type)?;
-    let restrict = |plan: LogicalPlan, filters: Vec<Option<Expr>>| -> DFResult<LogicalPlan> {
-        let mut builder = LogicalPlanBuilder::from(plan);
-        if let Some(f) = datafusion::logical_expr::utils::conjunction(filters.into_iter().flatten())
-        {
-            builder = builder.filter(f)?;
-        }
-        builder.build()
-    };
-    let mut base_branches = Vec::new();
-    if range.edges {
-        let all = c
-            .base
-            .restricted(None, false, "edges of the time range".into());
-        base_branches.push(restrict(
-            with_table(&aggregate.input, all)?,
-            vec![range.outer(time_col, time_type)?],
-        )?);
-    }
-    match &c.delta {
-        Delta::Files(files) if files.is_empty() => {}
-        Delta::Files(files) => {
-            let appended = c.base.restricted(
-                Some(files.clone()),
-                false,
-                format!("{label_since}: appended files"),
-            );
-            base_branches.push(restrict(
-                with_table(&aggregate.input, appended)?,
-                vec![inner.clone()],
-            )?);
-        }
-        Delta::Days(days) if days.is_empty() => {}
-        Delta::Days(days) => {
-            let label = format!("{label_since}: {} day(s) with rewritten files", days.len());
-            let committed = c.base.restricted(None, false, label);
-            base_branches.push(restrict(
-                with_table(&aggregate.input, committed)?,
-                vec![day_filter(time_col.clone(), time_type, days), inner.clone()],
-            )?);
-        }
-    }
-    if c.base.has_hot() {
-        let hot = c
-            .base
-            .restricted(Some(Arc::new(HashSet::new())), true, "hot tier".into());
-        base_branches.push(with_table(&aggregate.input, hot)?);
-    }
-    Ok(base_branches)
-}
-
-/// One base row as a partial of `measure`, as the view stores it.
-fn partial_of(measure: &Measure, input_schema: &DFSchema) -> DFResult<Expr> {
-    let value = |column: &str| -> DFResult<Expr> {
-        Ok(Expr::Column(Column::from(
-            input_schema.qualified_field_with_unqualified_name(column)?,
-        )))
-    };
-    Ok(match measure {
-        Measure::Rows => lit(1i64),
-        Measure::Count(x) => when(value(x)?.is_null(), lit(0i64)).otherwise(lit(1i64))?,
-        Measure::SumSq(x) => value(x)? * value(x)?,
-        Measure::Min(x)
-        | Measure::Max(x)
-        | Measure::Sum(x)
-        | Measure::First(x)
-        | Measure::Last(x) => value(x)?,
-    })
-}
-
-/// The original aggregate's value from the partials (`partial(i)`: its
-/// i-th measure column): the aggregates it needs are pushed onto `aggs`
-/// (named `__aN`), the expression over them is returned.
-fn merged(merge: &Merge, partial: &dyn Fn(usize) -> Expr, aggs: &mut Vec<Expr>) -> DFResult<Expr> {
-    let m = partial;
-    let mut agg = |e: Expr| {
-        let name = format!("__a{}", aggs.len());
-        aggs.push(e.alias(&name));
-        col_unq(&name)
-    };
-    let f64 = |e: Expr| cast(e, DataType::Float64);
-    Ok(match merge {
-        Merge::Count(_) => coalesce(vec![agg(sum(m(0))), lit(0i64)]),
-        Merge::Min(_) => agg(min(m(0))),
-        Merge::Max(_) => agg(max(m(0))),
-        Merge::Sum(_) => agg(sum(m(0))),
-        Merge::Avg { .. } => {
-            let s = agg(sum(m(0)));
-            let n = agg(sum(m(1)));
-            f64(s) / f64(n)
-        }
-        Merge::Variance {
-            sample, sqrt: root, ..
-        } => {
-            let s = f64(agg(sum(m(0))));
-            let q = f64(agg(sum(m(1))));
-            let n = f64(agg(sum(m(2))));
-            let divisor = if *sample {
-                n.clone() - lit(1.0)
-            } else {
-                n.clone()
-            };
-            let spread = q - s.clone() * s / n.clone();
-            // Rounding can make a zero spread slightly negative.
-            let spread = when(spread.clone().lt(lit(0.0)), lit(0.0)).otherwise(spread)?;
-            let var = when(divisor.clone().gt(lit(0.0)), spread / divisor)
-                .otherwise(lit(ScalarValue::Float64(None)))?;
-            if *root { sqrt(var) } else { var }
-        }
-        Merge::First { .. } => agg(first_value(m(0), vec![m(1).sort(true, false)])),
-        Merge::Last { .. } => agg(last_value(m(0), vec![m(1).sort(true, false)])),
-    })
 }
 
 /// `expr` as `to` (a cast only when its type differs).
