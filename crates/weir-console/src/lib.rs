@@ -1,3 +1,7 @@
+// The futures of the console's handlers nest the query engine's planning
+// (statement → plan → DDL/DML …) deeper than the default layout query
+// depth clippy allows (128).
+#![recursion_limit = "256"]
 //! Weir's web console (issue 23), served by `weir serve` on its HTTP
 //! endpoint: the pages (plain ES modules compiled into the binary) and the
 //! JSON API they call. See README.md for what the crate owns.

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use hyper::Request;
 use hyper::body::Incoming;
+use weir_catalog::iceberg::spec::TableMetadata;
 use weir_catalog::iceberg::{NamespaceIdent, TableIdent};
 use weir_observe::HttpResponse;
 
@@ -114,38 +115,9 @@ pub(crate) async fn detail(
     );
     let average = if files > 0.0 { bytes / files } else { 0.0 };
     let small_files = files > SMALL_FILES_MIN && average < SMALL_FILE_BYTES;
-    let mut snapshots: Vec<_> = metadata.snapshots().collect();
-    snapshots.sort_by_key(|s| s.timestamp_ms());
-    let count = snapshots.len();
-    let timeline: Vec<serde_json::Value> = snapshots
-        .iter()
-        .skip(count.saturating_sub(TIMELINE))
-        .map(|s| {
-            let p = &s.summary().additional_properties;
-            serde_json::json!({
-                "id": s.snapshot_id().to_string(),
-                "timestamp_ms": s.timestamp_ms(),
-                "operation": s.summary().operation.as_str(),
-                "added_records": p.get("added-records"),
-                "added_files": p.get("added-data-files"),
-                "removed_files": p.get("deleted-data-files"),
-                "total_records": p.get("total-records"),
-            })
-        })
-        .collect();
-    let spec = metadata.default_partition_spec();
+    let (count, timeline) = snapshot_timeline(metadata);
     let schema = metadata.current_schema();
-    let partitioning: Vec<String> = spec
-        .fields()
-        .iter()
-        .map(|f| {
-            let source = schema
-                .field_by_id(f.source_id)
-                .map(|c| c.name.clone())
-                .unwrap_or_else(|| f.source_id.to_string());
-            format!("{}({source})", f.transform)
-        })
-        .collect();
+    let partitioning = partitioning(metadata);
     let properties = metadata.properties();
     let view = properties.get(weir_catalog::MV_DEFINITION_PROPERTY);
     let last_commit_ms = metadata.current_snapshot().map(|s| s.timestamp_ms());
@@ -185,6 +157,47 @@ pub(crate) async fn detail(
             .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
             .collect::<serde_json::Map<_, _>>(),
     }))
+}
+
+/// The number of snapshots and the last [`TIMELINE`] of them, oldest first.
+fn snapshot_timeline(metadata: &TableMetadata) -> (usize, Vec<serde_json::Value>) {
+    let mut snapshots: Vec<_> = metadata.snapshots().collect();
+    snapshots.sort_by_key(|s| s.timestamp_ms());
+    let count = snapshots.len();
+    let timeline = snapshots
+        .iter()
+        .skip(count.saturating_sub(TIMELINE))
+        .map(|s| {
+            let p = &s.summary().additional_properties;
+            serde_json::json!({
+                "id": s.snapshot_id().to_string(),
+                "timestamp_ms": s.timestamp_ms(),
+                "operation": s.summary().operation.as_str(),
+                "added_records": p.get("added-records"),
+                "added_files": p.get("added-data-files"),
+                "removed_files": p.get("deleted-data-files"),
+                "total_records": p.get("total-records"),
+            })
+        })
+        .collect();
+    (count, timeline)
+}
+
+/// The default partition spec as `transform(column)` texts.
+fn partitioning(metadata: &TableMetadata) -> Vec<String> {
+    let schema = metadata.current_schema();
+    metadata
+        .default_partition_spec()
+        .fields()
+        .iter()
+        .map(|f| {
+            let source = schema
+                .field_by_id(f.source_id)
+                .map(|c| c.name.clone())
+                .unwrap_or_else(|| f.source_id.to_string());
+            format!("{}({source})", f.transform)
+        })
+        .collect()
 }
 
 /// Per base table of a materialized view: the snapshot the view reflects,

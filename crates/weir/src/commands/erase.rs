@@ -24,7 +24,7 @@ use weir_config::EraseConfig;
 use weir_maintain::{ExpireOptions, expire_snapshots};
 use weir_query::{EngineOptions, QueryEngine};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize)]
 struct EraseReport {
     table: String,
     dry_run: bool,
@@ -83,58 +83,68 @@ pub(super) async fn erase(cfg: EraseConfig) -> anyhow::Result<()> {
                 .collect()
                 .await?;
         }
-        let expire = ExpireOptions {
-            older_than: Some(std::time::Duration::ZERO),
-            retain_last: Some(1),
-            ..Default::default()
-        };
         for table in std::iter::once(&ident).chain(&views) {
-            bar.set_message(format!("rewriting the manifests of {table}"));
-            weir_catalog::purge_removed_entries(&lakehouse, table)
-                .await
-                .with_context(|| format!("rewriting the manifests of {table}"))?;
-            bar.set_message(format!("expiring older snapshots of {table}"));
-            let r = expire_snapshots(&lakehouse, table, &expire)
-                .await
-                .with_context(|| format!("expiring snapshots of {table}"))?;
-            report.snapshots_expired += r.snapshots_expired;
-            report.data_files_deleted += r.data_files_deleted;
-            report.bytes_deleted += r.bytes_deleted;
+            purge_and_expire(&lakehouse, table, &bar, &mut report).await?;
         }
     }
     report.views_refreshed = views.iter().map(ToString::to_string).collect();
     report.seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    if cfg.run.json {
-        let json = serde_json::json!({
-            "table": report.table,
-            "dry_run": report.dry_run,
-            "rows_erased": report.rows_erased,
-            "views_refreshed": report.views_refreshed,
-            "snapshots_expired": report.snapshots_expired,
-            "data_files_deleted": report.data_files_deleted,
-            "bytes_deleted": report.bytes_deleted,
-            "seconds": report.seconds,
-        });
-        println!("{json}");
-    } else if cfg.run.dry_run {
-        println!(
-            "{ident}: would erase {} rows; views reading it: {}",
-            report.rows_erased,
-            list(&report.views_refreshed)
-        );
-    } else {
-        println!(
-            "{ident}: erased {} rows; refreshed {}; expired {} snapshots, deleted {} data files ({:.1} MiB), {:.2} s",
-            report.rows_erased,
-            list(&report.views_refreshed),
-            report.snapshots_expired,
-            report.data_files_deleted,
-            report.bytes_deleted as f64 / (1 << 20) as f64,
-            report.seconds,
-        );
-    }
+    report.print(cfg.run.json)
+}
+
+/// Steps 3 and 4 on `table`: manifests without the removed files, every
+/// snapshot but the current one expired.
+async fn purge_and_expire(
+    lakehouse: &Lakehouse,
+    table: &TableIdent,
+    bar: &indicatif::ProgressBar,
+    report: &mut EraseReport,
+) -> anyhow::Result<()> {
+    let expire = ExpireOptions {
+        older_than: Some(std::time::Duration::ZERO),
+        retain_last: Some(1),
+        ..Default::default()
+    };
+    bar.set_message(format!("rewriting the manifests of {table}"));
+    weir_catalog::purge_removed_entries(lakehouse, table)
+        .await
+        .with_context(|| format!("rewriting the manifests of {table}"))?;
+    bar.set_message(format!("expiring older snapshots of {table}"));
+    let r = expire_snapshots(lakehouse, table, &expire)
+        .await
+        .with_context(|| format!("expiring snapshots of {table}"))?;
+    report.snapshots_expired += r.snapshots_expired;
+    report.data_files_deleted += r.data_files_deleted;
+    report.bytes_deleted += r.bytes_deleted;
     Ok(())
+}
+
+impl EraseReport {
+    /// The JSON object (`--json`) or the summary line.
+    fn print(&self, json: bool) -> anyhow::Result<()> {
+        let table = &self.table;
+        if json {
+            println!("{}", serde_json::to_string(self)?);
+        } else if self.dry_run {
+            println!(
+                "{table}: would erase {} rows; views reading it: {}",
+                self.rows_erased,
+                list(&self.views_refreshed)
+            );
+        } else {
+            println!(
+                "{table}: erased {} rows; refreshed {}; expired {} snapshots, deleted {} data files ({:.1} MiB), {:.2} s",
+                self.rows_erased,
+                list(&self.views_refreshed),
+                self.snapshots_expired,
+                self.data_files_deleted,
+                self.bytes_deleted as f64 / (1 << 20) as f64,
+                self.seconds,
+            );
+        }
+        Ok(())
+    }
 }
 
 fn list(names: &[String]) -> String {

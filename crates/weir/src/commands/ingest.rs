@@ -41,35 +41,7 @@ pub(super) async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::R
     )?;
     // The hot tier for `weir serve --hot-tier-from`, stopped after the
     // sources' final commit (then it is empty: readers lose nothing).
-    let (stop_feed, feed_stopped) = tokio::sync::watch::channel(false);
-    let feed = match cfg.hot_listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the hot tier feed to {addr}"))?;
-            println!("weir: hot tier served on {}", listener.local_addr()?);
-            Some(tokio::spawn(weir_hot::serve_hot_feed(
-                hot.local().clone(),
-                listener,
-                cfg.hot_feed_token.clone(),
-                async move {
-                    let mut rx = feed_stopped;
-                    let _ = rx.wait_for(|stop| *stop).await;
-                },
-            )))
-        }
-        None => None,
-    };
-    let stop_feed = move || async move {
-        let _ = stop_feed.send(true);
-        if let Some(feed) = feed {
-            match feed.await {
-                Ok(Err(e)) => tracing::error!(error = %e, "hot tier feed failed"),
-                Err(e) => tracing::error!(error = %e, "hot tier feed panicked"),
-                Ok(Ok(())) => {}
-            }
-        }
-    };
+    let feed = HotFeed::start(&cfg, &hot).await?;
     println!(
         "weir: ingesting from {}",
         Sources::describe(&cfg.sources).join("; ")
@@ -94,7 +66,7 @@ pub(super) async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::R
         // The finished task is out of the list: stop the rest.
         let stopped = running.stop().await;
         alerts.stop().await;
-        stop_feed().await;
+        feed.stop().await;
         let report = result?;
         stopped?;
         tracing::warn!(report, "a source ended by itself");
@@ -102,8 +74,51 @@ pub(super) async fn run(cfg: IngestConfig, obs: &mut Observability) -> anyhow::R
     }
     let stopped = running.stop().await;
     alerts.stop().await;
-    stop_feed().await;
+    feed.stop().await;
     stopped?;
     println!("weir: ingest stopped");
     Ok(())
+}
+
+/// The hot tier served to `weir serve --hot-tier-from` (`--hot-listen`).
+struct HotFeed {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<Result<(), weir_hot::HotError>>>,
+}
+
+impl HotFeed {
+    async fn start(cfg: &IngestConfig, hot: &weir_hot::HotTiers) -> anyhow::Result<Self> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let Some(addr) = cfg.hot_listen else {
+            return Ok(HotFeed { stop, task: None });
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the hot tier feed to {addr}"))?;
+        println!("weir: hot tier served on {}", listener.local_addr()?);
+        let task = tokio::spawn(weir_hot::serve_hot_feed(
+            hot.local().clone(),
+            listener,
+            cfg.hot_feed_token.clone(),
+            async move {
+                let mut rx = stopped;
+                let _ = rx.wait_for(|stop| *stop).await;
+            },
+        ));
+        Ok(HotFeed {
+            stop,
+            task: Some(task),
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task {
+            match task.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "hot tier feed failed"),
+                Err(e) => tracing::error!(error = %e, "hot tier feed panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
 }
