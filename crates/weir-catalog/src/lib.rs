@@ -14,6 +14,7 @@ pub mod manifests;
 pub mod metric_names;
 mod obs;
 pub mod parquet_props;
+mod partition_split;
 pub mod position_deletes;
 pub mod replace;
 pub mod retry;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef as ArrowSchemaRef};
-use iceberg::arrow::{FieldMatchMode, RecordBatchPartitionSplitter, schema_to_arrow_schema};
+use iceberg::arrow::{FieldMatchMode, schema_to_arrow_schema};
 use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
@@ -35,6 +35,7 @@ use crate::error::{CatalogError, Result};
 use crate::fence::{FenceCheck, FencedCatalog};
 use crate::lakehouse::Lakehouse;
 use crate::manifests::merge_manifests_if_needed;
+use crate::partition_split::PartitionSplitter;
 use crate::retry::{Backoff, Retry};
 
 /// Snapshot summary key holding the writer's commit id.
@@ -288,7 +289,7 @@ type FileBuilder =
 
 enum SinkWriter {
     Unpartitioned(Box<UnpartitionedWriter<FileBuilder>>),
-    Partitioned(Box<(RecordBatchPartitionSplitter, FanoutWriter<FileBuilder>)>),
+    Partitioned(Box<(PartitionSplitter, FanoutWriter<FileBuilder>)>),
 }
 
 /// Data files of a table written batch by batch, without committing them:
@@ -337,7 +338,7 @@ impl DataFileSink {
             SinkWriter::Unpartitioned(Box::new(UnpartitionedWriter::new(builder)))
         } else {
             SinkWriter::Partitioned(Box::new((
-                RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)?,
+                PartitionSplitter::try_new(schema.clone(), spec)?,
                 FanoutWriter::new(builder),
             )))
         };

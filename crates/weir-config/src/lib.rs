@@ -752,6 +752,11 @@ pub struct ImportConfig {
     #[arg(long, env = "WEIR_IMPORT_FILES_PER_COMMIT", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub files_per_commit: u32,
 
+    /// Input files read and encoded at once (each on its own core; each
+    /// holds its rows in memory while they are written). 0: one per core.
+    #[arg(long, env = "WEIR_IMPORT_PARALLEL", default_value_t = 0)]
+    pub parallel: u32,
+
     /// Print the summary as JSON (for scripts) instead of text.
     #[arg(long, default_value_t = false)]
     pub json: bool,

@@ -1,7 +1,9 @@
 //! `weir import`: bulk-append Parquet files to a table through the same
 //! commit path as every writer. Each input file becomes its own data files;
-//! groups of `--files-per-commit` inputs land in one snapshot each. Progress
-//! bar while it runs, a summary at the end.
+//! groups of `--files-per-commit` inputs land in one snapshot each. Files
+//! are read and encoded `--parallel` at a time (one per core by default:
+//! decoding, sorting and Parquet encoding are CPU-bound and single-threaded
+//! per file). Progress bar while it runs, a summary at the end.
 
 use std::fs::File;
 use std::path::Path;
@@ -9,8 +11,11 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use arrow::array::RecordBatch;
+use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use weir_catalog::iceberg::spec::DataFile;
+use weir_catalog::iceberg::table::Table;
 use weir_catalog::{AppendOptions, append_data_files, write_data_files};
 use weir_config::ImportConfig;
 
@@ -38,20 +43,19 @@ pub(super) async fn run(cfg: ImportConfig) -> anyhow::Result<()> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let started = Instant::now();
+    let parallel = match cfg.parallel {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n as usize,
+    };
     let (mut rows, mut snapshots, mut data_files) = (0u64, 0u64, 0usize);
     for group in cfg.files.chunks(cfg.files_per_commit as usize) {
-        let mut table = lakehouse.load_table(namespace, name).await?;
-        let mut written = Vec::new();
-        for file in group {
-            bar.set_message(file.display().to_string());
-            let batches = read_parquet(file)?;
-            written.extend(
-                write_data_files(&table, &batches, None)
-                    .await
-                    .with_context(|| format!("writing the rows of {}", file.display()))?,
-            );
-            bar.inc(std::fs::metadata(file)?.len());
-        }
+        let table = lakehouse.load_table(namespace, name).await?;
+        // In input order, `parallel` files in flight.
+        let written: Vec<DataFile> = futures::stream::iter(group)
+            .map(|file| write_file(table.clone(), file.clone(), bar.clone()))
+            .buffered(parallel)
+            .try_concat()
+            .await?;
         let mut opts = AppendOptions::default();
         opts.snapshot_properties
             .insert("weir.import.files".into(), group.len().to_string());
@@ -61,7 +65,7 @@ pub(super) async fn run(cfg: ImportConfig) -> anyhow::Result<()> {
         );
         // The table may have changed while the files were written (e.g.
         // schema evolution): reload so the commit builds on the newest state.
-        table = lakehouse.load_table(namespace, name).await?;
+        let table = lakehouse.load_table(namespace, name).await?;
         let outcome = append_data_files(&lakehouse, &table, written, opts)
             .await
             .with_context(|| {
@@ -94,6 +98,28 @@ pub(super) async fn run(cfg: ImportConfig) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Reads `file` and writes its rows as data files of `table` (not
+/// committed), on a task of its own so files encode in parallel.
+async fn write_file(
+    table: Table,
+    file: std::path::PathBuf,
+    bar: ProgressBar,
+) -> anyhow::Result<Vec<DataFile>> {
+    let task = tokio::spawn(async move {
+        bar.set_message(file.display().to_string());
+        let input = file.clone();
+        let batches = tokio::task::spawn_blocking(move || read_parquet(&input))
+            .await
+            .context("the reading task failed")??;
+        let written = write_data_files(&table, &batches, None)
+            .await
+            .with_context(|| format!("writing the rows of {}", file.display()))?;
+        bar.inc(std::fs::metadata(&file)?.len());
+        anyhow::Ok(written)
+    });
+    task.await.context("the writing task failed")?
 }
 
 fn read_parquet(file: &Path) -> anyhow::Result<Vec<RecordBatch>> {
