@@ -47,7 +47,7 @@ pub use views::{ViewDefinition, ViewListing};
 pub use watermark::Watermarks;
 pub use writer::{
     AppendOptions, AppendOutcome, COMMIT_ID_KEY, DataFileSink, append_batches, append_data_files,
-    find_commit, write_data_files, write_data_files_named,
+    find_commit, write_data_files, write_data_files_named, write_data_files_parallel,
 };
 
 pub use iceberg;

@@ -252,36 +252,122 @@ async fn write_files(
     sort: bool,
 ) -> iceberg::Result<Vec<DataFile>> {
     let mut sink = DataFileSink::new(table, target_file_bytes, name_prefix)?;
-    let conformed = batches
-        .iter()
-        .filter(|b| b.num_rows() > 0)
-        .map(|b| conform(b, &sink.arrow_schema, &sink.schema))
-        .collect::<iceberg::Result<Vec<_>>>()?;
-    // The partition splitter keeps row order, so one sort serves every
-    // partition's files.
-    let conformed = if sort {
-        let keys = crate::sort::sort_keys(table);
-        if keys.is_empty() || conformed.is_empty() {
-            conformed
-        } else {
-            // CPU-bound (a bulk import sorts millions of rows): off the
-            // async workers.
-            tokio::task::spawn_blocking(move || crate::sort::sort_batches(&conformed, &keys))
-                .await
-                .map_err(|e| {
-                    IcebergError::new(ErrorKind::Unexpected, format!("sort task failed: {e}"))
-                })?
-                .map_err(|e| {
-                    IcebergError::new(ErrorKind::DataInvalid, format!("sorting rows: {e}"))
-                })?
-        }
-    } else {
-        conformed
-    };
-    for batch in &conformed {
+    let rows = prepare(table, &sink.arrow_schema, &sink.schema, batches, sort).await?;
+    for batch in &rows {
         sink.write_conformed(batch).await?;
     }
     sink.close().await
+}
+
+/// Rows below which a write stays on one core: cutting smaller writes would
+/// only make more, smaller files.
+const ROWS_PER_WRITER: usize = 2_000_000;
+
+/// [`write_data_files`] encoding on up to `writers` cores (Parquet encoding
+/// is single-threaded per file): the sorted rows are cut into contiguous
+/// runs of at least [`ROWS_PER_WRITER`] rows, each written to files of its
+/// own on a task of its own. Runs of a sorted table stay sorted and do not
+/// overlap, so pruning loses nothing; a partition may get one file per run.
+pub async fn write_data_files_parallel(
+    table: &Table,
+    batches: &[RecordBatch],
+    target_file_bytes: Option<usize>,
+    writers: usize,
+) -> iceberg::Result<Vec<DataFile>> {
+    write_parallel(table, batches, target_file_bytes, writers, ROWS_PER_WRITER).await
+}
+
+async fn write_parallel(
+    table: &Table,
+    batches: &[RecordBatch],
+    target_file_bytes: Option<usize>,
+    writers: usize,
+    rows_per_writer: usize,
+) -> iceberg::Result<Vec<DataFile>> {
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let writers = writers.min(total / rows_per_writer.max(1)).max(1);
+    if writers == 1 {
+        return write_data_files(table, batches, target_file_bytes).await;
+    }
+    let (arrow_schema, schema) = {
+        let probe = DataFileSink::new(table, target_file_bytes, "")?;
+        (probe.arrow_schema, probe.schema)
+    };
+    let rows = prepare(table, &arrow_schema, &schema, batches, true).await?;
+    let tasks: Vec<_> = cut(&rows, writers)
+        .into_iter()
+        .map(|run| {
+            let table = table.clone();
+            tokio::spawn(async move {
+                let mut sink = DataFileSink::new(&table, target_file_bytes, "")?;
+                for batch in &run {
+                    sink.write_conformed(batch).await?;
+                }
+                sink.close().await
+            })
+        })
+        .collect();
+    let mut files = Vec::new();
+    for task in tasks {
+        let written = task.await.map_err(|e| {
+            IcebergError::new(ErrorKind::Unexpected, format!("write task failed: {e}"))
+        })??;
+        files.extend(written);
+    }
+    Ok(files)
+}
+
+/// `rows` cut into `parts` contiguous runs of about equal row counts
+/// (zero-copy slices).
+fn cut(rows: &[RecordBatch], parts: usize) -> Vec<Vec<RecordBatch>> {
+    let total: usize = rows.iter().map(RecordBatch::num_rows).sum();
+    let per = total.div_ceil(parts.max(1)).max(1);
+    let mut runs: Vec<Vec<RecordBatch>> = vec![Vec::new()];
+    let mut room = per;
+    for batch in rows {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            if room == 0 {
+                runs.push(Vec::new());
+                room = per;
+            }
+            let take = room.min(batch.num_rows() - offset);
+            if let Some(run) = runs.last_mut() {
+                run.push(batch.slice(offset, take));
+            }
+            offset += take;
+            room -= take;
+        }
+    }
+    runs
+}
+
+/// `batches` conformed to the table's schema (empty ones dropped) and, with
+/// `sort`, in the table's sort order.
+async fn prepare(
+    table: &Table,
+    arrow_schema: &ArrowSchemaRef,
+    schema: &iceberg::spec::Schema,
+    batches: &[RecordBatch],
+    sort: bool,
+) -> iceberg::Result<Vec<RecordBatch>> {
+    let conformed = batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| conform(b, arrow_schema, schema))
+        .collect::<iceberg::Result<Vec<_>>>()?;
+    // The partition splitter keeps row order, so one sort serves every
+    // partition's files.
+    let keys = crate::sort::sort_keys(table);
+    if !sort || keys.is_empty() || conformed.is_empty() {
+        return Ok(conformed);
+    }
+    // CPU-bound (a bulk import sorts millions of rows): off the async
+    // workers.
+    tokio::task::spawn_blocking(move || crate::sort::sort_batches(&conformed, &keys))
+        .await
+        .map_err(|e| IcebergError::new(ErrorKind::Unexpected, format!("sort task failed: {e}")))?
+        .map_err(|e| IcebergError::new(ErrorKind::DataInvalid, format!("sorting rows: {e}")))
 }
 
 type FileBuilder =
@@ -454,4 +540,116 @@ fn conform(
         .collect::<iceberg::Result<Vec<_>>>()?;
     RecordBatch::try_new(target.clone(), columns)
         .map_err(|e| IcebergError::new(ErrorKind::DataInvalid, format!("cannot build batch: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{Field, Int64Type, Schema};
+
+    use super::*;
+
+    #[test]
+    fn cut_keeps_every_row_in_order() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = |from: i64, to: i64| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from_iter_values(from..to))],
+            )
+            .unwrap()
+        };
+        let rows = vec![batch(0, 7), batch(7, 8), batch(8, 20)];
+        for parts in 1..=5 {
+            let runs = cut(&rows, parts);
+            assert!(runs.len() <= parts);
+            let sizes: Vec<usize> = runs
+                .iter()
+                .map(|r| r.iter().map(RecordBatch::num_rows).sum())
+                .collect();
+            assert!(
+                sizes
+                    .iter()
+                    .all(|&n| n > 0 && n <= 20_usize.div_ceil(parts))
+            );
+            let all: Vec<i64> = runs
+                .iter()
+                .flatten()
+                .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+                .collect();
+            assert_eq!(all, (0..20).collect::<Vec<_>>());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_writers_keep_rows_sorted_and_apart() {
+        use iceberg::TableCreation;
+        use iceberg::spec::{
+            NestedField, NullOrder, PrimitiveType, Schema as IcebergSchema, SortDirection,
+            SortField, SortOrder, Transform, Type,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let lakehouse =
+            Lakehouse::open(&crate::LakehouseOptions::embedded(dir.path().to_path_buf()))
+                .await
+                .unwrap();
+        let schema = IcebergSchema::builder()
+            .with_fields(vec![
+                NestedField::required(1, "n", Type::Primitive(PrimitiveType::Long)).into(),
+            ])
+            .build()
+            .unwrap();
+        let order = SortOrder::builder()
+            .with_order_id(1)
+            .with_sort_field(SortField {
+                source_id: 1,
+                transform: Transform::Identity,
+                direction: SortDirection::Ascending,
+                null_order: NullOrder::First,
+            })
+            .build(&schema)
+            .unwrap();
+        let creation = TableCreation::builder()
+            .name("t".into())
+            .schema(schema)
+            .sort_order(order)
+            .build();
+        let table = lakehouse.create_table("public", creation).await.unwrap();
+        let arrow = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        // 1,000 rows in reverse: the writers get the sorted rows.
+        let batches: Vec<RecordBatch> = (0..10)
+            .map(|i| {
+                let values = (0..100).map(|j| 999 - (i * 100 + j));
+                RecordBatch::try_new(
+                    arrow.clone(),
+                    vec![Arc::new(Int64Array::from_iter_values(values))],
+                )
+                .unwrap()
+            })
+            .collect();
+        let files = write_parallel(&table, &batches, None, 3, 100)
+            .await
+            .unwrap();
+        assert_eq!(files.len(), 3);
+        assert_eq!(files.iter().map(|f| f.record_count()).sum::<u64>(), 1000);
+        let mut bounds: Vec<(i64, i64)> = files
+            .iter()
+            .map(|f| {
+                let long = |d: &iceberg::spec::Datum| match d.literal() {
+                    iceberg::spec::PrimitiveLiteral::Long(v) => *v,
+                    other => panic!("{other:?}"),
+                };
+                (long(&f.lower_bounds()[&1]), long(&f.upper_bounds()[&1]))
+            })
+            .collect();
+        bounds.sort();
+        assert_eq!(bounds, vec![(0, 333), (334, 667), (668, 999)]);
+        // Below the rows per writer: one writer.
+        let files = write_parallel(&table, &batches, None, 3, 600)
+            .await
+            .unwrap();
+        assert_eq!(files.len(), 1);
+    }
 }

@@ -49,7 +49,9 @@ use iceberg::spec::{DataFile, ManifestContentType};
 use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
 use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
-use weir_catalog::{AppendOptions, CatalogError, Lakehouse, append_data_files, write_data_files};
+use weir_catalog::{
+    AppendOptions, CatalogError, Lakehouse, append_data_files, write_data_files_parallel,
+};
 use weir_hot::{HotChunk, HotTier, coalesce_batches, visible_batches};
 
 use crate::error::to_df;
@@ -1221,7 +1223,9 @@ impl ExecutionPlan for WeirInsertExec {
                 let count: ArrayRef = Arc::new(UInt64Array::from(vec![0u64]));
                 return Ok(RecordBatch::try_new(count_schema(), vec![count])?);
             }
-            let files = write_data_files(&table, &batches, None)
+            // A large INSERT / bulk ingest encodes on every core.
+            let writers = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let files = write_data_files_parallel(&table, &batches, None, writers)
                 .await
                 .map_err(|source| {
                     to_df(CatalogError::Write {
