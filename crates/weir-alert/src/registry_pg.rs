@@ -29,7 +29,7 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Row};
 use weir_query::alerts::AlertRule;
 
 use crate::AlertError;
@@ -105,25 +105,70 @@ pub async fn load(url: &str) -> Result<Vec<AlertRule>, AlertError> {
     let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
     let mut rules = Vec::new();
     for row in rows {
-        let name: String = row.get(0);
-        let expr: String = row.get(1);
-        let op: String = row.get(2);
-        let value: Option<f64> = row.get(3);
-        let high: Option<f64> = row.get(4);
-        let low: Option<f64> = row.get(5);
-        let level: String = row.get(6);
-        let hold: Option<f64> = row.get(7);
-        let device: Option<String> = row.get(8);
-        let tag: Option<String> = row.get(9);
-        let cmp = |o: &str| value.map(|v| format!("({expr}) {o} {v}"));
-        let when = match op.as_str() {
+        let row = RuleRow::from_row(&row);
+        let Some(when) = row.when() else {
+            tracing::warn!(rule = %row.name, op = row.op, "alert_rules row without the thresholds its op needs; skipped");
+            continue;
+        };
+        let sql = row.create_alert(&when, url);
+        match weir_query::alerts::rule::parse_create(&dialect, &sql) {
+            Ok(rule) => rules.push(rule),
+            Err(e) => {
+                tracing::warn!(rule = %row.name, error = %e, "alert_rules row is not a rule Weir can run; skipped")
+            }
+        }
+    }
+    Ok(rules)
+}
+
+/// One row of the [`load`] query: an `alert_rules` row with the names of its
+/// device and tag.
+struct RuleRow {
+    name: String,
+    /// `condition_expression`.
+    expr: String,
+    op: String,
+    /// `threshold_value`.
+    value: Option<f64>,
+    high: Option<f64>,
+    low: Option<f64>,
+    level: String,
+    /// `eval_duration` in seconds.
+    hold: Option<f64>,
+    device: Option<String>,
+    tag: Option<String>,
+}
+
+impl RuleRow {
+    /// Reads the columns of one row of the [`load`] query.
+    fn from_row(row: &Row) -> Self {
+        RuleRow {
+            name: row.get(0),
+            expr: row.get(1),
+            op: row.get(2),
+            value: row.get(3),
+            high: row.get(4),
+            low: row.get(5),
+            level: row.get(6),
+            hold: row.get(7),
+            device: row.get(8),
+            tag: row.get(9),
+        }
+    }
+
+    /// The rule's `WHEN` condition; `None` when the row lacks the thresholds
+    /// its op needs (or the op is unknown).
+    fn when(&self) -> Option<String> {
+        let (expr, op) = (&self.expr, self.op.as_str());
+        let cmp = |o: &str| self.value.map(|v| format!("({expr}) {o} {v}"));
+        match op {
             "GT" => cmp(">"),
             "GTE" => cmp(">="),
             "LT" => cmp("<"),
             "LTE" => cmp("<="),
             "EQ" => cmp("="),
             "NE" => cmp("<>"),
-            "BETWEEN" | "NOT_BETWEEN" => match (low, high) {
+            "BETWEEN" | "NOT_BETWEEN" => match (self.low, self.high) {
                 (Some(l), Some(h)) => Some(format!(
                     "({expr}) {}BETWEEN {l} AND {h}",
                     if op == "NOT_BETWEEN" { "NOT " } else { "" }
@@ -131,44 +176,39 @@ pub async fn load(url: &str) -> Result<Vec<AlertRule>, AlertError> {
                 _ => None,
             },
             _ => None,
-        };
-        let Some(when) = when else {
-            tracing::warn!(rule = %name, op, "alert_rules row without the thresholds its op needs; skipped");
-            continue;
-        };
+        }
+    }
+
+    /// The `CREATE ALERT` statement of the rule with condition `when`,
+    /// notifying the registry at `url`.
+    fn create_alert(&self, when: &str, url: &str) -> String {
         let mut filters = Vec::new();
-        if let Some(d) = &device {
+        if let Some(d) = &self.device {
             filters.push(format!("device_id = {}", quote(d)));
         }
-        if let Some(t) = &tag {
+        if let Some(t) = &self.tag {
             filters.push(format!("metric = {}", quote(t)));
         }
-        let mut sql = format!("CREATE ALERT {} ON silver.points", rule_name(&name));
+        let mut sql = format!("CREATE ALERT {} ON silver.points", rule_name(&self.name));
         if !filters.is_empty() {
             sql += &format!(" WHERE {}", filters.join(" AND "));
         }
         sql += &format!(" BY device_id, metric WHEN {when}");
-        if let Some(h) = hold.filter(|h| *h > 0.0) {
+        if let Some(h) = self.hold.filter(|h| *h > 0.0) {
             sql += &format!(
                 " FOR INTERVAL '{} milliseconds'",
                 (h * 1000.0).round() as u64
             );
         }
-        let severity = match level.as_str() {
+        let severity = match self.level.as_str() {
             "INFO" => "info",
             "WARNING" => "warning",
             _ => "critical",
         };
         sql += &format!(" SEVERITY '{severity}' NOTIFY {}", quote(url));
-        sql += &format!(" MESSAGE {}", quote(&name));
-        match weir_query::alerts::rule::parse_create(&dialect, &sql) {
-            Ok(rule) => rules.push(rule),
-            Err(e) => {
-                tracing::warn!(rule = %name, error = %e, "alert_rules row is not a rule Weir can run; skipped")
-            }
-        }
+        sql += &format!(" MESSAGE {}", quote(&self.name));
+        sql
     }
-    Ok(rules)
 }
 
 /// Writes one transition into `alert_history` (idempotent).

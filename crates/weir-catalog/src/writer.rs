@@ -27,7 +27,7 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
-use iceberg::{Error as IcebergError, ErrorKind};
+use iceberg::{Catalog, Error as IcebergError, ErrorKind};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -131,56 +131,19 @@ pub async fn append_data_files(
     let span =
         tracing::debug_span!("commit", table = %name, operation = "append", rows, data_files);
     let started = std::time::Instant::now();
-    let mut retry = Retry::new("append", &name, Backoff::APPEND);
-    retry.follow_table(table.metadata().properties());
-    let committed = loop {
-        let tx = Transaction::new(table);
-        let action = tx
-            .fast_append()
-            .set_commit_uuid(commit_id)
-            .set_snapshot_properties(props.clone())
-            .add_data_files(files.clone());
-        let tx = action
-            .apply(tx)
-            .map_err(|e| CatalogError::iceberg(&name, e))?;
-        // Transaction::commit reloads and retries on conflicts (appends
-        // commute) a few times (`commit.retry.num-retries`); a fence runs
-        // again on every attempt.
-        let fenced = opts
-            .fence
-            .clone()
-            .map(|check| FencedCatalog::new(catalog, check));
-        let result = match &fenced {
-            Some(f) => tx.commit(f).instrument(span.clone()).await,
-            None => tx.commit(catalog).instrument(span.clone()).await,
-        };
-        match result {
-            Ok(t) => break t,
-            Err(e) => {
-                if let Some(reason) = fenced.as_ref().and_then(|f| f.refused.lock().ok()?.take()) {
-                    crate::obs::record_commit(&name, "append", started, "fenced");
-                    return Err(CatalogError::Fenced {
-                        table: name,
-                        reason,
-                    });
-                }
-                // Unknown outcome (e.g. the catalog update ran but the reply was
-                // lost): the commit id in the snapshot summary tells.
-                let reloaded = catalog.load_table(table.identifier()).await.ok();
-                if let Some(t) = reloaded.filter(|t| find_commit(t, &commit_id).is_some()) {
-                    break t;
-                }
-                // Busy tables (a streaming writer, DML, compaction and SQL
-                // appends at once) can outrun iceberg-rust's few retries:
-                // appends commute, so try again after a jittered backoff.
-                if e.kind() == ErrorKind::CatalogCommitConflicts && retry.again(&e).await {
-                    continue;
-                }
-                crate::obs::record_commit(&name, "append", started, "error");
-                return Err(CatalogError::iceberg(&name, e));
-            }
-        }
-    };
+    let committed = AppendCommit {
+        catalog,
+        table,
+        name: &name,
+        files,
+        props,
+        commit_id,
+        fence: opts.fence,
+        span: &span,
+        started,
+    }
+    .commit()
+    .await?;
     crate::obs::record_commit(&name, "append", started, "ok");
     span.in_scope(|| {
         tracing::debug!(
@@ -192,7 +155,91 @@ pub async fn append_data_files(
     crate::obs::record_rows(&name, rows);
     crate::obs::record_table(&committed);
     let snapshot_id = find_commit(&committed, &commit_id);
-    match merge_manifests_if_needed(lakehouse, &committed).await {
+    merge_small_manifests(lakehouse, &committed, &name).await;
+    Ok(AppendOutcome {
+        table: committed,
+        snapshot_id,
+        data_files,
+        rows,
+    })
+}
+
+/// One `append` commit of [`append_data_files`]: what it adds to which
+/// table, and how it is traced.
+struct AppendCommit<'a> {
+    catalog: &'a dyn Catalog,
+    table: &'a Table,
+    name: &'a str,
+    files: Vec<DataFile>,
+    /// Snapshot summary properties, the commit id included.
+    props: HashMap<String, String>,
+    commit_id: Uuid,
+    fence: Option<FenceCheck>,
+    span: &'a tracing::Span,
+    started: std::time::Instant,
+}
+
+impl AppendCommit<'_> {
+    /// Commits the append, retrying on conflicts and resolving an unknown
+    /// outcome by the commit id; the table as committed.
+    async fn commit(self) -> Result<Table> {
+        let (catalog, table, name) = (self.catalog, self.table, self.name);
+        let mut retry = Retry::new("append", name, Backoff::APPEND);
+        retry.follow_table(table.metadata().properties());
+        loop {
+            let tx = Transaction::new(table);
+            let action = tx
+                .fast_append()
+                .set_commit_uuid(self.commit_id)
+                .set_snapshot_properties(self.props.clone())
+                .add_data_files(self.files.clone());
+            let tx = action
+                .apply(tx)
+                .map_err(|e| CatalogError::iceberg(name, e))?;
+            // Transaction::commit reloads and retries on conflicts (appends
+            // commute) a few times (`commit.retry.num-retries`); a fence runs
+            // again on every attempt.
+            let fenced = self
+                .fence
+                .clone()
+                .map(|check| FencedCatalog::new(catalog, check));
+            let result = match &fenced {
+                Some(f) => tx.commit(f).instrument(self.span.clone()).await,
+                None => tx.commit(catalog).instrument(self.span.clone()).await,
+            };
+            let e = match result {
+                Ok(t) => return Ok(t),
+                Err(e) => e,
+            };
+            if let Some(reason) = fenced.as_ref().and_then(|f| f.refused.lock().ok()?.take()) {
+                crate::obs::record_commit(name, "append", self.started, "fenced");
+                return Err(CatalogError::Fenced {
+                    table: name.to_string(),
+                    reason,
+                });
+            }
+            // Unknown outcome (e.g. the catalog update ran but the reply was
+            // lost): the commit id in the snapshot summary tells.
+            let reloaded = catalog.load_table(table.identifier()).await.ok();
+            if let Some(t) = reloaded.filter(|t| find_commit(t, &self.commit_id).is_some()) {
+                return Ok(t);
+            }
+            // Busy tables (a streaming writer, DML, compaction and SQL
+            // appends at once) can outrun iceberg-rust's few retries:
+            // appends commute, so try again after a jittered backoff.
+            if e.kind() == ErrorKind::CatalogCommitConflicts && retry.again(&e).await {
+                continue;
+            }
+            crate::obs::record_commit(name, "append", self.started, "error");
+            return Err(CatalogError::iceberg(name, e));
+        }
+    }
+}
+
+/// Merges the small manifests of a table just appended to when its policy
+/// says so; a failure is logged, the append stands.
+async fn merge_small_manifests(lakehouse: &Lakehouse, committed: &Table, name: &str) {
+    match merge_manifests_if_needed(lakehouse, committed).await {
         Ok(Some(merged)) => {
             tracing::debug!(table = %name, snapshot = merged.snapshot_id, "merged small manifests")
         }
@@ -201,12 +248,6 @@ pub async fn append_data_files(
             tracing::warn!(table = %name, error = %e, "merging small manifests failed; the append stands")
         }
     }
-    Ok(AppendOutcome {
-        table: committed,
-        snapshot_id,
-        data_files,
-        rows,
-    })
 }
 
 /// The snapshot committed with `commit_id`, if any (newest first).

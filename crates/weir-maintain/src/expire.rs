@@ -139,33 +139,7 @@ async fn run(
     // Files referenced only by expired snapshots. With --dry-run nothing was
     // committed; count against the metadata as it would have been.
     let after = after.unwrap_or_else(|| before.clone());
-    let kept: Vec<i64> = after
-        .metadata()
-        .snapshots()
-        .map(|s| s.snapshot_id())
-        .filter(|id| !expired.contains(id))
-        .collect();
-    let mut reach = Reach::new(&after);
-    let live = reach.referenced(&after, kept.iter().copied()).await?;
-    let mut doomed: HashMap<String, (u64, Kind)> = HashMap::new();
-    for id in &expired {
-        let (list, manifests) = reach.manifest_list(&before, *id).await?;
-        doomed.insert(list, (0, Kind::List));
-        for m in manifests {
-            if live.contains(&m.manifest_path) {
-                continue;
-            }
-            doomed.insert(
-                m.manifest_path.clone(),
-                (m.manifest_length as u64, Kind::Manifest),
-            );
-            let files = reach.manifest(&m).await?;
-            for (path, size) in files.alive.iter().chain(&files.deleted) {
-                doomed.insert(path.clone(), (*size, Kind::Data));
-            }
-        }
-    }
-    doomed.retain(|path, _| !live.contains(path));
+    let doomed = doomed_files(&before, &after, &expired).await?;
     let io = after.file_io();
     for (path, (size, kind)) in &doomed {
         if !opts.dry_run
@@ -184,6 +158,43 @@ async fn run(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The files (with their sizes and kinds) that the `expired` snapshots of
+/// `before` reference and no snapshot of `after` does.
+async fn doomed_files(
+    before: &Table,
+    after: &Table,
+    expired: &[i64],
+) -> Result<HashMap<String, (u64, Kind)>> {
+    let kept: Vec<i64> = after
+        .metadata()
+        .snapshots()
+        .map(|s| s.snapshot_id())
+        .filter(|id| !expired.contains(id))
+        .collect();
+    let mut reach = Reach::new(after);
+    let live = reach.referenced(after, kept.iter().copied()).await?;
+    let mut doomed: HashMap<String, (u64, Kind)> = HashMap::new();
+    for id in expired {
+        let (list, manifests) = reach.manifest_list(before, *id).await?;
+        doomed.insert(list, (0, Kind::List));
+        for m in manifests {
+            if live.contains(&m.manifest_path) {
+                continue;
+            }
+            doomed.insert(
+                m.manifest_path.clone(),
+                (m.manifest_length as u64, Kind::Manifest),
+            );
+            let files = reach.manifest(&m).await?;
+            for (path, size) in files.alive.iter().chain(&files.deleted) {
+                doomed.insert(path.clone(), (*size, Kind::Data));
+            }
+        }
+    }
+    doomed.retain(|path, _| !live.contains(path));
+    Ok(doomed)
 }
 
 #[derive(Debug, Clone, Copy)]

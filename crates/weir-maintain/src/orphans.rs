@@ -75,11 +75,7 @@ pub async fn remove_orphans(
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    let table = lakehouse
-        .catalog()
-        .load_table(ident)
-        .await
-        .map_err(|e| CatalogError::iceberg(&name, e))?;
+    let table = load_table(lakehouse, ident).await?;
     let location = table.metadata().location().to_string();
     // The lakehouse's own object store for the table's location (local
     // files or the S3 bucket, with the configured endpoint and credentials).
@@ -96,40 +92,13 @@ pub async fn remove_orphans(
         })?;
     report.files_listed = listed.len();
     // 2. Everything the current metadata references.
-    let table = lakehouse
-        .catalog()
-        .load_table(ident)
-        .await
-        .map_err(|e| CatalogError::iceberg(&name, e))?;
+    let table = load_table(lakehouse, ident).await?;
     let mut referenced = referenced_files(&table).await?;
     report.files_referenced = referenced.len();
     // 3. Other tables' files: everything under the location of a table
     // nested in this one's is that table's; a table whose location holds
     // this one's may keep files here too, so what it references stays.
-    let mut protected: Vec<String> = Vec::new();
-    for other in lakehouse.table_locations().await? {
-        if &other.ident == ident {
-            continue;
-        }
-        for other_root in other.roots() {
-            if is_within(&other_root, &location) {
-                protected.push(other_root);
-            } else if is_within(&location, &other_root) {
-                let other_table =
-                    lakehouse
-                        .catalog()
-                        .load_table(&other.ident)
-                        .await
-                        .map_err(|e| MaintainError::OverlappingTable {
-                            table: name.clone(),
-                            other: other.ident.to_string(),
-                            other_location: other_root.clone(),
-                            reason: e.to_string(),
-                        })?;
-                referenced.extend(referenced_files(&other_table).await?);
-            }
-        }
-    }
+    let protected = other_tables(lakehouse, ident, &location, &mut referenced).await?;
     let referenced: HashSet<&str> = referenced.iter().map(|p| normalize(p)).collect();
     // Listed keys are relative to the store (no bucket): compare full locations.
     // 4. Unreferenced, this table's own and old enough → delete.
@@ -162,6 +131,52 @@ pub async fn remove_orphans(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The table `ident` as the catalog has it now.
+async fn load_table(lakehouse: &Lakehouse, ident: &TableIdent) -> Result<Table> {
+    let table = lakehouse
+        .catalog()
+        .load_table(ident)
+        .await
+        .map_err(|e| CatalogError::iceberg(ident.to_string(), e))?;
+    Ok(table)
+}
+
+/// The roots of the other live tables nested in the `location` of table
+/// `ident` (their files are theirs); adds to `referenced` what the tables
+/// whose location holds this one's reference.
+async fn other_tables(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    location: &str,
+    referenced: &mut HashSet<String>,
+) -> Result<Vec<String>> {
+    let mut protected: Vec<String> = Vec::new();
+    for other in lakehouse.table_locations().await? {
+        if &other.ident == ident {
+            continue;
+        }
+        for other_root in other.roots() {
+            if is_within(&other_root, location) {
+                protected.push(other_root);
+            } else if is_within(location, &other_root) {
+                let other_table =
+                    lakehouse
+                        .catalog()
+                        .load_table(&other.ident)
+                        .await
+                        .map_err(|e| MaintainError::OverlappingTable {
+                            table: ident.to_string(),
+                            other: other.ident.to_string(),
+                            other_location: other_root.clone(),
+                            reason: e.to_string(),
+                        })?;
+                referenced.extend(referenced_files(&other_table).await?);
+            }
+        }
+    }
+    Ok(protected)
 }
 
 /// Every file the table's current metadata references: its metadata file

@@ -486,20 +486,7 @@ fn decode_point(
     let limits = budget.limits();
     let device_id = device_id(obj, opts)?;
     let ts = timestamp(obj, opts)?;
-    let metric = match lookup(obj, &METRIC_KEYS) {
-        Some((_, JVal::Str(s))) if s.trim().is_empty() => {
-            return Err(DecodeError::EmptyField("metric"));
-        }
-        Some((_, JVal::Str(s))) => s.as_ref(),
-        Some((key, _)) => {
-            return Err(DecodeError::WrongType {
-                field: key.into(),
-                expected: "a string",
-            });
-        }
-        None => return Err(DecodeError::MissingField("metric")),
-    };
-    check_key(limits, metric)?;
+    let metric = point_metric(obj, limits)?;
     let value = match get(obj, "value") {
         None => return Err(DecodeError::MissingField("value")),
         Some(v) => point_value(v)?,
@@ -525,6 +512,49 @@ fn decode_point(
             expected: "a 32-bit integer",
         })?),
     };
+    let labels = point_labels(obj, limits)?.finish();
+    let bytes =
+        POINT_OVERHEAD + device_id.len() + metric.len() + unit.map_or(0, str::len) + labels.bytes;
+    budget.reserve(1, labels.len(), bytes)?;
+    check_fields(limits, count_fields(obj), "an object")?;
+    out.push(Point {
+        ts_micros: ts,
+        device_id,
+        metric: metric.to_owned(),
+        value,
+        quality,
+        unit: unit.map(str::to_owned),
+        labels: labels.to_vec(),
+    });
+    Ok(())
+}
+
+/// The metric name of a point object (`metric_name` or `metric`, a
+/// non-empty string), checked for length.
+#[inline]
+fn point_metric<'v>(obj: &'v Obj, limits: &DecodeLimits) -> Result<&'v str, DecodeError> {
+    let metric = match lookup(obj, &METRIC_KEYS) {
+        Some((_, JVal::Str(s))) if s.trim().is_empty() => {
+            return Err(DecodeError::EmptyField("metric"));
+        }
+        Some((_, JVal::Str(s))) => s.as_ref(),
+        Some((key, _)) => {
+            return Err(DecodeError::WrongType {
+                field: key.into(),
+                expected: "a string",
+            });
+        }
+        None => return Err(DecodeError::MissingField("metric")),
+    };
+    check_key(limits, metric)?;
+    Ok(metric)
+}
+
+/// The labels of a point object: the members of `labels` / `tags` and every
+/// other scalar member that is not a common key, metric, `value`, `unit` or
+/// `quality`.
+#[inline]
+fn point_labels<'v>(obj: &'v Obj, limits: &DecodeLimits) -> Result<LabelSet<'v>, DecodeError> {
     let mut labels = LabelSet::default();
     for (k, v) in obj {
         let key = k.as_ref();
@@ -550,21 +580,7 @@ fn decode_point(
             },
         }
     }
-    let labels = labels.finish();
-    let bytes =
-        POINT_OVERHEAD + device_id.len() + metric.len() + unit.map_or(0, str::len) + labels.bytes;
-    budget.reserve(1, labels.len(), bytes)?;
-    check_fields(limits, count_fields(obj), "an object")?;
-    out.push(Point {
-        ts_micros: ts,
-        device_id,
-        metric: metric.to_owned(),
-        value,
-        quality,
-        unit: unit.map(str::to_owned),
-        labels: labels.to_vec(),
-    });
-    Ok(())
+    Ok(labels)
 }
 
 fn point_value(v: &JVal) -> Result<Option<f64>, DecodeError> {

@@ -50,8 +50,10 @@
 
 use std::borrow::Cow;
 
-use super::labels::{LabelSet, dedupe_last_wins};
-use super::limits::{self, Budget, POINT_OVERHEAD, check_fields, check_key, check_value};
+use super::labels::{LabelSet, Labels, dedupe_last_wins};
+use super::limits::{
+    self, Budget, DecodeLimits, POINT_OVERHEAD, check_fields, check_key, check_value,
+};
 use super::{DecodeError, DecodeOptions, Point, default_ts, key_device_id, timestamp};
 
 const DEVICE_TAGS: [&str; 4] = ["device_id", "deviceId", "id", "host"];
@@ -119,6 +121,8 @@ enum Emit {
     Decode(DecodeError),
 }
 
+/// Turns one parsed line into points in `out`, within the limits and the
+/// message's budget.
 fn emit(
     line: &Line,
     opts: &DecodeOptions,
@@ -126,114 +130,191 @@ fn emit(
     out: &mut Vec<Point>,
 ) -> Result<(), Emit> {
     let limits = budget.limits();
-    let tag = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|n| line.tags.iter().find(|(k, _)| k == n))
-    };
-    let device_tag = tag(&DEVICE_TAGS);
-    let metric_tag = tag(&METRIC_TAGS);
-    let unit = tag(&["unit"]).map(|(_, v)| v.as_ref());
-    let device_id = match device_tag {
-        Some((_, v)) => v.as_ref(),
-        None => key_device_id(opts).unwrap_or(&line.measurement),
-    };
-    let base = metric_tag.map_or(line.measurement.as_ref(), |(_, v)| v.as_ref());
-    let ts = match line.ts {
-        Some(ts) => ts,
-        None => default_ts(opts).map_err(Emit::Decode)?,
-    };
-    check_value(limits, device_id).map_err(Emit::Decode)?;
-    check_key(limits, base).map_err(Emit::Decode)?;
-    if let Some(unit) = unit {
-        check_value(limits, unit).map_err(Emit::Decode)?;
-    }
+    let head = Head::of(line, opts, limits)?;
 
     // Count first: labels and metric names are borrowed from the line; the
     // points are built once the message totals fit.
-    let mut labels = LabelSet::default();
-    for (k, v) in &line.tags {
-        let used = device_tag.is_some_and(|(dk, _)| dk == k)
-            || metric_tag.is_some_and(|(mk, _)| mk == k)
-            || k == "unit";
-        if !used {
-            labels
-                .push(limits, Cow::Borrowed(k), Cow::Borrowed(v))
-                .map_err(Emit::Decode)?;
-        }
-    }
-    let mut quality = None;
-    let mut points = 0;
-    let mut metric_bytes = 0;
-    for (k, v) in &line.fields {
-        match (k.as_ref(), v) {
-            (_, FieldVal::Str(s)) => labels
-                .push(limits, Cow::Borrowed(k), Cow::Borrowed(s))
-                .map_err(Emit::Decode)?,
-            ("quality", v) => {
-                let q = match *v {
-                    FieldVal::Int(n) => i32::try_from(n).ok(),
-                    FieldVal::UInt(n) => i32::try_from(n).ok(),
-                    FieldVal::Float(f) if f.fract() == 0.0 && f.abs() <= i32::MAX as f64 => {
-                        Some(f as i32)
-                    }
-                    _ => None,
-                };
-                quality = Some(q.ok_or_else(|| {
-                    Emit::Line("field `quality` must be an integer in the 32-bit range".into())
-                })?);
-            }
-            ("value", _) => {
-                points += 1;
-                metric_bytes += base.len() + unit.map_or(0, str::len);
-            }
-            _ => {
-                let len = base.len() + 1 + k.len();
-                if len > limits.key_bytes {
-                    let shown = format!("{base}.{k}");
-                    let e = limits::too_long("key", &shown, len, limits.key_bytes, "key_bytes");
-                    return Err(Emit::Decode(e));
-                }
-                points += 1;
-                metric_bytes += len;
-            }
-        }
-    }
-    let labels = labels.finish();
-    let bytes = points * (POINT_OVERHEAD + device_id.len() + labels.bytes) + metric_bytes;
+    let tally = head.tally(line, limits)?;
+    let labels = tally.labels.finish();
+    let points = tally.points;
+    let bytes =
+        points * (POINT_OVERHEAD + head.device_id.len() + labels.bytes) + tally.metric_bytes;
     budget
         .reserve(points, labels.len(), bytes)
         .map_err(Emit::Decode)?;
     check_fields(limits, line.tags.len() + line.fields.len(), "a line").map_err(Emit::Decode)?;
 
     out.reserve(points);
-    for (k, v) in &line.fields {
-        let value = match *v {
-            FieldVal::Float(f) => f,
-            FieldVal::Int(n) => n as f64,
-            FieldVal::UInt(n) => n as f64,
-            FieldVal::Bool(b) => f64::from(u8::from(b)),
-            FieldVal::Str(_) => continue,
-        };
-        if k == "quality" {
-            continue;
-        }
-        let (metric, unit) = if k == "value" {
-            (base.to_owned(), unit.map(str::to_owned))
-        } else {
-            (format!("{base}.{k}"), None)
-        };
-        out.push(Point {
-            ts_micros: ts,
-            device_id: device_id.to_owned(),
-            metric,
-            value: Some(value),
-            quality,
-            unit,
-            labels: labels.to_vec(),
-        });
-    }
+    head.push_points(line, tally.quality, &labels, out);
     Ok(())
+}
+
+/// A tag of a line, key and value.
+type TagKv<'l> = (Cow<'l, str>, Cow<'l, str>);
+
+/// What a line's tags (or the defaults) give every point of the line.
+struct Head<'l> {
+    /// The tag naming the device, if any (not a label).
+    device_tag: Option<&'l TagKv<'l>>,
+    /// The tag naming the metric, if any (not a label).
+    metric_tag: Option<&'l TagKv<'l>>,
+    device_id: &'l str,
+    /// The base metric name.
+    base: &'l str,
+    unit: Option<&'l str>,
+    ts: i64,
+}
+
+/// The counting pass over a line: its labels, its quality and the number
+/// and metric-name bytes of its points.
+struct Tally<'l> {
+    labels: LabelSet<'l>,
+    quality: Option<i32>,
+    points: usize,
+    metric_bytes: usize,
+}
+
+impl<'l> Head<'l> {
+    /// Finds the device, metric and unit tags and the timestamp of `line`
+    /// and checks their lengths.
+    #[inline]
+    fn of(
+        line: &'l Line<'l>,
+        opts: &'l DecodeOptions,
+        limits: &DecodeLimits,
+    ) -> Result<Self, Emit> {
+        let tag = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| line.tags.iter().find(|(k, _)| k == n))
+        };
+        let device_tag = tag(&DEVICE_TAGS);
+        let metric_tag = tag(&METRIC_TAGS);
+        let unit = tag(&["unit"]).map(|(_, v)| v.as_ref());
+        let device_id = match device_tag {
+            Some((_, v)) => v.as_ref(),
+            None => key_device_id(opts).unwrap_or(&line.measurement),
+        };
+        let base = metric_tag.map_or(line.measurement.as_ref(), |(_, v)| v.as_ref());
+        let ts = match line.ts {
+            Some(ts) => ts,
+            None => default_ts(opts).map_err(Emit::Decode)?,
+        };
+        check_value(limits, device_id).map_err(Emit::Decode)?;
+        check_key(limits, base).map_err(Emit::Decode)?;
+        if let Some(unit) = unit {
+            check_value(limits, unit).map_err(Emit::Decode)?;
+        }
+        Ok(Head {
+            device_tag,
+            metric_tag,
+            device_id,
+            base,
+            unit,
+            ts,
+        })
+    }
+
+    /// Counts the points of `line` and gathers its labels (the tags not used
+    /// for device, metric or unit, and the string fields) and its quality,
+    /// checking key and value lengths.
+    #[inline]
+    fn tally(&self, line: &'l Line<'l>, limits: &DecodeLimits) -> Result<Tally<'l>, Emit> {
+        let mut tally = Tally {
+            labels: LabelSet::default(),
+            quality: None,
+            points: 0,
+            metric_bytes: 0,
+        };
+        for (k, v) in &line.tags {
+            let used = self.device_tag.is_some_and(|(dk, _)| dk == k)
+                || self.metric_tag.is_some_and(|(mk, _)| mk == k)
+                || k == "unit";
+            if !used {
+                tally
+                    .labels
+                    .push(limits, Cow::Borrowed(k), Cow::Borrowed(v))
+                    .map_err(Emit::Decode)?;
+            }
+        }
+        let base = self.base;
+        for (k, v) in &line.fields {
+            match (k.as_ref(), v) {
+                (_, FieldVal::Str(s)) => tally
+                    .labels
+                    .push(limits, Cow::Borrowed(k), Cow::Borrowed(s))
+                    .map_err(Emit::Decode)?,
+                ("quality", v) => tally.quality = Some(quality(v)?),
+                ("value", _) => {
+                    tally.points += 1;
+                    tally.metric_bytes += base.len() + self.unit.map_or(0, str::len);
+                }
+                _ => {
+                    let len = base.len() + 1 + k.len();
+                    if len > limits.key_bytes {
+                        let shown = format!("{base}.{k}");
+                        let e = limits::too_long("key", &shown, len, limits.key_bytes, "key_bytes");
+                        return Err(Emit::Decode(e));
+                    }
+                    tally.points += 1;
+                    tally.metric_bytes += len;
+                }
+            }
+        }
+        Ok(tally)
+    }
+
+    /// Builds the points of `line`: one per numeric or boolean field other
+    /// than `quality`.
+    #[inline]
+    fn push_points(
+        &self,
+        line: &Line,
+        quality: Option<i32>,
+        labels: &Labels,
+        out: &mut Vec<Point>,
+    ) {
+        let base = self.base;
+        for (k, v) in &line.fields {
+            let value = match *v {
+                FieldVal::Float(f) => f,
+                FieldVal::Int(n) => n as f64,
+                FieldVal::UInt(n) => n as f64,
+                FieldVal::Bool(b) => f64::from(u8::from(b)),
+                FieldVal::Str(_) => continue,
+            };
+            if k == "quality" {
+                continue;
+            }
+            let (metric, unit) = if k == "value" {
+                (base.to_owned(), self.unit.map(str::to_owned))
+            } else {
+                (format!("{base}.{k}"), None)
+            };
+            out.push(Point {
+                ts_micros: self.ts,
+                device_id: self.device_id.to_owned(),
+                metric,
+                value: Some(value),
+                quality,
+                unit,
+                labels: labels.to_vec(),
+            });
+        }
+    }
+}
+
+/// The value of the field `quality`: an integer, or an integral float, in
+/// the 32-bit range.
+#[inline]
+fn quality(v: &FieldVal) -> Result<i32, Emit> {
+    let q = match *v {
+        FieldVal::Int(n) => i32::try_from(n).ok(),
+        FieldVal::UInt(n) => i32::try_from(n).ok(),
+        FieldVal::Float(f) if f.fract() == 0.0 && f.abs() <= i32::MAX as f64 => Some(f as i32),
+        _ => None,
+    };
+    q.ok_or_else(|| Emit::Line("field `quality` must be an integer in the 32-bit range".into()))
 }
 
 /// Parses one non-empty, non-comment line into `line`.

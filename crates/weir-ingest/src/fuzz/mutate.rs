@@ -117,66 +117,13 @@ pub(super) fn mutate(input: &mut Vec<u8>, corpus: &[Vec<u8>], rng: &mut StdRng) 
             insert(input, rng, t.as_bytes());
         }
         // Replace a run of digits with a huge or odd number.
-        5 => {
-            let n = NUMBERS[rng.random_range(0..NUMBERS.len())];
-            match input.iter().position(|c| c.is_ascii_digit()) {
-                Some(start) => {
-                    let end = input[start..]
-                        .iter()
-                        .position(|c| !c.is_ascii_digit() && *c != b'.')
-                        .map_or(input.len(), |e| start + e);
-                    input.splice(start..end, n.bytes());
-                }
-                None => insert(input, rng, n.as_bytes()),
-            }
-        }
+        5 => replace_number(input, rng),
         // Splice: a piece of another seed.
-        6 => {
-            let other = &corpus[rng.random_range(0..corpus.len())];
-            if !other.is_empty() {
-                let a = rng.random_range(0..other.len());
-                let b = rng.random_range(a..=other.len());
-                insert(input, rng, &other[a..b]);
-            }
-        }
+        6 => splice(input, corpus, rng),
         // Repeat a chunk many times (many fields, many lines).
-        7 if len > 0 => {
-            let a = rng.random_range(0..len);
-            let b = rng.random_range(a..=len.min(a + 32));
-            let chunk = input[a..b].to_vec();
-            let times = if rng.random_bool(0.1) {
-                rng.random_range(100..5000)
-            } else {
-                rng.random_range(2..20)
-            };
-            let mut piece = Vec::with_capacity(chunk.len() * times);
-            for _ in 0..times {
-                piece.extend_from_slice(&chunk);
-            }
-            insert(input, rng, &piece);
-        }
+        7 if len > 0 => repeat_chunk(input, rng),
         // Deep nesting around the input or a part of it.
-        8 => {
-            let depth = if rng.random_bool(0.2) {
-                rng.random_range(100..2000)
-            } else {
-                rng.random_range(2..40)
-            };
-            let (open, close): (&[u8], &[u8]) = match rng.random_range(0..3) {
-                0 => (b"[", b"]"),
-                1 => (b"{\"a\":", b"}"),
-                _ => (b"{\"metrics\":{\"k\":", b"}}"),
-            };
-            let mut out = Vec::with_capacity(input.len() + depth * (open.len() + close.len()));
-            for _ in 0..depth {
-                out.extend_from_slice(open);
-            }
-            out.extend_from_slice(input);
-            for _ in 0..depth {
-                out.extend_from_slice(close);
-            }
-            *input = out;
-        }
+        8 => nest(input, rng),
         // Random unicode scalar.
         9 => {
             let c = char::from_u32(rng.random_range(0x80..0x11_0000)).unwrap_or('\u{fffd}');
@@ -195,6 +142,75 @@ pub(super) fn mutate(input: &mut Vec<u8>, corpus: &[Vec<u8>], rng: &mut StdRng) 
     if input.len() > MAX_LEN {
         input.truncate(MAX_LEN);
     }
+}
+
+/// Replaces the first run of digits (and dots) of `input` with a huge or odd
+/// number, or inserts one where there is none.
+fn replace_number(input: &mut Vec<u8>, rng: &mut StdRng) {
+    let n = NUMBERS[rng.random_range(0..NUMBERS.len())];
+    match input.iter().position(|c| c.is_ascii_digit()) {
+        Some(start) => {
+            let end = input[start..]
+                .iter()
+                .position(|c| !c.is_ascii_digit() && *c != b'.')
+                .map_or(input.len(), |e| start + e);
+            input.splice(start..end, n.bytes());
+        }
+        None => insert(input, rng, n.as_bytes()),
+    }
+}
+
+/// Inserts a random piece of a random seed of `corpus`.
+fn splice(input: &mut Vec<u8>, corpus: &[Vec<u8>], rng: &mut StdRng) {
+    let other = &corpus[rng.random_range(0..corpus.len())];
+    if !other.is_empty() {
+        let a = rng.random_range(0..other.len());
+        let b = rng.random_range(a..=other.len());
+        insert(input, rng, &other[a..b]);
+    }
+}
+
+/// Inserts a chunk (up to 32 bytes) of the non-empty `input`, repeated a few
+/// or, now and then, thousands of times.
+fn repeat_chunk(input: &mut Vec<u8>, rng: &mut StdRng) {
+    let len = input.len();
+    let a = rng.random_range(0..len);
+    let b = rng.random_range(a..=len.min(a + 32));
+    let chunk = input[a..b].to_vec();
+    let times = if rng.random_bool(0.1) {
+        rng.random_range(100..5000)
+    } else {
+        rng.random_range(2..20)
+    };
+    let mut piece = Vec::with_capacity(chunk.len() * times);
+    for _ in 0..times {
+        piece.extend_from_slice(&chunk);
+    }
+    insert(input, rng, &piece);
+}
+
+/// Wraps `input` in JSON arrays or objects, a few or, now and then,
+/// thousands of levels deep.
+fn nest(input: &mut Vec<u8>, rng: &mut StdRng) {
+    let depth = if rng.random_bool(0.2) {
+        rng.random_range(100..2000)
+    } else {
+        rng.random_range(2..40)
+    };
+    let (open, close): (&[u8], &[u8]) = match rng.random_range(0..3) {
+        0 => (b"[", b"]"),
+        1 => (b"{\"a\":", b"}"),
+        _ => (b"{\"metrics\":{\"k\":", b"}}"),
+    };
+    let mut out = Vec::with_capacity(input.len() + depth * (open.len() + close.len()));
+    for _ in 0..depth {
+        out.extend_from_slice(open);
+    }
+    out.extend_from_slice(input);
+    for _ in 0..depth {
+        out.extend_from_slice(close);
+    }
+    *input = out;
 }
 
 fn insert(input: &mut Vec<u8>, rng: &mut StdRng, bytes: &[u8]) {

@@ -288,76 +288,22 @@ pub(super) fn validate(file: FileRegistry, path: &Path) -> Result<Vec<Device>, M
         if d.endpoint.trim().is_empty() {
             return Err(at("empty endpoint".into()));
         }
-        let order_default = d.order.clone().or(file.defaults.order.clone());
-        let scan_default = d
-            .scan_rate_ms
-            .or(file.defaults.scan_rate_ms)
-            .unwrap_or(1000);
+        let defaults = TagDefaults {
+            order: d.order.clone().or(file.defaults.order.clone()),
+            scan_rate_ms: d
+                .scan_rate_ms
+                .or(file.defaults.scan_rate_ms)
+                .unwrap_or(1000),
+        };
         let mut names = HashSet::new();
         let mut tags = Vec::new();
         for t in d.tags {
             if !t.enabled {
                 continue;
             }
-            let at = |m: String| at(format!("tag `{}`: {m}", t.name));
-            if t.name.trim().is_empty() {
-                return Err(at("empty tag name".into()));
+            if let Some(tag) = validate_tag(t, &mut names, &defaults, &at)? {
+                tags.push(tag);
             }
-            if !names.insert(t.name.clone()) {
-                return Err(at("duplicate tag name".into()));
-            }
-            if !t.access.to_ascii_lowercase().contains("read") {
-                continue; // write-only tags are never polled
-            }
-            let address = match &t.address {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                other => {
-                    return Err(at(format!(
-                        "address must be a string or number, not {other}"
-                    )));
-                }
-            };
-            let (function, address) = parse_address(&address, t.function.as_deref()).map_err(at)?;
-            let data_type: DataType = t.data_type.parse().map_err(at)?;
-            let order = match t.order.as_ref().or(order_default.as_ref()) {
-                Some(o) => o.parse().map_err(at)?,
-                None => WordOrder::Abcd,
-            };
-            let scaling = t.scaling.unwrap_or(1.0);
-            if !scaling.is_finite() || scaling == 0.0 {
-                return Err(at(format!("scaling {scaling} must be finite and non-zero")));
-            }
-            if let (Some(lo), Some(hi)) = (t.min, t.max)
-                && lo > hi
-            {
-                return Err(at(format!("min {lo} is above max {hi}")));
-            }
-            if t.deadband.is_some_and(|d| d.is_nan() || d < 0.0) {
-                return Err(at("deadband must be >= 0".into()));
-            }
-            let scan = t.scan_rate_ms.unwrap_or(scan_default);
-            if scan == 0 {
-                return Err(at("scan_rate_ms must be > 0".into()));
-            }
-            let tag = Tag {
-                name: t.name.clone(),
-                function,
-                address,
-                data_type,
-                order,
-                unit: t.unit,
-                scaling,
-                offset: t.offset.unwrap_or(0.0),
-                min: t.min,
-                max: t.max,
-                deadband: t.deadband,
-                scan_rate: Duration::from_millis(scan),
-            };
-            if u32::from(tag.address) + u32::from(tag.span()) > 65536 {
-                return Err(at("address range runs past 65535".into()));
-            }
-            tags.push(tag);
         }
         out.push(Device {
             name: d.name.unwrap_or_else(|| d.id.clone()),
@@ -373,6 +319,83 @@ pub(super) fn validate(file: FileRegistry, path: &Path) -> Result<Vec<Device>, M
         });
     }
     Ok(out)
+}
+
+/// What a device's tags fall back to: the device's settings, else the
+/// registry's defaults.
+struct TagDefaults {
+    order: Option<String>,
+    scan_rate_ms: u64,
+}
+
+/// Checks one enabled tag of a device and turns it into a tag, or `None` for
+/// a write-only tag; `names` holds the device's tag names seen so far and
+/// `at` prefixes errors with the device.
+fn validate_tag(
+    t: FileTag,
+    names: &mut HashSet<String>,
+    defaults: &TagDefaults,
+    at: &dyn Fn(String) -> ModbusError,
+) -> Result<Option<Tag>, ModbusError> {
+    let at = |m: String| at(format!("tag `{}`: {m}", t.name));
+    if t.name.trim().is_empty() {
+        return Err(at("empty tag name".into()));
+    }
+    if !names.insert(t.name.clone()) {
+        return Err(at("duplicate tag name".into()));
+    }
+    if !t.access.to_ascii_lowercase().contains("read") {
+        return Ok(None); // write-only tags are never polled
+    }
+    let address = match &t.address {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        other => {
+            return Err(at(format!(
+                "address must be a string or number, not {other}"
+            )));
+        }
+    };
+    let (function, address) = parse_address(&address, t.function.as_deref()).map_err(at)?;
+    let data_type: DataType = t.data_type.parse().map_err(at)?;
+    let order = match t.order.as_ref().or(defaults.order.as_ref()) {
+        Some(o) => o.parse().map_err(at)?,
+        None => WordOrder::Abcd,
+    };
+    let scaling = t.scaling.unwrap_or(1.0);
+    if !scaling.is_finite() || scaling == 0.0 {
+        return Err(at(format!("scaling {scaling} must be finite and non-zero")));
+    }
+    if let (Some(lo), Some(hi)) = (t.min, t.max)
+        && lo > hi
+    {
+        return Err(at(format!("min {lo} is above max {hi}")));
+    }
+    if t.deadband.is_some_and(|d| d.is_nan() || d < 0.0) {
+        return Err(at("deadband must be >= 0".into()));
+    }
+    let scan = t.scan_rate_ms.unwrap_or(defaults.scan_rate_ms);
+    if scan == 0 {
+        return Err(at("scan_rate_ms must be > 0".into()));
+    }
+    let tag = Tag {
+        name: t.name.clone(),
+        function,
+        address,
+        data_type,
+        order,
+        unit: t.unit,
+        scaling,
+        offset: t.offset.unwrap_or(0.0),
+        min: t.min,
+        max: t.max,
+        deadband: t.deadband,
+        scan_rate: Duration::from_millis(scan),
+    };
+    if u32::from(tag.address) + u32::from(tag.span()) > 65536 {
+        return Err(at("address range runs past 65535".into()));
+    }
+    Ok(Some(tag))
 }
 
 #[cfg(test)]

@@ -3,13 +3,14 @@
 //! rustls and the ring provider already in the build, credentials) and the
 //! task polling the connection.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Outgoing, Packet, Publish,
-    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+    SubAck, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
@@ -172,104 +173,142 @@ pub(super) async fn connection_loop(
     name: String,
     session: Arc<AtomicU64>,
 ) {
+    let conn = Connection {
+        client,
+        filters,
+        tx,
+        name,
+        session,
+    };
     let mut delay = Duration::from_millis(100);
     let mut connected_once = false;
     loop {
-        match eventloop.poll().await {
+        let flow = match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 connected_once = true;
                 delay = Duration::from_millis(100);
-                let g = session.fetch_add(1, Ordering::SeqCst) + 1;
-                // A persistent session keeps its subscriptions; subscribing
-                // again would redeliver retained messages.
-                if !ack.session_present
-                    && let Err(e) = client.try_subscribe_many(filters.clone())
-                {
-                    let _ = tx
-                        .send(Ev::Fatal(SourceError::Config(format!(
-                            "subscribing on {name}: {e}"
-                        ))))
-                        .await;
-                    return;
-                }
-                let ev = Ev::Connected {
-                    session: g,
-                    session_present: ack.session_present,
-                };
-                if tx.send(ev).await.is_err() {
-                    return;
-                }
+                conn.connected(ack.session_present).await
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let g = session.load(Ordering::SeqCst);
-                if tx
-                    .send(Ev::Publish {
-                        session: g,
-                        publish,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                {
-                    let filters: Vec<&str> = filters.iter().map(|f| f.path.as_str()).collect();
-                    let _ = tx
-                        .send(Ev::fatal(MqttError::Refused {
-                            broker: name.clone(),
-                            reason: format!(
-                                "subscription to {filters:?} refused (not authorized?)"
-                            ),
-                        }))
-                        .await;
-                    return;
-                }
-                let filters: Vec<&str> = filters.iter().map(|f| f.path.as_str()).collect();
-                tracing::info!(broker = %name, ?filters, "MQTT subscribed");
-            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => conn.forward(publish).await,
+            Ok(Event::Incoming(Packet::SubAck(ack))) => conn.subscribed(&ack).await,
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
-            Ok(_) => {}
+            Ok(_) => ControlFlow::Continue(()),
             Err(ConnectionError::ConnectionRefused(code)) => {
-                let reason = match code {
-                    ConnectReturnCode::BadUserNamePassword => "bad user name or password",
-                    ConnectReturnCode::NotAuthorized => {
-                        "not authorized (bad user name or password, or no access)"
-                    }
-                    ConnectReturnCode::BadClientId => "client id rejected",
-                    ConnectReturnCode::RefusedProtocolVersion => "protocol version refused",
-                    ConnectReturnCode::ServiceUnavailable => "service unavailable",
-                    ConnectReturnCode::Success => "refused",
-                };
-                let _ = tx
-                    .send(Ev::fatal(MqttError::Refused {
-                        broker: name.clone(),
-                        reason: reason.into(),
-                    }))
-                    .await;
-                return;
+                conn.fatal(MqttError::Refused {
+                    broker: conn.name.clone(),
+                    reason: refusal_reason(code).into(),
+                })
+                .await
             }
             Err(ConnectionError::RequestsDone) => return,
             Err(ConnectionError::Tls(e)) if !connected_once => {
-                let _ = tx
-                    .send(Ev::fatal(MqttError::Connect {
-                        broker: name.clone(),
-                        message: format!("TLS: {e}"),
-                    }))
-                    .await;
-                return;
+                conn.fatal(MqttError::Connect {
+                    broker: conn.name.clone(),
+                    message: format!("TLS: {e}"),
+                })
+                .await
             }
             Err(e) => {
-                tracing::warn!(broker = %name, error = %e, retry_in = ?delay, "MQTT connection lost; reconnecting");
+                tracing::warn!(broker = %conn.name, error = %e, retry_in = ?delay, "MQTT connection lost; reconnecting");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
+                ControlFlow::Continue(())
             }
+        };
+        if flow.is_break() {
+            return;
         }
+    }
+}
+
+/// What the connection task needs besides the event loop: the client to
+/// subscribe with, the filters, where to report, the broker's name and the
+/// session counter.
+struct Connection {
+    client: AsyncClient,
+    filters: Vec<SubscribeFilter>,
+    tx: mpsc::Sender<Ev>,
+    name: String,
+    session: Arc<AtomicU64>,
+}
+
+impl Connection {
+    /// Handles a CONNACK: starts a new session, subscribes unless the broker
+    /// kept our session, and reports the connection.
+    async fn connected(&self, session_present: bool) -> ControlFlow<()> {
+        let g = self.session.fetch_add(1, Ordering::SeqCst) + 1;
+        // A persistent session keeps its subscriptions; subscribing
+        // again would redeliver retained messages.
+        if !session_present && let Err(e) = self.client.try_subscribe_many(self.filters.clone()) {
+            return self
+                .fatal(SourceError::Config(format!(
+                    "subscribing on {}: {e}",
+                    self.name
+                )))
+                .await;
+        }
+        let ev = Ev::Connected {
+            session: g,
+            session_present,
+        };
+        self.send(ev).await
+    }
+
+    /// Forwards a PUBLISH, tagged with the current session.
+    async fn forward(&self, publish: Publish) -> ControlFlow<()> {
+        let g = self.session.load(Ordering::SeqCst);
+        self.send(Ev::Publish {
+            session: g,
+            publish,
+        })
+        .await
+    }
+
+    /// Handles a SUBACK: a refused subscription is fatal.
+    async fn subscribed(&self, ack: &SubAck) -> ControlFlow<()> {
+        let filters: Vec<&str> = self.filters.iter().map(|f| f.path.as_str()).collect();
+        if ack
+            .return_codes
+            .iter()
+            .any(|c| matches!(c, SubscribeReasonCode::Failure))
+        {
+            return self
+                .fatal(MqttError::Refused {
+                    broker: self.name.clone(),
+                    reason: format!("subscription to {filters:?} refused (not authorized?)"),
+                })
+                .await;
+        }
+        tracing::info!(broker = %self.name, ?filters, "MQTT subscribed");
+        ControlFlow::Continue(())
+    }
+
+    /// Reports `ev`; stops when nobody listens any more.
+    async fn send(&self, ev: Ev) -> ControlFlow<()> {
+        match self.tx.send(ev).await {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
+        }
+    }
+
+    /// Reports a fatal error and stops.
+    async fn fatal(&self, e: impl Into<SourceError>) -> ControlFlow<()> {
+        let _ = self.tx.send(Ev::fatal(e)).await;
+        ControlFlow::Break(())
+    }
+}
+
+/// Why the broker refused the connection, for the fatal error.
+fn refusal_reason(code: ConnectReturnCode) -> &'static str {
+    match code {
+        ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+        ConnectReturnCode::NotAuthorized => {
+            "not authorized (bad user name or password, or no access)"
+        }
+        ConnectReturnCode::BadClientId => "client id rejected",
+        ConnectReturnCode::RefusedProtocolVersion => "protocol version refused",
+        ConnectReturnCode::ServiceUnavailable => "service unavailable",
+        ConnectReturnCode::Success => "refused",
     }
 }
 

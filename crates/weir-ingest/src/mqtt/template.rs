@@ -177,32 +177,59 @@ fn decode_inner(
         _ => false,
     };
     if number {
-        let value = parse_number(payload).ok_or_else(|| {
-            format!(
-                "payload is not a plain number: {:?}",
-                String::from_utf8_lossy(&payload[..payload.len().min(64)])
-            )
-        })?;
-        let (Some(device_id), Some(metric)) = (
-            fields.and_then(|f| f.device_id.clone()),
-            fields.and_then(|f| f.metric.clone()),
-        ) else {
-            return Err(format!(
-                "a plain-number payload needs a topic template with {{device_id}} and {{metric}} matching topic `{topic}`"
-            ));
-        };
-        out.push(Point {
-            ts_micros: received_micros,
-            device_id,
-            metric,
-            value: Some(value),
-            quality: None,
-            unit: None,
-            labels: fields.map(|f| f.labels.clone()).unwrap_or_default(),
-        });
+        out.push(number_point(topic, fields, payload, received_micros)?);
         return Ok(1);
     }
-    let decoder = match format {
+    let decoder = decoder_format(format, payload)?;
+    let opts = DecodeOptions {
+        default_ts_micros: Some(received_micros),
+        device_id_from_key: fields.and_then(|f| f.device_id.clone()),
+        ..base.clone()
+    };
+    let n = decode(decoder, payload, &opts, out).map_err(|e| e.to_string())?;
+    if let Some(f) = fields {
+        apply_topic_fields(f, &opts.limits, &mut out[start..])?;
+    }
+    Ok(n)
+}
+
+/// The point of a plain-number payload: device and metric from the topic
+/// `fields`, the receive time as timestamp.
+fn number_point(
+    topic: &str,
+    fields: Option<&TopicFields>,
+    payload: &[u8],
+    received_micros: i64,
+) -> Result<Point, String> {
+    let value = parse_number(payload).ok_or_else(|| {
+        format!(
+            "payload is not a plain number: {:?}",
+            String::from_utf8_lossy(&payload[..payload.len().min(64)])
+        )
+    })?;
+    let (Some(device_id), Some(metric)) = (
+        fields.and_then(|f| f.device_id.clone()),
+        fields.and_then(|f| f.metric.clone()),
+    ) else {
+        return Err(format!(
+            "a plain-number payload needs a topic template with {{device_id}} and {{metric}} matching topic `{topic}`"
+        ));
+    };
+    Ok(Point {
+        ts_micros: received_micros,
+        device_id,
+        metric,
+        value: Some(value),
+        quality: None,
+        unit: None,
+        labels: fields.map(|f| f.labels.clone()).unwrap_or_default(),
+    })
+}
+
+/// The decoder for a JSON or line-protocol (or auto) payload; a JSON payload
+/// must look like an object or array.
+fn decoder_format(format: MqttFormat, payload: &[u8]) -> Result<Format, String> {
+    Ok(match format {
         MqttFormat::Json => {
             let first = payload
                 .iter()
@@ -215,44 +242,46 @@ fn decode_inner(
         }
         MqttFormat::LineProtocol => Format::LineProtocol,
         _ => Format::Auto,
-    };
-    let opts = DecodeOptions {
-        default_ts_micros: Some(received_micros),
-        device_id_from_key: fields.and_then(|f| f.device_id.clone()),
-        ..base.clone()
-    };
-    let n = decode(decoder, payload, &opts, out).map_err(|e| e.to_string())?;
-    if let Some(f) = fields {
-        let max = opts.limits.labels_per_point;
-        for p in &mut out[start..] {
-            if p.metric == "value"
-                && let Some(m) = &f.metric
-            {
-                p.metric.clone_from(m);
-            }
-            for (k, v) in &f.labels {
-                if !p.labels.iter().any(|(pk, _)| pk == k) {
-                    if p.labels.len() >= max {
-                        return Err(format!(
-                            "a point would carry more than the {max} labels a point may carry \
-                             with the topic's labels (decode limit labels_per_point)"
-                        ));
-                    }
-                    p.labels.push((k.clone(), v.clone()));
-                }
-            }
+    })
+}
+
+/// Gives the decoded `points` the topic's metric (for the status metric
+/// `value`) and labels (a point's own label of the same name wins), within
+/// the labels per point and the message totals of `limits`.
+fn apply_topic_fields(
+    f: &TopicFields,
+    limits: &DecodeLimits,
+    points: &mut [Point],
+) -> Result<(), String> {
+    let max = limits.labels_per_point;
+    for p in points.iter_mut() {
+        if p.metric == "value"
+            && let Some(m) = &f.metric
+        {
+            p.metric.clone_from(m);
         }
-        // The topic's labels count towards the message totals too.
-        let mut budget = Budget::new(&opts.limits);
-        for p in &out[start..] {
-            let unit = p.unit.as_ref().map_or(0, String::len);
-            let bytes = point_bytes(p.device_id.len(), p.metric.len(), unit, &p.labels);
-            budget
-                .reserve(1, p.labels.len(), bytes)
-                .map_err(|e| e.to_string())?;
+        for (k, v) in &f.labels {
+            if !p.labels.iter().any(|(pk, _)| pk == k) {
+                if p.labels.len() >= max {
+                    return Err(format!(
+                        "a point would carry more than the {max} labels a point may carry \
+                         with the topic's labels (decode limit labels_per_point)"
+                    ));
+                }
+                p.labels.push((k.clone(), v.clone()));
+            }
         }
     }
-    Ok(n)
+    // The topic's labels count towards the message totals too.
+    let mut budget = Budget::new(limits);
+    for p in points.iter() {
+        let unit = p.unit.as_ref().map_or(0, String::len);
+        let bytes = point_bytes(p.device_id.len(), p.metric.len(), unit, &p.labels);
+        budget
+            .reserve(1, p.labels.len(), bytes)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// The topic's device id, metric and labels against the decode limits
