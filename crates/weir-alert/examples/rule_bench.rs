@@ -9,6 +9,7 @@
 //! Rules: 70 % thresholds, 10 % rate, 10 % z-score, 10 % absence, each on
 //! one metric (`WHERE metric = 'm…'`, as rules are written), `BY device_id`.
 
+#![allow(clippy::too_many_lines)] // tests and benchmarks: long tables of cases are fine
 #![allow(clippy::unwrap_used)] // benchmark example: a failure may panic
 
 use std::sync::Arc;

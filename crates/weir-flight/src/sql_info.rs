@@ -239,7 +239,15 @@ fn supported_conversions() -> BTreeMap<i32, Vec<i32>> {
 
 fn build_sql_info() -> Result<SqlInfoData, arrow_flight::error::FlightError> {
     let mut b = SqlInfoDataBuilder::new();
-    // Server information (0..=11, 100, 101).
+    server_info(&mut b);
+    sql_language(&mut b);
+    sql_capabilities(&mut b);
+    limits_and_transactions(&mut b);
+    b.build()
+}
+
+/// Server information (0..=11, 100, 101).
+fn server_info(b: &mut SqlInfoDataBuilder) {
     b.append(SqlInfo::FlightSqlServerName, "Weir");
     b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
     b.append(SqlInfo::FlightSqlServerArrowVersion, ARROW_FORMAT_VERSION);
@@ -255,8 +263,10 @@ fn build_sql_info() -> Result<SqlInfoData, arrow_flight::error::FlightError> {
     b.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
     b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
     b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
+}
 
-    // SQL language (500..=576).
+/// SQL language (500..=576): identifiers, keywords and functions.
+fn sql_language(b: &mut SqlInfoDataBuilder) {
     b.append(SqlInfo::SqlDdlCatalog, false);
     b.append(SqlInfo::SqlDdlSchema, true);
     b.append(SqlInfo::SqlDdlTable, true);
@@ -284,6 +294,10 @@ fn build_sql_info() -> Result<SqlInfoData, arrow_flight::error::FlightError> {
     b.append(SqlInfo::SqlSupportsColumnAliasing, true);
     b.append(SqlInfo::SqlNullPlusNullIsNull, true);
     b.append(SqlInfo::SqlSupportsConvert, supported_conversions());
+}
+
+/// What the SQL supports: grammar, joins, subqueries, unions, terms.
+fn sql_capabilities(b: &mut SqlInfoDataBuilder) {
     b.append(SqlInfo::SqlSupportsTableCorrelationNames, true);
     b.append(SqlInfo::SqlSupportsDifferentTableCorrelationNames, false);
     b.append(SqlInfo::SqlSupportsExpressionsInOrderBy, true);
@@ -340,7 +354,10 @@ fn build_sql_info() -> Result<SqlInfoData, arrow_flight::error::FlightError> {
             SqlSupportedUnions::SqlUnionAll as i32,
         ]),
     );
-    // Limits: 0 means "no limit / unknown".
+}
+
+/// Limits (0 means "no limit / unknown"), transactions and result sets.
+fn limits_and_transactions(b: &mut SqlInfoDataBuilder) {
     for limit in [
         SqlInfo::SqlMaxBinaryLiteralLength,
         SqlInfo::SqlMaxCharLiteralLength,
@@ -389,7 +406,6 @@ fn build_sql_info() -> Result<SqlInfoData, arrow_flight::error::FlightError> {
     b.append(SqlInfo::SqlNamedParametersSupported, false);
     b.append(SqlInfo::SqlLocatorsUpdateCopy, false);
     b.append(SqlInfo::SqlStoredFunctionsUsingCallSyntaxSupported, false);
-    b.build()
 }
 
 /// One row of the XDBC type table with the usual defaults.

@@ -14,6 +14,7 @@
 //! one 15-register read per poll, values changing every second so no
 //! deadband hides work). Run by `benches/modbus/run.sh`.
 
+#![allow(clippy::too_many_lines)] // tests and benchmarks: long tables of cases are fine
 #![allow(clippy::unwrap_used)] // benchmark example: a failure may panic
 
 use std::future::{Ready, ready};

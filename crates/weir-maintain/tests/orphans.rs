@@ -3,6 +3,7 @@
 //! as lakehouses made before table names were kept one path component have
 //! (`public."victim/data"` stored under `public.victim`'s `victim/data/`).
 
+#![allow(clippy::too_many_lines)] // tests and benchmarks: long tables of cases are fine
 #![allow(clippy::unwrap_used)] // test helpers: a failure may panic
 
 use std::path::{Path, PathBuf};

@@ -667,6 +667,7 @@ fn selects_into(body: &SetExpr) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)] // tables of cases
 mod tests {
     use super::*;
 

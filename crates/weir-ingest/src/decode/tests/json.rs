@@ -1,3 +1,4 @@
+#![allow(clippy::too_many_lines)] // tests and benchmarks: long tables of cases are fine
 use super::*;
 
 const SEED_STATUS: &str = r#"{"device_id":"srv-01","timestamp":"2026-01-21T10:00:00Z","cpu_usage":45.2,"memory_usage":61.0,"disk_usage":70.1,"network_in":1024,"network_out":2048,"temperature":55.5, "status":"Online", "location":"A1"}"#;

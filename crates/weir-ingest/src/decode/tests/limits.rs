@@ -1,6 +1,8 @@
 //! Decode limits (issue 24): hostile messages are rejected before their
 //! points are built, and the reason names the limit.
 
+#![allow(clippy::too_many_lines)] // tests and benchmarks: long tables of cases are fine
+
 use std::time::Instant;
 
 use super::alloc::peak_during;
