@@ -199,6 +199,8 @@ def main() -> int:
     ap.add_argument("--layouts", default="own,same")
     ap.add_argument("--bulk", action=argparse.BooleanOptionalAction, default=True,
                     help="measure adbc_ingest and the pyarrow encode ceiling (issue 21 item 4)")
+    ap.add_argument("--queries", action=argparse.BooleanOptionalAction, default=True,
+                    help="run the query suite (--no-queries: loads and bulk paths only)")
     args = ap.parse_args()
     args.hours = max(1, min(24, args.hours))
     sizes = [int(x) for x in str(args.sensors).split(",") if x]
@@ -284,7 +286,7 @@ def run_size(args, sensors: int, out: Path, wanted: list[str]) -> dict:
             "duckdb": lambda q: duck.execute(q.format(t="src")).to_arrow_table(),
             "chdb": lambda q: chdb.query(q.format(t=chdb_src), "ArrowTable"),
         }
-        for q in queries(sensors, args.hours):
+        for q in queries(sensors, args.hours) if args.queries else []:
             r = {"query": q["name"]}
             peers = {}
             for name, run in engines.items():
@@ -418,6 +420,9 @@ def write_report(out: Path, results: dict, layouts: list[str]) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # noqa: PLC0415
 
+        if not results["queries"]:
+            plot_bulk(plt, out, results)
+            return
         names = [r["query"] for r in results["queries"]]
         fig, ax = plt.subplots(figsize=(10, 4.5))
         width = 0.8 / (2 + len(layouts))
@@ -434,6 +439,30 @@ def write_report(out: Path, results: dict, layouts: list[str]) -> None:
         fig.savefig(out / "plot.png", dpi=110)
     except ImportError:
         pass
+
+
+
+def plot_bulk(plt, out: Path, results: dict) -> None:
+    """Without the query suite: the bulk paths beside the encode ceiling."""
+    bars = {}
+    if "bulk" in results:
+        bars["pyarrow zstd encode\n(ceiling, 1 thread)"] = results["bulk"]["ceiling_rows_per_s"]
+    if "own" in results["load"]:
+        bars["weir import"] = results["load"]["own"]["rows_per_s"]
+    if "bulk" in results:
+        bars["adbc_ingest"] = results["bulk"]["adbc_rows_per_s"]
+    if not bars:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(list(bars), [v / 1e6 for v in bars.values()], color=["grey", "tab:blue", "tab:orange"][: len(bars)])
+    ceiling = results.get("bulk", {}).get("ceiling_rows_per_s")
+    for i, v in enumerate(bars.values()):
+        label = f"{v / 1e6:.1f} M" + (f"\n{v / ceiling:.0%}" if ceiling and i else "")
+        ax.text(i, v / 1e6, label, ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("M rows/s")
+    ax.set_title(f"bulk paths, {results['rows']:,} rows", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "plot.png", dpi=110)
 
 
 if __name__ == "__main__":

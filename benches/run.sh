@@ -5,7 +5,7 @@
 #        benches/run.sh ingest [--points N] [--rate P] [--seconds S]   (streaming ingest)
 #        benches/run.sh maintain [--files N] [--sensors N]              (compaction, Z-order)
 #        benches/run.sh dml [--sensors N] [--reps R]                    (DELETE/UPDATE vs DuckDB)
-#        benches/run.sh generic [--sensors N] [--hours H] [--reps R]    (plain table vs DuckDB, chDB)
+#        benches/run.sh generic [--sensors N] [--hours H] [--reps R] [--no-queries]  (plain table vs DuckDB, chDB; bulk paths)
 #        benches/run.sh last_value [--series 2000,200000] [--reps R]    (last-value index vs DuckDB, chDB)
 #        benches/run.sh soak [--rate P] [--minutes M]                   (1-hour ingest soak, maintenance on)
 #        benches/run.sh mqtt [--messages N]                             (MQTT ingest, Mosquitto)
