@@ -459,6 +459,7 @@ def plot_bulk(plt, out: Path, results: dict) -> None:
     for i, v in enumerate(bars.values()):
         label = f"{v / 1e6:.1f} M" + (f"\n{v / ceiling:.0%}" if ceiling and i else "")
         ax.text(i, v / 1e6, label, ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, max(bars.values()) / 1e6 * 1.2)
     ax.set_ylabel("M rows/s")
     ax.set_title(f"bulk paths, {results['rows']:,} rows", fontsize=9)
     fig.tight_layout()
