@@ -544,48 +544,6 @@ impl std::fmt::Display for LostRace {
     }
 }
 
-/// Commits one attempt: `removed` replaced by `added` in one `overwrite`
-/// snapshot (an `append` when nothing is removed). `Ok(Err(LostRace))` when
-/// another writer rewrote a removed file meanwhile (plan again).
-pub(crate) async fn commit(
-    target: &Target,
-    ident: &TableIdent,
-    removed: &HashSet<String>,
-    added: Vec<iceberg::spec::DataFile>,
-    deletes: Vec<(i32, iceberg::spec::DataFile)>,
-    properties: std::collections::HashMap<String, String>,
-) -> Result<std::result::Result<(), LostRace>> {
-    if !deletes.is_empty() {
-        return match weir_catalog::commit_row_changes(
-            &target.lakehouse,
-            ident,
-            removed,
-            added,
-            deletes,
-            properties,
-        )
-        .await
-        {
-            Ok(_) => Ok(Ok(())),
-            Err(CatalogError::Fenced { reason, .. }) => Ok(Err(LostRace { reason })),
-            Err(e) => Err(e.into()),
-        };
-    }
-    if removed.is_empty() {
-        let opts = weir_catalog::AppendOptions {
-            snapshot_properties: properties,
-            ..Default::default()
-        };
-        weir_catalog::append_data_files(&target.lakehouse, &target.table, added, opts).await?;
-        return Ok(Ok(()));
-    }
-    match commit_overwrite(&target.lakehouse, ident, removed, added, properties).await {
-        Ok(_) => Ok(Ok(())),
-        Err(CatalogError::Fenced { reason, .. }) => Ok(Err(LostRace { reason })),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// The files one attempt changes.
 #[derive(Debug, Default)]
 pub(crate) struct FileChanges {
@@ -599,6 +557,48 @@ pub(crate) struct FileChanges {
 }
 
 impl FileChanges {
+    /// Commits one attempt: `removed` replaced by `added` (and the delete
+    /// files) in one `overwrite` snapshot (an `append` when nothing is
+    /// removed). `Ok(Err(LostRace))` when another writer rewrote a removed
+    /// file meanwhile (plan again).
+    pub(crate) async fn commit(
+        self,
+        target: &Target,
+        ident: &TableIdent,
+        properties: std::collections::HashMap<String, String>,
+    ) -> Result<std::result::Result<(), LostRace>> {
+        let FileChanges {
+            removed,
+            added,
+            deletes,
+        } = self;
+        let landed = if !deletes.is_empty() {
+            weir_catalog::commit_row_changes(
+                &target.lakehouse,
+                ident,
+                &removed,
+                added,
+                deletes,
+                properties,
+            )
+            .await
+        } else if removed.is_empty() {
+            let opts = weir_catalog::AppendOptions {
+                snapshot_properties: properties,
+                ..Default::default()
+            };
+            weir_catalog::append_data_files(&target.lakehouse, &target.table, added, opts).await?;
+            return Ok(Ok(()));
+        } else {
+            commit_overwrite(&target.lakehouse, ident, &removed, added, properties).await
+        };
+        match landed {
+            Ok(_) => Ok(Ok(())),
+            Err(CatalogError::Fenced { reason, .. }) => Ok(Err(LostRace { reason })),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Removes rows of `file`: by a position delete file naming `positions`
     /// when `positional` holds its partition (merge-on-read), else by
     /// replacing the whole file (copy-on-write).

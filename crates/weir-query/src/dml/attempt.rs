@@ -14,7 +14,7 @@ use iceberg::TableIdent;
 
 use super::{
     Change, FileChanges, FileRef, LostRace, MATCHED, Mode, Outcome, POSITION, RowLevel, Target,
-    arrow_err, check_required, commit, file_paths, simplified, summary,
+    arrow_err, check_required, file_paths, simplified, summary,
 };
 use crate::error::{QueryError, Result};
 
@@ -68,16 +68,10 @@ pub(super) async fn attempt_once(
         Change::Update(_) => "update",
     };
     let properties = summary(operation, outcome.rows, rewrite.mode);
-    Ok(commit(
-        target,
-        ident,
-        &changes.removed,
-        changes.added,
-        changes.deletes,
-        properties,
-    )
-    .await?
-    .map(|()| outcome))
+    Ok(changes
+        .commit(target, ident, properties)
+        .await?
+        .map(|()| outcome))
 }
 
 /// What one attempt applies to each data file.

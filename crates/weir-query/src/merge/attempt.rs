@@ -71,16 +71,10 @@ pub(crate) async fn merge_once(
         return Ok(Ok(outcome));
     }
     let properties = dml::summary("merge", outcome.rows, run.mode);
-    Ok(dml::commit(
-        target,
-        ident,
-        &changes.removed,
-        changes.added,
-        changes.deletes,
-        properties,
-    )
-    .await?
-    .map(|()| outcome))
+    Ok(changes
+        .commit(target, ident, properties)
+        .await?
+        .map(|()| outcome))
 }
 
 /// What one MERGE attempt applies to each target file.
