@@ -220,17 +220,22 @@ def run(args) -> dict:
             time.sleep(1)
         drain_s = time.time() - drain0
         points = weir.scalar("SELECT count(*) FROM silver.points")[0][0]
+        refreshes = gold_refreshes(weir, t0)
         weir.stop()
         tables = live_tables(data)
         # Without the terminal's colour codes (tracing writes them).
         log = re.sub(r"\x1b\[[0-9;]*m", "", (data.parent / f"{data.name}.log").read_text(errors="replace"))
         jobs: dict[str, int] = {}
+        job_ms: dict[str, list[float]] = {}
         for line in log.splitlines():
             if "scheduled maintenance" in line:
                 m = re.search(r"table=(\S+) job=(\w+)", line)
                 failed = "failed" in line
                 key = (f"{m.group(2)} {m.group(1)}" if m else "?") + (" (failed)" if failed else "")
                 jobs[key] = jobs.get(key, 0) + 1
+                ms = re.search(r"elapsed_ms=(\d+)", line)
+                if ms:
+                    job_ms.setdefault(key, []).append(float(ms.group(1)))
         lags = [x for _, x in fresh]
         return {
             "rate": args.rate, "devices": args.devices, "minutes": args.minutes,
@@ -241,13 +246,34 @@ def run(args) -> dict:
                           "max_s": max(lags) if lags else float("nan"), "samples": len(lags)},
             "dashboard_ms": {"p50": quantile([x for _, x in dash], 0.5),
                              "p99": quantile([x for _, x in dash], 0.99), "samples": len(dash)},
-            "maintenance_jobs": jobs, "tables": tables,
+            "maintenance_jobs": jobs, "job_ms": job_ms, "refreshes": refreshes, "tables": tables,
             "fresh": fresh, "system": system, "dash": dash,
         }
     finally:
         broker.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def gold_refreshes(weir, t0: float) -> list[dict]:
+    """Every refresh snapshot of the Gold views: when, how (full, merge or
+    recompute), how much base time it re-read, the view's rows after it."""
+    out = []
+    for view in ("gold.points_1m", "gold.points_1h", "gold.points_1d", "gold.fleet_1m"):
+        rows = weir.scalar(f"SELECT committed_at, summary FROM iceberg_snapshots('{view}') "
+                           "ORDER BY sequence_number")
+        for committed_at, summary in rows:
+            props = json.loads(summary)
+            if "weir.mv.refresh" not in props:
+                continue
+            out.append({
+                "view": view, "minute": (committed_at.timestamp() - t0) / 60,
+                "refresh": props["weir.mv.refresh"], "by": props.get("weir.mv.refresh-by", ""),
+                "seconds": int(props.get("weir.mv.refresh-seconds", 0) or 0),
+                "days": int(props.get("weir.mv.refresh-days", 0) or 0),
+                "rows": int(props.get("total-records", 0) or 0),
+            })
+    return out
 
 
 def report(r: dict) -> list[str]:
@@ -287,6 +313,19 @@ def report(r: dict) -> list[str]:
                      f"{s['files']:,} | {backlog:,} | {quantile(window, 0.99) * 1000:,.0f} |")
     lines += ["", "Backlog: points sent but not yet committed to Iceberg (they are queryable from the hot tier "
               "before that); the commit interval bounds it when ingest keeps up."]
+    if r.get("job_ms"):
+        lines += ["", "| scheduled job | runs | p50 s | max s |", "|---|---:|---:|---:|"]
+        for key, ms in sorted(r["job_ms"].items()):
+            lines.append(f"| {key} | {len(ms)} | {quantile(ms, 0.5) / 1000:.1f} | {max(ms) / 1000:.1f} |")
+    if r.get("refreshes"):
+        lines += ["", "Gold refreshes (`iceberg_snapshots`): how each recomputed, the base time it re-read "
+                  "(`weir.mv.refresh-seconds`; a merge reads only the appended files), the view's rows after.", "",
+                  "| minute | view | refresh | by | base re-read | days | view rows |",
+                  "|---:|---|---|---|---:|---:|---:|"]
+        for x in r["refreshes"]:
+            reread = f"{x['seconds'] / 60:.0f} min" if x["by"] == "recompute" else "—"
+            lines.append(f"| {x['minute']:.1f} | {x['view']} | {x['refresh']} | {x['by']} | {reread} | "
+                         f"{x['days']} | {x['rows']:,} |")
     return lines
 
 

@@ -513,8 +513,10 @@ def test_serve_refreshes_materialized_views_on_their_schedule(weir_factory, tmp_
 
 def test_incremental_refresh_survives_compaction_in_between(weir_factory, tmp_path):
     """A compaction between two refreshes rewrites new and old rows into one
-    file; the day-wise incremental refresh recomputes the touched days from
-    the current snapshot, so the view still equals its query."""
+    file; the incremental refresh recomputes the buckets the appended files
+    span (here one hour on each of two days) from the current snapshot and
+    keeps the view's other rows of those days, so the view still equals its
+    query without re-reading the days."""
     data = tmp_path / "data"
     server = weir_factory(data, ["--maintenance=false"])
     conn = connect(server.uri)
@@ -532,6 +534,7 @@ def test_incremental_refresh_survives_compaction_in_between(weir_factory, tmp_pa
     summary = fetch_scalar(conn, "SELECT summary FROM iceberg_snapshots('public.t_1h') "
                                  "ORDER BY sequence_number DESC LIMIT 1")
     assert '"weir.mv.refresh": "incremental"' in summary and '"weir.mv.refresh-days": "2"' in summary, summary
+    assert '"weir.mv.refresh-ranges": "2"' in summary and '"weir.mv.refresh-seconds": "7200"' in summary, summary
     view = sorted(fetch_rows(conn, "SELECT bucket, d, n, s, lo, hi FROM public.t_1h"))
     base = sorted(fetch_rows(conn, query))
     assert view == base and len(base) == 10
@@ -541,7 +544,7 @@ def test_incremental_refresh_survives_compaction_in_between(weir_factory, tmp_pa
 def test_rewrite_after_compaction_reads_the_touched_days_from_the_base(weir_factory, tmp_path):
     """Queries an MV answers stay exact between refreshes: appends read from
     the files they added, and once a compaction mixed new and old rows in
-    one file, the days the appends touched are read from the base and the
+    one file, the buckets the appends touched are read from the base and the
     others from the view."""
     data = tmp_path / "data"
     server = weir_factory(data, ["--maintenance=false"])
@@ -582,7 +585,9 @@ def test_rewrite_after_compaction_reads_the_touched_days_from_the_base(weir_fact
     assert answer() == expected()
     assert compact(data, "public.t")["public.t"]["files_in"] > 0
     text = plan()
-    assert "mv_rewrite public.t_1h" in text and "2 day(s) with rewritten files" in text, text
+    # One hour on each of two days: those buckets from the base, the rest of
+    # both days from the view.
+    assert "mv_rewrite public.t_1h" in text and "120 min of buckets with rewritten files" in text, text
     assert answer() == expected()
     conn.close()
 

@@ -9,12 +9,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::kernels::cmp::{eq, gt, lt};
 use arrow::compute::{
     SortColumn, SortOptions, and, concat_batches, lexsort_to_indices, or, take_record_batch,
 };
 use arrow::error::ArrowError;
+use arrow::row::{RowConverter, SortField};
 use iceberg::spec::{NullOrder, SortDirection, Transform};
 use iceberg::table::Table;
 
@@ -59,15 +60,47 @@ pub fn sort_batches(
         return Ok(batches.to_vec());
     }
     let all = concat_batches(&schema, batches)?;
-    let columns: Vec<SortColumn> = keys
-        .iter()
-        .map(|(i, options)| SortColumn {
-            values: Arc::clone(all.column(*i)),
-            options: Some(*options),
-        })
-        .collect();
-    let indices = lexsort_to_indices(&columns, None)?;
+    let indices = if keys.len() == 1 {
+        let columns = [SortColumn {
+            values: Arc::clone(all.column(keys[0].0)),
+            options: Some(keys[0].1),
+        }];
+        lexsort_to_indices(&columns, None)?
+    } else {
+        row_order(&all, &keys)?
+    };
     Ok(vec![take_record_batch(&all, &indices)?])
+}
+
+/// The order of `batch`'s rows by several keys, compared as arrow-rs row
+/// format bytes (what DataFusion's sort does for several columns): one
+/// `memcmp` per comparison instead of a dynamically dispatched comparator
+/// per column. On a 2 M-row flush sorted by (device_id, metric, ts) this is
+/// several times faster than `lexsort_to_indices`.
+fn row_order(
+    batch: &RecordBatch,
+    keys: &[(usize, SortOptions)],
+) -> Result<UInt32Array, ArrowError> {
+    let fields = keys
+        .iter()
+        .map(|(i, o)| SortField::new_with_options(batch.schema().field(*i).data_type().clone(), *o))
+        .collect();
+    let converter = RowConverter::new(fields)?;
+    let columns: Vec<ArrayRef> = keys
+        .iter()
+        .map(|(i, _)| Arc::clone(batch.column(*i)))
+        .collect();
+    let rows = converter.convert_columns(&columns)?;
+    let n = u32::try_from(batch.num_rows())
+        .map_err(|_| ArrowError::ComputeError("too many rows to sort in one batch".into()))?;
+    let mut order: Vec<u32> = (0..n).collect();
+    // Ties keep their input order (row index as the last key).
+    order.sort_unstable_by(|&a, &b| {
+        rows.row(a as usize)
+            .cmp(&rows.row(b as usize))
+            .then(a.cmp(&b))
+    });
+    Ok(UInt32Array::from(order))
 }
 
 /// Whether `batches` (one schema, read in this order) are in the order of
@@ -247,5 +280,48 @@ mod tests {
         // A key the batches lack is ignored; none left = unchanged.
         let out = sort_batches(&input, &[("nope".into(), SortOptions::default())]).unwrap();
         assert_eq!(rows(&out), rows(&input));
+    }
+
+    #[test]
+    fn row_format_order_equals_lexsort() {
+        // Pseudo-random keys with ties and nulls, mixed directions.
+        let n = 5_000u64;
+        let ids: Vec<Option<String>> = (0..n)
+            .map(|i| (i % 97 != 0).then(|| format!("d{}", (i * 7919) % 61)))
+            .collect();
+        let ts: Vec<Option<i64>> = (0..n)
+            .map(|i| (i % 89 != 0).then(|| ((i * 104_729) % 13) as i64))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, true),
+            Field::new("ts", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(ids)),
+                Arc::new(Int64Array::from(ts)),
+            ],
+        )
+        .unwrap();
+        for (desc, nulls_first) in [(false, false), (true, true), (false, true)] {
+            let o = SortOptions {
+                descending: desc,
+                nulls_first,
+            };
+            let keys = [(0, SortOptions::default()), (1, o)];
+            let ours = row_order(&batch, &keys).unwrap();
+            let columns: Vec<SortColumn> = keys
+                .iter()
+                .map(|(i, o)| SortColumn {
+                    values: Arc::clone(batch.column(*i)),
+                    options: Some(*o),
+                })
+                .collect();
+            let theirs = lexsort_to_indices(&columns, None).unwrap();
+            let a = take_record_batch(&batch, &ours).unwrap();
+            let b = take_record_batch(&batch, &theirs).unwrap();
+            assert_eq!(a, b, "options {o:?}");
+        }
     }
 }

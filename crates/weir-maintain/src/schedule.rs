@@ -347,13 +347,15 @@ impl Scheduler {
             .run(&JobContext::new(&self.lakehouse), ident)
             .await
             .map(|report| report.summary());
-        crate::record_job_run(task.name(), started.elapsed(), outcome.is_ok());
+        let elapsed = started.elapsed();
+        crate::record_job_run(task.name(), elapsed, outcome.is_ok());
+        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         match &outcome {
             Ok(summary) => {
-                tracing::info!(table = %ident, job = ?job, summary, "scheduled maintenance")
+                tracing::info!(table = %ident, job = ?job, elapsed_ms, summary, "scheduled maintenance")
             }
             Err(error) => {
-                tracing::warn!(table = %ident, job = ?job, error = %error, "scheduled maintenance failed")
+                tracing::warn!(table = %ident, job = ?job, elapsed_ms, error = %error, "scheduled maintenance failed")
             }
         }
         Some(outcome)

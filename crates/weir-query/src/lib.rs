@@ -26,6 +26,7 @@ mod merge;
 pub mod metric_names;
 pub mod mv;
 mod mv_incremental;
+mod mv_ranges;
 mod mv_rewrite;
 mod native_scan;
 mod planning;

@@ -24,6 +24,7 @@ use weir_catalog::{AppendOptions, Lakehouse, append_data_files, commit_replace, 
 use crate::ddl::{ident, table_creation};
 use crate::error::{QueryError, Result};
 use crate::mv_incremental;
+use crate::mv_ranges::{self, Ranges, day_ranges, span_micros};
 use crate::table::WeirTable;
 
 /// Table property holding an MV's query.
@@ -149,24 +150,13 @@ pub async fn refresh(
             files: 0,
         });
     }
-    let restricted = match &days {
-        Some(d) => restrict_to_days(pinned.clone(), d)?,
-        None => pinned.clone(),
+    let target = ViewTarget {
+        lakehouse,
+        ident: &ident,
+        view: &view,
     };
-    // With only appends since, merge the view's stored partials of those
-    // days with partials of the appended files alone (no re-read of the
-    // days from the base) when the view's aggregates merge.
-    let mut merged = None;
-    if let (Some(_), Some(b)) = (&days, &single) {
-        let target = ViewTarget {
-            lakehouse,
-            ident: &ident,
-            view: &view,
-        };
-        merged = merge_partials(ctx, &target, &pinned, &restricted, b).await?;
-    }
-    let merging = merged.is_some();
-    let plan_to_run = merged.unwrap_or(restricted);
+    let (plan_to_run, merging) =
+        refresh_plan(ctx, &target, &pinned, days.as_ref(), single.as_ref()).await?;
     let batches = ctx
         .execute_logical_plan(plan_to_run)
         .await?
@@ -317,6 +307,41 @@ struct ViewTarget<'a> {
     view: &'a iceberg::table::Table,
 }
 
+/// What a refresh computes, and whether it merges stored partials: the
+/// whole query (full refresh); with only appends since and merging
+/// aggregates, the view's stored partials of the touched days merged with
+/// partials of the appended files; otherwise the buckets the changes
+/// touched from the base with the view's other rows of those days as
+/// stored (`mv_ranges`).
+async fn refresh_plan(
+    ctx: &SessionContext,
+    target: &ViewTarget<'_>,
+    pinned: &LogicalPlan,
+    days: Option<&mv_incremental::DayRefresh>,
+    single: Option<&SingleBase<'_>>,
+) -> Result<(LogicalPlan, bool)> {
+    let Some(d) = days else {
+        return Ok((pinned.clone(), false));
+    };
+    if let Some(b) = single {
+        let in_days = restrict_to(pinned.clone(), &d.time_column, &day_ranges(&d.days))?;
+        if let Some(plan) = merge_partials(ctx, target, pinned, &in_days, b).await? {
+            return Ok((plan, true));
+        }
+    }
+    let fresh = restrict_to(pinned.clone(), &d.time_column, &d.ranges)?;
+    let provider = Arc::new(WeirTable::try_new(
+        target.lakehouse.clone(),
+        target.view.clone(),
+        None,
+    )?);
+    let ident = target.ident;
+    let name = TableReference::partial(ident.namespace().join("."), ident.name());
+    let plan =
+        mv_ranges::with_kept_rows(fresh, (name, provider), &d.view_column, &d.ranges, &d.days)?;
+    Ok((plan, false))
+}
+
 /// The plan merging the view's stored partials of the refreshed days with
 /// partials of the base's appended files (`mv_rewrite::merge_plan`); `None`
 /// when the view's aggregates do not merge.
@@ -366,6 +391,13 @@ fn refresh_properties(
             let how = if merging { "merge" } else { "recompute" };
             props.insert("weir.mv.refresh-by".into(), how.into());
             props.insert("weir.mv.refresh-days".into(), d.days.len().to_string());
+            if !merging {
+                // The buckets re-read from the base (the days' other rows
+                // were kept as stored).
+                props.insert("weir.mv.refresh-ranges".into(), d.ranges.len().to_string());
+                let seconds = span_micros(&d.ranges) / 1_000_000;
+                props.insert("weir.mv.refresh-seconds".into(), seconds.to_string());
+            }
         }
         None => {
             props.insert("weir.mv.refresh".into(), "full".into());
@@ -419,20 +451,19 @@ async fn replaced_files(
         .await?)
 }
 
-/// Adds `time_column in days` above the (single) base scan.
-fn restrict_to_days(plan: LogicalPlan, days: &mv_incremental::DayRefresh) -> Result<LogicalPlan> {
+/// Adds `time_column in ranges` above the (single) base scan.
+fn restrict_to(plan: LogicalPlan, time_column: &str, ranges: &Ranges) -> Result<LogicalPlan> {
     let out = plan.transform_up(|node| {
         let LogicalPlan::TableScan(scan) = node else {
             return Ok(Transformed::no(node));
         };
         let schema = scan.source.schema();
-        let field = schema.field_with_name(&days.time_column)?;
+        let field = schema.field_with_name(time_column)?;
         let column = Expr::Column(Column::new(
             Some(scan.table_name.clone()),
-            days.time_column.clone(),
+            time_column.to_string(),
         ));
-        let Some(predicate) = mv_incremental::day_filter(column, field.data_type(), &days.days)
-        else {
+        let Some(predicate) = mv_ranges::range_filter(column, field.data_type(), ranges) else {
             return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
         };
         let filter = Filter::try_new(predicate, Arc::new(LogicalPlan::TableScan(scan)))?;

@@ -1,4 +1,5 @@
-//! Incremental refresh by whole days (issue 6).
+//! Incremental refresh of the days the changes touched (issue 6); within
+//! them, of the buckets the changes touched (`mv_ranges`, issue 21).
 //!
 //! A rollup view partitioned by `day(bucket)`, with `bucket =
 //! date_bin(<≤ 1 day>, ts)` (or `date_trunc('minute'|'hour'|'day', ts)`)
@@ -21,16 +22,19 @@ use iceberg::spec::{
 use iceberg::table::Table;
 
 use crate::error::Result;
+use crate::mv_ranges::{DAY_MICROS, Ranges, ranges_of};
 
-/// Never recompute more days than this incrementally.
-const MAX_DAYS: usize = 400;
-const DAY_MICROS: i64 = 86_400_000_000;
-
-/// Days to recompute, and the base column that decides a row's day.
+/// What an incremental refresh recomputes: the buckets in `ranges` (whole
+/// buckets of the view, see `mv_ranges`), which lie in `days`; the view's
+/// files of those days are replaced.
 #[derive(Debug, Clone)]
 pub(crate) struct DayRefresh {
     pub days: BTreeSet<i32>,
+    pub ranges: Ranges,
+    /// The base column that decides a row's bucket.
     pub time_column: String,
+    /// The view's bucket column (its day partition's source).
+    pub view_column: String,
 }
 
 /// `Some` when `view` (whose query is `plan`, reading only `base` at
@@ -46,7 +50,7 @@ pub(crate) async fn plan_days(
     let Some(view_column) = day_partition_column(view) else {
         return Ok(None);
     };
-    let Some(time_column) = bucket_source(plan, &view_column) else {
+    let Some((time_column, width)) = bucket_source(plan, &view_column) else {
         return Ok(None);
     };
     let metadata = base.metadata();
@@ -65,10 +69,15 @@ pub(crate) async fn plan_days(
     let Some(files) = changed_data_files(base, &changes).await? else {
         return Ok(None);
     };
-    let Some(days) = days_of(&files, field_id, nanos) else {
+    let Some((ranges, days)) = ranges_of(&files, field_id, nanos, width) else {
         return Ok(None);
     };
-    Ok(Some(DayRefresh { days, time_column }))
+    Ok(Some(DayRefresh {
+        days,
+        ranges,
+        time_column,
+        view_column,
+    }))
 }
 
 /// The snapshots of `base` after `since` up to `until`.
@@ -247,30 +256,6 @@ async fn written_by(
     Ok(out)
 }
 
-/// The UTC days the files' bounds of column `field_id` span; `None` when a
-/// file has no bounds or there are too many days.
-pub(crate) fn days_of(files: &[DataFile], field_id: i32, nanos: bool) -> Option<BTreeSet<i32>> {
-    let mut days = BTreeSet::new();
-    for file in files {
-        let lo = file.lower_bounds().get(&field_id)?;
-        let hi = file.upper_bounds().get(&field_id)?;
-        let (lo, hi) = (day_of(lo.literal(), nanos)?, day_of(hi.literal(), nanos)?);
-        days.extend(lo..=hi);
-        if days.len() > MAX_DAYS {
-            return None;
-        }
-    }
-    Some(days)
-}
-
-fn day_of(value: &PrimitiveLiteral, nanos: bool) -> Option<i32> {
-    let PrimitiveLiteral::Long(v) = value else {
-        return None;
-    };
-    let micros = if nanos { v.div_euclid(1000) } else { *v };
-    i32::try_from(micros.div_euclid(DAY_MICROS)).ok()
-}
-
 /// The view column its only partition field takes `day(…)` of.
 fn day_partition_column(view: &Table) -> Option<String> {
     let metadata = view.metadata();
@@ -287,9 +272,10 @@ fn day_partition_column(view: &Table) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The base column `column` of the view's query buckets, when the query is
-/// one aggregate over one table scan grouping by a bucket of at most a day.
-fn bucket_source(plan: &LogicalPlan, column: &str) -> Option<String> {
+/// The base column `column` of the view's query buckets and the bucket's
+/// width (µs), when the query is one aggregate over one table scan grouping
+/// by a bucket of at most a day.
+fn bucket_source(plan: &LogicalPlan, column: &str) -> Option<(String, i64)> {
     let mut scans = 0;
     let mut others = false;
     plan.apply(|node| {
@@ -332,8 +318,10 @@ fn unalias(expr: &Expr) -> &Expr {
 }
 
 /// `date_bin(<interval dividing a day>, col)` or
-/// `date_trunc('minute'|'hour'|'day', col)`: the column.
-fn day_bucket_of(expr: &Expr) -> Option<String> {
+/// `date_trunc('second'|'minute'|'hour'|'day', col)`: the column and the
+/// bucket's width in microseconds (a day when the interval is not a whole
+/// number of microseconds: still a bucket boundary).
+fn day_bucket_of(expr: &Expr) -> Option<(String, i64)> {
     let Expr::ScalarFunction(f) = expr else {
         return None;
     };
@@ -353,57 +341,23 @@ fn day_bucket_of(expr: &Expr) -> Option<String> {
                 _ => return None,
             };
             (nanos > 0 && 86_400_000_000_000 % nanos == 0).then_some(())?;
-            column(col)
+            let width = if nanos % 1000 == 0 {
+                i64::try_from(nanos / 1000).ok()?
+            } else {
+                DAY_MICROS
+            };
+            Some((column(col)?, width))
         }
-        ("date_trunc", [Expr::Literal(ScalarValue::Utf8(Some(unit)), _), col])
-            if ["second", "minute", "hour", "day"]
-                .contains(&unit.to_ascii_lowercase().as_str()) =>
-        {
-            column(col)
+        ("date_trunc", [Expr::Literal(ScalarValue::Utf8(Some(unit)), _), col]) => {
+            let width = match unit.to_ascii_lowercase().as_str() {
+                "second" => 1_000_000,
+                "minute" => 60_000_000,
+                "hour" => 3_600_000_000,
+                "day" => DAY_MICROS,
+                _ => return None,
+            };
+            Some((column(col)?, width))
         }
         _ => None,
     }
-}
-
-/// `column` falls in one of `days` (UTC), as a filter over the base.
-pub(crate) fn day_filter(
-    column: Expr,
-    data_type: &arrow::datatypes::DataType,
-    days: &BTreeSet<i32>,
-) -> Option<Expr> {
-    use arrow::datatypes::{DataType, TimeUnit};
-    let (unit, tz) = match data_type {
-        DataType::Timestamp(unit, tz) => (*unit, tz.clone()),
-        _ => return None,
-    };
-    let at = |day: i32| -> ScalarValue {
-        let micros = i64::from(day) * DAY_MICROS;
-        match unit {
-            TimeUnit::Second => ScalarValue::TimestampSecond(Some(micros / 1_000_000), tz.clone()),
-            TimeUnit::Millisecond => {
-                ScalarValue::TimestampMillisecond(Some(micros / 1000), tz.clone())
-            }
-            TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(Some(micros), tz.clone()),
-            TimeUnit::Nanosecond => {
-                ScalarValue::TimestampNanosecond(Some(micros * 1000), tz.clone())
-            }
-        }
-    };
-    // Contiguous runs of days become one range each.
-    let mut ranges: Vec<(i32, i32)> = Vec::new();
-    for &d in days {
-        match ranges.last_mut() {
-            Some((_, end)) if *end == d => *end = d + 1,
-            _ => ranges.push((d, d + 1)),
-        }
-    }
-    ranges
-        .into_iter()
-        .map(|(from, to)| {
-            column
-                .clone()
-                .gt_eq(Expr::Literal(at(from), None))
-                .and(column.clone().lt(Expr::Literal(at(to), None)))
-        })
-        .reduce(Expr::or)
 }

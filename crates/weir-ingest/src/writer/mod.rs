@@ -29,7 +29,7 @@ use weir_catalog::retry::{Backoff, Retry};
 use weir_catalog::watermark::{Watermarks, table_watermarks};
 use weir_catalog::{
     AppendOptions, CatalogError, FenceCheck, Lakehouse, append_data_files, find_commit,
-    write_data_files_named,
+    write_data_files, write_data_files_named,
 };
 use weir_hot::{HotChunk, HotTier};
 
@@ -319,6 +319,29 @@ fn files_commit_id(files: &[DataFile]) -> Option<Uuid> {
     ))
 }
 
+/// Table property: `false` writes a Silver table's flushes in arrival order.
+pub const SORT_ON_INGEST: &str = "weir.ingest.sort";
+
+/// Whether each flush of Silver `table` is written in its sort order.
+///
+/// Yes by default when the table declares one: until compaction rewrites
+/// them (every 10 minutes by default) the newest files are what dashboards
+/// read, and in arrival order every page holds every device, so "100
+/// devices over the last 15 minutes" decoded all 180 M rows of them at
+/// 200,000 points/s (the 1-hour soak: p50 3.7 s). Sorted, page statistics
+/// skip the other devices' pages. The sort costs CPU per flush (measured in
+/// `benches/ingest.py`); a table that only takes writes sets
+/// `weir.ingest.sort = false`. Bronze keeps arrival order (its files are
+/// replayed in it, and nothing filters them by device).
+fn sorts_on_ingest(table: &Table) -> bool {
+    table
+        .metadata()
+        .properties()
+        .get(SORT_ON_INGEST)
+        .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
+        && !table.metadata().default_sort_order().fields.is_empty()
+}
+
 /// Writes every sink's data files of `flush` at once, one task per table.
 async fn write_flush_files(
     sinks: &Sinks,
@@ -331,11 +354,14 @@ async fn write_flush_files(
         .zip(tables)
         .map(|(part, table)| {
             let (table, batches) = (table.clone(), part.batches.clone());
-            // Rows in arrival order: sorting every flush by the table's sort
-            // order cost 13-20 % of ingest throughput (benches/ingest.py,
-            // 10 M points); compaction (every 10 min by default) writes the
-            // sorted files queries prune on.
-            tokio::spawn(async move { write_data_files_named(&table, &batches, None, "").await })
+            let sorted = part.sink < sinks.dead() && sorts_on_ingest(&table);
+            tokio::spawn(async move {
+                if sorted {
+                    write_data_files(&table, &batches, None).await
+                } else {
+                    write_data_files_named(&table, &batches, None, "").await
+                }
+            })
         })
         .collect();
     let mut written = Vec::with_capacity(writes.len());

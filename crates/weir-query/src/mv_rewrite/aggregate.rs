@@ -22,7 +22,7 @@ use super::{
     Candidate, Delta, TimeRange, col_unq, conform, map_dim_filter, map_group, same_snapshot,
     scan_under, weir_table, with_table,
 };
-use crate::mv_incremental::day_filter;
+use crate::mv_ranges::{range_filter, span_micros};
 
 /// Folds constant sub-expressions (casts of literals, intervals).
 fn fold(expr: &Expr, schema: &DFSchemaRef) -> DFResult<Expr> {
@@ -220,14 +220,14 @@ impl Sides<'_> {
             self.range
                 .inner(&col_unq(&rollup.bucket), &self.time_type)?,
         );
-        if let Delta::Days(days) = &c.delta
-            && let Some(in_days) = day_filter(
+        if let Delta::Ranges(ranges) = &c.delta
+            && let Some(in_ranges) = range_filter(
                 col_unq(&rollup.bucket),
                 view_field(&rollup.bucket)?.data_type(),
-                days,
+                ranges,
             )
         {
-            view_predicate.push(Expr::Not(Box::new(in_days)));
+            view_predicate.push(Expr::Not(Box::new(in_ranges)));
         }
         if let Some(p) = datafusion::logical_expr::utils::conjunction(view_predicate) {
             view_plan = view_plan.filter(p)?;
@@ -374,13 +374,17 @@ fn base_branches(
                 vec![inner.clone()],
             )?);
         }
-        Delta::Days(days) if days.is_empty() => {}
-        Delta::Days(days) => {
-            let label = format!("{label_since}: {} day(s) with rewritten files", days.len());
+        Delta::Ranges(ranges) if ranges.is_empty() => {}
+        Delta::Ranges(ranges) => {
+            let minutes = span_micros(ranges) / 60_000_000;
+            let label = format!("{label_since}: {minutes} min of buckets with rewritten files");
             let committed = c.base.restricted(None, false, label);
             base_branches.push(restrict(
                 with_table(&aggregate.input, committed)?,
-                vec![day_filter(time_col.clone(), time_type, days), inner.clone()],
+                vec![
+                    range_filter(time_col.clone(), time_type, ranges),
+                    inner.clone(),
+                ],
             )?);
         }
     }

@@ -45,7 +45,8 @@ use iceberg::spec::{PrimitiveType, Type};
 use weir_catalog::CATALOG_NAME;
 
 use crate::error::Result;
-use crate::mv_incremental::{added_data_files, changed_data_files, changes_since, days_of};
+use crate::mv_incremental::{added_data_files, changed_data_files, changes_since};
+use crate::mv_ranges::{DAY_MICROS, Ranges, ranges_of};
 use crate::table::WeirTable;
 use aggregate::rewrite_aggregate;
 use shape::{Rollup, bucket_of, column_name, timestamp_nanos, unalias};
@@ -55,8 +56,9 @@ use shape::{Rollup, bucket_of, column_name, timestamp_nanos, unalias};
 enum Delta {
     /// Only appends since the view's base snapshot: the files they added.
     Files(Arc<HashSet<String>>),
-    /// Files were rewritten since: these whole (UTC) days come from the base.
-    Days(BTreeSet<i32>),
+    /// Files were rewritten since: the rows in these time ranges (whole
+    /// buckets of the view, `mv_ranges`) come from the base.
+    Ranges(Ranges),
 }
 
 /// A view that may answer aggregates over one base snapshot.
@@ -153,7 +155,7 @@ pub(crate) async fn merge_plan(
     let Some(rollup) = Rollup::of_plan(&analyze(full)?) else {
         return Ok(None);
     };
-    let Some(delta @ Delta::Files(_)) = delta(&base, since, &rollup.time_column).await? else {
+    let Some(delta @ Delta::Files(_)) = delta(&base, since, &rollup).await? else {
         return Ok(None);
     };
     let candidate = Candidate {
@@ -333,7 +335,7 @@ async fn candidates(ctx: &SessionContext, bases: &[WeirTable]) -> Result<Vec<Can
                 else {
                     continue;
                 };
-                let Some(delta) = delta(base, since, &rollup.time_column).await? else {
+                let Some(delta) = delta(base, since, &rollup).await? else {
                     continue;
                 };
                 out.push(Candidate {
@@ -371,7 +373,8 @@ fn single_scan(plan: &LogicalPlan) -> Option<String> {
 }
 
 /// What the view (at base snapshot `since`) lacks of `base`'s snapshot.
-async fn delta(base: &WeirTable, since: i64, time_column: &str) -> Result<Option<Delta>> {
+async fn delta(base: &WeirTable, since: i64, rollup: &Rollup) -> Result<Option<Delta>> {
+    let time_column = rollup.time_column.as_str();
     let Some(until) = base.snapshot_id() else {
         return Ok(None);
     };
@@ -395,7 +398,12 @@ async fn delta(base: &WeirTable, since: i64, time_column: &str) -> Result<Option
         Type::Primitive(PrimitiveType::TimestampNs | PrimitiveType::TimestamptzNs) => true,
         _ => return Ok(None),
     };
-    Ok(days_of(&files, field.id, nanos).map(Delta::Days))
+    // The view's buckets, as microseconds (a day when the grain is finer).
+    let width = match i64::try_from(rollup.grain / 1000) {
+        Ok(w) if w > 0 && rollup.grain % 1000 == 0 => w,
+        _ => DAY_MICROS,
+    };
+    Ok(ranges_of(&files, field.id, nanos, width).map(|(ranges, _)| Delta::Ranges(ranges)))
 }
 
 /// `expr` as `to` (a cast only when its type differs).
