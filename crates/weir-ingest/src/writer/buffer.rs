@@ -473,12 +473,16 @@ impl IngestBuffer {
             part.touched = false;
         }
         self.silver_bytes = 0;
-        self.first_row_at = None;
+        let gathered = self
+            .first_row_at
+            .take()
+            .map_or(Duration::ZERO, |t| t.elapsed());
         Ok(Some(Flush {
             epoch,
             sinks,
             hot_chunks: chunks,
             clock: self.clock.clone(),
+            gathered,
         }))
     }
 

@@ -118,6 +118,9 @@ pub struct Flush {
     pub hot_chunks: Vec<Arc<HotChunk>>,
     /// The writer's commit clock (lag metrics), told when the flush lands.
     pub clock: Arc<CommitClock>,
+    /// From the first row buffered to the flush: with the rows, the rate
+    /// they arrived at (whether sorting them pays, see [`sorts_on_ingest`]).
+    pub gathered: Duration,
 }
 
 impl Flush {
@@ -319,27 +322,48 @@ fn files_commit_id(files: &[DataFile]) -> Option<Uuid> {
     ))
 }
 
-/// Table property: `false` writes a Silver table's flushes in arrival order.
+/// Table property: whether a Silver table's flushes are written in its sort
+/// order — `true`, `false`, or unset / `auto` (below
+/// [`SORT_MAX_ROWS_PER_SECOND`]).
 pub const SORT_ON_INGEST: &str = "weir.ingest.sort";
 
-/// Whether each flush of Silver `table` is written in its sort order.
+/// Under `auto`, flushes whose rows arrived faster than this keep arrival
+/// order (compaction sorts them later), as do ones of more rows than this
+/// per second they took to gather.
+pub const SORT_MAX_ROWS_PER_SECOND: usize = 500_000;
+
+/// Flushes this small are sorted whatever their rate (it costs little).
+const SORT_ALWAYS_ROWS: usize = 100_000;
+
+/// Whether a flush of `rows` Silver rows gathered over `gathered` is
+/// written in `table`'s sort order.
 ///
-/// Yes by default when the table declares one: until compaction rewrites
-/// them (every 10 minutes by default) the newest files are what dashboards
-/// read, and in arrival order every page holds every device, so "100
-/// devices over the last 15 minutes" decoded all 180 M rows of them at
-/// 200,000 points/s (the 1-hour soak: p50 3.7 s). Sorted, page statistics
-/// skip the other devices' pages. The sort costs CPU per flush (measured in
-/// `benches/ingest.py`); a table that only takes writes sets
-/// `weir.ingest.sort = false`. Bronze keeps arrival order (its files are
-/// replayed in it, and nothing filters them by device).
-fn sorts_on_ingest(table: &Table) -> bool {
-    table
-        .metadata()
-        .properties()
-        .get(SORT_ON_INGEST)
-        .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
-        && !table.metadata().default_sort_order().fields.is_empty()
+/// Until compaction rewrites them (every 10 minutes by default) the newest
+/// files are what dashboards read; in arrival order every page holds every
+/// device, so "100 devices over the last 15 minutes" decoded all 180 M rows
+/// of them at 200,000 points/s (the 1-hour soak: p50 3.7 s). Sorted, page
+/// statistics skip the other devices' pages, and compaction merges sorted
+/// files as streams instead of sorting them again. The sort costs CPU: ~0.55
+/// µs per JSON point (`benches/ingest.py`, 10 M points at 1.4 M points/s:
+/// Weir CPU 7.6 → 13.1 s, throughput −26 %), i.e. ~0.11 cores at the
+/// scenario's 200,000 points/s but a quarter of the peak rate. So by default
+/// only flushes that arrived below [`SORT_MAX_ROWS_PER_SECOND`] are sorted:
+/// steady streams get sorted files, catch-up and bulk bursts keep the peak
+/// rate. Bronze keeps arrival order (replayed in it; nothing filters it by
+/// device).
+fn sorts_on_ingest(table: &Table, rows: usize, gathered: Duration) -> bool {
+    if table.metadata().default_sort_order().fields.is_empty() {
+        return false;
+    }
+    let setting = table.metadata().properties().get(SORT_ON_INGEST);
+    match setting.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        Some("false") => false,
+        Some("true") => true,
+        _ => {
+            let budget = SORT_MAX_ROWS_PER_SECOND as f64 * gathered.as_secs_f64();
+            rows <= SORT_ALWAYS_ROWS || (rows as f64) <= budget
+        }
+    }
 }
 
 /// Writes every sink's data files of `flush` at once, one task per table.
@@ -354,7 +378,8 @@ async fn write_flush_files(
         .zip(tables)
         .map(|(part, table)| {
             let (table, batches) = (table.clone(), part.batches.clone());
-            let sorted = part.sink < sinks.dead() && sorts_on_ingest(&table);
+            let rows = part.batches.iter().map(RecordBatch::num_rows).sum();
+            let sorted = part.sink < sinks.dead() && sorts_on_ingest(&table, rows, flush.gathered);
             tokio::spawn(async move {
                 if sorted {
                     write_data_files(&table, &batches, None).await
@@ -472,6 +497,73 @@ pub(crate) mod tests {
         );
         assert_eq!(records(&load(0).await), 3, "silver.points once");
         assert_eq!(records(&load(sinks.raw()).await), 3, "bronze.raw_messages");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Silver flushes are written in the table's sort order when they
+    /// arrived at a steady rate, in arrival order when they came in a burst
+    /// (or the table says `weir.ingest.sort = false`).
+    #[tokio::test]
+    async fn steady_flushes_are_sorted_bursts_keep_arrival_order() {
+        let dir = std::env::temp_dir().join(format!("weir-sorted-flush-{}", Uuid::now_v7()));
+        let lakehouse = lakehouse(&dir).await;
+        let catalog = lakehouse.catalog();
+        let silver = catalog
+            .load_table(&TableIdent::from_strs(["silver", "points"]).unwrap())
+            .await
+            .unwrap();
+        let second = Duration::from_secs(1);
+        assert!(
+            sorts_on_ingest(&silver, 2_000_000, 10 * second),
+            "200,000 rows/s"
+        );
+        assert!(!sorts_on_ingest(&silver, 2_000_000, second), "2 M rows/s");
+        assert!(
+            sorts_on_ingest(&silver, 50_000, Duration::ZERO),
+            "a small flush"
+        );
+
+        // Devices arrive z..a; the file holds them a..z.
+        let (mut b, _) = buffer();
+        let sinks = Sinks::new(&[TableIdent::from_strs(["silver", "points"]).unwrap()]);
+        b.assign(
+            "t",
+            0,
+            crate::decode::Format::Auto,
+            0,
+            vec![None, None, None],
+        );
+        for (o, d) in ["z", "m", "a", "q"].iter().enumerate() {
+            let payload =
+                format!(r#"{{"device_id":"{d}","metric":"m","value":1,"ts":1700000000000}}"#);
+            b.push(msg(0, o as i64, payload.as_bytes()), &[]);
+        }
+        let flush = b.take_flush(0).unwrap().unwrap();
+        let mut tables = Vec::new();
+        for part in &flush.sinks {
+            tables.push(catalog.load_table(sinks.ident(part.sink)).await.unwrap());
+        }
+        let written = write_flush_files(&sinks, &flush, &tables).await.unwrap();
+        let silver_files = &written[flush.sinks.iter().position(|p| p.sink == 0).unwrap()];
+        let path = silver_files[0]
+            .file_path()
+            .trim_start_matches("file://")
+            .to_string();
+        let file = std::fs::File::open(&path).unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap();
+        let mut devices = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let column = batch.column_by_name("device_id").unwrap();
+            let strings = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8).unwrap();
+            let strings = strings
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            devices.extend(strings.iter().map(|s| s.unwrap().to_string()));
+        }
+        assert_eq!(devices, ["a", "m", "q", "z"]);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
