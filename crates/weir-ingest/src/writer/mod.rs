@@ -436,13 +436,8 @@ pub(crate) mod tests {
             .map_or(0, |n| n.parse().unwrap())
     }
 
-    /// A retried flush whose first attempt committed silver.points and then
-    /// failed on a later table (catalog conflict retries exhausted by other
-    /// writers) commits the rest, not silver's files a second time.
-    #[tokio::test]
-    async fn a_retry_skips_the_tables_an_earlier_attempt_committed() {
-        let dir = std::env::temp_dir().join(format!("weir-retry-{}", Uuid::now_v7()));
-        let lakehouse = lakehouse(&dir).await;
+    /// A buffer writing silver.points, partition 0 of stream `t` assigned.
+    fn assigned_buffer() -> (IngestBuffer, Sinks) {
         let (mut b, _) = buffer();
         let sinks = Sinks::new(&[TableIdent::from_strs(["silver", "points"]).unwrap()]);
         b.assign(
@@ -452,6 +447,17 @@ pub(crate) mod tests {
             0,
             vec![None, None, None],
         );
+        (b, sinks)
+    }
+
+    /// A retried flush whose first attempt committed silver.points and then
+    /// failed on a later table (catalog conflict retries exhausted by other
+    /// writers) commits the rest, not silver's files a second time.
+    #[tokio::test]
+    async fn a_retry_skips_the_tables_an_earlier_attempt_committed() {
+        let dir = std::env::temp_dir().join(format!("weir-retry-{}", Uuid::now_v7()));
+        let lakehouse = lakehouse(&dir).await;
+        let (mut b, sinks) = assigned_buffer();
         for o in 0..3 {
             let payload =
                 format!(r#"{{"device_id":"d","metric":"m","value":{o},"ts":1700000000000}}"#);
@@ -524,15 +530,7 @@ pub(crate) mod tests {
         );
 
         // Devices arrive z..a; the file holds them a..z.
-        let (mut b, _) = buffer();
-        let sinks = Sinks::new(&[TableIdent::from_strs(["silver", "points"]).unwrap()]);
-        b.assign(
-            "t",
-            0,
-            crate::decode::Format::Auto,
-            0,
-            vec![None, None, None],
-        );
+        let (mut b, sinks) = assigned_buffer();
         for (o, d) in ["z", "m", "a", "q"].iter().enumerate() {
             let payload =
                 format!(r#"{{"device_id":"{d}","metric":"m","value":1,"ts":1700000000000}}"#);
