@@ -307,6 +307,16 @@ struct ViewTarget<'a> {
     view: &'a iceberg::table::Table,
 }
 
+impl ViewTarget<'_> {
+    /// The view as a table reference and a provider over its current
+    /// snapshot: what a refresh reads its stored rows through.
+    fn stored(&self) -> Result<(TableReference, Arc<WeirTable>)> {
+        let name = TableReference::partial(self.ident.namespace().join("."), self.ident.name());
+        let provider = WeirTable::try_new(self.lakehouse.clone(), self.view.clone(), None)?;
+        Ok((name, Arc::new(provider)))
+    }
+}
+
 /// What a refresh computes, and whether it merges stored partials: the
 /// whole query (full refresh); with only appends since and merging
 /// aggregates, the view's stored partials of the touched days merged with
@@ -330,15 +340,8 @@ async fn refresh_plan(
         }
     }
     let fresh = restrict_to(pinned.clone(), &d.time_column, &d.ranges)?;
-    let provider = Arc::new(WeirTable::try_new(
-        target.lakehouse.clone(),
-        target.view.clone(),
-        None,
-    )?);
-    let ident = target.ident;
-    let name = TableReference::partial(ident.namespace().join("."), ident.name());
     let plan =
-        mv_ranges::with_kept_rows(fresh, (name, provider), &d.view_column, &d.ranges, &d.days)?;
+        mv_ranges::with_kept_rows(fresh, target.stored()?, &d.view_column, &d.ranges, &d.days)?;
     Ok((plan, false))
 }
 
@@ -357,17 +360,12 @@ async fn merge_partials(
         single.table.clone(),
         Some(single.pinned_at),
     )?;
-    let view_provider = Arc::new(WeirTable::try_new(
-        target.lakehouse.clone(),
-        target.view.clone(),
-        None,
-    )?);
-    let ident = target.ident;
+    let (name, view_provider) = target.stored()?;
     crate::mv_rewrite::merge_plan(
         ctx,
         pinned,
         restricted,
-        TableReference::partial(ident.namespace().join("."), ident.name()),
+        name,
         view_provider,
         base,
         single.since,
