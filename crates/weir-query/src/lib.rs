@@ -311,10 +311,22 @@ impl QueryEngine {
         }
     }
 
-    /// `REFRESH MATERIALIZED VIEW name` outside a client session (schedules).
+    /// `REFRESH MATERIALIZED VIEW name` outside a client session (schedules),
+    /// on one core: the scheduler runs one job at a time so that maintenance
+    /// never takes more than one core from ingest and queries, and
+    /// compaction's merge is one stream already. A refresh's aggregation on
+    /// every core held the dashboard query and ingest back 8–21 s in the
+    /// 45-minute soak (`benches/summaries/2026-12-05-soak-2.md`). A client's
+    /// `REFRESH MATERIALIZED VIEW` runs with its session's settings.
     pub async fn refresh_materialized_view(&self, name: &str) -> Result<mv::RefreshReport> {
         self.refresh().await?;
         let ctx = self.new_context();
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .target_partitions = 1;
         mv::refresh(self.lakehouse(), &ctx, name).await
     }
 

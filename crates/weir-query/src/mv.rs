@@ -127,19 +127,19 @@ pub async fn refresh(
         bases,
         base_tables,
     } = pin_bases(lakehouse, &plan, &ident.to_string())?;
-    // Incremental when the base only gained appends since the last refresh
-    // and the view is a day-partitioned rollup (see mv_incremental).
+    // Incremental when the view has a bucket column and its one base only
+    // changed in ways whose buckets the files tell (see mv_incremental).
     let previous: HashMap<String, String> = view
         .metadata()
         .current_snapshot()
         .map(|s| s.summary().additional_properties.clone())
         .unwrap_or_default();
     let single = single_base(&bases, &base_tables, &previous);
-    let mut days = None;
+    let mut buckets = None;
     if let Some(b) = &single {
-        days = mv_incremental::plan_days(&view, b.table, b.since, b.pinned_at, &plan).await?;
+        buckets = mv_incremental::plan_buckets(b.table, b.since, b.pinned_at, &plan).await?;
     }
-    if days.as_ref().is_some_and(|d| d.days.is_empty()) {
+    if buckets.as_ref().is_some_and(|d| d.days.is_empty()) {
         // No appends since the last refresh (at most compactions or
         // manifest merges): the view is current; nothing to write.
         // TODO: record the newer base snapshot (needs a commit
@@ -155,14 +155,17 @@ pub async fn refresh(
         ident: &ident,
         view: &view,
     };
-    let (plan_to_run, merging) =
-        refresh_plan(ctx, &target, &pinned, days.as_ref(), single.as_ref()).await?;
-    let batches = ctx
-        .execute_logical_plan(plan_to_run)
+    let work = refresh_plan(ctx, &target, &pinned, buckets.as_ref(), single.as_ref()).await?;
+    let fresh = ctx
+        .execute_logical_plan(work.fresh)
         .await?
         .collect()
         .await?;
-    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let kept = match work.kept {
+        Some(plan) => ctx.execute_logical_plan(plan).await?.collect().await?,
+        None => Vec::new(),
+    };
+    let rows: u64 = fresh.iter().chain(&kept).map(|b| b.num_rows() as u64).sum();
 
     // Reload: the view may have been refreshed meanwhile; its live files are
     // what this refresh replaces (a concurrent refresh makes one of the two
@@ -174,10 +177,17 @@ pub async fn refresh(
             "materialized view {ident} was refreshed concurrently; retry"
         )));
     }
-    let added = write_data_files(&view, &batches, None).await?;
+    // Written apart: the recomputed buckets' files then span only those
+    // buckets, so the next refresh (which mostly touches the newest
+    // buckets again) replaces them, not the files of the kept rows.
+    let mut added = write_data_files(&view, &fresh, None).await?;
+    added.extend(write_data_files(&view, &kept, None).await?);
     let files = added.len();
-    let props = refresh_properties(days.as_ref(), merging, &bases);
-    let live = replaced_files(&view, days.as_ref()).await?;
+    let props = refresh_properties(buckets.as_ref(), work.merging, &bases);
+    let live = match work.replaced {
+        Some(files) => files,
+        None => live_files(&view).await?,
+    };
     if !live.is_empty() {
         commit_replace(lakehouse, &ident, &live, added, props).await?;
     } else if !added.is_empty() {
@@ -317,32 +327,70 @@ impl ViewTarget<'_> {
     }
 }
 
-/// What a refresh computes, and whether it merges stored partials: the
-/// whole query (full refresh); with only appends since and merging
+/// What a refresh computes and replaces.
+struct RefreshWork {
+    /// The rows recomputed: the whole view, or the buckets of the scope.
+    fresh: LogicalPlan,
+    /// The replaced files' rows outside the scope, kept as stored.
+    kept: Option<LogicalPlan>,
+    /// The view's files replaced (`None`: all of them).
+    replaced: Option<HashSet<String>>,
+    /// `fresh` merges stored partials with the appended files' partials.
+    merging: bool,
+}
+
+/// The whole query (full refresh); with only appends since and merging
 /// aggregates, the view's stored partials of the touched days merged with
 /// partials of the appended files; otherwise the buckets the changes
-/// touched from the base with the view's other rows of those days as
-/// stored (`mv_ranges`).
+/// touched recomputed from the base. An incremental refresh replaces the
+/// view files whose buckets meet what it recomputed and keeps their other
+/// rows (`mv_ranges`), whatever the view's partitioning.
 async fn refresh_plan(
     ctx: &SessionContext,
     target: &ViewTarget<'_>,
     pinned: &LogicalPlan,
-    days: Option<&mv_incremental::DayRefresh>,
+    buckets: Option<&mv_incremental::BucketRefresh>,
     single: Option<&SingleBase<'_>>,
-) -> Result<(LogicalPlan, bool)> {
-    let Some(d) = days else {
-        return Ok((pinned.clone(), false));
+) -> Result<RefreshWork> {
+    let Some(d) = buckets else {
+        return Ok(RefreshWork {
+            fresh: pinned.clone(),
+            kept: None,
+            replaced: None,
+            merging: false,
+        });
     };
+    let mut merged = None;
     if let Some(b) = single {
-        let in_days = restrict_to(pinned.clone(), &d.time_column, &day_ranges(&d.days))?;
+        // The merge covers whole days: its time filter is the days'.
+        let days = day_ranges(&d.days);
+        let in_days = restrict_to(pinned.clone(), &d.time_column, &days)?;
         if let Some(plan) = merge_partials(ctx, target, pinned, &in_days, b).await? {
-            return Ok((plan, true));
+            merged = Some((plan, days));
         }
     }
-    let fresh = restrict_to(pinned.clone(), &d.time_column, &d.ranges)?;
-    let plan =
-        mv_ranges::with_kept_rows(fresh, target.stored()?, &d.view_column, &d.ranges, &d.days)?;
-    Ok((plan, false))
+    let merging = merged.is_some();
+    let (fresh, scope) = match merged {
+        Some(m) => m,
+        None => (
+            restrict_to(pinned.clone(), &d.time_column, &d.ranges)?,
+            d.ranges.clone(),
+        ),
+    };
+    let replaced = mv_ranges::files_meeting(target.view, &d.view_column, &scope).await?;
+    let kept = mv_ranges::kept_rows(
+        fresh.schema().as_arrow(),
+        target.stored()?,
+        &replaced,
+        &d.view_column,
+        &scope,
+    )?;
+    Ok(RefreshWork {
+        fresh,
+        kept,
+        replaced: Some(replaced),
+        merging,
+    })
 }
 
 /// The plan merging the view's stored partials of the refreshed days with
@@ -376,7 +424,7 @@ async fn merge_partials(
 /// The refresh snapshot's summary properties: how it refreshed, and the
 /// base snapshots and sequence numbers the view now reflects.
 fn refresh_properties(
-    days: Option<&mv_incremental::DayRefresh>,
+    days: Option<&mv_incremental::BucketRefresh>,
     merging: bool,
     bases: &BTreeMap<String, (i64, i64)>,
 ) -> HashMap<String, String> {
@@ -411,12 +459,8 @@ fn refresh_properties(
     props
 }
 
-/// The view's live data files a refresh replaces: all of them, or for an
-/// incremental refresh those of the recomputed days.
-async fn replaced_files(
-    view: &iceberg::table::Table,
-    days: Option<&mv_incremental::DayRefresh>,
-) -> Result<HashSet<String>> {
+/// The view's live data files: what a full refresh replaces.
+async fn live_files(view: &iceberg::table::Table) -> Result<HashSet<String>> {
     let Some(id) = view.metadata().current_snapshot_id() else {
         return Ok(HashSet::new());
     };
@@ -427,23 +471,6 @@ async fn replaced_files(
         .build()?
         .plan_files()
         .await?
-        .try_filter(|task| {
-            // An incremental refresh replaces only the recomputed days.
-            let keep = match days {
-                None => true,
-                Some(d) => match task
-                    .partition
-                    .as_ref()
-                    .and_then(|p| p.fields().first().cloned().flatten())
-                {
-                    Some(iceberg::spec::Literal::Primitive(
-                        iceberg::spec::PrimitiveLiteral::Int(day),
-                    )) => d.days.contains(&day),
-                    _ => false,
-                },
-            };
-            std::future::ready(keep)
-        })
         .map_ok(|task| task.data_file_path)
         .try_collect()
         .await?)

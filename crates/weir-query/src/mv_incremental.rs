@@ -1,14 +1,14 @@
-//! Incremental refresh of the days the changes touched (issue 6); within
-//! them, of the buckets the changes touched (`mv_ranges`, issue 21).
+//! Incremental refresh of the buckets the changes touched (issue 6 by day,
+//! issue 21 by bucket, any partitioning: `mv_ranges`).
 //!
-//! A rollup view partitioned by `day(bucket)`, with `bucket =
-//! date_bin(<≤ 1 day>, ts)` (or `date_trunc('minute'|'hour'|'day', ts)`)
-//! over one base table, holds in each day partition exactly what the base
-//! rows of that day produce. When the base only gained appends since the
-//! view's base snapshot (compactions and manifest merges — `replace`
-//! snapshots — change no rows), only the days those appends touched need
+//! A rollup view with a bucket column `bucket = date_bin(<≤ 1 day>, ts)`
+//! (or `date_trunc('minute'|'hour'|'day', ts)`) over one base table holds
+//! in each bucket exactly what the base rows of that bucket produce. When
+//! the base only gained appends, row-level changes or compactions since the
+//! view's base snapshot, only the buckets the changed files span need
 //! recomputing: from the *current* base snapshot, so files compacted in the
-//! meantime do not matter. Anything else is a full refresh.
+//! meantime do not matter. Anything else (retention, equality deletes, an
+//! expired base snapshot, no bucket column) is a full refresh.
 
 use std::collections::BTreeSet;
 
@@ -17,7 +17,7 @@ use datafusion::common::tree_node::TreeNode;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use iceberg::spec::{
     DataContentType, DataFile, ManifestStatus, Operation, PrimitiveLiteral, PrimitiveType,
-    SnapshotRef, Transform, Type,
+    SnapshotRef, Type,
 };
 use iceberg::table::Table;
 
@@ -26,31 +26,32 @@ use crate::mv_ranges::{DAY_MICROS, Ranges, ranges_of};
 
 /// What an incremental refresh recomputes: the buckets in `ranges` (whole
 /// buckets of the view, see `mv_ranges`), which lie in `days`; the view's
-/// files of those days are replaced.
+/// files whose buckets meet them are replaced.
 #[derive(Debug, Clone)]
-pub(crate) struct DayRefresh {
+pub(crate) struct BucketRefresh {
     pub days: BTreeSet<i32>,
     pub ranges: Ranges,
     /// The base column that decides a row's bucket.
     pub time_column: String,
-    /// The view's bucket column (its day partition's source).
+    /// The view's bucket column.
     pub view_column: String,
 }
 
-/// `Some` when `view` (whose query is `plan`, reading only `base` at
-/// snapshot `until`) can be refreshed by recomputing the days the appends
-/// after `since` up to `until` touched.
-pub(crate) async fn plan_days(
-    view: &Table,
+/// `Some` when the view whose query is `plan` (reading only `base` at
+/// snapshot `until`) can be refreshed by recomputing the buckets the
+/// changes after `since` up to `until` touched.
+pub(crate) async fn plan_buckets(
     base: &Table,
     since: i64,
     until: i64,
     plan: &LogicalPlan,
-) -> Result<Option<DayRefresh>> {
-    let Some(view_column) = day_partition_column(view) else {
-        return Ok(None);
-    };
-    let Some((time_column, width)) = bucket_source(plan, &view_column) else {
+) -> Result<Option<BucketRefresh>> {
+    let Some((view_column, (time_column, width))) = plan
+        .schema()
+        .fields()
+        .iter()
+        .find_map(|f| Some((f.name().clone(), bucket_source(plan, f.name())?)))
+    else {
         return Ok(None);
     };
     let metadata = base.metadata();
@@ -72,7 +73,7 @@ pub(crate) async fn plan_days(
     let Some((ranges, days)) = ranges_of(&files, field_id, nanos, width) else {
         return Ok(None);
     };
-    Ok(Some(DayRefresh {
+    Ok(Some(BucketRefresh {
         days,
         ranges,
         time_column,
@@ -254,30 +255,6 @@ async fn written_by(
         }
     }
     Ok(out)
-}
-
-/// The view column its only partition field takes `day(…)` of.
-///
-/// TODO(issue 21): views partitioned otherwise (`gold.points_1h` by month,
-/// `points_1d` by year, `fleet_1m`) refresh in full every time, re-reading
-/// all of the base (soak 2, `benches/summaries/2026-12-05-soak-2.md`).
-/// Replacing the view *files* whose bucket bounds meet the ranges (their
-/// rows outside the ranges kept, `mv_ranges::with_kept_rows` over those
-/// files) instead of whole day partitions makes any partitioning
-/// incremental; the merge path would then need the same file set.
-fn day_partition_column(view: &Table) -> Option<String> {
-    let metadata = view.metadata();
-    let spec = metadata.default_partition_spec();
-    let [field] = spec.fields() else {
-        return None;
-    };
-    if field.transform != Transform::Day {
-        return None;
-    }
-    metadata
-        .current_schema()
-        .name_by_field_id(field.source_id)
-        .map(str::to_string)
 }
 
 /// The base column `column` of the view's query buckets and the bucket's

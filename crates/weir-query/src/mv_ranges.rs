@@ -13,14 +13,15 @@
 //! `date_trunc` unit), which divides a day, so a bucket is always recomputed
 //! whole and a day boundary is always a bucket boundary.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{Column, DataFusionError, ScalarValue, TableReference};
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast};
-use iceberg::spec::{DataFile, PrimitiveLiteral};
+use iceberg::spec::{DataFile, ManifestContentType, PrimitiveLiteral, PrimitiveType, Type};
+use iceberg::table::Table;
 
 use crate::error::Result;
 
@@ -37,8 +38,9 @@ pub(crate) type Ranges = Vec<(i64, i64)>;
 
 /// The ranges of whole buckets of `width` microseconds (a divisor of a day)
 /// that the files' bounds of column `field_id` span, and the UTC days those
-/// ranges lie in; `None` when a file has no bounds or too many days are
-/// touched.
+/// ranges lie in; `None` when a file has no bounds, holds NULLs in the
+/// column (their bucket is NULL: no range says it changed) or too many
+/// days are touched.
 pub(crate) fn ranges_of(
     files: &[DataFile],
     field_id: i32,
@@ -47,6 +49,13 @@ pub(crate) fn ranges_of(
 ) -> Option<(Ranges, BTreeSet<i32>)> {
     let mut spans = Vec::with_capacity(files.len());
     for file in files {
+        if file
+            .null_value_counts()
+            .get(&field_id)
+            .is_none_or(|&nulls| nulls > 0)
+        {
+            return None;
+        }
         let lo = micros_of(file.lower_bounds().get(&field_id)?.literal(), nanos)?;
         let hi = micros_of(file.upper_bounds().get(&field_id)?.literal(), nanos)?;
         let from = lo.div_euclid(width) * width;
@@ -135,27 +144,74 @@ pub(crate) fn range_filter(column: Expr, data_type: &DataType, ranges: &Ranges) 
         .reduce(Expr::or)
 }
 
-/// `column` falls in one of `days` (UTC), as a filter.
-pub(crate) fn day_filter(column: Expr, data_type: &DataType, days: &BTreeSet<i32>) -> Option<Expr> {
-    range_filter(column, data_type, &day_ranges(days))
+/// The live data files of `view`'s current snapshot whose bounds on its
+/// bucket column `column` meet `scope`: all the view's rows in `scope` lie in
+/// them. Files without bounds on it count as meeting.
+pub(crate) async fn files_meeting(
+    view: &Table,
+    column: &str,
+    scope: &Ranges,
+) -> Result<HashSet<String>> {
+    let metadata = view.metadata();
+    let mut out = HashSet::new();
+    let Some(snapshot) = metadata.current_snapshot() else {
+        return Ok(out);
+    };
+    let bounds = metadata
+        .current_schema()
+        .field_by_name(column)
+        .and_then(|f| match f.field_type.as_ref() {
+            Type::Primitive(PrimitiveType::Timestamp | PrimitiveType::Timestamptz) => {
+                Some((f.id, false))
+            }
+            Type::Primitive(PrimitiveType::TimestampNs | PrimitiveType::TimestamptzNs) => {
+                Some((f.id, true))
+            }
+            _ => None,
+        });
+    let list = view.manifest_list_reader(snapshot).load().await?;
+    for manifest in list.entries() {
+        if manifest.content != ManifestContentType::Data {
+            continue;
+        }
+        let loaded = manifest.load_manifest(view.file_io()).await?;
+        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+            let file = entry.data_file();
+            let span = bounds.and_then(|(id, nanos)| {
+                let lo = micros_of(file.lower_bounds().get(&id)?.literal(), nanos)?;
+                let hi = micros_of(file.upper_bounds().get(&id)?.literal(), nanos)?;
+                Some((lo, hi))
+            });
+            let meets =
+                span.is_none_or(|(lo, hi)| scope.iter().any(|&(from, to)| lo < to && hi >= from));
+            if meets {
+                out.insert(file.file_path().to_string());
+            }
+        }
+    }
+    Ok(out)
 }
 
-/// What a refresh by ranges writes for the touched days: `fresh` (the
-/// view's query over the base, restricted to the ranges) and the rows the
-/// view already stores for those days outside the ranges, read from
-/// `view` (its snapshot when the refresh started) and cast to `fresh`'s
-/// columns. When the ranges cover the days whole, `fresh` alone.
-pub(crate) fn with_kept_rows(
-    fresh: LogicalPlan,
+/// The rows the view stores in `files` (read through `view`'s provider at
+/// the snapshot the refresh started from) outside `scope`, cast to
+/// `columns`: what an incremental refresh keeps of the files it replaces.
+/// `None` when `files` is empty or the bucket column is no timestamp.
+pub(crate) fn kept_rows(
+    columns: &arrow::datatypes::Schema,
     view: (TableReference, Arc<crate::table::WeirTable>),
+    files: &HashSet<String>,
     view_column: &str,
-    ranges: &Ranges,
-    days: &BTreeSet<i32>,
-) -> Result<LogicalPlan> {
-    if *ranges == day_ranges(days) {
-        return Ok(fresh);
+    scope: &Ranges,
+) -> Result<Option<LogicalPlan>> {
+    if files.is_empty() {
+        return Ok(None);
     }
     let (name, provider) = view;
+    let provider = Arc::new(provider.restricted(
+        Some(Arc::new(files.clone())),
+        false,
+        "rows kept by the refresh".into(),
+    ));
     let schema = datafusion::catalog::TableProvider::schema(provider.as_ref());
     let bucket_type = schema
         .field_with_name(view_column)
@@ -163,14 +219,10 @@ pub(crate) fn with_kept_rows(
         .data_type()
         .clone();
     let bucket = Expr::Column(Column::new_unqualified(view_column));
-    let (Some(in_days), Some(in_ranges)) = (
-        day_filter(bucket.clone(), &bucket_type, days),
-        range_filter(bucket, &bucket_type, ranges),
-    ) else {
-        return Ok(fresh);
+    let Some(in_scope) = range_filter(bucket.clone(), &bucket_type, scope) else {
+        return Ok(None);
     };
-    let columns = fresh
-        .schema()
+    let projection = columns
         .fields()
         .iter()
         .map(|f| {
@@ -181,11 +233,13 @@ pub(crate) fn with_kept_rows(
             .alias(f.name())
         })
         .collect::<Vec<_>>();
-    let kept = LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?
-        .filter(in_days.and(Expr::Not(Box::new(in_ranges))))?
-        .project(columns)?
+    // A NULL bucket is outside every range (`NOT (NULL …)` would drop it).
+    let outside = bucket.is_null().or(Expr::Not(Box::new(in_scope)));
+    let plan = LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?
+        .filter(outside)?
+        .project(projection)?
         .build()?;
-    Ok(LogicalPlanBuilder::from(fresh).union(kept)?.build()?)
+    Ok(Some(plan))
 }
 
 #[cfg(test)]
