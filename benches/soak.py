@@ -272,6 +272,9 @@ def gold_refreshes(weir, t0: float) -> list[dict]:
                 "seconds": int(props.get("weir.mv.refresh-seconds", 0) or 0),
                 "days": int(props.get("weir.mv.refresh-days", 0) or 0),
                 "rows": int(props.get("total-records", 0) or 0),
+                # The view files the refresh replaced, and the view's files after.
+                "replaced": int(props.get("deleted-data-files", 0) or 0),
+                "files": int(props.get("total-data-files", 0) or 0),
             })
     return out
 
@@ -319,13 +322,15 @@ def report(r: dict) -> list[str]:
             lines.append(f"| {key} | {len(ms)} | {quantile(ms, 0.5) / 1000:.1f} | {max(ms) / 1000:.1f} |")
     if r.get("refreshes"):
         lines += ["", "Gold refreshes (`iceberg_snapshots`): how each recomputed, the base time it re-read "
-                  "(`weir.mv.refresh-seconds`; a merge reads only the appended files), the view's rows after.", "",
-                  "| minute | view | refresh | by | base re-read | days | view rows |",
-                  "|---:|---|---|---|---:|---:|---:|"]
+                  "(`weir.mv.refresh-seconds`; a merge reads only the appended files), the view files it "
+                  "replaced of those live before, the view's rows after.", "",
+                  "| minute | view | refresh | by | base re-read | days | files replaced | view rows |",
+                  "|---:|---|---|---|---:|---:|---:|---:|"]
         for x in r["refreshes"]:
             reread = f"{x['seconds'] / 60:.0f} min" if x["by"] == "recompute" else "—"
+            replaced = f"{x.get('replaced', 0)} → {x.get('files', 0)} live"
             lines.append(f"| {x['minute']:.1f} | {x['view']} | {x['refresh']} | {x['by']} | {reread} | "
-                         f"{x['days']} | {x['rows']:,} |")
+                         f"{x['days']} | {replaced} | {x['rows']:,} |")
     return lines
 
 

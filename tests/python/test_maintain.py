@@ -541,6 +541,46 @@ def test_incremental_refresh_survives_compaction_in_between(weir_factory, tmp_pa
     conn.close()
 
 
+def test_view_compaction_leaves_the_newest_refresh_to_the_next_one(weir_factory, tmp_path):
+    """A view partitioned by month refreshes by the touched days, replacing
+    only the view files whose buckets meet them. Compaction leaves the files
+    of the newest refresh alone (they hold the buckets the next refresh
+    recomputes): merged into the older files, the next refresh would have to
+    rewrite those too."""
+    data = tmp_path / "data"
+    server = weir_factory(data, ["--maintenance=false"])
+    conn = connect(server.uri)
+    execute(conn, "CREATE TABLE public.m (ts TIMESTAMP NOT NULL, d VARCHAR NOT NULL, v DOUBLE) PARTITIONED BY (day(ts))")
+    execute(conn, "INSERT INTO public.m VALUES ('2026-03-01T00:10:00', 'x', 1), ('2026-03-01T02:10:00', 'y', 2)")
+    query = "SELECT date_bin(INTERVAL '1 hour', ts) AS bucket, d, count(*) AS n, sum(v) AS s FROM public.m GROUP BY 1, 2"
+    execute(conn, f"CREATE MATERIALIZED VIEW public.m_1h PARTITIONED BY (month(bucket)) AS {query}")
+
+    def refresh() -> str:
+        execute(conn, "REFRESH MATERIALIZED VIEW public.m_1h")
+        return fetch_scalar(conn, "SELECT summary FROM iceberg_snapshots('public.m_1h') "
+                                  "ORDER BY sequence_number DESC LIMIT 1")
+
+    for day in (2, 3):
+        execute(conn, f"INSERT INTO public.m VALUES ('2026-03-0{day}T01:00:00', 'x', {day})")
+        summary = refresh()
+        # Days 2 and 3 meet no file of the view: nothing replaced.
+        assert '"weir.mv.refresh": "incremental"' in summary and "deleted-data-files" not in summary, summary
+    assert len(live_files(data, "public.m_1h")) == 3
+    report = compact(data, "public.m_1h")["public.m_1h"]
+    assert report["files_in"] == 2 and report["files_out"] == 1, report
+    # The compaction's snapshot records no refresh: queries still read the
+    # view (what it reflects is its newest refresh's).
+    rollup = "SELECT date_bin(INTERVAL '1 hour', ts) AS b, count(*) FROM public.m GROUP BY 1"
+    plan = "\n".join(r[1] for r in fetch_rows(conn, "EXPLAIN " + rollup))
+    assert "mv_rewrite public.m_1h" in plan, plan
+    execute(conn, "INSERT INTO public.m VALUES ('2026-03-03T05:00:00', 'y', 9)")
+    summary = refresh()
+    # Only day 3's file (the last refresh's) is replaced, not the compacted one.
+    assert '"deleted-data-files": "1"' in summary and '"total-data-files": "2"' in summary, summary
+    assert sorted(fetch_rows(conn, "SELECT bucket, d, n, s FROM public.m_1h")) == sorted(fetch_rows(conn, query))
+    conn.close()
+
+
 def test_rewrite_after_compaction_reads_the_touched_days_from_the_base(weir_factory, tmp_path):
     """Queries an MV answers stay exact between refreshes: appends read from
     the files they added, and once a compaction mixed new and old rows in

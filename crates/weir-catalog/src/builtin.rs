@@ -44,6 +44,35 @@ const VIEWS: &[(&str, &str)] = &[
 /// Table property holding a materialized view's query.
 pub const MV_DEFINITION_PROPERTY: &str = "weir.mv.definition";
 
+/// Snapshot summary key of a materialized view's refresh snapshots
+/// (`full` or `incremental`).
+pub const MV_REFRESH_SUMMARY: &str = "weir.mv.refresh";
+
+/// A materialized view's newest refresh: the newest snapshot in the current
+/// one's ancestry whose summary carries [`MV_REFRESH_SUMMARY`]. Its summary
+/// says what the view's rows reflect (`weir.mv.base-snapshot.<ns.t>`,
+/// `weir.mv.base-sequence.<ns.t>`); snapshots after it are compactions of
+/// the view, which change no row and record none of that. `None` for a
+/// view never refreshed (or a plain table).
+pub fn mv_last_refresh(
+    metadata: &iceberg::spec::TableMetadata,
+) -> Option<&iceberg::spec::SnapshotRef> {
+    let mut at = metadata.current_snapshot();
+    while let Some(snapshot) = at {
+        if snapshot
+            .summary()
+            .additional_properties
+            .contains_key(MV_REFRESH_SUMMARY)
+        {
+            return Some(snapshot);
+        }
+        at = snapshot
+            .parent_snapshot_id()
+            .and_then(|id| metadata.snapshot_by_id(id));
+    }
+    None
+}
+
 /// The built-in table definitions, parsed and validated; the Gold rollups
 /// carry their view query as the `weir.mv.definition` property.
 pub fn builtin_specs() -> Result<Vec<TableSpec>> {

@@ -27,7 +27,7 @@ mod views;
 pub mod watermark;
 mod writer;
 
-pub use builtin::{MV_DEFINITION_PROPERTY, builtin_specs};
+pub use builtin::{MV_DEFINITION_PROPERTY, MV_REFRESH_SUMMARY, builtin_specs, mv_last_refresh};
 pub use error::{CatalogError, Result};
 pub use fence::FenceCheck;
 pub use lakehouse::{

@@ -122,7 +122,7 @@ pub(crate) async fn detail(
     let view = properties.get(weir_catalog::MV_DEFINITION_PROPERTY);
     let last_commit_ms = metadata.current_snapshot().map(|s| s.timestamp_ms());
     let staleness = match view {
-        Some(_) => Some(view_staleness(inner, &summary).await),
+        Some(_) => Some(view_staleness(inner, metadata).await),
         None => None,
     };
     let qualified = ident.to_string();
@@ -205,11 +205,16 @@ fn partitioning(metadata: &TableMetadata) -> Vec<String> {
 /// of the oldest base snapshot it does not reflect; `null`: up to date).
 async fn view_staleness(
     inner: &Inner,
-    summary: &std::collections::HashMap<String, String>,
+    metadata: &weir_catalog::iceberg::spec::TableMetadata,
 ) -> Vec<serde_json::Value> {
     const PREFIX: &str = "weir.mv.base-sequence.";
     let mut out = Vec::new();
-    for (key, sequence) in summary {
+    // What the view reflects: its newest refresh (compactions of the view
+    // since record nothing of it).
+    let Some(refreshed) = weir_catalog::mv_last_refresh(metadata) else {
+        return out;
+    };
+    for (key, sequence) in &refreshed.summary().additional_properties {
         let Some(base) = key.strip_prefix(PREFIX) else {
             continue;
         };

@@ -414,6 +414,7 @@ async fn plan(
         .await
         .map_err(read_err)?;
     let mut by_partition: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+    let refreshed = last_refresh(table);
     for manifest in list.entries() {
         if manifest.content != ManifestContentType::Data {
             continue;
@@ -424,6 +425,9 @@ async fn plan(
             .map_err(read_err)?;
         for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
             out.live += 1;
+            if refreshed.is_some() && entry.snapshot_id() == refreshed {
+                continue;
+            }
             let file = entry.data_file();
             let added_ms = entry
                 .snapshot_id()
@@ -465,6 +469,23 @@ async fn plan(
         }
     }
     Ok(out)
+}
+
+/// The newest refresh snapshot of a materialized view (`None` for a
+/// table). Compaction leaves the files it wrote alone: they hold the
+/// newest buckets, which the next refresh recomputes, and it replaces every
+/// file whose buckets meet what it recomputes — merged into the older files,
+/// those would be rewritten whole on every refresh. They are compacted once
+/// a later refresh has written newer ones.
+fn last_refresh(table: &Table) -> Option<i64> {
+    let metadata = table.metadata();
+    if !metadata
+        .properties()
+        .contains_key(weir_catalog::MV_DEFINITION_PROPERTY)
+    {
+        return None;
+    }
+    weir_catalog::mv_last_refresh(metadata).map(|s| s.snapshot_id())
 }
 
 /// Packs files (smallest first) into groups of at most `max_bytes`; groups

@@ -5,7 +5,7 @@
 //! A file goes when the time range of its partition (the `year`/`month`/
 //! `day`/`hour` partition field) ends before `now - retention`. When the
 //! policy names rollup tables (silver points → gold 1 min/1 h/1 day), each
-//! must have been refreshed past the file: its current snapshot records the
+//! must have been refreshed past the file: its newest refresh records the
 //! base table's sequence number it reflects (`weir.mv.base-sequence.<ns.t>`,
 //! written by materialized-view refreshes), and only files with a sequence
 //! number at or below every rollup's are dropped. A rollup that never
@@ -119,9 +119,7 @@ async fn covered_by_rollups(
             .load_table(&rollup_ident)
             .await
             .map_err(|e| CatalogError::iceberg(rollup, e))?;
-        let seq = loaded
-            .metadata()
-            .current_snapshot()
+        let seq = weir_catalog::mv_last_refresh(loaded.metadata())
             .and_then(|s| {
                 s.summary()
                     .additional_properties

@@ -129,9 +129,7 @@ pub async fn refresh(
     } = pin_bases(lakehouse, &plan, &ident.to_string())?;
     // Incremental when the view has a bucket column and its one base only
     // changed in ways whose buckets the files tell (see mv_incremental).
-    let previous: HashMap<String, String> = view
-        .metadata()
-        .current_snapshot()
+    let previous: HashMap<String, String> = weir_catalog::mv_last_refresh(view.metadata())
         .map(|s| s.summary().additional_properties.clone())
         .unwrap_or_default();
     let single = single_base(&bases, &base_tables, &previous);
@@ -431,7 +429,10 @@ fn refresh_properties(
     let mut props: HashMap<String, String> = HashMap::new();
     match days {
         Some(d) => {
-            props.insert("weir.mv.refresh".into(), "incremental".into());
+            props.insert(
+                weir_catalog::MV_REFRESH_SUMMARY.into(),
+                "incremental".into(),
+            );
             // merge: stored partials + appended files; recompute: the days
             // re-read from the base.
             let how = if merging { "merge" } else { "recompute" };
@@ -446,7 +447,7 @@ fn refresh_properties(
             }
         }
         None => {
-            props.insert("weir.mv.refresh".into(), "full".into());
+            props.insert(weir_catalog::MV_REFRESH_SUMMARY.into(), "full".into());
         }
     }
     for (base, (snapshot, seq)) in bases {

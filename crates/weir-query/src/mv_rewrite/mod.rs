@@ -314,10 +314,18 @@ async fn candidates(ctx: &SessionContext, bases: &[WeirTable]) -> Result<Vec<Can
             let Some(definition) = metadata.properties().get(crate::mv::DEFINITION) else {
                 continue;
             };
-            let summary = match metadata.current_snapshot() {
+            // What the view's rows reflect (compactions of the view since
+            // change no row); its size from the current snapshot.
+            let mut summary = match weir_catalog::mv_last_refresh(metadata) {
                 Some(s) => s.summary().additional_properties.clone(),
                 None => continue, // never refreshed
             };
+            if let Some(total) = metadata
+                .current_snapshot()
+                .and_then(|s| s.summary().additional_properties.get("total-records"))
+            {
+                summary.insert("total-records".into(), total.clone());
+            }
             let rows = summary
                 .get("total-records")
                 .and_then(|v| v.parse::<u64>().ok())

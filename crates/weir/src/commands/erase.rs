@@ -204,8 +204,7 @@ async fn views_reading(
             // A view's refresh records the base snapshots it read in its
             // snapshot summary.
             let metadata = loaded.metadata();
-            let reads_base = metadata
-                .current_snapshot()
+            let reads_base = weir_catalog::mv_last_refresh(metadata)
                 .is_some_and(|s| s.summary().additional_properties.contains_key(&key));
             if metadata.properties().contains_key(MV_DEFINITION_PROPERTY) && reads_base {
                 views.push(table);
