@@ -63,7 +63,7 @@ def test_series_change_owner_in_a_rebalance_with_their_alerts(broker: KafkaBroke
     conn = connect(server.uri)
     execute(conn, "CREATE ALERT hot ON silver.points WHERE metric = 'temperature' BY device_id "
                   "WHEN value > 80 CLEAR WHEN value < 75")
-    execute(conn, "CREATE ALERT silent ON silver.points BY device_id WHEN absent(INTERVAL '6 seconds')")
+    execute(conn, "CREATE ALERT silent ON silver.points BY device_id WHEN absent(INTERVAL '10 seconds')")
     devices = Devices(broker, topic)
     group = FAST + ["--kafka-group", "alert-pair"]
     a = b = None
@@ -81,8 +81,9 @@ def test_series_change_owner_in_a_rebalance_with_their_alerts(broker: KafkaBroke
         # absence alert anywhere (A forgot the series it lost; B knows from
         # the table that the device it does not read is alive). The interval
         # is long enough that a loaded machine's pauses do not look like a
-        # silent device.
-        time.sleep(12)
+        # silent device (6 s was not: once in a full test run on 2 busy
+        # cores, d0 was reported silent and resolved during the handover).
+        time.sleep(20)
         assert transitions(conn, "silent") == []
 
         # Both devices run hot: one ACTIVE each, by whichever process reads it.
@@ -107,7 +108,7 @@ def test_series_change_owner_in_a_rebalance_with_their_alerts(broker: KafkaBroke
 
         # A device that goes silent now is B's to report, once.
         devices.talking["d1"] = False
-        wait_until(lambda: transitions(conn, "silent") != [], 30, "absence alert for d1")
+        wait_until(lambda: transitions(conn, "silent") != [], 45, "absence alert for d1")
         time.sleep(3)
         silent = transitions(conn, "silent")
         assert [(state, series) for _, state, series, _ in silent] == [("ACTIVE", "device_id=d1")], silent

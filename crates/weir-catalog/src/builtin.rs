@@ -48,12 +48,13 @@ pub const MV_DEFINITION_PROPERTY: &str = "weir.mv.definition";
 /// (`full` or `incremental`).
 pub const MV_REFRESH_SUMMARY: &str = "weir.mv.refresh";
 
-/// A materialized view's newest refresh: the newest snapshot in the current
-/// one's ancestry whose summary carries [`MV_REFRESH_SUMMARY`]. Its summary
-/// says what the view's rows reflect (`weir.mv.base-snapshot.<ns.t>`,
-/// `weir.mv.base-sequence.<ns.t>`); snapshots after it are compactions of
-/// the view, which change no row and record none of that. `None` for a
-/// view never refreshed (or a plain table).
+/// A rollup's newest refresh: the newest snapshot in the current one's
+/// ancestry whose summary says what the rollup's rows reflect
+/// ([`MV_REFRESH_SUMMARY`], `weir.mv.base-snapshot.<ns.t>`,
+/// `weir.mv.base-sequence.<ns.t>` — a materialized view's refresh, or
+/// another engine's write to a rollup table it maintains). Snapshots after
+/// it are compactions, which change no row and record none of that. `None`
+/// for a rollup never refreshed (or a plain table).
 pub fn mv_last_refresh(
     metadata: &iceberg::spec::TableMetadata,
 ) -> Option<&iceberg::spec::SnapshotRef> {
@@ -62,7 +63,8 @@ pub fn mv_last_refresh(
         if snapshot
             .summary()
             .additional_properties
-            .contains_key(MV_REFRESH_SUMMARY)
+            .keys()
+            .any(|k| k == MV_REFRESH_SUMMARY || k.starts_with("weir.mv.base-"))
         {
             return Some(snapshot);
         }

@@ -24,7 +24,7 @@ use weir_catalog::{AppendOptions, Lakehouse, append_data_files, commit_replace, 
 use crate::ddl::{ident, table_creation};
 use crate::error::{QueryError, Result};
 use crate::mv_incremental;
-use crate::mv_ranges::{self, Ranges, day_ranges, span_micros};
+use crate::mv_ranges::{self, Ranges, span_micros};
 use crate::table::WeirTable;
 
 /// Table property holding an MV's query.
@@ -359,12 +359,14 @@ async fn refresh_plan(
         });
     };
     let mut merged = None;
-    if let Some(b) = single {
-        // The merge covers whole days: its time filter is the days'.
-        let days = day_ranges(&d.days);
-        let in_days = restrict_to(pinned.clone(), &d.time_column, &days)?;
-        if let Some(plan) = merge_partials(ctx, target, pinned, &in_days, b).await? {
-            merged = Some((plan, days));
+    if let (Some(b), Some(&(from, _)), Some(&(_, to))) = (single, d.ranges.first(), d.ranges.last())
+    {
+        // The merge covers one time range (the rewrite maps one), the span
+        // of the touched buckets: every appended row lies in it.
+        let span = vec![(from, to)];
+        let in_span = restrict_to(pinned.clone(), &d.time_column, &span)?;
+        if let Some(plan) = merge_partials(ctx, target, pinned, &in_span, b).await? {
+            merged = Some((plan, span));
         }
     }
     let merging = merged.is_some();

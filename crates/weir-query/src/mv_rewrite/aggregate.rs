@@ -23,6 +23,7 @@ use super::{
     scan_under, weir_table, with_table,
 };
 use crate::mv_ranges::{range_filter, span_micros};
+use crate::table::WeirTable;
 
 /// Folds constant sub-expressions (casts of literals, intervals).
 fn fold(expr: &Expr, schema: &DFSchemaRef) -> DFResult<Expr> {
@@ -362,17 +363,29 @@ fn base_branches(
         )?);
     }
     match &c.delta {
-        Delta::Files(files) if files.is_empty() => {}
-        Delta::Files(files) => {
-            let appended = c.base.restricted(
-                Some(files.clone()),
-                false,
-                format!("{label_since}: appended files"),
-            );
-            base_branches.push(restrict(
-                with_table(&aggregate.input, appended)?,
-                vec![inner.clone()],
-            )?);
+        Delta::Files(segments) => {
+            for segment in segments.iter().filter(|s| !s.files.is_empty()) {
+                let label = format!("{label_since}: appended files");
+                let appended = if Some(segment.snapshot) == c.base.snapshot_id() {
+                    c.base.restricted(Some(segment.files.clone()), false, label)
+                } else {
+                    // Replaced by a compaction since: read where they were live.
+                    WeirTable::pinned_in_current_schema(
+                        c.base.lakehouse().clone(),
+                        c.base.table().clone(),
+                        Some(segment.snapshot),
+                    )?
+                    .restricted(
+                        Some(segment.files.clone()),
+                        false,
+                        format!("{label} (compacted since)"),
+                    )
+                };
+                base_branches.push(restrict(
+                    with_table(&aggregate.input, appended)?,
+                    vec![inner.clone()],
+                )?);
+            }
         }
         Delta::Ranges(ranges) if ranges.is_empty() => {}
         Delta::Ranges(ranges) => {

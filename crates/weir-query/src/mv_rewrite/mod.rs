@@ -54,11 +54,22 @@ use shape::{Rollup, bucket_of, column_name, timestamp_nanos, unalias};
 /// The rows a view does not hold yet, relative to one base snapshot.
 #[derive(Debug, Clone)]
 enum Delta {
-    /// Only appends since the view's base snapshot: the files they added.
-    Files(Arc<HashSet<String>>),
+    /// Only appends since the view's base snapshot (and, for a refresh's
+    /// merge, compactions, which change no row): the files they added.
+    Files(Vec<Appended>),
     /// Files were rewritten since: the rows in these time ranges (whole
     /// buckets of the view, `mv_ranges`) come from the base.
     Ranges(Ranges),
+}
+
+/// Files appended since a view's base snapshot, and a base snapshot in
+/// which all of them are live (they are read there: a compaction since may
+/// have replaced them in later snapshots, but their rows are the same and
+/// the files stay until that snapshot expires).
+#[derive(Debug, Clone)]
+struct Appended {
+    snapshot: i64,
+    files: Arc<HashSet<String>>,
 }
 
 /// A view that may answer aggregates over one base snapshot.
@@ -155,7 +166,7 @@ pub(crate) async fn merge_plan(
     let Some(rollup) = Rollup::of_plan(&analyze(full)?) else {
         return Ok(None);
     };
-    let Some(delta @ Delta::Files(_)) = delta(&base, since, &rollup).await? else {
+    let Some(delta) = appended_since(&base, since).await? else {
         return Ok(None);
     };
     let candidate = Candidate {
@@ -393,7 +404,10 @@ async fn delta(base: &WeirTable, since: i64, rollup: &Rollup) -> Result<Option<D
     if !changes.files_rewritten {
         let files = added_data_files(table, &changes.appends).await?;
         let paths = files.iter().map(|f| f.file_path().to_string()).collect();
-        return Ok(Some(Delta::Files(Arc::new(paths))));
+        return Ok(Some(Delta::Files(vec![Appended {
+            snapshot: until,
+            files: Arc::new(paths),
+        }])));
     }
     let Some(files) = changed_data_files(table, &changes).await? else {
         return Ok(None);
@@ -412,6 +426,66 @@ async fn delta(base: &WeirTable, since: i64, rollup: &Rollup) -> Result<Option<D
         _ => DAY_MICROS,
     };
     Ok(ranges_of(&files, field.id, nanos, width).map(|(ranges, _)| Delta::Ranges(ranges)))
+}
+
+/// The files appended since `since` up to the base's pinned snapshot, each
+/// with a snapshot it is live in, when nothing but appends and compactions
+/// (`replace`) happened in between: what a refresh merges into the view's
+/// stored partials. Walking back from the pinned snapshot, appends are read
+/// there until a compaction that rewrote files; the appends before it are
+/// read in the snapshot just before it, and so on. `None` after a row-level
+/// change or retention (rows went away: merging cannot tell), or when
+/// `since` is no ancestor.
+async fn appended_since(base: &WeirTable, since: i64) -> Result<Option<Delta>> {
+    let Some(until) = base.snapshot_id() else {
+        return Ok(None);
+    };
+    let table = base.table();
+    let metadata = table.metadata();
+    let mut segments: Vec<(i64, Vec<iceberg::spec::SnapshotRef>)> = vec![(until, Vec::new())];
+    let mut at = metadata.snapshot_by_id(until);
+    loop {
+        let Some(snapshot) = at else {
+            return Ok(None);
+        };
+        if snapshot.snapshot_id() == since {
+            break;
+        }
+        let parent = snapshot.parent_snapshot_id();
+        match snapshot.summary().operation {
+            iceberg::spec::Operation::Append => {
+                if let Some((_, appends)) = segments.last_mut() {
+                    appends.push(snapshot.clone());
+                }
+            }
+            iceberg::spec::Operation::Replace => {
+                let props = &snapshot.summary().additional_properties;
+                let count = |key: &str| props.get(key).and_then(|v| v.parse::<u64>().ok());
+                let rewrote =
+                    count("added-data-files") != Some(0) || count("deleted-data-files") != Some(0);
+                if rewrote && let Some(before) = parent {
+                    segments.push((before, Vec::new()));
+                }
+            }
+            iceberg::spec::Operation::Overwrite | iceberg::spec::Operation::Delete => {
+                return Ok(None);
+            }
+        }
+        at = parent.and_then(|id| metadata.snapshot_by_id(id));
+    }
+    let mut out = Vec::new();
+    for (snapshot, appends) in segments {
+        if appends.is_empty() {
+            continue;
+        }
+        let files = added_data_files(table, &appends).await?;
+        let paths = files.iter().map(|f| f.file_path().to_string()).collect();
+        out.push(Appended {
+            snapshot,
+            files: Arc::new(paths),
+        });
+    }
+    Ok(Some(Delta::Files(out)))
 }
 
 /// `expr` as `to` (a cast only when its type differs).
