@@ -40,7 +40,9 @@ pub use manifests::{
 };
 pub use obs::{record_table, refresh_table_metrics};
 pub use position_deletes::write_position_deletes;
-pub use replace::{ReplaceOutcome, commit_overwrite, commit_replace, commit_row_changes};
+pub use replace::{
+    ReplaceOutcome, commit_overwrite, commit_replace, commit_row_changes, rewrote_data_files,
+};
 pub use storage::{ObjectStores, S3Options, StoreLocation};
 pub use swap::commit_metadata;
 pub use views::{ViewDefinition, ViewListing};

@@ -12,6 +12,7 @@ mod alter;
 mod asof;
 mod asof_subquery;
 mod catalog;
+mod clustered_agg;
 mod ddl;
 mod dml;
 mod error;
@@ -130,6 +131,10 @@ datafusion::common::extensions_options! {
         /// Answer "last row per series" aggregates and key listings of
         /// tables with a declared last-value index from the index.
         pub last_value_index: bool, default = true
+        /// Partial aggregates by one string key take a row equal to the
+        /// previous row's key into its group without hashing it
+        /// (`clustered_agg`).
+        pub clustered_aggregate: bool, default = true
     }
 }
 
@@ -228,6 +233,7 @@ impl QueryEngine {
             mv_rewrite: self.options.mv_rewrite,
             file_cache: true,
             last_value_index: true,
+            clustered_aggregate: true,
         };
         let mut config = SessionConfig::new()
             .with_option_extension(weir_options)
@@ -249,6 +255,7 @@ impl QueryEngine {
                 .with_runtime_env(self.runtime.clone())
                 .with_default_features()
                 .with_query_planner(Arc::new(WeirQueryPlanner))
+                .with_physical_optimizer_rule(Arc::new(clustered_agg::ClusteredAggregateRule))
                 .build();
             SessionContext::new_with_state(state)
         } else {

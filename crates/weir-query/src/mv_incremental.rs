@@ -100,16 +100,12 @@ pub(crate) struct Changes {
 /// and deletes happened since `since`, and `since` is an ancestor of
 /// `until`.
 pub(crate) fn changes_since(base: &Table, since: i64, until: i64) -> Option<Changes> {
-    let metadata = base.metadata();
     let mut changes = Changes {
         appends: Vec::new(),
         overwrites: Vec::new(),
         files_rewritten: false,
     };
-    let mut at = metadata.snapshot_by_id(until);
-    loop {
-        // None: `since` is not an ancestor (expired or rolled back).
-        let snapshot = at?;
+    for snapshot in iceberg::util::snapshot::ancestors_of(&base.metadata_ref(), until) {
         if snapshot.snapshot_id() == since {
             return Some(changes);
         }
@@ -132,17 +128,12 @@ pub(crate) fn changes_since(base: &Table, since: i64, until: i64) -> Option<Chan
                 changes.files_rewritten = true;
             }
             Operation::Replace => {
-                let props = &snapshot.summary().additional_properties;
-                let count = |key: &str| props.get(key).and_then(|v| v.parse::<u64>().ok());
-                if count("added-data-files") != Some(0) || count("deleted-data-files") != Some(0) {
-                    changes.files_rewritten = true;
-                }
+                changes.files_rewritten |= weir_catalog::rewrote_data_files(&snapshot);
             }
         }
-        at = snapshot
-            .parent_snapshot_id()
-            .and_then(|id| metadata.snapshot_by_id(id));
     }
+    // `since` is not an ancestor (expired or rolled back).
+    None
 }
 
 /// The data files whose days changed: those the appends added, those the

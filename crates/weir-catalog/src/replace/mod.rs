@@ -36,6 +36,15 @@ pub struct ReplaceOutcome {
     pub attempts: u32,
 }
 
+/// Whether `snapshot`, a `replace`, added or removed data files (a
+/// compaction: rows moved to other files) rather than only rewriting
+/// manifests. A summary without the counts counts as a rewrite.
+pub fn rewrote_data_files(snapshot: &iceberg::spec::Snapshot) -> bool {
+    let props = &snapshot.summary().additional_properties;
+    let count = |key: &str| props.get(key).and_then(|v| v.parse::<u64>().ok());
+    count("added-data-files") != Some(0) || count("deleted-data-files") != Some(0)
+}
+
 /// Replaces `removed` (data file paths, all live in the current snapshot) by
 /// `added` in one `replace` snapshot.
 pub async fn commit_replace(

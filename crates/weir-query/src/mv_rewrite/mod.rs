@@ -441,17 +441,13 @@ async fn appended_since(base: &WeirTable, since: i64) -> Result<Option<Delta>> {
         return Ok(None);
     };
     let table = base.table();
-    let metadata = table.metadata();
     let mut segments: Vec<(i64, Vec<iceberg::spec::SnapshotRef>)> = vec![(until, Vec::new())];
-    let mut at = metadata.snapshot_by_id(until);
-    loop {
-        let Some(snapshot) = at else {
-            return Ok(None);
-        };
+    let mut reached = false;
+    for snapshot in iceberg::util::snapshot::ancestors_of(&table.metadata_ref(), until) {
         if snapshot.snapshot_id() == since {
+            reached = true;
             break;
         }
-        let parent = snapshot.parent_snapshot_id();
         match snapshot.summary().operation {
             iceberg::spec::Operation::Append => {
                 if let Some((_, appends)) = segments.last_mut() {
@@ -459,11 +455,9 @@ async fn appended_since(base: &WeirTable, since: i64) -> Result<Option<Delta>> {
                 }
             }
             iceberg::spec::Operation::Replace => {
-                let props = &snapshot.summary().additional_properties;
-                let count = |key: &str| props.get(key).and_then(|v| v.parse::<u64>().ok());
-                let rewrote =
-                    count("added-data-files") != Some(0) || count("deleted-data-files") != Some(0);
-                if rewrote && let Some(before) = parent {
+                if weir_catalog::rewrote_data_files(&snapshot)
+                    && let Some(before) = snapshot.parent_snapshot_id()
+                {
                     segments.push((before, Vec::new()));
                 }
             }
@@ -471,7 +465,9 @@ async fn appended_since(base: &WeirTable, since: i64) -> Result<Option<Delta>> {
                 return Ok(None);
             }
         }
-        at = parent.and_then(|id| metadata.snapshot_by_id(id));
+    }
+    if !reached {
+        return Ok(None);
     }
     let mut out = Vec::new();
     for (snapshot, appends) in segments {

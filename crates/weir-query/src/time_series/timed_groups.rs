@@ -124,27 +124,68 @@ impl<V: ArrowPrimitiveType> Timed<V> {
         let t = times.values();
         let v = values.values();
         let value_nulls = values.nulls();
-        for (row, &g) in group_indices.iter().enumerate() {
-            if let Some(k) = &keep
-                && !(k.is_valid(row) && k.value(row) && times.is_valid(row))
-            {
-                continue;
+        let Some(keep) = keep else {
+            // Every row takes part: the winner of each run of rows of one
+            // group (clustered input: `clustered_agg`) is offered once.
+            let mut row = 0;
+            while row < group_indices.len() {
+                let g = group_indices[row];
+                let end = row
+                    + group_indices[row..]
+                        .iter()
+                        .position(|&h| h != g)
+                        .unwrap_or(group_indices.len() - row);
+                let best = row + self.winner(&t[row..end]);
+                self.offer_row(
+                    g,
+                    t[best],
+                    v[best],
+                    value_nulls.is_none_or(|n| n.is_valid(best)),
+                );
+                row = end;
             }
-            let time = t[row];
-            let wins = !self.set[g]
-                || if self.last {
-                    time > self.times[g]
-                } else {
-                    time < self.times[g]
-                };
-            if wins {
-                self.set[g] = true;
-                self.times[g] = time;
-                self.values[g] = v[row];
-                self.valid[g] = value_nulls.is_none_or(|n| n.is_valid(row));
+            return Ok(());
+        };
+        for (row, &g) in group_indices.iter().enumerate() {
+            if keep.is_valid(row) && keep.value(row) && times.is_valid(row) {
+                let valid = value_nulls.is_none_or(|n| n.is_valid(row));
+                self.offer_row(g, t[row], v[row], valid);
             }
         }
         Ok(())
+    }
+
+    /// The index of the winning time of a run (ties: the first).
+    fn winner(&self, times: &[i64]) -> usize {
+        let mut best = 0;
+        let mut best_time = times[0];
+        for (i, &time) in times.iter().enumerate().skip(1) {
+            if if self.last {
+                time > best_time
+            } else {
+                time < best_time
+            } {
+                best = i;
+                best_time = time;
+            }
+        }
+        best
+    }
+
+    /// Offers one row to group `g`.
+    fn offer_row(&mut self, g: usize, time: i64, value: V::Native, valid: bool) {
+        let wins = !self.set[g]
+            || if self.last {
+                time > self.times[g]
+            } else {
+                time < self.times[g]
+            };
+        if wins {
+            self.set[g] = true;
+            self.times[g] = time;
+            self.values[g] = value;
+            self.valid[g] = valid;
+        }
     }
 
     fn value_array(&self, values: Vec<V::Native>, present: Vec<bool>) -> ArrayRef {
@@ -252,6 +293,41 @@ mod tests {
         // Group 0: the row at 11 (3.0); group 1: the row at 20 has no value.
         assert_eq!(got.value(0), 3.0);
         assert!(got.is_null(1));
+    }
+
+    /// Runs of one group: the greatest (least) time of the run wins, ties
+    /// keep the row seen first, also against the group's earlier rows.
+    #[test]
+    fn runs_of_a_group_ties_keep_the_first_row() {
+        let last = run(
+            true,
+            &[
+                (
+                    vec![Some(1.0), Some(2.0), Some(3.0), Some(4.0), Some(5.0)],
+                    vec![Some(5), Some(7), Some(7), Some(3), Some(1)],
+                    vec![0, 0, 0, 0, 1],
+                ),
+                (
+                    vec![Some(6.0), Some(7.0)],
+                    vec![Some(7), Some(2)],
+                    vec![0, 1],
+                ),
+            ],
+        );
+        let last = last.as_primitive::<Float64Type>();
+        assert_eq!((last.value(0), last.value(1)), (2.0, 7.0));
+        let first = run(
+            false,
+            &[
+                (
+                    vec![Some(1.0), Some(2.0), Some(3.0), Some(4.0)],
+                    vec![Some(5), Some(3), Some(3), Some(9)],
+                    vec![1, 1, 1, 1],
+                ),
+                (vec![Some(5.0)], vec![Some(3)], vec![1]),
+            ],
+        );
+        assert_eq!(first.as_primitive::<Float64Type>().value(1), 2.0);
     }
 
     #[test]
