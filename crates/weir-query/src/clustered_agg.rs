@@ -21,11 +21,11 @@
 //! reservation cannot grow it emits what it has and starts over instead of
 //! spilling.
 //!
-//! The rule (`ClusteredAggregateRule`) replaces `AggregateExec`s in
+//! The rule (`ClusteredKeysRule`) replaces `AggregateExec`s in
 //! `Partial` mode grouped by one `Utf8`/`LargeUtf8` expression without
 //! grouping sets, limits, input-order requirements or DISTINCT aggregates.
-//! `SET weir.clustered_aggregate = false` keeps DataFusion's operator
-//! (results are the same: `tests/slt/clustered_aggregate.slt`).
+//! `SET weir.clustered_keys = false` keeps DataFusion's operator
+//! (results are the same: `tests/slt/clustered_keys.slt`).
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -46,6 +46,7 @@ use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, aggregate_expressions};
+use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -53,11 +54,13 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use crate::clustered_filter::PerRun;
+
 /// Replaces eligible partial aggregates with [`ClusteredAggregateExec`].
 #[derive(Debug, Default)]
-pub(crate) struct ClusteredAggregateRule;
+pub(crate) struct ClusteredKeysRule;
 
-impl PhysicalOptimizerRule for ClusteredAggregateRule {
+impl PhysicalOptimizerRule for ClusteredKeysRule {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
@@ -66,11 +69,14 @@ impl PhysicalOptimizerRule for ClusteredAggregateRule {
         let on = config
             .extensions
             .get::<crate::WeirSessionOptions>()
-            .is_none_or(|o| o.clustered_aggregate);
+            .is_none_or(|o| o.clustered_keys);
         if !on {
             return Ok(plan);
         }
         plan.transform_up(|node| {
+            if let Some(filter) = node.as_any().downcast_ref::<FilterExec>() {
+                return per_run_filter(filter);
+            }
             let Some(agg) = node.as_any().downcast_ref::<AggregateExec>() else {
                 return Ok(Transformed::no(node));
             };
@@ -83,12 +89,31 @@ impl PhysicalOptimizerRule for ClusteredAggregateRule {
     }
 
     fn name(&self) -> &str {
-        "weir_clustered_aggregate"
+        "weir_clustered_keys"
     }
 
     fn schema_check(&self) -> bool {
         true
     }
+}
+
+/// `filter` with its IN lists and LIKEs over string columns evaluated once
+/// per run of equal keys (`clustered_filter`).
+fn per_run_filter(filter: &FilterExec) -> Result<Transformed<Arc<dyn ExecutionPlan>>> {
+    let schema = filter.input().schema();
+    let predicate = Arc::clone(filter.predicate()).transform_up(|e| {
+        Ok(match PerRun::wrap(&e, &schema) {
+            Some(wrapped) => Transformed::yes(Arc::new(wrapped) as Arc<dyn PhysicalExpr>),
+            None => Transformed::no(e),
+        })
+    })?;
+    if !predicate.transformed {
+        return Ok(Transformed::no(Arc::new(filter.clone())));
+    }
+    let exec = FilterExecBuilder::from(filter)
+        .with_predicate(predicate.data)
+        .build()?;
+    Ok(Transformed::yes(Arc::new(exec)))
 }
 
 /// `AggregateExec(Partial)` by one string key, for clustered input.
@@ -353,7 +378,7 @@ impl Groups {
 /// `memcmp` per row was 11 % of "last point per tag"). Keys of 8 to 16
 /// bytes are two (overlapping) 8-byte compares.
 #[inline]
-fn same_key(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_key(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
@@ -536,7 +561,7 @@ mod tests {
             ))
             .with_default_features();
         if rule {
-            builder = builder.with_physical_optimizer_rule(Arc::new(ClusteredAggregateRule));
+            builder = builder.with_physical_optimizer_rule(Arc::new(ClusteredKeysRule));
         }
         let ctx = SessionContext::new_with_state(builder.build());
         ctx.register_table("t", table()).unwrap();

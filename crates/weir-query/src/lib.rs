@@ -13,6 +13,7 @@ mod asof;
 mod asof_subquery;
 mod catalog;
 mod clustered_agg;
+mod clustered_filter;
 mod ddl;
 mod dml;
 mod error;
@@ -131,10 +132,12 @@ datafusion::common::extensions_options! {
         /// Answer "last row per series" aggregates and key listings of
         /// tables with a declared last-value index from the index.
         pub last_value_index: bool, default = true
-        /// Partial aggregates by one string key take a row equal to the
-        /// previous row's key into its group without hashing it
-        /// (`clustered_agg`).
-        pub clustered_aggregate: bool, default = true
+        /// Work once per run of equal string keys: partial aggregates by
+        /// one string column take a row equal to the previous row's key
+        /// into its group without hashing it (`clustered_agg`), IN lists
+        /// and LIKEs on one string column are evaluated once per run
+        /// (`clustered_filter`).
+        pub clustered_keys: bool, default = true
     }
 }
 
@@ -233,7 +236,7 @@ impl QueryEngine {
             mv_rewrite: self.options.mv_rewrite,
             file_cache: true,
             last_value_index: true,
-            clustered_aggregate: true,
+            clustered_keys: true,
         };
         let mut config = SessionConfig::new()
             .with_option_extension(weir_options)
@@ -255,7 +258,7 @@ impl QueryEngine {
                 .with_runtime_env(self.runtime.clone())
                 .with_default_features()
                 .with_query_planner(Arc::new(WeirQueryPlanner))
-                .with_physical_optimizer_rule(Arc::new(clustered_agg::ClusteredAggregateRule))
+                .with_physical_optimizer_rule(Arc::new(clustered_agg::ClusteredKeysRule))
                 .build();
             SessionContext::new_with_state(state)
         } else {

@@ -477,7 +477,7 @@ pub(crate) fn federated_context(config: SessionConfig, runtime: Arc<RuntimeEnv>)
         .with_default_features()
         .with_optimizer_rules(federation::optimizer_rules())
         .with_query_planner(Arc::new(federation::WeirFederatedQueryPlanner))
-        .with_physical_optimizer_rule(Arc::new(crate::clustered_agg::ClusteredAggregateRule))
+        .with_physical_optimizer_rule(Arc::new(crate::clustered_agg::ClusteredKeysRule))
         .build();
     SessionContext::new_with_state(state)
 }
