@@ -243,6 +243,7 @@ impl ExecutionPlan for ClusteredAggregateExec {
             batch_size: context.session_config().batch_size(),
             reservation,
             baseline: BaselineMetrics::new(&self.metrics, partition),
+            indices: Vec::new(),
         };
         let stream =
             futures::stream::unfold((input, Some(state)), |(mut input, state)| async move {
@@ -402,6 +403,8 @@ struct State {
     batch_size: usize,
     reservation: MemoryReservation,
     baseline: BaselineMetrics,
+    /// The group index of each row of the batch being folded in (reused).
+    indices: Vec<usize>,
 }
 
 impl State {
@@ -411,7 +414,7 @@ impl State {
         let time = self.baseline.elapsed_compute().clone();
         let _timer = time.timer();
         let keys = self.key.evaluate(batch)?.into_array(batch.num_rows())?;
-        let mut indices = Vec::new();
+        let mut indices = std::mem::take(&mut self.indices);
         match keys.data_type() {
             DataType::Utf8 => self.groups.intern(keys.as_string::<i32>(), &mut indices),
             DataType::LargeUtf8 => self.groups.intern(keys.as_string::<i64>(), &mut indices),
@@ -435,6 +438,7 @@ impl State {
             let filter: Option<&BooleanArray> = filter.as_ref().map(|f| f.as_boolean());
             acc.update_batch(&values, &indices, filter, total)?;
         }
+        self.indices = indices;
         let size = self.groups.size() + self.accumulators.iter().map(|a| a.size()).sum::<usize>();
         if self.reservation.try_resize(size).is_err() {
             return self.emit().map(Some);
